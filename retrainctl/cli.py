@@ -1,0 +1,266 @@
+"""The command line: parse, call one library function, format the result. Errors from the
+library are turned into exit codes here and only here."""
+import json
+import logging
+import sys
+import traceback
+
+import click
+
+from . import __version__, logs
+from .errors import RetrainctlError
+
+log = logging.getLogger("retrainctl")
+
+
+class Failure(click.ClickException):
+    """A library error on its way out, with the exit code its class documents."""
+
+    def __init__(self, message, exit_code=1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class RetrainctlGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RetrainctlError as exc:
+            if _verbose(ctx):
+                traceback.print_exc()
+            raise Failure(str(exc), exc.exit_code) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise Failure("interrupted", 130) from None
+        except Exception as exc:
+            if _verbose(ctx):
+                traceback.print_exc()
+            raise Failure(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", 1) from None
+
+
+def _verbose(ctx):
+    return bool(ctx.obj and ctx.obj.verbose > 0)
+
+
+class Context:
+    def __init__(self, config_path, verbose, log_format):
+        self.config_path = config_path
+        self.verbose = verbose
+        self.log_format = log_format
+        self._config = None
+
+    def config(self):
+        if self._config is None:
+            from .config import load_config
+
+            self._config = load_config(self.config_path)
+            if self._config.log_file:
+                try:
+                    logs.add_file(self._config.log_file, self.log_format)
+                except OSError as exc:
+                    raise Failure(f"{self._config.log_file}: cannot open log_file: {exc.strerror}", 2) from None
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(Context)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+models_argument = click.argument("models", nargs=-1, metavar="[MODEL]...")
+
+
+def _emit_json(obj):
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _table(headers, rows):
+    rows = [["-" if v is None or v == "" else str(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _age(seconds):
+    if seconds is None:
+        return None
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d{(seconds % 86400) // 3600:02d}h"
+
+
+def _why(reasons, note=""):
+    kinds = ",".join(r.trigger_type if hasattr(r, "trigger_type") else r["trigger_type"] for r in reasons)
+    return kinds or note
+
+
+@click.group(cls=RetrainctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="RETRAINCTL_CONFIG", show_envvar=True,
+              type=click.Path(dir_okay=False), metavar="FILE",
+              help="Config file. Default: ./etc/retrainctl.yaml, then /etc/retrainctl/retrainctl.yaml.")
+@click.option("-v", "--verbose", count=True, help="More log output; shows tracebacks.")
+@click.option("-q", "--quiet", count=True, help="Less log output (-q warnings, -qq errors only).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="RETRAINCTL_LOG_FORMAT", show_envvar=True, help="Format of the log lines on stderr.")
+@click.version_option(__version__, prog_name="retrainctl")
+@click.pass_context
+def main(ctx, config_path, verbose, quiet, log_format):
+    """Keep scikit-learn models fresh: decide which models are due, retrain them, record every
+    event, export metrics. Run `retrainctl check` from a timer or cron."""
+    logs.setup(verbose - quiet, log_format)
+    ctx.obj = Context(config_path, verbose, log_format)
+
+
+@main.command()
+@models_argument
+@click.option("-n", "--dry-run", is_flag=True, help="Decide and report, but train and record nothing; exit 3 if any model is due.")
+@json_option
+@pass_ctx
+def check(obj, models, dry_run, as_json):
+    """Evaluate every trigger of every model (or the named ones) and retrain those that are due.
+
+    Exit codes: 0 done (nothing due, or every due retrain finished); 1 a retrain or data file
+    failed; 2 usage or config error; 3 with --dry-run, at least one model is due."""
+    from .runner import check as run_check
+
+    report = run_check(obj.config(), models, dry_run=dry_run)
+    if as_json:
+        _emit_json({"dry_run": dry_run, "exit_code": report.exit_code,
+                    "models": [o.to_dict() for o in report.outcomes]})
+    else:
+        click.echo(_table(["MODEL", "DUE", "WHY", "ACTION", "RESULT"],
+                          [[o.model_name, "yes" if o.due else "no", _why(o.reasons, o.note), o.action, o.result]
+                           for o in report.outcomes]))
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.argument("model")
+@click.option("--reason", metavar="TEXT", help="Why; goes into the history record.")
+@click.option("--force", is_flag=True, help="Promote the new model even if the promotion gate would reject it.")
+@json_option
+@pass_ctx
+def train(obj, model, reason, force, as_json):
+    """Retrain MODEL now (trigger `manual`), even when automatic retraining is paused or disabled.
+
+    Exits 1 when no candidate was produced (bad data, too few rows, already being trained)."""
+    from .runner import train as run_train
+
+    out = run_train(obj.config(), model, reason=reason, force=force)
+    if as_json:
+        _emit_json(out.to_dict())
+    else:
+        click.echo(f"{out.model_name}: {out.result}")
+    sys.exit(1 if out.failed else 0)
+
+
+main.add_command(train, "trigger")
+
+
+@main.command()
+@models_argument
+@json_option
+@pass_ctx
+def status(obj, models, as_json):
+    """One row per model: data rows, data changed?, version, age, due and why, last event,
+    failures in a row, training now?"""
+    from .runner import status as run_status
+
+    rows = run_status(obj.config(), models)
+    if as_json:
+        _emit_json({"models": rows})
+        return
+    table = []
+    for r in rows:
+        last = r["last_event"] or {}
+        last_text = f"{last.get('status')} {last.get('trigger_time', '')}".strip() if last else None
+        table.append([
+            r["model_name"], r["data_rows"] if r["data_error"] is None else "error",
+            {True: "yes", False: "no", None: None}[r["data_changed"]],
+            f"v{r['model_version']}" if r["model_version"] else None, _age(r["model_age_seconds"]),
+            "yes" if r["due"] else "no", _why(r["due_reasons"], r["note"]) if (r["due_reasons"] or r["note"]) else None,
+            "paused" if r["paused"] else None, last_text, r["failures_in_row"],
+            "yes" if r["training_now"] else "no",
+        ])
+    click.echo(_table(["MODEL", "ROWS", "CHANGED", "VERSION", "AGE", "DUE", "WHY", "PAUSED", "LAST EVENT",
+                       "FAILS", "TRAINING"], table))
+    for r in rows:
+        if r["data_error"]:
+            click.echo(f"{r['model_name']}: {r['data_error']}", err=True)
+
+
+@main.command()
+@click.option("--model", "model", metavar="MODEL", help="Only this model's events.")
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="How many events (0: all).")
+@json_option
+@pass_ctx
+def history(obj, model, limit, as_json):
+    """Retraining and operator events, newest first."""
+    from .runner import history as run_history
+
+    events = run_history(obj.config(), model, limit)
+    if as_json:
+        _emit_json({"history": events})
+        return
+    click.echo(_table(["TIME", "MODEL", "TRIGGER", "STATUS", "VERSION", "SCORE", "DURATION", "DESCRIPTION"], [
+        [e.get("trigger_time"), e.get("model_name"), e.get("trigger_type"), e.get("status"),
+         f"v{e['version']}" if e.get("version") else None,
+         f"{e['score']:.4g}" if isinstance(e.get("score"), (int, float)) else None,
+         f"{e.get('duration') or 0:.1f}s", e.get("error") or e.get("description")]
+        for e in events]))
+
+
+@main.command("config")
+@click.option("--model", "model", metavar="MODEL", help="Only this model's effective settings.")
+@pass_ctx
+def config_cmd(obj, model):
+    """Print the effective config (defaults merged, paths resolved) as YAML; exit 2 if it is invalid."""
+    import yaml
+
+    from .config import effective
+    from .training import validate_models
+
+    cfg = obj.config()
+    validate_models(cfg)
+    click.echo(yaml.safe_dump(effective(cfg, model), sort_keys=False), nl=False)
+
+
+def _pause_command(paused):
+    word = "paused" if paused else "resumed"
+
+    @models_argument
+    @pass_ctx
+    def command(obj, models):
+        from .runner import set_paused
+
+        for name, changed in set_paused(obj.config(), models, paused):
+            click.echo(f"{name}: {word}" if changed else f"{name}: already {word}")
+
+    command.__doc__ = ("Stop automatic retraining of the named models (all when none named); "
+                       "`train` still works. Recorded in history." if paused else
+                       "Restart automatic retraining of the named models (all when none named). Recorded in history.")
+    return command
+
+
+main.command("pause")(_pause_command(True))
+main.command("resume")(_pause_command(False))
+
+
+@main.command()
+@click.argument("model")
+@click.option("--to", "to", type=click.IntRange(min=1), metavar="VERSION", help="Version number to make current.")
+@json_option
+@pass_ctx
+def rollback(obj, model, to, as_json):
+    """Make the previous promoted version (or --to VERSION) of MODEL current again."""
+    from .runner import rollback as run_rollback
+
+    record = run_rollback(obj.config(), model, to)
+    if as_json:
+        _emit_json(record)
+    else:
+        click.echo(f"{model}: {record['description']}")

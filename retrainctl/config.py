@@ -1,0 +1,419 @@
+"""Find, parse and validate the YAML config; merge `defaults:` into each model and make paths absolute.
+
+Pure Python and PyYAML only: a `check` with nothing to do must not import the ML stack.
+"""
+import dataclasses
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .errors import ConfigError
+
+SEARCH_PATH = ("./etc/retrainctl.yaml", "/etc/retrainctl/retrainctl.yaml")
+ENV_VAR = "RETRAINCTL_CONFIG"
+
+# metric name -> (task it applies to, higher is better)
+METRICS = {
+    "accuracy": ("classification", True),
+    "f1_macro": ("classification", True),
+    "r2": ("regression", True),
+    "rmse": ("regression", False),
+    "mae": ("regression", False),
+}
+DEFAULT_METRIC = {"classification": "accuracy", "regression": "r2"}
+TASKS = ("classification", "regression")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class RetrainingConfig:
+    """When and how often a model is retrained; the seed's field names and defaults come first."""
+
+    check_interval: int = 300
+    min_data_size: int = 100
+    max_model_age_hours: float = 24.0
+    performance_threshold: float = 0.05
+    enable_auto_retraining: bool = True
+    notification_callback: Optional[Callable] = field(default=None, compare=False, repr=False)
+    keep_versions: int = 5
+    test_size: float = 0.2
+    random_state: int = 0
+    train_timeout_seconds: float = 3600.0
+    max_memory_mb: Optional[int] = None
+    max_retries: int = 5
+    retry_backoff_seconds: float = 300.0
+    promotion_tolerance: float = 0.02
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    data_path: str
+    target: str
+    task: str
+    metric: str
+    features: Optional[tuple] = None
+    estimator: Optional[str] = None
+    trainer: Optional[str] = None
+    params: dict = field(default_factory=dict)
+    policy: RetrainingConfig = field(default_factory=RetrainingConfig)
+
+    @property
+    def higher_is_better(self):
+        return METRICS[self.metric][1]
+
+    def training_spec(self):
+        """The plain-data description a training task needs (picklable, no paths but the data's)."""
+        return {
+            "name": self.name,
+            "target": self.target,
+            "task": self.task,
+            "metric": self.metric,
+            "features": list(self.features) if self.features else None,
+            "estimator": self.estimator,
+            "trainer": self.trainer,
+            "params": dict(self.params),
+            "test_size": self.policy.test_size,
+            "random_state": self.policy.random_state,
+        }
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    command: Optional[tuple] = None
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: Optional[str] = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class PushgatewayConfig:
+    url: Optional[str] = None
+    job: str = "retrainctl"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    base_dir: str
+    state_dir: str
+    model_dir: str
+    models: dict
+    defaults: RetrainingConfig = field(default_factory=RetrainingConfig)
+    log_file: Optional[str] = None
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    pushgateway: PushgatewayConfig = field(default_factory=PushgatewayConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def model(self, name):
+        try:
+            return self.models[name]
+        except KeyError:
+            raise unknown_model(self, name) from None
+
+
+def unknown_model(config, name):
+    from .errors import UsageError
+
+    hint = difflib.get_close_matches(name, list(config.models), n=1)
+    msg = f"model '{name}' is not configured in {config.path}"
+    if hint:
+        msg += f"; did you mean '{hint[0]}'?"
+    elif config.models:
+        msg += f" (configured: {', '.join(sorted(config.models))})"
+    return UsageError(msg)
+
+
+# --- schema -------------------------------------------------------------------------------------
+# Each rule: (kind, check, message). kinds: int, float, bool, str, strlist, dict, any.
+
+
+def _ge(n):
+    return (lambda v: v >= n), f"must be >= {n}"
+
+
+def _gt(n):
+    return (lambda v: v > n), f"must be > {n}"
+
+
+def _between(lo, hi):
+    return (lambda v: lo <= v <= hi), f"must be between {lo} and {hi}"
+
+
+_open_unit = ((lambda v: 0 < v < 1), "must be between 0 and 1 (exclusive)")
+
+POLICY_SCHEMA = {
+    "check_interval": ("int", _ge(0)),
+    "min_data_size": ("int", _ge(1)),
+    "max_model_age_hours": ("float", _gt(0)),
+    "performance_threshold": ("float", _between(0, 1)),
+    "enable_auto_retraining": ("bool", None),
+    "keep_versions": ("int", _ge(1)),
+    "test_size": ("float", _open_unit),
+    "random_state": ("int", _ge(0)),
+    "train_timeout_seconds": ("float", _gt(0)),
+    "max_memory_mb": ("int?", _ge(16)),
+    "max_retries": ("int", _ge(0)),
+    "retry_backoff_seconds": ("float", _ge(0)),
+    "promotion_tolerance": ("float", _between(0, 1)),
+}
+MODEL_SCHEMA = {
+    "data_path": ("str", None),
+    "target": ("str", None),
+    "task": ("str", ((lambda v: v in TASKS), f"must be one of: {', '.join(TASKS)}")),
+    "features": ("strlist?", ((lambda v: len(v) > 0), "must list at least one column")),
+    "estimator": ("str?", None),
+    "trainer": ("str?", None),
+    "params": ("dict", None),
+    "metric": ("str?", None),
+    **POLICY_SCHEMA,
+}
+REQUIRED_MODEL_KEYS = ("data_path", "target", "task")
+TOP_SCHEMA = {
+    "base_dir": ("str", None),
+    "state_dir": ("str", None),
+    "model_dir": ("str", None),
+    "log_file": ("str?", None),
+    "mlflow": ("dict", None),
+    "pushgateway": ("dict", None),
+    "notify": ("dict", None),
+    "defaults": ("dict", None),
+    "models": ("dict", None),
+}
+MLFLOW_SCHEMA = {"tracking_uri": ("str?", None), "required": ("bool", None)}
+PUSHGATEWAY_SCHEMA = {"url": ("str?", None), "job": ("str", None)}
+NOTIFY_SCHEMA = {
+    "command": ("strlist?", ((lambda v: len(v) > 0), "must name a program")),
+    "timeout_seconds": ("float", _gt(0)),
+}
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "strlist": "a list of strings", "dict": "a mapping"}
+
+
+def _type_ok(kind, value):
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str) and value != ""
+    if kind == "strlist":
+        return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+    if kind == "dict":
+        return isinstance(value, dict)
+    raise AssertionError(kind)
+
+
+class _Validator:
+    def __init__(self, path):
+        self.path = path
+
+    def fail(self, keypath, message):
+        raise ConfigError(f"{self.path}: {keypath}: {message}")
+
+    def section(self, data, schema, prefix):
+        """Check one mapping against a schema; returns it with values converted."""
+        if not isinstance(data, dict):
+            self.fail(prefix or "(top level)", "must be a mapping")
+        out = {}
+        for key, value in data.items():
+            keypath = f"{prefix}.{key}" if prefix else str(key)
+            if key not in schema:
+                hint = difflib.get_close_matches(str(key), list(schema), n=1)
+                self.fail(keypath, f"unknown key '{key}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
+            kind, rule = schema[key]
+            optional = kind.endswith("?")
+            kind = kind.rstrip("?")
+            if value is None:
+                if optional:
+                    out[key] = None
+                    continue
+                self.fail(keypath, f"must be {_TYPE_NAMES[kind]}, not empty")
+            if not _type_ok(kind, value):
+                self.fail(keypath, f"must be {_TYPE_NAMES[kind]}, got {value!r}")
+            if rule is not None:
+                check, message = rule
+                if not check(value):
+                    self.fail(keypath, f"{message}, got {value!r}")
+            if kind == "float":
+                value = float(value)
+            out[key] = value
+        return out
+
+
+def find_config(explicit=None, environ=None):
+    """The config path: --config, else $RETRAINCTL_CONFIG, else the search path."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return os.path.abspath(explicit)
+    if environ.get(ENV_VAR):
+        return os.path.abspath(environ[ENV_VAR])
+    for candidate in SEARCH_PATH:
+        if os.path.exists(candidate):
+            return os.path.abspath(candidate)
+    raise ConfigError(
+        f"no config file: pass --config FILE, set ${ENV_VAR}, or create {' or '.join(SEARCH_PATH)}"
+    )
+
+
+def read_config_text(path):
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied reading the config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+
+
+def load_config(path=None, environ=None):
+    """Find, read, parse and validate the config; raises ConfigError naming the file and key."""
+    path = find_config(path, environ)
+    text = read_config_text(path)
+    return parse_config(text, path)
+
+
+def parse_config(text, path):
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ConfigError(f"{path}: cannot parse YAML: {exc}") from None
+    if data is None:
+        data = {}
+    v = _Validator(path)
+    top = v.section(data, TOP_SCHEMA, "")
+
+    config_dir = os.path.dirname(os.path.abspath(path))
+    base_dir = _resolve(config_dir, top.get("base_dir", "."))
+
+    defaults_raw = v.section(top.get("defaults") or {}, POLICY_SCHEMA, "defaults")
+    defaults = RetrainingConfig(**defaults_raw)
+
+    models_raw = top.get("models") or {}
+    if not models_raw:
+        v.fail("models", "no models configured")
+    models = {}
+    for name, mdata in models_raw.items():
+        if not isinstance(name, str) or not MODEL_NAME.match(name):
+            v.fail(f"models.{name}", "model names use letters, digits, '.', '_' and '-' and start with a letter or digit")
+        models[name] = _model(v, name, mdata, defaults, base_dir)
+
+    mlflow = MlflowConfig(**v.section(top.get("mlflow") or {}, MLFLOW_SCHEMA, "mlflow"))
+    push = PushgatewayConfig(**v.section(top.get("pushgateway") or {}, PUSHGATEWAY_SCHEMA, "pushgateway"))
+    notify_raw = v.section(top.get("notify") or {}, NOTIFY_SCHEMA, "notify")
+    if notify_raw.get("command"):
+        notify_raw["command"] = tuple(notify_raw["command"])
+    notify = NotifyConfig(**notify_raw)
+    log_file = top.get("log_file")
+    return Config(
+        path=path,
+        base_dir=base_dir,
+        state_dir=_resolve(base_dir, top.get("state_dir", "var/state")),
+        model_dir=_resolve(base_dir, top.get("model_dir", "var/models")),
+        models=models,
+        defaults=defaults,
+        log_file=_resolve(base_dir, log_file) if log_file else None,
+        mlflow=mlflow,
+        pushgateway=push,
+        notify=notify,
+        raw=data,
+    )
+
+
+def _model(v, name, data, defaults, base_dir):
+    prefix = f"models.{name}"
+    m = v.section(data if data is not None else {}, MODEL_SCHEMA, prefix)
+    for key in REQUIRED_MODEL_KEYS:
+        if key not in m or m[key] is None:
+            v.fail(f"{prefix}.{key}", "is required")
+    if bool(m.get("estimator")) == bool(m.get("trainer")):
+        v.fail(f"{prefix}.estimator", "set exactly one of 'estimator' (a scikit-learn class path) or 'trainer' (module:function)")
+    if m.get("estimator") and not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", m["estimator"]):
+        v.fail(f"{prefix}.estimator", f"must be a dotted class path such as sklearn.ensemble.RandomForestClassifier, got {m['estimator']!r}")
+    if m.get("trainer") and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", m["trainer"]):
+        v.fail(f"{prefix}.trainer", f"must look like package.module:function, got {m['trainer']!r}")
+    metric = m.get("metric") or DEFAULT_METRIC[m["task"]]
+    if metric not in METRICS:
+        hint = difflib.get_close_matches(metric, list(METRICS), n=1)
+        v.fail(f"{prefix}.metric", f"unknown metric '{metric}'" + (f"; did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(METRICS)})"))
+    if METRICS[metric][0] != m["task"]:
+        v.fail(f"{prefix}.metric", f"'{metric}' is a {METRICS[metric][0]} metric but task is {m['task']}")
+    features = m.get("features")
+    if features and m["target"] in features:
+        v.fail(f"{prefix}.features", f"lists the target column '{m['target']}'")
+    policy_over = {k: m[k] for k in POLICY_SCHEMA if k in m}
+    policy = dataclasses.replace(defaults, **policy_over)
+    return ModelConfig(
+        name=name,
+        data_path=_resolve(base_dir, m["data_path"]),
+        target=m["target"],
+        task=m["task"],
+        metric=metric,
+        features=tuple(features) if features else None,
+        estimator=m.get("estimator"),
+        trainer=m.get("trainer"),
+        params=dict(m.get("params") or {}),
+        policy=policy,
+    )
+
+
+def _resolve(base, path):
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+def effective(config, model=None):
+    """The effective config as plain data (defaults merged, paths absolute), for `retrainctl config`."""
+    def model_dict(m):
+        d = {
+            "data_path": m.data_path,
+            "target": m.target,
+            "task": m.task,
+            "features": list(m.features) if m.features else None,
+            "estimator": m.estimator,
+            "trainer": m.trainer,
+            "params": m.params,
+            "metric": m.metric,
+        }
+        d.update({k: getattr(m.policy, k) for k in POLICY_SCHEMA})
+        return {k: v for k, v in d.items() if v is not None or k in ("features",)}
+
+    if model is not None:
+        return {"models": {model: model_dict(config.model(model))}}
+    return {
+        "config_file": config.path,
+        "base_dir": config.base_dir,
+        "state_dir": config.state_dir,
+        "model_dir": config.model_dir,
+        "log_file": config.log_file,
+        "mlflow": dataclasses.asdict(config.mlflow),
+        "pushgateway": dataclasses.asdict(config.pushgateway),
+        "notify": {"command": list(config.notify.command) if config.notify.command else None,
+                   "timeout_seconds": config.notify.timeout_seconds},
+        "defaults": {k: getattr(config.defaults, k) for k in POLICY_SCHEMA},
+        "models": {name: model_dict(m) for name, m in config.models.items()},
+    }

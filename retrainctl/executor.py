@@ -1,0 +1,87 @@
+"""Where a fit runs. The local executor runs the training task in a child process, so a
+timeout or a memory limit can be enforced by the parent, which then records the outcome."""
+import logging
+import multiprocessing
+import traceback
+
+from .errors import DataError, RetrainctlError, TrainingError
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """Linux: the child is killed when the controller dies, so an orphaned fit cannot linger."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _child(conn, spec, data_path, expected_hash, champion_bytes, max_memory_mb):
+    _die_with_parent()
+    if max_memory_mb:
+        import resource
+
+        limit = int(max_memory_mb) << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        from .training import run_task
+
+        result = run_task(spec, data_path, expected_hash, champion_bytes)
+        conn.send(("ok", result))
+    except MemoryError:
+        conn.send(("error", "memory", f"fit exceeded max_memory_mb={max_memory_mb}", traceback.format_exc()))
+    except DataError as exc:
+        conn.send(("error", "data_error", str(exc), traceback.format_exc()))
+    except TrainingError as exc:
+        conn.send(("error", exc.error_type, str(exc), traceback.format_exc()))
+    except RetrainctlError as exc:
+        conn.send(("error", "config_error", str(exc), traceback.format_exc()))
+    except Exception as exc:
+        conn.send(("error", "training_error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def run_local(spec, data_path, expected_hash, champion_bytes=None, timeout=3600.0, max_memory_mb=None):
+    """Run the training task in a fresh child process; raise TrainingError with an error_type
+    (timeout, memory, crashed, data_error, ...) when it does not return a model."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, name=f"retrainctl-fit-{spec['name']}",
+                       args=(child, spec, data_path, expected_hash, champion_bytes, max_memory_mb), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            proc.kill()
+            proc.join()
+            raise TrainingError(f"fit did not finish within train_timeout_seconds={timeout:g}", error_type="timeout")
+        try:
+            message = parent.recv()
+        except EOFError:
+            proc.join()
+            code = proc.exitcode
+            if code is not None and code < 0:
+                raise TrainingError(f"fit process was killed by signal {-code}", error_type="crashed") from None
+            raise TrainingError(f"fit process exited with code {code} before returning a model",
+                                error_type="crashed") from None
+    finally:
+        parent.close()
+        if proc.is_alive():
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    if message[0] == "ok":
+        return message[1]
+    _, error_type, text, tb = message
+    log.debug("fit failed in the child process:\n%s", tb)
+    if error_type == "data_error":
+        raise DataError(text)
+    raise TrainingError(text, error_type=error_type)

@@ -1,0 +1,123 @@
+"""Content fingerprints of data files: BLAKE3 hash and row count in one streaming pass,
+cached by (size, mtime_ns, inode) so an unchanged file is never read again."""
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from .errors import DataError
+from .fsutil import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+CHUNK = 8 << 20
+CACHE_FILE = "fingerprints.json"
+# A file rewritten while we read it is read again this many times before we give up on it.
+READ_ATTEMPTS = 3
+RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    path: str
+    hash: str
+    rows: int  # data rows: lines after the header
+    size: int
+    mtime_ns: int
+    inode: int
+
+    def key(self):
+        return [self.size, self.mtime_ns, self.inode]
+
+
+def _stat_key(st):
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _stat(path):
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: data file not found") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read data file: {exc.strerror}") from None
+
+
+def hash_bytes(data):
+    import blake3
+
+    return blake3.blake3(data).hexdigest()
+
+
+def count_rows(newlines, size, last_byte):
+    """Data rows of a CSV from its newline count: every line but the header, the last one
+    counting even without a trailing newline."""
+    if size == 0:
+        return 0
+    lines = newlines + (0 if last_byte == b"\n" else 1)
+    return max(lines - 1, 0)
+
+
+def compute(path):
+    """Hash and count one file, re-reading it if it changed while we read it."""
+    import blake3
+
+    for _ in range(READ_ATTEMPTS):
+        before = _stat(path)
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: not a regular file")
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        newlines = 0
+        last = b""
+        try:
+            with open(path, "rb") as fh:
+                while True:
+                    chunk = fh.read(CHUNK)
+                    if not chunk:
+                        break
+                    hasher.update(chunk)
+                    newlines += chunk.count(b"\n")
+                    last = chunk[-1:]
+        except PermissionError:
+            raise DataError(f"{path}: permission denied") from None
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read data file: {exc.strerror}") from None
+        after = _stat(path)
+        if _stat_key(before) == _stat_key(after):
+            return Fingerprint(path, hasher.hexdigest(), count_rows(newlines, after.st_size, last),
+                               after.st_size, after.st_mtime_ns, after.st_ino)
+        log.warning("%s changed while it was being read; reading it again", path)
+    raise DataError(f"{path}: data file keeps changing while it is read; skipped this run")
+
+
+class FingerprintCache:
+    """Maps absolute data paths to their last fingerprint; stored atomically in the state dir.
+    Losing it costs one re-read, never a wrong answer."""
+
+    def __init__(self, state_dir):
+        self.path = os.path.join(state_dir, CACHE_FILE)
+        self.entries = read_json(self.path, default={}) or {}
+        if not isinstance(self.entries, dict):
+            self.entries = {}
+        self.dirty = False
+
+    def get(self, path):
+        """The file's fingerprint, read from the cache when size, mtime and inode still match."""
+        st = _stat(path)
+        entry = self.entries.get(path)
+        if entry and entry.get("key") == _stat_key(st):
+            return Fingerprint(path, entry["hash"], entry["rows"], *_stat_key(st))
+        fp = compute(path)
+        # A file written in the last moments may change again within the same mtime tick with
+        # the same size; such an entry would be trusted wrongly, so it is not cached yet.
+        if time.time_ns() - fp.mtime_ns > RACY_NS:
+            self.entries[path] = {"key": fp.key(), "hash": fp.hash, "rows": fp.rows}
+            self.dirty = True
+        return fp
+
+    def save(self):
+        if self.dirty:
+            atomic_write_json(self.path, self.entries)
+            self.dirty = False

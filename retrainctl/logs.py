@@ -1,0 +1,48 @@
+"""Logging to stderr (text or one JSON object per line) and optionally to a file."""
+import json
+import logging
+import time
+
+_LEVELS = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record):
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and logging.getLogger().isEnabledFor(logging.DEBUG):
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class OneLineFormatter(logging.Formatter):
+    """One line per event, as journald and cron mail expect; newlines in messages are folded."""
+
+    def format(self, record):
+        return super().format(record).replace("\n", " | ")
+
+
+def setup(verbosity=0, fmt="text", log_file=None):
+    level = _LEVELS[max(-2, min(1, verbosity))]
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else OneLineFormatter("retrainctl: %(levelname)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("filelock", "urllib3", "alembic", "mlflow", "git"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if log_file:
+        add_file(log_file, fmt)
+
+
+def add_file(path, fmt="text"):
+    handler = logging.FileHandler(path)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)

@@ -1,0 +1,164 @@
+"""The versioned model store: <model_dir>/<model>/v<N>/{model.joblib,metadata.json} and a
+`current` symlink swapped atomically. A version folder appears whole or not at all."""
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from .errors import IntegrityError, UsageError
+from .fsutil import fsync_dir
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.joblib"
+META_FILE = "metadata.json"
+_VERSION = re.compile(r"^v(\d+)$")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    path: str
+    metadata: dict
+
+    @property
+    def model_file(self):
+        return os.path.join(self.path, MODEL_FILE)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_sha(mv, actual):
+    expected = mv.metadata.get("sha256")
+    if actual != expected:
+        raise IntegrityError(f"{mv.model_file}: checksum does not match metadata.json "
+                             f"(expected {expected}, got {actual}); refusing to load it")
+
+
+class ModelStore:
+    def __init__(self, model_dir):
+        self.model_dir = model_dir
+
+    def folder(self, name):
+        return os.path.join(self.model_dir, name)
+
+    def versions(self, name):
+        try:
+            entries = os.listdir(self.folder(name))
+        except FileNotFoundError:
+            return []
+        return sorted(int(m.group(1)) for m in map(_VERSION.match, entries) if m)
+
+    def get(self, name, version):
+        path = os.path.join(self.folder(name), f"v{version}")
+        try:
+            with open(os.path.join(path, META_FILE), "rb") as fh:
+                meta = json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError) as exc:
+            log.warning("%s: unreadable metadata: %s", path, exc)
+            return None
+        return ModelVersion(name, version, path, meta)
+
+    def current_version(self, name):
+        try:
+            target = os.readlink(os.path.join(self.folder(name), "current"))
+        except (FileNotFoundError, OSError):
+            return None
+        m = _VERSION.match(os.path.basename(target.rstrip("/")))
+        return int(m.group(1)) if m else None
+
+    def current(self, name):
+        version = self.current_version(name)
+        return None if version is None else self.get(name, version)
+
+    def verify(self, mv):
+        """Refuse a model file whose sha256 differs from its metadata, before anything unpickles it."""
+        try:
+            actual = sha256_file(mv.model_file)
+        except FileNotFoundError:
+            raise IntegrityError(f"{mv.model_file}: model file is missing") from None
+        _check_sha(mv, actual)
+        return mv
+
+    def read_verified(self, mv):
+        """The model file's bytes, once their sha256 matches the metadata (read once, checked once)."""
+        try:
+            with open(mv.model_file, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError:
+            raise IntegrityError(f"{mv.model_file}: model file is missing") from None
+        _check_sha(mv, hashlib.sha256(data).hexdigest())
+        return data
+
+    def save(self, name, model_bytes, metadata):
+        """Write a new version folder whole (temporary folder, fsync, rename) and return it.
+        The caller holds the model's training lock, so version numbers cannot collide."""
+        folder = self.folder(name)
+        os.makedirs(folder, exist_ok=True)
+        self.clean_temporaries(name)
+        existing = self.versions(name)
+        version = (existing[-1] if existing else 0) + 1
+        meta = dict(metadata, version=version, sha256=hashlib.sha256(model_bytes).hexdigest())
+        tmp = tempfile.mkdtemp(prefix=".tmp-v", dir=folder)
+        try:
+            for fname, data in ((MODEL_FILE, model_bytes),
+                                (META_FILE, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())):
+                with open(os.path.join(tmp, fname), "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(os.path.join(tmp, fname), 0o640)
+            os.chmod(tmp, 0o750)
+            fsync_dir(tmp)
+            final = os.path.join(folder, f"v{version}")
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fsync_dir(folder)
+        return ModelVersion(name, version, final, meta)
+
+    def promote(self, name, version):
+        """Point `current` at v<version>: a new symlink renamed over the old one, atomically."""
+        folder = self.folder(name)
+        if not os.path.isdir(os.path.join(folder, f"v{version}")):
+            raise UsageError(f"{name}: version {version} does not exist in {folder}")
+        tmp = os.path.join(folder, f".tmp-current-{os.getpid()}")
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        os.symlink(f"v{version}", tmp)
+        os.replace(tmp, os.path.join(folder, "current"))
+        fsync_dir(folder)
+
+    def prune(self, name, keep):
+        """Keep the newest `keep` versions, and never the current one."""
+        current = self.current_version(name)
+        for version in self.versions(name)[:-keep] if keep else []:
+            if version != current:
+                shutil.rmtree(os.path.join(self.folder(name), f"v{version}"), ignore_errors=True)
+
+    def clean_temporaries(self, name):
+        """Remove what a killed run left behind (only called under the model's training lock)."""
+        folder = self.folder(name)
+        for entry in os.listdir(folder):
+            if entry.startswith(".tmp-"):
+                path = os.path.join(folder, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)

@@ -1,0 +1,245 @@
+"""The training task: a plain function of (training spec, data path, expected data hash) that
+returns the fitted pipeline's bytes, its holdout score and metadata. It never touches the state
+log, the locks or the model store, so it can run in a child process or on another host.
+
+pandas and scikit-learn are imported inside the functions: importing this module is cheap.
+"""
+import importlib
+import io
+import platform
+import time
+
+from .errors import ConfigError, DataError, TrainingError
+from .fingerprint import hash_bytes
+
+
+def resolve_callable(path, keypath, config_path):
+    """Import `package.module.Class` or `package.module:function`; ConfigError if it is not there."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{config_path}: {keypath}: cannot import module '{module_name}' ({exc})") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        import difflib
+
+        hint = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")], n=1)
+        raise ConfigError(f"{config_path}: {keypath}: '{module_name}' has no '{attr}'"
+                          + (f"; did you mean '{hint[0]}'?" if hint else "")) from None
+
+
+def validate_models(config):
+    """Check what only imports can tell: estimators exist, accept their params, and trainers are callable."""
+    for name, m in config.models.items():
+        prefix = f"models.{name}"
+        if m.estimator:
+            cls = resolve_callable(m.estimator, f"{prefix}.estimator", config.path)
+            if not isinstance(cls, type) or not hasattr(cls, "fit") or not hasattr(cls, "predict"):
+                raise ConfigError(f"{config.path}: {prefix}.estimator: '{m.estimator}' is not an estimator class with fit and predict")
+            try:
+                cls(**m.params)
+            except TypeError as exc:
+                raise ConfigError(f"{config.path}: {prefix}.params: {exc}") from None
+        else:
+            fn = resolve_callable(m.trainer, f"{prefix}.trainer", config.path)
+            if not callable(fn):
+                raise ConfigError(f"{config.path}: {prefix}.trainer: '{m.trainer}' is not callable")
+
+
+def load_frame(raw, data_path, spec):
+    """Parse CSV bytes into (X, y), with errors that name the file and column."""
+    import pandas as pd
+
+    if not raw.strip():
+        raise DataError(f"{data_path}: data file is empty")
+    if b"\x00" in raw[:65536]:
+        raise DataError(f"{data_path}: not a text CSV file (binary content)")
+    try:
+        df = pd.read_csv(io.BytesIO(raw))
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{data_path}: cannot parse CSV: {first}") from None
+    if df.empty:
+        raise DataError(f"{data_path}: has a header but no data rows")
+    target = spec["target"]
+    if target not in df.columns:
+        raise DataError(f"{data_path}: target column '{target}' not found (columns: {', '.join(map(str, df.columns))})")
+    features = spec["features"] or [c for c in df.columns if c != target]
+    missing = [c for c in features if c not in df.columns]
+    if missing:
+        raise DataError(f"{data_path}: feature column(s) not found: {', '.join(missing)}")
+    if not features:
+        raise DataError(f"{data_path}: no feature columns besides the target '{target}'")
+    df = df[df[target].notna()]
+    if df.empty:
+        raise DataError(f"{data_path}: every row lacks the target '{target}'")
+    X = df[features]
+    y = df[target]
+    if spec["task"] == "regression":
+        try:
+            y = pd.to_numeric(y)
+        except (ValueError, TypeError):
+            raise DataError(f"{data_path}: target column '{target}' is not numeric, but the task is regression") from None
+    else:
+        y = y.astype(str)
+    return X, y
+
+
+def build_pipeline(spec, X):
+    """Raw rows in, predictions out: impute numbers; impute and one-hot encode the rest."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    numeric = list(X.select_dtypes(include="number").columns)
+    categorical = [c for c in X.columns if c not in numeric]
+    transformers = []
+    if numeric:
+        transformers.append(("num", SimpleImputer(strategy="median"), numeric))
+    if categorical:
+        transformers.append(("cat", Pipeline([
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]), categorical))
+    cls = resolve_callable(spec["estimator"], f"models.{spec['name']}.estimator", "config")
+    return Pipeline([("preprocess", ColumnTransformer(transformers)), ("model", cls(**spec["params"]))])
+
+
+def score(metric, y_true, y_pred):
+    from sklearn import metrics as m
+
+    if metric == "accuracy":
+        return float(m.accuracy_score(y_true, y_pred))
+    if metric == "f1_macro":
+        return float(m.f1_score(y_true, y_pred, average="macro"))
+    if metric == "r2":
+        return float(m.r2_score(y_true, y_pred))
+    if metric == "rmse":
+        return float(m.root_mean_squared_error(y_true, y_pred))
+    if metric == "mae":
+        return float(m.mean_absolute_error(y_true, y_pred))
+    raise ValueError(metric)
+
+
+def holdout_split(spec, X, y, data_path):
+    """A fixed split (seeded), stratified for classification when every class has two rows."""
+    from sklearn.model_selection import train_test_split
+
+    stratify = None
+    if spec["task"] == "classification":
+        counts = y.value_counts()
+        if len(counts) < 2:
+            raise DataError(f"{data_path}: target '{spec['target']}' has a single class; nothing to learn")
+        n_test = int(round(len(y) * spec["test_size"]))
+        if counts.min() >= 2 and n_test >= len(counts):
+            stratify = y
+    if len(y) < 4:
+        raise DataError(f"{data_path}: only {len(y)} usable rows; too few to train and hold out a test set")
+    return train_test_split(X, y, test_size=spec["test_size"], random_state=spec["random_state"], stratify=stratify)
+
+
+def run_task(spec, data_path, expected_hash, champion_bytes=None):
+    """Fit one model. The bytes parsed are the bytes hashed, so a file rewritten mid-read can
+    never be trained on under the wrong hash."""
+    import joblib
+    import numpy as np
+    import sklearn
+
+    started = time.monotonic()
+    try:
+        with open(data_path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise DataError(f"{data_path}: data file not found") from None
+    except OSError as exc:
+        raise DataError(f"{data_path}: cannot read data file: {exc.strerror}") from None
+    data_hash = hash_bytes(raw)
+    if expected_hash and data_hash != expected_hash:
+        raise TrainingError(f"{data_path}: data changed after the decision to train; will retry on the next check",
+                            error_type="data_changed")
+    X, y = load_frame(raw, data_path, spec)
+    if len(y) < spec.get("min_data_size", 1):
+        raise DataError(f"{data_path}: only {len(y)} usable rows, min_data_size is {spec['min_data_size']}")
+    X_train, X_test, y_train, y_test = holdout_split(spec, X, y, data_path)
+
+    if spec.get("trainer"):
+        fn = resolve_callable(spec["trainer"], f"models.{spec['name']}.trainer", "config")
+        model = fn(X_train, y_train, dict(spec["params"]))
+        if not hasattr(model, "predict"):
+            raise TrainingError(f"trainer {spec['trainer']} returned {type(model).__name__}, which has no predict()")
+    else:
+        model = build_pipeline(spec, X_train)
+        try:
+            model.fit(X_train, y_train)
+        except MemoryError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise TrainingError(f"fit failed: {exc}", error_type="fit_error") from None
+    fit_seconds = time.monotonic() - started
+
+    pred = model.predict(X_test)
+    sanity = sanity_problem(spec, model, pred, y_test, X_test)
+    candidate_score = score(spec["metric"], y_test, pred)
+
+    champion_score = None
+    champion_error = None
+    if champion_bytes is not None:
+        try:
+            champion = joblib.load(io.BytesIO(champion_bytes))
+            champion_score = score(spec["metric"], y_test, champion.predict(X_test))
+        except Exception as exc:  # a champion that cannot score these rows is no bar to clear
+            champion_error = f"{type(exc).__name__}: {exc}"
+
+    buf = io.BytesIO()
+    joblib.dump(model, buf)
+    import pandas as pd
+
+    metadata = {
+        "rows": int(len(y)),
+        "train_rows": int(len(y_train)),
+        "holdout_rows": int(len(y_test)),
+        "features": [str(c) for c in X.columns],
+        "target": spec["target"],
+        "task": spec["task"],
+        "metric": spec["metric"],
+        "score": candidate_score,
+        "estimator": spec.get("estimator") or spec.get("trainer"),
+        "params": spec["params"],
+        "fit_seconds": round(fit_seconds, 3),
+        "data_hash": data_hash,
+        "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
+                      "pandas": pd.__version__, "numpy": np.__version__, "joblib": joblib.__version__},
+    }
+    if spec["task"] == "classification":
+        metadata["classes"] = sorted(map(str, y.unique()))
+    return {
+        "model_bytes": buf.getvalue(),
+        "score": candidate_score,
+        "champion_score": champion_score,
+        "champion_error": champion_error,
+        "sanity_problem": sanity,
+        "data_hash": data_hash,
+        "metadata": metadata,
+    }
+
+
+def sanity_problem(spec, model, pred, y_test, X_test):
+    """None if the candidate behaves like a model should on raw rows; else what is wrong."""
+    import numpy as np
+
+    if len(pred) != len(X_test):
+        return f"predicted {len(pred)} values for {len(X_test)} rows"
+    if spec["task"] == "regression":
+        if not np.all(np.isfinite(np.asarray(pred, dtype=float))):
+            return "predictions contain NaN or infinite values"
+    else:
+        known = set(map(str, getattr(model, "classes_", [])))
+        missing = set(map(str, y_test.unique())) - known
+        if known and missing:
+            return f"classifier does not know class(es) {', '.join(sorted(missing))} seen in the holdout"
+    return None
