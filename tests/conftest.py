@@ -1,0 +1,125 @@
+"""Shared fixtures: a throw-away project folder with small copies of the demo data, a config
+that trains quickly, and two ways to run the command (CliRunner in-process, and the installed
+console script as a subprocess from another working directory, the way cron does)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "raw"
+BIN = Path(sys.executable).parent
+RETRAINCTL = str(BIN / "retrainctl")
+
+
+def small_housing(dest, every=40):
+    """Every 40th row of the housing data: ~500 rows covering all regions, gaps and categories."""
+    lines = (DATA / "housing.csv").read_text().splitlines(keepends=True)
+    dest.write_text(lines[0] + "".join(lines[1::every]))
+
+
+def base_config(**models):
+    return {
+        "base_dir": "..",
+        "state_dir": "var/state",
+        "model_dir": "var/models",
+        "defaults": {"check_interval": 0, "min_data_size": 50, "max_model_age_hours": 24},
+        "models": models,
+    }
+
+
+IRIS = {
+    "data_path": "data/raw/iris.csv",
+    "target": "Species",
+    "task": "classification",
+    "features": ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"],
+    "estimator": "sklearn.tree.DecisionTreeClassifier",
+    "params": {"random_state": 0},
+    "metric": "accuracy",
+}
+HOUSING = {
+    "data_path": "data/raw/housing.csv",
+    "target": "median_house_value",
+    "task": "regression",
+    "estimator": "sklearn.linear_model.Ridge",
+    "metric": "r2",
+}
+
+
+class Project:
+    """A temporary retrainctl project: <root>/etc/retrainctl.yaml, data/raw/*.csv, var/."""
+
+    def __init__(self, root):
+        self.root = root
+        self.config_path = root / "etc" / "retrainctl.yaml"
+        (root / "etc").mkdir(parents=True)
+        (root / "data" / "raw").mkdir(parents=True)
+        (root / "data" / "raw" / "iris.csv").write_bytes((DATA / "iris.csv").read_bytes())
+        small_housing(root / "data" / "raw" / "housing.csv")
+        self.config = base_config(iris=dict(IRIS), housing=dict(HOUSING))
+        self.write_config()
+
+    @property
+    def state_dir(self):
+        return self.root / "var" / "state"
+
+    @property
+    def model_dir(self):
+        return self.root / "var" / "models"
+
+    def data(self, name):
+        return self.root / "data" / "raw" / f"{name}.csv"
+
+    def write_config(self, config=None):
+        if config is not None:
+            self.config = config
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def set_model(self, name, **changes):
+        self.config["models"][name].update(changes)
+        self.write_config()
+
+    def cli(self, *args, env=None):
+        """Run the command in-process; returns click's Result (exit_code, stdout, stderr)."""
+        from retrainctl.cli import main
+
+        runner = CliRunner()
+        return runner.invoke(main, ["--config", str(self.config_path), *args], env=env, catch_exceptions=False)
+
+    def run(self, *args, cwd=None, env=None, timeout=300):
+        """Run the installed console script as a subprocess from another folder."""
+        full_env = dict(os.environ)
+        full_env.pop("RETRAINCTL_CONFIG", None)
+        if env:
+            full_env.update(env)
+        return subprocess.run([RETRAINCTL, "--config", str(self.config_path), *args], cwd=cwd or "/",
+                              env=full_env, capture_output=True, text=True, timeout=timeout)
+
+    def events(self):
+        path = self.state_dir / "events.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def history(self, model=None):
+        return [e for e in self.events() if e["status"] != "started" and (model is None or e["model_name"] == model)]
+
+    def current_version(self, name):
+        link = self.model_dir / name / "current"
+        return int(os.readlink(link)[1:]) if link.is_symlink() else None
+
+    def append_rows(self, name, n):
+        """Append copies of the first n data rows to a data file (new content, same schema)."""
+        path = self.data(name)
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines) + "".join(lines[1:n + 1]))
+
+
+@pytest.fixture
+def project(tmp_path):
+    return Project(tmp_path / "proj")
