@@ -196,6 +196,7 @@ class Runner:
         policy = model.policy
         start = self.clock()
         trigger_type = decision.trigger_type or "manual"
+        manual = trigger_type == "manual"
         description = decision.describe()
         attempt_id = new_attempt_id()
         common = dict(data_hash=obs.data_hash, attempt_id=attempt_id)
@@ -219,11 +220,21 @@ class Runner:
         spec = dict(model.training_spec(), min_data_size=policy.min_data_size)
         try:
             result = self._fit(spec, model, obs, champion_bytes)
-        except (DataError, TrainingError) as exc:
-            error_type = getattr(exc, "error_type", "data_error")
+        except TrainingError as exc:
+            if exc.error_type == "data_changed":
+                # Not the model's fault: the next check sees the new data and decides afresh.
+                log.warning("%s: skipped: %s", model.name, exc)
+                return Outcome(model.name, decision.action, decision.reasons, decision.note, f"skipped: {exc}",
+                               finish("skipped", description, error=str(exc), error_type="data_changed"),
+                               failed=manual)
             log.error("%s: %s", model.name, exc)
             return Outcome(model.name, decision.action, decision.reasons, decision.note,
-                           f"failed: {exc}", finish("failure", description, error=str(exc), error_type=error_type),
+                           f"failed: {exc}", finish("failure", description, error=str(exc), error_type=exc.error_type),
+                           failed=True)
+        except DataError as exc:
+            log.error("%s: %s", model.name, exc)
+            return Outcome(model.name, decision.action, decision.reasons, decision.note,
+                           f"failed: {exc}", finish("failure", description, error=str(exc), error_type="data_error"),
                            failed=True)
         except RetrainctlError as exc:
             log.error("%s: %s", model.name, exc)

@@ -212,3 +212,23 @@ def test_files_have_no_world_access(project):
                 mode = os.lstat(os.path.join(root, name)).st_mode
                 if not os.path.islink(os.path.join(root, name)):
                     assert mode & 0o007 == 0, (os.path.join(root, name), oct(mode))
+
+
+def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
+    """The fit hashes the bytes it parses; a file rewritten after the decision is skipped."""
+    from retrainctl.fingerprint import FingerprintCache
+    from retrainctl.state import ModelState
+    from retrainctl.triggers import decide
+
+    cfg = load_config(str(project.config_path))
+    r = runner.Runner(cfg)
+    r.log.ensure_dir()
+    model = cfg.models["iris"]
+    obs = r.observe(model, ModelState(), FingerprintCache(cfg.state_dir))
+    decision = decide(model.policy, obs)
+    project.append_rows("iris", 5)  # the writer strikes after the decision
+    out = r.train_locked(model, decision, obs)
+    assert out.record["status"] == "skipped" and out.record["error_type"] == "data_changed"
+    assert not out.failed and project.current_version("iris") is None
+    assert project.run("check", "iris").returncode == 0
+    assert [e["status"] for e in project.history()] == ["skipped", "success"]
