@@ -243,10 +243,12 @@ def test_stopped_scheduler_is_exit_1_and_a_clean_state(project, tmp_path):
 
 def test_local_max_parallel_runs_fits_side_by_side(project, tmp_path):
     def run(max_parallel):
-        trace = tmp_path / f"trace{max_parallel}"
+        trace, barrier = tmp_path / f"trace{max_parallel}", tmp_path / f"barrier{max_parallel}"
         trace.mkdir()
+        barrier.mkdir()
+        params = {"trace_dir": str(trace), "barrier_dir": str(barrier), "barrier_count": 2, "barrier_seconds": 3}
         project.config["models"] = {f"m{i}": dict(IRIS, estimator=None, trainer="dask_helpers:slow_tree",
-                                                  params={"sleep": 1.0, "trace_dir": str(trace)}) for i in range(2)}
+                                                  params=params) for i in range(2)}
         project.config["executor"] = {"type": "local", "max_parallel": max_parallel}
         project.write_config()
         for d in (project.state_dir, project.model_dir):
@@ -254,13 +256,13 @@ def test_local_max_parallel_runs_fits_side_by_side(project, tmp_path):
                 shutil.rmtree(d)
         result = project.run("check", env=ENV)
         assert result.returncode == 0, result.stderr
-        spans = [tuple(map(float, f.read_text().split()[:2])) for f in trace.iterdir()]
-        assert len(spans) == 2
+        fits = [f.read_text().split() for f in trace.iterdir()]
+        assert len(fits) == 2 and len({pid for _, _, pid, _ in fits}) == 2
         assert {e["executor"] for e in successes(project)} == {"local"}
-        return max(s for s, _ in spans) < min(e for _, e in spans)
+        return sorted(met for _, _, _, met in fits)
 
-    assert run(2) is True, "two fits overlapped in time"
-    assert run(1) is False, "one at a time"
+    assert run(2) == ["True", "True"], "both fits were running at the same time"
+    assert run(1) == ["False", "True"], "the first fit waited alone"
 
 
 def test_a_plain_check_never_imports_dask(project):
