@@ -8,7 +8,6 @@ The ratio counts both the parallel workers and their warm imports: the local exe
 fresh child process (and imports scikit-learn) for every fit."""
 import argparse
 import json
-import os
 import shutil
 import socket
 import subprocess

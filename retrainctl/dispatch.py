@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from .errors import RetrainctlError, TrainingError
@@ -62,7 +62,6 @@ class _Pending:
     submitted: float
     started: Optional[float] = None
     where: Optional[str] = None
-    extra: dict = field(default_factory=dict)
 
 
 def _done(p, result=None, error=None, where=None):

@@ -83,15 +83,17 @@ class Cluster:
             return c.run(os.getpid)
 
     def stop(self):
-        for proc in self.workers + [self.scheduler]:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.workers + [self.scheduler]:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        """Workers first, while the scheduler can still see them off; then the scheduler."""
+        for group in (self.workers, [self.scheduler]):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in group:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 @pytest.fixture(scope="module")
