@@ -10,7 +10,7 @@ from typing import Optional
 
 from filelock import Timeout
 
-from . import triggers
+from . import evaluation, triggers
 from .config import POLICY_SCHEMA
 from .errors import DataError, IntegrityError, RetrainctlError, TrainingError, UsageError
 from .fingerprint import FingerprintCache
@@ -109,6 +109,8 @@ class Runner:
             data_error = str(exc)
         cur = self.store.current(model.name)
         meta = cur.metadata if cur else {}
+        assessment = evaluation.assess(self.config, self.store, model, cur, data_hash, rows,
+                                       state.quality_handled, fpcache)
         return triggers.Observation(
             now=now,
             data_hash=data_hash,
@@ -125,6 +127,7 @@ class Runner:
             failure_hash=state.failure_hash,
             last_failure_time=state.last_failure_time,
             manual=manual,
+            **assessment.observation_fields(),
         )
 
     def states(self):
@@ -189,6 +192,8 @@ class Runner:
         description = decision.describe()
         attempt_id = new_attempt_id()
         common = dict(data_hash=obs.data_hash, attempt_id=attempt_id)
+        if obs.quality_keys:  # the evidence a performance/drift retrain ran for: no retrain loops
+            common["quality_keys"] = obs.quality_keys
         self.log.append({"model_name": model.name, "trigger_type": trigger_type, "trigger_time": utcnow_iso(start),
                          "status": "started", **common, **host_info()})
         log.info("%s: training (%s)", model.name, description)
@@ -399,13 +404,14 @@ def status(config, names=None, clock=time.time):
             "due": decision.due,
             "due_reasons": [{"trigger_type": r.trigger_type, "description": r.description} for r in decision.reasons],
             "action": decision.action,
-            "note": decision.note,
+            "note": "; ".join(filter(None, [decision.note, *(obs.quality or {}).get("quality_notes", ())])),
             "paused": state.paused,
             "auto_retraining": model.policy.enable_auto_retraining,
             "failures_in_row": state.failures_in_row,
             "next_retry": utcnow_iso(decision.next_retry) if decision.next_retry else None,
             "training_now": os.path.isdir(config.state_dir) and lock_is_held(config.state_dir, model.name),
             "last_event": state.last_event,
+            **evaluation.status_fields(obs.quality),
         })
     if os.path.isdir(config.state_dir):
         fpcache.save()
