@@ -216,6 +216,9 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
     source = _relpath(config, model.drift_path)
     fields = {"drift_source": source}
     reference = current.metadata.get("reference")
+    if reference:  # in the training column order, not metadata.json's sorted keys
+        order = [f for f in current.metadata.get("features") or () if f in reference]
+        reference = {f: reference[f] for f in order + sorted(set(reference) - set(order))}
     if not reference:
         note = f"model v{current.version} has no reference statistics; retrain it to record them"
         fields["drift_note"] = note
