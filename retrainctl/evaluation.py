@@ -144,25 +144,18 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     baseline = meta.get("score")
     fields = {"eval_baseline": baseline}
     if model.eval_path:
-        source = _relpath(config, model.eval_path)
         fp = fpcache.get(model.eval_path)
+        source = _relpath(config, model.eval_path)
         available, evidence = fp.rows, f"eval:{fp.hash}"
-
-        def raw():
-            return _read(model.eval_path, fp.hash)
-        origin = model.eval_path
+        labelled = (model.eval_path, fp.hash, 0)
     else:
         lines = meta.get("data_lines")
         if lines is None or data_rows is None or data_rows <= lines:
             fields["eval_rows"] = 0 if lines is not None else None
             return None, None, fields  # no new labelled rows: nothing to say
-        source = f"rows appended to {_relpath(config, model.data_path)}"
+        source = f"{_relpath(config, model.data_path)} (appended rows)"
         available, evidence = data_rows - lines, f"tail:{lines}"
-
-        def raw():
-            data = _read(model.data_path, data_hash).split(b"\n")
-            return b"\n".join(data[:1] + data[1 + lines:])
-        origin = model.data_path
+        labelled = (model.data_path, data_hash, lines)
     fields.update(eval_source=source, eval_rows=available)
     if baseline is None or metric not in METRICS:
         fields["eval_note"] = f"model v{current.version} has no holdout score to compare with"
@@ -171,7 +164,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
         key = "|".join(map(str, (current.version, meta.get("sha256"), data_hash if not model.eval_path else "",
                                  evidence, metric, model.target)))
         result = _cached(cache, model, "performance", key,
-                         lambda: _score(store, model, current, metric, raw, origin))
+                         lambda: _score(store, model, current, metric, *labelled))
         if result.get("error"):
             fields["eval_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
@@ -185,9 +178,10 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     return verdict, evidence, fields
 
 
-def _score(store, model, current, metric, raw, origin):
-    """Score the current model on labelled rows: in-process, since the result is cached per
-    (model, data, eval data) and an eval set is small; the model file is checksummed before unpickling."""
+def _score(store, model, current, metric, path, expected_hash, skip_lines):
+    """Score the current model on the labelled rows of `path` after its first `skip_lines` data
+    lines: in-process, since the result is cached per (model, data, eval data) and an eval set is
+    small; the model file is checksummed before anything unpickles it."""
     model_bytes = store.read_verified(current)
     import joblib
 
@@ -195,16 +189,16 @@ def _score(store, model, current, metric, raw, origin):
 
     spec = model.training_spec()
     spec["features"] = current.metadata.get("features") or spec["features"]
-    data = raw()
+    lines = _read(path, expected_hash).split(b"\n")
     try:
-        X, y = load_frame(data, origin, spec)
+        X, y = load_frame(b"\n".join(lines[:1] + lines[1 + skip_lines:]), path, spec)
     except DataError as exc:
         return {"error": str(exc)}
     try:
         estimator = joblib.load(io.BytesIO(model_bytes))
         return {"rows": int(len(y)), "score": score(metric, y, estimator.predict(X))}
     except Exception as exc:  # an eval set the model cannot score is reported, not fatal
-        return {"error": f"{origin}: cannot score model v{current.version}: {type(exc).__name__}: {exc}"}
+        return {"error": f"{path}: cannot score model v{current.version}: {type(exc).__name__}: {exc}"}
 
 
 # --- drift ---------------------------------------------------------------------------------------

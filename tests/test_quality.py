@@ -237,7 +237,7 @@ def test_appended_rows_are_the_eval_data_without_eval_path(project):
     dry = json.loads(project.cli("check", "--dry-run", "--json").stdout)["models"][0]
     assert [r["trigger_type"] for r in dry["due_reasons"]] == ["data_change", "performance"]
     assert dry["due_reasons"][1]["description"].startswith(
-        "performance degraded: accuracy 0 on 40 rows of rows appended to data/raw/iris.csv vs baseline 0.9667")
+        "performance degraded: accuracy 0 on 40 rows of data/raw/iris.csv (appended rows) vs baseline 0.9667")
 
 
 def test_rmse_direction_on_regression(project):
