@@ -45,6 +45,8 @@ class RetrainingConfig:
     max_retries: int = 5
     retry_backoff_seconds: float = 300.0
     promotion_tolerance: float = 0.02
+    min_eval_rows: int = 30
+    drift_threshold: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class ModelConfig:
     trainer: Optional[str] = None
     params: dict = field(default_factory=dict)
     policy: RetrainingConfig = field(default_factory=RetrainingConfig)
+    eval_path: Optional[str] = None     # recent labelled rows for the performance trigger
+    drift_path: Optional[str] = None    # recent unlabelled inputs for the drift trigger
 
     @property
     def higher_is_better(self):
@@ -187,6 +191,8 @@ POLICY_SCHEMA = {
     "max_retries": ("int", _ge(0)),
     "retry_backoff_seconds": ("float", _ge(0)),
     "promotion_tolerance": ("float", _between(0, 1)),
+    "min_eval_rows": ("int", _ge(1)),
+    "drift_threshold": ("float", _gt(0)),
 }
 MODEL_SCHEMA = {
     "data_path": ("str", None),
@@ -197,6 +203,8 @@ MODEL_SCHEMA = {
     "trainer": ("str?", None),
     "params": ("dict", None),
     "metric": ("str?", None),
+    "eval_path": ("str?", None),
+    "drift_path": ("str?", None),
     **POLICY_SCHEMA,
 }
 REQUIRED_MODEL_KEYS = ("data_path", "target", "task")
@@ -424,6 +432,8 @@ def _model(v, name, data, defaults, base_dir):
         trainer=m.get("trainer"),
         params=dict(m.get("params") or {}),
         policy=policy,
+        eval_path=_resolve(base_dir, m["eval_path"]) if m.get("eval_path") else None,
+        drift_path=_resolve(base_dir, m["drift_path"]) if m.get("drift_path") else None,
     )
 
 
@@ -462,6 +472,8 @@ def effective(config, model=None):
             "trainer": m.trainer,
             "params": m.params,
             "metric": m.metric,
+            "eval_path": m.eval_path,
+            "drift_path": m.drift_path,
         }
         d.update({k: getattr(m.policy, k) for k in POLICY_SCHEMA})
         return {k: v for k, v in d.items() if v is not None or k in ("features",)}
