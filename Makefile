@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/retrainctl.yaml
 
-.PHONY: run test venv test-deps clean
+.PHONY: run test venv test-deps prometheus-deps clean
 
 run: $(VENV)/.installed
 	$(BIN)/retrainctl --config $(CONFIG) check
 
-test: $(VENV)/.test-installed
+test: $(VENV)/.test-installed prometheus-deps
 	$(BIN)/python -m pytest -q tests
 
 venv: $(VENV)/.installed
@@ -24,6 +24,14 @@ $(VENV)/.installed: setup.py
 $(VENV)/.test-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
+
+# The metrics tests run Debian's real Pushgateway and promtool (package prometheus); installed
+# only when missing, with sudo only when not root.
+prometheus-deps:
+	@command -v prometheus-pushgateway >/dev/null && command -v promtool >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus-pushgateway prometheus; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info var
