@@ -4,6 +4,7 @@ The registry is printed, pushed to a Pushgateway (PUT, one group per host) or wr
 for node_exporter's textfile collector.
 
 prometheus_client is imported inside the functions: a run that exports nothing never loads it."""
+import functools
 import http.client
 import logging
 import math
@@ -63,12 +64,13 @@ def families(records, views, now, last_check=None):
     from prometheus_client.utils import floatToGoString
 
     names = [v.name for v in views]
+    known = set(names)
     triggered = Counter({(n, t): 0 for n in names for t in TRIGGER_TYPES})
     success, rejected = Counter(dict.fromkeys(names, 0)), Counter(dict.fromkeys(names, 0))
     failures, durations = Counter(), {}
     for ev in records:
         name, status = ev.get("model_name"), ev.get("status")
-        if name not in success or status not in RETRAIN_STATUSES:
+        if name not in known or status not in RETRAIN_STATUSES:
             continue
         triggered[name, str(ev.get("trigger_type") or "unknown")] += 1
         if status == "success":
@@ -254,11 +256,7 @@ def push(config, registry):
         raise UsageError(f"{config.path}: pushgateway.url is not set; nothing to push to")
     handler = default_handler
     if pg.username:
-        password = _password(pg)
-
-        def handler(url, method, timeout, headers, data):
-            return basic_auth_handler(url, method, timeout, headers, data, pg.username, password)
-
+        handler = functools.partial(basic_auth_handler, username=pg.username, password=_password(pg))
     instance = pg.instance or socket.gethostname()
     try:
         push_to_gateway(pg.url, job=pg.job, registry=registry, grouping_key={"instance": instance},

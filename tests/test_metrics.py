@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -83,8 +84,6 @@ class Gateway:
         req = urllib.request.Request(self.url + path)
         if auth:
             req.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
-        import ssl
-
         ctx = ssl.create_default_context(cafile=self.cafile) if self.cafile else None
         with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
             return resp.read().decode()
