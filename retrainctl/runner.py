@@ -491,8 +491,9 @@ def train(config, name, reason=None, force=False, clock=time.time, callback=None
         lock.release()
 
 
-def status(config, names=None, clock=time.time):
-    """One row per model: data, current version, age, due and why, last event, failures, training now."""
+def status(config, names=None, clock=time.time, verify=True):
+    """One row per model: data, current version, age, due and why, last event, failures, training now.
+    `verify` checks each current model file's sha256 (skipped where only counters are wanted)."""
     runner = Runner(config, clock)
     states = runner.states() if os.path.isdir(config.state_dir) else {}
     fpcache = FingerprintCache(config.state_dir)
@@ -521,7 +522,7 @@ def status(config, names=None, clock=time.time):
             "auto_retraining": model.policy.enable_auto_retraining,
             "failures_in_row": state.failures_in_row,
             "next_retry": utcnow_iso(decision.next_retry) if decision.next_retry else None,
-            "model_integrity": _integrity(runner.store, cur),
+            "model_integrity": _integrity(runner.store, cur) if verify else None,
             "training_now": os.path.isdir(config.state_dir) and lock_is_held(config.state_dir, model.name),
             "last_event": state.last_event,
             **evaluation.status_fields(obs.quality),
