@@ -67,7 +67,7 @@ def families(records, views, now, last_check=None):
     known = set(names)
     triggered = Counter({(n, t): 0 for n in names for t in TRIGGER_TYPES})
     success, rejected = Counter(dict.fromkeys(names, 0)), Counter(dict.fromkeys(names, 0))
-    failures, durations = Counter(), {}
+    failures, durations, executor_times = Counter(), {}, {}
     for ev in records:
         name, status = ev.get("model_name"), ev.get("status")
         if name not in known or status not in RETRAIN_STATUSES:
@@ -81,6 +81,9 @@ def families(records, views, now, last_check=None):
             failures[name, str(ev.get("error_type") or "unknown")] += 1
         if status in TIMED_STATUSES:
             durations.setdefault((name, status), []).append(max(0.0, _number(ev.get("duration")) or 0.0))
+            ran = _number(ev.get("executor_seconds"))
+            if ran is not None:  # records from before executors were recorded have no such field
+                executor_times.setdefault((name, str(ev.get("executor") or "local")), []).append(max(0.0, ran))
 
     def counter(metric, doc, labels, counts):
         fam = CounterMetricFamily(metric, doc, labels=labels)
@@ -99,13 +102,18 @@ def families(records, views, now, last_check=None):
         counter("model_retraining_rejected_total", "Retrains whose candidate the promotion gate rejected.",
                 ["model_name"], rejected),
     ]
-    hist = HistogramMetricFamily("model_retraining_duration_seconds",
-                                 "Wall time of each retraining attempt, by outcome.",
-                                 labels=["model_name", "status"])
-    for (name, status), values in sorted(durations.items()):
-        buckets = [(floatToGoString(b), sum(v <= b for v in values)) for b in DURATION_BUCKETS]
-        hist.add_metric([name, status], buckets + [("+Inf", len(values))], sum(values))
-    out.append(hist)
+    def histogram(metric, doc, label, samples):
+        hist = HistogramMetricFamily(metric, doc, labels=["model_name", label])
+        for key, values in sorted(samples.items()):
+            buckets = [(floatToGoString(b), sum(v <= b for v in values)) for b in DURATION_BUCKETS]
+            hist.add_metric(list(key), buckets + [("+Inf", len(values))], sum(values))
+        return hist
+
+    out.append(histogram("model_retraining_duration_seconds", "Wall time of each retraining attempt, by outcome.",
+                         "status", durations))
+    out.append(histogram("model_retraining_executor_seconds",
+                         "Seconds each fit ran on its executor (local child process or Dask worker).",
+                         "executor", executor_times))
 
     states = fold(records)
 

@@ -540,6 +540,23 @@ def test_families_from_records():
     assert not any(dict(labels).get("model_name") == "gone" for _, labels in got)
 
 
+def test_executor_seconds_histogram():
+    records = [
+        {"model_name": "m", "trigger_type": "initial", "status": "success", "duration": 9,
+         "executor": "dask", "executor_seconds": 7.5},
+        {"model_name": "m", "trigger_type": "manual", "status": "failure", "duration": 2,
+         "executor": "local", "executor_seconds": 1.5},
+        {"model_name": "m", "trigger_type": "manual", "status": "success", "duration": 2},  # before executors
+        {"model_name": "m", "trigger_type": "data_change", "status": "skipped", "executor_seconds": 3},
+    ]
+    got = _sample_map(metrics.families(records, [metrics.ModelView("m", 3600.0)], now=0.0))
+    dask = (("executor", "dask"), ("model_name", "m"))
+    assert got["model_retraining_executor_seconds_count", dask] == 1
+    assert got["model_retraining_executor_seconds_sum", dask] == 7.5
+    assert got["model_retraining_executor_seconds_bucket", (("executor", "dask"), ("le", "5.0"), ("model_name", "m"))] == 0
+    assert got["model_retraining_executor_seconds_count", (("executor", "local"), ("model_name", "m"))] == 1
+
+
 def test_families_of_a_model_never_trained():
     fams = metrics.families([], [metrics.ModelView("m", 3600.0)], now=0.0)
     names = {s.name for f in fams for s in f.samples}
