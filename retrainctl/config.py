@@ -90,6 +90,8 @@ class NotifyConfig:
 class MlflowConfig:
     tracking_uri: Optional[str] = None
     required: bool = False
+    enabled: bool = True
+    timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,8 @@ TOP_SCHEMA = {
     "defaults": ("dict", None),
     "models": ("dict", None),
 }
-MLFLOW_SCHEMA = {"tracking_uri": ("str?", None), "required": ("bool", None)}
+MLFLOW_SCHEMA = {"tracking_uri": ("str?", None), "required": ("bool", None), "enabled": ("bool", None),
+                 "timeout_seconds": ("float", _ge(1))}
 PUSHGATEWAY_SCHEMA = {"url": ("str?", None), "job": ("str", None)}
 NOTIFY_SCHEMA = {
     "command": ("strlist?", ((lambda v: len(v) > 0), "must name a program")),
