@@ -146,7 +146,7 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
     tracked = _run_child("log", job)
     where = f"{model.name} v{mv.version}"
     if tracked.error:
-        log.warning("%s: MLflow tracking at %s failed: %s", where, redact(uri), tracked.error)
+        _warn(config, "%s: MLflow tracking at %s failed: %s", where, redact(uri), tracked.error)
     elif tracked.model_version is not None:
         log.info("%s: MLflow run %s; registered %s version %s as %s", where, tracked.run_id, model.name,
                  tracked.model_version, CHAMPION)
@@ -169,11 +169,17 @@ def move_champion(config, model, target):
         tracked = _run_child("alias", dict(_job(config, uri), name=model.name, version=version))
         tracked.run_id, tracked.model_version = run_id, version
     if tracked.error:
-        log.warning("%s: MLflow alias '%s' not moved to v%d at %s: %s", model.name, CHAMPION, target.version,
-                    redact(uri), tracked.error)
+        _warn(config, "%s: MLflow alias '%s' not moved to v%d at %s: %s", model.name, CHAMPION, target.version,
+              redact(uri), tracked.error)
     else:
         log.info("%s: MLflow alias '%s' now on registered version %s", model.name, CHAMPION, version)
     return tracked
+
+
+def _warn(config, *args):
+    """With mlflow.required the caller fails and says why; a warning first would only repeat it."""
+    if not config.mlflow.required:
+        log.warning(*args)
 
 
 # --- the parent side of the child process --------------------------------------------------------
