@@ -94,6 +94,8 @@ class NotifyConfig:
 class MlflowConfig:
     tracking_uri: Optional[str] = None
     required: bool = False
+    enabled: bool = True
+    timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,8 @@ TOP_SCHEMA = {
     "defaults": ("dict", None),
     "models": ("dict", None),
 }
-MLFLOW_SCHEMA = {"tracking_uri": ("str?", None), "required": ("bool", None)}
+MLFLOW_SCHEMA = {"tracking_uri": ("str?", None), "required": ("bool", None), "enabled": ("bool", None),
+                 "timeout_seconds": ("float", _ge(1))}
 PUSHGATEWAY_SCHEMA = {
     "url": ("str?", ((lambda v: v.startswith(("http://", "https://"))), "must be an http:// or https:// URL")),
     "job": ("str", None),

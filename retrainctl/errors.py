@@ -37,3 +37,7 @@ class IntegrityError(RetrainctlError):
 
 class LockBusy(RetrainctlError):
     """Another process holds a lock we would have to wait for too long."""
+
+
+class TrackingError(RetrainctlError):
+    """MLflow tracking failed and the config says it must not (`mlflow.required: true`)."""

@@ -11,13 +11,14 @@ from typing import Optional
 from filelock import Timeout
 
 from . import evaluation, faults, triggers
-from .errors import DataError, IntegrityError, RetrainctlError, TrainingError, UsageError
+from .errors import DataError, IntegrityError, RetrainctlError, TrackingError, TrainingError, UsageError
 from .fingerprint import FingerprintCache
 from .fsutil import atomic_write_json, read_json
 from .notify import notify
 from .state import (ModelState, ScheduleCache, StateLog, fold, host_info, lock_is_held, new_attempt_id,
                     training_lock, utcnow_iso, HISTORY_STATUSES)
 from .store import ModelStore
+from .tracking import CHAMPION, log_training, move_champion
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +321,16 @@ class Runner:
                       champion_score=result["champion_score"],
                       champion_version=champion.version if champion_bytes is not None else None)
         text = f"{description}; {verdict.reason}{job.champion_note}"
+        # Tracked before promotion, so that with mlflow.required a tracking failure keeps the candidate out.
+        tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text)
+        if tracked.run_id is not None:
+            self.store.update_metadata(mv, **tracked.ids())
+        fields.update(tracked.fields())
+        if tracked.error and self.config.mlflow.required:
+            error = f"MLflow tracking failed and mlflow.required is true: {tracked.error}"
+            log.error("%s: v%d not promoted: %s", model.name, mv.version, error)
+            return Outcome(model.name, decision.action, decision.reasons, decision.note, f"failed: {error}",
+                           finish("failure", text, error=error, error_type="tracking", **fields), failed=True)
         if verdict.promote:
             self.store.promote(model.name, mv.version)
             faults.point("after_promote")
@@ -514,6 +525,8 @@ def status(config, names=None, clock=time.time, verify=True):
             "model_age_seconds": round(obs.now - obs.model_trained_at, 1) if obs.model_trained_at else None,
             "metric": model.metric,
             "score": cur.metadata.get("score") if cur else None,
+            "mlflow_run_id": cur.metadata.get("mlflow_run_id") if cur else None,
+            "mlflow_model_version": cur.metadata.get("mlflow_model_version") if cur else None,
             "due": decision.due,
             "due_reasons": [{"trigger_type": r.trigger_type, "description": r.description} for r in decision.reasons],
             "action": decision.action,
@@ -611,11 +624,15 @@ def rollback(config, name, to=None, clock=time.time):
             available = ", ".join(f"v{v}" for v in runner.store.versions(name)) or "none"
             raise UsageError(f"{name}: version {to} does not exist (available: {available})")
         runner.store.verify(target)
+        tracked = move_champion(config, model, target)
+        if tracked.error and config.mlflow.required:
+            raise TrackingError(f"{name}: not rolled back to v{to}: MLflow alias '{CHAMPION}' could not be moved "
+                                f"and mlflow.required is true: {tracked.error}")
         runner.store.promote(name, to)
         return runner._record(model, "operator", "rolled_back", clock(),
                               f"rolled back from v{current} to v{to} by {_operator()}", version=to,
                               data_hash=target.metadata.get("data_hash"), score=target.metadata.get("score"),
-                              previous_version=current)
+                              previous_version=current, **tracked.fields())
     finally:
         lock.release()
 

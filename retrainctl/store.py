@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 
 from .errors import IntegrityError, UsageError
-from .fsutil import fsync_dir
+from .fsutil import atomic_write_json, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,13 @@ class ModelStore:
             raise
         fsync_dir(folder)
         return ModelVersion(name, version, final, meta)
+
+    def update_metadata(self, mv, **fields):
+        """Add fields to a version's metadata.json, replaced atomically; the model file and the
+        checksum recorded for it stay as they are."""
+        meta = dict(mv.metadata, **fields)
+        atomic_write_json(os.path.join(mv.path, META_FILE), meta)
+        return ModelVersion(mv.name, mv.version, mv.path, meta)
 
     def promote(self, name, version):
         """Point `current` at v<version>: a new symlink renamed over the old one, atomically."""

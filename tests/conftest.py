@@ -28,6 +28,8 @@ def base_config(**models):
         "base_dir": "..",
         "state_dir": "var/state",
         "model_dir": "var/models",
+        # MLflow adds seconds to every training; tests/test_tracking.py turns it on where it is tested.
+        "mlflow": {"enabled": False},
         "defaults": {"check_interval": 0, "min_data_size": 50, "max_model_age_hours": 24},
         "models": models,
     }

@@ -1,0 +1,377 @@
+"""MLflow tracking and registry: every candidate becomes a run in `<model>_retraining`; a promoted
+one becomes a registered version of `<model>` carrying the alias `champion`.
+
+MLflow runs in a child process with a hard deadline (`mlflow.timeout_seconds`), so a slow,
+hanging or unreachable tracking server costs bounded time and never a trained model, and the
+controller itself never imports mlflow (about a second) or prints what mlflow prints."""
+import logging
+import multiprocessing
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from . import __version__
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+STORE_VERSION_TAG = "retrainctl.store_version"
+# skops refuses to load types it does not know; these packages' types are what retrainctl's own
+# pipelines hold, so they are trusted. Anything else (a custom trainer's classes) goes cloudpickle.
+SKOPS_TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
+MAX_PARAM_LENGTH = 6000  # MLflow's limit for one param value
+CAPTURED_TAIL = 4000
+
+
+@dataclass
+class Tracked:
+    """What tracking produced: ids where it got that far, and the error if it failed."""
+
+    run_id: Optional[str] = None
+    model_version: Optional[int] = None
+    error: Optional[str] = None
+    enabled: bool = True
+
+    def ids(self):
+        return {"mlflow_run_id": self.run_id, "mlflow_model_version": self.model_version}
+
+    def fields(self):
+        """The history-record fields: the ids always (when tracking is on), the error when there was one."""
+        if not self.enabled:
+            return {}
+        return dict(self.ids(), **({"tracking_error": self.error} if self.error else {}))
+
+
+def tracking_uri(config, environ=None):
+    """`mlflow.tracking_uri`, else $MLFLOW_TRACKING_URI, else `sqlite:///<state_dir>/mlflow.db`.
+    A relative sqlite path in the config resolves against base_dir, like every path there."""
+    environ = os.environ if environ is None else environ
+    uri = config.mlflow.tracking_uri
+    if uri:
+        path = _sqlite_path(uri)
+        if path is not None and not os.path.isabs(path):
+            return "sqlite:///" + os.path.normpath(os.path.join(config.base_dir, path))
+        return uri
+    return environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + os.path.join(config.state_dir, "mlflow.db")
+
+
+def _sqlite_path(uri):
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri == prefix + ":memory:":
+        return None
+    return uri[len(prefix):].split("?", 1)[0]
+
+
+def artifact_location(config, uri):
+    """Where a new experiment keeps its artifacts. A tracking server decides for itself; without
+    one MLflow would use ./mlruns in whatever folder cron started in, so keep them beside the db."""
+    if urlsplit(uri).scheme in ("http", "https", "databricks"):
+        return None
+    path = _sqlite_path(uri)
+    folder = os.path.dirname(path) if path and os.path.isabs(path) else config.state_dir
+    return os.path.join(folder, "mlartifacts")
+
+
+def redact(uri):
+    """The URI without a password, for log lines and error messages."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _job(config, uri):
+    timeout = config.mlflow.timeout_seconds
+    return {
+        "uri": uri,
+        "timeout": timeout,
+        # Explicit environment variables win; the deadline bounds the whole step either way.
+        "env": {
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, int(timeout // 3))),
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        },
+    }
+
+
+def log_training(config, model, mv, result, trigger_type, promoted, description=""):
+    """Log one candidate (store version `mv`, fit `result` from the training task) as an MLflow
+    run; register it and move `champion` to it when `promoted`. Never raises: a failure comes
+    back as Tracked.error, with whatever ids were obtained before it."""
+    if not config.mlflow.enabled:
+        return Tracked(enabled=False)
+    uri = tracking_uri(config)
+    meta = mv.metadata
+    kind = "estimator" if model.estimator else "trainer"
+    params = {
+        kind: model.estimator or model.trainer,
+        **{f"{kind}.{k}": v for k, v in sorted(model.params.items())},
+        "features": ",".join(meta.get("features") or []),
+        "rows": meta.get("rows"),
+        "train_rows": meta.get("train_rows"),
+        "holdout_rows": meta.get("holdout_rows"),
+        "data_hash": meta.get("data_hash"),
+        "data_path": model.data_path,
+        "trigger_type": trigger_type,
+        "retrainctl_version": __version__,
+        "store_version": mv.version,
+    }
+    metrics = {model.metric: result["score"], "training_seconds": meta.get("fit_seconds")}
+    if result.get("champion_score") is not None:
+        metrics[f"champion_{model.metric}"] = result["champion_score"]
+    job = dict(
+        _job(config, uri),
+        experiment=f"{model.name}_retraining",
+        artifact_location=artifact_location(config, uri),
+        run_name=f"{model.name}-v{mv.version}-{trigger_type}",
+        description=description,
+        params={k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items() if v is not None},
+        metrics={k: float(v) for k, v in metrics.items() if v is not None},
+        tags={"trigger": trigger_type, "outcome": "promoted" if promoted else "rejected",
+              STORE_VERSION_TAG: str(mv.version), "retrainctl.attempt_id": str(meta.get("attempt_id")),
+              "retrainctl.model_file": mv.model_file, "retrainctl.sha256": meta["sha256"]},
+        model_file=mv.model_file,
+        sha256=meta["sha256"],
+        spec=model.training_spec(),
+        data_path=model.data_path,
+        register=model.name if promoted else None,
+        store_version=mv.version,
+    )
+    tracked = _run_child("log", job)
+    where = f"{model.name} v{mv.version}"
+    if tracked.error:
+        _warn(config, "%s: MLflow tracking at %s failed: %s", where, redact(uri), tracked.error)
+    elif tracked.model_version is not None:
+        log.info("%s: MLflow run %s; registered %s version %s as %s", where, tracked.run_id, model.name,
+                 tracked.model_version, CHAMPION)
+    else:
+        log.info("%s: MLflow run %s", where, tracked.run_id)
+    return tracked
+
+
+def move_champion(config, model, target):
+    """Point the registry's `champion` alias at the registered version of store version `target`."""
+    if not config.mlflow.enabled:
+        return Tracked(enabled=False)
+    version = target.metadata.get("mlflow_model_version")
+    run_id = target.metadata.get("mlflow_run_id")
+    uri = tracking_uri(config)
+    if version is None:
+        tracked = Tracked(run_id=run_id, error=f"v{target.version} has no MLflow registry version "
+                                               f"(it was not registered when it was trained)")
+    else:
+        tracked = _run_child("alias", dict(_job(config, uri), name=model.name, version=version))
+        tracked.run_id, tracked.model_version = run_id, version
+    if tracked.error:
+        _warn(config, "%s: MLflow alias '%s' not moved to v%d at %s: %s", model.name, CHAMPION, target.version,
+              redact(uri), tracked.error)
+    else:
+        log.info("%s: MLflow alias '%s' now on registered version %s", model.name, CHAMPION, version)
+    return tracked
+
+
+def _warn(config, *args):
+    """With mlflow.required the caller fails and says why; a warning first would only repeat it."""
+    if not config.mlflow.required:
+        log.warning(*args)
+
+
+# --- the parent side of the child process --------------------------------------------------------
+
+def _run_child(action, job):
+    """Run `action` in a fresh process; whatever happens, return within job['timeout'] seconds."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, action, job), name=f"retrainctl-mlflow-{action}", daemon=True)
+    deadline = time.monotonic() + job["timeout"]
+    proc.start()
+    child.close()
+    tracked = Tracked()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not parent.poll(left):
+                tracked.error = f"no answer within mlflow.timeout_seconds={job['timeout']:g}"
+                break
+            try:
+                message = parent.recv()
+            except EOFError:
+                proc.join(5)
+                tracked.error = f"the tracking process exited with code {proc.exitcode}"
+                break
+            kind, payload = message[0], message[1]
+            if kind == "run":
+                tracked.run_id = payload
+                continue
+            log.debug("mlflow output:\n%s", message[2])
+            if kind == "ok":
+                tracked.model_version = payload
+            else:
+                tracked.error = payload
+            break
+    finally:
+        parent.close()
+        proc.join(1)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    return tracked
+
+
+# --- the child side: everything below runs in the tracking process -------------------------------
+
+def _child(conn, action, job):
+    import tempfile
+
+    from .executor import _die_with_parent
+
+    _die_with_parent()
+    # MLflow prints to stdout ("View run ...") and stderr; stdout is the command's result channel.
+    captured = tempfile.TemporaryFile()
+    os.dup2(captured.fileno(), 1)
+    os.dup2(captured.fileno(), 2)
+    for key, value in job["env"].items():
+        os.environ.setdefault(key, value)
+    try:
+        if action == "log":
+            result = _log(job, lambda run_id: conn.send(("run", run_id)))
+        else:
+            result = _alias(job)
+        conn.send(("ok", result, _tail(captured)))
+    except Exception as exc:
+        conn.send(("error", _one_line(exc), _tail(captured) + traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def _tail(captured):
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    captured.seek(0)
+    return captured.read().decode("utf-8", "replace")[-CAPTURED_TAIL:]
+
+
+def _one_line(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def _log(job, on_run):
+    import hashlib
+    import io
+    import warnings
+
+    import joblib
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+
+    warnings.simplefilter("ignore")  # mlflow's hints would only land in the captured output
+    with open(job["model_file"], "rb") as fh:
+        data = fh.read()
+    if hashlib.sha256(data).hexdigest() != job["sha256"]:
+        raise RuntimeError(f"{job['model_file']}: checksum does not match metadata.json; not logging it")
+    model = joblib.load(io.BytesIO(data))
+    sample, signature = _signature(job, model)
+    fmt, trusted = serialization_format(model, sample)
+
+    mlflow.set_tracking_uri(job["uri"])
+    client = MlflowClient(job["uri"])
+    experiment = client.get_experiment_by_name(job["experiment"])
+    if experiment is None:
+        experiment_id = client.create_experiment(job["experiment"], artifact_location=job["artifact_location"])
+    else:
+        experiment_id = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment_id)
+    tags = dict(job["tags"], serialization_format=fmt)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=job["run_name"], tags=tags,
+                          description=job["description"] or None) as run:
+        on_run(run.info.run_id)
+        mlflow.log_params(job["params"])
+        mlflow.log_metrics(job["metrics"])
+        info = mlflow.sklearn.log_model(model, name="model", signature=signature,
+                                        pip_requirements=pip_requirements(fmt, job["spec"]),
+                                        serialization_format=fmt, skops_trusted_types=trusted)
+    if not job["register"]:
+        return None
+    # Registered after the run ended, so a registry failure leaves a FINISHED run behind.
+    version = mlflow.register_model(info.model_uri, job["register"], await_registration_for=int(job["timeout"]),
+                                    tags={STORE_VERSION_TAG: str(job["store_version"])})
+    client.set_registered_model_alias(job["register"], CHAMPION, version.version)
+    return int(version.version)
+
+
+def _alias(job):
+    from mlflow import MlflowClient
+
+    MlflowClient(job["uri"]).set_registered_model_alias(job["name"], CHAMPION, str(job["version"]))
+    return job["version"]
+
+
+def _signature(job, model):
+    """The input schema from the training rows (the data file as the training task reads it).
+    A data file that changed shape since the fit only costs the signature."""
+    from mlflow.models import infer_signature
+
+    from .training import load_frame
+
+    try:
+        with open(job["data_path"], "rb") as fh:
+            X, _ = load_frame(fh.read(), job["data_path"], job["spec"])
+        sample = X.head(100)
+        return sample, infer_signature(sample, model.predict(sample))
+    except Exception:
+        return None, None
+
+
+def serialization_format(model, sample=None):
+    """("skops", trusted types) when skops writes the model and loads it back predicting the same
+    on `sample`; else ("cloudpickle", None). skops never executes code on load; pickle can."""
+    try:
+        import skops.io as sio
+
+        blob = sio.dumps(model)
+        untrusted = sio.get_untrusted_types(data=blob)
+        if any(t.split(".", 1)[0] not in SKOPS_TRUSTED_PACKAGES for t in untrusted):
+            return "cloudpickle", None
+        loaded = sio.loads(blob, trusted=untrusted)
+        if sample is not None and not _same(loaded.predict(sample), model.predict(sample)):
+            return "cloudpickle", None
+        return "skops", untrusted
+    except Exception:
+        return "cloudpickle", None
+
+
+def _same(a, b):
+    import numpy as np
+
+    try:
+        return np.array_equal(a, b, equal_nan=True)
+    except TypeError:  # object arrays (class labels) have no NaN to compare
+        return np.array_equal(a, b)
+
+
+def pip_requirements(fmt, spec):
+    """Pinned requirements, given explicitly: MLflow's own inference costs seconds per model."""
+    from importlib import metadata
+
+    names = ["mlflow", "scikit-learn", "numpy", "pandas", "scipy", fmt]
+    top = (spec.get("estimator") or spec.get("trainer") or "").split(".", 1)[0].split(":", 1)[0]
+    if top and top != "sklearn":
+        names += metadata.packages_distributions().get(top, [])
+    pins = []
+    for name in dict.fromkeys(names):
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins

@@ -1,0 +1,327 @@
+"""MLflow tracking and registry against a real `mlflow server` (started here on a free loopback
+port with a temporary sqlite backend), against the embedded sqlite default, and against servers
+that are down or hang."""
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import joblib
+import pandas as pd
+import pytest
+
+from conftest import BIN
+from retrainctl import __version__
+from retrainctl.config import parse_config
+from retrainctl.tracking import STORE_VERSION_TAG, redact, serialization_format, tracking_uri
+
+SERVER_START_SECONDS = 180
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """`mlflow server` from the project's venv; its URL. Stopped (whole process group) after the module."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with open(root / "server.log", "wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
+            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{(root / 'server.log').read_text()}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after {SERVER_START_SECONDS}s:\n"
+                            f"{(root / 'server.log').read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextlib.contextmanager
+def tracking_at(uri):
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield mlflow
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def use_mlflow(project, **settings):
+    project.config["mlflow"] = {"enabled": True, **settings}
+    project.write_config()
+
+
+def train_json(project, *args):
+    """Train through the installed command (stdout must stay pure JSON whatever MLflow prints)."""
+    proc = project.run("train", *args, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "View run" not in proc.stderr and "Successfully registered" not in proc.stderr
+    return json.loads(proc.stdout)["event"], proc.stderr
+
+
+def features_of(project, name):
+    df = pd.read_csv(project.data(name))
+    return df.drop(columns=[project.config["models"][name]["target"]])
+
+
+def store_model(project, name, version):
+    return joblib.load(project.model_dir / name / f"v{version}" / "model.joblib")
+
+
+def metadata(project, name, version):
+    return json.loads((project.model_dir / name / f"v{version}" / "metadata.json").read_text())
+
+
+def status_row(project, name):
+    out = project.cli("status", name, "--json")
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)["models"][0]
+
+
+def test_runs_registry_and_rollback_against_a_server(project, mlflow_server):
+    from mlflow import MlflowClient
+
+    use_mlflow(project, tracking_uri=mlflow_server)
+    client = MlflowClient(mlflow_server)
+
+    first, stderr = train_json(project, "iris")
+    assert first["status"] == "success" and first["version"] == 1
+    assert first["mlflow_model_version"] == 1 and "tracking_error" not in first
+    assert f"iris v1: MLflow run {first['mlflow_run_id']}; registered iris version 1 as champion" in stderr
+
+    experiment = client.get_experiment_by_name("iris_retraining")
+    run = client.get_run(first["mlflow_run_id"])
+    assert run.info.experiment_id == experiment.experiment_id
+    assert run.info.run_name == "iris-v1-manual" and run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["estimator"] == "sklearn.tree.DecisionTreeClassifier"
+    assert params["estimator.random_state"] == "0"
+    assert params["features"] == "SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm"
+    meta = metadata(project, "iris", 1)
+    assert (params["rows"], params["train_rows"], params["holdout_rows"]) == (
+        "150", str(meta["train_rows"]), str(meta["holdout_rows"]))
+    assert params["data_hash"] == first["data_hash"]
+    assert params["trigger_type"] == "manual" and params["retrainctl_version"] == __version__
+    assert run.data.metrics["accuracy"] == pytest.approx(first["score"])
+    assert run.data.metrics["training_seconds"] >= 0
+    assert "champion_accuracy" not in run.data.metrics
+    tags = run.data.tags
+    assert (tags["trigger"], tags["outcome"], tags["serialization_format"]) == ("manual", "promoted", "skops")
+
+    champion = client.get_model_version_by_alias("iris", "champion")
+    assert (champion.version, champion.run_id) == ("1", run.info.run_id)
+    assert champion.tags[STORE_VERSION_TAG] == "1"
+    meta = metadata(project, "iris", 1)
+    assert (meta["mlflow_run_id"], meta["mlflow_model_version"]) == (run.info.run_id, 1)
+    row = status_row(project, "iris")
+    assert (row["model_version"], row["mlflow_run_id"], row["mlflow_model_version"]) == (1, run.info.run_id, 1)
+
+    X = features_of(project, "iris")
+    with tracking_at(mlflow_server) as mlflow:
+        loaded = mlflow.sklearn.load_model("models:/iris@champion")
+        signature = mlflow.models.get_model_info("models:/iris@champion").signature
+    assert list(loaded.predict(X)) == list(store_model(project, "iris", 1).predict(X))
+    assert signature.inputs.input_names() == ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"]
+
+    # A worse candidate is a run too, with the champion's score on the same rows, but not registered.
+    project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={"strategy": "most_frequent"})
+    rejected, _ = train_json(project, "iris")
+    assert rejected["status"] == "rejected" and rejected["version"] == 2
+    assert rejected["mlflow_model_version"] is None
+    run2 = client.get_run(rejected["mlflow_run_id"])
+    assert run2.info.run_name == "iris-v2-manual" and run2.data.tags["outcome"] == "rejected"
+    assert run2.data.metrics["champion_accuracy"] == pytest.approx(first["score"])
+    assert run2.data.metrics["accuracy"] == pytest.approx(rejected["score"])
+    assert [v.version for v in client.search_model_versions("name='iris'")] == ["1"]
+
+    forced, _ = train_json(project, "iris", "--force")
+    assert (forced["version"], forced["mlflow_model_version"]) == (3, 2)
+    assert client.get_model_version_by_alias("iris", "champion").version == "2"
+    assert status_row(project, "iris")["mlflow_model_version"] == 2
+
+    back = project.cli("rollback", "iris", "--json")
+    assert back.exit_code == 0, back.output
+    record = json.loads(back.stdout)
+    assert (record["version"], record["mlflow_model_version"], record["mlflow_run_id"]) == (1, 1, run.info.run_id)
+    assert client.get_model_version_by_alias("iris", "champion").version == "1"
+    assert status_row(project, "iris")["mlflow_model_version"] == 1
+
+
+def test_embedded_sqlite_default_needs_no_server(project, monkeypatch, tmp_path):
+    """No tracking_uri, no MLFLOW_TRACKING_URI: sqlite in the state dir, artifacts beside it, nothing
+    in the working directory. A tree model with categorical columns round-trips through skops."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    use_mlflow(project)
+    project.set_model("housing", estimator="sklearn.ensemble.HistGradientBoostingRegressor",
+                      params={"max_iter": 20, "random_state": 0})
+    df = pd.read_csv(project.data("housing"))
+    df.loc[::25, "total_bedrooms"] = None  # so the imputer has work to do after the round trip
+    df.to_csv(project.data("housing"), index=False)
+    cwd = tmp_path / "cron-cwd"
+    cwd.mkdir()
+    proc = project.run("train", "housing", "--json", cwd=str(cwd))
+    assert proc.returncode == 0, proc.stderr
+    event = json.loads(proc.stdout)["event"]
+    assert event["mlflow_model_version"] == 1 and "tracking_error" not in event
+    assert list(cwd.iterdir()) == []
+    assert (project.state_dir / "mlflow.db").is_file()
+    assert (project.state_dir / "mlartifacts").is_dir()
+
+    uri = f"sqlite:///{project.state_dir}/mlflow.db"
+    with tracking_at(uri) as mlflow:
+        client = mlflow.MlflowClient(uri)
+        run = client.get_run(event["mlflow_run_id"])
+        assert run.info.run_name == "housing-v1-manual"
+        assert run.data.tags["serialization_format"] == "skops"
+        assert run.data.metrics["r2"] == pytest.approx(event["score"])
+        assert str(client.get_model_version_by_alias("housing", "champion").version) == "1"
+        loaded = mlflow.sklearn.load_model("models:/housing@champion")
+    X = features_of(project, "housing")
+    assert X["total_bedrooms"].isna().any() and not pd.api.types.is_numeric_dtype(X["ocean_proximity"])
+    assert list(loaded.predict(X)) == list(store_model(project, "housing", 1).predict(X))
+
+
+def test_server_down_keeps_the_model_and_records_the_error(project):
+    use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    proc = project.run("train", "iris")
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("iris: promoted v1 (accuracy ")
+    assert elapsed < 60
+    assert "WARNING: iris v1: MLflow tracking at http://127.0.0.1:" in proc.stderr
+    [record] = project.history("iris")
+    assert record["status"] == "success" and record["promoted"] is True
+    assert "Connection refused" in record["tracking_error"]
+    assert record["mlflow_run_id"] is None and record["mlflow_model_version"] is None
+    assert project.current_version("iris") == 1
+
+
+def test_hanging_server_costs_at_most_the_timeout(project):
+    """A server that accepts connections and never answers: the deadline ends the step."""
+    with socket.socket() as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(16)
+        use_mlflow(project, tracking_uri=f"http://127.0.0.1:{sink.getsockname()[1]}", timeout_seconds=3)
+        proc = project.run("train", "iris")
+    assert proc.returncode == 0, proc.stderr
+    [record] = project.history("iris")
+    assert record["status"] == "success" and project.current_version("iris") == 1
+    # Either the deadline fired, or MLflow's own per-request timeout (set to 1 s here) did first.
+    error = record["tracking_error"]
+    assert error == "no answer within mlflow.timeout_seconds=3" or "Read timed out" in error, error
+    assert record["duration"] < 3 + 30  # the fit's own seconds plus the deadline, not MLflow's 7 x 120 s
+
+
+def test_required_tracking_failure_fails_and_promotes_nothing(project):
+    project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
+    assert project.run("train", "iris").returncode == 0  # v1, tracking disabled
+    use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}", required=True)
+
+    proc = project.run("train", "iris")
+    assert proc.returncode == 1, proc.stderr
+    assert "iris: v2 not promoted: MLflow tracking failed and mlflow.required is true:" in proc.stderr
+    assert proc.stdout.startswith("iris: failed: MLflow tracking failed and mlflow.required is true:")
+    record = project.history("iris")[-1]
+    assert (record["status"], record["error_type"], record["version"]) == ("failure", "tracking", 2)
+    assert "Connection refused" in record["tracking_error"]
+    assert project.current_version("iris") == 1
+
+    forced = project.run("train", "iris", "--force")
+    assert forced.returncode == 1 and project.current_version("iris") == 1
+
+
+def test_required_rollback_refuses_without_a_registry_version(project):
+    project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
+    for _ in range(2):
+        assert project.run("train", "iris", "--force").returncode == 0  # v1, v2 without tracking
+    use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}", required=True)
+    back = project.cli("rollback", "iris")
+    assert back.exit_code == 1
+    assert back.stderr == ("Error: iris: not rolled back to v1: MLflow alias 'champion' could not be moved and "
+                           "mlflow.required is true: v1 has no MLflow registry version (it was not registered "
+                           "when it was trained)\n")
+    assert project.current_version("iris") == 2
+
+    use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}")
+    back = project.cli("rollback", "iris", "--json")
+    assert back.exit_code == 0 and project.current_version("iris") == 1
+    assert "MLflow alias 'champion' not moved to v1" in back.stderr
+    assert json.loads(back.stdout)["tracking_error"].startswith("v1 has no MLflow registry version")
+
+
+class Doubler:
+    """Not a scikit-learn type: skops would refuse to load it, so the model goes cloudpickle."""
+
+    def predict(self, X):
+        return [2 * v for v in X]
+
+
+def test_serialization_format_prefers_skops_and_falls_back():
+    from sklearn.linear_model import LinearRegression
+
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+    fmt, trusted = serialization_format(LinearRegression().fit(X, [0, 1, 2, 3]), X)
+    assert fmt == "skops" and all(t.split(".")[0] in ("sklearn", "numpy", "scipy") for t in trusted)
+    assert serialization_format(Doubler(), [1, 2]) == ("cloudpickle", None)
+
+
+def test_tracking_uri_resolution(tmp_path):
+    cfg_path = tmp_path / "etc" / "r.yaml"
+    base = {"base_dir": "..", "models": {"m": {"data_path": "d.csv", "target": "y", "task": "regression",
+                                               "estimator": "sklearn.linear_model.Ridge"}}}
+
+    def uri(mlflow=None, environ=None):
+        return tracking_uri(parse_config(json.dumps(dict(base, mlflow=mlflow or {})), str(cfg_path)), environ or {})
+
+    assert uri() == f"sqlite:///{tmp_path}/var/state/mlflow.db"
+    assert uri(environ={"MLFLOW_TRACKING_URI": "http://h:5000"}) == "http://h:5000"
+    assert uri({"tracking_uri": "sqlite:///var/m.db"}, {"MLFLOW_TRACKING_URI": "x"}) == f"sqlite:///{tmp_path}/var/m.db"
+    assert uri({"tracking_uri": "sqlite:////srv/m.db"}) == "sqlite:////srv/m.db"
+    assert uri({"tracking_uri": "http://127.0.0.1:5000"}) == "http://127.0.0.1:5000"
+    assert redact("https://bob:s3cret@mlflow.example:8443/x") == "https://bob:***@mlflow.example:8443/x"
+
+
+@pytest.mark.parametrize("mlflow, message", [
+    ({"timeout_seconds": 0}, "mlflow.timeout_seconds: must be >= 1, got 0"),
+    ({"tracking_url": "http://x"}, "mlflow.tracking_url: unknown key 'tracking_url'; did you mean 'tracking_uri'?"),
+    ({"required": "yes"}, "mlflow.required: must be true or false, got 'yes'"),
+])
+def test_mlflow_config_errors(project, mlflow, message):
+    project.config["mlflow"] = mlflow
+    project.write_config()
+    out = project.cli("config")
+    assert out.exit_code == 2
+    assert out.stderr == f"Error: {project.config_path}: {message}\n"
