@@ -191,6 +191,7 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
     never be trained on under the wrong hash."""
     import joblib
     import numpy as np
+    import pandas as pd
     import sklearn
 
     started = time.monotonic()
@@ -213,8 +214,6 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         model = build_pipeline(spec, X_train)
         try:
             model.fit(X_train, y_train)
-        except MemoryError:
-            raise
         except (ValueError, TypeError) as exc:
             raise TrainingError(f"fit failed: {exc}", error_type="fit_error") from None
     fit_seconds = time.monotonic() - started
@@ -234,8 +233,6 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
 
     buf = io.BytesIO()
     joblib.dump(model, buf)
-    import pandas as pd
-
     metadata = {
         "rows": int(len(y)),
         "train_rows": int(len(y_train)),

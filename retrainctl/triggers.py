@@ -1,6 +1,6 @@
 """The decision core: given a model's policy, what the log says and what was observed now,
 which triggers fire and what to do. Pure functions of values: no files, no clock, no ML imports."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 # Actions a decision can end in.

@@ -1,6 +1,5 @@
 """Every command through click's CliRunner: output shapes, exit codes, exact error text."""
 import json
-import os
 import sys
 
 import pytest

@@ -1,9 +1,7 @@
 """Property-based hostile input: random YAML at the config loader, random bytes and CSV shapes
 at the data loader. The only outcomes are a valid config or a ConfigError (exit 2), and a model
 or a DataError / recorded failure (exit 1); never a traceback, never a changed `current`."""
-import io
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
