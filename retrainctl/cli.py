@@ -2,6 +2,7 @@
 library are turned into exit codes here and only here."""
 import json
 import logging
+import os
 import sys
 import traceback
 
@@ -55,6 +56,7 @@ class Context:
             from .config import load_config
 
             self._config = load_config(self.config_path)
+            os.umask(self._config.umask)  # state and model files get no world access
             if self._config.log_file:
                 try:
                     logs.add_file(self._config.log_file, self.log_format)
@@ -189,8 +191,9 @@ def status(obj, models, as_json):
     click.echo(_table(["MODEL", "ROWS", "CHANGED", "VERSION", "AGE", "DUE", "WHY", "PAUSED", "LAST EVENT",
                        "FAILS", "TRAINING"], table))
     for r in rows:
-        if r["data_error"]:
-            click.echo(f"{r['model_name']}: {r['data_error']}", err=True)
+        for problem in (r["data_error"], r["model_integrity"] if r["model_integrity"] != "ok" else None):
+            if problem:
+                click.echo(f"{r['model_name']}: {problem}", err=True)
 
 
 @main.command()

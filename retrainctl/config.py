@@ -107,6 +107,7 @@ class Config:
     models: dict
     defaults: RetrainingConfig = field(default_factory=RetrainingConfig)
     log_file: Optional[str] = None
+    umask: int = 0o027
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     pushgateway: PushgatewayConfig = field(default_factory=PushgatewayConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
@@ -181,6 +182,7 @@ TOP_SCHEMA = {
     "state_dir": ("str", None),
     "model_dir": ("str", None),
     "log_file": ("str?", None),
+    "umask": ("str", ((lambda v: re.match(r"^0?[0-7]{3}$", v) is not None), "must be an octal string such as \"0027\"")),
     "mlflow": ("dict", None),
     "pushgateway": ("dict", None),
     "notify": ("dict", None),
@@ -338,6 +340,7 @@ def parse_config(text, path):
         models=models,
         defaults=defaults,
         log_file=_resolve(base_dir, log_file) if log_file else None,
+        umask=int(top.get("umask", "0027"), 8),
         mlflow=mlflow,
         pushgateway=push,
         notify=notify,
@@ -410,6 +413,7 @@ def effective(config, model=None):
         "state_dir": config.state_dir,
         "model_dir": config.model_dir,
         "log_file": config.log_file,
+        "umask": f"{config.umask:04o}",
         "mlflow": dataclasses.asdict(config.mlflow),
         "pushgateway": dataclasses.asdict(config.pushgateway),
         "notify": {"command": list(config.notify.command) if config.notify.command else None,

@@ -10,14 +10,13 @@ from typing import Optional
 
 from filelock import Timeout
 
-from . import triggers
-from .config import POLICY_SCHEMA
+from . import faults, triggers
 from .errors import DataError, IntegrityError, RetrainctlError, TrainingError, UsageError
 from .fingerprint import FingerprintCache
 from .fsutil import atomic_write_json, read_json
 from .notify import notify
 from .state import (ModelState, ScheduleCache, StateLog, fold, host_info, lock_is_held, new_attempt_id,
-                    parse_iso, training_lock, utcnow_iso, HISTORY_STATUSES)
+                    training_lock, utcnow_iso, HISTORY_STATUSES)
 from .store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -168,16 +167,27 @@ class Runner:
             state = self.states().get(model.name, ModelState())
             records = []
             for started in state.open_attempts.values():
-                records.append(self._record(
-                    model, started.get("trigger_type"), "failure", self.clock(),
-                    f"attempt {started.get('attempt_id')} started at {started.get('trigger_time')} "
-                    f"by pid {started.get('pid')} on {started.get('host')} never finished",
-                    data_hash=started.get("data_hash"), error="interrupted: the training process died",
-                    error_type="interrupted", attempt_id=started.get("attempt_id")))
-                log.warning("%s: recorded an interrupted training attempt", model.name)
+                records.append(self._close_attempt(model, started))
             return records
         finally:
             lock.release()
+
+    def _close_attempt(self, model, started):
+        """Record how a dead attempt ended: if its version made it to `current`, only the
+        success record was lost; otherwise it is an `interrupted` failure."""
+        attempt = started.get("attempt_id")
+        where = f"attempt {attempt} started at {started.get('trigger_time')} by pid {started.get('pid')} on {started.get('host')}"
+        cur = self.store.current(model.name)
+        if cur is not None and cur.metadata.get("attempt_id") == attempt:
+            log.warning("%s: recovered the record of v%d, promoted by an attempt that died", model.name, cur.version)
+            return self._record(model, started.get("trigger_type"), "success", self.clock(),
+                                f"recovered after a crash: {where} promoted v{cur.version} but died before recording it",
+                                data_hash=started.get("data_hash"), attempt_id=attempt, version=cur.version,
+                                score=cur.metadata.get("score"), rows=cur.metadata.get("rows"), promoted=True)
+        log.warning("%s: recorded an interrupted training attempt", model.name)
+        return self._record(model, started.get("trigger_type"), "failure", self.clock(), f"{where} never finished",
+                            data_hash=started.get("data_hash"), error="interrupted: the training process died",
+                            error_type="interrupted", attempt_id=attempt)
 
     # --- act -------------------------------------------------------------------------------
 
@@ -225,13 +235,16 @@ class Runner:
                                 has_champion=champion_bytes is not None)
         meta = dict(result["metadata"], trained_at=utcnow_iso(self.clock()), trained_at_ts=self.clock(),
                     trigger_type=trigger_type, attempt_id=attempt_id, model_name=model.name)
+        faults.point("before_save")
         mv = self.store.save(model.name, result["model_bytes"], meta)
+        faults.point("after_save")
         fields = dict(version=mv.version, score=result["score"], rows=meta["rows"],
                       champion_score=result["champion_score"],
                       champion_version=champion.version if champion_bytes is not None else None)
         text = f"{description}; {verdict.reason}{champion_note}"
         if verdict.promote:
             self.store.promote(model.name, mv.version)
+            faults.point("after_promote")
             self.store.prune(model.name, policy.keep_versions)
             record = finish("success", text, promoted=True, forced=force, **fields)
             log.info("%s: promoted v%d (%s %.4g)", model.name, mv.version, model.metric, result["score"])
@@ -404,12 +417,23 @@ def status(config, names=None, clock=time.time):
             "auto_retraining": model.policy.enable_auto_retraining,
             "failures_in_row": state.failures_in_row,
             "next_retry": utcnow_iso(decision.next_retry) if decision.next_retry else None,
+            "model_integrity": _integrity(runner.store, cur),
             "training_now": os.path.isdir(config.state_dir) and lock_is_held(config.state_dir, model.name),
             "last_event": state.last_event,
         })
     if os.path.isdir(config.state_dir):
         fpcache.save()
     return rows
+
+
+def _integrity(store, mv):
+    if mv is None:
+        return None
+    try:
+        store.verify(mv)
+        return "ok"
+    except IntegrityError as exc:
+        return str(exc)
 
 
 def history(config, model=None, limit=20):
@@ -485,6 +509,3 @@ def _operator():
     except (KeyError, OSError):
         return f"uid {os.getuid()}"
 
-
-def policy_keys():
-    return tuple(POLICY_SCHEMA)

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from filelock import FileLock, Timeout
 
+from . import faults
 from .errors import LockBusy, RetrainctlError
 from .fsutil import atomic_write_json, read_json
 
@@ -167,6 +168,9 @@ class StateLog:
                             fh.seek(size - 1)
                             if fh.read(1) != b"\n":
                                 payload = b"\n" + payload
+                    if os.environ.get(faults.ENV) == "mid_append" and records[0].get("status") != "started":
+                        os.write(fd, payload[: len(payload) // 2])
+                        faults.point("mid_append")
                     os.write(fd, payload)
                     os.fsync(fd)
                 finally:

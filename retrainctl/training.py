@@ -127,20 +127,35 @@ def score(metric, y_true, y_pred):
 
 
 def holdout_split(spec, X, y, data_path):
-    """A fixed split (seeded), stratified for classification when every class has two rows."""
-    from sklearn.model_selection import train_test_split
+    """A fixed holdout: a row is held out when the salted hash of its content falls below
+    test_size. Rows keep their side as the file grows, duplicates share a side, so a champion
+    is never scored on rows it was trained on. Being random per row, it is stratified in
+    expectation; a class too small to be split that way falls back to a seeded stratified split."""
+    import numpy as np
+    import pandas as pd
 
-    stratify = None
-    if spec["task"] == "classification":
-        counts = y.value_counts()
-        if len(counts) < 2:
-            raise DataError(f"{data_path}: target '{spec['target']}' has a single class; nothing to learn")
-        n_test = int(round(len(y) * spec["test_size"]))
-        if counts.min() >= 2 and n_test >= len(counts):
-            stratify = y
     if len(y) < 4:
         raise DataError(f"{data_path}: only {len(y)} usable rows; too few to train and hold out a test set")
+    if spec["task"] == "classification" and y.nunique() < 2:
+        raise DataError(f"{data_path}: target '{spec['target']}' has a single class; nothing to learn")
+    salt = f"{spec['random_state']:016d}"[-16:]
+    hashes = pd.util.hash_pandas_object(pd.concat([X, y], axis=1), index=False, hash_key=salt).to_numpy()
+    held = hashes < np.uint64(int(spec["test_size"] * 2**64))
+    if _split_ok(spec, y, held):
+        return X[~held], X[held], y[~held], y[held]
+    from sklearn.model_selection import train_test_split
+
+    counts = y.value_counts() if spec["task"] == "classification" else None
+    stratify = y if counts is not None and counts.min() >= 2 and round(len(y) * spec["test_size"]) >= len(counts) else None
     return train_test_split(X, y, test_size=spec["test_size"], random_state=spec["random_state"], stratify=stratify)
+
+
+def _split_ok(spec, y, held):
+    if held.all() or not held.any():
+        return False
+    if spec["task"] == "classification":
+        return set(y[~held].unique()) == set(y.unique()) and y[held].nunique() >= min(2, y.nunique())
+    return held.sum() >= 2
 
 
 def run_task(spec, data_path, expected_hash, champion_bytes=None):

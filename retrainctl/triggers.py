@@ -142,7 +142,7 @@ def decide(policy, obs):
 
 
 def _too_small(policy, obs):
-    return f"only {obs.data_rows} rows, min_data_size is {policy.min_data_size}"
+    return f"{obs.data_path} has only {obs.data_rows} rows, min_data_size is {policy.min_data_size}"
 
 
 def degradation(baseline, current, higher_is_better):

@@ -1,0 +1,109 @@
+"""Config discovery, defaults merging, path resolution and validation errors (file + key path, exit 2)."""
+import os
+
+import pytest
+import yaml
+
+from retrainctl.config import ConfigError, RetrainingConfig, find_config, load_config, parse_config
+from tests.conftest import IRIS, base_config
+
+
+def write(tmp_path, data, name="retrainctl.yaml"):
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return str(path)
+
+
+def test_defaults_merge_and_paths_resolve_against_base_dir(tmp_path):
+    (tmp_path / "etc").mkdir()
+    cfg = base_config(iris=dict(IRIS, check_interval=42))
+    cfg["defaults"] = {"max_model_age_hours": 1.5}
+    c = load_config(write(tmp_path / "etc", cfg))
+    m = c.models["iris"]
+    assert m.policy.check_interval == 42
+    assert m.policy.max_model_age_hours == 1.5
+    assert m.policy.min_data_size == 100  # the seed default survives
+    assert c.base_dir == str(tmp_path)
+    assert m.data_path == str(tmp_path / "data/raw/iris.csv")
+    assert c.state_dir == str(tmp_path / "var/state")
+
+
+def test_seed_defaults():
+    r = RetrainingConfig()
+    assert (r.check_interval, r.min_data_size, r.max_model_age_hours, r.performance_threshold,
+            r.enable_auto_retraining) == (300, 100, 24, 0.05, True)
+
+
+def test_search_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "etc").mkdir()
+    local = write(tmp_path / "etc", base_config(iris=IRIS))
+    other = write(tmp_path, base_config(iris=IRIS), "other.yaml")
+    assert find_config(environ={}) == local
+    assert find_config(environ={"RETRAINCTL_CONFIG": other}) == other
+    assert find_config("x.yaml", environ={"RETRAINCTL_CONFIG": other}) == str(tmp_path / "x.yaml")
+
+
+def test_no_config_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if os.path.exists("/etc/retrainctl/retrainctl.yaml"):
+        pytest.skip("a system-wide config is installed on this machine")
+    with pytest.raises(ConfigError, match=r"no config file: pass --config FILE, set \$RETRAINCTL_CONFIG"):
+        find_config(environ={})
+
+
+BAD = [
+    ({"modles": {}}, "modles: unknown key 'modles'; did you mean 'models'?"),
+    ({"models": {}}, "models: no models configured"),
+    ({"models": {"iris": dict(IRIS, data_pth="x")}}, "models.iris.data_pth: unknown key 'data_pth'; did you mean 'data_path'?"),
+    ({"defaults": {"chek_interval": 3}, "models": {"iris": IRIS}},
+     "defaults.chek_interval: unknown key 'chek_interval'; did you mean 'check_interval'?"),
+    ({"models": {"iris": dict(IRIS, min_data_size=0)}}, "models.iris.min_data_size: must be >= 1, got 0"),
+    ({"models": {"iris": dict(IRIS, max_model_age_hours=-1)}}, "models.iris.max_model_age_hours: must be > 0, got -1"),
+    ({"defaults": {"performance_threshold": 1.5}, "models": {"iris": IRIS}},
+     "defaults.performance_threshold: must be between 0 and 1, got 1.5"),
+    ({"models": {"iris": dict(IRIS, check_interval="5m")}}, "models.iris.check_interval: must be an integer, got '5m'"),
+    ({"models": {"iris": dict(IRIS, enable_auto_retraining="yes please")}},
+     "models.iris.enable_auto_retraining: must be true or false, got 'yes please'"),
+    ({"models": {"iris": dict(IRIS, metric="acuracy")}}, "models.iris.metric: unknown metric 'acuracy'; did you mean 'accuracy'?"),
+    ({"models": {"iris": dict(IRIS, metric="rmse")}}, "models.iris.metric: 'rmse' is a regression metric but task is classification"),
+    ({"models": {"iris": dict(IRIS, task="clustering")}}, "models.iris.task: must be one of: classification, regression, got 'clustering'"),
+    ({"models": {"iris": {k: v for k, v in IRIS.items() if k != "target"}}}, "models.iris.target: is required"),
+    ({"models": {"iris": dict(IRIS, trainer="a.b:c")}},
+     "models.iris.estimator: set exactly one of 'estimator' (a scikit-learn class path) or 'trainer' (module:function)"),
+    ({"models": {"iris": dict(IRIS, features=["Species"])}}, "models.iris.features: lists the target column 'Species'"),
+    ({"models": {"bad name!": IRIS}}, "models.bad name!: model names use letters"),
+    ({"models": {"iris": "data.csv"}}, "models.iris: must be a mapping"),
+    ("- just\n- a list\n", "(top level): must be a mapping"),
+    ("models:\n  iris: [\n", "YAML syntax error (line 3, column 1)"),
+]
+
+
+@pytest.mark.parametrize("data,message", BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_invalid_configs_name_file_and_key(tmp_path, data, message):
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert message in str(err.value)
+
+
+def test_import_validation_names_the_key(tmp_path):
+    from retrainctl.training import validate_models
+
+    bad_cls = parse_config(yaml.safe_dump({"models": {"iris": dict(IRIS, estimator="sklearn.tree.DecisionTreeClassifer")}}), "c.yaml")
+    with pytest.raises(ConfigError, match=r"^c.yaml: models.iris.estimator: 'sklearn.tree' has no 'DecisionTreeClassifer'; did you mean 'DecisionTreeClassifier'\?$"):
+        validate_models(bad_cls)
+    bad_mod = parse_config(yaml.safe_dump({"models": {"iris": dict(IRIS, estimator="sklearn.nope.Tree")}}), "c.yaml")
+    with pytest.raises(ConfigError, match=r"^c.yaml: models.iris.estimator: cannot import module 'sklearn.nope'"):
+        validate_models(bad_mod)
+    bad_params = parse_config(yaml.safe_dump({"models": {"iris": dict(IRIS, params={"depth": 3})}}), "c.yaml")
+    with pytest.raises(ConfigError, match=r"^c.yaml: models.iris.params: .*unexpected keyword argument 'depth'"):
+        validate_models(bad_params)
+
+
+def test_missing_and_unreadable_config(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope.yaml: config file not found$"):
+        load_config(str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError, match=r"is a directory, not a config file$"):
+        load_config(str(tmp_path))
