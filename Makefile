@@ -49,7 +49,8 @@ install: install-venv install-config install-data install-units
 
 install-venv:
 	test -x $(IVENV)/bin/python || $(INSTALL_PYTHON) -m venv $(IVENV)
-	$(IVENV)/bin/python -m pip install --quiet --upgrade pip
+	@# A stale build/ folder would put deleted modules into the wheel.
+	rm -rf build
 	$(IVENV)/bin/python -m pip install --quiet .
 	@# pip wrote $(DESTDIR) into the scripts' #! lines; point them at the final location.
 	if [ -n "$(DESTDIR)" ]; then \
@@ -80,7 +81,7 @@ install-units:
 	@# On the live system: create the user, hand it state/ and models/, tell systemd.
 	if [ -z "$(DESTDIR)" ]; then \
 	  systemd-sysusers $(SYSUSERSDIR)/retrainctl.conf && \
-	  chown retrainctl:retrainctl $(VARDIR)/state $(VARDIR)/models; \
+	  chown retrainctl:retrainctl $(VARDIR)/state $(VARDIR)/models && \
 	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
 	fi
 
@@ -95,3 +96,14 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/retrainctl
 	-rmdir $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX) 2>/dev/null
 	@echo "kept: $(ETCDIR)/retrainctl.yaml and $(VARDIR) (data, state, models); the user retrainctl stays"
+
+# The scheduling tests call systemd-analyze, strace, jq, and make install (the system Python's venv).
+.PHONY: test-system-deps
+test: test-system-deps
+test-system-deps:
+	@missing=""; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v strace >/dev/null || missing="$$missing strace"; \
+	command -v jq >/dev/null || missing="$$missing jq"; \
+	$(INSTALL_PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
