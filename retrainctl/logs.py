@@ -42,11 +42,10 @@ class JournalFormatter(logging.Formatter):
         return f"<{self.PRIORITY.get(record.levelno, 6)}>{self.inner.format(record)}"
 
 
-def connected_to_journal(stream, environ=None):
+def connected_to_journal(stream):
     """True when systemd connected `stream` to the journal: $JOURNAL_STREAM names its device:inode."""
-    environ = os.environ if environ is None else environ
     try:
-        dev, ino = (int(part) for part in environ["JOURNAL_STREAM"].split(":"))
+        dev, ino = (int(part) for part in os.environ["JOURNAL_STREAM"].split(":"))
         st = os.fstat(stream.fileno())
     except (KeyError, ValueError, OSError, AttributeError):
         return False
