@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/retrainctl.yaml
 
-.PHONY: run test venv test-deps clean
+.PHONY: run test venv test-deps clean bench-dask
 
 run: $(VENV)/.installed
 	$(BIN)/retrainctl --config $(CONFIG) check
@@ -22,8 +22,12 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
 	touch $@
+
+# Sixteen models on a two-worker local Dask cluster against executor: local, max_parallel: 1.
+bench-dask: $(VENV)/.test-installed
+	$(BIN)/python bench/dask_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info var

@@ -23,6 +23,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8.0", "hypothesis>=6.100"],
+        # Fits on a Dask cluster (executor: {type: dask}); fsspec lets workers read s3:// and other URLs.
+        "dask": ["dask>=2024.1", "distributed>=2024.1", "fsspec>=2024.1"],
     },
     entry_points={"console_scripts": ["retrainctl=retrainctl.cli:main"]},
 )

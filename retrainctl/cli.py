@@ -163,6 +163,13 @@ def train(obj, model, reason, force, as_json):
 main.add_command(train, "trigger")
 
 
+def _where(executing):
+    """`dask:tcp://10.0.0.7:40123`, `local:hostname`, or `dask:queued` for a fit waiting its turn."""
+    if not executing:
+        return None
+    return f"{executing['executor']}:{executing['where'] or executing['state']}"
+
+
 @main.command()
 @models_argument
 @json_option
@@ -186,10 +193,10 @@ def status(obj, models, as_json):
             f"v{r['model_version']}" if r["model_version"] else None, _age(r["model_age_seconds"]),
             "yes" if r["due"] else "no", _why(r["due_reasons"], r["note"]) if (r["due_reasons"] or r["note"]) else None,
             "paused" if r["paused"] else None, last_text, r["failures_in_row"],
-            "yes" if r["training_now"] else "no",
+            "yes" if r["training_now"] else "no", _where(r.get("executing")),
         ])
     click.echo(_table(["MODEL", "ROWS", "CHANGED", "VERSION", "AGE", "DUE", "WHY", "PAUSED", "LAST EVENT",
-                       "FAILS", "TRAINING"], table))
+                       "FAILS", "TRAINING", "WHERE"], table))
     for r in rows:
         for problem in (r["data_error"], r["model_integrity"] if r["model_integrity"] != "ok" else None):
             if problem:

@@ -99,6 +99,28 @@ class PushgatewayConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorConfig:
+    """Where fits run: child processes on this host (`local`) or a Dask cluster (`dask`)."""
+
+    type: str = "local"
+    max_parallel: int = 1
+    address: Optional[str] = None
+    connect_timeout_seconds: float = 10.0
+    tls_ca_file: Optional[str] = None
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    # controller path prefix -> the path or fsspec URL prefix under which workers see the same files
+    data_path_map: dict = field(default_factory=dict)
+
+    def worker_path(self, path):
+        """The data path as the workers see it: the longest matching `data_path_map` prefix swapped."""
+        for prefix in sorted(self.data_path_map, key=len, reverse=True):
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return self.data_path_map[prefix].rstrip("/") + path[len(prefix.rstrip("/")):]
+        return path
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     base_dir: str
@@ -111,6 +133,7 @@ class Config:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     pushgateway: PushgatewayConfig = field(default_factory=PushgatewayConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     def model(self, name):
@@ -186,6 +209,7 @@ TOP_SCHEMA = {
     "mlflow": ("dict", None),
     "pushgateway": ("dict", None),
     "notify": ("dict", None),
+    "executor": ("dict", None),
     "defaults": ("dict", None),
     "models": ("dict", None),
 }
@@ -195,6 +219,22 @@ NOTIFY_SCHEMA = {
     "command": ("strlist?", ((lambda v: len(v) > 0), "must name a program")),
     "timeout_seconds": ("float", _gt(0)),
 }
+
+EXECUTOR_TYPES = ("local", "dask")
+EXECUTOR_SCHEMA = {
+    "type": ("str", ((lambda v: v in EXECUTOR_TYPES), f"must be one of: {', '.join(EXECUTOR_TYPES)}")),
+    "max_parallel": ("int", _ge(1)),
+    "address": ("str?", ((lambda v: "://" in v), "must be a scheduler URL such as tcp://host:8786")),
+    "connect_timeout_seconds": ("float", _gt(0)),
+    "tls_ca_file": ("str?", None),
+    "tls_cert": ("str?", None),
+    "tls_key": ("str?", None),
+    "data_path_map": ("dict", ((lambda v: all(isinstance(k, str) and k and isinstance(t, str) and t
+                                              for k, t in v.items())),
+                               "must map path prefixes to path or URL prefixes (strings)")),
+}
+_LOCAL_ONLY = ("max_parallel",)
+_DASK_ONLY = ("address", "connect_timeout_seconds", "tls_ca_file", "tls_cert", "tls_key", "data_path_map")
 
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
                "strlist": "a list of strings", "dict": "a mapping"}
@@ -331,6 +371,7 @@ def parse_config(text, path):
     if notify_raw.get("command"):
         notify_raw["command"] = tuple(notify_raw["command"])
     notify = NotifyConfig(**notify_raw)
+    executor = _executor(v, top.get("executor") or {}, base_dir)
     log_file = top.get("log_file")
     return Config(
         path=path,
@@ -344,6 +385,7 @@ def parse_config(text, path):
         mlflow=mlflow,
         pushgateway=push,
         notify=notify,
+        executor=executor,
         raw=data,
     )
 
@@ -385,6 +427,25 @@ def _model(v, name, data, defaults, base_dir):
     )
 
 
+def _executor(v, data, base_dir):
+    e = v.section(data, EXECUTOR_SCHEMA, "executor")
+    kind = e.get("type", "local")
+    for key in _DASK_ONLY if kind == "local" else _LOCAL_ONLY:
+        if e.get(key) is not None:
+            v.fail(f"executor.{key}", f"applies only to type: {'dask' if kind == 'local' else 'local'}")
+    if kind == "dask" and not e.get("address"):
+        v.fail("executor.address", "is required with type: dask (e.g. tcp://scheduler:8786)")
+    if bool(e.get("tls_cert")) != bool(e.get("tls_key")):
+        v.fail("executor.tls_cert" if not e.get("tls_cert") else "executor.tls_key",
+               "tls_cert and tls_key go together")
+    for key in ("tls_ca_file", "tls_cert", "tls_key"):
+        if e.get(key):
+            e[key] = _resolve(base_dir, e[key])
+    if "data_path_map" in e:
+        e["data_path_map"] = {_resolve(base_dir, k): t for k, t in e["data_path_map"].items()}
+    return ExecutorConfig(**e)
+
+
 def _resolve(base, path):
     return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
 
@@ -418,6 +479,7 @@ def effective(config, model=None):
         "pushgateway": dataclasses.asdict(config.pushgateway),
         "notify": {"command": list(config.notify.command) if config.notify.command else None,
                    "timeout_seconds": config.notify.timeout_seconds},
+        "executor": {k: v for k, v in dataclasses.asdict(config.executor).items() if v not in (None, {})},
         "defaults": {k: getattr(config.defaults, k) for k in POLICY_SCHEMA},
         "models": {name: model_dict(m) for name, m in config.models.items()},
     }

@@ -34,18 +34,28 @@ def _child(conn, spec, data_path, expected_hash, champion_bytes, max_memory_mb):
 
         result = run_task(spec, data_path, expected_hash, champion_bytes)
         conn.send(("ok", result))
-    except MemoryError:
-        conn.send(("error", "memory", f"fit exceeded max_memory_mb={max_memory_mb}", traceback.format_exc()))
-    except DataError as exc:
-        conn.send(("error", "data_error", str(exc), traceback.format_exc()))
-    except TrainingError as exc:
-        conn.send(("error", exc.error_type, str(exc), traceback.format_exc()))
-    except RetrainctlError as exc:
-        conn.send(("error", "config_error", str(exc), traceback.format_exc()))
     except Exception as exc:
-        conn.send(("error", "training_error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        conn.send(("error", *classify(exc, max_memory_mb), traceback.format_exc()))
     finally:
         conn.close()
+
+
+def classify(exc, max_memory_mb=None):
+    """(error_type, message) for an exception the training task raised, wherever it ran."""
+    if isinstance(exc, MemoryError):
+        return "memory", (f"fit exceeded max_memory_mb={max_memory_mb}" if max_memory_mb else "fit ran out of memory")
+    if isinstance(exc, DataError):
+        return "data_error", str(exc)
+    if isinstance(exc, TrainingError):
+        return exc.error_type, str(exc)
+    if isinstance(exc, RetrainctlError):
+        return "config_error", str(exc)
+    return "training_error", f"{type(exc).__name__}: {exc}"
+
+
+def as_error(error_type, text):
+    """The controller-side exception for a classified task error."""
+    return DataError(text) if error_type == "data_error" else TrainingError(text, error_type=error_type)
 
 
 def run_local(spec, data_path, expected_hash, champion_bytes=None, timeout=3600.0, max_memory_mb=None):
@@ -82,6 +92,4 @@ def run_local(spec, data_path, expected_hash, champion_bytes=None, timeout=3600.
         return message[1]
     _, error_type, text, tb = message
     log.debug("fit failed in the child process:\n%s", tb)
-    if error_type == "data_error":
-        raise DataError(text)
-    raise TrainingError(text, error_type=error_type)
+    raise as_error(error_type, text)

@@ -67,6 +67,24 @@ class Report:
         return 0
 
 
+@dataclass
+class Job:
+    """One training attempt, from its `started` record until its outcome is recorded."""
+
+    model: object
+    decision: object
+    obs: object
+    force: bool
+    trigger_type: str
+    description: str
+    attempt_id: str
+    start: float
+    champion: object = None
+    champion_bytes: Optional[bytes] = None
+    champion_note: str = ""
+    extra: dict = field(default_factory=dict)  # where and how long it ran, for the record
+
+
 class Runner:
     """One command's view of the world: config, state dir, model store, clock."""
 
@@ -193,55 +211,107 @@ class Runner:
 
     def train_locked(self, model, decision, obs, force=False):
         """Fit, gate, store, promote and record one model. The caller holds its training lock."""
-        policy = model.policy
-        start = self.clock()
-        trigger_type = decision.trigger_type or "manual"
-        description = decision.describe()
-        attempt_id = new_attempt_id()
-        common = dict(data_hash=obs.data_hash, attempt_id=attempt_id)
-        self.log.append({"model_name": model.name, "trigger_type": trigger_type, "trigger_time": utcnow_iso(start),
-                         "status": "started", **common, **host_info()})
-        log.info("%s: training (%s)", model.name, description)
+        return self.train_claimed([(model, decision, obs, force)])[0]
 
-        def finish(status, text, **fields):
-            return self._record(model, trigger_type, status, start, text,
-                                duration=round(self.clock() - start, 3), **common, **fields)
+    def train_claimed(self, claims):
+        """Fit the claimed models [(model, decision, obs, force)] on the configured executor: all
+        submitted at once, each gated and recorded as it comes back. The caller holds every
+        model's training lock until this returns, so a remote fit is never duplicated."""
+        if not claims:
+            return []
+        from .dispatch import clear_running, mark_running, open_executor
 
-        champion = self.store.current(model.name)
-        champion_bytes = None
-        champion_note = ""
-        if champion is not None:
+        state_dir = self.config.state_dir
+
+        def on_running(request, where):
+            mark_running(state_dir, request.model_name, request.attempt_id, executor.name, "running", where)
+
+        jobs = {}
+        outcomes = {}
+        # Connecting comes first: an unreachable scheduler leaves no `started` record behind.
+        with open_executor(self.config.executor, on_running) as executor:
             try:
-                champion_bytes = self.store.read_verified(champion)
+                for model, decision, obs, force in claims:
+                    job = self.prepare(model, decision, obs, force, executor.name)
+                    jobs[job.attempt_id] = job
+                    mark_running(state_dir, model.name, job.attempt_id, executor.name, "queued")
+                    executor.submit(self.fit_request(job))
+                for done in executor.completed():
+                    job = jobs[done.request.attempt_id]
+                    job.extra = {"executor": executor.name, "worker": done.where,
+                                 "executor_seconds": done.run_seconds, "queued_seconds": done.queued_seconds}
+                    outcomes[job.attempt_id] = self.finish(job, done.result, done.error)
+                    clear_running(state_dir, job.model.name)
+            finally:
+                for job in jobs.values():
+                    clear_running(state_dir, job.model.name)
+        return [outcomes[attempt_id] for attempt_id in jobs]
+
+    def prepare(self, model, decision, obs, force=False, executor="local"):
+        """Record the `started` event and gather what the fit needs: the champion to compare with."""
+        start = self.clock()
+        job = Job(model, decision, obs, force, decision.trigger_type or "manual", decision.describe(),
+                  new_attempt_id(), start)
+        self.log.append({"model_name": model.name, "trigger_type": job.trigger_type, "trigger_time": utcnow_iso(start),
+                         "status": "started", "data_hash": obs.data_hash, "attempt_id": job.attempt_id,
+                         "executor": executor, **host_info()})
+        log.info("%s: training (%s)", model.name, job.description)
+        job.champion = self.store.current(model.name)
+        if job.champion is not None:
+            try:
+                job.champion_bytes = self.store.read_verified(job.champion)
             except IntegrityError as exc:
                 log.warning("%s: %s; the gate treats the current model as missing", model.name, exc)
-                champion_note = f"; current v{champion.version} failed its checksum"
-        spec = dict(model.training_spec(), min_data_size=policy.min_data_size)
-        try:
-            result = self._fit(spec, model, obs, champion_bytes)
-        except (DataError, TrainingError) as exc:
-            error_type = getattr(exc, "error_type", "data_error")
-            log.error("%s: %s", model.name, exc)
-            return Outcome(model.name, decision.action, decision.reasons, decision.note,
-                           f"failed: {exc}", finish("failure", description, error=str(exc), error_type=error_type),
-                           failed=True)
-        except RetrainctlError as exc:
-            log.error("%s: %s", model.name, exc)
-            return Outcome(model.name, decision.action, decision.reasons, decision.note, f"failed: {exc}",
-                           finish("failure", description, error=str(exc), error_type="error"), failed=True)
+                job.champion_note = f"; current v{job.champion.version} failed its checksum"
+        return job
 
+    def fit_request(self, job):
+        from .dispatch import FitRequest
+
+        model, policy = job.model, job.model.policy
+        return FitRequest(model.name, job.attempt_id, dict(model.training_spec(), min_data_size=policy.min_data_size),
+                          self.config.executor.worker_path(model.data_path), job.obs.data_hash, job.champion_bytes,
+                          timeout=policy.train_timeout_seconds, max_memory_mb=policy.max_memory_mb)
+
+    def finish(self, job, result=None, error=None):
+        """Verify, gate, store, promote and record one fit's result (or its error), wherever it ran."""
+        model, decision, force = job.model, job.decision, job.force
+        policy = model.policy
+        description = job.description
+
+        def finish(status, text, **fields):
+            return self._record(model, job.trigger_type, status, job.start, text,
+                                duration=round(self.clock() - job.start, 3), data_hash=job.obs.data_hash,
+                                attempt_id=job.attempt_id, **job.extra, **fields)
+
+        if error is None and result["data_hash"] != job.obs.data_hash:
+            error = TrainingError(f"{model.data_path}: fit returned data hash {result['data_hash']}, "
+                                  f"expected {job.obs.data_hash}", error_type="data_changed")
+        if isinstance(error, TrainingError) and error.error_type == "data_changed":
+            # Not the model's fault: the next check sees the new data and decides afresh.
+            log.warning("%s: skipped: %s", model.name, error)
+            return Outcome(model.name, decision.action, decision.reasons, decision.note, f"skipped: {error}",
+                           finish("skipped", description, error=str(error), error_type="data_changed"),
+                           failed=job.trigger_type == "manual")
+        if error is not None:
+            error_type = getattr(error, "error_type", "data_error" if isinstance(error, DataError) else "error")
+            log.error("%s: %s", model.name, error)
+            return Outcome(model.name, decision.action, decision.reasons, decision.note, f"failed: {error}",
+                           finish("failure", description, error=str(error), error_type=error_type), failed=True)
+
+        champion, champion_bytes = job.champion, job.champion_bytes
         verdict = triggers.gate(result["score"], result["champion_score"], model.higher_is_better,
                                 policy.promotion_tolerance, result["sanity_problem"], force=force,
                                 has_champion=champion_bytes is not None)
         meta = dict(result["metadata"], trained_at=utcnow_iso(self.clock()), trained_at_ts=self.clock(),
-                    trigger_type=trigger_type, attempt_id=attempt_id, model_name=model.name)
+                    trigger_type=job.trigger_type, attempt_id=job.attempt_id, model_name=model.name)
         faults.point("before_save")
         mv = self.store.save(model.name, result["model_bytes"], meta)
         faults.point("after_save")
         fields = dict(version=mv.version, score=result["score"], rows=meta["rows"],
                       champion_score=result["champion_score"],
                       champion_version=champion.version if champion_bytes is not None else None)
-        text = f"{description}; {verdict.reason}{champion_note}"
+        text = f"{description}; {verdict.reason}{job.champion_note}"
         if verdict.promote:
             self.store.promote(model.name, mv.version)
             faults.point("after_promote")
@@ -255,15 +325,26 @@ class Runner:
         return Outcome(model.name, decision.action, decision.reasons, decision.note,
                        f"rejected v{mv.version}: {verdict.reason}", record)
 
-    def _fit(self, spec, model, obs, champion_bytes):
-        from .executor import run_local
-
-        result = run_local(spec, model.data_path, obs.data_hash, champion_bytes,
-                           timeout=model.policy.train_timeout_seconds, max_memory_mb=model.policy.max_memory_mb)
-        if result["data_hash"] != obs.data_hash:
-            raise TrainingError(f"{model.data_path}: fit returned data hash {result['data_hash']}, "
-                                f"expected {obs.data_hash}", error_type="data_changed")
-        return result
+    def claim(self, model):
+        """Take the model's training lock and decide again under it: another run may have trained
+        it meanwhile. Returns ((model, decision, obs), lock) to train, or (None, why not)."""
+        lock = training_lock(self.config.state_dir, model.name)
+        try:
+            lock.acquire()
+        except Timeout:
+            log.info("%s: skipped, another process is training it", model.name)
+            return None, "skipped: being trained by another process"
+        try:
+            state = self.states().get(model.name, ModelState())
+            fresh = self.observe(model, state, FingerprintCache(self.config.state_dir))
+            again = triggers.decide(model.policy, fresh)
+        except BaseException:
+            lock.release()
+            raise
+        if again.action != triggers.TRAIN:
+            lock.release()
+            return None, "skipped: already handled by another process"
+        return (model, again, fresh), lock
 
     def act(self, model, decision, obs, dry_run=False):
         """Carry out a decision: record a skip or an error, or train under the model's lock."""
@@ -292,22 +373,12 @@ class Runner:
         if dry_run:
             out.result = "would train"
             return out
-        lock = training_lock(self.config.state_dir, model.name)
-        try:
-            lock.acquire()
-        except Timeout:
-            out.result = "skipped: being trained by another process"
-            log.info("%s: skipped, another process is training it", model.name)
+        claimed, lock = self.claim(model)
+        if claimed is None:
+            out.result = lock
             return out
         try:
-            # Decide again under the lock: another run may have trained it meanwhile.
-            state = self.states().get(model.name, ModelState())
-            fresh = self.observe(model, state, FingerprintCache(self.config.state_dir))
-            again = triggers.decide(model.policy, fresh)
-            if again.action != triggers.TRAIN:
-                out.result = "skipped: already handled by another process"
-                return out
-            return self.train_locked(model, again, fresh)
+            return self.train_locked(*claimed)
         finally:
             lock.release()
 
@@ -331,6 +402,25 @@ def check(config, names=None, dry_run=False, clock=time.time, callback=None):
     last = schedule.load()
     fpcache = FingerprintCache(config.state_dir)
     report = Report(dry_run=dry_run)
+    claims = []  # (index in report.outcomes, (model, decision, obs), training lock)
+    try:
+        evaluated = _decide_and_claim(runner, models, states, last, fpcache, report, claims, dry_run)
+        # Phase 2: every claimed fit goes to the executor at once and is recorded as it returns.
+        outcomes = runner.train_claimed([claimed + (False,) for _, claimed, _ in claims])
+        for (index, _, _), out in zip(claims, outcomes):
+            report.outcomes[index] = out
+    finally:
+        for _, _, lock in claims:
+            lock.release()
+    if not dry_run:
+        schedule.record(evaluated)
+    return report
+
+
+def _decide_and_claim(runner, models, states, last, fpcache, report, claims, dry_run):
+    """Phase 1: decide every model; record skips and errors; lock and re-decide the due ones,
+    appending them to `claims` so the caller releases their locks whatever happens."""
+    clock = runner.clock
     evaluated = {}
     for model in models:
         state = states.get(model.name, ModelState())
@@ -345,11 +435,17 @@ def check(config, names=None, dry_run=False, clock=time.time, callback=None):
         obs = runner.observe(model, state, fpcache, now=now)
         decision = triggers.decide(model.policy, obs)
         fpcache.save()
-        report.outcomes.append(runner.act(model, decision, obs, dry_run=dry_run))
+        if decision.action == triggers.TRAIN and not dry_run:
+            claimed, lock = runner.claim(model)
+            if claimed is None:
+                report.outcomes.append(Outcome(model.name, decision.action, decision.reasons, decision.note, lock))
+            else:
+                claims.append((len(report.outcomes), claimed, lock))
+                report.outcomes.append(None)  # filled in when its fit comes back
+        else:
+            report.outcomes.append(runner.act(model, decision, obs, dry_run=dry_run))
         evaluated[model.name] = now
-    if not dry_run:
-        schedule.record(evaluated)
-    return report
+    return evaluated
 
 
 def train(config, name, reason=None, force=False, clock=time.time, callback=None):
@@ -421,6 +517,7 @@ def status(config, names=None, clock=time.time):
             "training_now": os.path.isdir(config.state_dir) and lock_is_held(config.state_dir, model.name),
             "last_event": state.last_event,
         })
+        rows[-1]["executing"] = _executing(config, model.name) if rows[-1]["training_now"] else None
     if os.path.isdir(config.state_dir):
         fpcache.save()
     return rows
@@ -434,6 +531,18 @@ def _integrity(store, mv):
         return "ok"
     except IntegrityError as exc:
         return str(exc)
+
+
+def _executing(config, name):
+    """Where a running fit executes, from the sidecar its controller keeps while it holds the lock."""
+    from .dispatch import read_running
+
+    info = read_running(config.state_dir, name)
+    if not info:
+        return None
+    return {"executor": info.get("executor"), "state": info.get("state"), "where": info.get("where"),
+            "since": utcnow_iso(info["since"]) if isinstance(info.get("since"), (int, float)) else None,
+            "controller": info.get("controller")}
 
 
 def history(config, model=None, limit=20):

@@ -152,22 +152,18 @@ class StateLog:
         return events
 
     def append(self, *records):
-        """Append records as whole lines, durably. A torn last line left by a crash is
-        closed off first so the new record starts on a line of its own."""
+        """Append records as whole lines, durably. A torn last line left by a crash is cut
+        off first (under the lock), so the new record starts on a fresh line and every line
+        of the log parses."""
         if not records:
             return
         self.ensure_dir()
         payload = b"".join(json.dumps(r, sort_keys=True, default=str).encode() + b"\n" for r in records)
         try:
             with self.lock:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
                 try:
-                    size = os.fstat(fd).st_size
-                    if size:
-                        with open(self.path, "rb") as fh:
-                            fh.seek(size - 1)
-                            if fh.read(1) != b"\n":
-                                payload = b"\n" + payload
+                    self._cut_torn_tail(fd)
                     if os.environ.get(faults.ENV) == "mid_append" and records[0].get("status") != "started":
                         os.write(fd, payload[: len(payload) // 2])
                         faults.point("mid_append")
@@ -179,6 +175,25 @@ class StateLog:
             raise LockBusy(f"{self.lock.lock_file}: state lock still held after {self.lock.timeout:.0f}s") from None
         except PermissionError:
             raise RetrainctlError(f"{self.path}: permission denied writing the state log") from None
+
+    def _cut_torn_tail(self, fd):
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return
+        end = size
+        while end > 0:
+            start = max(0, end - (1 << 16))
+            chunk = os.pread(fd, end - start, start)
+            if end == size and chunk.endswith(b"\n"):
+                return
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                end = start + cut + 1
+                break
+            end = start
+        log.warning("%s: cut off a torn last line (%d bytes) left by an interrupted write", self.path, size - end)
+        os.ftruncate(fd, end)
+        os.fsync(fd)
 
 
 class ScheduleCache:

@@ -6,7 +6,9 @@ pandas and scikit-learn are imported inside the functions: importing this module
 """
 import importlib
 import io
+import os
 import platform
+import socket
 import time
 
 from .errors import ConfigError, DataError, TrainingError
@@ -158,6 +160,32 @@ def _split_ok(spec, y, held):
     return held.sum() >= 2
 
 
+def read_data(data_path):
+    """The data file's bytes: a local path, or any fsspec URL (s3://, gs://, ...) where fsspec and
+    the filesystem's package are installed, so cluster workers can read from object storage."""
+    if "://" not in data_path:
+        try:
+            with open(data_path, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise DataError(f"{data_path}: data file not found") from None
+        except OSError as exc:
+            raise DataError(f"{data_path}: cannot read data file: {exc.strerror}") from None
+    try:
+        import fsspec
+    except ImportError:
+        raise DataError(f"{data_path}: reading URLs needs fsspec (pip install 'retrainctl[dask]')") from None
+    try:
+        with fsspec.open(data_path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise DataError(f"{data_path}: data file not found") from None
+    except (ImportError, ValueError) as exc:
+        raise DataError(f"{data_path}: cannot open this URL: {exc}") from None
+    except OSError as exc:
+        raise DataError(f"{data_path}: cannot read data file: {exc.strerror or exc}") from None
+
+
 def run_task(spec, data_path, expected_hash, champion_bytes=None):
     """Fit one model. The bytes parsed are the bytes hashed, so a file rewritten mid-read can
     never be trained on under the wrong hash."""
@@ -166,13 +194,7 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
     import sklearn
 
     started = time.monotonic()
-    try:
-        with open(data_path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise DataError(f"{data_path}: data file not found") from None
-    except OSError as exc:
-        raise DataError(f"{data_path}: cannot read data file: {exc.strerror}") from None
+    raw = read_data(data_path)
     data_hash = hash_bytes(raw)
     if expected_hash and data_hash != expected_hash:
         raise TrainingError(f"{data_path}: data changed after the decision to train; will retry on the next check",
@@ -227,6 +249,9 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         "params": spec["params"],
         "fit_seconds": round(fit_seconds, 3),
         "data_hash": data_hash,
+        # where the fit ran: a cluster worker, a child process of the controller, ...
+        "fit_host": socket.gethostname(),
+        "fit_pid": os.getpid(),
         "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
                       "pandas": pd.__version__, "numpy": np.__version__, "joblib": joblib.__version__},
     }

@@ -1,6 +1,7 @@
 """The event log: appends are whole lines, a torn last line is skipped and closed off, the fold is right."""
 import json
 import logging
+import os
 
 from retrainctl.state import StateLog, fold
 
@@ -25,10 +26,21 @@ def test_torn_last_line_is_skipped_and_next_append_starts_fresh(tmp_path, caplog
     with caplog.at_level(logging.WARNING):
         assert [e["status"] for e in log.read()] == ["success"]
     assert "events.jsonl:2: skipped a torn last line" in caplog.text
-    log.append(rec("a", "rejected"))
+    with caplog.at_level(logging.WARNING):
+        log.append(rec("a", "rejected"))
+    assert "events.jsonl: cut off a torn last line (35 bytes) left by an interrupted write" in caplog.text
     lines = open(log.path).read().splitlines()
-    assert len(lines) == 3 and json.loads(lines[2])["status"] == "rejected"
-    assert [e["status"] for e in log.read()] == ["success", "rejected"]
+    assert [json.loads(line)["status"] for line in lines] == ["success", "rejected"]
+
+
+def test_torn_first_line_is_cut_whole(tmp_path):
+    log = StateLog(str(tmp_path))
+    os.makedirs(tmp_path, exist_ok=True)
+    with open(log.path, "w") as fh:
+        fh.write('{"model_name": "a"' * 10000)
+    log.append(rec("a", "success"))
+    assert [e["status"] for e in log.read()] == ["success"]
+    assert open(log.path).read().count("\n") == 1
 
 
 def test_garbage_line_in_the_middle_is_skipped(tmp_path, caplog):

@@ -1,0 +1,283 @@
+"""Hand fits to where they run -- child processes on this host (`local`) or a Dask cluster
+(`dask`) -- and hand them back as they finish. The controller keeps deciding, locking, gating
+and recording; an executor only runs `training.run_task` and reports where and how long.
+
+distributed is imported only when `executor: {type: dask}` is configured."""
+import concurrent.futures
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from .errors import RetrainctlError, TrainingError
+from .executor import as_error, classify, run_local
+from .fsutil import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+RUNNING_DIR = "running"
+POLL_SECONDS = 0.25
+
+
+class ExecutorUnavailable(RetrainctlError):
+    """The configured executor cannot take work (e.g. the Dask scheduler is unreachable)."""
+
+
+@dataclass
+class FitRequest:
+    """One fit as the executor sees it: plain, picklable data."""
+
+    model_name: str
+    attempt_id: str
+    spec: dict
+    data_path: str
+    data_hash: str
+    champion_bytes: Optional[bytes] = None
+    timeout: float = 3600.0
+    max_memory_mb: Optional[int] = None
+
+    @property
+    def key(self):
+        return f"retrainctl-fit-{self.model_name}-{self.attempt_id}"
+
+
+@dataclass
+class FitDone:
+    """A finished fit: the task's result, or the error to record, and where and how long it ran."""
+
+    request: FitRequest
+    result: Optional[dict] = None
+    error: Optional[RetrainctlError] = None
+    where: Optional[str] = None
+    queued_seconds: float = 0.0
+    run_seconds: float = 0.0
+
+
+@dataclass
+class _Pending:
+    request: FitRequest
+    future: object
+    submitted: float
+    started: Optional[float] = None
+    where: Optional[str] = None
+
+
+def _done(p, result=None, error=None, where=None):
+    now = time.monotonic()
+    started = p.started if p.started is not None else now
+    return FitDone(p.request, result, error, where or p.where,
+                   round(started - p.submitted, 3), round(now - started, 3))
+
+
+# --- running sidecars: state_dir/running/<model>.json, for `status` ------------------------------
+
+def running_path(state_dir, model_name):
+    return os.path.join(state_dir, RUNNING_DIR, f"{model_name}.json")
+
+
+def mark_running(state_dir, model_name, attempt_id, executor, state, where=None, when=None):
+    atomic_write_json(running_path(state_dir, model_name), {
+        "model_name": model_name, "attempt_id": attempt_id, "executor": executor, "state": state,
+        "where": where, "since": when if when is not None else time.time(),
+        "controller": {"host": socket.gethostname(), "pid": os.getpid()}})
+
+
+def read_running(state_dir, model_name):
+    data = read_json(running_path(state_dir, model_name))
+    return data if isinstance(data, dict) else None
+
+
+def clear_running(state_dir, model_name):
+    try:
+        os.unlink(running_path(state_dir, model_name))
+    except FileNotFoundError:
+        pass
+
+
+# --- executors -----------------------------------------------------------------------------------
+
+class LocalExecutor:
+    """Fits in fresh child processes on this host, at most `max_parallel` at a time."""
+
+    name = "local"
+
+    def __init__(self, config, on_running):
+        self.on_running = on_running
+        self.where = socket.gethostname()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=config.max_parallel,
+                                                          thread_name_prefix="retrainctl-fit")
+        self.pending = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+
+    def submit(self, request):
+        p = _Pending(request, None, time.monotonic())
+        p.future = self.pool.submit(self._run, p)
+        self.pending[p.future] = p
+
+    def _run(self, p):
+        p.started = time.monotonic()
+        p.where = self.where
+        self.on_running(p.request, self.where)
+        r = p.request
+        return run_local(r.spec, r.data_path, r.data_hash, r.champion_bytes, timeout=r.timeout,
+                         max_memory_mb=r.max_memory_mb)
+
+    def completed(self):
+        for future in concurrent.futures.as_completed(list(self.pending)):
+            p = self.pending.pop(future)
+            try:
+                yield _done(p, result=future.result())
+            except RetrainctlError as exc:
+                yield _done(p, error=exc)
+
+
+def remote_fit(spec, data_path, expected_hash, champion_bytes):
+    """The task a Dask worker runs: `run_task`, plus the worker's address."""
+    from distributed import get_worker
+
+    from .training import run_task
+
+    result = run_task(spec, data_path, expected_hash, champion_bytes)
+    result["worker"] = get_worker().address
+    return result
+
+
+class DaskExecutor:
+    """Fits as tasks on a Dask distributed cluster. The scheduler would silently re-run a task
+    whose worker died; retrainctl's own retry policy should decide that, so a fit whose worker
+    left the cluster is cancelled and reported as `worker_lost`."""
+
+    name = "dask"
+
+    def __init__(self, config, on_running, poll=POLL_SECONDS):
+        self.config = config
+        self.on_running = on_running
+        self.poll = poll
+        self.pending = {}
+        self.client = connect(config)
+        self.no_workers_since = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.pending.values():
+            p.future.cancel()
+        self.client.close()
+
+    def submit(self, request):
+        r = request
+        future = self.client.submit(remote_fit, r.spec, r.data_path, r.data_hash, r.champion_bytes,
+                                    key=r.key, pure=False, retries=0)
+        self.pending[r.key] = _Pending(r, future, time.monotonic())
+
+    def completed(self):
+        from distributed import wait
+
+        while self.pending:
+            try:
+                wait([p.future for p in self.pending.values()], timeout=self.poll, return_when="FIRST_COMPLETED")
+            except Exception:  # a timeout, or futures cancelled by a lost scheduler: both sorted out below
+                pass
+            for key, p in list(self.pending.items()):
+                if p.future.done():
+                    del self.pending[key]
+                    yield self._collect(p)
+            if self.pending:
+                yield from self._watch()
+
+    def _collect(self, p):
+        from distributed import KilledWorker
+
+        status = p.future.status
+        if status == "finished":
+            result = p.future.result()
+            return _done(p, result=result, where=result.pop("worker", None))
+        if status == "cancelled":
+            return _done(p, error=TrainingError(
+                f"lost the connection to the Dask scheduler at {self.config.address} during the fit",
+                error_type="scheduler_lost"))
+        exc = p.future.exception()
+        if isinstance(exc, KilledWorker):
+            return _done(p, error=TrainingError(f"Dask workers kept dying while running the fit: {exc}",
+                                                error_type="worker_lost"))
+        return _done(p, error=as_error(*classify(exc, p.request.max_memory_mb)))
+
+    def _fail(self, key, error_type, text):
+        p = self.pending.pop(key)
+        p.future.cancel()
+        return _done(p, error=TrainingError(text, error_type=error_type))
+
+    def _watch(self):
+        """Follow each fit from scheduler to worker: note where it runs, and fail it when its
+        worker left the cluster, it ran past its timeout, or there have been no workers for long."""
+        try:
+            processing = self.client.processing()
+        except Exception as exc:  # the client's comm errors vary by version; any means no scheduler
+            log.error("lost the Dask scheduler at %s: %s", self.config.address, exc)
+            for key in list(self.pending):
+                yield self._fail(key, "scheduler_lost",
+                                 f"lost the connection to the Dask scheduler at {self.config.address} during the fit")
+            return
+        now = time.monotonic()
+        where = {key: addr for addr, keys in processing.items() for key in keys}
+        if processing:
+            self.no_workers_since = None
+        elif self.no_workers_since is None:
+            self.no_workers_since = now
+        for key, p in list(self.pending.items()):
+            if p.where is not None and p.where not in processing:
+                yield self._fail(key, "worker_lost", f"Dask worker {p.where} died or left during the fit")
+                continue
+            addr = where.get(key)
+            if addr is not None and addr != p.where:
+                p.started = now if p.started is None else p.started
+                p.where = addr
+                self.on_running(p.request, addr)
+            if p.started is not None and now - p.started > p.request.timeout:
+                # A worker thread cannot be stopped; the result will be dropped when it arrives.
+                yield self._fail(key, "timeout", f"fit did not finish within train_timeout_seconds="
+                                                 f"{p.request.timeout:g} on {p.where}")
+            elif p.where is None and self.no_workers_since is not None and \
+                    now - self.no_workers_since > self.config.connect_timeout_seconds:
+                yield self._fail(key, "no_workers", f"no Dask workers connected to {self.config.address} "
+                                                    f"for {self.config.connect_timeout_seconds:g}s")
+
+
+def security(config):
+    if not (config.tls_ca_file or config.tls_cert):
+        return None
+    from distributed.security import Security
+
+    return Security(tls_ca_file=config.tls_ca_file, tls_client_cert=config.tls_cert,
+                    tls_client_key=config.tls_key, require_encryption=True)
+
+
+def connect(config):
+    """A client of the configured scheduler, or ExecutorUnavailable within connect_timeout_seconds."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ExecutorUnavailable("executor.type dask needs the dask extra: pip install 'retrainctl[dask]'") from None
+    try:
+        return Client(config.address, timeout=config.connect_timeout_seconds, security=security(config),
+                      set_as_default=False)
+    except Exception as exc:  # OSError, TimeoutError, TLS errors: all mean "cannot use it"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExecutorUnavailable(f"executor.address: cannot reach the Dask scheduler at {config.address} "
+                                  f"({first}); nothing was trained") from None
+
+
+def open_executor(config, on_running):
+    """The executor the config names, ready to take fits (for Dask: connected)."""
+    if config.type == "dask":
+        return DaskExecutor(config, on_running)
+    return LocalExecutor(config, on_running)
+

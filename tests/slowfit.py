@@ -1,0 +1,20 @@
+"""Custom trainers for the fault-injection tests (importable by the fit's child process)."""
+import os
+import time
+
+
+def fit(X, y, params):
+    """Sleep (so a test can kill us mid-fit), then fit a small tree on raw numeric columns."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    marker = params.get("marker")
+    if marker:
+        open(marker, "w").write(str(os.getpid()))
+    time.sleep(float(params.get("sleep", 0)))
+    return DecisionTreeClassifier(random_state=0).fit(X.select_dtypes("number"), y)
+
+
+def hog(X, y, params):
+    """Allocate far more memory than max_memory_mb allows."""
+    blob = bytearray(int(params["megabytes"]) << 20)
+    return blob

@@ -1,0 +1,319 @@
+"""Fits handed to an executor: a real Dask scheduler and workers on 127.0.0.1, and local child
+processes several at a time. The controller still decides, locks, gates and records."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import pytest
+
+from conftest import IRIS, RETRAINCTL
+
+HERE = Path(__file__).resolve().parent
+DASK = str(Path(sys.executable).parent / "dask")
+ENV = {"PYTHONPATH": str(HERE)}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    env.pop("RETRAINCTL_CONFIG", None)
+    return env
+
+
+class Cluster:
+    """`dask scheduler` and `dask worker` processes (no nanny, so a worker's pid is the pid that
+    runs its tasks)."""
+
+    def __init__(self, logdir, workers=2):
+        self.logdir = logdir
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.workers = []
+        self.scheduler = self._spawn("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port",
+                                                   str(self.port), "--no-dashboard"])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                assert self.scheduler.poll() is None, (logdir / "scheduler.log").read_text()
+                assert time.monotonic() < deadline, "scheduler did not start"
+                time.sleep(0.1)
+        for _ in range(workers):
+            self.add_worker()
+        if workers:
+            self.wait_for_workers(workers)
+
+    def _spawn(self, name, argv):
+        log = open(self.logdir / f"{name}.log", "ab")
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=str(self.logdir))
+
+    def add_worker(self):
+        self.workers.append(self._spawn(f"worker{len(self.workers)}", [
+            DASK, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
+            "--no-nanny", "--no-dashboard"]))
+
+    def client(self):
+        from distributed import Client
+
+        return Client(self.address, timeout=10, set_as_default=False)
+
+    def wait_for_workers(self, n):
+        with self.client() as c:
+            c.wait_for_workers(n, timeout=60)
+
+    def worker_pids(self):
+        """{address: pid} of the live workers, as the workers themselves report it."""
+        with self.client() as c:
+            return c.run(os.getpid)
+
+    def stop(self):
+        """Workers first, while the scheduler can still see them off; then the scheduler."""
+        for group in (self.workers, [self.scheduler]):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in group:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("dask"))
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def own_cluster(tmp_path):
+    logs = tmp_path / "dask"
+    logs.mkdir()
+    c = Cluster(logs)
+    yield c
+    c.stop()
+
+
+def iris_models(project, n, **changes):
+    project.config["models"] = {f"m{i}": dict(IRIS, **changes) for i in range(n)}
+
+
+def use_dask(project, address, **extra):
+    project.config["executor"] = {"type": "dask", "address": address, **extra}
+    project.write_config()
+
+
+def successes(project):
+    return [e for e in project.history() if e["status"] == "success"]
+
+
+def test_eight_models_fit_on_the_workers_and_the_promoted_models_predict(project, cluster):
+    iris_models(project, 8)
+    use_dask(project, cluster.address)
+    pids = cluster.worker_pids()
+    assert sorted(pids.values()) == sorted(p.pid for p in cluster.workers)
+
+    result = project.run("check", "--json", env=ENV)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert [(m["model_name"], m["result"].split(" ")[0]) for m in out["models"]] == [
+        (f"m{i}", "promoted") for i in range(8)]
+
+    done = successes(project)
+    assert sorted(e["model_name"] for e in done) == [f"m{i}" for i in range(8)]
+    started = [e for e in project.events() if e["status"] == "started"]
+    assert len(started) == 8 and {e["executor"] for e in started} == {"dask"}
+    controller_pid = started[0]["pid"]
+    fit_pids = set()
+    for e in done:
+        assert e["executor"] == "dask" and e["worker"] in pids
+        assert e["executor_seconds"] >= 0 and e["queued_seconds"] >= 0
+        meta = json.loads((project.model_dir / e["model_name"] / "v1" / "metadata.json").read_text())
+        assert meta["fit_pid"] == pids[e["worker"]] != controller_pid
+        assert meta["fit_host"] == socket.gethostname()
+        fit_pids.add(meta["fit_pid"])
+    assert fit_pids == set(pids.values()), "both workers took fits"
+
+    rows = pd.read_csv(project.data("iris")).drop(columns=["Species"]).head(10)
+    for i in range(8):
+        model = joblib.load(project.model_dir / f"m{i}" / "current" / "model.joblib")
+        assert set(model.predict(rows)) <= {"Iris-setosa", "Iris-versicolor", "Iris-virginica"}
+    assert not list((project.state_dir / "running").iterdir())
+
+    again = project.run("check", env=ENV)
+    assert again.returncode == 0 and len(project.history()) == 8
+
+
+def _status_row(project, name):
+    rows = json.loads(project.cli("status", "--json").stdout)["models"]
+    return next(r for r in rows if r["model_name"] == name)
+
+
+def test_killed_worker_is_worker_lost_and_the_next_check_retries(project, own_cluster, tmp_path):
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    project.config["defaults"]["retry_backoff_seconds"] = 0
+    project.config["models"] = {"slow": dict(IRIS, estimator=None, trainer="dask_helpers:slow_tree",
+                                             params={"hold_file": str(hold), "max_seconds": 60})}
+    use_dask(project, own_cluster.address)
+    pids = own_cluster.worker_pids()
+
+    proc = subprocess.Popen([RETRAINCTL, "--config", str(project.config_path), "check", "--json"], cwd="/",
+                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            row = _status_row(project, "slow")
+            if row["executing"] and row["executing"]["state"] == "running":
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, row
+            time.sleep(0.1)
+        assert row["training_now"] is True
+        assert row["executing"]["executor"] == "dask" and row["executing"]["where"] in pids
+        table = project.cli("status", "slow").stdout.splitlines()
+        assert table[0].split()[-2:] == ["TRAINING", "WHERE"]
+        assert table[1].split()[-2:] == ["yes", f"dask:{row['executing']['where']}"]
+
+        os.kill(pids[row["executing"]["where"]], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stderr
+    [failure] = project.history()
+    assert failure["status"] == "failure" and failure["error_type"] == "worker_lost"
+    assert failure["worker"] == row["executing"]["where"]
+    assert "died or left during the fit" in failure["error"]
+    assert json.loads(stdout)["models"][0]["result"].startswith("failed: Dask worker ")
+    assert _status_row(project, "slow")["training_now"] is False
+    assert not (project.state_dir / "running" / "slow.json").exists()
+    assert project.current_version("slow") is None
+
+    hold.unlink()
+    retry = project.run("check", env=ENV)
+    assert retry.returncode == 0, retry.stderr
+    assert [(e["status"], e.get("error_type")) for e in project.history()] == [
+        ("failure", "worker_lost"), ("success", None)]
+    survivor = [a for a in pids if a != failure["worker"]]
+    assert project.history()[-1]["worker"] == survivor[0]
+    assert project.current_version("slow") == 1
+
+
+def test_stopped_scheduler_is_exit_1_and_a_clean_state(project, tmp_path):
+    logs = tmp_path / "dask"
+    logs.mkdir()
+    stopped = Cluster(logs, workers=0)
+    stopped.stop()
+    use_dask(project, stopped.address, connect_timeout_seconds=2)
+
+    started = time.monotonic()
+    result = project.run("check", env=ENV)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: executor.address: cannot reach the Dask scheduler at {stopped.address} "
+        f"(Timed out trying to connect to {stopped.address} after 2 s); nothing was trained")
+    assert project.events() == []
+    assert not project.model_dir.exists() or not any(project.model_dir.iterdir())
+    assert not (project.state_dir / "running").exists() or not any((project.state_dir / "running").iterdir())
+    assert {r["model_name"]: r["training_now"] for r in
+            json.loads(project.cli("status", "--json").stdout)["models"]} == {"iris": False, "housing": False}
+
+    train = project.run("train", "iris", env=ENV)
+    assert train.returncode == 1 and "cannot reach the Dask scheduler" in train.stderr
+    assert project.events() == []
+
+
+def test_local_max_parallel_runs_fits_side_by_side(project, tmp_path):
+    def run(max_parallel):
+        trace, barrier = tmp_path / f"trace{max_parallel}", tmp_path / f"barrier{max_parallel}"
+        trace.mkdir()
+        barrier.mkdir()
+        params = {"trace_dir": str(trace), "barrier_dir": str(barrier), "barrier_count": 2, "barrier_seconds": 3}
+        project.config["models"] = {f"m{i}": dict(IRIS, estimator=None, trainer="dask_helpers:slow_tree",
+                                                  params=params) for i in range(2)}
+        project.config["executor"] = {"type": "local", "max_parallel": max_parallel}
+        project.write_config()
+        for d in (project.state_dir, project.model_dir):
+            if d.exists():
+                shutil.rmtree(d)
+        result = project.run("check", env=ENV)
+        assert result.returncode == 0, result.stderr
+        fits = [f.read_text().split() for f in trace.iterdir()]
+        assert len(fits) == 2 and len({pid for _, _, pid, _ in fits}) == 2
+        assert {e["executor"] for e in successes(project)} == {"local"}
+        return sorted(met for _, _, _, met in fits)
+
+    assert run(2) == ["True", "True"], "both fits were running at the same time"
+    assert run(1) == ["False", "True"], "the first fit waited alone"
+
+
+def test_a_plain_check_never_imports_dask(project):
+    del project.config["models"]["housing"]
+    project.write_config()
+    code = ("import sys\nfrom retrainctl.cli import main\n"
+            f"try:\n    main(['--config', {str(project.config_path)!r}, 'check'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0, e.code\n"
+            "print(sorted(m for m in ('dask', 'distributed', 'fsspec') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", env=child_env())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "[]"
+    assert {e["executor"] for e in successes(project)} == {"local"}
+
+
+@pytest.mark.parametrize("executor, message", [
+    ({"type": "dask"}, "executor.address: is required with type: dask (e.g. tcp://scheduler:8786)"),
+    ({"type": "dask", "address": "tcp://h:8786", "max_parallel": 2}, "executor.max_parallel: applies only to type: local"),
+    ({"type": "local", "address": "tcp://h:8786"}, "executor.address: applies only to type: dask"),
+    ({"type": "slurm"}, "executor.type: must be one of: local, dask, got 'slurm'"),
+    ({"max_paralel": 2}, "executor.max_paralel: unknown key 'max_paralel'; did you mean 'max_parallel'?"),
+    ({"max_parallel": 0}, "executor.max_parallel: must be >= 1, got 0"),
+    ({"type": "dask", "address": "h:8786"}, "executor.address: must be a scheduler URL such as tcp://host:8786, got 'h:8786'"),
+    ({"type": "dask", "address": "tls://h:8786", "tls_cert": "c.pem"}, "executor.tls_key: tls_cert and tls_key go together"),
+])
+def test_executor_config_errors(project, executor, message):
+    project.config["executor"] = executor
+    project.write_config()
+    result = project.cli("config")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"Error: {project.config_path}: {message}"
+
+
+def test_data_path_map_and_fsspec_urls(project):
+    from retrainctl.config import load_config
+    from retrainctl.training import run_task
+
+    use_dask(project, "tcp://127.0.0.1:1", data_path_map={"data/raw": "file:///mnt/shared/raw"})
+    cfg = load_config(str(project.config_path))
+    assert cfg.executor.worker_path(str(project.data("iris"))) == "file:///mnt/shared/raw/iris.csv"
+    assert cfg.executor.worker_path("/elsewhere/x.csv") == "/elsewhere/x.csv"
+
+    spec = dict(cfg.model("iris").training_spec(), min_data_size=10)
+    from retrainctl.fingerprint import compute
+
+    url = "file://" + str(project.data("iris"))
+    result = run_task(spec, url, compute(str(project.data("iris"))).hash)
+    assert result["metadata"]["rows"] == 150 and result["metadata"]["fit_pid"] == os.getpid()
+    from retrainctl.errors import DataError
+
+    with pytest.raises(DataError, match="data file not found"):
+        run_task(spec, url + ".missing", None)

@@ -1,0 +1,234 @@
+"""Fault injection on real processes: concurrent runs, kill -9 at named points and mid-fit,
+timeouts, memory limits, tampered model files. After each fault: `current` points at a complete,
+checksum-valid model, every complete line of the log parses, and the next run recovers."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from retrainctl import runner
+from retrainctl.config import load_config
+from tests.conftest import REPO, RETRAINCTL
+
+ENV = {"PYTHONPATH": str(REPO)}
+
+
+def assert_invariants(project, model="iris"):
+    link = project.model_dir / model / "current"
+    if link.is_symlink():
+        folder = project.model_dir / model / os.readlink(link)
+        meta = json.loads((folder / "metadata.json").read_text())
+        assert hashlib.sha256((folder / "model.joblib").read_bytes()).hexdigest() == meta["sha256"]
+    raw = (project.state_dir / "events.jsonl").read_bytes()
+    complete = raw.split(b"\n")[:-1]  # everything before the last newline
+    for line in complete:
+        if line.strip():
+            json.loads(line)
+
+
+def statuses(project, model="iris"):
+    return [(e["trigger_type"], e["status"], e.get("error_type")) for e in project.history(model)]
+
+
+def test_six_concurrent_checks_train_each_model_once(project):
+    procs = [subprocess.Popen([RETRAINCTL, "--config", str(project.config_path), "check"], cwd="/",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    assert [r[2] for r in results] == [0] * 6, [r[1] for r in results]
+    for model in ("iris", "housing"):
+        assert statuses(project, model) == [("initial", "success", None)]
+    assert project.current_version("iris") == 1 and project.current_version("housing") == 1
+    skipped = sum(out.count("being trained by another process") + out.count("already handled by another process")
+                  for out, _, _ in results)
+    assert skipped >= 1  # at least one run really did meet another
+
+
+@pytest.mark.parametrize("point", ["before_save", "after_save", "after_promote", "mid_append"])
+def test_kill_at_each_point_then_recover(project, point):
+    project.set_model("iris", retry_backoff_seconds=0)
+    assert project.run("check", "iris").returncode == 0
+    project.append_rows("iris", 10)
+    crashed = project.run("check", "iris", env={"RETRAINCTL_FAULT": point})
+    assert crashed.returncode == -signal.SIGKILL
+    assert_invariants(project)
+    versions = sorted(os.listdir(project.model_dir / "iris"))
+    if point in ("before_save",):
+        assert versions == ["current", "v1"] and project.current_version("iris") == 1
+    if point == "after_save":
+        assert project.current_version("iris") == 1 and "v2" in versions
+
+    after = project.run("check", "iris")
+    assert after.returncode == 0, after.stderr
+    assert_invariants(project)
+    got = statuses(project)
+    if point in ("after_promote", "mid_append"):
+        # v2 went live; only its record was lost: recovered as a success, nothing retrained
+        assert got == [("initial", "success", None), ("data_change", "success", None)]
+        assert "recovered after a crash" in project.history()[-1]["description"]
+        assert project.current_version("iris") == 2
+    else:
+        assert got == [("initial", "success", None), ("data_change", "failure", "interrupted"),
+                       ("data_change", "success", None)]
+        assert project.current_version("iris") == (3 if point == "after_save" else 2)
+    assert not [f for f in os.listdir(project.model_dir / "iris") if f.startswith(".tmp")]
+
+
+def test_kill_dash_9_mid_fit(project, tmp_path):
+    project.set_model("iris", retry_backoff_seconds=0)
+    assert project.run("check", "iris").returncode == 0
+    marker = tmp_path / "child.pid"
+    project.set_model("iris", estimator=None, trainer="tests.slowfit:fit", params={"sleep": 60, "marker": str(marker)})
+    project.append_rows("iris", 10)
+    env = dict(os.environ, **ENV)
+    proc = subprocess.Popen([RETRAINCTL, "--config", str(project.config_path), "check", "iris"], cwd="/", env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    child = int(marker.read_text())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for _ in range(50):  # the fit process dies with its parent (PR_SET_PDEATHSIG)
+        if not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the fit process outlived the killed controller")
+    assert_invariants(project)
+    assert project.current_version("iris") == 1
+
+    project.set_model("iris", params={"sleep": 0})
+    after = project.run("check", "iris", env=ENV)
+    assert after.returncode == 0, after.stderr
+    assert statuses(project) == [("initial", "success", None), ("data_change", "failure", "interrupted"),
+                                 ("data_change", "success", None)]
+
+
+def test_timeout_is_a_recorded_failure(project):
+    project.set_model("iris", estimator=None, trainer="tests.slowfit:fit", params={"sleep": 60},
+                      train_timeout_seconds=1)
+    started = time.monotonic()
+    r = project.run("train", "iris", env=ENV)
+    assert time.monotonic() - started < 30
+    assert r.returncode == 1
+    last = project.history()[-1]
+    assert (last["status"], last["error_type"]) == ("failure", "timeout")
+    assert last["error"] == "fit did not finish within train_timeout_seconds=1"
+
+
+def test_memory_limit_is_a_recorded_failure(project):
+    project.set_model("iris", estimator=None, trainer="tests.slowfit:hog", params={"megabytes": 8000},
+                      max_memory_mb=2000)
+    r = project.run("train", "iris", env=ENV)
+    assert r.returncode == 1, r.stderr
+    last = project.history()[-1]
+    assert (last["status"], last["error_type"]) == ("failure", "memory")
+
+
+def test_flipped_byte_in_current_model(project):
+    assert project.run("check", "iris").returncode == 0
+    path = project.model_dir / "iris" / "current" / "model.joblib"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    st = project.run("status", "--json", "iris")
+    row = json.loads(st.stdout)["models"][0]
+    assert "checksum does not match metadata.json" in row["model_integrity"]
+
+    assert project.run("train", "iris").returncode == 0
+    last = project.history()[-1]
+    assert last["status"] == "success" and "current v1 failed its checksum" in last["description"]
+    assert project.current_version("iris") == 2
+
+    rb = project.run("rollback", "iris", "--to", "1")
+    assert rb.returncode == 1
+    assert "model.joblib: checksum does not match metadata.json" in rb.stderr and "refusing to load it" in rb.stderr
+    assert project.current_version("iris") == 2
+
+
+def test_backoff_schedule_with_an_injected_clock(project):
+    project.set_model("iris", target="NoSuchColumn", max_retries=3, retry_backoff_seconds=100)
+    project.config["models"].pop("housing")
+    project.write_config()
+    cfg = load_config(str(project.config_path))
+    t0 = time.time()
+
+    def at(offset):
+        return runner.check(cfg, clock=lambda: t0 + offset)
+
+    def actions(report):
+        return report.outcomes[0].action
+
+    assert at(0).exit_code == 1                      # failure 1
+    assert actions(at(50)) == "backoff"              # retry after 100 s
+    assert at(101).exit_code == 1                    # failure 2
+    assert actions(at(250)) == "backoff"             # next retry after 200 s more
+    assert at(302).exit_code == 1                    # failure 3 = max_retries
+    final = at(10_000)
+    assert actions(final) == "gave_up" and final.exit_code == 0
+    assert [e["error_type"] for e in project.history()] == ["data_error"] * 3
+    st = runner.status(cfg, clock=lambda: t0 + 10_000)[0]
+    assert st["failures_in_row"] == 3
+    project.set_model("iris", target="Species")
+    assert runner.train(load_config(str(project.config_path)), "iris").record["status"] == "success"
+
+
+def test_torn_line_by_hand_then_normal_runs(project):
+    assert project.run("check", "iris").returncode == 0
+    with open(project.state_dir / "events.jsonl", "a") as fh:
+        fh.write('{"model_name": "iris", "stat')
+    r = project.run("train", "iris")
+    assert r.returncode == 0
+    assert "skipped a torn last line" in r.stderr and "cut off a torn last line (28 bytes)" in r.stderr
+    lines = (project.state_dir / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["started", "success", "started", "success"]
+
+
+def test_state_dir_that_is_a_file(project):
+    project.root.joinpath("var").mkdir()
+    project.state_dir.write_text("not a folder")
+    r = project.run("check")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == f"Error: {project.state_dir}: cannot create the state directory: File exists"
+
+
+def test_data_path_that_is_a_directory(project):
+    project.set_model("iris", data_path="data/raw")
+    r = project.run("check", "iris")
+    assert r.returncode == 1
+    assert f"{project.root / 'data' / 'raw'}: not a regular file" in r.stderr
+
+
+def test_files_have_no_world_access(project):
+    assert project.run("check", "iris").returncode == 0
+    for folder in (project.state_dir, project.model_dir):
+        for root, dirs, files in os.walk(folder):
+            for name in files + dirs:
+                mode = os.lstat(os.path.join(root, name)).st_mode
+                if not os.path.islink(os.path.join(root, name)):
+                    assert mode & 0o007 == 0, (os.path.join(root, name), oct(mode))
+
+
+def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
+    """The fit hashes the bytes it parses; a file rewritten after the decision is skipped."""
+    from retrainctl.fingerprint import FingerprintCache
+    from retrainctl.state import ModelState
+    from retrainctl.triggers import decide
+
+    cfg = load_config(str(project.config_path))
+    r = runner.Runner(cfg)
+    r.log.ensure_dir()
+    model = cfg.models["iris"]
+    obs = r.observe(model, ModelState(), FingerprintCache(cfg.state_dir))
+    decision = decide(model.policy, obs)
+    project.append_rows("iris", 5)  # the writer strikes after the decision
+    out = r.train_locked(model, decision, obs)
+    assert out.record["status"] == "skipped" and out.record["error_type"] == "data_changed"
+    assert not out.failed and project.current_version("iris") is None
+    assert project.run("check", "iris").returncode == 0
+    assert [e["status"] for e in project.history()] == ["skipped", "success"]
