@@ -22,7 +22,9 @@ setup(
         "prometheus-client>=0.20",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "hypothesis>=6.100"],
+        "test": ["pytest>=8.0", "hypothesis>=6.100",
+                 # the metrics tests: a bcrypt hash for the Pushgateway's basic auth, a self-signed TLS cert
+                 "bcrypt>=4.0", "cryptography>=41"],
         # Fits on a Dask cluster (executor: {type: dask}); fsspec lets workers read s3:// and other URLs.
         "dask": ["dask>=2024.1", "distributed>=2024.1", "fsspec>=2024.1"],
     },

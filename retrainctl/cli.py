@@ -1,5 +1,6 @@
 """The command line: parse, call one library function, format the result. Errors from the
 library are turned into exit codes here and only here."""
+import functools
 import json
 import logging
 import os
@@ -70,6 +71,21 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 models_argument = click.argument("models", nargs=-1, metavar="[MODEL]...")
 
 
+def exports_metrics(command):
+    """Push / write the metrics (pushgateway.url, textfile_path) after the command, whatever its
+    exit code; not after a dry run, which promises no side effects."""
+    @functools.wraps(command)
+    def wrapper(obj, *args, **kwargs):
+        try:
+            return command(obj, *args, **kwargs)
+        finally:
+            if obj._config is not None and not kwargs.get("dry_run"):
+                from .metrics import export_after_run
+
+                export_after_run(obj._config)
+    return wrapper
+
+
 def _emit_json(obj):
     click.echo(json.dumps(obj, indent=2, default=str))
 
@@ -122,6 +138,7 @@ def main(ctx, config_path, verbose, quiet, log_format):
 @click.option("-n", "--dry-run", is_flag=True, help="Decide and report, but train and record nothing; exit 3 if any model is due.")
 @json_option
 @pass_ctx
+@exports_metrics
 def check(obj, models, dry_run, as_json):
     """Evaluate every trigger of every model (or the named ones) and retrain those that are due.
 
@@ -146,6 +163,7 @@ def check(obj, models, dry_run, as_json):
 @click.option("--force", is_flag=True, help="Promote the new model even if the promotion gate would reject it.")
 @json_option
 @pass_ctx
+@exports_metrics
 def train(obj, model, reason, force, as_json):
     """Retrain MODEL now (trigger `manual`), even when automatic retraining is paused or disabled.
 
@@ -244,6 +262,7 @@ def _pause_command(paused):
 
     @models_argument
     @pass_ctx
+    @exports_metrics
     def command(obj, models):
         from .runner import set_paused
 
@@ -265,6 +284,7 @@ main.command("resume")(_pause_command(False))
 @click.option("--to", "to", type=click.IntRange(min=1), metavar="VERSION", help="Version number to make current.")
 @json_option
 @pass_ctx
+@exports_metrics
 def rollback(obj, model, to, as_json):
     """Make the previous promoted version (or --to VERSION) of MODEL current again."""
     from .runner import rollback as run_rollback
@@ -274,3 +294,24 @@ def rollback(obj, model, to, as_json):
         _emit_json(record)
     else:
         click.echo(f"{model}: {record['description']}")
+
+
+@main.command("metrics")
+@click.option("--push", "push", is_flag=True, help="PUT the metrics to pushgateway.url (job and instance from the config).")
+@click.option("--textfile", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Write them atomically to PATH (ending in .prom) for node_exporter's textfile collector.")
+@pass_ctx
+def metrics_cmd(obj, push, textfile):
+    """Print the Prometheus exposition of the current state, or push it, or write it to a file.
+
+    With --push or --textfile nothing is printed; a failed push or write exits 1."""
+    from .metrics import build_registry, exposition, push as push_metrics, write_textfile
+
+    config = obj.config()
+    registry = build_registry(config)
+    if textfile:
+        write_textfile(textfile, registry)
+    if push:
+        push_metrics(config, registry)
+    if not (push or textfile):
+        click.echo(exposition(registry).decode(), nl=False)

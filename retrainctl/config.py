@@ -45,6 +45,8 @@ class RetrainingConfig:
     max_retries: int = 5
     retry_backoff_seconds: float = 300.0
     promotion_tolerance: float = 0.02
+    min_eval_rows: int = 30
+    drift_threshold: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class ModelConfig:
     trainer: Optional[str] = None
     params: dict = field(default_factory=dict)
     policy: RetrainingConfig = field(default_factory=RetrainingConfig)
+    eval_path: Optional[str] = None     # recent labelled rows for the performance trigger
+    drift_path: Optional[str] = None    # recent unlabelled inputs for the drift trigger
 
     @property
     def higher_is_better(self):
@@ -96,6 +100,11 @@ class MlflowConfig:
 class PushgatewayConfig:
     url: Optional[str] = None
     job: str = "retrainctl"
+    instance: Optional[str] = None        # grouping key; None = the host name
+    timeout_seconds: float = 5.0
+    username: Optional[str] = None
+    password_env: Optional[str] = None    # name of the variable holding the password, never the password
+    password_file: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,7 @@ class Config:
     pushgateway: PushgatewayConfig = field(default_factory=PushgatewayConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    textfile_path: Optional[str] = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     def model(self, name):
@@ -187,6 +197,8 @@ POLICY_SCHEMA = {
     "max_retries": ("int", _ge(0)),
     "retry_backoff_seconds": ("float", _ge(0)),
     "promotion_tolerance": ("float", _between(0, 1)),
+    "min_eval_rows": ("int", _ge(1)),
+    "drift_threshold": ("float", _gt(0)),
 }
 MODEL_SCHEMA = {
     "data_path": ("str", None),
@@ -197,6 +209,8 @@ MODEL_SCHEMA = {
     "trainer": ("str?", None),
     "params": ("dict", None),
     "metric": ("str?", None),
+    "eval_path": ("str?", None),
+    "drift_path": ("str?", None),
     **POLICY_SCHEMA,
 }
 REQUIRED_MODEL_KEYS = ("data_path", "target", "task")
@@ -210,11 +224,20 @@ TOP_SCHEMA = {
     "pushgateway": ("dict", None),
     "notify": ("dict", None),
     "executor": ("dict", None),
+    "textfile_path": ("str?", None),
     "defaults": ("dict", None),
     "models": ("dict", None),
 }
 MLFLOW_SCHEMA = {"tracking_uri": ("str?", None), "required": ("bool", None)}
-PUSHGATEWAY_SCHEMA = {"url": ("str?", None), "job": ("str", None)}
+PUSHGATEWAY_SCHEMA = {
+    "url": ("str?", ((lambda v: v.startswith(("http://", "https://"))), "must be an http:// or https:// URL")),
+    "job": ("str", None),
+    "instance": ("str?", None),
+    "timeout_seconds": ("float", _gt(0)),
+    "username": ("str?", None),
+    "password_env": ("str?", None),
+    "password_file": ("str?", None),
+}
 NOTIFY_SCHEMA = {
     "command": ("strlist?", ((lambda v: len(v) > 0), "must name a program")),
     "timeout_seconds": ("float", _gt(0)),
@@ -366,7 +389,7 @@ def parse_config(text, path):
         models[name] = _model(v, name, mdata, defaults, base_dir)
 
     mlflow = MlflowConfig(**v.section(top.get("mlflow") or {}, MLFLOW_SCHEMA, "mlflow"))
-    push = PushgatewayConfig(**v.section(top.get("pushgateway") or {}, PUSHGATEWAY_SCHEMA, "pushgateway"))
+    push = _pushgateway(v, top.get("pushgateway") or {}, base_dir)
     notify_raw = v.section(top.get("notify") or {}, NOTIFY_SCHEMA, "notify")
     if notify_raw.get("command"):
         notify_raw["command"] = tuple(notify_raw["command"])
@@ -386,8 +409,23 @@ def parse_config(text, path):
         pushgateway=push,
         notify=notify,
         executor=executor,
+        textfile_path=_resolve(base_dir, top["textfile_path"]) if top.get("textfile_path") else None,
         raw=data,
     )
+
+
+def _pushgateway(v, data, base_dir):
+    push = v.section(data, PUSHGATEWAY_SCHEMA, "pushgateway")
+    secrets = [k for k in ("password_env", "password_file") if push.get(k)]
+    if len(secrets) > 1:
+        v.fail("pushgateway.password_file", "set only one of 'password_env' or 'password_file'")
+    if secrets and not push.get("username"):
+        v.fail("pushgateway.username", f"is required with '{secrets[0]}'")
+    if push.get("username") and not secrets:
+        v.fail("pushgateway.username", "needs a password: set 'password_env' or 'password_file'")
+    if push.get("password_file"):
+        push["password_file"] = _resolve(base_dir, push["password_file"])
+    return PushgatewayConfig(**push)
 
 
 def _model(v, name, data, defaults, base_dir):
@@ -424,6 +462,8 @@ def _model(v, name, data, defaults, base_dir):
         trainer=m.get("trainer"),
         params=dict(m.get("params") or {}),
         policy=policy,
+        eval_path=_resolve(base_dir, m["eval_path"]) if m.get("eval_path") else None,
+        drift_path=_resolve(base_dir, m["drift_path"]) if m.get("drift_path") else None,
     )
 
 
@@ -462,6 +502,8 @@ def effective(config, model=None):
             "trainer": m.trainer,
             "params": m.params,
             "metric": m.metric,
+            "eval_path": m.eval_path,
+            "drift_path": m.drift_path,
         }
         d.update({k: getattr(m.policy, k) for k in POLICY_SCHEMA})
         return {k: v for k, v in d.items() if v is not None or k in ("features",)}
@@ -475,6 +517,7 @@ def effective(config, model=None):
         "model_dir": config.model_dir,
         "log_file": config.log_file,
         "umask": f"{config.umask:04o}",
+        "textfile_path": config.textfile_path,
         "mlflow": dataclasses.asdict(config.mlflow),
         "pushgateway": dataclasses.asdict(config.pushgateway),
         "notify": {"command": list(config.notify.command) if config.notify.command else None,

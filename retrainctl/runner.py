@@ -10,7 +10,7 @@ from typing import Optional
 
 from filelock import Timeout
 
-from . import faults, triggers
+from . import evaluation, faults, triggers
 from .errors import DataError, IntegrityError, RetrainctlError, TrainingError, UsageError
 from .fingerprint import FingerprintCache
 from .fsutil import atomic_write_json, read_json
@@ -84,6 +84,11 @@ class Job:
     champion_note: str = ""
     extra: dict = field(default_factory=dict)  # where and how long it ran, for the record
 
+    def quality_fields(self):
+        """The evidence a performance/drift retrain ran for, recorded so it does not loop."""
+        keys = getattr(self.obs, "quality_keys", None)
+        return {"quality_keys": keys} if keys else {}
+
 
 class Runner:
     """One command's view of the world: config, state dir, model store, clock."""
@@ -126,6 +131,8 @@ class Runner:
             data_error = str(exc)
         cur = self.store.current(model.name)
         meta = cur.metadata if cur else {}
+        assessment = evaluation.assess(self.config, self.store, model, cur, data_hash, rows,
+                                       state.quality_handled, fpcache)
         return triggers.Observation(
             now=now,
             data_hash=data_hash,
@@ -142,6 +149,7 @@ class Runner:
             failure_hash=state.failure_hash,
             last_failure_time=state.last_failure_time,
             manual=manual,
+            **assessment.observation_fields(),
         )
 
     def states(self):
@@ -254,7 +262,7 @@ class Runner:
                   new_attempt_id(), start)
         self.log.append({"model_name": model.name, "trigger_type": job.trigger_type, "trigger_time": utcnow_iso(start),
                          "status": "started", "data_hash": obs.data_hash, "attempt_id": job.attempt_id,
-                         "executor": executor, **host_info()})
+                         "executor": executor, **job.quality_fields(), **host_info()})
         log.info("%s: training (%s)", model.name, job.description)
         job.champion = self.store.current(model.name)
         if job.champion is not None:
@@ -282,7 +290,7 @@ class Runner:
         def finish(status, text, **fields):
             return self._record(model, job.trigger_type, status, job.start, text,
                                 duration=round(self.clock() - job.start, 3), data_hash=job.obs.data_hash,
-                                attempt_id=job.attempt_id, **job.extra, **fields)
+                                attempt_id=job.attempt_id, **job.quality_fields(), **job.extra, **fields)
 
         if error is None and result["data_hash"] != job.obs.data_hash:
             error = TrainingError(f"{model.data_path}: fit returned data hash {result['data_hash']}, "
@@ -483,8 +491,9 @@ def train(config, name, reason=None, force=False, clock=time.time, callback=None
         lock.release()
 
 
-def status(config, names=None, clock=time.time):
-    """One row per model: data, current version, age, due and why, last event, failures, training now."""
+def status(config, names=None, clock=time.time, verify=True):
+    """One row per model: data, current version, age, due and why, last event, failures, training now.
+    `verify` checks each current model file's sha256 (skipped where only counters are wanted)."""
     runner = Runner(config, clock)
     states = runner.states() if os.path.isdir(config.state_dir) else {}
     fpcache = FingerprintCache(config.state_dir)
@@ -508,14 +517,15 @@ def status(config, names=None, clock=time.time):
             "due": decision.due,
             "due_reasons": [{"trigger_type": r.trigger_type, "description": r.description} for r in decision.reasons],
             "action": decision.action,
-            "note": decision.note,
+            "note": "; ".join(filter(None, [decision.note, *(obs.quality or {}).get("quality_notes", ())])),
             "paused": state.paused,
             "auto_retraining": model.policy.enable_auto_retraining,
             "failures_in_row": state.failures_in_row,
             "next_retry": utcnow_iso(decision.next_retry) if decision.next_retry else None,
-            "model_integrity": _integrity(runner.store, cur),
+            "model_integrity": _integrity(runner.store, cur) if verify else None,
             "training_now": os.path.isdir(config.state_dir) and lock_is_held(config.state_dir, model.name),
             "last_event": state.last_event,
+            **evaluation.status_fields(obs.quality),
         })
         rows[-1]["executing"] = _executing(config, model.name) if rows[-1]["training_now"] else None
     if os.path.isdir(config.state_dir):

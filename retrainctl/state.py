@@ -55,6 +55,8 @@ class ModelState:
     rejected: dict = field(default_factory=dict)  # data hash -> time of a rejected candidate
     last_success_time: float = None
     open_attempts: dict = field(default_factory=dict)  # attempt_id -> started record
+    # (trigger, evidence key) pairs a performance/drift-triggered retrain already ran for
+    quality_handled: set = field(default_factory=set)
 
 
 def fold(events):
@@ -75,6 +77,8 @@ def fold(events):
         st.last_event = ev
         when = _event_time(ev)
         data_hash = ev.get("data_hash")
+        if status in ("success", "rejected"):
+            st.quality_handled.update((ev.get("quality_keys") or {}).items())
         if status == "paused":
             st.paused = True
         elif status == "resumed":

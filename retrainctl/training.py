@@ -12,7 +12,7 @@ import socket
 import time
 
 from .errors import ConfigError, DataError, TrainingError
-from .fingerprint import hash_bytes
+from .fingerprint import count_rows, hash_bytes
 
 
 def resolve_callable(path, keypath, config_path):
@@ -252,6 +252,10 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         # where the fit ran: a cluster worker, a child process of the controller, ...
         "fit_host": socket.gethostname(),
         "fit_pid": os.getpid(),
+        # Lines after the header when trained (missing targets included): the performance check
+        # scores the rows appended after these when no eval_path is configured.
+        "data_lines": count_rows(raw.count(b"\n"), len(raw), raw[-1:]),
+        "reference": reference_stats(X),
         "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
                       "pandas": pd.__version__, "numpy": np.__version__, "joblib": joblib.__version__},
     }
@@ -266,6 +270,16 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         "data_hash": data_hash,
         "metadata": metadata,
     }
+
+
+def reference_stats(X):
+    """Per-feature reference statistics of the training inputs, for the drift check."""
+    from . import quality
+
+    numeric = set(X.select_dtypes(include="number").columns)
+    columns = {str(c): [None if gap else v for v, gap in zip(X[c].tolist(), X[c].isna().tolist())]
+               for c in X.columns}
+    return quality.reference_stats(columns, {str(c) for c in numeric})
 
 
 def sanity_problem(spec, model, pred, y_test, X_test):

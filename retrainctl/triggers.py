@@ -40,6 +40,9 @@ class Observation:
     last_failure_time: Optional[float] = None
     performance: Optional[Reason] = None      # filled in by the performance check, when it fires
     manual: bool = False
+    drift: Optional[Reason] = None            # filled in by the drift check, when it fires
+    quality: Optional[dict] = None            # what the performance/drift checks saw, for `status`
+    quality_keys: Optional[dict] = None       # {trigger: evidence key} of the quality triggers that fired
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class Decision:
 
 def fire(policy, obs):
     """Every trigger that fires now: manual first (it names the event), then initial,
-    data_change, model_age and performance."""
+    data_change, model_age, performance and drift."""
     reasons = [Reason("manual", "manual train requested")] if obs.manual else []
     if obs.data_hash is None:
         return reasons
@@ -82,6 +85,8 @@ def fire(policy, obs):
                 "model_age", f"model is {age_h:.1f}h old (max_model_age_hours {policy.max_model_age_hours:g})"))
     if obs.performance is not None:
         reasons.append(obs.performance)
+    if obs.drift is not None:
+        reasons.append(obs.drift)
     return reasons
 
 

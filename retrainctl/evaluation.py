@@ -1,0 +1,261 @@
+"""Check-time model quality, the shell around quality.py: score the current model on recent
+labelled rows (performance trigger) and compare recent inputs with its training reference (drift
+trigger). Results are cached in <state_dir>/quality.json under a key of everything they depend on,
+so a check where nothing changed reads one small JSON file and imports nothing heavy."""
+import csv
+import io
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from filelock import FileLock
+
+from . import quality
+from .config import METRICS
+from .errors import DataError, IntegrityError
+from .fingerprint import hash_bytes
+from .fsutil import atomic_write_json, read_json
+from .triggers import Reason
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "quality.json"
+LOCK_TIMEOUT = 60.0
+# What pandas reads as missing in a text column, so drift inputs are binned as training saw them.
+NA_TEXT = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
+STATUS_FIELDS = ("eval_source", "eval_rows", "eval_score", "eval_baseline", "eval_degradation", "degraded",
+                 "eval_note", "drift_source", "drift_rows", "drift_psi", "drifted_features", "drifted",
+                 "drift_note", "quality_notes")
+
+
+class QualityCache:
+    """The last evaluation of each model per kind ("performance", "drift"), with the key it was
+    computed under. A cache, not history: losing it costs one re-evaluation, never a wrong answer."""
+
+    def __init__(self, state_dir):
+        self.state_dir = state_dir
+        self.path = os.path.join(state_dir, CACHE_FILE)
+        data = read_json(self.path, default={})
+        self.entries = data if isinstance(data, dict) else {}
+
+    def get(self, model, kind, key):
+        entry = (self.entries.get(model) or {}).get(kind)
+        if isinstance(entry, dict) and entry.get("key") == key and isinstance(entry.get("result"), dict):
+            return entry["result"]
+        return None
+
+    def put(self, model, kind, key, result):
+        entry = {"key": key, "result": result}
+        self.entries.setdefault(model, {})[kind] = entry
+        if not os.path.isdir(self.state_dir):
+            return  # `status` before the first check writes nothing
+        with FileLock(os.path.join(self.state_dir, "quality.lock"), timeout=LOCK_TIMEOUT):
+            data = read_json(self.path, default={})
+            data = data if isinstance(data, dict) else {}
+            data.setdefault(model, {})[kind] = entry
+            atomic_write_json(self.path, data)
+
+
+@dataclass
+class Assessment:
+    performance: Optional[Reason] = None
+    drift: Optional[Reason] = None
+    keys: dict = field(default_factory=dict)      # evidence keys of the triggers that fired
+    details: dict = field(default_factory=dict)   # the status fields
+
+    def observation_fields(self):
+        return {"performance": self.performance, "drift": self.drift, "quality": self.details,
+                "quality_keys": dict(self.keys) or None}
+
+
+def status_fields(details):
+    """The quality columns of a `status` row (all present, None when not evaluated)."""
+    details = details or {}
+    return {k: details.get(k, [] if k == "quality_notes" else None) for k in STATUS_FIELDS}
+
+
+def assess(config, store, model, current, data_hash, data_rows, handled, fpcache):
+    """Evaluate the performance and drift triggers of `model`'s current version. `handled` is the
+    set of (trigger, evidence key) a quality-triggered retrain already ran for (no retrain loops)."""
+    out = Assessment(details=status_fields(None))
+    if current is None or data_hash is None:
+        return out
+    cache = QualityCache(config.state_dir)
+    for kind, evaluate in (("performance", _performance), ("drift", _drift)):
+        try:
+            verdict, evidence, fields = evaluate(config, store, model, current, data_hash, data_rows, fpcache, cache)
+        except (DataError, IntegrityError) as exc:
+            log.warning("%s: %s check: %s", model.name, kind, exc)
+            out.details["quality_notes"].append(f"{kind}: {exc}")
+            continue
+        out.details.update(fields)
+        if verdict is None:
+            continue
+        if verdict.state != "degraded":
+            if verdict.state in ("insufficient", "error"):
+                out.details["quality_notes"].append(f"{kind}: {verdict.text}")
+            continue
+        key = f"{data_hash}|{evidence}"
+        if (kind, key) in handled:
+            out.details["quality_notes"].append(
+                f"{kind} still degraded, but a retrain already ran for this data and "
+                f"{'eval data' if kind == 'performance' else 'drift inputs'}; waiting for either to change")
+            continue
+        setattr(out, kind, Reason(kind, verdict.text))
+        out.keys[kind] = key
+    return out
+
+
+def _relpath(config, path):
+    return os.path.relpath(path, config.base_dir)
+
+
+def _read(path, expected_hash):
+    """The bytes of a fingerprinted file, refusing them if they changed since (next check retries)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror}") from None
+    if hash_bytes(raw) != expected_hash:
+        raise DataError(f"{path}: changed while being evaluated; evaluated again on the next check")
+    return raw
+
+
+def _cached(cache, model, kind, key, compute):
+    result = cache.get(model.name, kind, key)
+    if result is None:
+        result = compute()
+        cache.put(model.name, kind, key, result)
+        if result.get("error"):
+            log.warning("%s: %s check: %s", model.name, kind, result["error"])
+    return result
+
+
+# --- performance ---------------------------------------------------------------------------------
+
+def _performance(config, store, model, current, data_hash, data_rows, fpcache, cache):
+    meta = current.metadata
+    policy = model.policy
+    metric = meta.get("metric") or model.metric
+    baseline = meta.get("score")
+    fields = {"eval_baseline": baseline}
+    if model.eval_path:
+        fp = fpcache.get(model.eval_path)
+        source = _relpath(config, model.eval_path)
+        available, evidence = fp.rows, f"eval:{fp.hash}"
+        labelled = (model.eval_path, fp.hash, 0)
+    else:
+        lines = meta.get("data_lines")
+        if lines is None or data_rows is None or data_rows <= lines:
+            fields["eval_rows"] = 0 if lines is not None else None
+            return None, None, fields  # no new labelled rows: nothing to say
+        source = f"{_relpath(config, model.data_path)} (appended rows)"
+        available, evidence = data_rows - lines, f"tail:{lines}"
+        labelled = (model.data_path, data_hash, lines)
+    fields.update(eval_source=source, eval_rows=available)
+    if baseline is None or metric not in METRICS:
+        fields["eval_note"] = f"model v{current.version} has no holdout score to compare with"
+        return quality.Verdict("error", fields["eval_note"]), None, fields
+    if available >= policy.min_eval_rows:
+        key = "|".join(map(str, (current.version, meta.get("sha256"), data_hash if not model.eval_path else "",
+                                 evidence, metric, model.target)))
+        result = _cached(cache, model, "performance", key,
+                         lambda: _score(store, model, current, metric, *labelled))
+        if result.get("error"):
+            fields["eval_note"] = result["error"]
+            return quality.Verdict("error", result["error"]), evidence, fields
+        available = result["rows"]
+        fields.update(eval_rows=available, eval_score=result["score"])
+    verdict = quality.performance_verdict(metric, baseline, fields.get("eval_score"), available,
+                                          METRICS[metric][1], policy.performance_threshold,
+                                          policy.min_eval_rows, source)
+    fields.update(eval_note=verdict.text, eval_degradation=verdict.degradation,
+                  degraded=None if verdict.state == "insufficient" else verdict.state == "degraded")
+    return verdict, evidence, fields
+
+
+def _score(store, model, current, metric, path, expected_hash, skip_lines):
+    """Score the current model on the labelled rows of `path` after its first `skip_lines` data
+    lines: in-process, since the result is cached per (model, data, eval data) and an eval set is
+    small; the model file is checksummed before anything unpickles it."""
+    model_bytes = store.read_verified(current)
+    import joblib
+
+    from .training import load_frame, score
+
+    spec = model.training_spec()
+    spec["features"] = current.metadata.get("features") or spec["features"]
+    lines = _read(path, expected_hash).split(b"\n")
+    try:
+        X, y = load_frame(b"\n".join(lines[:1] + lines[1 + skip_lines:]), path, spec)
+    except DataError as exc:
+        return {"error": str(exc)}
+    try:
+        estimator = joblib.load(io.BytesIO(model_bytes))
+        return {"rows": int(len(y)), "score": score(metric, y, estimator.predict(X))}
+    except Exception as exc:  # an eval set the model cannot score is reported, not fatal
+        return {"error": f"{path}: cannot score model v{current.version}: {type(exc).__name__}: {exc}"}
+
+
+# --- drift ---------------------------------------------------------------------------------------
+
+def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
+    if not model.drift_path:
+        return None, None, {}
+    policy = model.policy
+    source = _relpath(config, model.drift_path)
+    fields = {"drift_source": source}
+    reference = current.metadata.get("reference")
+    if reference:  # in the training column order, not metadata.json's sorted keys
+        order = [f for f in current.metadata.get("features") or () if f in reference]
+        reference = {f: reference[f] for f in order + sorted(set(reference) - set(order))}
+    if not reference:
+        note = f"model v{current.version} has no reference statistics; retrain it to record them"
+        fields["drift_note"] = note
+        return quality.Verdict("error", note), None, fields
+    fp = fpcache.get(model.drift_path)
+    fields["drift_rows"] = fp.rows
+    evidence = f"drift:{fp.hash}"
+    if fp.rows >= policy.min_eval_rows:
+        key = f"{current.version}|{current.metadata.get('sha256')}|{evidence}"
+        result = _cached(cache, model, "drift", key, lambda: _sample_psi(model.drift_path, fp.hash, reference))
+        if result.get("error"):
+            fields["drift_note"] = result["error"]
+            return quality.Verdict("error", result["error"]), evidence, fields
+        psis = result["psi"]
+        fields.update(drift_rows=result["rows"], drift_psi=psis)
+    else:
+        psis = {}
+    verdict = quality.drift_verdict(psis, fields["drift_rows"], policy.drift_threshold, policy.min_eval_rows, source)
+    fields.update(drift_note=verdict.text,
+                  drifted=None if verdict.state == "insufficient" else verdict.state == "degraded",
+                  drifted_features=quality.drifted(psis, policy.drift_threshold) if psis else None)
+    return verdict, evidence, fields
+
+
+def _sample_psi(path, expected_hash, reference):
+    """PSI per feature of a CSV of recent inputs, parsed with the csv module (no pandas)."""
+    raw = _read(path, expected_hash)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return {"error": f"{path}: not a UTF-8 text CSV file"}
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [f for f in reference if f not in (reader.fieldnames or [])]
+    if missing:
+        return {"error": f"{path}: feature column(s) not found: {', '.join(missing)}"}
+    columns = {f: [] for f in reference}
+    rows = 0
+    for row in reader:
+        rows += 1
+        for name, stats in reference.items():
+            cell = row.get(name)
+            if stats["kind"] == "numeric":
+                columns[name].append(quality.to_number(cell))
+            else:
+                columns[name].append(None if cell is None or cell in NA_TEXT else cell)
+    return {"rows": rows, "psi": {f: round(v, 6) for f, v in quality.feature_psi(reference, columns).items()}}

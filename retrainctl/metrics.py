@@ -1,0 +1,301 @@
+"""Prometheus metrics: each run builds a fresh CollectorRegistry from the state log and the model
+store, so counters computed from the whole recorded history keep rising across stateless runs.
+The registry is printed, pushed to a Pushgateway (PUT, one group per host) or written atomically
+for node_exporter's textfile collector.
+
+prometheus_client is imported inside the functions: a run that exports nothing never loads it."""
+import functools
+import http.client
+import logging
+import math
+import os
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import RetrainctlError, UsageError
+from .fsutil import atomic_write, read_json
+from .state import CHECKS_FILE, RETRAIN_STATUSES, StateLog, fold
+from .store import ModelStore
+
+log = logging.getLogger(__name__)
+
+# Training takes seconds to hours: one bucket per step an operator would name.
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
+# Outcomes of an attempt to fit; `skipped` never fitted, so it has no duration worth a bucket.
+TIMED_STATUSES = ("success", "failure", "rejected")
+# Series that exist from the start at 0, so rate() and increase() see the first event.
+TRIGGER_TYPES = ("initial", "data_change", "model_age", "performance", "manual")
+
+
+class PushError(RetrainctlError):
+    """The Pushgateway could not be reached or refused the push."""
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What is true of one configured model now; gathered by the shell for the pure core."""
+
+    name: str
+    max_age_seconds: float
+    data_rows: Optional[int] = None
+    due: bool = False
+    paused: bool = False
+    failures_in_row: int = 0
+    trained_at: Optional[float] = None
+    score: Optional[float] = None
+    metric: Optional[str] = None
+
+
+def _number(value):
+    """A finite float, or None for anything a hand-edited or garbled record might hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def families(records, views, now, last_check=None):
+    """The metric families for these history records and model views. Pure: values in, values out.
+    Only configured models (the views) are exported; `started` markers are not outcomes."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+    from prometheus_client.utils import floatToGoString
+
+    names = [v.name for v in views]
+    known = set(names)
+    triggered = Counter({(n, t): 0 for n in names for t in TRIGGER_TYPES})
+    success, rejected = Counter(dict.fromkeys(names, 0)), Counter(dict.fromkeys(names, 0))
+    failures, durations, executor_times = Counter(), {}, {}
+    for ev in records:
+        name, status = ev.get("model_name"), ev.get("status")
+        if name not in known or status not in RETRAIN_STATUSES:
+            continue
+        triggered[name, str(ev.get("trigger_type") or "unknown")] += 1
+        if status == "success":
+            success[name] += 1
+        elif status == "rejected":
+            rejected[name] += 1
+        elif status == "failure":
+            failures[name, str(ev.get("error_type") or "unknown")] += 1
+        if status in TIMED_STATUSES:
+            durations.setdefault((name, status), []).append(max(0.0, _number(ev.get("duration")) or 0.0))
+            ran = _number(ev.get("executor_seconds"))
+            if ran is not None:  # records from before executors were recorded have no such field
+                executor_times.setdefault((name, str(ev.get("executor") or "local")), []).append(max(0.0, ran))
+
+    def counter(metric, doc, labels, counts):
+        fam = CounterMetricFamily(metric, doc, labels=labels)
+        for key, value in sorted(counts.items()):
+            fam.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+        return fam
+
+    out = [
+        counter("model_retraining_triggered_total",
+                "Retraining events by trigger: every recorded success, failure, rejection or skip.",
+                ["model_name", "trigger_type"], triggered),
+        counter("model_retraining_success_total", "Retrains whose candidate was promoted.",
+                ["model_name"], success),
+        counter("model_retraining_failure_total", "Retrains that produced no candidate, by error type.",
+                ["model_name", "error_type"], failures),
+        counter("model_retraining_rejected_total", "Retrains whose candidate the promotion gate rejected.",
+                ["model_name"], rejected),
+    ]
+    def histogram(metric, doc, label, samples):
+        hist = HistogramMetricFamily(metric, doc, labels=["model_name", label])
+        for key, values in sorted(samples.items()):
+            buckets = [(floatToGoString(b), sum(v <= b for v in values)) for b in DURATION_BUCKETS]
+            hist.add_metric(list(key), buckets + [("+Inf", len(values))], sum(values))
+        return hist
+
+    out.append(histogram("model_retraining_duration_seconds", "Wall time of each retraining attempt, by outcome.",
+                         "status", durations))
+    out.append(histogram("model_retraining_executor_seconds",
+                         "Seconds each fit ran on its executor (local child process or Dask worker).",
+                         "executor", executor_times))
+
+    states = fold(records)
+
+    def gauge(metric, doc, value_of, extra=None):
+        fam = GaugeMetricFamily(metric, doc, labels=["model_name"] + ([extra[0]] if extra else []))
+        for v in views:
+            value = value_of(v)
+            if value is not None:
+                fam.add_metric([v.name] + ([extra[1](v)] if extra else []), value)
+        return fam
+
+    out += [
+        gauge("model_age_seconds", "Seconds since the current model was trained.",
+              lambda v: max(0.0, now - v.trained_at) if v.trained_at is not None else None),
+        gauge("model_max_age_seconds", "The model's max_model_age_hours, in seconds.", lambda v: v.max_age_seconds),
+        gauge("model_last_retraining_success_timestamp_seconds", "Unix time the last successful retrain ended.",
+              lambda v: getattr(states.get(v.name), "last_success_time", None)),
+        gauge("model_score", "Holdout score of the current model, in its metric.",
+              lambda v: v.score, extra=("metric", lambda v: v.metric or "unknown")),
+        gauge("model_data_rows", "Data rows in the model's data file.", lambda v: v.data_rows),
+        gauge("model_retraining_due", "1 if a trigger fires now, even if a pause, backoff or too few rows hold it.",
+              lambda v: float(v.due)),
+        gauge("model_retraining_paused", "1 if automatic retraining is paused.", lambda v: float(v.paused)),
+        gauge("model_retraining_consecutive_failures",
+              "Automatic retrains that failed in a row on the same data.", lambda v: v.failures_in_row),
+    ]
+    last = GaugeMetricFamily("retrainctl_last_check_timestamp_seconds",
+                             "Unix time a `retrainctl check` last evaluated a model.")
+    if last_check is not None:
+        last.add_metric([], last_check)
+    out.append(last)
+    return out
+
+
+def last_check_time(state_dir):
+    """The newest per-model evaluation time in the scheduling cache (checks.json)."""
+    data = read_json(os.path.join(state_dir, CHECKS_FILE), default={})
+    times = [t for t in map(_number, data.values())] if isinstance(data, dict) else []
+    return max((t for t in times if t is not None), default=None)
+
+
+def gather(config, clock=time.time):
+    """Read what the metrics describe: history records, one view per configured model, last check."""
+    from .runner import status
+
+    store = ModelStore(config.model_dir)
+    views = []
+    for row in status(config, clock=clock, verify=False):
+        model = config.models[row["model_name"]]
+        cur = store.current(model.name)
+        meta = cur.metadata if cur else {}
+        views.append(ModelView(
+            name=model.name,
+            max_age_seconds=model.policy.max_model_age_hours * 3600.0,
+            data_rows=row["data_rows"],
+            due=bool(row["due_reasons"]),
+            paused=row["paused"],
+            failures_in_row=row["failures_in_row"],
+            trained_at=_number(meta.get("trained_at_ts")),
+            score=_number(meta.get("score")),
+            metric=meta.get("metric") or model.metric,
+        ))
+    return StateLog(config.state_dir).read(), views, last_check_time(config.state_dir)
+
+
+class _Snapshot:
+    """A collector that yields families computed once (the registry is built per run)."""
+
+    def __init__(self, fams):
+        self._fams = fams
+
+    def collect(self):
+        return list(self._fams)
+
+
+def build_registry(config, clock=time.time):
+    """A fresh CollectorRegistry (never the global one) describing the state now."""
+    from prometheus_client import CollectorRegistry
+
+    records, views, last_check = gather(config, clock)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(families(records, views, clock(), last_check)))
+    return registry
+
+
+def exposition(registry):
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry)
+
+
+def write_textfile(path, registry):
+    """Write the exposition for node_exporter: a temporary file in the same folder, then a rename,
+    so the collector reads the old file or the new one, never a part. World-readable, because
+    node_exporter usually runs as another user."""
+    try:
+        atomic_write(path, exposition(registry), mode=0o644)
+    except OSError as exc:
+        raise RetrainctlError(f"{path}: cannot write the metrics textfile: {exc.strerror or exc}") from None
+
+
+def redact(url):
+    """The URL without a password it might embed, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _password(pg):
+    if pg.password_env:
+        value = os.environ.get(pg.password_env)
+        if value is None:
+            raise PushError(f"pushgateway.password_env: environment variable {pg.password_env} is not set")
+        return value
+    try:
+        with open(pg.password_file, encoding="utf-8") as fh:
+            return fh.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PushError(f"{pg.password_file}: cannot read pushgateway.password_file: "
+                        f"{getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _why(exc, timeout):
+    from urllib.error import HTTPError, URLError
+
+    if isinstance(exc, HTTPError):
+        body = exc.read(300).decode(errors="replace").strip().splitlines()
+        return f"HTTP {exc.code} {exc.reason}" + (f": {body[0]}" if body else "")
+    if isinstance(exc, URLError):
+        exc = exc.reason
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g}s"
+    if type(exc) in (ConnectionRefusedError, ConnectionResetError, OSError, socket.gaierror) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def push(config, registry):
+    """PUT the registry to pushgateway.url under its job and `instance` grouping key, so each host
+    owns one group that every push replaces whole. Raises PushError naming the gateway."""
+    from prometheus_client import push_to_gateway
+    from prometheus_client.exposition import basic_auth_handler, default_handler
+
+    pg = config.pushgateway
+    if not pg.url:
+        raise UsageError(f"{config.path}: pushgateway.url is not set; nothing to push to")
+    handler = default_handler
+    if pg.username:
+        handler = functools.partial(basic_auth_handler, username=pg.username, password=_password(pg))
+    instance = pg.instance or socket.gethostname()
+    try:
+        push_to_gateway(pg.url, job=pg.job, registry=registry, grouping_key={"instance": instance},
+                        timeout=pg.timeout_seconds, handler=handler)
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise PushError(f"push to {redact(pg.url)} failed: {_why(exc, pg.timeout_seconds)}") from None
+    log.debug("pushed metrics to %s (job %s, instance %s)", redact(pg.url), pg.job, instance)
+
+
+def export_after_run(config, clock=time.time):
+    """After a command: push and/or write the textfile, as configured. Never raises: a failed
+    export is a warning, the command's exit code stands, and the next run exports it all again."""
+    if not (config.pushgateway.url or config.textfile_path):
+        return
+    try:
+        registry = build_registry(config, clock)
+    except Exception as exc:
+        log.warning("metrics not exported: %s", _describe(exc))
+        return
+    if config.pushgateway.url:
+        try:
+            push(config, registry)
+        except Exception as exc:
+            log.warning("%s", exc if isinstance(exc, PushError) else
+                        f"push to {redact(config.pushgateway.url)} failed: {_describe(exc)}")
+    if config.textfile_path:
+        try:
+            write_textfile(config.textfile_path, registry)
+        except Exception as exc:
+            log.warning("%s", _describe(exc))
+
+
+def _describe(exc):
+    return str(exc) if isinstance(exc, RetrainctlError) else f"{type(exc).__name__}: {exc}"

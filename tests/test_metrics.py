@@ -1,0 +1,598 @@
+"""Prometheus metrics against Debian's real Pushgateway: pushes after each command, counters that
+keep rising across stateless runs, auth, TLS, failures that only warn, the textfile, the rules."""
+import base64
+import datetime
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from retrainctl import metrics
+from retrainctl.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = REPO / "etc" / "prometheus"
+PUSHGATEWAY = shutil.which("prometheus-pushgateway")
+PROMTOOL = shutil.which("promtool")
+ISSUE_METRICS = {
+    "model_retraining_triggered_total", "model_retraining_success_total", "model_retraining_failure_total",
+    "model_retraining_duration_seconds", "model_age_seconds", "model_last_retraining_success_timestamp_seconds",
+    "model_retraining_rejected_total", "model_score", "model_data_rows", "model_retraining_due",
+    "model_retraining_paused", "retrainctl_last_check_timestamp_seconds",
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    """A real prometheus-pushgateway on a loopback port, kept in memory only."""
+
+    def __init__(self, folder, web_config=None, scheme="http", auth=None, cafile=None):
+        assert PUSHGATEWAY, "prometheus-pushgateway is missing: `make test` installs it"
+        self.folder = folder
+        self.port = free_port()
+        self.web_config = web_config
+        self.scheme = scheme
+        self.auth = auth
+        self.cafile = cafile
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self):
+        args = [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{self.port}", "--persistence.file=",
+                "--log.level=warn"]
+        if self.web_config:
+            args.append(f"--web.config.file={self.web_config}")
+        self.log = open(self.folder / f"pushgateway-{self.port}.log", "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.folder / f"pushgateway-{self.port}.log").read_text()
+            try:
+                self.get("/-/ready")
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("the Pushgateway did not become ready")
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+            self.log.close()
+
+    def get(self, path, auth="default"):
+        auth = self.auth if auth == "default" else auth
+        req = urllib.request.Request(self.url + path)
+        if auth:
+            req.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+        ctx = ssl.create_default_context(cafile=self.cafile) if self.cafile else None
+        with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
+            return resp.read().decode()
+
+    def samples(self, job="retrainctl"):
+        """Every sample the gateway serves for `job`, as (name, labels, value)."""
+        out = []
+        for fam in text_string_to_metric_families(self.get("/metrics")):
+            out += [(s.name, s.labels, s.value) for s in fam.samples if s.labels.get("job") == job]
+        return out
+
+
+def value(samples, name, **labels):
+    """The one sample called `name` whose labels include `labels`; None if there is none."""
+    found = [v for n, lab, v in samples if n == name and all(lab.get(k) == w for k, w in labels.items())]
+    assert len(found) <= 1, (name, labels, found)
+    return found[0] if found else None
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    gw = Gateway(tmp_path).start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def iris_project(project):
+    """The shared project with only the iris model (one fit per retrain keeps the suite fast)."""
+    del project.config["models"]["housing"]
+    project.write_config()
+    return project
+
+
+def use_gateway(project, url, **extra):
+    project.config["pushgateway"] = {"url": url, "instance": "host-a", **extra}
+    project.write_config()
+
+
+def retrains(project):
+    return [e for e in project.history("iris") if e["status"] in ("success", "failure", "rejected")]
+
+
+# --- against the real Pushgateway -------------------------------------------------------------
+
+def test_counters_rise_across_stateless_runs_and_count_a_failure(iris_project, gateway):
+    project = iris_project
+    use_gateway(project, gateway.url)
+
+    first = project.run("train", "iris")
+    assert first.returncode == 0, first.stderr
+    s = gateway.samples()
+    assert value(s, "model_retraining_triggered_total", model_name="iris", trigger_type="manual") == 1
+    assert value(s, "model_retraining_success_total", model_name="iris") == 1
+    assert value(s, "model_retraining_duration_seconds_count", model_name="iris", status="success") == 1
+    assert value(s, "model_score", model_name="iris", metric="accuracy") == retrains(project)[0]["score"]
+    assert {lab["instance"] for _, lab, _ in s} == {"host-a"}
+    assert {lab["job"] for _, lab, _ in s} == {"retrainctl"}
+
+    second = project.run("train", "iris")
+    assert second.returncode == 0, second.stderr
+    s = gateway.samples()
+    assert value(s, "model_retraining_triggered_total", model_name="iris", trigger_type="manual") == 2
+    assert value(s, "model_retraining_success_total", model_name="iris") == 2
+    assert value(s, "model_retraining_failure_total", model_name="iris") is None
+
+    project.set_model("iris", target="NoSuchColumn")
+    failed = project.run("train", "iris")
+    assert failed.returncode == 1, failed.stderr
+    assert "target column 'NoSuchColumn' not found" in failed.stderr
+    s = gateway.samples()
+    assert value(s, "model_retraining_failure_total", model_name="iris", error_type="data_error") == 1
+    assert value(s, "model_retraining_success_total", model_name="iris") == 2
+    assert value(s, "model_retraining_triggered_total", model_name="iris", trigger_type="manual") == 3
+    assert value(s, "model_retraining_duration_seconds_count", model_name="iris", status="failure") == 1
+    counts = sum(v for n, lab, v in s if n == "model_retraining_duration_seconds_count")
+    assert counts == len(retrains(project)) == 3
+    assert value(s, "model_retraining_duration_seconds_bucket", model_name="iris", status="success",
+                 le="+Inf") == 2
+    assert value(s, "model_age_seconds", model_name="iris") < 60
+    assert value(s, "model_max_age_seconds", model_name="iris") == 24 * 3600
+    last_success = [e for e in retrains(project) if e["status"] == "success"][-1]
+    started = datetime.datetime.fromisoformat(last_success["trigger_time"]).timestamp()
+    assert value(s, "model_last_retraining_success_timestamp_seconds", model_name="iris") == pytest.approx(
+        started + last_success["duration"])
+
+
+def test_check_pushes_the_full_picture_again_after_a_gateway_restart(iris_project, gateway):
+    project = iris_project
+    use_gateway(project, gateway.url)
+    result = project.cli("check")
+    assert result.exit_code == 0, result.output
+    s = gateway.samples()
+    assert value(s, "model_retraining_triggered_total", model_name="iris", trigger_type="initial") == 1
+    assert value(s, "model_retraining_due", model_name="iris") == 0
+    assert value(s, "model_retraining_paused", model_name="iris") == 0
+    assert value(s, "model_data_rows", model_name="iris") == 150
+    checks = json.loads((project.state_dir / "checks.json").read_text())
+    assert value(s, "retrainctl_last_check_timestamp_seconds") == pytest.approx(checks["iris"])
+    # failures have no series until one happens: their error_type is not known before
+    assert {n for n, _, _ in s} | {"model_retraining_duration_seconds", "model_retraining_failure_total"} >= ISSUE_METRICS
+    assert value(s, "model_retraining_duration_seconds_count", model_name="iris", status="success") == 1
+
+    gateway.stop()
+    gateway.start()
+    assert gateway.samples() == []  # in memory only: the restart lost everything
+
+    paused = project.cli("pause", "iris")
+    assert paused.exit_code == 0, paused.output
+    s = gateway.samples()
+    assert value(s, "model_retraining_success_total", model_name="iris") == 1
+    assert value(s, "model_retraining_triggered_total", model_name="iris", trigger_type="initial") == 1
+    assert value(s, "model_retraining_paused", model_name="iris") == 1
+
+    project.append_rows("iris", 10)
+    resumed = project.cli("resume", "iris")
+    assert resumed.exit_code == 0, resumed.output
+    s = gateway.samples()
+    assert value(s, "model_retraining_paused", model_name="iris") == 0
+    assert value(s, "model_retraining_due", model_name="iris") == 1
+    assert value(s, "model_data_rows", model_name="iris") == 160
+
+
+def test_a_check_that_exits_1_still_pushes(iris_project, gateway):
+    project = iris_project
+    use_gateway(project, gateway.url)
+    project.data("iris").unlink()
+    result = project.run("check")
+    assert result.returncode == 1
+    s = gateway.samples()
+    assert value(s, "model_retraining_failure_total", model_name="iris", error_type="data_error") == 1
+    assert value(s, "model_retraining_duration_seconds_count", model_name="iris", status="failure") == 1
+    assert value(s, "model_data_rows", model_name="iris") is None
+
+
+def test_dry_run_pushes_nothing(iris_project, gateway):
+    use_gateway(iris_project, gateway.url)
+    result = iris_project.cli("check", "--dry-run")
+    assert result.exit_code == 3
+    assert gateway.samples() == []
+
+
+def test_stopped_gateway_is_a_warning_and_exit_0(iris_project, tmp_path):
+    project = iris_project
+    gw = Gateway(tmp_path)  # never started: nothing listens on its port
+    use_gateway(project, gw.url)
+    result = project.run("pause", "iris")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "iris: paused\n"
+    assert result.stderr == (f"retrainctl: WARNING: push to {gw.url} failed: Connection refused\n")
+    assert [e["status"] for e in project.history()] == ["paused"]
+
+    explicit = project.run("metrics", "--push")
+    assert explicit.returncode == 1
+    assert explicit.stderr == f"Error: push to {gw.url} failed: Connection refused\n"
+
+
+def test_push_timeout_is_bounded(iris_project):
+    project = iris_project
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        use_gateway(project, f"http://127.0.0.1:{silent.getsockname()[1]}", timeout_seconds=0.5)
+        begin = time.monotonic()
+        result = project.run("pause", "iris")
+        elapsed = time.monotonic() - begin
+    assert result.returncode == 0, result.stderr
+    assert "failed: timed out after 0.5s" in result.stderr
+    assert elapsed < 15
+
+
+def _bcrypt(password):
+    import bcrypt
+
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+def test_basic_auth_password_from_env_or_file_never_shown(iris_project, tmp_path):
+    project = iris_project
+    password = "s3cret-Pa55word"
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  pusher: '{_bcrypt(password)}'\n")
+    gw = Gateway(tmp_path, web_config=web, auth=("pusher", password)).start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            gw.get("/metrics", auth=None)
+        assert denied.value.code == 401
+
+        use_gateway(project, gw.url, username="pusher", password_env="TEST_PUSH_PASSWORD")
+        ok = project.run("-v", "pause", "iris", env={"TEST_PUSH_PASSWORD": password})
+        assert ok.returncode == 0, ok.stderr
+        assert "WARNING" not in ok.stderr
+        assert value(gw.samples(), "model_retraining_paused", model_name="iris") == 1
+
+        wrong = project.run("-v", "resume", "iris", env={"TEST_PUSH_PASSWORD": "not-it"})
+        assert wrong.returncode == 0
+        assert f"retrainctl: WARNING: push to {gw.url} failed: HTTP 401 Unauthorized" in wrong.stderr
+        assert value(gw.samples(), "model_retraining_paused", model_name="iris") == 1  # the push was refused
+
+        unset = project.run("pause", "iris")
+        assert unset.returncode == 0
+        assert unset.stderr == ("retrainctl: WARNING: pushgateway.password_env: environment variable "
+                                "TEST_PUSH_PASSWORD is not set\n")
+
+        (project.root / "etc" / "pushgateway.password").write_text(password + "\n")
+        use_gateway(project, gw.url, username="pusher", password_file="etc/pushgateway.password")
+        from_file = project.run("-v", "resume", "iris")
+        assert from_file.returncode == 0, from_file.stderr
+        assert "WARNING" not in from_file.stderr
+        assert value(gw.samples(), "model_retraining_paused", model_name="iris") == 0
+
+        for result in (ok, wrong, unset, from_file):
+            assert password not in result.stdout + result.stderr
+        shown = project.run("config")
+        assert shown.returncode == 0, shown.stderr
+        assert f"password_file: {project.root}/etc/pushgateway.password" in shown.stdout
+        assert password not in shown.stdout
+    finally:
+        gw.stop()
+
+
+def _self_signed(folder):
+    """A certificate for 127.0.0.1 and its key, written as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def test_https_with_basic_auth(iris_project, tmp_path):
+    project = iris_project
+    cert, key = _self_signed(tmp_path)
+    password = "tls-and-auth"
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+                   f"basic_auth_users:\n  pusher: '{_bcrypt(password)}'\n")
+    gw = Gateway(tmp_path, web_config=web, scheme="https", auth=("pusher", password), cafile=str(cert)).start()
+    try:
+        use_gateway(project, gw.url, username="pusher", password_env="TEST_PUSH_PASSWORD")
+        untrusted = project.run("pause", "iris", env={"TEST_PUSH_PASSWORD": password})
+        assert untrusted.returncode == 0
+        assert f"WARNING: push to {gw.url} failed: " in untrusted.stderr
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+
+        trusted = project.run("resume", "iris", env={"TEST_PUSH_PASSWORD": password, "SSL_CERT_FILE": str(cert)})
+        assert trusted.returncode == 0
+        assert trusted.stderr == ""
+        assert value(gw.samples(), "model_retraining_paused", model_name="iris") == 0
+    finally:
+        gw.stop()
+
+
+# --- the textfile -------------------------------------------------------------------------------
+
+def test_textfile_is_never_seen_half_written(iris_project, tmp_path):
+    project = iris_project
+    assert project.cli("pause", "iris").exit_code == 0
+    config = load_config(str(project.config_path))
+    registry = metrics.build_registry(config)
+    expected = metrics.exposition(registry)
+    path = tmp_path / "node" / "retrainctl.prom"
+    path.parent.mkdir()
+    seen, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                seen.append(path.read_bytes())
+            except FileNotFoundError:
+                pass
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for _ in range(300):
+            metrics.write_textfile(str(path), registry)
+    finally:
+        stop.set()
+        thread.join()
+    assert len(seen) > 100
+    assert all(content == expected for content in seen), {len(c) for c in seen}
+    assert os.listdir(path.parent) == ["retrainctl.prom"]  # no temporary files left behind
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_textfile_path_is_written_after_every_run(iris_project):
+    project = iris_project
+    project.config["textfile_path"] = "var/textfile/retrainctl.prom"
+    project.write_config()
+    path = project.root / "var" / "textfile" / "retrainctl.prom"
+    assert project.cli("pause", "iris").exit_code == 0
+    fams = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+    assert fams["model_retraining_paused"].samples[0].value == 1
+    assert project.cli("resume", "iris").exit_code == 0
+    fams = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+    assert fams["model_retraining_paused"].samples[0].value == 0
+
+    explicit = project.root / "elsewhere.prom"
+    result = project.cli("metrics", "--textfile", str(explicit))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "model_retraining_paused" in explicit.read_text()
+
+
+def test_unwritable_textfile_warns_and_keeps_the_exit_code(iris_project):
+    project = iris_project
+    (project.root / "blocker").write_text("a file where a folder should be")
+    project.config["textfile_path"] = "blocker/retrainctl.prom"
+    project.write_config()
+    result = project.run("pause", "iris")
+    assert result.returncode == 0
+    assert result.stderr.startswith(f"retrainctl: WARNING: {project.root}/blocker/retrainctl.prom: "
+                                    "cannot write the metrics textfile: ")
+    failed = project.run("metrics", "--textfile", str(project.root / "blocker" / "x.prom"))
+    assert failed.returncode == 1
+    assert "cannot write the metrics textfile" in failed.stderr
+
+
+# --- the command, the config, the import cost -------------------------------------------------
+
+def test_metrics_command_prints_every_metric(iris_project):
+    project = iris_project
+    assert project.cli("pause", "iris").exit_code == 0
+    result = project.cli("metrics")
+    assert result.exit_code == 0, result.output
+    fams = {f.name: f for f in text_string_to_metric_families(result.stdout)}
+    # the parser names counter families without _total
+    names = {n[:-len("_total")] if n.endswith("_total") else n for n in ISSUE_METRICS}
+    missing = names - set(fams)
+    assert not missing
+    assert fams["model_retraining_paused"].samples[0].labels == {"model_name": "iris"}
+    assert fams["model_retraining_due"].samples[0].value == 1  # initial, held by the pause
+    assert fams["model_retraining_triggered"].type == "counter"
+    assert fams["model_retraining_duration_seconds"].type == "histogram"
+
+
+def test_metrics_push_without_url_is_a_usage_error(iris_project):
+    result = iris_project.cli("metrics", "--push")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {iris_project.config_path}: pushgateway.url is not set; nothing to push to\n"
+
+
+@pytest.mark.parametrize("push, message", [
+    ({"url": "127.0.0.1:9091"}, "pushgateway.url: must be an http:// or https:// URL, got '127.0.0.1:9091'"),
+    ({"url": "http://x", "pasword_env": "P"}, "pushgateway.pasword_env: unknown key 'pasword_env'; "
+                                               "did you mean 'password_env'?"),
+    ({"url": "http://x", "password_env": "P"}, "pushgateway.username: is required with 'password_env'"),
+    ({"url": "http://x", "username": "u"}, "pushgateway.username: needs a password: set 'password_env' or "
+                                            "'password_file'"),
+    ({"url": "http://x", "username": "u", "password_env": "P", "password_file": "f"},
+     "pushgateway.password_file: set only one of 'password_env' or 'password_file'"),
+    ({"url": "http://x", "timeout_seconds": 0}, "pushgateway.timeout_seconds: must be > 0, got 0"),
+])
+def test_pushgateway_config_errors(iris_project, push, message):
+    iris_project.config["pushgateway"] = push
+    iris_project.write_config()
+    result = iris_project.cli("config")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {iris_project.config_path}: {message}\n"
+
+
+IMPORT_PROBE = """
+import sys
+from retrainctl.cli import main
+try:
+    main(["--config", sys.argv[1], "-q", "check"])
+except SystemExit as exc:
+    print(exc.code, "prometheus_client" in sys.modules)
+"""
+
+
+def test_check_imports_prometheus_client_only_when_exporting(iris_project):
+    project = iris_project
+    project.set_model("iris", check_interval=3600)
+    assert project.cli("pause", "iris").exit_code == 0
+    assert project.cli("check").exit_code == 0  # evaluated now: the next check waits
+
+    def probe():
+        out = subprocess.run([sys.executable, "-c", IMPORT_PROBE, str(project.config_path)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()[-1].split()
+
+    assert probe() == ["0", "False"]
+    project.config["textfile_path"] = "var/retrainctl.prom"
+    project.write_config()
+    assert probe() == ["0", "True"]
+
+
+# --- the pure core ----------------------------------------------------------------------------
+
+def _sample_map(fams):
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams for s in f.samples}
+
+
+def test_families_from_records():
+    records = [
+        {"model_name": "m", "trigger_type": "initial", "status": "started"},
+        {"model_name": "m", "trigger_type": "initial", "status": "success", "duration": 0.5,
+         "trigger_time": "2026-01-01T00:00:00+00:00"},
+        {"model_name": "m", "trigger_type": "data_change", "status": "failure", "duration": 3,
+         "error_type": "timeout"},
+        {"model_name": "m", "trigger_type": "model_age", "status": "rejected", "duration": 4000},
+        {"model_name": "m", "trigger_type": "data_change", "status": "skipped", "duration": 0},
+        {"model_name": "m", "trigger_type": "operator", "status": "paused"},
+        {"model_name": "gone", "trigger_type": "initial", "status": "success", "duration": 1},
+        {"model_name": "m", "trigger_type": "manual", "status": "failure", "duration": "garbled"},
+    ]
+    view = metrics.ModelView("m", 7200.0, data_rows=10, due=True, paused=True, failures_in_row=1,
+                             trained_at=1000.0, score=0.9, metric="accuracy")
+    got = _sample_map(metrics.families(records, [view], now=1600.0, last_check=1500.0))
+    m = (("model_name", "m"),)
+    assert got["model_retraining_triggered_total", m + (("trigger_type", "initial"),)] == 1
+    assert got["model_retraining_triggered_total", m + (("trigger_type", "data_change"),)] == 2
+    assert got["model_retraining_triggered_total", m + (("trigger_type", "model_age"),)] == 1
+    assert got["model_retraining_triggered_total", m + (("trigger_type", "performance"),)] == 0
+    assert got["model_retraining_triggered_total", m + (("trigger_type", "manual"),)] == 1
+    assert got["model_retraining_success_total", m] == 1
+    assert got["model_retraining_rejected_total", m] == 1
+    assert got["model_retraining_failure_total", (("error_type", "timeout"), ("model_name", "m"))] == 1
+    assert got["model_retraining_failure_total", (("error_type", "unknown"), ("model_name", "m"))] == 1
+    fail = m + (("status", "failure"),)
+    assert got["model_retraining_duration_seconds_count", fail] == 2
+    assert got["model_retraining_duration_seconds_sum", fail] == 3
+    rej = (("le", "1.0"), ("model_name", "m"), ("status", "rejected"))
+    assert got["model_retraining_duration_seconds_bucket", rej] == 0
+    assert got["model_retraining_duration_seconds_bucket", (("le", "3600.0"),) + rej[1:]] == 0
+    assert got["model_retraining_duration_seconds_bucket", (("le", "7200.0"),) + rej[1:]] == 1
+    assert got["model_retraining_duration_seconds_bucket", (("le", "+Inf"),) + rej[1:]] == 1
+    assert got["model_age_seconds", m] == 600
+    assert got["model_max_age_seconds", m] == 7200
+    assert got["model_score", (("metric", "accuracy"), ("model_name", "m"))] == 0.9
+    assert got["model_data_rows", m] == 10
+    assert got["model_retraining_due", m] == 1
+    assert got["model_retraining_paused", m] == 1
+    assert got["model_retraining_consecutive_failures", m] == 1
+    assert got["retrainctl_last_check_timestamp_seconds", ()] == 1500
+    assert got["model_last_retraining_success_timestamp_seconds", m] == pytest.approx(1767225600.5)
+    assert not any(dict(labels).get("model_name") == "gone" for _, labels in got)
+
+
+def test_executor_seconds_histogram():
+    records = [
+        {"model_name": "m", "trigger_type": "initial", "status": "success", "duration": 9,
+         "executor": "dask", "executor_seconds": 7.5},
+        {"model_name": "m", "trigger_type": "manual", "status": "failure", "duration": 2,
+         "executor": "local", "executor_seconds": 1.5},
+        {"model_name": "m", "trigger_type": "manual", "status": "success", "duration": 2},  # before executors
+        {"model_name": "m", "trigger_type": "data_change", "status": "skipped", "executor_seconds": 3},
+    ]
+    got = _sample_map(metrics.families(records, [metrics.ModelView("m", 3600.0)], now=0.0))
+    dask = (("executor", "dask"), ("model_name", "m"))
+    assert got["model_retraining_executor_seconds_count", dask] == 1
+    assert got["model_retraining_executor_seconds_sum", dask] == 7.5
+    assert got["model_retraining_executor_seconds_bucket", (("executor", "dask"), ("le", "5.0"), ("model_name", "m"))] == 0
+    assert got["model_retraining_executor_seconds_count", (("executor", "local"), ("model_name", "m"))] == 1
+
+
+def test_families_of_a_model_never_trained():
+    fams = metrics.families([], [metrics.ModelView("m", 3600.0)], now=0.0)
+    names = {s.name for f in fams for s in f.samples}
+    assert "model_age_seconds" not in names and "model_score" not in names
+    assert "retrainctl_last_check_timestamp_seconds" not in names
+    assert "model_retraining_success_total" in names
+
+
+def test_redact_hides_a_password_in_the_url():
+    assert metrics.redact("https://u:pw@gw.example:9091/x") == "https://u:***@gw.example:9091/x"
+    assert metrics.redact("http://gw:9091") == "http://gw:9091"
+
+
+# --- alert rules and the dashboard ------------------------------------------------------------
+
+def test_promtool_checks_and_tests_the_rules():
+    assert PROMTOOL, "promtool is missing: `make test` installs the prometheus package"
+    check = subprocess.run([PROMTOOL, "check", "rules", str(RULES / "retrainctl-rules.yml")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 5 rules found" in check.stdout
+    test = subprocess.run([PROMTOOL, "test", "rules", "retrainctl-rules.test.yml"], cwd=RULES,
+                          capture_output=True, text=True)
+    assert test.returncode == 0, test.stdout + test.stderr
+    assert "SUCCESS" in test.stdout
+
+
+def test_dashboard_queries_only_exported_metrics():
+    import re
+
+    dashboard = json.loads((REPO / "etc" / "grafana" / "retrainctl-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 5
+    exported = {f.name for f in metrics.families([], [metrics.ModelView("m", 1.0)], now=0.0)}
+    exported |= {n + "_total" for n in exported} | {"model_retraining_duration_seconds_bucket",
+                                                    "model_retraining_duration_seconds_count",
+                                                    "model_retraining_duration_seconds_sum"}
+    used = {name for e in exprs for name in re.findall(r"\b((?:model|retrainctl)_[a-z_]+)", e)} - {"model_name"}
+    assert used and used <= exported, used - exported
