@@ -39,3 +39,83 @@ prometheus-deps:
 
 clean:
 	rm -rf $(VENV) build *.egg-info var
+
+# ---- make install / make uninstall: a venv under PREFIX, config, data and systemd units. ----
+# DESTDIR stages the tree elsewhere (packaging, tests); every installed path still names the
+# final location, so the staged tree is only meant to run once copied to /.
+PREFIX         ?= /opt/retrainctl
+DESTDIR        ?=
+# The system interpreter: a pyenv or home-directory Python is unreadable to the service user.
+INSTALL_PYTHON ?= /usr/bin/python3
+ETCDIR         := /etc/retrainctl
+VARDIR         := /var/lib/retrainctl
+UNITDIR        := /etc/systemd/system
+SYSUSERSDIR    := /etc/sysusers.d
+UNITS          := retrainctl-check.service retrainctl-check.timer retrainctl-train@.service
+IVENV          := $(DESTDIR)$(PREFIX)/venv
+
+.PHONY: install install-venv install-config install-data install-units uninstall
+
+install: install-venv install-config install-data install-units
+	@echo "installed: $(PREFIX)/bin/retrainctl; enable the timer with: systemctl enable --now retrainctl-check.timer"
+
+install-venv:
+	test -x $(IVENV)/bin/python || $(INSTALL_PYTHON) -m venv $(IVENV)
+	@# A stale build/ folder would put deleted modules into the wheel.
+	rm -rf build
+	$(IVENV)/bin/python -m pip install --quiet .
+	@# pip wrote $(DESTDIR) into the scripts' #! lines; point them at the final location.
+	if [ -n "$(DESTDIR)" ]; then \
+	  grep -lIr -- '$(IVENV)' $(IVENV)/bin $(IVENV)/pyvenv.cfg | xargs -r sed -i 's|$(IVENV)|$(PREFIX)/venv|g'; \
+	fi
+	install -d $(DESTDIR)$(PREFIX)/bin
+	ln -sfn ../venv/bin/retrainctl $(DESTDIR)$(PREFIX)/bin/retrainctl
+
+# Never overwrites: an existing config is the operator's.
+install-config:
+	install -d -m 0755 $(DESTDIR)$(ETCDIR)
+	test -e $(DESTDIR)$(ETCDIR)/retrainctl.yaml || install -m 0644 etc/retrainctl.installed.yaml $(DESTDIR)$(ETCDIR)/retrainctl.yaml
+
+# The demo data, only where no file of that name exists; state/ and models/ belong to the service user.
+install-data:
+	install -d -m 0755 $(DESTDIR)$(VARDIR) $(DESTDIR)$(VARDIR)/data $(DESTDIR)$(VARDIR)/data/raw
+	for f in data/raw/*.csv; do \
+	  test -e $(DESTDIR)$(VARDIR)/data/raw/$${f##*/} || install -m 0644 $$f $(DESTDIR)$(VARDIR)/data/raw/; \
+	done
+	install -d -m 0750 $(DESTDIR)$(VARDIR)/state $(DESTDIR)$(VARDIR)/models
+
+install-units:
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	for u in $(UNITS); do \
+	  sed 's|/opt/retrainctl/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u; \
+	done
+	install -m 0644 systemd/retrainctl.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/retrainctl.conf
+	@# On the live system: create the user, hand it state/ and models/, tell systemd.
+	if [ -z "$(DESTDIR)" ]; then \
+	  systemd-sysusers $(SYSUSERSDIR)/retrainctl.conf && \
+	  chown retrainctl:retrainctl $(VARDIR)/state $(VARDIR)/models && \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; \
+	fi
+
+# Removes the program, units and user file; keeps the config, data, state and models.
+uninstall:
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now retrainctl-check.timer || true; fi
+	rm -f $(DESTDIR)$(UNITDIR)/timers.target.wants/retrainctl-check.timer
+	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/retrainctl.conf
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	rm -rf $(IVENV)
+	rm -f $(DESTDIR)$(PREFIX)/bin/retrainctl
+	-rmdir $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX) 2>/dev/null
+	@echo "kept: $(ETCDIR)/retrainctl.yaml and $(VARDIR) (data, state, models); the user retrainctl stays"
+
+# The scheduling tests call systemd-analyze, strace, jq, and make install (the system Python's venv).
+.PHONY: test-system-deps
+test: test-system-deps
+test-system-deps:
+	@missing=""; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v strace >/dev/null || missing="$$missing strace"; \
+	command -v jq >/dev/null || missing="$$missing jq"; \
+	$(INSTALL_PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi

@@ -1,6 +1,8 @@
 """Logging to stderr (text or one JSON object per line) and optionally to a file."""
 import json
 import logging
+import os
+import sys
 import time
 
 _LEVELS = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
@@ -26,13 +28,38 @@ class OneLineFormatter(logging.Formatter):
         return super().format(record).replace("\n", " | ")
 
 
+class JournalFormatter(logging.Formatter):
+    """Prefixes each line with its syslog priority (`<3>`), which journald strips and records,
+    so `journalctl -p warning` filters retrainctl's lines by level."""
+
+    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record):
+        return f"<{self.PRIORITY.get(record.levelno, 6)}>{self.inner.format(record)}"
+
+
+def connected_to_journal(stream):
+    """True when systemd connected `stream` to the journal: $JOURNAL_STREAM names its device:inode."""
+    try:
+        dev, ino = (int(part) for part in os.environ["JOURNAL_STREAM"].split(":"))
+        st = os.fstat(stream.fileno())
+    except (KeyError, ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
 def setup(verbosity=0, fmt="text", log_file=None):
     level = _LEVELS[max(-2, min(1, verbosity))]
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else OneLineFormatter("retrainctl: %(levelname)s: %(message)s"))
+    formatter = JsonFormatter() if fmt == "json" else OneLineFormatter("retrainctl: %(levelname)s: %(message)s")
+    handler.setFormatter(JournalFormatter(formatter) if connected_to_journal(sys.stderr) else formatter)
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("filelock", "urllib3", "alembic", "mlflow", "git"):

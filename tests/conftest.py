@@ -3,6 +3,7 @@ that trains quickly, and two ways to run the command (CliRunner in-process, and 
 console script as a subprocess from another working directory, the way cron does)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,16 @@ class Project:
 @pytest.fixture
 def project(tmp_path):
     return Project(tmp_path / "proj")
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """`make install DESTDIR=<tmp>`, once per session (it builds a venv, about a minute).
+    The DESTDIR starts as a target root with systemd in it (a copy of the system's unit folder),
+    so `systemd-analyze verify --root=DESTDIR` resolves sysinit.target and the ExecStart paths."""
+    root = tmp_path_factory.mktemp("destdir")
+    shutil.copytree("/usr/lib/systemd/system", root / "usr" / "lib" / "systemd" / "system", symlinks=True)
+    done = subprocess.run(["make", "-C", str(REPO), "install", f"DESTDIR={root}"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root
