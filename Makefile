@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/retrainctl.yaml
 
-.PHONY: run test venv test-deps prometheus-deps clean bench-dask
+.PHONY: run test venv system-deps clean bench-dask
 
 run: $(VENV)/.installed
 	$(BIN)/retrainctl --config $(CONFIG) check
 
-test: $(VENV)/.test-installed prometheus-deps
+test: $(VENV)/.test-installed system-deps
 	$(BIN)/python -m pytest -q tests
 
 venv: $(VENV)/.installed
@@ -28,14 +28,6 @@ $(VENV)/.test-installed: $(VENV)/.installed
 # Sixteen models on a two-worker local Dask cluster against executor: local, max_parallel: 1.
 bench-dask: $(VENV)/.test-installed
 	$(BIN)/python bench/dask_bench.py
-
-# The metrics tests run Debian's real Pushgateway and promtool (package prometheus); installed
-# only when missing, with sudo only when not root.
-prometheus-deps:
-	@command -v prometheus-pushgateway >/dev/null && command -v promtool >/dev/null || { \
-	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus-pushgateway prometheus; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info var
@@ -109,13 +101,19 @@ uninstall:
 	-rmdir $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX) 2>/dev/null
 	@echo "kept: $(ETCDIR)/retrainctl.yaml and $(VARDIR) (data, state, models); the user retrainctl stays"
 
-# The scheduling tests call systemd-analyze, strace, jq, and make install (the system Python's venv).
-.PHONY: test-system-deps
-test: test-system-deps
-test-system-deps:
+# Debian packages the tests run for real: the Pushgateway and promtool (metrics), systemd-analyze,
+# strace and jq (scheduling), and the system Python's venv (make install). One apt-get run, only
+# for what is missing; sudo only when not root.
+system-deps:
 	@missing=""; \
+	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v strace >/dev/null || missing="$$missing strace"; \
 	command -v jq >/dev/null || missing="$$missing jq"; \
 	$(INSTALL_PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
