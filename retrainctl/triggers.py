@@ -175,7 +175,7 @@ def gate(candidate_score, champion_score, higher_is_better, tolerance, sanity_pr
     if sanity_problem:
         return GateResult(False, f"sanity check failed: {sanity_problem}")
     if not has_champion:
-        return GateResult(True, "no current model to beat")
+        return GateResult(True, "nothing to compare with")
     if champion_score is None:
         return GateResult(True, "current model could not be scored on the holdout")
     worse = degradation(champion_score, candidate_score, higher_is_better)

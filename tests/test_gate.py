@@ -26,7 +26,7 @@ def test_gate_sanity_force_and_no_champion():
     assert triggers.gate(0.99, 0.5, True, 0.02, sanity_problem="x").reason == "sanity check failed: x"
     forced = triggers.gate(0.1, 0.9, True, 0.02, sanity_problem="x", force=True)
     assert forced.promote and forced.reason == "forced by operator (--force) despite failed sanity check: x"
-    assert triggers.gate(0.1, None, True, 0.02, has_champion=False).reason == "no current model to beat"
+    assert triggers.gate(0.1, None, True, 0.02, has_champion=False).reason == "nothing to compare with"
 
 
 def test_sanity_problem_unknown_class_and_nan():
