@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 EVENTS_FILE = "events.jsonl"
 CHECKS_FILE = "checks.json"
 SUMMARY_FILE = "summary.json"
+# The fold remembers the data hashes of this many most recent rejected candidates per model
+# (only the current data's matters to a decision; data reverted to a hash rejected longer ago
+# than that is simply tried again).
+REJECTED_KEPT = 1000
 # Bump when fold() changes what it computes from the same records: summaries written by the old
 # code are then rebuilt. (A field added to ModelState changes the format by itself.)
 FOLD_VERSION = 1
@@ -99,7 +103,10 @@ def fold(events, states=None):
         elif status == "rejected":
             st.failures_in_row = 0
             st.failure_hash = None
+            st.rejected.pop(data_hash, None)
             st.rejected[data_hash] = when
+            if len(st.rejected) > REJECTED_KEPT:  # years of rejections must not grow every read
+                del st.rejected[next(iter(st.rejected))]
         elif status == "failure":
             if ev.get("error_signature"):
                 st.error_signature = ev["error_signature"]

@@ -43,8 +43,8 @@ operations = st.lists(st.one_of(
 ), max_size=30)
 
 
-def rec(model, status, t=TIMES[0], **kw):
-    return dict(model_name=model, status=status, trigger_type="data_change", trigger_time=t, data_hash="h1",
+def rec(model, status, t=TIMES[0], data_hash="h1", **kw):
+    return dict(model_name=model, status=status, trigger_type="data_change", trigger_time=t, data_hash=data_hash,
                 duration=1.0, **kw)
 
 
@@ -278,3 +278,52 @@ def test_lock_timeout_is_also_a_filelock_timeout(tmp_path):
     finally:
         held.release()
     assert not state.lock_is_held(str(tmp_path), "a")
+
+
+IRIS = {"data_path": "iris.csv", "target": "Species", "task": "classification",
+        "estimator": "sklearn.tree.DecisionTreeClassifier"}
+
+
+@pytest.mark.parametrize("value,expected", [(None, None), (0.5, 1 << 19), ("absent", 256 << 20)])
+def test_state_log_rotate_mb(value, expected):
+    import yaml
+
+    from retrainctl.config import parse_config
+
+    top = {"models": {"iris": IRIS}} if value == "absent" else {"state_log_rotate_mb": value, "models": {"iris": IRIS}}
+    assert parse_config(yaml.safe_dump(top), "c.yaml").state_log_rotate_bytes == expected
+
+
+def test_state_log_rotate_mb_must_be_positive():
+    from retrainctl.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"^c.yaml: state_log_rotate_mb: must be > 0, got 0$"):
+        parse_config("state_log_rotate_mb: 0\nmodels: {iris: {data_path: a.csv, target: t, task: regression, "
+                     "estimator: sklearn.linear_model.Ridge}}\n", "c.yaml")
+
+
+def test_commands_rotate_the_log_and_keep_their_history(project):
+    """With a tiny rotate size every append rotates; status, history and the next check still see
+    everything, because the summary carries the fold across segments."""
+    project.config["state_log_rotate_mb"] = 0.0001
+    project.write_config()
+    assert project.cli("check").exit_code == 0
+    assert project.cli("pause", "iris").exit_code == 0
+    segments = logfile.rotated(str(project.state_dir))
+    assert len(segments) >= 3
+    history = json.loads(project.cli("history", "--json", "--limit", "0").stdout)["history"]
+    assert [(e["model_name"], e["status"]) for e in history] == [
+        ("iris", "paused"), ("housing", "success"), ("iris", "success")]
+    status = {r["model_name"]: r for r in json.loads(project.cli("status", "--json").stdout)["models"]}
+    assert status["iris"]["paused"] and not status["housing"]["paused"]
+    assert status["iris"]["last_event"]["status"] == "paused"
+    r = project.cli("check")
+    assert r.exit_code == 0 and "hold" not in r.stdout  # nothing due: a pause holds nothing
+
+
+def test_fold_keeps_only_the_most_recent_rejected_hashes(monkeypatch):
+    """Years of rejections must not make every read slower: the newest REJECTED_KEPT are kept,
+    and a hash rejected again counts as new."""
+    monkeypatch.setattr(state, "REJECTED_KEPT", 3)
+    events = [rec("a", "rejected", data_hash=h) for h in ("h1", "h2", "h3", "h1", "h4")]
+    assert list(fold(events)["a"].rejected) == ["h3", "h1", "h4"]
