@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/retrainctl.yaml
 
-.PHONY: run test venv system-deps clean bench-dask
+.PHONY: run test venv system-deps clean bench bench-dask
 
 run: $(VENV)/.installed
 	$(BIN)/retrainctl --config $(CONFIG) check
@@ -13,6 +13,10 @@ test: $(VENV)/.test-installed system-deps
 	$(BIN)/python -m pytest -q tests
 
 venv: $(VENV)/.installed
+
+# Ratios against md5sum, `python -c pass` and a bare fit script, measured side by side (a few minutes).
+bench: $(VENV)/.installed
+	$(BIN)/python bench/bench.py
 
 # The stamp files make a second `make run` instant while re-installing when setup.py changes.
 $(VENV)/.installed: setup.py

@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import sys
-import traceback
 
 import click
 
@@ -29,6 +28,8 @@ class RetrainctlGroup(click.Group):
             return super().invoke(ctx)
         except RetrainctlError as exc:
             if _verbose(ctx):
+                import traceback
+
                 traceback.print_exc()
             raise Failure(str(exc), exc.exit_code) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -37,6 +38,8 @@ class RetrainctlGroup(click.Group):
             raise Failure("interrupted", 130) from None
         except Exception as exc:
             if _verbose(ctx):
+                import traceback
+
                 traceback.print_exc()
             raise Failure(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", 1) from None
 

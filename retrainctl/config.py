@@ -3,7 +3,6 @@
 Pure Python and PyYAML only: a `check` with nothing to do must not import the ML stack.
 """
 import dataclasses
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -146,7 +145,13 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     textfile_path: Optional[str] = None
+    state_log_rotate_mb: Optional[float] = 256.0
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def state_log_rotate_bytes(self):
+        """events.jsonl is rotated (renamed whole) once it reaches this size; None: never."""
+        return int(self.state_log_rotate_mb * (1 << 20)) if self.state_log_rotate_mb else None
 
     def model(self, name):
         try:
@@ -158,13 +163,21 @@ class Config:
 def unknown_model(config, name):
     from .errors import UsageError
 
-    hint = difflib.get_close_matches(name, list(config.models), n=1)
+    hint = _close_match(name, config.models)
     msg = f"model '{name}' is not configured in {config.path}"
     if hint:
         msg += f"; did you mean '{hint[0]}'?"
     elif config.models:
         msg += f" (configured: {', '.join(sorted(config.models))})"
     return UsageError(msg)
+
+
+def _close_match(word, choices):
+    """[the closest valid name] or []: the did-you-mean of an error message (difflib is
+    imported only when there is an error to explain)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(choices), n=1)
 
 
 # --- schema -------------------------------------------------------------------------------------
@@ -229,6 +242,7 @@ TOP_SCHEMA = {
     "textfile_path": ("str?", None),
     "defaults": ("dict", None),
     "models": ("dict", None),
+    "state_log_rotate_mb": ("float?", _gt(0)),
 }
 MLFLOW_SCHEMA = {"tracking_uri": ("str?", None), "required": ("bool", None), "enabled": ("bool", None),
                  "timeout_seconds": ("float", _ge(1))}
@@ -297,7 +311,7 @@ class _Validator:
         for key, value in data.items():
             keypath = f"{prefix}.{key}" if prefix else str(key)
             if key not in schema:
-                hint = difflib.get_close_matches(str(key), list(schema), n=1)
+                hint = _close_match(str(key), schema)
                 self.fail(keypath, f"unknown key '{key}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
             kind, rule = schema[key]
             optional = kind.endswith("?")
@@ -362,8 +376,10 @@ def load_config(path=None, environ=None):
 def parse_config(text, path):
     import yaml
 
+    # libyaml's parser when PyYAML was built with it: several times faster on a big config.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -413,6 +429,7 @@ def parse_config(text, path):
         notify=notify,
         executor=executor,
         textfile_path=_resolve(base_dir, top["textfile_path"]) if top.get("textfile_path") else None,
+        state_log_rotate_mb=top.get("state_log_rotate_mb", Config.state_log_rotate_mb),
         raw=data,
     )
 
@@ -445,7 +462,7 @@ def _model(v, name, data, defaults, base_dir):
         v.fail(f"{prefix}.trainer", f"must look like package.module:function, got {m['trainer']!r}")
     metric = m.get("metric") or DEFAULT_METRIC[m["task"]]
     if metric not in METRICS:
-        hint = difflib.get_close_matches(metric, list(METRICS), n=1)
+        hint = _close_match(metric, METRICS)
         v.fail(f"{prefix}.metric", f"unknown metric '{metric}'" + (f"; did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(METRICS)})"))
     if METRICS[metric][0] != m["task"]:
         v.fail(f"{prefix}.metric", f"'{metric}' is a {METRICS[metric][0]} metric but task is {m['task']}")
@@ -521,6 +538,7 @@ def effective(config, model=None):
         "log_file": config.log_file,
         "umask": f"{config.umask:04o}",
         "textfile_path": config.textfile_path,
+        "state_log_rotate_mb": config.state_log_rotate_mb,
         "mlflow": dataclasses.asdict(config.mlflow),
         "pushgateway": dataclasses.asdict(config.pushgateway),
         "notify": {"command": list(config.notify.command) if config.notify.command else None,

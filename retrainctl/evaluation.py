@@ -9,13 +9,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from filelock import FileLock
-
 from . import quality
 from .config import METRICS
 from .errors import DataError, IntegrityError
 from .fingerprint import hash_bytes
 from .fsutil import atomic_write_json, read_json
+from .state import file_lock
 from .triggers import Reason
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ class QualityCache:
         self.entries.setdefault(model, {})[kind] = entry
         if not os.path.isdir(self.state_dir):
             return  # `status` before the first check writes nothing
-        with FileLock(os.path.join(self.state_dir, "quality.lock"), timeout=LOCK_TIMEOUT):
+        with file_lock(os.path.join(self.state_dir, "quality.lock"), LOCK_TIMEOUT):
             data = read_json(self.path, default={})
             data = data if isinstance(data, dict) else {}
             data.setdefault(model, {})[kind] = entry
@@ -99,7 +98,7 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
                 out.details["quality_notes"].append(f"{kind}: {verdict.text}")
             continue
         key = f"{data_hash}|{evidence}"
-        if (kind, key) in handled:
+        if handled.get(kind) == key:
             out.details["quality_notes"].append(
                 f"{kind} still degraded, but a retrain already ran for this data and "
                 f"{'eval data' if kind == 'performance' else 'drift inputs'}; waiting for either to change")

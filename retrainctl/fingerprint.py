@@ -11,6 +11,7 @@ from .fsutil import atomic_write_json, read_json
 log = logging.getLogger(__name__)
 
 CHUNK = 8 << 20
+NUMPY_COUNT_MIN = 256 << 20
 CACHE_FILE = "fingerprints.json"
 # A file rewritten while we read it is read again this many times before we give up on it.
 READ_ATTEMPTS = 3
@@ -62,34 +63,70 @@ def count_rows(newlines, size, last_byte):
 
 def compute(path):
     """Hash and count one file, re-reading it if it changed while we read it."""
-    import blake3
-
     for _ in range(READ_ATTEMPTS):
         before = _stat(path)
         if not os.path.isfile(path):
             raise DataError(f"{path}: not a regular file")
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        newlines = 0
-        last = b""
         try:
             with open(path, "rb") as fh:
-                while True:
-                    chunk = fh.read(CHUNK)
-                    if not chunk:
-                        break
-                    hasher.update(chunk)
-                    newlines += chunk.count(b"\n")
-                    last = chunk[-1:]
+                digest, newlines, last = _hash_and_count(fh)
         except PermissionError:
             raise DataError(f"{path}: permission denied") from None
         except OSError as exc:
             raise DataError(f"{path}: cannot read data file: {exc.strerror}") from None
         after = _stat(path)
         if _stat_key(before) == _stat_key(after):
-            return Fingerprint(path, hasher.hexdigest(), count_rows(newlines, after.st_size, last),
+            return Fingerprint(path, digest, count_rows(newlines, after.st_size, last),
                                after.st_size, after.st_mtime_ns, after.st_ino)
         log.warning("%s changed while it was being read; reading it again", path)
     raise DataError(f"{path}: data file keeps changing while it is read; skipped this run")
+
+
+def _hash_and_count(fh):
+    """(BLAKE3 hex digest, newline count, last byte) in one pass over the file. blake3 releases
+    the GIL on large inputs, so one chunk is hashed on a helper thread (with blake3's own
+    threads) while this thread counts the newlines of the same chunk and reads the next one
+    into the other of two reused buffers: the cost is that of the slower of the two, not the sum."""
+    import blake3
+
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    first = fh.read(CHUNK)
+    if len(first) < CHUNK:  # small files (all of the usual ones): no thread, no buffers
+        hasher.update(first)
+        return hasher.hexdigest(), first.count(b"\n"), first[-1:]
+    from concurrent.futures import ThreadPoolExecutor
+
+    count = _newline_counter(os.fstat(fh.fileno()).st_size)
+    buffers = (bytearray(first), bytearray(CHUNK))
+    size, turn, newlines, last = len(first), 0, 0, b""
+    with ThreadPoolExecutor(1, thread_name_prefix="blake3") as pool:
+        previous = None
+        while size:
+            buf = buffers[turn]
+            hashing = pool.submit(hasher.update, memoryview(buf)[:size])
+            newlines += count(buf, size)
+            last = bytes(buf[size - 1:size])
+            if previous is not None:
+                previous.result()  # the other buffer is free to be read into again
+            previous = hashing
+            turn ^= 1
+            size = fh.readinto(buffers[turn])
+        previous.result()
+    return hasher.hexdigest(), newlines, last
+
+
+def _newline_counter(total):
+    """bytes.count runs at ~4 GB/s; numpy's vectorised compare at ~15 GB/s and without the GIL,
+    which pays for its import (~0.08 s) only on big files."""
+    if total < NUMPY_COUNT_MIN:
+        return lambda buf, size: buf.count(b"\n", 0, size)
+    import numpy as np
+
+    scratch = np.empty(CHUNK, dtype=bool)
+
+    def count(buf, size):
+        return int(np.count_nonzero(np.equal(np.frombuffer(buf, np.uint8, size), 10, out=scratch[:size])))
+    return count
 
 
 class FingerprintCache:
@@ -119,5 +156,5 @@ class FingerprintCache:
 
     def save(self):
         if self.dirty:
-            atomic_write_json(self.path, self.entries)
+            atomic_write_json(self.path, self.entries, durable=False)
             self.dirty = False

@@ -57,9 +57,10 @@ def _number(value):
     return float(value)
 
 
-def families(records, views, now, last_check=None):
+def families(records, views, now, last_check=None, states=None):
     """The metric families for these history records and model views. Pure: values in, values out.
-    Only configured models (the views) are exported; `started` markers are not outcomes."""
+    Only configured models (the views) are exported; `started` markers are not outcomes.
+    `records` is walked once (it may be a stream); `states` is their fold, when already known."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
     from prometheus_client.utils import floatToGoString
 
@@ -115,7 +116,8 @@ def families(records, views, now, last_check=None):
                          "Seconds each fit ran on its executor (local child process or Dask worker).",
                          "executor", executor_times))
 
-    states = fold(records)
+    if states is None:
+        states = fold(records)
 
     def gauge(metric, doc, value_of, extra=None):
         fam = GaugeMetricFamily(metric, doc, labels=["model_name"] + ([extra[0]] if extra else []))
@@ -176,7 +178,9 @@ def gather(config, clock=time.time):
             score=_number(meta.get("score")),
             metric=meta.get("metric") or model.metric,
         ))
-    return StateLog(config.state_dir).read(), views, last_check_time(config.state_dir)
+    log = StateLog(config.state_dir)
+    # Counters need every record ever written: streamed, never held in memory all at once.
+    return log.iter_events(), views, last_check_time(config.state_dir), log.states()
 
 
 class _Snapshot:
@@ -193,9 +197,9 @@ def build_registry(config, clock=time.time):
     """A fresh CollectorRegistry (never the global one) describing the state now."""
     from prometheus_client import CollectorRegistry
 
-    records, views, last_check = gather(config, clock)
+    records, views, last_check, states = gather(config, clock)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(families(records, views, clock(), last_check)))
+    registry.register(_Snapshot(families(records, views, clock(), last_check, states)))
     return registry
 
 

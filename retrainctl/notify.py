@@ -2,7 +2,6 @@
 receives the event as JSON on stdin. A failing or hanging notifier never fails the retrain."""
 import json
 import logging
-import subprocess
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +14,8 @@ def notify(record, callback=None, command=None, timeout=10.0):
         except Exception as exc:
             log.warning("notification_callback failed for %s: %s: %s", record["model_name"], type(exc).__name__, exc)
     if command:
+        import subprocess
+
         try:
             proc = subprocess.run(list(command), input=json.dumps(record, default=str).encode(),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout, check=False)

@@ -8,14 +8,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from filelock import Timeout
+from .state import LockTimeout as Timeout
 
 from . import evaluation, faults, triggers
 from .errors import DataError, IntegrityError, RetrainctlError, TrackingError, TrainingError, UsageError
 from .fingerprint import FingerprintCache
 from .fsutil import atomic_write_json, read_json
 from .notify import notify
-from .state import (ModelState, ScheduleCache, StateLog, fold, host_info, lock_is_held, new_attempt_id,
+from .state import (ModelState, ScheduleCache, StateLog, host_info, lock_is_held, new_attempt_id,
                     training_lock, utcnow_iso, HISTORY_STATUSES)
 from .store import ModelStore
 from .tracking import CHAMPION, log_training, move_champion
@@ -98,19 +98,21 @@ class Runner:
         self.config = config
         self.clock = clock
         self.callback = callback if callback is not None else config.defaults.notification_callback
-        self.log = StateLog(config.state_dir)
+        self.log = StateLog(config.state_dir, rotate_bytes=config.state_log_rotate_bytes)
         self.store = ModelStore(config.model_dir)
 
     # --- observe ---------------------------------------------------------------------------
 
     def ensure_models_valid(self):
         """Import-time validation (estimators, params, trainers) costs the ML imports, so it runs
-        once per config content and library version and is remembered in the state dir."""
-        from importlib import metadata
+        once per config content and installed scikit-learn and is remembered in the state dir.
+        (find_spec + stat, not importlib.metadata, which costs a no-op check ~20 ms of imports.)"""
+        from importlib.util import find_spec
 
+        spec = find_spec("sklearn")
         try:
-            sk = metadata.version("scikit-learn")
-        except metadata.PackageNotFoundError:
+            sk = f"{spec.origin}:{os.stat(spec.origin).st_mtime_ns}"
+        except (AttributeError, TypeError, OSError):
             sk = "none"
         with open(self.config.path, "rb") as fh:
             key = hashlib.sha256(fh.read() + sk.encode()).hexdigest()
@@ -154,7 +156,7 @@ class Runner:
         )
 
     def states(self):
-        return fold(self.log.read())
+        return self.log.states()
 
     # --- record ----------------------------------------------------------------------------
 
@@ -572,10 +574,7 @@ def history(config, model=None, limit=20):
     """Retraining and operator events, newest first."""
     if model is not None:
         config.model(model)
-    events = [e for e in StateLog(config.state_dir).read()
-              if e.get("status") in HISTORY_STATUSES and (model is None or e.get("model_name") == model)]
-    events.reverse()
-    return events[:limit] if limit else events
+    return StateLog(config.state_dir).history(model, limit)
 
 
 def set_paused(config, names, paused, clock=time.time):
@@ -611,7 +610,7 @@ def rollback(config, name, to=None, clock=time.time):
         if current is None:
             raise UsageError(f"{name}: no current model to roll back")
         if to is None:
-            promoted = {e.get("version") for e in runner.log.read()
+            promoted = {e.get("version") for e in runner.log.iter_events()
                         if e.get("model_name") == name and e.get("status") == "success"}
             candidates = [v for v in runner.store.versions(name) if v < current and v in promoted]
             if not candidates:

@@ -1,23 +1,34 @@
 """The state directory: an append-only JSON-lines event log under a file lock, the per-model
-fold over it, the per-model training locks and the small scheduling cache."""
+fold over it, the per-model training locks and the small scheduling cache.
+
+filelock, uuid and socket are imported where they are used: a `check` with nothing to do takes
+no lock on the event log and should not pay for them."""
 import json
 import logging
 import os
-import socket
-import uuid
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-
-from filelock import FileLock, Timeout
 
 from . import faults
 from .errors import LockBusy, RetrainctlError
-from .fsutil import atomic_write_json, read_json
+from . import logfile
+from .fsutil import atomic_write, atomic_write_json, fsync_dir, read_json
 
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
 CHECKS_FILE = "checks.json"
+SUMMARY_FILE = "summary.json"
+# The fold remembers the data hashes of this many most recent rejected candidates per model
+# (only the current data's matters to a decision; data reverted to a hash rejected longer ago
+# than that is simply tried again).
+REJECTED_KEPT = 1000
+# Bump when fold() changes what it computes from the same records: summaries written by the old
+# code are then rebuilt. (A field added to ModelState changes the format by itself.)
+FOLD_VERSION = 2
+# The summary is rewritten once the tail a reader had to fold exceeds this many bytes.
+SUMMARY_REFRESH = 64 << 10
 LOCK_TIMEOUT = 60.0
 
 RETRAIN_STATUSES = ("success", "failure", "rejected", "skipped")
@@ -34,10 +45,14 @@ def parse_iso(text):
 
 
 def new_attempt_id():
+    import uuid
+
     return uuid.uuid4().hex[:16]
 
 
 def host_info():
+    import socket
+
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
@@ -56,12 +71,13 @@ class ModelState:
     last_success_time: float = None
     open_attempts: dict = field(default_factory=dict)  # attempt_id -> started record
     # (trigger, evidence key) pairs a performance/drift-triggered retrain already ran for
-    quality_handled: set = field(default_factory=set)
+    quality_handled: dict = field(default_factory=dict)  # trigger -> evidence key of the last retrain it caused
 
 
-def fold(events):
-    """Fold the event log into {model_name: ModelState}. Pure: values in, values out."""
-    states = {}
+def fold(events, states=None):
+    """Fold the event log into {model_name: ModelState}. Pure: values in, values out.
+    `states` continues an earlier fold (it is updated in place): fold(a + b) == fold(b, fold(a))."""
+    states = {} if states is None else states
     for ev in events:
         name = ev.get("model_name")
         if not isinstance(name, str):
@@ -78,7 +94,7 @@ def fold(events):
         when = _event_time(ev)
         data_hash = ev.get("data_hash")
         if status in ("success", "rejected"):
-            st.quality_handled.update((ev.get("quality_keys") or {}).items())
+            st.quality_handled.update(ev.get("quality_keys") or {})
         if status == "paused":
             st.paused = True
         elif status == "resumed":
@@ -91,7 +107,10 @@ def fold(events):
         elif status == "rejected":
             st.failures_in_row = 0
             st.failure_hash = None
+            st.rejected.pop(data_hash, None)
             st.rejected[data_hash] = when
+            if len(st.rejected) > REJECTED_KEPT:  # years of rejections must not grow every read
+                del st.rejected[next(iter(st.rejected))]
         elif status == "failure":
             if ev.get("error_signature"):
                 st.error_signature = ev["error_signature"]
@@ -115,12 +134,25 @@ def _event_time(ev):
 
 class StateLog:
     """events.jsonl: appended under `events.lock` with flush + fsync; read without the lock
-    (a reader sees whole lines plus, at worst, a torn last line, which it skips)."""
+    (a reader sees whole lines plus, at worst, a torn last line, which it skips).
 
-    def __init__(self, state_dir, lock_timeout=LOCK_TIMEOUT):
+    The log is never rewritten: a torn last line is the only thing ever cut, and old segments
+    are rotated by renaming the whole file to events.<UTC time>.jsonl. Beside it, summary.json
+    caches the fold up to a byte offset, so a reader folds only the tail (see states())."""
+
+    def __init__(self, state_dir, lock_timeout=LOCK_TIMEOUT, rotate_bytes=None):
         self.state_dir = state_dir
         self.path = os.path.join(state_dir, EVENTS_FILE)
-        self.lock = FileLock(os.path.join(state_dir, "events.lock"), timeout=lock_timeout)
+        self.summary_path = os.path.join(state_dir, SUMMARY_FILE)
+        self.lock_timeout = lock_timeout
+        self.rotate_bytes = rotate_bytes
+        self._lock = None
+
+    @property
+    def lock(self):
+        if self._lock is None:
+            self._lock = file_lock(os.path.join(self.state_dir, "events.lock"), self.lock_timeout)
+        return self._lock
 
     def ensure_dir(self):
         try:
@@ -130,30 +162,200 @@ class StateLog:
         if not os.access(self.state_dir, os.W_OK | os.X_OK):
             raise RetrainctlError(f"{self.state_dir}: state directory is not writable")
 
-    def read(self):
-        """Every complete record, oldest first. A torn or garbled line is skipped with a warning."""
+    def _open(self):
+        """The current segment, open, and its stat; (None, None) when there is none yet."""
         try:
-            with open(self.path, "rb") as fh:
-                data = fh.read()
+            fh = open(self.path, "rb")
         except FileNotFoundError:
-            return []
+            return None, None
         except PermissionError:
             raise RetrainctlError(f"{self.path}: permission denied reading the state log") from None
-        events = []
-        lines = data.split(b"\n")
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
+        return fh, os.fstat(fh.fileno())
+
+    def _rotated(self, current):
+        """Rotated segment paths, oldest first, minus the one we hold open as current (it may
+        have been rotated after we opened it)."""
+        paths = [os.path.join(self.state_dir, n) for n in logfile.rotated(self.state_dir)]
+        if current is None:
+            return paths
+        return [p for p in paths if not _same_file(p, current)]
+
+    def iter_events(self):
+        """Every complete record of every segment, oldest first, streamed. A torn or garbled
+        line is skipped with a warning."""
+        fh, st = self._open()
+        try:
+            for path in self._rotated(st):
+                yield from self._records(path)
+            if fh is not None:
+                for ev, *_ in logfile.scan(fh, self.path):
+                    if ev is not None:
+                        yield ev
+        finally:
+            if fh is not None:
+                fh.close()
+
+    def _records(self, path):
+        try:
+            with open(path, "rb") as fh:
+                for ev, *_ in logfile.scan(fh, path):
+                    if ev is not None:
+                        yield ev
+        except FileNotFoundError:
+            return
+
+    def read(self):
+        """Every complete record, oldest first (all of them in memory: prefer iter_events or states)."""
+        return list(self.iter_events())
+
+    def newest_first(self, needle=None):
+        """Records newest first, read backwards in blocks from the end of the current segment
+        and on into rotated segments only as far as the caller iterates. With `needle` (bytes),
+        only lines containing it are parsed."""
+        fh, st = self._open()
+        try:
+            if fh is not None:
+                yield from logfile.backward(fh, self.path, needle)
+        finally:
+            if fh is not None:
+                fh.close()
+        for path in reversed(self._rotated(st)):
             try:
-                ev = json.loads(line)
-                if not isinstance(ev, dict):
-                    raise ValueError("not an object")
-            except (ValueError, UnicodeDecodeError):
-                torn = lineno == len(lines)
-                log.warning("%s:%d: skipped %s line", self.path, lineno, "a torn last" if torn else "an unreadable")
+                with open(path, "rb") as seg:
+                    yield from logfile.backward(seg, path, needle)
+            except FileNotFoundError:
                 continue
-            events.append(ev)
-        return events
+
+    def history(self, model=None, limit=20, statuses=HISTORY_STATUSES):
+        """History records (optionally one model's), newest first; `limit` 0 or None means all."""
+        # Model names are plain tokens, so a record of `model` always contains its JSON string:
+        # lines without it are not even parsed. (Only an optimisation: matches are checked.)
+        needle = json.dumps(model).encode() if model is not None else None
+        out = []
+        for ev in self.newest_first(needle):
+            if ev.get("status") in statuses and (model is None or ev.get("model_name") == model):
+                out.append(ev)
+                if limit and len(out) >= limit:
+                    break
+        return out
+
+    # --- the summary: the fold up to an offset, so a reader folds only the tail ------------------
+
+    def states(self):
+        """{model: ModelState}, the fold of every record of every segment: read from summary.json
+        plus the tail after the offset it covers. The summary is rebuilt from the segments when it
+        is missing or stale (another log file, log shorter than its offset, or the bytes before
+        its offset differ) and rewritten when the tail has grown past SUMMARY_REFRESH bytes."""
+        fh, st = self._open()
+        try:
+            summary = self._valid_summary(fh, st)
+            if summary is None:
+                states, segments = {}, []
+                for path in self._rotated(st):
+                    fold(self._records(path), states)
+                    segments.append(os.path.basename(path))
+                start, lineno, last = 0, 0, None
+            else:
+                states = summary["states"]
+                segments = summary["segments"]
+                start, lineno, last = summary["log"]["offset"], summary["log"]["lines"], None
+            end, torn = start, None
+            if fh is not None:
+                for ev, n, pos, line, terminated in logfile.scan(fh, self.path, start, lineno):
+                    if not terminated:
+                        torn = ev
+                        break
+                    if ev is not None:
+                        fold((ev,), states)
+                    end, lineno, last = pos, n, line
+            if st is not None and (summary is None or end - start >= SUMMARY_REFRESH):
+                self._write_summary(st, end, lineno, last, segments, states)
+            if torn is not None:  # seen, like any complete record, but never cached: it may be cut
+                fold((torn,), states)
+            return states
+        finally:
+            if fh is not None:
+                fh.close()
+
+    def _valid_summary(self, fh, st):
+        if fh is None:
+            return None
+        try:
+            with open(self.summary_path, "rb") as sfh:
+                summary = json.load(sfh, object_hook=_decode)
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+        try:
+            if summary["format"] != _summary_format():
+                return None
+            where = summary["log"]
+            if [where["dev"], where["inode"]] != [st.st_dev, st.st_ino] or where["offset"] > st.st_size:
+                return None
+            if where["offset"]:
+                size = where["last_line_bytes"] + 1
+                tail = os.pread(fh.fileno(), size, where["offset"] - size)
+                if not tail.endswith(b"\n") or _digest(tail[:-1]) != where["last_line_sha256"]:
+                    return None
+            if not isinstance(summary["segments"], list):
+                return None
+            summary["states"] = _decode_states(summary["models"])
+        except (KeyError, TypeError, ValueError, AttributeError, OSError):
+            return None
+        return summary
+
+    def _write_summary(self, st, offset, lines, last_line, segments, states):
+        """Best effort: a reader without write access, or a full disk, just folds more next time.
+        Not written when the file we read is no longer the current segment (rotated meanwhile)."""
+        summary = {
+            "format": _summary_format(),
+            "log": {"dev": st.st_dev, "inode": st.st_ino, "offset": offset, "lines": lines,
+                    "last_line_bytes": len(last_line) if last_line is not None else 0,
+                    "last_line_sha256": _digest(last_line) if last_line is not None else None},
+            "segments": segments,
+            "models": _encode_states(states),
+        }
+        try:
+            if not _same_file(self.path, st):
+                return
+            atomic_write(self.summary_path, json.dumps(summary, separators=(",", ":")), durable=False)
+        except OSError as exc:
+            log.debug("%s: not updated: %s", self.summary_path, exc)
+
+    # --- rotation -----------------------------------------------------------------------------
+
+    def rotate(self):
+        """Rename the current segment to events.<UTC time>.jsonl and start an empty one, under the
+        lock; the summary carries the fold over. Returns the rotated file's name, or None."""
+        self.ensure_dir()
+        with self.lock:
+            return self._rotate_locked()
+
+    def _rotate_locked(self):
+        import time
+
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            self._cut_torn_tail(fd)
+            if os.fstat(fd).st_size == 0:
+                return None
+        finally:
+            os.close(fd)
+        states = self.states()
+        segments = [os.path.basename(p) for p in self._rotated(None)]
+        name = logfile.free_rotated_name(self.state_dir, time.time())
+        os.rename(self.path, os.path.join(self.state_dir, name))
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.state_dir)
+        self._write_summary(st, 0, 0, None, segments + [name], states)
+        log.info("%s: rotated to %s", self.path, name)
+        return name
 
     def append(self, *records):
         """Append records as whole lines, durably. A torn last line left by a crash is cut
@@ -173,9 +375,12 @@ class StateLog:
                         faults.point("mid_append")
                     os.write(fd, payload)
                     os.fsync(fd)
+                    full = self.rotate_bytes and os.fstat(fd).st_size >= self.rotate_bytes
                 finally:
                     os.close(fd)
-        except Timeout:
+                if full:
+                    self._rotate_locked()
+        except LockTimeout:
             raise LockBusy(f"{self.lock.lock_file}: state lock still held after {self.lock.timeout:.0f}s") from None
         except PermissionError:
             raise RetrainctlError(f"{self.path}: permission denied writing the state log") from None
@@ -206,7 +411,7 @@ class ScheduleCache:
 
     def __init__(self, state_dir):
         self.path = os.path.join(state_dir, CHECKS_FILE)
-        self.lock = FileLock(os.path.join(state_dir, "checks.lock"), timeout=LOCK_TIMEOUT)
+        self.lock_path = os.path.join(state_dir, "checks.lock")
 
     def load(self):
         data = read_json(self.path, default={}) or {}
@@ -216,23 +421,131 @@ class ScheduleCache:
         """Merge {model: time} into the cache (read-modify-write under its lock)."""
         if not evaluated:
             return
-        with self.lock:
+        with _flocked(self.lock_path, LOCK_TIMEOUT):
             data = self.load()
             data.update(evaluated)
-            atomic_write_json(self.path, data)
+            atomic_write_json(self.path, data, durable=False)
+
+
+@contextmanager
+def _flocked(path, timeout):
+    """flock(2) on `path`, the same kernel lock filelock takes on Unix, so both interoperate;
+    used directly for the one lock a no-op check takes, which should not import filelock."""
+    import fcntl
+    import time
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockBusy(f"{path}: lock still held after {timeout:.0f}s") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+class LockTimeout(TimeoutError):
+    """A file lock is held by another process: what the locks from file_lock() raise when their
+    timeout runs out (also a filelock.Timeout, for callers that catch that)."""
+
+
+_lock_class = None
+
+
+def file_lock(path, timeout):
+    """A filelock.FileLock raising LockTimeout. filelock costs ~20 ms to import, most of a no-op
+    check, so it is imported when the first lock is made, not with this module."""
+    global _lock_class
+    if _lock_class is None:
+        from filelock import FileLock, Timeout
+
+        class Busy(LockTimeout, Timeout):
+            pass
+
+        class Lock(FileLock):
+            def acquire(self, *args, **kwargs):
+                try:
+                    return super().acquire(*args, **kwargs)
+                except Timeout:
+                    raise Busy(self.lock_file) from None
+
+        _lock_class = Lock
+    return _lock_class(path, timeout=timeout)
 
 
 def training_lock(state_dir, model_name):
     """The per-model lock a fit holds from decision to record; an OS lock, freed by the
     kernel when its process dies, so a killed run never blocks the next."""
-    return FileLock(os.path.join(state_dir, f"train-{model_name}.lock"), timeout=0)
+    return file_lock(os.path.join(state_dir, f"train-{model_name}.lock"), 0)
 
 
 def lock_is_held(state_dir, model_name):
     lock = training_lock(state_dir, model_name)
     try:
         lock.acquire(timeout=0)
-    except Timeout:
+    except LockTimeout:
         return True
     lock.release()
     return False
+
+
+def _same_file(path, st):
+    try:
+        other = os.stat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _digest(line):
+    import hashlib
+
+    return hashlib.sha256(line).hexdigest()
+
+
+def _summary_format():
+    from . import __version__
+
+    return [FOLD_VERSION, __version__, [f.name for f in fields(ModelState)]]
+
+
+# JSON has no sets, tuples or non-string keys, all of which a fold may hold (a rejected data
+# hash of None, a set of (trigger, key) pairs): they are tagged so they come back identical.
+def _encode(value):
+    if isinstance(value, (set, frozenset)):
+        return {"$set": [_encode(v) for v in value]}
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode(v) for v in value]}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and not (len(value) == 1 and next(iter(value)).startswith("$")):
+            return {k: _encode(v) for k, v in value.items()}
+        return {"$pairs": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(obj):
+    if len(obj) == 1:
+        tag, value = next(iter(obj.items()))
+        if tag == "$set":
+            return set(value)
+        if tag == "$tuple":
+            return tuple(value)
+        if tag == "$pairs":
+            return {k: v for k, v in value}
+    return obj
+
+
+def _encode_states(states):
+    return {name: {f.name: _encode(getattr(st, f.name)) for f in fields(ModelState)} for name, st in states.items()}
+
+
+def _decode_states(models):
+    return {name: ModelState(**values) for name, values in models.items()}

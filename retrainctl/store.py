@@ -5,8 +5,6 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 
 from .errors import IntegrityError, UsageError
@@ -106,6 +104,9 @@ class ModelStore:
     def save(self, name, model_bytes, metadata):
         """Write a new version folder whole (temporary folder, fsync, rename) and return it.
         The caller holds the model's training lock, so version numbers cannot collide."""
+        import shutil
+        import tempfile
+
         folder = self.folder(name)
         os.makedirs(folder, exist_ok=True)
         self.clean_temporaries(name)
@@ -154,6 +155,8 @@ class ModelStore:
 
     def prune(self, name, keep):
         """Keep the newest `keep` versions, and never the current one."""
+        import shutil
+
         current = self.current_version(name)
         for version in self.versions(name)[:-keep] if keep else []:
             if version != current:
@@ -161,6 +164,8 @@ class ModelStore:
 
     def clean_temporaries(self, name):
         """Remove what a killed run left behind (only called under the model's training lock)."""
+        import shutil
+
         folder = self.folder(name)
         for entry in os.listdir(folder):
             if entry.startswith(".tmp-"):

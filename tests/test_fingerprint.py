@@ -1,5 +1,6 @@
 """Fingerprints: content not mtime, one pass for hash and rows, a cache that is invalidated
 by a size, mtime or inode change."""
+import json
 import os
 
 import blake3
@@ -110,3 +111,32 @@ def test_file_changing_while_read_is_read_again(tmp_path, monkeypatch):
     monkeypatch.setattr(fingerprint.os, "stat", flaky_stat)
     fp = compute(str(p))
     assert fp.rows == 2 and fp.hash == blake3.blake3(b"a\n1\n2\n").hexdigest()
+
+
+@pytest.mark.parametrize("numpy_count", [False, True])
+@pytest.mark.parametrize("size", [64 * 5, 64 * 5 + 17, 64 * 40 - 1])
+def test_chunked_hash_and_count_agree_with_one_pass(tmp_path, monkeypatch, numpy_count, size):
+    """Big files are hashed on a helper thread while this one counts newlines in reused
+    buffers (bytes.count or numpy): same digest and rows as hashing the whole content at once."""
+    import random
+
+    monkeypatch.setattr(fingerprint, "CHUNK", 64)
+    monkeypatch.setattr(fingerprint, "NUMPY_COUNT_MIN", 0 if numpy_count else 1 << 40)
+    rng = random.Random(size)
+    content = bytes(rng.choice(b"ab,\n") for _ in range(size))
+    p = tmp_path / "d.csv"
+    p.write_bytes(content)
+    fp = compute(str(p))
+    assert fp.hash == blake3.blake3(content).hexdigest()
+    assert fp.rows == count_rows(content.count(b"\n"), size, content[-1:])
+
+
+def test_cache_survives_dry_runs(project, monkeypatch):
+    """A dry run hashes the data once and caches it; the next dry run only stats the files."""
+    for name in ("iris", "housing"):
+        age(project.data(name), 60)
+    assert project.cli("check", "--dry-run").exit_code == 3
+    cached = json.loads((project.state_dir / "fingerprints.json").read_text())
+    assert sorted(cached) == sorted(str(project.data(n)) for n in ("iris", "housing"))
+    monkeypatch.setattr(fingerprint, "compute", lambda path: pytest.fail(f"re-read {path}"))
+    assert project.cli("check", "--dry-run").exit_code == 3

@@ -126,7 +126,7 @@ def test_fold_remembers_quality_evidence_of_success_and_rejection_only():
         {"model_name": "m", "status": "success", "quality_keys": {"performance": "d|e2"}},
         {"model_name": "m", "status": "rejected", "quality_keys": {"drift": "d|x"}},
     ]
-    assert fold(events)["m"].quality_handled == {("performance", "d|e2"), ("drift", "d|x")}
+    assert fold(events)["m"].quality_handled == {"performance": "d|e2", "drift": "d|x"}
 
 
 # --- helpers for the end-to-end tests -----------------------------------------------------------

@@ -1,0 +1,416 @@
+"""`make bench`: how close retrainctl runs to the machine's limits, as ratios measured side by
+side in the same run (absolute times vary between machines; the ratios should not).
+
+    .venv/bin/python bench/bench.py [--runs N] [--rows 1,2,...] [--quick] [--keep]
+
+Builds everything in a temporary folder: projects with the bundled data, a 1 GiB CSV made by
+repeating housing rows, configs with 10 and 1,000 models, state logs with 1,000 and 1,000,000
+events. Every row alternates its two commands run by run and reports the medians, their ratio
+against the target, and the peak RSS of each command (from wait4, so a training child counts).
+Prints a Markdown table, ready for the README's Performance section.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "raw"
+PYTHON = sys.executable
+RETRAINCTL = str(Path(PYTHON).parent / "retrainctl")
+# The fingerprint cache trusts a file only once its mtime is this old (same-tick rewrites).
+RACY_SECONDS = 2.1
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None  # GNU time, for peak RSS
+
+IRIS = {"data_path": "data/iris.csv", "target": "Species", "task": "classification",
+        "features": ["SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"],
+        "estimator": "sklearn.tree.DecisionTreeClassifier", "params": {"random_state": 0}}
+HOUSING = {"data_path": "data/housing.csv", "target": "median_house_value", "task": "regression",
+           "estimator": "sklearn.linear_model.Ridge"}
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+def run(cmd, expect=(0,)):
+    """Run one command; its wall time in seconds."""
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, _ = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        _expect(cmd, proc.returncode, expect, err)
+    return wall
+
+
+def peak_rss(cmd, expect=(0,)):
+    """Peak RSS in MB of one run of the command (the largest of it and its children), measured by
+    GNU time: a child forked from this (big) Python process would report our pages as its own."""
+    with tempfile.NamedTemporaryFile() as out, tempfile.TemporaryFile() as err:
+        if TIME:
+            proc = subprocess.run([TIME, "-f", "%M", "-o", out.name, *cmd], stdout=subprocess.DEVNULL, stderr=err)
+            _expect(cmd, proc.returncode, expect, err)
+            return int(open(out.name).read().split()[-1]) / 1024
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        _expect(cmd, os.waitstatus_to_exitcode(status), expect, err)
+        return usage.ru_maxrss / 1024
+
+
+def _expect(cmd, code, expect, err):
+    if code not in expect:
+        err.seek(0)
+        sys.exit(f"bench: {' '.join(map(str, cmd))} exited {code} (expected {expect}):\n"
+                 + err.read().decode(errors="replace")[-2000:])
+
+
+class Row:
+    def __init__(self, number, name, target):
+        self.number, self.name, self.target = number, name, target
+        self.a, self.b, self.a_rss, self.b_rss = [], [], 0.0, 0.0
+
+    def measure(self, a, b, runs, before=None, expect_a=(0,), expect_b=(0,)):
+        """Alternate commands a and b (which goes first alternates too), with `before(i)` ahead of
+        each pair; then one more run of each under GNU time for its peak RSS."""
+        for i in range(runs):
+            if before:
+                before(i)
+            if i % 2 == 0:
+                self.a.append(run(a, expect_a))
+                self.b.append(run(b, expect_b))
+            else:
+                self.b.append(run(b, expect_b))
+                self.a.append(run(a, expect_a))
+        if before:
+            before(runs)
+        self.a_rss, self.b_rss = peak_rss(a, expect_a), peak_rss(b, expect_b)
+        return self
+
+    def cells(self):
+        a, b = statistics.median(self.a), statistics.median(self.b)
+        ratio = a / b
+        ok = ratio <= self.target
+        return [str(self.number), self.name, f"{a:.3f} s", f"{b:.3f} s", f"{ratio:.2f}", f"<= {self.target:g}",
+                "PASS" if ok else "MISS", f"{self.a_rss:.0f} / {self.b_rss:.0f} MB"], ok
+
+
+class Check:
+    """A plain threshold (no baseline), e.g. peak memory."""
+
+    def __init__(self, number, name, value, unit, target):
+        self.number, self.name, self.value, self.unit, self.target = number, name, value, unit, target
+
+    def cells(self):
+        ok = self.value <= self.target
+        return [str(self.number), self.name, f"{self.value:.0f} {self.unit}", "-", "-",
+                f"<= {self.target:g} {self.unit}", "PASS" if ok else "MISS", "-"], ok
+
+
+# --- building the projects ------------------------------------------------------------------------
+
+def project(root, models, **top):
+    import yaml
+
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    (root / "data").mkdir(exist_ok=True)
+    config = {"base_dir": "..", "state_dir": "var/state", "model_dir": "var/models",
+              "defaults": {"check_interval": 0, "min_data_size": 50}, **top, "models": models}
+    path = root / "etc" / "retrainctl.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
+def age(path, seconds=3600):
+    """Data written an hour ago, as a timer finds it (a file younger than RACY_SECONDS is re-hashed)."""
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+def small_housing(dest, every=40):
+    lines = (DATA / "housing.csv").read_text().splitlines(keepends=True)
+    dest.write_text(lines[0] + "".join(lines[1::every]))
+
+
+def rc(config, *args):
+    return [RETRAINCTL, "-q", "--config", config, *args]
+
+
+def noop_project(root):
+    """Two small models, trained, nothing due: the everyday timer run."""
+    config = project(root, {"iris": dict(IRIS), "housing": dict(HOUSING)})
+    shutil.copy(DATA / "iris.csv", root / "data" / "iris.csv")
+    small_housing(root / "data" / "housing.csv")
+    for f in (root / "data").iterdir():
+        age(f)
+    run(rc(config, "check"))
+    run(rc(config, "check"))  # warm: fingerprint cache, validation cache, summary
+    return config
+
+
+def big_csv(path, size=1 << 30):
+    """~1 GiB of housing rows: one block of real rows written over and over (seconds, not minutes)."""
+    lines = (DATA / "housing.csv").read_bytes().split(b"\n")
+    header, block = lines[0] + b"\n", b"\n".join(line for line in lines[1:] if line) + b"\n"
+    with open(path, "wb") as fh:
+        fh.write(header)
+        for _ in range(max(1, (size - len(header)) // len(block))):
+            fh.write(block)
+    age(path)
+
+
+def many_models(root, n, template_project):
+    """n models, each on its own small CSV, each with a current model: a copy of a real trained
+    model whose metadata names that file's hash, and a success event in the log, as `check`
+    would have left them."""
+    import blake3
+
+    models = {}
+    src = Path(template_project) / "var" / "models" / "iris"
+    version = os.readlink(src / "current")
+    meta = json.loads((src / version / "metadata.json").read_text())
+    model_bytes = (src / version / "model.joblib").read_bytes()
+    iris = (DATA / "iris.csv").read_bytes()
+    events = []
+    now = time.time()
+    for i in range(n):
+        name = f"m{i:04d}"
+        data = iris + f"5.{i % 10},3.{i % 7},1.{i % 5},0.{i % 3},Iris-setosa\n".encode()
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        (root / "data" / f"{name}.csv").write_bytes(data)
+        age(root / "data" / f"{name}.csv")
+        models[name] = dict(IRIS, data_path=f"data/{name}.csv")
+        folder = root / "var" / "models" / name / "v1"
+        folder.mkdir(parents=True)
+        (folder / "model.joblib").write_bytes(model_bytes)
+        digest = blake3.blake3(data).hexdigest()
+        m = dict(meta, model_name=name, version=1, data_hash=digest, trained_at_ts=now,
+                 rows=meta["rows"] + 1)
+        (folder / "metadata.json").write_text(json.dumps(m, indent=1, sort_keys=True) + "\n")
+        os.symlink("v1", root / "var" / "models" / name / "current")
+        events.append({"model_name": name, "trigger_type": "initial", "status": "success", "version": 1,
+                       "trigger_time": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now)),
+                       "duration": 0.5, "data_hash": digest, "description": "no current model",
+                       "metric": "accuracy", "score": meta.get("score"), "error": None, "error_type": None,
+                       "attempt_id": f"{i:016x}", "promoted": True})
+    (root / "var" / "state").mkdir(parents=True)
+    with open(root / "var" / "state" / "events.jsonl", "w") as fh:
+        fh.writelines(json.dumps(e, sort_keys=True) + "\n" for e in events)
+    config = project(root, models)
+    run(rc(config, "check"))  # validates 1,000 estimators once, hashes every file once
+    run(rc(config, "check"))
+    return config
+
+
+EVENT = ('{{"attempt_id": "{a:016x}", "data_hash": "{h:064x}", "description": "data file changed: data/{m}.csv", '
+         '"duration": 1.25, "error": {e}, "error_type": {et}, "metric": "{metric}", "model_name": "{m}", '
+         '"rows": 149, "score": {s}, "status": "{st}", "trigger_time": "{t}", "trigger_type": "data_change", '
+         '"version": {v}}}\n')
+# One cycle of a model's life: (status, error, error_type, attempt within the cycle); a `started`
+# record and its outcome share their attempt id, as real ones do.
+PATTERN = [("started", "null", "null", 0), ("success", "null", "null", 0),
+           ("skipped", '"too few rows"', '"too_few_rows"', 1),
+           ("started", "null", "null", 2), ("failure", '"fit failed: bad input"', '"fit_error"', 2),
+           ("started", "null", "null", 3), ("rejected", "null", "null", 3),
+           ("started", "null", "null", 4), ("success", "null", "null", 4)]
+
+
+def long_history(config_root, n):
+    """Replace the log of a trained project by n events: years of synthetic history for its two
+    models, then the real events of their training (so the fold ends where the store is)."""
+    state = Path(config_root) / "var" / "state"
+    real = (state / "events.jsonl").read_bytes()
+    start = time.time() - 3 * 365 * 86400
+    real_count = real.count(b"\n")
+    cycles = (n - real_count) // len(PATTERN)  # whole cycles: no attempt is left open
+    with open(state / "events.jsonl", "wb") as fh:
+        lines = []
+        for i in range(n - real_count):
+            # the few events short of n after the whole cycles: skips
+            st, e, et, attempt = PATTERN[i % len(PATTERN)] if i < cycles * len(PATTERN) else PATTERN[2]
+            cycle = i // len(PATTERN)
+            m = ("iris", "housing")[cycle % 2]
+            lines.append(EVENT.format(a=cycle * 5 + attempt, h=cycle, e=e, et=et, m=m, metric="accuracy" if m == "iris" else "r2",
+                                      s=0.9, st=st, v=cycle + 1,
+                                      t=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(start + i * 90))))
+            if len(lines) == 50000:
+                fh.write("".join(lines).encode())
+                lines = []
+        fh.write("".join(lines).encode())
+        fh.write(real)
+    for cache in ("summary.json",):
+        try:
+            os.unlink(state / cache)
+        except FileNotFoundError:
+            pass
+
+
+# --- rows -----------------------------------------------------------------------------------------
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=9, help="runs per command for the fast rows (default 9)")
+    parser.add_argument("--rows", default="1,2,3,4,5,6,7", help="which rows to run (default all)")
+    parser.add_argument("--quick", action="store_true", help="smaller data (64 MiB, 100 models, 100,000 events): a smoke test")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+    wanted = {int(r) for r in args.rows.split(",")}
+    runs = args.runs
+    big_size = (64 << 20) if args.quick else (1 << 30)
+    n_models, n_events = (100, 100_000) if args.quick else (1000, 1_000_000)
+
+    tmp = Path(tempfile.mkdtemp(prefix="retrainctl-bench-"))
+    rows, infos = [], []
+    began = time.monotonic()
+    try:
+        noop = noop_project(tmp / "noop")
+        if 1 in wanted:
+            rows.append(Row(1, "no-op `check` (2 models, nothing due) / `python -c pass`", 6).measure(
+                rc(noop, "check"), [PYTHON, "-c", "pass"], runs))
+
+        if wanted & {2, 3}:
+            big_root = tmp / "big"
+            big = project(big_root, {"iris": dict(IRIS), "big": dict(HOUSING, data_path="data/big.csv")})
+            shutil.copy(DATA / "iris.csv", big_root / "data" / "iris.csv")
+            age(big_root / "data" / "iris.csv")
+            csv = big_root / "data" / "big.csv"
+            t = time.monotonic()
+            big_csv(csv, big_size)
+            size = csv.stat().st_size
+            infos.append(f"{size / (1 << 30):.2f} GiB CSV written in {time.monotonic() - t:.1f} s")
+            run(rc(big, "check", "--dry-run"), expect=(3,))  # `big` has no model yet: due (initial)
+            with open(csv, "rb") as fh:  # a digit in the middle, rewritten before each run
+                fh.seek(size // 2)
+                chunk = fh.read(4096)
+            spot = size // 2 + next(i for i, c in enumerate(chunk) if chr(c).isdigit())
+
+            def change(i):
+                fd = os.open(csv, os.O_RDWR)
+                try:
+                    digit = b"%d" % ((int(os.pread(fd, 1, spot)) + 1) % 10)
+                    os.pwrite(fd, digit, spot)
+                finally:
+                    os.close(fd)
+                time.sleep(RACY_SECONDS)  # changed, not hashed yet, old enough to be cached once hashed
+
+            if 2 in wanted:
+                rows.append(Row(2, f"`check --dry-run` on a newly changed {size / (1 << 30):.2g} GiB CSV / `md5sum`", 0.4)
+                            .measure(rc(big, "check", "--dry-run"), ["md5sum", str(csv)], max(3, runs // 2),
+                                     before=change, expect_a=(3,)))
+            if 3 in wanted:
+                run(rc(big, "check", "--dry-run"), expect=(3,))
+                rows.append(Row(3, "the same file unchanged, `check --dry-run` again / no-op `check`", 1.2).measure(
+                    rc(big, "check", "--dry-run"), rc(noop, "check"), runs, expect_a=(3,)))
+
+        if 4 in wanted:
+            t = time.monotonic()
+            many = many_models(tmp / "many", n_models, tmp / "noop")
+            few = many_models(tmp / "few", 10, tmp / "noop")
+            infos.append(f"{n_models}-model project built and first checked in {time.monotonic() - t:.1f} s")
+            rows.append(Row(4, f"no-op `check` with {n_models:,} models / with 10", 3).measure(
+                rc(many, "check"), rc(few, "check"), runs))
+
+        if 5 in wanted:
+            t = time.monotonic()
+            shutil.copytree(tmp / "noop", tmp / "events-big", symlinks=True)
+            shutil.copytree(tmp / "noop", tmp / "events-small", symlinks=True)
+            long_history(tmp / "events-big", n_events)
+            long_history(tmp / "events-small", 1000)
+            logsize = (tmp / "events-big" / "var" / "state" / "events.jsonl").stat().st_size
+            infos.append(f"{n_events:,}-event log ({logsize / (1 << 20):.0f} MiB) written in {time.monotonic() - t:.1f} s")
+            many_cfg = str(tmp / "events-big" / "etc" / "retrainctl.yaml")
+            few_cfg = str(tmp / "events-small" / "etc" / "retrainctl.yaml")
+            wall = run(rc(many_cfg, "status"))
+            rss = peak_rss(rc(many_cfg, "status"))
+            infos.append(f"summary.json rebuilt from the whole {n_events:,}-event log by the first `status`: "
+                         f"{wall:.1f} s; peak RSS of a `status` after it {rss:.0f} MB")
+            run(rc(few_cfg, "status"))
+            rows.append(Row(5, f"`status` with {n_events:,} events / with 1,000", 1.5).measure(
+                rc(many_cfg, "status"), rc(few_cfg, "status"), runs))
+            rows.append(Row(5, f"`history --limit 20` with {n_events:,} events / with 1,000", 1.5).measure(
+                rc(many_cfg, "history", "--limit", "20"), rc(few_cfg, "history", "--limit", "20"), runs))
+            checks = Row(5, f"no-op `check` with {n_events:,} events / with 1,000", 1.5).measure(
+                rc(many_cfg, "check"), rc(few_cfg, "check"), runs)
+            rows.append(checks)
+            rows.append(Check(5, f"peak RSS of `check` with {n_events:,} events", checks.a_rss, "MB", 100))
+
+        if 6 in wanted:
+            train_root = tmp / "train"
+            train_cfg = project(train_root, {"housing": dict(HOUSING, data_path="data/housing.csv",
+                                                             estimator="sklearn.ensemble.HistGradientBoostingRegressor",
+                                                             params={"random_state": 0})})
+            shutil.copy(DATA / "housing.csv", train_root / "data" / "housing.csv")
+            age(train_root / "data" / "housing.csv")
+            run(rc(train_cfg, "train", "housing"))  # warm-up: validation cache, the first version
+            out = str(train_root / "bare.joblib")
+            row = Row(6, "`train housing` / a bare script fitting the same pipeline + joblib.dump", 1.3)
+            rows.append(row.measure(rc(train_cfg, "train", "housing"),
+                                    [PYTHON, str(REPO / "bench" / "bare_fit.py"), str(train_root / "data" / "housing.csv"),
+                                     out], max(3, runs // 2)))
+            infos.append("row 6: MLflow tracking " + mlflow_state(train_cfg))
+
+        if 7 in wanted:
+            infos.append(dask_row())
+    finally:
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print_report(rows, infos, time.monotonic() - began, runs)
+    return 0 if all(r.cells()[1] for r in rows) else 1
+
+
+def mlflow_state(config):
+    """Whether the last `train` was tracked in MLflow: its history record or model metadata name a run."""
+    out = subprocess.run(rc(config, "history", "--json", "--limit", "1"), capture_output=True, text=True)
+    record = (json.loads(out.stdout)["history"] or [{}])[0] if out.returncode == 0 else {}
+    root = Path(config).parents[1] / "var" / "models" / "housing"
+    meta = json.loads((root / "current" / "metadata.json").read_text()) if (root / "current").exists() else {}
+    keys = sorted(k for k in {**record, **meta} if "mlflow" in k)
+    return f"on ({', '.join(keys)} recorded)" if keys else "off (no MLflow run recorded by this build's `train`)"
+
+
+def dask_row():
+    """The row bench/dask_bench.py adds, when it is there and Dask is installed."""
+    script = REPO / "bench" / "dask_bench.py"
+    if not script.exists():
+        return "row 7 (Dask): bench/dask_bench.py is not in this tree"
+    out = subprocess.run([PYTHON, str(script), "--json"], capture_output=True, text=True)
+    if out.returncode != 0:
+        return f"row 7 (Dask): skipped: {(out.stderr.strip().splitlines() or ['failed'])[-1]}"
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    return (f"row 7 (Dask): {row['row']}: local {row['local_seconds']} s, dask {row['dask_seconds']} s, "
+            f"speed-up {row['ratio']}x (higher is better)")
+
+
+def machine():
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor() or "unknown CPU")
+    return (f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def print_report(rows, infos, seconds, runs):
+    header = ["#", "benchmark", "measured", "baseline", "ratio", "target", "result", "peak RSS"]
+    print(f"Machine: {machine()}")
+    print(f"Load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}; "
+          f"medians of {runs} runs (rows 2 and 6: {max(3, runs // 2)}); {seconds:.0f} s in all\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        cells, _ = row.cells()
+        print("| " + " | ".join(cells) + " |")
+    print()
+    for info in infos:
+        print(f"- {info}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
