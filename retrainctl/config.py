@@ -3,6 +3,7 @@
 Pure Python and PyYAML only: a `check` with nothing to do must not import the ML stack.
 """
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -196,6 +197,10 @@ def _between(lo, hi):
     return (lambda v: lo <= v <= hi), f"must be between {lo} and {hi}"
 
 
+def _seconds(most):
+    return (lambda v: 0 < v <= most), f"must be more than 0 and at most {most:g}"
+
+
 _open_unit = ((lambda v: 0 < v < 1), "must be between 0 and 1 (exclusive)")
 
 POLICY_SCHEMA = {
@@ -207,8 +212,8 @@ POLICY_SCHEMA = {
     "keep_versions": ("int", _ge(1)),
     "test_size": ("float", _open_unit),
     "random_state": ("int", _ge(0)),
-    "train_timeout_seconds": ("float", _gt(0)),
-    "max_memory_mb": ("int?", _ge(16)),
+    "train_timeout_seconds": ("float", _seconds(7 * 86400)),
+    "max_memory_mb": ("int?", _between(16, 1 << 30)),
     "max_retries": ("int", _ge(0)),
     "retry_backoff_seconds": ("float", _ge(0)),
     "promotion_tolerance": ("float", _between(0, 1)),
@@ -245,19 +250,19 @@ TOP_SCHEMA = {
     "state_log_rotate_mb": ("float?", _gt(0)),
 }
 MLFLOW_SCHEMA = {"tracking_uri": ("str?", None), "required": ("bool", None), "enabled": ("bool", None),
-                 "timeout_seconds": ("float", _ge(1))}
+                 "timeout_seconds": ("float", _between(1, 3600))}
 PUSHGATEWAY_SCHEMA = {
     "url": ("str?", ((lambda v: v.startswith(("http://", "https://"))), "must be an http:// or https:// URL")),
     "job": ("str", None),
     "instance": ("str?", None),
-    "timeout_seconds": ("float", _gt(0)),
+    "timeout_seconds": ("float", _seconds(3600)),
     "username": ("str?", None),
     "password_env": ("str?", None),
     "password_file": ("str?", None),
 }
 NOTIFY_SCHEMA = {
     "command": ("strlist?", ((lambda v: len(v) > 0), "must name a program")),
-    "timeout_seconds": ("float", _gt(0)),
+    "timeout_seconds": ("float", _seconds(3600)),
 }
 
 EXECUTOR_TYPES = ("local", "dask")
@@ -265,7 +270,7 @@ EXECUTOR_SCHEMA = {
     "type": ("str", ((lambda v: v in EXECUTOR_TYPES), f"must be one of: {', '.join(EXECUTOR_TYPES)}")),
     "max_parallel": ("int", _ge(1)),
     "address": ("str?", ((lambda v: "://" in v), "must be a scheduler URL such as tcp://host:8786")),
-    "connect_timeout_seconds": ("float", _gt(0)),
+    "connect_timeout_seconds": ("float", _seconds(3600)),
     "tls_ca_file": ("str?", None),
     "tls_cert": ("str?", None),
     "tls_key": ("str?", None),
@@ -276,7 +281,7 @@ EXECUTOR_SCHEMA = {
 _LOCAL_ONLY = ("max_parallel",)
 _DASK_ONLY = ("address", "connect_timeout_seconds", "tls_ca_file", "tls_cert", "tls_key", "data_path_map")
 
-_TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+_TYPE_NAMES = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string",
                "strlist": "a list of strings", "dict": "a mapping"}
 
 
@@ -284,7 +289,7 @@ def _type_ok(kind, value):
     if kind == "int":
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "str":

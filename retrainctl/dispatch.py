@@ -133,9 +133,13 @@ class LocalExecutor:
         for future in concurrent.futures.as_completed(list(self.pending)):
             p = self.pending.pop(future)
             try:
-                yield _done(p, result=future.result())
+                result = future.result()
             except RetrainctlError as exc:
                 yield _done(p, error=exc)
+            except Exception as exc:  # a bug in the runner thread: that fit failed, the others go on
+                yield _done(p, error=TrainingError(f"{type(exc).__name__}: {exc}", error_type="executor_error"))
+            else:
+                yield _done(p, result=result)
 
 
 def remote_fit(spec, data_path, expected_hash, champion_bytes):

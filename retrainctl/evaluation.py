@@ -90,6 +90,11 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
             log.warning("%s: %s check: %s", model.name, kind, exc)
             out.details["quality_notes"].append(f"{kind}: {exc}")
             continue
+        except Exception as exc:  # a hostile eval/drift file or model must not stop every model's check
+            log.warning("%s: %s check failed: %s: %s", model.name, kind, type(exc).__name__, exc,
+                        exc_info=log.isEnabledFor(logging.DEBUG))
+            out.details["quality_notes"].append(f"{kind}: check failed: {type(exc).__name__}: {exc}")
+            continue
         out.details.update(fields)
         if verdict is None:
             continue
@@ -244,17 +249,20 @@ def _sample_psi(path, expected_hash, reference):
     except UnicodeDecodeError:
         return {"error": f"{path}: not a UTF-8 text CSV file"}
     reader = csv.DictReader(io.StringIO(text))
-    missing = [f for f in reference if f not in (reader.fieldnames or [])]
-    if missing:
-        return {"error": f"{path}: feature column(s) not found: {', '.join(missing)}"}
     columns = {f: [] for f in reference}
     rows = 0
-    for row in reader:
-        rows += 1
-        for name, stats in reference.items():
-            cell = row.get(name)
-            if stats["kind"] == "numeric":
-                columns[name].append(quality.to_number(cell))
-            else:
-                columns[name].append(None if cell is None or cell in NA_TEXT else cell)
+    try:
+        missing = [f for f in reference if f not in (reader.fieldnames or [])]
+        if missing:
+            return {"error": f"{path}: feature column(s) not found: {', '.join(missing)}"}
+        for row in reader:
+            rows += 1
+            for name, stats in reference.items():
+                cell = row.get(name)
+                if stats["kind"] == "numeric":
+                    columns[name].append(quality.to_number(cell))
+                else:
+                    columns[name].append(None if cell is None or cell in NA_TEXT else cell)
+    except csv.Error as exc:
+        return {"error": f"{path}: cannot parse CSV at row {rows + 1}: {exc}"}
     return {"rows": rows, "psi": {f: round(v, 6) for f, v in quality.feature_psi(reference, columns).items()}}

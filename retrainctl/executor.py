@@ -24,12 +24,12 @@ def _die_with_parent():
 
 def _child(conn, spec, data_path, expected_hash, champion_bytes, max_memory_mb):
     _die_with_parent()
-    if max_memory_mb:
-        import resource
-
-        limit = int(max_memory_mb) << 20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
+        if max_memory_mb:
+            import resource
+
+            limit = int(max_memory_mb) << 20
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         from .training import run_task
 
         result = run_task(spec, data_path, expected_hash, champion_bytes)

@@ -87,8 +87,7 @@ class Job:
 
     def quality_fields(self):
         """The evidence a performance/drift retrain ran for, recorded so it does not loop."""
-        keys = getattr(self.obs, "quality_keys", None)
-        return {"quality_keys": keys} if keys else {}
+        return _quality_keys({"quality_keys": getattr(self.obs, "quality_keys", None)})
 
 
 class Runner:
@@ -189,7 +188,7 @@ class Runner:
             return []
         lock = training_lock(self.config.state_dir, model.name)
         try:
-            lock.acquire()
+            lock.acquire(timeout=0)
         except Timeout:
             return []  # still running elsewhere
         try:
@@ -212,10 +211,12 @@ class Runner:
             return self._record(model, started.get("trigger_type"), "success", self.clock(),
                                 f"recovered after a crash: {where} promoted v{cur.version} but died before recording it",
                                 data_hash=started.get("data_hash"), attempt_id=attempt, version=cur.version,
+                                **_quality_keys(started),
                                 score=cur.metadata.get("score"), rows=cur.metadata.get("rows"), promoted=True)
         log.warning("%s: recorded an interrupted training attempt", model.name)
         return self._record(model, started.get("trigger_type"), "failure", self.clock(), f"{where} never finished",
                             data_hash=started.get("data_hash"), error="interrupted: the training process died",
+                            **_quality_keys(started),
                             error_type="interrupted", attempt_id=attempt)
 
     # --- act -------------------------------------------------------------------------------
@@ -251,7 +252,7 @@ class Runner:
                     job = jobs[done.request.attempt_id]
                     job.extra = {"executor": executor.name, "worker": done.where,
                                  "executor_seconds": done.run_seconds, "queued_seconds": done.queued_seconds}
-                    outcomes[job.attempt_id] = self.finish(job, done.result, done.error)
+                    outcomes[job.attempt_id] = self._finish_safely(job, done.result, done.error)
                     clear_running(state_dir, job.model.name)
             finally:
                 for job in jobs.values():
@@ -284,6 +285,20 @@ class Runner:
                           self.config.executor.worker_path(model.data_path), job.obs.data_hash, job.champion_bytes,
                           timeout=policy.train_timeout_seconds, max_memory_mb=policy.max_memory_mb)
 
+    def _finish_safely(self, job, result, error):
+        """finish(), but an unexpected error in it closes this attempt as a failure and lets the
+        other models' fits be collected, instead of aborting the run with attempts left open."""
+        try:
+            return self.finish(job, result, error)
+        except Exception as exc:
+            log.error("%s: %s: %s", job.model.name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            record = self._record(job.model, job.trigger_type, "failure", job.start, job.description,
+                                  duration=round(self.clock() - job.start, 3), data_hash=job.obs.data_hash,
+                                  attempt_id=job.attempt_id, error=f"{type(exc).__name__}: {exc}",
+                                  error_type="internal", **job.quality_fields(), **job.extra)
+            d = job.decision
+            return Outcome(job.model.name, d.action, d.reasons, d.note, f"failed: {exc}", record, failed=True)
+
     def finish(self, job, result=None, error=None):
         """Verify, gate, store, promote and record one fit's result (or its error), wherever it ran."""
         model, decision, force = job.model, job.decision, job.force
@@ -315,7 +330,8 @@ class Runner:
                                 policy.promotion_tolerance, result["sanity_problem"], force=force,
                                 has_champion=champion_bytes is not None)
         meta = dict(result["metadata"], trained_at=utcnow_iso(self.clock()), trained_at_ts=self.clock(),
-                    trigger_type=job.trigger_type, attempt_id=job.attempt_id, model_name=model.name)
+                    trigger_type=job.trigger_type, attempt_id=job.attempt_id, model_name=model.name,
+                    promoted=verdict.promote)
         faults.point("before_save")
         mv = self.store.save(model.name, result["model_bytes"], meta)
         faults.point("after_save")
@@ -326,11 +342,12 @@ class Runner:
         # Tracked before promotion, so that with mlflow.required a tracking failure keeps the candidate out.
         tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text)
         if tracked.run_id is not None:
-            self.store.update_metadata(mv, **tracked.ids())
+            mv = self.store.update_metadata(mv, **tracked.ids())
         fields.update(tracked.fields())
         if tracked.error and self.config.mlflow.required:
             error = f"MLflow tracking failed and mlflow.required is true: {tracked.error}"
             log.error("%s: v%d not promoted: %s", model.name, mv.version, error)
+            self.store.update_metadata(mv, promoted=False)
             return Outcome(model.name, decision.action, decision.reasons, decision.note, f"failed: {error}",
                            finish("failure", text, error=error, error_type="tracking", **fields), failed=True)
         if verdict.promote:
@@ -341,6 +358,7 @@ class Runner:
             log.info("%s: promoted v%d (%s %.4g)", model.name, mv.version, model.metric, result["score"])
             return Outcome(model.name, decision.action, decision.reasons, decision.note,
                            f"promoted v{mv.version} ({model.metric} {result['score']:.4g})", record)
+        self.store.prune(model.name, policy.keep_versions)
         record = finish("rejected", text, promoted=False, **fields)
         log.warning("%s: candidate v%d rejected: %s", model.name, mv.version, verdict.reason)
         return Outcome(model.name, decision.action, decision.reasons, decision.note,
@@ -446,16 +464,24 @@ def _decide_and_claim(runner, models, states, last, fpcache, report, claims, dry
     for model in models:
         state = states.get(model.name, ModelState())
         now = clock()
-        wait = triggers.waiting(model.policy, now, last.get(model.name))
-        if wait is not None:
+        # A dry run answers "is anything due now?", so it does not wait out check_interval; and a
+        # data file that went missing is reported at once, not hidden by the interval.
+        wait = None if dry_run else triggers.waiting(model.policy, now, last.get(model.name))
+        if wait is not None and os.path.exists(model.data_path):
             report.outcomes.append(Outcome(model.name, wait.action, note=wait.note, result="not evaluated"))
             continue
-        if state.open_attempts and not dry_run:
-            if runner.recover_interrupted(model, state):
-                state = runner.states().get(model.name, ModelState())
-        obs = runner.observe(model, state, fpcache, now=now)
-        decision = triggers.decide(model.policy, obs)
-        fpcache.save()
+        try:
+            if state.open_attempts and not dry_run:
+                if runner.recover_interrupted(model, state):
+                    state = runner.states().get(model.name, ModelState())
+            obs = runner.observe(model, state, fpcache, now=now)
+            decision = triggers.decide(model.policy, obs)
+            fpcache.save()
+        except (OSError, ValueError, TypeError, KeyError) as exc:  # one model's bad state must not stop the rest
+            log.error("%s: %s: %s", model.name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            report.outcomes.append(Outcome(model.name, triggers.ERROR, note=str(exc),
+                                           result=f"error: {type(exc).__name__}: {exc}", failed=True))
+            continue
         if decision.action == triggers.TRAIN and not dry_run:
             claimed, lock = runner.claim(model)
             if claimed is None:
@@ -465,7 +491,8 @@ def _decide_and_claim(runner, models, states, last, fpcache, report, claims, dry
                 report.outcomes.append(None)  # filled in when its fit comes back
         else:
             report.outcomes.append(runner.act(model, decision, obs, dry_run=dry_run))
-        evaluated[model.name] = now
+        if decision.action != triggers.ERROR:  # an unreadable data file is looked at again next run
+            evaluated[model.name] = now
     return evaluated
 
 
@@ -548,6 +575,10 @@ def status(config, names=None, clock=time.time, verify=True):
     return rows
 
 
+def _quality_keys(record):
+    return {"quality_keys": record["quality_keys"]} if record.get("quality_keys") else {}
+
+
 def _integrity(store, mv):
     if mv is None:
         return None
@@ -627,11 +658,14 @@ def rollback(config, name, to=None, clock=time.time):
         if tracked.error and config.mlflow.required:
             raise TrackingError(f"{name}: not rolled back to v{to}: MLflow alias '{CHAMPION}' could not be moved "
                                 f"and mlflow.required is true: {tracked.error}")
+        abandoned = runner.store.get(name, current)
         runner.store.promote(name, to)
         return runner._record(model, "operator", "rolled_back", clock(),
                               f"rolled back from v{current} to v{to} by {_operator()}", version=to,
                               data_hash=target.metadata.get("data_hash"), score=target.metadata.get("score"),
-                              previous_version=current, **tracked.fields())
+                              previous_version=current,
+                              abandoned_data_hash=abandoned.metadata.get("data_hash") if abandoned else None,
+                              **tracked.fields())
     finally:
         lock.release()
 

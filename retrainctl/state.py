@@ -26,7 +26,7 @@ SUMMARY_FILE = "summary.json"
 REJECTED_KEPT = 1000
 # Bump when fold() changes what it computes from the same records: summaries written by the old
 # code are then rebuilt. (A field added to ModelState changes the format by itself.)
-FOLD_VERSION = 2
+FOLD_VERSION = 3
 # The summary is rewritten once the tail a reader had to fold exceeds this many bytes.
 SUMMARY_REFRESH = 64 << 10
 LOCK_TIMEOUT = 60.0
@@ -95,6 +95,10 @@ def fold(events, states=None):
         data_hash = ev.get("data_hash")
         if status in ("success", "rejected"):
             st.quality_handled.update(ev.get("quality_keys") or {})
+        if status == "rolled_back" and ev.get("abandoned_data_hash"):
+            # The data of the version an operator rolled back from counts as rejected: the rollback
+            # sticks until new data arrives, instead of being undone by the next check.
+            _remember_rejected(st, ev["abandoned_data_hash"], when)
         if status == "paused":
             st.paused = True
         elif status == "resumed":
@@ -107,10 +111,7 @@ def fold(events, states=None):
         elif status == "rejected":
             st.failures_in_row = 0
             st.failure_hash = None
-            st.rejected.pop(data_hash, None)
-            st.rejected[data_hash] = when
-            if len(st.rejected) > REJECTED_KEPT:  # years of rejections must not grow every read
-                del st.rejected[next(iter(st.rejected))]
+            _remember_rejected(st, data_hash, when)
         elif status == "failure":
             if ev.get("error_signature"):
                 st.error_signature = ev["error_signature"]
@@ -123,6 +124,13 @@ def fold(events, states=None):
         elif status == "skipped":
             st.skipped_hash = data_hash
     return states
+
+
+def _remember_rejected(st, data_hash, when):
+    st.rejected.pop(data_hash, None)
+    st.rejected[data_hash] = when
+    if len(st.rejected) > REJECTED_KEPT:  # years of rejections must not grow every read
+        del st.rejected[next(iter(st.rejected))]
 
 
 def _event_time(ev):
@@ -479,10 +487,15 @@ def file_lock(path, timeout):
     return _lock_class(path, timeout=timeout)
 
 
+# How long a run waits for a model's training lock: long enough to ride out a `status` or a
+# metrics export probing it, far shorter than any fit.
+CLAIM_WAIT = 2.0
+
+
 def training_lock(state_dir, model_name):
     """The per-model lock a fit holds from decision to record; an OS lock, freed by the
     kernel when its process dies, so a killed run never blocks the next."""
-    return file_lock(os.path.join(state_dir, f"train-{model_name}.lock"), 0)
+    return file_lock(os.path.join(state_dir, f"train-{model_name}.lock"), CLAIM_WAIT)
 
 
 def lock_is_held(state_dir, model_name):

@@ -116,7 +116,7 @@ class ModelStore:
         tmp = tempfile.mkdtemp(prefix=".tmp-v", dir=folder)
         try:
             for fname, data in ((MODEL_FILE, model_bytes),
-                                (META_FILE, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())):
+                                (META_FILE, (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())):
                 with open(os.path.join(tmp, fname), "wb") as fh:
                     fh.write(data)
                     fh.flush()
@@ -154,12 +154,21 @@ class ModelStore:
         fsync_dir(folder)
 
     def prune(self, name, keep):
-        """Keep the newest `keep` versions, and never the current one."""
+        """Keep the newest `keep` versions, the current one, and the newest promoted version
+        before it (what `rollback` goes back to), however many rejected candidates came since."""
         import shutil
 
         current = self.current_version(name)
-        for version in self.versions(name)[:-keep] if keep else []:
-            if version != current:
+        versions = self.versions(name)
+        keep_set = set(versions[-keep:]) | {current}
+        for version in reversed(versions):
+            if current is not None and version < current:
+                mv = self.get(name, version)
+                if mv is not None and mv.metadata.get("promoted", True):
+                    keep_set.add(version)
+                    break
+        for version in versions:
+            if version not in keep_set:
                 shutil.rmtree(os.path.join(self.folder(name), f"v{version}"), ignore_errors=True)
 
     def clean_temporaries(self, name):

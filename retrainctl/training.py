@@ -43,9 +43,14 @@ def validate_models(config):
             if not isinstance(cls, type) or not hasattr(cls, "fit") or not hasattr(cls, "predict"):
                 raise ConfigError(f"{config.path}: {prefix}.estimator: '{m.estimator}' is not an estimator class with fit and predict")
             try:
-                cls(**m.params)
-            except TypeError as exc:
-                raise ConfigError(f"{config.path}: {prefix}.params: {exc}") from None
+                estimator = cls(**m.params)
+                # scikit-learn checks parameter values only at fit; ask it now, so a bad value is a
+                # config error at load (exit 2), not a failure at every retrain.
+                check = getattr(estimator, "_validate_params", None)
+                if callable(check):
+                    check()
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{config.path}: {prefix}.params: {str(exc).splitlines()[0]}") from None
         else:
             fn = resolve_callable(m.trainer, f"{prefix}.trainer", config.path)
             if not callable(fn):

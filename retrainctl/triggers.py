@@ -72,7 +72,8 @@ def fire(policy, obs):
     if obs.data_hash is None:
         return reasons
     if obs.model_version is None:
-        return reasons + [Reason("initial", "no current model")]
+        # A first candidate the gate rejected is not retried on the same data (no loop).
+        return reasons + ([Reason("initial", "no current model")] if obs.rejected_at is None else [])
     if obs.data_hash != obs.model_data_hash and obs.rejected_at is None:
         reasons.append(Reason("data_change", f"data file changed: {obs.data_path}"))
     if obs.model_trained_at is not None:
@@ -123,7 +124,7 @@ def decide(policy, obs):
     if not reasons:
         note = ""
         if obs.rejected_at is not None and obs.data_hash != obs.model_data_hash:
-            note = "candidate for this data was rejected; waiting for new data"
+            note = "candidate for this data was rejected or rolled back; waiting for new data"
         return Decision(NOTHING, note=note)
     if obs.paused:
         return Decision(HOLD, reasons, "paused")

@@ -62,6 +62,13 @@ BAD = [
     ({"models": {"iris": dict(IRIS, max_model_age_hours=-1)}}, "models.iris.max_model_age_hours: must be > 0, got -1"),
     ({"defaults": {"performance_threshold": 1.5}, "models": {"iris": IRIS}},
      "defaults.performance_threshold: must be between 0 and 1, got 1.5"),
+    ({"models": {"iris": dict(IRIS, train_timeout_seconds=float("inf"))}},
+     "models.iris.train_timeout_seconds: must be a finite number, got inf"),
+    ({"models": {"iris": dict(IRIS, train_timeout_seconds=1e9)}},
+     "models.iris.train_timeout_seconds: must be more than 0 and at most 604800, got 1000000000.0"),
+    ({"models": {"iris": dict(IRIS, max_memory_mb=10**14)}}, "models.iris.max_memory_mb: must be between 16 and"),
+    ({"notify": {"timeout_seconds": float("inf")}, "models": {"iris": IRIS}},
+     "notify.timeout_seconds: must be a finite number, got inf"),
     ({"models": {"iris": dict(IRIS, check_interval="5m")}}, "models.iris.check_interval: must be an integer, got '5m'"),
     ({"models": {"iris": dict(IRIS, enable_auto_retraining="yes please")}},
      "models.iris.enable_auto_retraining: must be true or false, got 'yes please'"),
@@ -97,6 +104,10 @@ def test_import_validation_names_the_key(tmp_path):
     bad_mod = parse_config(yaml.safe_dump({"models": {"iris": dict(IRIS, estimator="sklearn.nope.Tree")}}), "c.yaml")
     with pytest.raises(ConfigError, match=r"^c.yaml: models.iris.estimator: cannot import module 'sklearn.nope'"):
         validate_models(bad_mod)
+    bad_value = parse_config(yaml.safe_dump({"models": {"iris": dict(IRIS, params={"max_depth": -3})}}), "c.yaml")
+    with pytest.raises(ConfigError, match=r"^c.yaml: models.iris.params: The 'max_depth' parameter of "
+                                          r"DecisionTreeClassifier must be"):
+        validate_models(bad_value)
     bad_params = parse_config(yaml.safe_dump({"models": {"iris": dict(IRIS, params={"depth": 3})}}), "c.yaml")
     with pytest.raises(ConfigError, match=r"^c.yaml: models.iris.params: .*unexpected keyword argument 'depth'"):
         validate_models(bad_params)

@@ -227,3 +227,46 @@ def test_runs_from_the_config_folder_and_home_alike(project, tmp_path):
                         env=dict(os.environ, RETRAINCTL_CONFIG=str(project.config_path), HOME=str(home)))
     assert json.loads(r2.stdout)["models"][0]["model_version"] == 1
     assert not (home / "var").exists()
+
+
+def test_dry_run_ignores_check_interval_and_a_missing_file_is_never_hidden(project):
+    project.config["defaults"]["check_interval"] = 3600
+    project.write_config()
+    assert project.run("check", "iris").returncode == 0
+    project.append_rows("iris", 5)
+    assert project.run("check", "iris").returncode == 0  # inside the interval: waits
+    dry = project.run("check", "iris", "--dry-run", "--json")
+    assert dry.returncode == 3  # but a dry run answers "is anything due now?"
+    assert json.loads(dry.stdout)["models"][0]["due_reasons"][0]["trigger_type"] == "data_change"
+
+    project.data("iris").unlink()
+    for _ in range(2):  # not hidden by check_interval, and reported on every run
+        r = project.run("check", "iris")
+        assert r.returncode == 1 and "data file not found" in r.stderr
+
+
+def test_rejected_candidates_never_push_out_the_rollback_target(project):
+    project.set_model("iris", keep_versions=2)
+    assert project.run("train", "iris").returncode == 0
+    assert project.run("train", "iris").returncode == 0  # v2 current, v1 the rollback target
+    project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
+    for _ in range(3):
+        r = project.run("train", "iris")
+        assert r.returncode == 0 and "rejected" in r.stdout
+    assert sorted(os.listdir(project.model_dir / "iris")) == ["current", "v1", "v2", "v4", "v5"]
+    assert project.run("rollback", "iris").returncode == 0 and project.current_version("iris") == 1
+
+
+def test_first_candidate_rejected_is_not_retrained_on_the_same_data(project, tmp_path):
+    (tmp_path / "onlysetosa.py").write_text(
+        "from sklearn.dummy import DummyClassifier\n"
+        "def fit(X, y, params):\n"
+        "    return DummyClassifier(strategy='constant', constant='Iris-setosa').fit(X[:1], ['Iris-setosa'])\n")
+    project.set_model("iris", estimator=None, trainer="onlysetosa:fit", params={})
+    env = {"PYTHONPATH": str(tmp_path)}
+    first = project.run("check", "iris", env=env)
+    assert first.returncode == 0 and "sanity check failed" in first.stdout
+    again = project.run("check", "iris", "--json", env=env)
+    row = json.loads(again.stdout)["models"][0]
+    assert (row["action"], row["due"]) == ("none", False)
+    assert [e["status"] for e in project.history()] == ["rejected"]

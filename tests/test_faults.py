@@ -232,3 +232,25 @@ def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
     assert not out.failed and project.current_version("iris") is None
     assert project.run("check", "iris").returncode == 0
     assert [e["status"] for e in project.history()] == ["skipped", "success"]
+
+
+def test_an_error_after_the_fit_closes_that_attempt_and_spares_the_others(project):
+    """A bug between fit and record must not leave `started` records open or stop other models."""
+    from retrainctl.fingerprint import FingerprintCache
+    from retrainctl.state import ModelState
+    from retrainctl.triggers import decide
+
+    cfg = load_config(str(project.config_path))
+    r = runner.Runner(cfg)
+    r.log.ensure_dir()
+    model = cfg.models["iris"]
+    obs = r.observe(model, ModelState(), FingerprintCache(cfg.state_dir))
+    job = r.prepare(model, decide(model.policy, obs), obs)
+    out = r._finish_safely(job, {"data_hash": obs.data_hash}, None)  # a result missing its fields
+    assert out.failed and out.record["error_type"] == "internal" and out.record["error"].startswith("KeyError")
+    assert r.states()["iris"].open_attempts == {}
+    after = project.run("check", "--json")  # the others go on; iris waits out its retry backoff
+    assert after.returncode == 0
+    assert [(m["model_name"], m["action"]) for m in json.loads(after.stdout)["models"]] == [
+        ("iris", "backoff"), ("housing", "train")]
+    assert [(e["model_name"], e["status"]) for e in project.history()] == [("iris", "failure"), ("housing", "success")]

@@ -1,5 +1,5 @@
 """The promotion gate (worse or insane candidates are kept but not promoted; --force overrides)
-and rollback (previous or given version, clear errors, what the next check does)."""
+and rollback (previous or given version, clear errors, the next check keeps it until new data)."""
 import json
 import os
 
@@ -154,29 +154,29 @@ def test_rollback_refuses_a_tampered_version_and_a_model_without_history(project
     assert project.current_version("iris") == 2 and project.events() == before
 
 
-def test_next_check_after_rollback_retrains_unless_paused(project):
-    # The appended rows copy training rows, so the new holdout flatters the current model;
-    # a wide tolerance keeps this test about rollback, not the gate.
+def test_rollback_sticks_until_new_data(project):
+    # The appended rows copy training rows; a wide tolerance keeps this test about rollback, not the gate.
     project.set_model("iris", promotion_tolerance=0.5)
     assert project.run("check", "iris").returncode == 0
     project.append_rows("iris", 20)
     assert project.run("check", "iris").returncode == 0
     assert project.current_version("iris") == 2
 
-    # v1 was trained on the old data: after a rollback, the data-change trigger fires again.
-    assert project.run("pause", "iris").returncode == 0
+    # v1 was trained on older data, but the data v2 was trained on counts as rolled back from:
+    # the next check does not undo the rollback.
     assert project.run("rollback", "iris").returncode == 0
-    held = project.run("check", "iris", "--json")
-    assert held.returncode == 0
-    model = json.loads(held.stdout)["models"][0]
-    assert (model["due"], model["action"], model["note"]) == (False, "hold", "paused")
-    assert [r["trigger_type"] for r in model["due_reasons"]] == ["data_change"]
+    after = project.run("check", "iris", "--json")
+    assert after.returncode == 0
+    model = json.loads(after.stdout)["models"][0]
+    assert (model["due"], model["action"]) == (False, "none")
+    assert model["note"] == "candidate for this data was rejected or rolled back; waiting for new data"
     assert project.current_version("iris") == 1
 
-    assert project.run("resume", "iris").returncode == 0
+    project.append_rows("iris", 5)  # new data: retrained and gated against the rolled-back model
     assert project.run("check", "iris").returncode == 0
     assert project.current_version("iris") == 3
     assert [(e["trigger_type"], e["status"]) for e in project.history("iris")] == [
-        ("initial", "success"), ("data_change", "success"), ("operator", "paused"),
-        ("operator", "rolled_back"), ("operator", "resumed"), ("data_change", "success")]
+        ("initial", "success"), ("data_change", "success"), ("operator", "rolled_back"),
+        ("data_change", "success")]
+    assert project.history("iris")[2]["abandoned_data_hash"] == project.history("iris")[1]["data_hash"]
     assert os.readlink(project.model_dir / "iris" / "current") == "v3"

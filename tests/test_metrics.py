@@ -450,7 +450,7 @@ def test_metrics_push_without_url_is_a_usage_error(iris_project):
                                             "'password_file'"),
     ({"url": "http://x", "username": "u", "password_env": "P", "password_file": "f"},
      "pushgateway.password_file: set only one of 'password_env' or 'password_file'"),
-    ({"url": "http://x", "timeout_seconds": 0}, "pushgateway.timeout_seconds: must be > 0, got 0"),
+    ({"url": "http://x", "timeout_seconds": 0}, "pushgateway.timeout_seconds: must be more than 0 and at most 3600, got 0"),
 ])
 def test_pushgateway_config_errors(iris_project, push, message):
     iris_project.config["pushgateway"] = push

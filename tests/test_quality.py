@@ -384,6 +384,20 @@ def test_drift_inputs_missing_a_feature(project):
                                    "SepalWidthCm, PetalLengthCm, PetalWidthCm"]
 
 
+
+def test_malformed_drift_file_is_a_note_not_a_crash(project):
+    assert project.cli("check").exit_code == 0
+    header = "SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm\n"
+    (project.root / "data" / "recent.csv").write_text(header + "1,2,3," + "x" * 200_000 + "\n" + "5,3,1,0\n" * 40)
+    project.set_model("iris", drift_path="data/recent.csv")
+    project.append_rows("housing", 5)
+    r = project.run("check")  # a fresh process: csv's default field size limit applies
+    assert r.returncode == 0, r.stderr  # housing still retrained; iris just carries a note
+    assert [(e["model_name"], e["status"]) for e in project.history()][-1] == ("housing", "success")
+    st = json.loads(project.run("status", "--json", "iris").stdout)["models"][0]
+    assert st["quality_notes"][0].startswith(f"drift: {project.root}/data/recent.csv: cannot parse CSV at row 1: field larger than field limit")
+
+
 # --- cost of a no-op check ----------------------------------------------------------------------
 
 NOOP_CHECK = """

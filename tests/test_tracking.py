@@ -315,7 +315,7 @@ def test_tracking_uri_resolution(tmp_path):
 
 
 @pytest.mark.parametrize("mlflow, message", [
-    ({"timeout_seconds": 0}, "mlflow.timeout_seconds: must be >= 1, got 0"),
+    ({"timeout_seconds": 0}, "mlflow.timeout_seconds: must be between 1 and 3600, got 0"),
     ({"tracking_url": "http://x"}, "mlflow.tracking_url: unknown key 'tracking_url'; did you mean 'tracking_uri'?"),
     ({"required": "yes"}, "mlflow.required: must be true or false, got 'yes'"),
 ])

@@ -39,6 +39,8 @@ CASES = [
     ("manual with too few rows", {}, dict(manual=True, data_rows=10), SKIP_SMALL, ["manual"]),
     ("exactly min_data_size trains", {}, dict(data_hash="h2", data_rows=100), TRAIN, ["data_change"]),
     ("data error", {}, dict(data_hash=None, data_rows=None, data_error="x.csv: data file not found"), ERROR, []),
+    ("first candidate rejected: no initial loop", {}, dict(model_version=None, model_data_hash=None,
+                                                            model_trained_at=None, rejected_at=NOW - 60), NOTHING, []),
     ("rejected for this data: no loop", {}, dict(data_hash="h2", rejected_at=NOW - 60), NOTHING, []),
     ("rejected resets the age clock", {}, dict(model_trained_at=NOW - 30 * H, rejected_at=NOW - 2 * H), NOTHING, []),
     ("failure: waits for backoff", {}, dict(data_hash="h2", failures_in_row=1, failure_hash="h2",
