@@ -214,8 +214,8 @@ def test_files_have_no_world_access(project):
                     assert mode & 0o007 == 0, (os.path.join(root, name), oct(mode))
 
 
-def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
-    """The fit hashes the bytes it parses; a file rewritten after the decision is skipped."""
+def decided(project, name="iris"):
+    """A Runner, and the decision it takes for a model on a fresh state: (runner, model, decision, obs)."""
     from retrainctl.fingerprint import FingerprintCache
     from retrainctl.state import ModelState
     from retrainctl.triggers import decide
@@ -223,9 +223,14 @@ def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
     cfg = load_config(str(project.config_path))
     r = runner.Runner(cfg)
     r.log.ensure_dir()
-    model = cfg.models["iris"]
+    model = cfg.models[name]
     obs = r.observe(model, ModelState(), FingerprintCache(cfg.state_dir))
-    decision = decide(model.policy, obs)
+    return r, model, decide(model.policy, obs), obs
+
+
+def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
+    """The fit hashes the bytes it parses; a file rewritten after the decision is skipped."""
+    r, model, decision, obs = decided(project)
     project.append_rows("iris", 5)  # the writer strikes after the decision
     out = r.train_locked(model, decision, obs)
     assert out.record["status"] == "skipped" and out.record["error_type"] == "data_changed"
@@ -236,16 +241,8 @@ def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
 
 def test_an_error_after_the_fit_closes_that_attempt_and_spares_the_others(project):
     """A bug between fit and record must not leave `started` records open or stop other models."""
-    from retrainctl.fingerprint import FingerprintCache
-    from retrainctl.state import ModelState
-    from retrainctl.triggers import decide
-
-    cfg = load_config(str(project.config_path))
-    r = runner.Runner(cfg)
-    r.log.ensure_dir()
-    model = cfg.models["iris"]
-    obs = r.observe(model, ModelState(), FingerprintCache(cfg.state_dir))
-    job = r.prepare(model, decide(model.policy, obs), obs)
+    r, model, decision, obs = decided(project)
+    job = r.prepare(model, decision, obs)
     out = r._finish_safely(job, {"data_hash": obs.data_hash}, None)  # a result missing its fields
     assert out.failed and out.record["error_type"] == "internal" and out.record["error"].startswith("KeyError")
     assert r.states()["iris"].open_attempts == {}
