@@ -354,6 +354,18 @@ def main():
                                     [PYTHON, str(REPO / "bench" / "bare_fit.py"), str(train_root / "data" / "housing.csv"),
                                      out], max(3, runs // 2)))
             infos.append("row 6: MLflow tracking " + mlflow_state(train_cfg))
+            # The same without MLflow: what retrainctl itself adds (child process, hashing, store, records).
+            bare_root = tmp / "train-no-mlflow"
+            bare_cfg = project(bare_root, {"housing": dict(HOUSING, data_path="data/housing.csv",
+                                                           estimator="sklearn.ensemble.HistGradientBoostingRegressor",
+                                                           params={"random_state": 0})}, mlflow={"enabled": False})
+            shutil.copy(DATA / "housing.csv", bare_root / "data" / "housing.csv")
+            age(bare_root / "data" / "housing.csv")
+            run(rc(bare_cfg, "train", "housing"))
+            rows.append(Row(6, "the same `train housing` with `mlflow.enabled: false` / the bare script", 1.3).measure(
+                rc(bare_cfg, "train", "housing"),
+                [PYTHON, str(REPO / "bench" / "bare_fit.py"), str(bare_root / "data" / "housing.csv"), out],
+                max(3, runs // 2)))
 
         if 7 in wanted:
             infos.append(dask_row())

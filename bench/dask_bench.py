@@ -41,7 +41,8 @@ def run_check(root, n_models, executor):
     for d in ("var", "etc"):
         shutil.rmtree(root / d, ignore_errors=True)
     (root / "etc").mkdir()
-    config = {"base_dir": "..", "executor": executor,
+    # MLflow logging happens in the controller, the same for both executors: off, to compare where fits run.
+    config = {"base_dir": "..", "executor": executor, "mlflow": {"enabled": False},
               "defaults": {"check_interval": 0, "min_data_size": 50},
               "models": {f"m{i:02d}": dict(MODEL) for i in range(n_models)}}
     path = root / "etc" / "retrainctl.yaml"
