@@ -121,7 +121,7 @@ def _why(reasons, note=""):
 
 @click.group(cls=RetrainctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", envvar="RETRAINCTL_CONFIG", show_envvar=True,
-              type=click.Path(dir_okay=False), metavar="FILE",
+              type=click.Path(readable=False), metavar="FILE",
               help="Config file. Default: ./etc/retrainctl.yaml, then /etc/retrainctl/retrainctl.yaml.")
 @click.option("-v", "--verbose", count=True, help="More log output; shows tracebacks.")
 @click.option("-q", "--quiet", count=True, help="Less log output (-q warnings, -qq errors only).")

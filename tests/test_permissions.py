@@ -1,0 +1,77 @@
+"""Paths an unprivileged service user cannot read or write give a one-line error naming the
+path and the documented exit code. Root reads everything, so these run the command as `nobody`
+(setpriv) with the system Python and this checkout plus the venv's packages on its path."""
+import os
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import yaml
+
+from tests.conftest import IRIS, REPO, base_config
+
+NOBODY = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture
+def open_project():
+    """A project folder that `nobody` can traverse (pytest's tmp_path is private to root)."""
+    root = tempfile.mkdtemp(prefix="retrainctl-perm-", dir="/tmp")
+    os.chmod(root, 0o755)
+    for sub in ("etc", "data", "var"):
+        os.makedirs(os.path.join(root, sub), mode=0o755)
+        os.chmod(os.path.join(root, sub), 0o755)
+    shutil.copy(REPO / "data" / "raw" / "iris.csv", os.path.join(root, "data", "iris.csv"))
+    config = base_config(iris=dict(IRIS, data_path="data/iris.csv"))
+    config["mlflow"] = {"enabled": False}
+    path = os.path.join(root, "etc", "retrainctl.yaml")
+    with open(path, "w") as fh:
+        yaml.safe_dump(config, fh)
+    for f in (path, os.path.join(root, "data", "iris.csv")):
+        os.chmod(f, 0o644)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def as_nobody(root, *args):
+    version = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True).stdout.strip()
+    assert version == str(tuple(sys.version_info[:2])), "the system Python must match the venv's to load its packages"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join([str(REPO), *site.getsitepackages()])}
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", SYSTEM_PYTHON,
+                           "-m", "retrainctl", "--config", os.path.join(root, "etc", "retrainctl.yaml"), *args],
+                          cwd="/", env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_unreadable_config(open_project):
+    path = os.path.join(open_project, "etc", "retrainctl.yaml")
+    os.chmod(path, 0o600)
+    r = as_nobody(open_project, "check")
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"Error: {path}: permission denied reading the config file"
+
+
+def test_state_dir_not_writable(open_project):
+    r = as_nobody(open_project, "check")
+    assert r.returncode == 1
+    state = os.path.join(open_project, "var", "state")
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"Error: {state}: cannot create the state directory: Permission denied")
+    assert not os.path.exists(state)
+
+
+def test_unreadable_data_file(open_project):
+    os.chown(os.path.join(open_project, "var"), NOBODY, NOBODY)
+    data = os.path.join(open_project, "data", "iris.csv")
+    os.chmod(data, 0o600)
+    r = as_nobody(open_project, "check")
+    assert r.returncode == 1
+    assert f"{data}: permission denied" in r.stderr and "Traceback" not in r.stderr
+    os.chmod(data, 0o644)
+    ok = as_nobody(open_project, "check")  # readable again: the same user trains it
+    assert ok.returncode == 0, ok.stderr
+    assert os.stat(os.path.join(open_project, "var", "models", "iris", "v1", "model.joblib")).st_uid == NOBODY
