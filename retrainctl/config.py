@@ -552,3 +552,14 @@ def effective(config, model=None):
         "defaults": {k: getattr(config.defaults, k) for k in POLICY_SCHEMA},
         "models": {name: model_dict(m) for name, m in config.models.items()},
     }
+
+
+def redact(url):
+    """A URL from the config without the password it might embed, for log lines and messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

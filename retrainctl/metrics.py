@@ -14,8 +14,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import urlsplit, urlunsplit
 
+from .config import redact
 from .errors import RetrainctlError, UsageError
 from .fsutil import atomic_write, read_json
 from .state import CHECKS_FILE, RETRAIN_STATUSES, StateLog, fold
@@ -217,15 +217,6 @@ def write_textfile(path, registry):
         atomic_write(path, exposition(registry), mode=0o644)
     except OSError as exc:
         raise RetrainctlError(f"{path}: cannot write the metrics textfile: {exc.strerror or exc}") from None
-
-
-def redact(url):
-    """The URL without a password it might embed, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _password(pg):

@@ -1,6 +1,7 @@
 """The imperative shell around the decision core:
 observe (fingerprints, state fold, model store) -> decide (triggers) -> act (train, gate,
 promote) -> record (state log) -> tell (notify). Library functions return values; cli.py prints."""
+import contextlib
 import hashlib
 import logging
 import os
@@ -505,12 +506,7 @@ def train(config, name, reason=None, force=False, clock=time.time, callback=None
     state = runner.states().get(name, ModelState())
     if state.open_attempts:
         runner.recover_interrupted(model, state)
-    lock = training_lock(config.state_dir, name)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RetrainctlError(f"{name}: already being trained by another process") from None
-    try:
+    with _model_lock(config, name, "already being trained by another process"):
         state = runner.states().get(name, ModelState())
         fpcache = FingerprintCache(config.state_dir)
         obs = runner.observe(model, state, fpcache, manual=True)
@@ -527,8 +523,6 @@ def train(config, name, reason=None, force=False, clock=time.time, callback=None
         else:
             out = runner.train_locked(model, decision, obs, force=force)
         return out
-    finally:
-        lock.release()
 
 
 def status(config, names=None, clock=time.time, verify=True):
@@ -631,12 +625,7 @@ def rollback(config, name, to=None, clock=time.time):
     runner = Runner(config, clock)
     model = config.model(name)
     runner.log.ensure_dir()
-    lock = training_lock(config.state_dir, name)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RetrainctlError(f"{name}: being trained by another process; try the rollback again later") from None
-    try:
+    with _model_lock(config, name, "being trained by another process; try the rollback again later"):
         current = runner.store.current_version(name)
         if current is None:
             raise UsageError(f"{name}: no current model to roll back")
@@ -666,6 +655,18 @@ def rollback(config, name, to=None, clock=time.time):
                               previous_version=current,
                               abandoned_data_hash=abandoned.metadata.get("data_hash") if abandoned else None,
                               **tracked.fields())
+
+
+@contextlib.contextmanager
+def _model_lock(config, name, busy):
+    """Hold a model's training lock for an operator command; busy: the error if another run has it."""
+    lock = training_lock(config.state_dir, name)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RetrainctlError(f"{name}: {busy}") from None
+    try:
+        yield
     finally:
         lock.release()
 

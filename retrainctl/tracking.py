@@ -11,9 +11,10 @@ import time
 import traceback
 from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from . import __version__
+from .config import redact
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +74,6 @@ def artifact_location(config, uri):
     path = _sqlite_path(uri)
     folder = os.path.dirname(path) if path and os.path.isabs(path) else config.state_dir
     return os.path.join(folder, "mlartifacts")
-
-
-def redact(uri):
-    """The URI without a password, for log lines and error messages."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _job(config, uri):

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from retrainctl import metrics
-from retrainctl.config import load_config
+from retrainctl.config import load_config, redact
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "etc" / "prometheus"
@@ -566,8 +566,8 @@ def test_families_of_a_model_never_trained():
 
 
 def test_redact_hides_a_password_in_the_url():
-    assert metrics.redact("https://u:pw@gw.example:9091/x") == "https://u:***@gw.example:9091/x"
-    assert metrics.redact("http://gw:9091") == "http://gw:9091"
+    assert redact("https://u:pw@gw.example:9091/x") == "https://u:***@gw.example:9091/x"
+    assert redact("http://gw:9091") == "http://gw:9091"
 
 
 # --- alert rules and the dashboard ------------------------------------------------------------

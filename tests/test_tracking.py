@@ -17,7 +17,8 @@ import pytest
 from conftest import BIN
 from retrainctl import __version__
 from retrainctl.config import parse_config
-from retrainctl.tracking import STORE_VERSION_TAG, redact, serialization_format, tracking_uri
+from retrainctl.config import redact
+from retrainctl.tracking import STORE_VERSION_TAG, serialization_format, tracking_uri
 
 SERVER_START_SECONDS = 180
 
