@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from retrainctl.cli import main
+from tests.conftest import REPO
 
 
 def test_every_command_has_help():
@@ -163,3 +164,18 @@ def test_quiet_hides_info(project):
     r = project.cli("-q", "check", "iris")
     assert r.exit_code == 0 and r.stderr == ""
     assert r.stdout.splitlines()[1].split()[0] == "iris"
+
+
+def test_readme_documents_every_command_and_config_key():
+    from retrainctl import config
+
+    readme = (REPO / "README.md").read_text()
+    for name in main.commands:
+        assert f"retrainctl {name}" in readme or f"`{name}`" in readme, name
+    for schema in (config.TOP_SCHEMA, config.MODEL_SCHEMA, config.POLICY_SCHEMA):
+        for key in schema:
+            assert f"`{key}`" in readme or f"`{key}." in readme, key
+    for section, schema in (("mlflow", config.MLFLOW_SCHEMA), ("pushgateway", config.PUSHGATEWAY_SCHEMA),
+                            ("notify", config.NOTIFY_SCHEMA)):
+        for key in schema:
+            assert f"{section}.{key}" in readme or f"`{key}`" in readme, f"{section}.{key}"
