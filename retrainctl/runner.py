@@ -19,7 +19,7 @@ from .notify import notify
 from .state import (ModelState, ScheduleCache, StateLog, host_info, lock_is_held, new_attempt_id,
                     training_lock, utcnow_iso, HISTORY_STATUSES)
 from .store import ModelStore
-from .tracking import CHAMPION, log_training, move_champion
+from .tracking import CHAMPION, log_training, move_champion, start_warm
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class Job:
     champion_bytes: Optional[bytes] = None
     champion_note: str = ""
     extra: dict = field(default_factory=dict)  # where and how long it ran, for the record
+    warm: object = None  # a tracking process started beside the fit (tracking.Warm), if any
 
     def quality_fields(self):
         """The evidence a performance/drift retrain ran for, recorded so it does not loop."""
@@ -241,6 +242,7 @@ class Runner:
 
         jobs = {}
         outcomes = {}
+        warm = None
         # Connecting comes first: an unreachable scheduler leaves no `started` record behind.
         with open_executor(self.config.executor, on_running) as executor:
             try:
@@ -249,13 +251,21 @@ class Runner:
                     jobs[job.attempt_id] = job
                     mark_running(state_dir, model.name, job.attempt_id, executor.name, "queued")
                     executor.submit(self.fit_request(job))
+                # One tracking process warms up (imports MLflow) beside the fits; each finished
+                # fit takes it, and the next one is started while fits remain.
+                warm = start_warm(self.config)
                 for done in executor.completed():
                     job = jobs[done.request.attempt_id]
                     job.extra = {"executor": executor.name, "worker": done.where,
                                  "executor_seconds": done.run_seconds, "queued_seconds": done.queued_seconds}
+                    job.warm, warm = warm, None
                     outcomes[job.attempt_id] = self._finish_safely(job, done.result, done.error)
                     clear_running(state_dir, job.model.name)
+                    if len(outcomes) < len(jobs):
+                        warm = start_warm(self.config)
             finally:
+                if warm is not None:
+                    warm.close()
                 for job in jobs.values():
                     clear_running(state_dir, job.model.name)
         return [outcomes[attempt_id] for attempt_id in jobs]
@@ -299,6 +309,9 @@ class Runner:
                                   error_type="internal", **job.quality_fields(), **job.extra)
             d = job.decision
             return Outcome(job.model.name, d.action, d.reasons, d.note, f"failed: {exc}", record, failed=True)
+        finally:
+            if job.warm is not None:  # not needed after all (the fit failed): dismissed
+                job.warm.close()
 
     def finish(self, job, result=None, error=None):
         """Verify, gate, store, promote and record one fit's result (or its error), wherever it ran."""
@@ -341,7 +354,7 @@ class Runner:
                       champion_version=champion.version if champion_bytes is not None else None)
         text = f"{description}; {verdict.reason}{job.champion_note}"
         # Tracked before promotion, so that with mlflow.required a tracking failure keeps the candidate out.
-        tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text)
+        tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text, job.warm)
         if tracked.run_id is not None:
             mv = self.store.update_metadata(mv, **tracked.ids())
         fields.update(tracked.fields())

@@ -92,7 +92,7 @@ def _job(config, uri):
     }
 
 
-def log_training(config, model, mv, result, trigger_type, promoted, description=""):
+def log_training(config, model, mv, result, trigger_type, promoted, description="", warm=None):
     """Log one candidate (store version `mv`, fit `result` from the training task) as an MLflow
     run; register it and move `champion` to it when `promoted`. Never raises: a failure comes
     back as Tracked.error, with whatever ids were obtained before it."""
@@ -135,7 +135,7 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
         register=model.name if promoted else None,
         store_version=mv.version,
     )
-    tracked = _run_child("log", job)
+    tracked = _run_child("log", job, warm)
     where = f"{model.name} v{mv.version}"
     if tracked.error:
         _warn(config, "%s: MLflow tracking at %s failed: %s", where, redact(uri), tracked.error)
@@ -176,14 +176,66 @@ def _warn(config, *args):
 
 # --- the parent side of the child process --------------------------------------------------------
 
-def _run_child(action, job):
-    """Run `action` in a fresh process; whatever happens, return within job['timeout'] seconds."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, action, job), name=f"retrainctl-mlflow-{action}", daemon=True)
+class Warm:
+    """A tracking process started ahead of need: it imports MLflow and the model libraries (most
+    of tracking's cost) on the second core while the fit runs, then serves one action."""
+
+    def __init__(self, config):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_warm_child, args=(child, _job(config, tracking_uri(config))["env"]),
+                                name="retrainctl-mlflow", daemon=True)
+        self.proc.start()
+        child.close()
+        self.used = False
+
+    def take(self, action, job):
+        """Hand the action over; (conn, process) to wait on, or None if the process already died."""
+        if self.used or not self.proc.is_alive():
+            self.close()
+            return None
+        self.used = True
+        try:
+            self.conn.send((action, job))
+        except OSError:
+            self.close()
+            return None
+        return self.conn, self.proc
+
+    def close(self):
+        """Dismiss an unused process (idempotent; a used one is cleaned up by its caller)."""
+        if self.used:
+            return
+        self.used = True
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.conn.close()
+        self.proc.join(1)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+def start_warm(config):
+    """A Warm tracking process when tracking is on, else None."""
+    return Warm(config) if config.mlflow.enabled else None
+
+
+def _run_child(action, job, warm=None):
+    """Run `action` in a tracking process (the warm one if given, else a fresh one); whatever
+    happens, return within job['timeout'] seconds."""
+    taken = warm.take(action, job) if warm is not None else None
     deadline = time.monotonic() + job["timeout"]
-    proc.start()
-    child.close()
+    if taken is not None:
+        parent, proc = taken
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(child, action, job), name=f"retrainctl-mlflow-{action}", daemon=True)
+        proc.start()
+        child.close()
     tracked = Tracked()
     try:
         while True:
@@ -219,6 +271,30 @@ def _run_child(action, job):
 # --- the child side: everything below runs in the tracking process -------------------------------
 
 def _child(conn, action, job):
+    captured = _capture_output(job["env"])
+    _serve(conn, action, job, captured)
+
+
+def _warm_child(conn, env):
+    captured = _capture_output(env)
+    import importlib
+
+    # Imported now, while the fit runs, so that the log itself is quick; a module that fails to
+    # import here is reported by the action itself.
+    for module in ("joblib", "pandas", "sklearn", "skops.io", "mlflow.sklearn"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    try:
+        message = conn.recv()
+    except EOFError:
+        return
+    if message is not None:
+        _serve(conn, *message, captured)
+
+
+def _capture_output(env):
     import tempfile
 
     from .executor import _die_with_parent
@@ -228,8 +304,12 @@ def _child(conn, action, job):
     captured = tempfile.TemporaryFile()
     os.dup2(captured.fileno(), 1)
     os.dup2(captured.fileno(), 2)
-    for key, value in job["env"].items():
+    for key, value in env.items():
         os.environ.setdefault(key, value)
+    return captured
+
+
+def _serve(conn, action, job, captured):
     try:
         if action == "log":
             result = _log(job, lambda run_id: conn.send(("run", run_id)))
