@@ -488,6 +488,7 @@ def _decide_and_claim(runner, models, states, last, fpcache, report, claims, dry
             if state.open_attempts and not dry_run:
                 if runner.recover_interrupted(model, state):
                     state = runner.states().get(model.name, ModelState())
+                    now = clock()  # decided after the failure just recorded, never before it
             obs = runner.observe(model, state, fpcache, now=now)
             decision = triggers.decide(model.policy, obs)
             fpcache.save()

@@ -251,3 +251,25 @@ def test_an_error_after_the_fit_closes_that_attempt_and_spares_the_others(projec
     assert [(m["model_name"], m["action"]) for m in json.loads(after.stdout)["models"]] == [
         ("iris", "backoff"), ("housing", "train")]
     assert [(e["model_name"], e["status"]) for e in project.history()] == [("iris", "failure"), ("housing", "success")]
+
+
+def test_retry_right_after_recording_an_interrupted_attempt(project):
+    """The decision after recovery uses the time after the failure was recorded: with no backoff
+    the model is retried in the same run, even when the clock crosses a second meanwhile."""
+    import blake3
+
+    from retrainctl.state import StateLog
+
+    project.set_model("iris", retry_backoff_seconds=0)
+    project.config["models"].pop("housing")
+    project.write_config()
+    StateLog(str(project.state_dir)).append({
+        "model_name": "iris", "trigger_type": "initial", "status": "started", "attempt_id": "dead",
+        "trigger_time": "2026-01-01T00:00:00+00:00", "pid": 1, "host": "gone",
+        "data_hash": blake3.blake3(project.data("iris").read_bytes()).hexdigest()})
+    ticks = iter(range(10_000))
+    t0 = float(int(time.time())) + 0.9  # the next tick crosses into a new second
+
+    report = runner.check(load_config(str(project.config_path)), clock=lambda: t0 + 0.5 * next(ticks))
+    assert report.exit_code == 0
+    assert statuses(project) == [("initial", "failure", "interrupted"), ("initial", "success", None)]
