@@ -400,7 +400,7 @@ class Runner:
         return (model, again, fresh), lock
 
     def act(self, model, decision, obs, dry_run=False):
-        """Carry out a decision: record a skip or an error, or train under the model's lock."""
+        """Carry out a decision that trains nothing: record a skip or an error, or report it."""
         out = Outcome(model.name, decision.action, decision.reasons, decision.note)
         if decision.action == triggers.ERROR:
             out.failed = True
@@ -423,17 +423,10 @@ class Runner:
             out.result = {triggers.NOTHING: "up to date", triggers.WAIT: "not evaluated"}.get(
                 decision.action, "not trained")
             return out
-        if dry_run:
-            out.result = "would train"
-            return out
-        claimed, lock = self.claim(model)
-        if claimed is None:
-            out.result = lock
-            return out
-        try:
-            return self.train_locked(*claimed)
-        finally:
-            lock.release()
+        # A due model reaches here only on a dry run: real fits are claimed and trained together
+        # by check() (claim, train_claimed).
+        out.result = "would train"
+        return out
 
 
 # --- commands ----------------------------------------------------------------------------------
