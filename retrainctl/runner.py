@@ -216,10 +216,32 @@ class Runner:
                                 **_quality_keys(started),
                                 score=cur.metadata.get("score"), rows=cur.metadata.get("rows"), promoted=True)
         log.warning("%s: recorded an interrupted training attempt", model.name)
-        return self._record(model, started.get("trigger_type"), "failure", self.clock(), f"{where} never finished",
-                            data_hash=started.get("data_hash"), error="interrupted: the training process died",
-                            **_quality_keys(started),
-                            error_type="interrupted", attempt_id=attempt)
+        record = self._record(model, started.get("trigger_type"), "failure", self.clock(), f"{where} never finished",
+                              data_hash=started.get("data_hash"), error="interrupted: the training process died",
+                              **_quality_keys(started),
+                              error_type="interrupted", attempt_id=attempt)
+        self._realign_champion(model, attempt, cur)
+        return record
+
+    def _realign_champion(self, model, attempt, cur):
+        """Registering a candidate in MLflow moves `champion` to it just before the store promotes
+        it; an attempt killed between the two leaves the alias ahead of the store. If the dead
+        attempt saved a candidate meant for promotion, point the alias back at `current`."""
+        if not self.config.mlflow.enabled:
+            return
+        versions = self.store.versions(model.name)
+        newest = self.store.get(model.name, versions[-1]) if versions else None
+        if newest is None or newest.metadata.get("attempt_id") != attempt or not newest.metadata.get("promoted"):
+            return
+        if cur is None or cur.metadata.get("mlflow_model_version") is None:
+            log.warning("%s: MLflow alias '%s' may point at v%d's registry version, which never became current "
+                        "(there is no registered current version to point it back at)",
+                        model.name, CHAMPION, newest.version)
+            return
+        tracked = move_champion(self.config, model, cur)
+        if tracked.error and self.config.mlflow.required:  # move_champion only warns when not required
+            log.warning("%s: MLflow alias '%s' not moved back to v%d: %s", model.name, CHAMPION, cur.version,
+                        tracked.error)
 
     # --- act -------------------------------------------------------------------------------
 
@@ -355,6 +377,7 @@ class Runner:
         text = f"{description}; {verdict.reason}{job.champion_note}"
         # Tracked before promotion, so that with mlflow.required a tracking failure keeps the candidate out.
         tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text, job.warm)
+        faults.point("after_track")
         if tracked.run_id is not None:
             mv = self.store.update_metadata(mv, **tracked.ids())
         fields.update(tracked.fields())

@@ -183,7 +183,8 @@ class Warm:
     def __init__(self, config):
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_warm_child, args=(child, _job(config, tracking_uri(config))["env"]),
+        job = _job(config, tracking_uri(config))
+        self.proc = ctx.Process(target=_warm_child, args=(child, job["env"], job["uri"]),
                                 name="retrainctl-mlflow", daemon=True)
         self.proc.start()
         child.close()
@@ -275,7 +276,7 @@ def _child(conn, action, job):
     _serve(conn, action, job, captured)
 
 
-def _warm_child(conn, env):
+def _warm_child(conn, env, uri):
     captured = _capture_output(env)
     import importlib
 
@@ -286,12 +287,35 @@ def _warm_child(conn, env):
             importlib.import_module(module)
         except ImportError:
             pass
+    _warm_stores(uri)
     try:
         message = conn.recv()
     except EOFError:
-        return
+        message = None
     if message is not None:
         _serve(conn, *message, captured)
+    from .executor import exit_child
+
+    exit_child()  # dismissed: nothing was done
+
+
+def _warm_stores(uri):
+    """Open the tracking and registry stores (for the embedded sqlite store: its imports, the
+    engine and the schema check, about 0.6 s) and MLflow's package-to-module map (read when a
+    model's requirements are checked, about 0.2 s) while the fit runs. Best effort: the latter two
+    are MLflow internals, so after an MLflow upgrade that renames them only the time is lost; a
+    store that cannot be opened is reported by the action itself."""
+    try:
+        import mlflow
+        from mlflow import MlflowClient
+
+        mlflow.set_tracking_uri(uri)
+        MlflowClient(uri)._get_registry_client()
+        from mlflow.utils.requirements_utils import _init_packages_to_modules_map
+
+        _init_packages_to_modules_map()
+    except Exception:
+        pass
 
 
 def _capture_output(env):
@@ -320,6 +344,9 @@ def _serve(conn, action, job, captured):
         conn.send(("error", _one_line(exc), _tail(captured) + traceback.format_exc()))
     finally:
         conn.close()
+    from .executor import exit_child
+
+    exit_child()  # everything is committed (logging is synchronous); see _log
 
 
 def _tail(captured):
@@ -368,8 +395,10 @@ def _log(job, on_run):
     with mlflow.start_run(experiment_id=experiment_id, run_name=job["run_name"], tags=tags,
                           description=job["description"] or None) as run:
         on_run(run.info.run_id)
-        mlflow.log_params(job["params"])
-        mlflow.log_metrics(job["metrics"])
+        # Synchronous whatever MLFLOW_ENABLE_ASYNC_LOGGING says (end_run would flush them too):
+        # the process ends with os._exit once it has answered.
+        mlflow.log_params(job["params"], synchronous=True)
+        mlflow.log_metrics(job["metrics"], synchronous=True)
         info = mlflow.sklearn.log_model(model, name="model", signature=signature,
                                         pip_requirements=pip_requirements(fmt, job["spec"]),
                                         serialization_format=fmt, skops_trusted_types=trusted)

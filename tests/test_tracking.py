@@ -192,7 +192,9 @@ def test_embedded_sqlite_default_needs_no_server(project, monkeypatch, tmp_path)
     df.to_csv(project.data("housing"), index=False)
     cwd = tmp_path / "cron-cwd"
     cwd.mkdir()
-    proc = project.run("train", "housing", "--json", cwd=str(cwd))
+    # The tracking process ends with os._exit once it has answered: with MLflow's async logging
+    # switched on by the environment, params and metrics must still be committed before it answers.
+    proc = project.run("train", "housing", "--json", cwd=str(cwd), env={"MLFLOW_ENABLE_ASYNC_LOGGING": "true"})
     assert proc.returncode == 0, proc.stderr
     event = json.loads(proc.stdout)["event"]
     assert event["mlflow_model_version"] == 1 and "tracking_error" not in event
@@ -207,11 +209,42 @@ def test_embedded_sqlite_default_needs_no_server(project, monkeypatch, tmp_path)
         assert run.info.run_name == "housing-v1-manual"
         assert run.data.tags["serialization_format"] == "skops"
         assert run.data.metrics["r2"] == pytest.approx(event["score"])
+        assert run.data.params["estimator.max_iter"] == "20" and run.data.params["trigger_type"] == "manual"
+        assert run.data.metrics["training_seconds"] >= 0
         assert str(client.get_model_version_by_alias("housing", "champion").version) == "1"
         loaded = mlflow.sklearn.load_model("models:/housing@champion")
     X = features_of(project, "housing")
     assert X["total_bedrooms"].isna().any() and not pd.api.types.is_numeric_dtype(X["ocean_proximity"])
     assert list(loaded.predict(X)) == list(store_model(project, "housing", 1).predict(X))
+
+
+def test_kill_between_registry_and_store_moves_the_alias_back(project, monkeypatch):
+    """Registering a promoted candidate moves `champion` just before the store's `current` does;
+    a kill -9 between the two must not leave the alias on a version that never went live."""
+    import signal
+
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    use_mlflow(project)
+    project.set_model("iris", retry_backoff_seconds=0)
+    first, _ = train_json(project, "iris")
+    assert (first["version"], first["mlflow_model_version"]) == (1, 1)
+
+    crashed = project.run("train", "iris", "--force", env={"RETRAINCTL_FAULT": "after_track"})
+    assert crashed.returncode == -signal.SIGKILL
+    uri = f"sqlite:///{project.state_dir}/mlflow.db"
+    client = MlflowClient(uri)
+    assert str(client.get_model_version_by_alias("iris", "champion").version) == "2"  # ahead of the store
+    assert project.current_version("iris") == 1
+
+    after = project.run("check", "iris")  # recovers the dead attempt; nothing else is due
+    assert after.returncode == 0, after.stderr
+    assert "iris: MLflow alias 'champion' now on registered version 1" in after.stderr
+    assert str(client.get_model_version_by_alias("iris", "champion").version) == "1"
+    record = project.history("iris")[-1]
+    assert (record["status"], record["error_type"], record["version"]) == ("failure", "interrupted", None)
+    assert project.current_version("iris") == 1
 
 
 def test_server_down_keeps_the_model_and_records_the_error(project):
