@@ -19,7 +19,7 @@ from .notify import notify
 from .state import (ModelState, ScheduleCache, StateLog, host_info, lock_is_held, new_attempt_id,
                     training_lock, utcnow_iso, HISTORY_STATUSES)
 from .store import ModelStore
-from .tracking import CHAMPION, log_training, move_champion, start_warm
+from .tracking import CHAMPION, log_training, move_champion, realign_champion, start_warm
 
 log = logging.getLogger(__name__)
 
@@ -194,13 +194,15 @@ class Runner:
         except Timeout:
             return []  # still running elsewhere
         try:
-            state = self.states().get(model.name, ModelState())
-            records = []
-            for started in state.open_attempts.values():
-                records.append(self._close_attempt(model, started))
-            return records
+            return self.close_dead_attempts(model)
         finally:
             lock.release()
+
+    def close_dead_attempts(self, model):
+        """Close every open attempt of a model whose training lock this process holds: none of
+        them can still be running. Returns the records written."""
+        state = self.states().get(model.name, ModelState())
+        return [self._close_attempt(model, started) for started in state.open_attempts.values()]
 
     def _close_attempt(self, model, started):
         """Record how a dead attempt ended: if its version made it to `current`, only the
@@ -215,33 +217,31 @@ class Runner:
                                 data_hash=started.get("data_hash"), attempt_id=attempt, version=cur.version,
                                 **_quality_keys(started),
                                 score=cur.metadata.get("score"), rows=cur.metadata.get("rows"), promoted=True)
+        # Before the record: a crash in between repeats the realignment next time, never skips it.
+        realigned = self._realign_champion(model, attempt, cur)
         log.warning("%s: recorded an interrupted training attempt", model.name)
-        record = self._record(model, started.get("trigger_type"), "failure", self.clock(), f"{where} never finished",
-                              data_hash=started.get("data_hash"), error="interrupted: the training process died",
-                              **_quality_keys(started),
-                              error_type="interrupted", attempt_id=attempt)
-        self._realign_champion(model, attempt, cur)
-        return record
+        return self._record(model, started.get("trigger_type"), "failure", self.clock(), f"{where} never finished",
+                            data_hash=started.get("data_hash"), error="interrupted: the training process died",
+                            **_quality_keys(started),
+                            error_type="interrupted", attempt_id=attempt, **realigned)
 
     def _realign_champion(self, model, attempt, cur):
         """Registering a candidate in MLflow moves `champion` to it just before the store promotes
         it; an attempt killed between the two leaves the alias ahead of the store. If the dead
-        attempt saved a candidate meant for promotion, point the alias back at `current`."""
+        attempt saved a candidate meant for promotion, put the alias back on what is live.
+        Returns the fields for the attempt's record (`tracking_error` when that failed)."""
         if not self.config.mlflow.enabled:
-            return
-        versions = self.store.versions(model.name)
-        newest = self.store.get(model.name, versions[-1]) if versions else None
-        if newest is None or newest.metadata.get("attempt_id") != attempt or not newest.metadata.get("promoted"):
-            return
-        if cur is None or cur.metadata.get("mlflow_model_version") is None:
-            log.warning("%s: MLflow alias '%s' may point at v%d's registry version, which never became current "
-                        "(there is no registered current version to point it back at)",
-                        model.name, CHAMPION, newest.version)
-            return
-        tracked = move_champion(self.config, model, cur)
-        if tracked.error and self.config.mlflow.required:  # move_champion only warns when not required
-            log.warning("%s: MLflow alias '%s' not moved back to v%d: %s", model.name, CHAMPION, cur.version,
-                        tracked.error)
+            return {}
+        saved = None
+        for version in reversed(self.store.versions(model.name)):  # the attempt's is usually the newest
+            mv = self.store.get(model.name, version)
+            if mv is not None and mv.metadata.get("attempt_id") == attempt:
+                saved = mv
+                break
+        if saved is None or not saved.metadata.get("promoted"):
+            return {}
+        tracked = realign_champion(self.config, model, cur)
+        return {"tracking_error": tracked.error} if tracked.error else {}
 
     # --- act -------------------------------------------------------------------------------
 
@@ -411,6 +411,9 @@ class Runner:
             log.info("%s: skipped, another process is training it", model.name)
             return None, "skipped: being trained by another process"
         try:
+            # An attempt still open while this process holds the lock has died (a run that found
+            # the lock busy a moment ago could not close it): closed first, then decided after it.
+            self.close_dead_attempts(model)
             state = self.states().get(model.name, ModelState())
             fresh = self.observe(model, state, FingerprintCache(self.config.state_dir))
             again = triggers.decide(model.policy, fresh)
@@ -533,10 +536,8 @@ def train(config, name, reason=None, force=False, clock=time.time, callback=None
     model = config.model(name)
     runner.log.ensure_dir()
     runner.ensure_models_valid()
-    state = runner.states().get(name, ModelState())
-    if state.open_attempts:
-        runner.recover_interrupted(model, state)
     with _model_lock(config, name, "already being trained by another process"):
+        runner.close_dead_attempts(model)  # see Runner.claim
         state = runner.states().get(name, ModelState())
         fpcache = FingerprintCache(config.state_dir)
         obs = runner.observe(model, state, fpcache, manual=True)

@@ -168,6 +168,26 @@ def move_champion(config, model, target):
     return tracked
 
 
+def realign_champion(config, model, cur):
+    """After a crash between the registry and the store: point `champion` at what is live, the
+    registered version of store version `cur`; with no registered live version, remove the alias
+    (none is better than one naming a model that never served). Never raises."""
+    uri = tracking_uri(config)
+    version = cur.metadata.get("mlflow_model_version") if cur is not None else None
+    tracked = _run_child("alias", dict(_job(config, uri), name=model.name, version=version))
+    tracked.model_version = version
+    if tracked.error:
+        log.warning("%s: MLflow alias '%s' not put back in step with the store at %s: %s", model.name, CHAMPION,
+                    redact(uri), tracked.error)
+    elif version is None:
+        log.warning("%s: MLflow alias '%s' removed: it named a version that never went live, and the live "
+                    "model %s", model.name, CHAMPION,
+                    f"v{cur.version} is not registered" if cur is not None else "does not exist")
+    else:
+        log.info("%s: MLflow alias '%s' now on registered version %s", model.name, CHAMPION, version)
+    return tracked
+
+
 def _warn(config, *args):
     """With mlflow.required the caller fails and says why; a warning first would only repeat it."""
     if not config.mlflow.required:
@@ -304,18 +324,60 @@ def _warm_stores(uri):
     engine and the schema check, about 0.6 s) and MLflow's package-to-module map (read when a
     model's requirements are checked, about 0.2 s) while the fit runs. Best effort: the latter two
     are MLflow internals, so after an MLflow upgrade that renames them only the time is lost; a
-    store that cannot be opened is reported by the action itself."""
+    store that cannot be opened is reported by the action itself.
+
+    This process is killed when it is not needed after all (the fit failed) or when the
+    controller dies, so it must never be halfway through writing: a new sqlite database is made
+    by _ensure_database, and other databases (which MLflow would migrate in place) are not
+    opened here at all."""
     try:
         import mlflow
         from mlflow import MlflowClient
 
-        mlflow.set_tracking_uri(uri)
-        MlflowClient(uri)._get_registry_client()
+        if _sqlite_path(uri) is not None or urlsplit(uri).scheme in ("http", "https"):
+            _ensure_database(uri)
+            mlflow.set_tracking_uri(uri)
+            MlflowClient(uri)._get_registry_client()
         from mlflow.utils.requirements_utils import _init_packages_to_modules_map
 
         _init_packages_to_modules_map()
     except Exception:
         pass
+
+
+STALE_TEMPORARY_SECONDS = 600
+
+
+def _ensure_database(uri):
+    """Create a missing embedded sqlite database under a temporary name and link it into place
+    once complete. MLflow builds a new database by running its schema migrations one by one,
+    outside any transaction: a process killed halfway (the deadline, kill -9, a dismissed
+    warm-up) would leave a file that every later open refuses ("table ... already exists").
+    An existing database is never migrated by MLflow (it asks for `mlflow db upgrade`)."""
+    path = _sqlite_path(uri)
+    if path is None or os.path.exists(path):
+        return
+    from mlflow import MlflowClient
+
+    folder, name = os.path.split(os.path.abspath(path))
+    prefix = f".{name}."
+    try:
+        for entry in os.scandir(folder):  # left behind by processes killed while creating
+            if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                if time.time() - entry.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                    os.unlink(entry.path)
+    except OSError:
+        pass
+    tmp = os.path.join(folder, f"{prefix}{os.getpid()}.tmp")
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    MlflowClient("sqlite:///" + tmp)  # every table, the registry's included
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process created it meanwhile, just as completely
+    finally:
+        os.unlink(tmp)
 
 
 def _capture_output(env):
@@ -382,6 +444,7 @@ def _log(job, on_run):
     sample, signature = _signature(job, model)
     fmt, trusted = serialization_format(model, sample)
 
+    _ensure_database(job["uri"])
     mlflow.set_tracking_uri(job["uri"])
     client = MlflowClient(job["uri"])
     experiment = client.get_experiment_by_name(job["experiment"])
@@ -413,9 +476,19 @@ def _log(job, on_run):
 
 def _alias(job):
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
-    MlflowClient(job["uri"]).set_registered_model_alias(job["name"], CHAMPION, str(job["version"]))
-    return job["version"]
+    _ensure_database(job["uri"])
+    client = MlflowClient(job["uri"])
+    if job["version"] is not None:
+        client.set_registered_model_alias(job["name"], CHAMPION, str(job["version"]))
+        return job["version"]
+    try:
+        client.delete_registered_model_alias(job["name"], CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    return None
 
 
 def _signature(job, model):

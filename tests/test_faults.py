@@ -273,3 +273,30 @@ def test_retry_right_after_recording_an_interrupted_attempt(project):
     report = runner.check(load_config(str(project.config_path)), clock=lambda: t0 + 0.5 * next(ticks))
     assert report.exit_code == 0
     assert statuses(project) == [("initial", "failure", "interrupted"), ("initial", "success", None)]
+
+
+def test_claim_closes_a_dead_attempt_before_training(project):
+    """A run whose recovery found the lock busy for a moment (another process probing it) may
+    still win the lock for the fit: the dead attempt is closed first, then decided after."""
+    import blake3
+
+    from retrainctl.state import StateLog
+
+    project.set_model("iris", retry_backoff_seconds=0)
+    StateLog(str(project.state_dir)).append({
+        "model_name": "iris", "trigger_type": "initial", "status": "started", "attempt_id": "dead",
+        "trigger_time": "2026-01-01T00:00:00+00:00", "pid": 1, "host": "gone",
+        "data_hash": blake3.blake3(project.data("iris").read_bytes()).hexdigest()})
+    r = runner.Runner(load_config(str(project.config_path)))
+    claimed, lock = r.claim(r.config.model("iris"))
+    try:
+        assert claimed is not None
+        assert statuses(project) == [("initial", "failure", "interrupted")]
+        model, decision, obs = claimed
+        assert decision.trigger_type == "initial" and obs.failures_in_row == 1
+    finally:
+        lock.release()
+
+    out = runner.train(load_config(str(project.config_path)), "iris")
+    assert out.record["status"] == "success"
+    assert statuses(project) == [("initial", "failure", "interrupted"), ("manual", "success", None)]

@@ -247,6 +247,74 @@ def test_kill_between_registry_and_store_moves_the_alias_back(project, monkeypat
     assert project.current_version("iris") == 1
 
 
+def test_kill_during_the_first_training_removes_the_alias(project, monkeypatch):
+    """The same crash on the very first training: nothing is live, so no alias is better than one
+    naming a version that never served. The next run trains again and registers it."""
+    import signal
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    use_mlflow(project)
+    project.set_model("iris", retry_backoff_seconds=0)
+    crashed = project.run("check", "iris", env={"RETRAINCTL_FAULT": "after_track"})
+    assert crashed.returncode == -signal.SIGKILL
+    client = MlflowClient(f"sqlite:///{project.state_dir}/mlflow.db")
+    assert str(client.get_model_version_by_alias("iris", "champion").version) == "1"
+    assert project.current_version("iris") is None
+
+    project.set_model("iris", enable_auto_retraining=False)  # recover, but train nothing yet
+    after = project.run("check", "iris")
+    assert after.returncode == 0, after.stderr
+    assert ("iris: MLflow alias 'champion' removed: it named a version that never went live, and the live "
+            "model does not exist") in after.stderr
+    with pytest.raises(MlflowException, match="champion"):
+        client.get_model_version_by_alias("iris", "champion")
+    [interrupted] = project.history("iris")
+    assert (interrupted["error_type"], "tracking_error" in interrupted) == ("interrupted", False)
+
+    project.set_model("iris", enable_auto_retraining=True)
+    assert project.run("check", "iris").returncode == 0
+    retrained = project.history("iris")[-1]
+    assert (retrained["status"], retrained["version"], retrained["mlflow_model_version"]) == ("success", 2, 2)
+    assert str(client.get_model_version_by_alias("iris", "champion").version) == "2"
+
+
+CREATE_DB = """
+import sys
+from retrainctl.tracking import _ensure_database
+from mlflow import MlflowClient
+_ensure_database(sys.argv[1])
+MlflowClient(sys.argv[1]).search_experiments()
+"""
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.5])
+def test_a_kill_while_the_embedded_database_is_created_leaves_none(tmp_path, delay):
+    """MLflow builds a new sqlite database migration by migration, outside a transaction; killed
+    halfway, the file would be refused by every later open. It is built under a temporary name."""
+    from mlflow import MlflowClient
+
+    from conftest import BIN
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    proc = subprocess.Popen([str(BIN / "python"), "-c", CREATE_DB, uri], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not [p for p in tmp_path.iterdir() if p.name.startswith((".mlflow.db.", "mlflow.db"))]:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(delay)  # somewhere in the middle of the migrations
+    proc.kill()
+    proc.wait()
+    if db.exists():  # only ever complete: it must open
+        MlflowClient(uri).search_experiments()
+    subprocess.run([str(BIN / "python"), "-c", CREATE_DB, uri], cwd=tmp_path, check=True, timeout=120)
+    assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
+
+
 def test_server_down_keeps_the_model_and_records_the_error(project):
     use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
