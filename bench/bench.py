@@ -264,14 +264,38 @@ def long_history(config_root, n):
 
 # --- rows -----------------------------------------------------------------------------------------
 
+ROWS = range(1, 8)
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def row_numbers(text):
+    try:
+        wanted = {int(r) for r in text.split(",")}
+    except ValueError:
+        wanted = set()
+    if not wanted or not wanted <= set(ROWS):
+        raise argparse.ArgumentTypeError(f"expected row numbers from {ROWS[0]} to {ROWS[-1]}, comma-separated "
+                                         f"(e.g. 1,6), got {text!r}")
+    return wanted
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=9, help="runs per command for the fast rows (default 9)")
-    parser.add_argument("--rows", default="1,2,3,4,5,6,7", help="which rows to run (default all)")
+    parser.add_argument("--runs", type=positive_int, default=9, help="runs per command for the fast rows (default 9)")
+    parser.add_argument("--rows", type=row_numbers, default=set(ROWS), help="which rows to run, e.g. 1,6 (default all)")
     parser.add_argument("--quick", action="store_true", help="smaller data (64 MiB, 100 models, 100,000 events): a smoke test")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
-    wanted = {int(r) for r in args.rows.split(",")}
+    wanted = args.rows
     runs = args.runs
     big_size = (64 << 20) if args.quick else (1 << 30)
     n_models, n_events = (100, 100_000) if args.quick else (1000, 1_000_000)
