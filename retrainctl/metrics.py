@@ -7,7 +7,6 @@ prometheus_client is imported inside the functions: a run that exports nothing n
 import functools
 import http.client
 import logging
-import math
 import os
 import socket
 import time
@@ -18,15 +17,11 @@ from typing import Optional
 from .config import redact
 from .errors import RetrainctlError, UsageError
 from .fsutil import atomic_write, read_json
-from .state import CHECKS_FILE, RETRAIN_STATUSES, StateLog, fold
+from .state import CHECKS_FILE, DURATION_BUCKETS, StateLog
+from .state import finite_number as _number
 from .store import ModelStore
 
 log = logging.getLogger(__name__)
-
-# Training takes seconds to hours: one bucket per step an operator would name.
-DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
-# Outcomes of an attempt to fit; `skipped` never fitted, so it has no duration worth a bucket.
-TIMED_STATUSES = ("success", "failure", "rejected")
 # Series that exist from the start at 0, so rate() and increase() see the first event.
 TRIGGER_TYPES = ("initial", "data_change", "model_age", "performance", "manual")
 
@@ -50,41 +45,31 @@ class ModelView:
     metric: Optional[str] = None
 
 
-def _number(value):
-    """A finite float, or None for anything a hand-edited or garbled record might hold."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def families(records, views, now, last_check=None, states=None):
-    """The metric families for these history records and model views. Pure: values in, values out.
-    Only configured models (the views) are exported; `started` markers are not outcomes.
-    `records` is walked once (it may be a stream); `states` is their fold, when already known."""
+def families(states, views, now, last_check=None):
+    """The metric families for these folded model states (state.fold: counters and histograms are
+    running totals there) and model views. Pure: values in, values out. Only configured models
+    (the views) are exported."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
     from prometheus_client.utils import floatToGoString
 
     names = [v.name for v in views]
-    known = set(names)
     triggered = Counter({(n, t): 0 for n in names for t in TRIGGER_TYPES})
     success, rejected = Counter(dict.fromkeys(names, 0)), Counter(dict.fromkeys(names, 0))
     failures, durations, executor_times = Counter(), {}, {}
-    for ev in records:
-        name, status = ev.get("model_name"), ev.get("status")
-        if name not in known or status not in RETRAIN_STATUSES:
+    for name in names:
+        st = states.get(name)
+        if st is None:
             continue
-        triggered[name, str(ev.get("trigger_type") or "unknown")] += 1
-        if status == "success":
-            success[name] += 1
-        elif status == "rejected":
-            rejected[name] += 1
-        elif status == "failure":
-            failures[name, str(ev.get("error_type") or "unknown")] += 1
-        if status in TIMED_STATUSES:
-            durations.setdefault((name, status), []).append(max(0.0, _number(ev.get("duration")) or 0.0))
-            ran = _number(ev.get("executor_seconds"))
-            if ran is not None:  # records from before executors were recorded have no such field
-                executor_times.setdefault((name, str(ev.get("executor") or "local")), []).append(max(0.0, ran))
+        for trigger, n in st.triggered.items():
+            triggered[name, trigger] += n
+        success[name] += st.successes
+        rejected[name] += st.rejections
+        for kind, n in st.failures.items():
+            failures[name, kind] += n
+        for status, hist in st.durations.items():
+            durations[name, status] = hist
+        for executor, hist in st.executor_times.items():
+            executor_times[name, executor] = hist
 
     def counter(metric, doc, labels, counts):
         fam = CounterMetricFamily(metric, doc, labels=labels)
@@ -105,9 +90,9 @@ def families(records, views, now, last_check=None, states=None):
     ]
     def histogram(metric, doc, label, samples):
         hist = HistogramMetricFamily(metric, doc, labels=["model_name", label])
-        for key, values in sorted(samples.items()):
-            buckets = [(floatToGoString(b), sum(v <= b for v in values)) for b in DURATION_BUCKETS]
-            hist.add_metric(list(key), buckets + [("+Inf", len(values))], sum(values))
+        for key, (count, total, per_bucket) in sorted(samples.items()):
+            buckets = [(floatToGoString(b), n) for b, n in zip(DURATION_BUCKETS, per_bucket)]
+            hist.add_metric(list(key), buckets + [("+Inf", count)], total)
         return hist
 
     out.append(histogram("model_retraining_duration_seconds", "Wall time of each retraining attempt, by outcome.",
@@ -115,9 +100,6 @@ def families(records, views, now, last_check=None, states=None):
     out.append(histogram("model_retraining_executor_seconds",
                          "Seconds each fit ran on its executor (local child process or Dask worker).",
                          "executor", executor_times))
-
-    if states is None:
-        states = fold(records)
 
     def gauge(metric, doc, value_of, extra=None):
         fam = GaugeMetricFamily(metric, doc, labels=["model_name"] + ([extra[0]] if extra else []))
@@ -178,9 +160,8 @@ def gather(config, clock=time.time):
             score=_number(meta.get("score")),
             metric=meta.get("metric") or model.metric,
         ))
-    log = StateLog(config.state_dir)
-    # Counters need every record ever written: streamed, never held in memory all at once.
-    return log.iter_events(), views, last_check_time(config.state_dir), log.states()
+    # The counters are running totals in the fold, which summary.json caches: no full log read.
+    return StateLog(config.state_dir).states(), views, last_check_time(config.state_dir)
 
 
 class _Snapshot:
@@ -197,9 +178,9 @@ def build_registry(config, clock=time.time):
     """A fresh CollectorRegistry (never the global one) describing the state now."""
     from prometheus_client import CollectorRegistry
 
-    records, views, last_check, states = gather(config, clock)
+    states, views, last_check = gather(config, clock)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(families(records, views, clock(), last_check, states)))
+    registry.register(_Snapshot(families(states, views, clock(), last_check)))
     return registry
 
 

@@ -5,6 +5,7 @@ filelock, uuid and socket are imported where they are used: a `check` with nothi
 no lock on the event log and should not pay for them."""
 import json
 import logging
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -26,12 +27,17 @@ SUMMARY_FILE = "summary.json"
 REJECTED_KEPT = 1000
 # Bump when fold() changes what it computes from the same records: summaries written by the old
 # code are then rebuilt. (A field added to ModelState changes the format by itself.)
-FOLD_VERSION = 3
+FOLD_VERSION = 4
 # The summary is rewritten once the tail a reader had to fold exceeds this many bytes.
 SUMMARY_REFRESH = 64 << 10
 LOCK_TIMEOUT = 60.0
 
 RETRAIN_STATUSES = ("success", "failure", "rejected", "skipped")
+# Outcomes of an attempt to fit; `skipped` never fitted, so it has no duration worth a bucket.
+TIMED_STATUSES = ("success", "failure", "rejected")
+# Buckets of the duration histograms (metrics.py). Training takes seconds to hours: one bucket
+# per step an operator would name.
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800)
 OPERATOR_STATUSES = ("paused", "resumed", "rolled_back")
 HISTORY_STATUSES = RETRAIN_STATUSES + OPERATOR_STATUSES
 
@@ -72,6 +78,14 @@ class ModelState:
     open_attempts: dict = field(default_factory=dict)  # attempt_id -> started record
     # (trigger, evidence key) pairs a performance/drift-triggered retrain already ran for
     quality_handled: dict = field(default_factory=dict)  # trigger -> evidence key of the last retrain it caused
+    # Running totals behind the Prometheus counters and histograms (metrics.py), folded like the
+    # rest, so that exporting metrics after every run never re-reads years of log.
+    triggered: dict = field(default_factory=dict)       # trigger_type -> retraining events
+    successes: int = 0
+    rejections: int = 0
+    failures: dict = field(default_factory=dict)        # error_type -> failures
+    durations: dict = field(default_factory=dict)       # status -> [count, sum, count per bucket]
+    executor_times: dict = field(default_factory=dict)  # executor -> [count, sum, count per bucket]
 
 
 def fold(events, states=None):
@@ -91,6 +105,8 @@ def fold(events, states=None):
         if status not in HISTORY_STATUSES:
             continue
         st.last_event = ev
+        if status in RETRAIN_STATUSES:
+            _count(st, ev, status)
         when = _event_time(ev)
         data_hash = ev.get("data_hash")
         if status in ("success", "rejected"):
@@ -124,6 +140,41 @@ def fold(events, states=None):
         elif status == "skipped":
             st.skipped_hash = data_hash
     return states
+
+
+def _count(st, ev, status):
+    trigger = str(ev.get("trigger_type") or "unknown")
+    st.triggered[trigger] = st.triggered.get(trigger, 0) + 1
+    if status == "success":
+        st.successes += 1
+    elif status == "rejected":
+        st.rejections += 1
+    elif status == "failure":
+        kind = str(ev.get("error_type") or "unknown")
+        st.failures[kind] = st.failures.get(kind, 0) + 1
+    if status in TIMED_STATUSES:
+        _observe(st.durations, status, max(0.0, finite_number(ev.get("duration")) or 0.0))
+        ran = finite_number(ev.get("executor_seconds"))
+        if ran is not None:  # records from before executors were recorded have no such field
+            _observe(st.executor_times, str(ev.get("executor") or "local"), max(0.0, ran))
+
+
+def _observe(histograms, key, value):
+    hist = histograms.get(key)
+    if hist is None:
+        hist = histograms[key] = [0, 0.0, [0] * len(DURATION_BUCKETS)]
+    hist[0] += 1
+    hist[1] += value
+    for i, bound in enumerate(DURATION_BUCKETS):
+        if value <= bound:
+            hist[2][i] += 1
+
+
+def finite_number(value):
+    """A finite float, or None for anything a hand-edited or garbled record might hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _remember_rejected(st, data_hash, when):

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from retrainctl import metrics
 from retrainctl.config import load_config, redact
+from retrainctl.state import fold
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "etc" / "prometheus"
@@ -509,7 +510,7 @@ def test_families_from_records():
     ]
     view = metrics.ModelView("m", 7200.0, data_rows=10, due=True, paused=True, failures_in_row=1,
                              trained_at=1000.0, score=0.9, metric="accuracy")
-    got = _sample_map(metrics.families(records, [view], now=1600.0, last_check=1500.0))
+    got = _sample_map(metrics.families(fold(records), [view], now=1600.0, last_check=1500.0))
     m = (("model_name", "m"),)
     assert got["model_retraining_triggered_total", m + (("trigger_type", "initial"),)] == 1
     assert got["model_retraining_triggered_total", m + (("trigger_type", "data_change"),)] == 2
@@ -540,6 +541,40 @@ def test_families_from_records():
     assert not any(dict(labels).get("model_name") == "gone" for _, labels in got)
 
 
+def test_export_parses_only_the_log_after_the_summary(project, monkeypatch):
+    """Counters and histograms are running totals in the fold that summary.json caches, so the
+    export after every run costs the same with years of history: only new lines are parsed."""
+    from retrainctl import logfile, state
+    from retrainctl.state import StateLog
+
+    cfg = load_config(str(project.config_path))
+    log = StateLog(cfg.state_dir)
+    log.append(*[{"model_name": "iris", "trigger_type": "data_change", "status": "failure", "duration": 2.0,
+                  "error_type": "timeout", "trigger_time": "2026-01-01T00:00:00+00:00"} for _ in range(300)])
+    monkeypatch.setattr(state, "SUMMARY_REFRESH", 0)
+    log.states()  # the summary now covers all 300
+    monkeypatch.undo()
+    log.append({"model_name": "iris", "trigger_type": "manual", "status": "success", "duration": 90.0,
+                "executor": "local", "executor_seconds": 80.0, "trigger_time": "2026-01-02T00:00:00+00:00"})
+    parsed = []
+    real = logfile.parse
+    monkeypatch.setattr(logfile, "parse", lambda line: parsed.append(line) or real(line))
+
+    got = _sample_map(metrics.build_registry(cfg).collect())
+    assert parsed and all(b'"status": "success"' in line for line in parsed)  # the new line only
+    iris = (("model_name", "iris"),)
+    assert got["model_retraining_triggered_total", iris + (("trigger_type", "data_change"),)] == 300
+    assert got["model_retraining_triggered_total", iris + (("trigger_type", "manual"),)] == 1
+    assert got["model_retraining_failure_total", (("error_type", "timeout"), ("model_name", "iris"))] == 300
+    assert got["model_retraining_success_total", iris] == 1
+    assert got["model_retraining_duration_seconds_sum", iris + (("status", "failure"),)] == 600
+    assert got["model_retraining_duration_seconds_bucket", (("le", "60.0"), ("model_name", "iris"),
+                                                            ("status", "success"))] == 0
+    assert got["model_retraining_duration_seconds_bucket", (("le", "120.0"), ("model_name", "iris"),
+                                                            ("status", "success"))] == 1
+    assert got["model_retraining_executor_seconds_count", (("executor", "local"), ("model_name", "iris"))] == 1
+
+
 def test_executor_seconds_histogram():
     records = [
         {"model_name": "m", "trigger_type": "initial", "status": "success", "duration": 9,
@@ -549,7 +584,7 @@ def test_executor_seconds_histogram():
         {"model_name": "m", "trigger_type": "manual", "status": "success", "duration": 2},  # before executors
         {"model_name": "m", "trigger_type": "data_change", "status": "skipped", "executor_seconds": 3},
     ]
-    got = _sample_map(metrics.families(records, [metrics.ModelView("m", 3600.0)], now=0.0))
+    got = _sample_map(metrics.families(fold(records), [metrics.ModelView("m", 3600.0)], now=0.0))
     dask = (("executor", "dask"), ("model_name", "m"))
     assert got["model_retraining_executor_seconds_count", dask] == 1
     assert got["model_retraining_executor_seconds_sum", dask] == 7.5
@@ -558,7 +593,7 @@ def test_executor_seconds_histogram():
 
 
 def test_families_of_a_model_never_trained():
-    fams = metrics.families([], [metrics.ModelView("m", 3600.0)], now=0.0)
+    fams = metrics.families({}, [metrics.ModelView("m", 3600.0)], now=0.0)
     names = {s.name for f in fams for s in f.samples}
     assert "model_age_seconds" not in names and "model_score" not in names
     assert "retrainctl_last_check_timestamp_seconds" not in names
@@ -590,7 +625,7 @@ def test_dashboard_queries_only_exported_metrics():
     dashboard = json.loads((REPO / "etc" / "grafana" / "retrainctl-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 5
-    exported = {f.name for f in metrics.families([], [metrics.ModelView("m", 1.0)], now=0.0)}
+    exported = {f.name for f in metrics.families({}, [metrics.ModelView("m", 1.0)], now=0.0)}
     exported |= {n + "_total" for n in exported} | {"model_retraining_duration_seconds_bucket",
                                                     "model_retraining_duration_seconds_count",
                                                     "model_retraining_duration_seconds_sum"}

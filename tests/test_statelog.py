@@ -26,9 +26,12 @@ records = st.fixed_dictionaries(
         "data_hash": st.sampled_from(["h1", "h2", None]),
         "attempt_id": st.sampled_from(["x1", "x2", None]),
     },
-    optional={
-        "duration": st.sampled_from([0.0, 1.5, None, "n/a"]),
+    optional={  # the fields the metrics' running totals read too
+        "duration": st.sampled_from([0.0, 1.5, 4000.0, None, "n/a", float("inf"), -3.0]),
         "error_signature": st.sampled_from(["e1", "e2", None]),
+        "error_type": st.sampled_from(["timeout", "data_error", None]),
+        "executor": st.sampled_from(["local", "dask", None]),
+        "executor_seconds": st.sampled_from([0.25, 7.5, None, "x"]),
         "version": st.integers(1, 5),
     },
 )
