@@ -3,6 +3,7 @@ observe (fingerprints, state fold, model store) -> decide (triggers) -> act (tra
 promote) -> record (state log) -> tell (notify). Library functions return values; cli.py prints."""
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import time
@@ -661,12 +662,9 @@ def rollback(config, name, to=None, clock=time.time):
         if current is None:
             raise UsageError(f"{name}: no current model to roll back")
         if to is None:
-            promoted = {e.get("version") for e in runner.log.iter_events()
-                        if e.get("model_name") == name and e.get("status") == "success"}
-            candidates = [v for v in runner.store.versions(name) if v < current and v in promoted]
-            if not candidates:
+            to = _previous_promoted(runner, name, current)
+            if to is None:
                 raise UsageError(f"{name}: no earlier promoted version on disk to roll back to (current is v{current})")
-            to = candidates[-1]
         if to == current:
             raise UsageError(f"{name}: v{to} is already current")
         target = runner.store.get(name, to)
@@ -686,6 +684,19 @@ def rollback(config, name, to=None, clock=time.time):
                               previous_version=current,
                               abandoned_data_hash=abandoned.metadata.get("data_hash") if abandoned else None,
                               **tracked.fields())
+
+
+def _previous_promoted(runner, name, current):
+    """The newest version below `current` that was promoted (a `success` record) and is still on
+    disk. Versions are numbered in the order they are trained, so reading the log backwards the
+    first such record is the one: no need to read years of log."""
+    on_disk = set(runner.store.versions(name))
+    for ev in runner.log.newest_first(json.dumps(name).encode()):
+        version = ev.get("version")
+        if (ev.get("model_name") == name and ev.get("status") == "success" and isinstance(version, int)
+                and version < current and version in on_disk):
+            return version
+    return None
 
 
 @contextlib.contextmanager

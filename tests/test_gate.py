@@ -180,3 +180,23 @@ def test_rollback_sticks_until_new_data(project):
         ("data_change", "success")]
     assert project.history("iris")[2]["abandoned_data_hash"] == project.history("iris")[1]["data_hash"]
     assert os.readlink(project.model_dir / "iris" / "current") == "v3"
+
+
+def test_rollback_reads_the_log_backwards_only_as_far_as_it_needs(project, monkeypatch):
+    """The rollback target is the newest promoted version before `current`: found reading the
+    log from its end, not by parsing years of records."""
+    from retrainctl import logfile
+    from retrainctl.state import StateLog
+
+    StateLog(str(project.state_dir)).append(*[
+        {"model_name": "iris", "trigger_type": "data_change", "status": "skipped", "data_hash": f"h{i}",
+         "trigger_time": "2026-01-01T00:00:00+00:00", "error_type": "too_few_rows"} for i in range(500)])
+    assert project.cli("check", "iris").exit_code == 0
+    assert project.cli("train", "iris").exit_code == 0
+    parsed = []
+    real = logfile.parse
+    monkeypatch.setattr(logfile, "parse", lambda line: parsed.append(line) or real(line))
+    out = project.cli("rollback", "iris")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.startswith("iris: rolled back from v2 to v1 by ")
+    assert parsed and not [line for line in parsed if b'"skipped"' in line]  # stopped at v1's success record
