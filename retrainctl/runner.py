@@ -693,7 +693,7 @@ def _previous_promoted(runner, name, current):
     on_disk = set(runner.store.versions(name))
     for ev in runner.log.newest_first(json.dumps(name).encode()):
         version = ev.get("version")
-        if (ev.get("model_name") == name and ev.get("status") == "success" and isinstance(version, int)
+        if (ev.get("model_name") == name and ev.get("status") == "success" and type(version) is int
                 and version < current and version in on_disk):
             return version
     return None

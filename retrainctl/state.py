@@ -172,9 +172,13 @@ def _observe(histograms, key, value):
 
 def finite_number(value):
     """A finite float, or None for anything a hand-edited or garbled record might hold."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        value = float(value)  # an int too big for a float raises OverflowError
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _remember_rejected(st, data_hash, when):
@@ -187,7 +191,7 @@ def _remember_rejected(st, data_hash, when):
 def _event_time(ev):
     try:
         return parse_iso(ev["trigger_time"]) + float(ev.get("duration") or 0)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
 

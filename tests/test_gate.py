@@ -192,6 +192,9 @@ def test_rollback_reads_the_log_backwards_only_as_far_as_it_needs(project, monke
         {"model_name": "iris", "trigger_type": "data_change", "status": "skipped", "data_hash": f"h{i}",
          "trigger_time": "2026-01-01T00:00:00+00:00", "error_type": "too_few_rows"} for i in range(500)])
     assert project.cli("check", "iris").exit_code == 0
+    StateLog(str(project.state_dir)).append({  # hand-edited: `true` is no version
+        "model_name": "iris", "trigger_type": "manual", "status": "success", "version": True,
+        "trigger_time": "2026-01-01T00:00:00+00:00"})
     assert project.cli("train", "iris").exit_code == 0
     parsed = []
     real = logfile.parse

@@ -27,11 +27,11 @@ records = st.fixed_dictionaries(
         "attempt_id": st.sampled_from(["x1", "x2", None]),
     },
     optional={  # the fields the metrics' running totals read too
-        "duration": st.sampled_from([0.0, 1.5, 4000.0, None, "n/a", float("inf"), -3.0]),
+        "duration": st.sampled_from([0.0, 1.5, 4000.0, None, "n/a", float("inf"), -3.0, 10 ** 400, True]),
         "error_signature": st.sampled_from(["e1", "e2", None]),
         "error_type": st.sampled_from(["timeout", "data_error", None]),
         "executor": st.sampled_from(["local", "dask", None]),
-        "executor_seconds": st.sampled_from([0.25, 7.5, None, "x"]),
+        "executor_seconds": st.sampled_from([0.25, 7.5, None, "x", 10 ** 400]),
         "version": st.integers(1, 5),
     },
 )
