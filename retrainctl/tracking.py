@@ -373,11 +373,15 @@ def _ensure_database(uri):
         os.unlink(tmp)
     MlflowClient("sqlite:///" + tmp)  # every table, the registry's included
     try:
-        os.link(tmp, path)
+        os.link(tmp, path)  # never replaces a database another process put there meanwhile
     except FileExistsError:
-        pass  # another process created it meanwhile, just as completely
+        pass  # that one is just as complete
+    except OSError:  # a file system without hard links: rename, unless one appeared meanwhile
+        if not os.path.exists(path):
+            os.replace(tmp, path)
     finally:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _capture_output(env):

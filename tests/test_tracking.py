@@ -315,6 +315,21 @@ def test_a_kill_while_the_embedded_database_is_created_leaves_none(tmp_path, del
     assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
 
 
+def test_embedded_database_on_a_file_system_without_hard_links(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from retrainctl import tracking
+
+    def no_link(src, dst):
+        raise PermissionError(1, "Operation not permitted", src)
+
+    monkeypatch.setattr(os, "link", no_link)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking._ensure_database(uri)
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
+    assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
+
+
 def test_server_down_keeps_the_model_and_records_the_error(project):
     use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
