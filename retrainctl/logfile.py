@@ -74,7 +74,7 @@ def backward(fh, path, needle=None):
 
 
 def rotated_name(when):
-    """events.<UTC time to the microsecond>.jsonl: names sort in the order they were rotated."""
+    """events.<UTC time to the microsecond>.jsonl (see free_rotated_name for the counter)."""
     from datetime import datetime, timezone
 
     return "events." + datetime.fromtimestamp(when, timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + ".jsonl"
@@ -82,21 +82,24 @@ def rotated_name(when):
 
 def rotated(state_dir):
     """Rotated segment names in `state_dir`, oldest first."""
+    return [n for _, _, n in _rotated_sorted(state_dir)]
+
+
+def _rotated_sorted(state_dir):
     try:
         names = os.listdir(state_dir)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    found = [(m.group(1), int(m.group(2) or 0), n) for n, m in ((n, _ROTATED.match(n)) for n in names) if m]
-    return [n for _, _, n in sorted(found)]
+    return sorted((m.group(1), int(m.group(2) or 0), n) for n, m in ((n, _ROTATED.match(n)) for n in names) if m)
 
 
 def free_rotated_name(state_dir, when):
-    """A rotated name not taken yet (two rotations in the same microsecond get a counter)."""
+    """A rotated name that sorts after every existing one: the UTC time `when`, or, when that is
+    not later than the newest segment's (two rotations in one microsecond, or a clock stepped
+    back), the newest segment's time with the next counter. Readers rely on the name order."""
     name = rotated_name(when)
-    taken = set(rotated(state_dir))
-    n = 0
-    candidate = name
-    while candidate in taken:
-        n += 1
-        candidate = f"{name[:-len('.jsonl')]}.{n}.jsonl"
-    return candidate
+    found = _rotated_sorted(state_dir)
+    if not found or (_ROTATED.match(name).group(1), 0) > found[-1][:2]:
+        return name
+    stamp, counter, _ = found[-1]
+    return f"events.{stamp}.{counter + 1}.jsonl"

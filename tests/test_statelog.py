@@ -232,8 +232,15 @@ def test_rotated_names_sort_in_rotation_order(tmp_path):
     (tmp_path / names[1]).write_text("")
     names.append(logfile.free_rotated_name(str(tmp_path), 1_800_000_001.0))
     (tmp_path / names[2]).write_text("")
-    assert names[0] == "events.20270115T080000.250000Z.jsonl"
+    names.append(logfile.free_rotated_name(str(tmp_path), 1_700_000_000.0))  # the clock stepped back
+    (tmp_path / names[3]).write_text("")
+    names.append(logfile.free_rotated_name(str(tmp_path), 1_700_000_000.0))
+    (tmp_path / names[4]).write_text("")
+    assert names == ["events.20270115T080000.250000Z.jsonl", "events.20270115T080000.250000Z.1.jsonl",
+                     "events.20270115T080001.000000Z.jsonl", "events.20270115T080001.000000Z.1.jsonl",
+                     "events.20270115T080001.000000Z.2.jsonl"]
     assert logfile.rotated(str(tmp_path)) == names
+    assert logfile.free_rotated_name(str(tmp_path), 1_900_000_000.0) == "events.20300317T174640.000000Z.jsonl"
 
 
 def test_history_reads_only_the_end_of_a_long_log(tmp_path, monkeypatch, caplog):
