@@ -162,7 +162,9 @@ class Runner:
 
     # --- record ----------------------------------------------------------------------------
 
-    def _record(self, model, trigger_type, status, when, description, **fields):
+    def _record(self, model, trigger_type, status, when, description, unless=None, **fields):
+        """Append one history record (and notify); with `unless(model_state)`, only if that is
+        false under the log's lock, else return None: see StateLog.append."""
         record = {
             "model_name": model.name,
             "trigger_type": trigger_type,
@@ -178,7 +180,9 @@ class Runner:
             "error_type": fields.pop("error_type", None),
             **fields,
         }
-        self.log.append(record)
+        check = None if unless is None else (lambda states: unless(states.get(model.name, ModelState())))
+        if not self.log.append(record, unless=check):
+            return None
         if status in HISTORY_STATUSES and trigger_type != "operator":
             notify(record, callback=self.callback, command=self.config.notify.command,
                    timeout=self.config.notify.timeout_seconds)
@@ -433,18 +437,21 @@ class Runner:
             out.failed = True
             out.result = f"error: {decision.note}"
             log.error("%s", decision.note)
-            if not dry_run and (self.states().get(model.name) or ModelState()).error_signature != decision.note:
+            if not dry_run:  # once per distinct error, however many runs meet it at the same time
                 out.record = self._record(model, "data_change", "failure", obs.now, "data file could not be read",
                                           error=decision.note, error_type="data_error",
-                                          error_signature=decision.note)
+                                          error_signature=decision.note,
+                                          unless=lambda st: st.error_signature == decision.note)
             return out
         if decision.action == triggers.SKIP_SMALL:
             out.result = f"skipped: {decision.note}"
             if not dry_run:
                 out.record = self._record(model, decision.trigger_type, "skipped", obs.now,
                                           f"{decision.describe()}; not trained: {decision.note}",
-                                          data_hash=obs.data_hash, error=decision.note, error_type="too_few_rows")
-                log.warning("%s: skipped: %s", model.name, decision.note)
+                                          data_hash=obs.data_hash, error=decision.note, error_type="too_few_rows",
+                                          unless=lambda st: st.skipped_hash == obs.data_hash)
+                if out.record is not None:
+                    log.warning("%s: skipped: %s", model.name, decision.note)
             return out
         if decision.action != triggers.TRAIN:
             out.result = {triggers.NOTHING: "up to date", triggers.WAIT: "not evaluated"}.get(
@@ -638,17 +645,14 @@ def set_paused(config, names, paused, clock=time.time):
     """Pause or resume automatic retraining; returns (model, changed) pairs."""
     runner = Runner(config, clock)
     runner.log.ensure_dir()
-    states = runner.states()
     results = []
+    status_word = "paused" if paused else "resumed"
     for model in _select(config, names):
-        state = states.get(model.name, ModelState())
-        if state.paused == paused:
-            results.append((model.name, False))
-            continue
-        status_word = "paused" if paused else "resumed"
-        runner._record(model, "operator", status_word, clock(),
-                       f"automatic retraining {status_word} by {_operator()}")
-        results.append((model.name, True))
+        # Decided under the log's lock: concurrent pauses write one `paused` record between them.
+        record = runner._record(model, "operator", status_word, clock(),
+                                f"automatic retraining {status_word} by {_operator()}",
+                                unless=lambda st: st.paused == paused)
+        results.append((model.name, record is not None))
     return results
 
 

@@ -420,16 +420,20 @@ class StateLog:
         log.info("%s: rotated to %s", self.path, name)
         return name
 
-    def append(self, *records):
+    def append(self, *records, unless=None):
         """Append records as whole lines, durably. A torn last line left by a crash is cut
         off first (under the lock), so the new record starts on a fresh line and every line
-        of the log parses."""
+        of the log parses. `unless(states)`, when given, is asked under the lock with the fold
+        as it is then: if it is true nothing is appended (a record that must be written once,
+        whatever other processes do at the same time). Returns whether the records were written."""
         if not records:
-            return
+            return False
         self.ensure_dir()
         payload = b"".join(json.dumps(r, sort_keys=True, default=str).encode() + b"\n" for r in records)
         try:
             with self.lock:
+                if unless is not None and unless(self.states()):
+                    return False
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
                 try:
                     self._cut_torn_tail(fd)
@@ -443,6 +447,7 @@ class StateLog:
                     os.close(fd)
                 if full:
                     self._rotate_locked()
+            return True
         except LockTimeout:
             raise LockBusy(f"{self.lock.lock_file}: state lock still held after {self.lock.timeout:.0f}s") from None
         except PermissionError:

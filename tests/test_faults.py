@@ -300,3 +300,30 @@ def test_claim_closes_a_dead_attempt_before_training(project):
     out = runner.train(load_config(str(project.config_path)), "iris")
     assert out.record["status"] == "success"
     assert statuses(project) == [("initial", "failure", "interrupted"), ("manual", "success", None)]
+
+
+def concurrently(project, *args, n=8):
+    procs = [subprocess.Popen([RETRAINCTL, "--config", str(project.config_path), *args], cwd="/",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    return [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+
+
+def test_concurrent_runs_record_one_incident_once(project):
+    """Records that are written once per cause (an unreadable data file, too few rows, a pause)
+    are decided under the log's lock: eight runs meeting the same cause write one record."""
+    project.config["models"].pop("housing")
+    project.write_config()
+    assert project.run("check").returncode == 0
+    project.data("iris").unlink()
+    assert [code for _, _, code in concurrently(project, "check")] == [1] * 8
+    assert statuses(project) == [("initial", "success", None), ("data_change", "failure", "data_error")]
+
+    project.data("iris").write_text("Id,SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm,Species\n"
+                                    "1,5.1,3.5,1.4,0.2,Iris-setosa\n")
+    assert [code for _, _, code in concurrently(project, "check")] == [0] * 8
+    assert statuses(project)[2:] == [("data_change", "skipped", "too_few_rows")]
+
+    results = concurrently(project, "pause", "iris")
+    assert [code for _, _, code in results] == [0] * 8
+    assert [e["status"] for e in project.history("iris")].count("paused") == 1
+    assert sum("already paused" in out for out, _, _ in results) == 7
