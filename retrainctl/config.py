@@ -378,13 +378,44 @@ def load_config(path=None, environ=None):
     return parse_config(text, path)
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _loader(yaml):
+    """A safe loader that refuses a key given twice in one mapping (YAML says keys are unique;
+    PyYAML would silently keep the last). libyaml's parser when PyYAML was built with it:
+    several times faster on a big config."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable: the base class says so
+                    continue
+                if duplicate:
+                    mark = key_node.start_mark
+                    raise _DuplicateKey(f"duplicate key {key!r} (line {mark.line + 1}, column {mark.column + 1}); "
+                                        f"a key may appear once per mapping")
+            return super().construct_mapping(node, deep)
+
+    return Loader
+
+
 def parse_config(text, path):
     import yaml
 
-    # libyaml's parser when PyYAML was built with it: several times faster on a big config.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.load(text, Loader=loader)
+        data = yaml.load(text, Loader=_loader(yaml))
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -118,3 +118,25 @@ def test_missing_and_unreadable_config(tmp_path):
         load_config(str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match=r"is a directory, not a config file$"):
         load_config(str(tmp_path))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("state_dir: a\nmodels: {}\nstate_dir: b\n", "duplicate key 'state_dir' (line 3, column 1)"),
+    ("models:\n  iris: {data_path: a.csv, target: y, task: regression, estimator: x.Y}\n"
+     "  iris: {data_path: b.csv, target: y, task: regression, estimator: x.Y}\n", "duplicate key 'iris' (line 3, column 3)"),
+    ("models: {m: {data_path: a.csv, target: y, target: z, task: regression, estimator: x.Y}}\n",
+     "duplicate key 'target' (line 1, column 43)"),
+])
+def test_duplicate_keys_are_errors(tmp_path, text, message):
+    """PyYAML keeps the last of two equal keys; a config that says two things must not pass."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: {message}; a key may appear once per mapping"
+
+
+def test_yaml_merge_keys_still_work(tmp_path):
+    text = ("defaults: &d {check_interval: 60}\n"
+            "models:\n  iris:\n    <<: *d\n    data_path: a.csv\n    target: y\n    task: regression\n"
+            "    estimator: sklearn.linear_model.Ridge\n")
+    assert load_config(write(tmp_path, text)).models["iris"].policy.check_interval == 60
