@@ -155,6 +155,11 @@ class FingerprintCache:
         return fp
 
     def save(self):
+        """Write the cache if it changed. A cache: where it cannot be written (a read-only state
+        dir for `status`), the next run hashes again, nothing worse."""
         if self.dirty:
-            atomic_write_json(self.path, self.entries, durable=False)
+            try:
+                atomic_write_json(self.path, self.entries, durable=False)
+            except OSError as exc:
+                log.debug("%s: fingerprint cache not saved: %s", self.path, exc)
             self.dirty = False

@@ -559,12 +559,21 @@ def training_lock(state_dir, model_name):
 
 
 def lock_is_held(state_dir, model_name):
-    lock = training_lock(state_dir, model_name)
+    """Whether a process holds the model's training lock now. Probed on a read-only descriptor
+    (flock needs no write access), so `status` and `metrics` work on a read-only state dir and
+    never create a lock file; no lock file means no holder."""
+    import fcntl
+
     try:
-        lock.acquire(timeout=0)
-    except LockTimeout:
+        fd = os.open(os.path.join(state_dir, f"train-{model_name}.lock"), os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):  # unreadable: unknown, say no
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         return True
-    lock.release()
+    finally:
+        os.close(fd)  # closing the descriptor drops the probe's lock
     return False
 
 

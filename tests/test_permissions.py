@@ -1,6 +1,7 @@
 """Paths an unprivileged service user cannot read or write give a one-line error naming the
 path and the documented exit code. Root reads everything, so these run the command as `nobody`
 (setpriv) with the system Python and this checkout plus the venv's packages on its path."""
+import json
 import os
 import shutil
 import site
@@ -75,3 +76,31 @@ def test_unreadable_data_file(open_project):
     ok = as_nobody(open_project, "check")  # readable again: the same user trains it
     assert ok.returncode == 0, ok.stderr
     assert os.stat(os.path.join(open_project, "var", "models", "iris", "v1", "model.joblib")).st_uid == NOBODY
+
+
+def test_read_only_state_dir_still_answers_status_and_metrics(open_project):
+    """An operator (or a monitoring user) who may read the state but not write it: `status`,
+    `history` and `metrics` answer; nothing there needs a write, not even a lock probe."""
+    from tests.conftest import RETRAINCTL
+
+    config = os.path.join(open_project, "etc", "retrainctl.yaml")
+    trained = subprocess.run([RETRAINCTL, "--config", config, "check"], cwd="/", capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr
+    for folder, dirs, files in os.walk(os.path.join(open_project, "var")):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+    before = {name: os.stat(os.path.join(open_project, "var", "state", name)).st_mtime_ns
+              for name in os.listdir(os.path.join(open_project, "var", "state"))}
+
+    status = as_nobody(open_project, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    [row] = json.loads(status.stdout)["models"]
+    assert (row["model_name"], row["model_version"], row["training_now"]) == ("iris", 1, False)
+    assert as_nobody(open_project, "history").returncode == 0
+    metrics = as_nobody(open_project, "metrics")
+    assert metrics.returncode == 0, metrics.stderr
+    assert 'model_retraining_success_total{model_name="iris"} 1.0' in metrics.stdout
+    after = {name: os.stat(os.path.join(open_project, "var", "state", name)).st_mtime_ns
+             for name in os.listdir(os.path.join(open_project, "var", "state"))}
+    assert after == before
