@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .errors import RetrainctlError, TrainingError
-from .executor import as_error, classify, run_local
+from .executor import as_error, classify, kill_live, run_local
 from .fsutil import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,8 @@ class LocalExecutor:
         return self
 
     def __exit__(self, *exc):
+        if exc[0] is not None:
+            kill_live()  # else the pool's threads keep the process alive until their fits end
         self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
 
     def submit(self, request):

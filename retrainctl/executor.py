@@ -2,6 +2,8 @@
 timeout or a memory limit can be enforced by the parent, which then records the outcome."""
 import logging
 import multiprocessing
+import os
+import threading
 import traceback
 
 from .errors import DataError, RetrainctlError, TrainingError
@@ -12,14 +14,34 @@ PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent():
-    """Linux: the child is killed when the controller dies, so an orphaned fit cannot linger."""
+    """Linux: the child is killed when the controller dies, so an orphaned fit cannot linger.
+    Ctrl-C reaches the whole process group: the child leaves at once and silently (the
+    controller reports the interruption), instead of printing a KeyboardInterrupt traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+
+
+_live = set()  # fit processes running now (run_local registers them), for kill_live()
+_live_lock = threading.Lock()
+
+
+def kill_live():
+    """Kill every fit process still running: the controller is unwinding (Ctrl-C, an error),
+    and its fit threads would otherwise keep it alive until their fits end."""
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        try:
+            proc.kill()
+        except (OSError, ValueError):
+            pass
 
 
 def exit_child():
@@ -83,6 +105,8 @@ def run_local(spec, data_path, expected_hash, champion_bytes=None, timeout=3600.
                        args=(child, spec, data_path, expected_hash, champion_bytes, max_memory_mb), daemon=True)
     proc.start()
     child.close()
+    with _live_lock:
+        _live.add(proc)
     try:
         if not parent.poll(timeout):
             proc.kill()
@@ -104,6 +128,8 @@ def run_local(spec, data_path, expected_hash, champion_bytes=None, timeout=3600.
             if proc.is_alive():
                 proc.kill()
                 proc.join()
+        with _live_lock:
+            _live.discard(proc)
     if message[0] == "ok":
         return message[1]
     _, error_type, text, tb = message

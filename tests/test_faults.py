@@ -327,3 +327,49 @@ def test_concurrent_runs_record_one_incident_once(project):
     assert [code for _, _, code in results] == [0] * 8
     assert [e["status"] for e in project.history("iris")].count("paused") == 1
     assert sum("already paused" in out for out, _, _ in results) == 7
+
+
+def test_ctrl_c_mid_fit_is_one_line_and_leaves_nothing_running(project, tmp_path):
+    """Ctrl-C signals the whole process group: exit 130 with `Error: interrupted`, no traceback
+    from the controller or the fit process, the fit process gone, and the next run records the
+    attempt as interrupted."""
+    project.set_model("iris", retry_backoff_seconds=0)
+    assert project.run("check", "iris").returncode == 0
+    marker = tmp_path / "child.pid"
+    project.set_model("iris", estimator=None, trainer="tests.slowfit:fit", params={"sleep": 60, "marker": str(marker)})
+    env = dict(os.environ, **ENV)
+    proc = subprocess.Popen([RETRAINCTL, "--config", str(project.config_path), "train", "iris"], cwd="/", env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    child = int(marker.read_text())
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10  # not the fit's 60 s
+    assert proc.returncode == 130
+    assert err.splitlines()[-1] == "Error: interrupted"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
+
+    project.set_model("iris", params={"sleep": 0})
+    after = project.run("check", "iris", env=ENV)
+    assert after.returncode == 0, after.stderr
+    assert statuses(project)[:2] == [("initial", "success", None), ("manual", "failure", "interrupted")]
+
+
+def test_sigint_to_the_controller_alone_stops_its_fit(project, tmp_path):
+    """`kill -INT <pid>` reaches only the controller: it kills its fit process rather than
+    waiting for the fit to end."""
+    marker = tmp_path / "child.pid"
+    project.set_model("iris", estimator=None, trainer="tests.slowfit:fit", params={"sleep": 60, "marker": str(marker)})
+    env = dict(os.environ, **ENV)
+    proc = subprocess.Popen([RETRAINCTL, "--config", str(project.config_path), "train", "iris"], cwd="/", env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err.splitlines()[-1] == "Error: interrupted", err
