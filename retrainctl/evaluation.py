@@ -252,6 +252,11 @@ def _sample_psi(path, expected_hash, reference):
     columns = {f: [] for f in reference}
     rows = 0
     try:
+        from .training import repeated_columns
+
+        repeated = repeated_columns(reader.fieldnames or [])
+        if repeated:
+            return {"error": f"{path}: column(s) named more than once in the header: {', '.join(repeated)}"}
         missing = [f for f in reference if f not in (reader.fieldnames or [])]
         if missing:
             return {"error": f"{path}: feature column(s) not found: {', '.join(missing)}"}

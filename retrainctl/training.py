@@ -72,6 +72,9 @@ def load_frame(raw, data_path, spec):
         raise DataError(f"{data_path}: cannot parse CSV: {first}") from None
     if df.empty:
         raise DataError(f"{data_path}: has a header but no data rows")
+    repeated = repeated_columns(_header(raw))
+    if repeated:  # pandas would rename the second one ("Species.1") and train on the wrong column
+        raise DataError(f"{data_path}: column(s) named more than once in the header: {', '.join(repeated)}")
     target = spec["target"]
     if target not in df.columns:
         raise DataError(f"{data_path}: target column '{target}' not found (columns: {', '.join(map(str, df.columns))})")
@@ -94,6 +97,26 @@ def load_frame(raw, data_path, spec):
     else:
         y = y.astype(str)
     return X, y
+
+
+def _header(raw):
+    import csv
+
+    text = raw[:1 << 20].decode("utf-8-sig", "replace")
+    try:
+        return next(csv.reader(io.StringIO(text)), [])
+    except csv.Error:
+        return []
+
+
+def repeated_columns(names):
+    """Header names given more than once (blank ones aside: pandas numbers those itself)."""
+    seen, repeated = set(), []
+    for name in names:
+        if name.strip() and name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    return repeated
 
 
 def build_pipeline(spec, X):

@@ -152,6 +152,8 @@ def test_bad_data_files_fail_with_the_file_named_and_keep_the_live_model(project
         ("binary", b"\x00\x01\x02\n" * 80, "failure", f"{path}: not a text CSV file (binary content)"),
         ("no target", path.read_text().replace("Species", "Kind").encode(), "failure",
          f"{path}: target column 'Species' not found"),
+        ("a column twice", "\n".join(line + "," + line.split(",")[-1] for line in path.read_text().splitlines()).encode(),
+         "failure", f"{path}: column(s) named more than once in the header: Species"),
     ]
     for name, content, status, message in cases:
         path.write_bytes(content)

@@ -460,3 +460,15 @@ def test_quality_config_keys(project):
     assert iris["drift_path"] == str(project.root / "data" / "recent.csv")
     assert (iris["min_eval_rows"], iris["drift_threshold"]) == (50, 0.3)
     assert yaml.safe_load(project.cli("config", "--model", "housing").stdout)["models"]["housing"]["min_eval_rows"] == 30
+
+
+def test_a_drift_file_with_a_column_named_twice_is_an_error_naming_it(tmp_path):
+    from retrainctl.evaluation import _sample_psi
+    from retrainctl.fingerprint import hash_bytes
+
+    path = tmp_path / "drift.csv"
+    raw = b"a,b,a\n1,2,3\n4,5,6\n"
+    path.write_bytes(raw)
+    reference = {"a": {"kind": "numeric", "edges": [2.0], "shares": [0.5, 0.5, 0.0]}}
+    assert _sample_psi(str(path), hash_bytes(raw), reference) == {
+        "error": f"{path}: column(s) named more than once in the header: a"}
