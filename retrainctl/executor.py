@@ -78,10 +78,24 @@ def _child(conn, spec, data_path, expected_hash, champion_bytes, max_memory_mb):
     exit_child()
 
 
+def _out_of_memory(exc):
+    """MemoryError, or what an address-space limit looks like elsewhere: a shared library that
+    cannot be mapped while importing, an allocation failing with ENOMEM."""
+    import errno
+
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return ((isinstance(exc, OSError) and exc.errno == errno.ENOMEM)
+            or (isinstance(exc, (ImportError, OSError))
+                and ("failed to map segment" in text or "Cannot allocate memory" in text)))
+
+
 def classify(exc, max_memory_mb=None):
     """(error_type, message) for an exception the training task raised, wherever it ran."""
-    if isinstance(exc, MemoryError):
-        return "memory", (f"fit exceeded max_memory_mb={max_memory_mb}" if max_memory_mb else "fit ran out of memory")
+    if _out_of_memory(exc):
+        why = f"fit exceeded max_memory_mb={max_memory_mb}" if max_memory_mb else "fit ran out of memory"
+        return "memory", why if isinstance(exc, MemoryError) else f"{why} ({type(exc).__name__}: {exc})"
     if isinstance(exc, DataError):
         return "data_error", str(exc)
     if isinstance(exc, TrainingError):
@@ -119,7 +133,9 @@ def run_local(spec, data_path, expected_hash, champion_bytes=None, timeout=3600.
             code = proc.exitcode
             if code is not None and code < 0:
                 raise TrainingError(f"fit process was killed by signal {-code}", error_type="crashed") from None
-            raise TrainingError(f"fit process exited with code {code} before returning a model",
+            hint = (f" (with max_memory_mb={max_memory_mb}: native code that cannot allocate often exits like this; "
+                    f"try a higher limit)") if max_memory_mb else ""
+            raise TrainingError(f"fit process exited with code {code} before returning a model{hint}",
                                 error_type="crashed") from None
     finally:
         parent.close()

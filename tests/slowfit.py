@@ -18,3 +18,8 @@ def hog(X, y, params):
     """Allocate far more memory than max_memory_mb allows."""
     blob = bytearray(int(params["megabytes"]) << 20)
     return blob
+
+
+def exit_hard(X, y, params):
+    """What native code that cannot allocate often does: leave with a plain exit code."""
+    os._exit(int(params.get("code", 1)))

@@ -129,6 +129,29 @@ def test_memory_limit_is_a_recorded_failure(project):
     assert (last["status"], last["error_type"]) == ("failure", "memory")
 
 
+@pytest.mark.parametrize("exc", [
+    ImportError("libopenblas.so: failed to map segment from shared object"),
+    OSError(12, "Cannot allocate memory"),
+])
+def test_what_a_memory_limit_looks_like_elsewhere_is_a_memory_failure(exc):
+    from retrainctl.executor import classify
+
+    error_type, text = classify(exc, 400)
+    assert error_type == "memory" and text.startswith("fit exceeded max_memory_mb=400 (")
+    assert classify(ImportError("No module named 'nope'"), 400)[0] == "training_error"
+
+
+def test_a_fit_that_exits_under_a_memory_limit_says_the_limit_may_be_why(project):
+    project.set_model("iris", estimator=None, trainer="tests.slowfit:exit_hard", params={"code": 1},
+                      max_memory_mb=2000)
+    r = project.run("train", "iris", env=ENV)
+    assert r.returncode == 1, r.stderr
+    last = project.history()[-1]
+    assert (last["status"], last["error_type"]) == ("failure", "crashed")
+    assert last["error"] == ("fit process exited with code 1 before returning a model (with max_memory_mb=2000: "
+                             "native code that cannot allocate often exits like this; try a higher limit)")
+
+
 def test_flipped_byte_in_current_model(project):
     assert project.run("check", "iris").returncode == 0
     path = project.model_dir / "iris" / "current" / "model.joblib"
