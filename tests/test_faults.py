@@ -108,25 +108,26 @@ def test_kill_dash_9_mid_fit(project, tmp_path):
                                  ("data_change", "success", None)]
 
 
-def test_timeout_is_a_recorded_failure(project):
-    project.set_model("iris", estimator=None, trainer="tests.slowfit:fit", params={"sleep": 60},
-                      train_timeout_seconds=1)
-    started = time.monotonic()
+def failed_train(project, trainer, params, status="failure", **policy):
+    """`train iris` with a test trainer from tests/slowfit.py: exit 1; the record it left."""
+    project.set_model("iris", estimator=None, trainer=f"tests.slowfit:{trainer}", params=params, **policy)
     r = project.run("train", "iris", env=ENV)
-    assert time.monotonic() - started < 30
-    assert r.returncode == 1
+    assert r.returncode == 1, r.stderr
     last = project.history()[-1]
-    assert (last["status"], last["error_type"]) == ("failure", "timeout")
+    assert last["status"] == status
+    return last
+
+
+def test_timeout_is_a_recorded_failure(project):
+    started = time.monotonic()
+    last = failed_train(project, "fit", {"sleep": 60}, train_timeout_seconds=1)
+    assert time.monotonic() - started < 30
+    assert last["error_type"] == "timeout"
     assert last["error"] == "fit did not finish within train_timeout_seconds=1"
 
 
 def test_memory_limit_is_a_recorded_failure(project):
-    project.set_model("iris", estimator=None, trainer="tests.slowfit:hog", params={"megabytes": 8000},
-                      max_memory_mb=2000)
-    r = project.run("train", "iris", env=ENV)
-    assert r.returncode == 1, r.stderr
-    last = project.history()[-1]
-    assert (last["status"], last["error_type"]) == ("failure", "memory")
+    assert failed_train(project, "hog", {"megabytes": 8000}, max_memory_mb=2000)["error_type"] == "memory"
 
 
 @pytest.mark.parametrize("exc", [
@@ -142,12 +143,8 @@ def test_what_a_memory_limit_looks_like_elsewhere_is_a_memory_failure(exc):
 
 
 def test_a_fit_that_exits_under_a_memory_limit_says_the_limit_may_be_why(project):
-    project.set_model("iris", estimator=None, trainer="tests.slowfit:exit_hard", params={"code": 1},
-                      max_memory_mb=2000)
-    r = project.run("train", "iris", env=ENV)
-    assert r.returncode == 1, r.stderr
-    last = project.history()[-1]
-    assert (last["status"], last["error_type"]) == ("failure", "crashed")
+    last = failed_train(project, "exit_hard", {"code": 1}, max_memory_mb=2000)
+    assert last["error_type"] == "crashed"
     assert last["error"] == ("fit process exited with code 1 before returning a model (with max_memory_mb=2000: "
                              "native code that cannot allocate often exits like this; try a higher limit)")
 
