@@ -595,7 +595,9 @@ def status(config, names=None, clock=time.time, verify=True):
             "note": "; ".join(filter(None, [decision.note, *(obs.quality or {}).get("quality_notes", ())])),
             "paused": state.paused,
             "auto_retraining": model.policy.enable_auto_retraining,
-            "failures_in_row": state.failures_in_row,
+            # Failures count for the data they happened on, as the retry policy counts them: a
+            # data file that was unreadable and is back, or new data, starts from 0.
+            "failures_in_row": state.failures_in_row if state.failure_hash == obs.data_hash else 0,
             "next_retry": utcnow_iso(decision.next_retry) if decision.next_retry else None,
             "model_integrity": _integrity(runner.store, cur) if verify else None,
             "training_now": os.path.isdir(config.state_dir) and lock_is_held(config.state_dir, model.name),

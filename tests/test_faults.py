@@ -393,3 +393,23 @@ def test_sigint_to_the_controller_alone_stops_its_fit(project, tmp_path):
     os.kill(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and err.splitlines()[-1] == "Error: interrupted", err
+
+
+def test_failures_in_a_row_count_for_the_data_they_happened_on(project):
+    """An unreadable data file is a failure; once the file is back (and the model is up to date
+    with it), status and the consecutive-failures gauge read 0 again, so the alert clears."""
+    from retrainctl import metrics
+
+    project.config["models"].pop("housing")
+    project.write_config()
+    assert project.run("check").returncode == 0
+    saved = project.data("iris").read_bytes()
+    project.data("iris").unlink()
+    assert project.run("check").returncode == 1
+    cfg = load_config(str(project.config_path))
+    assert runner.status(cfg)[0]["failures_in_row"] == 1
+    project.data("iris").write_bytes(saved)
+    assert project.run("check").returncode == 0
+    assert runner.status(cfg)[0]["failures_in_row"] == 0
+    assert 'model_retraining_consecutive_failures{model_name="iris"} 0.0' in metrics.exposition(
+        metrics.build_registry(cfg)).decode()
