@@ -87,6 +87,17 @@ class Project:
         self.config["models"][name].update(changes)
         self.write_config()
 
+    def config_error(self, **sections):
+        """Set top-level config sections and run `config`: it must exit 2 with one line that
+        names the config file; returns the rest of that line."""
+        self.config.update(sections)
+        self.write_config()
+        result = self.cli("config")
+        assert result.exit_code == 2, result.output
+        prefix = f"Error: {self.config_path}: "
+        assert result.stderr.startswith(prefix) and result.stderr.count("\n") == 1, result.stderr
+        return result.stderr[len(prefix):].rstrip("\n")
+
     def cli(self, *args, env=None):
         """Run the command in-process; returns click's Result (exit_code, stdout, stderr)."""
         from retrainctl.cli import main

@@ -291,11 +291,7 @@ def test_a_plain_check_never_imports_dask(project):
     ({"type": "dask", "address": "tls://h:8786", "tls_cert": "c.pem"}, "executor.tls_key: tls_cert and tls_key go together"),
 ])
 def test_executor_config_errors(project, executor, message):
-    project.config["executor"] = executor
-    project.write_config()
-    result = project.cli("config")
-    assert result.exit_code == 2
-    assert result.stderr.strip() == f"Error: {project.config_path}: {message}"
+    assert project.config_error(executor=executor) == message
 
 
 def test_data_path_map_and_fsspec_urls(project):

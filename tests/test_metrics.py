@@ -454,11 +454,7 @@ def test_metrics_push_without_url_is_a_usage_error(iris_project):
     ({"url": "http://x", "timeout_seconds": 0}, "pushgateway.timeout_seconds: must be more than 0 and at most 3600, got 0"),
 ])
 def test_pushgateway_config_errors(iris_project, push, message):
-    iris_project.config["pushgateway"] = push
-    iris_project.write_config()
-    result = iris_project.cli("config")
-    assert result.exit_code == 2
-    assert result.stderr == f"Error: {iris_project.config_path}: {message}\n"
+    assert iris_project.config_error(pushgateway=push) == message
 
 
 IMPORT_PROBE = """

@@ -437,8 +437,4 @@ def test_tracking_uri_resolution(tmp_path):
     ({"required": "yes"}, "mlflow.required: must be true or false, got 'yes'"),
 ])
 def test_mlflow_config_errors(project, mlflow, message):
-    project.config["mlflow"] = mlflow
-    project.write_config()
-    out = project.cli("config")
-    assert out.exit_code == 2
-    assert out.stderr == f"Error: {project.config_path}: {message}\n"
+    assert project.config_error(mlflow=mlflow) == message
