@@ -144,8 +144,9 @@ def gather(config, clock=time.time):
     from .runner import status
 
     store = ModelStore(config.model_dir)
+    states = StateLog(config.state_dir).states() if os.path.isdir(config.state_dir) else {}
     views = []
-    for row in status(config, clock=clock, verify=False):
+    for row in status(config, clock=clock, verify=False, states=states):
         model = config.models[row["model_name"]]
         cur = store.current(model.name)
         meta = cur.metadata if cur else {}
@@ -161,7 +162,7 @@ def gather(config, clock=time.time):
             metric=meta.get("metric") or model.metric,
         ))
     # The counters are running totals in the fold, which summary.json caches: no full log read.
-    return StateLog(config.state_dir).states(), views, last_check_time(config.state_dir)
+    return states, views, last_check_time(config.state_dir)
 
 
 class _Snapshot:

@@ -3,7 +3,6 @@ observe (fingerprints, state fold, model store) -> decide (triggers) -> act (tra
 promote) -> record (state log) -> tell (notify). Library functions return values; cli.py prints."""
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import time
@@ -20,7 +19,6 @@ from .notify import notify
 from .state import (ModelState, ScheduleCache, StateLog, host_info, lock_is_held, new_attempt_id,
                     training_lock, utcnow_iso, HISTORY_STATUSES)
 from .store import ModelStore
-from .tracking import CHAMPION, log_training, move_champion, realign_champion, start_warm
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +188,15 @@ class Runner:
 
     def recover_interrupted(self, model, state):
         """An attempt that started but never ended, whose lock is free, died with its process:
-        record it as an `interrupted` failure so the retry policy sees it. Needs the model's lock."""
+        record it as an `interrupted` failure so the retry policy sees it. Needs the model's lock.
+        Returns the model's state afterwards, or None when nothing could be closed."""
         if not state.open_attempts:
-            return []
+            return None
         lock = training_lock(self.config.state_dir, model.name)
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            return []  # still running elsewhere
+            return None  # still running elsewhere
         try:
             return self.close_dead_attempts(model)
         finally:
@@ -205,9 +204,14 @@ class Runner:
 
     def close_dead_attempts(self, model):
         """Close every open attempt of a model whose training lock this process holds: none of
-        them can still be running. Returns the records written."""
+        them can still be running. Returns the model's state afterwards (the log is read again
+        only when something was closed)."""
         state = self.states().get(model.name, ModelState())
-        return [self._close_attempt(model, started) for started in state.open_attempts.values()]
+        if not state.open_attempts:
+            return state
+        for started in state.open_attempts.values():
+            self._close_attempt(model, started)
+        return self.states().get(model.name, ModelState())
 
     def _close_attempt(self, model, started):
         """Record how a dead attempt ended: if its version made it to `current`, only the
@@ -245,6 +249,8 @@ class Runner:
                 break
         if saved is None or not saved.metadata.get("promoted"):
             return {}
+        from .tracking import realign_champion
+
         tracked = realign_champion(self.config, model, cur)
         return {"tracking_error": tracked.error} if tracked.error else {}
 
@@ -261,6 +267,7 @@ class Runner:
         if not claims:
             return []
         from .dispatch import clear_running, mark_running, open_executor
+        from .tracking import start_warm  # MLflow's side: imported only when something trains
 
         state_dir = self.config.state_dir
 
@@ -381,6 +388,8 @@ class Runner:
                       champion_version=champion.version if champion_bytes is not None else None)
         text = f"{description}; {verdict.reason}{job.champion_note}"
         # Tracked before promotion, so that with mlflow.required a tracking failure keeps the candidate out.
+        from .tracking import log_training
+
         tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text, job.warm)
         faults.point("after_track")
         if tracked.run_id is not None:
@@ -418,8 +427,7 @@ class Runner:
         try:
             # An attempt still open while this process holds the lock has died (a run that found
             # the lock busy a moment ago could not close it): closed first, then decided after it.
-            self.close_dead_attempts(model)
-            state = self.states().get(model.name, ModelState())
+            state = self.close_dead_attempts(model)
             fresh = self.observe(model, state, FingerprintCache(self.config.state_dir))
             again = triggers.decide(model.policy, fresh)
         except BaseException:
@@ -513,8 +521,9 @@ def _decide_and_claim(runner, models, states, last, fpcache, report, claims, dry
             continue
         try:
             if state.open_attempts and not dry_run:
-                if runner.recover_interrupted(model, state):
-                    state = runner.states().get(model.name, ModelState())
+                recovered = runner.recover_interrupted(model, state)
+                if recovered is not None:
+                    state = recovered
                     now = clock()  # decided after the failure just recorded, never before it
             obs = runner.observe(model, state, fpcache, now=now)
             decision = triggers.decide(model.policy, obs)
@@ -545,8 +554,7 @@ def train(config, name, reason=None, force=False, clock=time.time, callback=None
     runner.log.ensure_dir()
     runner.ensure_models_valid()
     with _model_lock(config, name, "already being trained by another process"):
-        runner.close_dead_attempts(model)  # see Runner.claim
-        state = runner.states().get(name, ModelState())
+        state = runner.close_dead_attempts(model)  # see Runner.claim
         fpcache = FingerprintCache(config.state_dir)
         obs = runner.observe(model, state, fpcache, manual=True)
         fpcache.save()
@@ -564,11 +572,13 @@ def train(config, name, reason=None, force=False, clock=time.time, callback=None
         return out
 
 
-def status(config, names=None, clock=time.time, verify=True):
+def status(config, names=None, clock=time.time, verify=True, states=None):
     """One row per model: data, current version, age, due and why, last event, failures, training now.
-    `verify` checks each current model file's sha256 (skipped where only counters are wanted)."""
+    `verify` checks each current model file's sha256 (skipped where only counters are wanted);
+    `states` is the log's fold when the caller has already read it."""
     runner = Runner(config, clock)
-    states = runner.states() if os.path.isdir(config.state_dir) else {}
+    if states is None:
+        states = runner.states() if os.path.isdir(config.state_dir) else {}
     fpcache = FingerprintCache(config.state_dir)
     rows = []
     for model in _select(config, names):
@@ -595,9 +605,7 @@ def status(config, names=None, clock=time.time, verify=True):
             "note": "; ".join(filter(None, [decision.note, *(obs.quality or {}).get("quality_notes", ())])),
             "paused": state.paused,
             "auto_retraining": model.policy.enable_auto_retraining,
-            # Failures count for the data they happened on, as the retry policy counts them: a
-            # data file that was unreadable and is back, or new data, starts from 0.
-            "failures_in_row": state.failures_in_row if state.failure_hash == obs.data_hash else 0,
+            "failures_in_row": obs.failures_on_data,
             "next_retry": utcnow_iso(decision.next_retry) if decision.next_retry else None,
             "model_integrity": _integrity(runner.store, cur) if verify else None,
             "training_now": os.path.isdir(config.state_dir) and lock_is_held(config.state_dir, model.name),
@@ -678,6 +686,8 @@ def rollback(config, name, to=None, clock=time.time):
             available = ", ".join(f"v{v}" for v in runner.store.versions(name)) or "none"
             raise UsageError(f"{name}: version {to} does not exist (available: {available})")
         runner.store.verify(target)
+        from .tracking import CHAMPION, move_champion
+
         tracked = move_champion(config, model, target)
         if tracked.error and config.mlflow.required:
             raise TrackingError(f"{name}: not rolled back to v{to}: MLflow alias '{CHAMPION}' could not be moved "
@@ -697,10 +707,9 @@ def _previous_promoted(runner, name, current):
     disk. Versions are numbered in the order they are trained, so reading the log backwards the
     first such record is the one: no need to read years of log."""
     on_disk = set(runner.store.versions(name))
-    for ev in runner.log.newest_first(json.dumps(name).encode()):
+    for ev in runner.log.events(name, ("success",)):
         version = ev.get("version")
-        if (ev.get("model_name") == name and ev.get("status") == "success" and type(version) is int
-                and version < current and version in on_disk):
+        if type(version) is int and version < current and version in on_disk:
             return version
     return None
 

@@ -289,18 +289,21 @@ class StateLog:
             except FileNotFoundError:
                 continue
 
-    def history(self, model=None, limit=20, statuses=HISTORY_STATUSES):
-        """History records (optionally one model's), newest first; `limit` 0 or None means all."""
+    def events(self, model=None, statuses=HISTORY_STATUSES):
+        """Records with one of `statuses` (optionally one model's), newest first, read backwards
+        only as far as the caller iterates."""
         # Model names are plain tokens, so a record of `model` always contains its JSON string:
         # lines without it are not even parsed. (Only an optimisation: matches are checked.)
         needle = json.dumps(model).encode() if model is not None else None
-        out = []
         for ev in self.newest_first(needle):
             if ev.get("status") in statuses and (model is None or ev.get("model_name") == model):
-                out.append(ev)
-                if limit and len(out) >= limit:
-                    break
-        return out
+                yield ev
+
+    def history(self, model=None, limit=20, statuses=HISTORY_STATUSES):
+        """History records (optionally one model's), newest first; `limit` 0 or None means all."""
+        import itertools
+
+        return list(itertools.islice(self.events(model, statuses), limit or None))
 
     # --- the summary: the fold up to an offset, so a reader folds only the tail ------------------
 
@@ -597,13 +600,10 @@ def _summary_format():
     return [FOLD_VERSION, __version__, [f.name for f in fields(ModelState)]]
 
 
-# JSON has no sets, tuples or non-string keys, all of which a fold may hold (a rejected data
-# hash of None, a set of (trigger, key) pairs): they are tagged so they come back identical.
+# The fold holds only what JSON records hold, except dict keys that are not strings (a rejected
+# data hash of None): such dicts, and any dict whose one key starts with "$", are written as
+# tagged pairs so they come back identical.
 def _encode(value):
-    if isinstance(value, (set, frozenset)):
-        return {"$set": [_encode(v) for v in value]}
-    if isinstance(value, tuple):
-        return {"$tuple": [_encode(v) for v in value]}
     if isinstance(value, dict):
         if all(isinstance(k, str) for k in value) and not (len(value) == 1 and next(iter(value)).startswith("$")):
             return {k: _encode(v) for k, v in value.items()}
@@ -616,10 +616,6 @@ def _encode(value):
 def _decode(obj):
     if len(obj) == 1:
         tag, value = next(iter(obj.items()))
-        if tag == "$set":
-            return set(value)
-        if tag == "$tuple":
-            return tuple(value)
         if tag == "$pairs":
             return {k: v for k, v in value}
     return obj

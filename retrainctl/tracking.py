@@ -158,13 +158,11 @@ def move_champion(config, model, target):
         tracked = Tracked(run_id=run_id, error=f"v{target.version} has no MLflow registry version "
                                                f"(it was not registered when it was trained)")
     else:
-        tracked = _run_child("alias", dict(_job(config, uri), name=model.name, version=version))
-        tracked.run_id, tracked.model_version = run_id, version
+        tracked = _set_alias(config, uri, model, version)
+        tracked.run_id = run_id
     if tracked.error:
         _warn(config, "%s: MLflow alias '%s' not moved to v%d at %s: %s", model.name, CHAMPION, target.version,
               redact(uri), tracked.error)
-    else:
-        log.info("%s: MLflow alias '%s' now on registered version %s", model.name, CHAMPION, version)
     return tracked
 
 
@@ -174,8 +172,7 @@ def realign_champion(config, model, cur):
     (none is better than one naming a model that never served). Never raises."""
     uri = tracking_uri(config)
     version = cur.metadata.get("mlflow_model_version") if cur is not None else None
-    tracked = _run_child("alias", dict(_job(config, uri), name=model.name, version=version))
-    tracked.model_version = version
+    tracked = _set_alias(config, uri, model, version)
     if tracked.error:
         log.warning("%s: MLflow alias '%s' not put back in step with the store at %s: %s", model.name, CHAMPION,
                     redact(uri), tracked.error)
@@ -183,7 +180,14 @@ def realign_champion(config, model, cur):
         log.warning("%s: MLflow alias '%s' removed: it named a version that never went live, and the live "
                     "model %s", model.name, CHAMPION,
                     f"v{cur.version} is not registered" if cur is not None else "does not exist")
-    else:
+    return tracked
+
+
+def _set_alias(config, uri, model, version):
+    """Move `champion` to registered `version` (None: remove it) in a tracking process."""
+    tracked = _run_child("alias", dict(_job(config, uri), name=model.name, version=version))
+    tracked.model_version = version
+    if not tracked.error and version is not None:
         log.info("%s: MLflow alias '%s' now on registered version %s", model.name, CHAMPION, version)
     return tracked
 

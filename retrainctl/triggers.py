@@ -44,6 +44,12 @@ class Observation:
     quality: Optional[dict] = None            # what the performance/drift checks saw, for `status`
     quality_keys: Optional[dict] = None       # {trigger: evidence key} of the quality triggers that fired
 
+    @property
+    def failures_on_data(self):
+        """Failures in a row that count against the data the model has now (the retry policy's
+        count): failures on other data, or while the file was unreadable, no longer do."""
+        return self.failures_in_row if self.failure_hash == self.data_hash else 0
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -134,15 +140,15 @@ def decide(policy, obs):
         if obs.skipped_hash == obs.data_hash:
             return Decision(HOLD, reasons, _too_small(policy, obs) + " (already recorded)")
         return Decision(SKIP_SMALL, reasons, _too_small(policy, obs))
-    if obs.failures_in_row and obs.failure_hash == obs.data_hash:
-        if obs.failures_in_row >= policy.max_retries:
+    failures = obs.failures_on_data
+    if failures:
+        if failures >= policy.max_retries:
             return Decision(GAVE_UP, reasons,
-                            f"{obs.failures_in_row} failures in a row for this data; "
-                            "waiting for new data or a manual train")
-        next_retry = (obs.last_failure_time or 0) + retry_delay(policy, obs.failures_in_row)
+                            f"{failures} failures in a row for this data; waiting for new data or a manual train")
+        next_retry = (obs.last_failure_time or 0) + retry_delay(policy, failures)
         if obs.now < next_retry:
             return Decision(BACKOFF, reasons,
-                            f"{obs.failures_in_row} failure(s) in a row; next retry in {next_retry - obs.now:.0f}s",
+                            f"{failures} failure(s) in a row; next retry in {next_retry - obs.now:.0f}s",
                             next_retry=next_retry)
     return Decision(TRAIN, reasons)
 
