@@ -7,6 +7,7 @@ import subprocess
 import yaml
 
 from conftest import REPO
+from retrainctl import __version__
 
 PREFIX = "opt/retrainctl"
 CONFIG = "etc/retrainctl/retrainctl.yaml"
@@ -59,6 +60,8 @@ def test_installed_tree_points_at_the_final_prefix(installed):
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert (site / "retrainctl" / "cli.py").is_file(), "a real (non-editable) install"
     assert not list(site.glob("__editable__*"))
+    assert [p.name for p in site.glob("retrainctl-*.dist-info")] == [f"retrainctl-{__version__}.dist-info"], \
+        "setup.py takes the version from retrainctl/__init__.py"
     assert (installed / VAR / "state").is_dir() and (installed / VAR / "models").is_dir()
 
 
