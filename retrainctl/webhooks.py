@@ -25,6 +25,9 @@ TIMEOUT_SECONDS = 5.0      # per request
 RETRIES = 2                # after the first attempt
 BACKOFF_SECONDS = 0.5      # before the first retry, doubled for each next one
 SENT_FILE = "notified.json"
+# An alert whose cause persists is repeated this often, so a failure that outlives its first
+# alert (or a unit that fails the same way a week later) is not silenced for good.
+REMIND_AFTER_SECONDS = 24 * 3600
 WEBHOOK_KEYS = ("url", "secret_env", "secret_file", "events")
 
 
@@ -154,15 +157,32 @@ def event_names(record):
     and the quality trigger (`drift`, `performance`) that fired it or that it alerts about."""
     status = record.get("status")
     names = {status}
-    if status == "failure" and record.get("error_type") == "interrupted":
-        names.add("interrupted")
+    if status == "failure" and record.get("error_type") in ("interrupted", "unit_failed"):
+        names.add(record["error_type"])
     if record.get("trigger_type") in ("drift", "performance"):
         names.add(record["trigger_type"])
     return names
 
 
 def primary_name(record):
-    return "interrupted" if "interrupted" in event_names(record) else record.get("status")
+    """The one name an event is sent under (the `event` field and X-Retrainctl-Event header)."""
+    names = event_names(record)
+    return next((n for n in ("interrupted", "unit_failed") if n in names), record.get("status"))
+
+
+def unit_failure_event(unit, environ, log_tail, now):
+    """The event of `retrainctl notify-failure UNIT`, run by an OnFailure= unit: systemd (251 and
+    later) passes what happened as MONITOR_* variables; `log_tail` is the failed run's last log
+    lines. Shaped like a history record, so every notifier and filter treats it alike."""
+    from .state import utcnow_iso
+
+    result = environ.get("MONITOR_SERVICE_RESULT") or "unknown"
+    code, status = environ.get("MONITOR_EXIT_CODE"), environ.get("MONITOR_EXIT_STATUS")
+    what = f"{unit} failed: result {result}" + (f", {code} {status}" if code else "")
+    return {"model_name": None, "unit": unit, "status": "failure", "trigger_type": "systemd",
+            "trigger_time": utcnow_iso(now), "duration": 0.0, "data_hash": None, "description": what,
+            "error": "\n".join(list(log_tail)[-20:]) or what, "error_type": "unit_failed",
+            "error_signature": f"{result}|{code}|{status}", "invocation_id": environ.get("MONITOR_INVOCATION_ID")}
 
 
 def cause(record):
@@ -197,12 +217,13 @@ class Notifier:
     """One command's notifications: every send() shares the command's time budget."""
 
     def __init__(self, webhooks=(), apprise=None, state_dir=None, budget=BUDGET_SECONDS,
-                 timeout=TIMEOUT_SECONDS, retries=RETRIES, backoff=BACKOFF_SECONDS):
+                 timeout=TIMEOUT_SECONDS, retries=RETRIES, backoff=BACKOFF_SECONDS, clock=time.time):
         self.webhooks = tuple(webhooks)
         self.apprise = apprise
         self.state_dir = state_dir
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.deadline = time.monotonic() + budget
+        self.clock = clock
 
     def send(self, records):
         """Deliver `records` to every endpoint that wants them, in parallel threads joined by
@@ -216,7 +237,7 @@ class Notifier:
             todo = [r for r in records if event_names(r) & set(target.events)]
             for record in list(todo):
                 why = cause(record)
-                if why is not None and (sent.get(target.key) or {}).get(subject(record)) == why:
+                if why is not None and self._already_sent(sent, target, record, why):
                     results.append(Delivery(_label(target), primary_name(record), "duplicate"))
                     todo.remove(record)
             out, worker = [], None
@@ -236,7 +257,7 @@ class Notifier:
                     log.warning("%s: %s event for %s not delivered: time budget used up", _label(target),
                                 primary_name(record), subject(record))
                 results.append(done[id(record)])
-            changes += _changes(target, records, done)
+            changes += _changes(target, records, done, self.clock())
         self._save_sent(changes)
         return results
 
@@ -303,6 +324,13 @@ class Notifier:
             log.warning("apprise: %s event for %s not delivered to every URL", event, subject(record))
         return Delivery("apprise", event, "sent" if ok else "failed", 1)
 
+    def _already_sent(self, sent, target, record, why):
+        entry = (sent.get(target.key) or {}).get(subject(record))
+        if not isinstance(entry, dict) or entry.get("cause") != why:
+            return False
+        at = entry.get("at")
+        return isinstance(at, (int, float)) and self.clock() - at < REMIND_AFTER_SECONDS
+
     def _load_sent(self):
         if not self.state_dir:
             return {}
@@ -323,26 +351,28 @@ class Notifier:
         try:
             with file_lock(os.path.join(self.state_dir, "notified.lock"), max(0.1, self.deadline - time.monotonic())):
                 data = self._load_sent()
-                for key, who, why in changes:
+                for key, who, entry in changes:
                     causes = data.setdefault(key, {})
-                    if why is None:
+                    if entry is None:
                         causes.pop(who, None)
                     else:
-                        causes[who] = why
+                        causes[who] = entry
                 atomic_write_json(path, data, durable=False)
         except (OSError, LockTimeout) as exc:
             log.warning("%s: not updated: %s", path, exc)
 
 
-def _changes(target, records, done):
-    """(endpoint, subject, cause or None) in the records' order: a cause whose alert was delivered,
-    or news (a success) that ends the cause before it, whether this endpoint wanted it or not.
-    An alert that was not delivered changes nothing: its next occurrence is tried again."""
+def _changes(target, records, done, now):
+    """(endpoint, subject, {cause, at} or None) in the records' order: a cause whose alert was
+    delivered, or news (a success) that ends the cause before it, whether this endpoint wanted
+    it or not. An alert that was not delivered changes nothing: its next occurrence is tried again."""
     out = []
     for record in records:
         why, result = cause(record), done.get(id(record))
-        if why is None or (result is not None and result.outcome == "sent"):
-            out.append((target.key, subject(record), why))
+        if why is None:
+            out.append((target.key, subject(record), None))
+        elif result is not None and result.outcome == "sent":
+            out.append((target.key, subject(record), {"cause": why, "at": round(now, 3)}))
     return out
 
 

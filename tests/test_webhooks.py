@@ -162,8 +162,12 @@ def test_a_repeated_alert_is_sent_once_per_cause(endpoints, tmp_path):
     webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([SUCCESS, FAILURE])
     assert [json.loads(b)["data_hash"] for _, b, _ in server.requests] == ["abc", "new", "def", "abc"]
     saved = json.loads((tmp_path / webhooks.SENT_FILE).read_text())
-    assert saved == {hooks[0].key: {"iris": webhooks.cause(FAILURE)}}
+    assert saved == {hooks[0].key: {"iris": {"cause": webhooks.cause(FAILURE), "at": saved[hooks[0].key]["iris"]["at"]}}}
     assert server.url not in (tmp_path / webhooks.SENT_FILE).read_text()
+    # a cause that persists is repeated as a reminder once REMIND_AFTER_SECONDS have passed
+    later = time.time() + webhooks.REMIND_AFTER_SECONDS + 1
+    assert webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([FAILURE])[0].outcome == "duplicate"
+    assert webhooks.Notifier(hooks, state_dir=str(tmp_path), clock=lambda: later).send([FAILURE])[0].outcome == "sent"
 
 
 def test_an_undelivered_alert_is_tried_again_next_time(endpoints, tmp_path):
@@ -216,3 +220,21 @@ def test_apprise_posts_to_a_json_url(endpoints):
     message = json.loads(body)
     assert message["title"] == "retrainctl: iris failure"
     assert "error (fit_error): fit failed: boom" in message["message"]
+
+
+def test_a_failed_systemd_unit_is_a_unit_failed_event(endpoints, tmp_path):
+    environ = {"MONITOR_SERVICE_RESULT": "exit-code", "MONITOR_EXIT_CODE": "exited", "MONITOR_EXIT_STATUS": "1",
+               "MONITOR_INVOCATION_ID": "0123abcd"}
+    tail = ["check: starting", "Error: /etc/retrainctl/retrainctl.yaml: models.iris: unknown key 'targt'"]
+    event = webhooks.unit_failure_event("retrainctl-check.service", environ, tail, 1_800_000_000)
+    assert event["description"] == "retrainctl-check.service failed: result exit-code, exited 1"
+    assert event["error"] == "\n".join(tail) and event["trigger_time"] == "2027-01-15T08:00:00+00:00"
+    failures, units, successes = endpoints(), endpoints(), endpoints()
+    hooks = [_hook(failures, events=["failure"]), _hook(units, events=["unit_failed"]),
+             _hook(successes, events=["success"])]
+    webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([event])
+    again = webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([dict(event, invocation_id="other")])
+    assert [json.loads(b)["event"] for _, b, _ in failures.requests + units.requests] == ["unit_failed"] * 2
+    assert successes.requests == [] and [r.outcome for r in again] == ["duplicate", "duplicate"]
+    title, body = webhooks.chat_message(event)
+    assert title == "retrainctl: retrainctl-check.service unit_failed" and "unknown key 'targt'" in body
