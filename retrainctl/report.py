@@ -174,7 +174,7 @@ def feature_drift(row, reference):
     """Per-feature drift from a status row, worst first; shares of the reference bins from the
     live model's metadata (which may hold shares or counts, depending on when it was trained)."""
     psis = row.get("drift_psi") if isinstance(row.get("drift_psi"), dict) else {}
-    flagged = row.get("drifted_features")
+    flagged = row.get("drifted_features") if isinstance(row.get("drifted_features"), (dict, list)) else None
     per_feature = {k: v for k, v in row.items()
                    if k.startswith("drift_") and k not in DRIFT_KNOWN and isinstance(v, dict) and set(v) <= set(psis)}
     out = []

@@ -136,15 +136,37 @@ def test_html_facts(facts):
     assert "never trained" in fresh and "<svg" not in fresh
 
 
+def _moved(config, **dirs):
+    return config.__class__(**{**config.__dict__, **{k: str(v) for k, v in dirs.items()}})
+
+
 def test_an_empty_state_dir_gives_a_page(history, tmp_path):
     from retrainctl import report
 
     config = _config(history)
-    config = config.__class__(**{**config.__dict__, "state_dir": str(tmp_path / "none"),
-                                 "model_dir": str(tmp_path / "none")})
-    facts = report.gather(config, ["housing"])
+    facts = report.gather(_moved(config, state_dir=tmp_path / "none", model_dir=tmp_path / "none"), ["housing"])
     assert "never trained" in report.render(facts, "html", NOW)
     assert "never trained" in report.render(facts, "md", NOW)
+    facts = report.gather(_moved(config, state_dir=tmp_path / "none"), ["housing"])
+    assert report.headline(facts[0]) == f"live version v1, r2 {facts[0].versions[0].score:.4g}; the state log has no history for it"
+    assert "The state log has no events for this model." in report.render(facts, "html", NOW)
+
+
+def test_garbled_records_do_not_break_the_page(history, tmp_path):
+    from retrainctl import report
+
+    state = tmp_path / "state"
+    shutil.copytree(history.state_dir, state)
+    garbage = [{"model_name": "iris", "status": "success", "version": "x", "score": "NaN", "trigger_time": "soon"},
+               {"model_name": "iris", "status": "rejected", "version": 7, "score": "high", "champion_score": None},
+               {"model_name": "iris", "status": "rolled_back", "version": 1, "previous_version": [2]},
+               {"model_name": "iris", "status": "failure", "duration": "long", "description": 42}]
+    with open(state / "events.jsonl", "a") as fh:
+        fh.writelines(json.dumps(g) + "\n" for g in garbage)
+    facts = report.gather(_moved(_config(history), state_dir=state), ["iris"])
+    assert [(v.version, v.outcome, v.score) for v in facts[0].versions][-1] == (7, "rejected", None)
+    page, md = report.render(facts, "html", NOW), report.render(facts, "md", NOW)
+    assert "<td>v7</td>" in page and "| v7 | - | - | rejected |" in md
 
 
 def test_unknown_model(history):
