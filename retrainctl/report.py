@@ -658,3 +658,15 @@ def render_markdown(facts_list, generated_at):
 def render(facts_list, fmt="html", generated_at=None):
     generated_at = time.time() if generated_at is None else generated_at
     return (render_markdown if fmt == "md" else render_html)(facts_list, generated_at)
+
+
+def write(config, names=None, fmt="html", output=None, clock=time.time):
+    """The `report` command: the page as text, or written to `output` (atomically, so a CI job
+    or a web server never serves half a page) and None."""
+    text = render(gather(config, names, clock), fmt, clock())
+    if output is None:
+        return text
+    from .fsutil import atomic_write
+
+    atomic_write(output, text, mode=0o644)
+    return None

@@ -169,6 +169,16 @@ def test_garbled_records_do_not_break_the_page(history, tmp_path):
     assert "<td>v7</td>" in page and "| v7 | - | - | rejected |" in md
 
 
+def test_write_to_a_file(history, tmp_path):
+    from retrainctl import report
+
+    out = tmp_path / "site" / "report.html"
+    assert report.write(_config(history), ["housing"], "html", str(out), clock=lambda: NOW) is None
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "generated 2033-05-18T03:33:20Z" in page
+    assert oct(out.stat().st_mode & 0o777) == "0o644" and 'id="model-iris"' not in page
+
+
 def test_unknown_model(history):
     from retrainctl import report
     from retrainctl.errors import UsageError
