@@ -316,13 +316,14 @@ class Notifier:
         for url in target.urls:
             sender.add(url)
         title, text = chat_message(record)
+        detail = "not delivered to every URL"
         try:
             ok = sender.notify(title=title, body=text)
         except Exception as exc:  # a plugin's own failure must not reach the retrain
-            ok, text = False, f"{type(exc).__name__}: {exc}"
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
         if not ok:
-            log.warning("apprise: %s event for %s not delivered to every URL", event, subject(record))
-        return Delivery("apprise", event, "sent" if ok else "failed", 1)
+            log.warning("apprise: %s event for %s: %s", event, subject(record), detail)
+        return Delivery("apprise", event, "sent" if ok else "failed", 1, "" if ok else detail)
 
     def _already_sent(self, sent, target, record, why):
         entry = (sent.get(target.key) or {}).get(subject(record))

@@ -259,3 +259,11 @@ def test_the_failure_hook_unit_verifies_and_is_hardened(tmp_path):
                            capture_output=True, text=True, timeout=120)
     level = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", rated.stdout)
     assert level and float(level[1]) <= 2.0, rated.stdout[-500:]
+
+
+def test_an_apprise_url_that_fails_is_logged(endpoints, caplog):
+    server = endpoints(500)
+    target = webhooks.parse_apprise({"urls": [server.url.replace("http://", "json://")], "events": ["failure"]})
+    results = webhooks.Notifier(apprise=target).send([FAILURE])
+    assert [(r.outcome, r.detail) for r in results] == [("failed", "not delivered to every URL")]
+    assert "apprise: failure event for iris: not delivered to every URL" in caplog.text
