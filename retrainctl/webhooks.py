@@ -214,7 +214,8 @@ def payload(record):
 # --- sending -------------------------------------------------------------------------------------
 
 class Notifier:
-    """One command's notifications: every send() shares the command's time budget."""
+    """One command's notifications: its send() calls share one time budget, counted while they
+    run (an hour of training between two events does not use it up)."""
 
     def __init__(self, webhooks=(), apprise=None, state_dir=None, budget=BUDGET_SECONDS,
                  timeout=TIMEOUT_SECONDS, retries=RETRIES, backoff=BACKOFF_SECONDS, clock=time.time):
@@ -222,7 +223,7 @@ class Notifier:
         self.apprise = apprise
         self.state_dir = state_dir
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self.deadline = time.monotonic() + budget
+        self.budget, self.spent = budget, 0.0
         self.clock = clock
 
     def send(self, records):
@@ -231,6 +232,13 @@ class Notifier:
         targets = list(self.webhooks) + ([self.apprise] if self.apprise else [])
         if not targets or not records:
             return []
+        start = time.monotonic()
+        try:
+            return self._send(targets, records, start + max(0.0, self.budget - self.spent))
+        finally:
+            self.spent += time.monotonic() - start
+
+    def _send(self, targets, records, deadline):
         sent = self._load_sent()
         results, jobs, changes = [], [], []
         for target in targets:
@@ -242,13 +250,13 @@ class Notifier:
                     todo.remove(record)
             out, worker = [], None
             if todo:
-                worker = threading.Thread(target=self._work, args=(target, todo, out), daemon=True,
+                worker = threading.Thread(target=self._work, args=(target, todo, out, deadline), daemon=True,
                                           name=f"retrainctl-notify-{target.key}")
                 worker.start()
             jobs.append((target, todo, out, worker))
         for target, todo, out, worker in jobs:
             if worker is not None:  # one left running past the deadline is abandoned (a daemon thread)
-                worker.join(max(0.0, self.deadline - time.monotonic()))
+                worker.join(max(0.0, deadline - time.monotonic()))
             done = dict(zip(map(id, todo), list(out)))
             for record in todo:
                 if id(record) not in done:
@@ -258,10 +266,10 @@ class Notifier:
                                 primary_name(record), subject(record))
                 results.append(done[id(record)])
             changes += _changes(target, records, done, self.clock())
-        self._save_sent(changes)
+        self._save_sent(changes, deadline)
         return results
 
-    def _work(self, target, records, out):
+    def _work(self, target, records, out, deadline):
         if isinstance(target, AppriseTarget):
             for record in records:
                 out.append(self._apprise_one(target, record))
@@ -273,9 +281,9 @@ class Notifier:
             out.extend(Delivery(_label(target), primary_name(r), "failed", detail=str(exc)) for r in records)
             return
         for record in records:
-            out.append(self._post_one(target, record, secret))
+            out.append(self._post_one(target, record, secret, deadline))
 
-    def _post_one(self, hook, record, secret):
+    def _post_one(self, hook, record, secret, deadline):
         import uuid
 
         body = payload(record)
@@ -286,7 +294,7 @@ class Notifier:
         label, event = _label(hook), primary_name(record)
         detail, attempt = "", 0
         while attempt <= self.retries:
-            left = self.deadline - time.monotonic()
+            left = deadline - time.monotonic()
             if left <= 0:
                 break
             attempt += 1
@@ -297,7 +305,7 @@ class Notifier:
             if code is not None and code < 500 and code != 429:
                 break  # the endpoint refuses this request: asking again will not change its mind
             pause = self.backoff * 2 ** (attempt - 1)
-            if time.monotonic() + pause >= self.deadline:
+            if time.monotonic() + pause >= deadline:
                 break
             time.sleep(pause)
         log.warning("%s: %s event for %s not delivered after %d attempt(s): %s", label, event,
@@ -340,7 +348,7 @@ class Notifier:
         data = read_json(os.path.join(self.state_dir, SENT_FILE), default={})
         return data if isinstance(data, dict) else {}
 
-    def _save_sent(self, changes):
+    def _save_sent(self, changes, deadline):
         """Applied to the file under its lock, as another command may have sent meanwhile. Best
         effort: losing it only means an alert is sent once more."""
         if not changes or not self.state_dir or not os.path.isdir(self.state_dir):
@@ -350,7 +358,7 @@ class Notifier:
 
         path = os.path.join(self.state_dir, SENT_FILE)
         try:
-            with file_lock(os.path.join(self.state_dir, "notified.lock"), max(0.1, self.deadline - time.monotonic())):
+            with file_lock(os.path.join(self.state_dir, "notified.lock"), max(0.1, deadline - time.monotonic())):
                 data = self._load_sent()
                 for key, who, entry in changes:
                     causes = data.setdefault(key, {})

@@ -6,6 +6,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 
 import pytest
@@ -192,7 +193,7 @@ def test_matplotlib_is_imported_only_by_charts(history):
             f"f = report.gather(load_config({str(history.config_path)!r})); "
             "assert 'matplotlib' not in sys.modules; report.render(f, 'md'); "
             "assert 'matplotlib' not in sys.modules; report.render(f); print('matplotlib' in sys.modules)")
-    done = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "True", done.stderr
 
 

@@ -131,6 +131,18 @@ def test_a_slow_endpoint_is_abandoned_within_the_budget(endpoints):
     assert [o[2] for o in outcomes[:2]] in (["failed", "timed_out"], ["timed_out", "timed_out"]), outcomes
 
 
+def test_the_budget_is_shared_by_every_send_of_a_command_but_not_spent_between_them(endpoints):
+    slow, fast = endpoints(200, delay=3), endpoints(200)
+    notifier = webhooks.Notifier([_hook(slow, events=["failure"]), _hook(fast, events=["success"])],
+                                 budget=1.0, timeout=1.0)
+    time.sleep(1.1)  # a training between two events
+    assert [r.outcome for r in notifier.send([SUCCESS])] == ["sent"]
+    assert [r.outcome for r in notifier.send([FAILURE])] in (["failed"], ["timed_out"])
+    start = time.monotonic()
+    assert [r.outcome for r in notifier.send([SUCCESS])] == ["timed_out"]
+    assert time.monotonic() - start < 0.3 and len(fast.requests) == 1
+
+
 def test_an_unreachable_endpoint_is_logged_not_raised(caplog):
     hook = webhooks.parse_webhooks([{"url": "http://127.0.0.1:9/hook"}])[0]  # discard port: refused
     results = webhooks.Notifier([hook], backoff=0.05).send([FAILURE])
