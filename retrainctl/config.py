@@ -67,9 +67,10 @@ def declared(declaration):
 
 def _record_class(declaration, name):
     """The class of a section's (or list item's) value: one declared below, or a plain record
-    named after the key (`csv` -> CsvConfig)."""
+    named after the key (`csv` -> CsvConfig), a module attribute so that it pickles."""
     if id(declaration) not in _records:
-        declared(declaration)(type(name.title().replace("_", "") + "Config", (), {}))
+        cls_name = name.title().replace("_", "") + "Config"
+        globals()[cls_name] = declared(declaration)(type(cls_name, (), {}))
     return _records[id(declaration)]
 
 

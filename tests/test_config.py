@@ -188,6 +188,8 @@ def test_every_declared_key_is_a_field_and_printed_by_config(tmp_path):
 
 def test_nested_sections_and_lists_of_mappings_validate_per_item(tmp_path):
     """What later keys such as `csv: {delimiter, ...}` and `notify.webhooks: [{url, ...}]` need."""
+    import pickle
+
     from retrainctl import config
     from retrainctl.config_keys import URL, Key, Rule
 
@@ -206,10 +208,12 @@ def test_nested_sections_and_lists_of_mappings_validate_per_item(tmp_path):
         v = config._Validator("c.yaml")
         return config._build_record(declaration, v.section(data, declaration, "x"), str(tmp_path), "x")
 
-    rec = check({"csv": {"delimiter": ";"}, "webhooks": [{"url": "https://h", "secret_file": "s", "events": ["failure"]}]})
+    rec = check({"csv": {"delimiter": ";"},
+                 "webhooks": [{"url": "https://h", "secret_file": "s", "events": ["failure"]}]})
     assert (rec.csv.delimiter, rec.csv.encoding) == (";", "utf-8")
-    assert type(rec.csv).__name__ == "CsvConfig"
-    assert [(w.url, w.secret_file, w.events) for w in rec.webhooks] == [("https://h", str(tmp_path / "s"), ("failure",))]
+    assert type(rec.csv).__name__ == "CsvConfig" and pickle.loads(pickle.dumps(rec.csv)) == rec.csv
+    assert [(w.url, w.secret_file, w.events) for w in rec.webhooks] == [
+        ("https://h", str(tmp_path / "s"), ("failure",))]
     assert check({}).webhooks == () and check({}).csv.delimiter == ","
     for data, message in [
         ({"csv": {"delimter": ";"}}, "x.csv.delimter: unknown key 'delimter'; did you mean 'delimiter'?"),
