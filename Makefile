@@ -53,6 +53,8 @@ VARDIR         := /var/lib/retrainctl
 UNITDIR        := /etc/systemd/system
 SYSUSERSDIR    := /etc/sysusers.d
 UNITS          := retrainctl-check.service retrainctl-check.timer retrainctl-train@.service
+# The services whose shared [Service] settings come from systemd/retrainctl-hardening.conf.
+HARDENED       := retrainctl-check.service retrainctl-train@.service
 IVENV          := $(DESTDIR)$(PREFIX)/venv
 
 .PHONY: install install-venv install-config install-data install-units uninstall
@@ -90,6 +92,10 @@ install-units:
 	for u in $(UNITS); do \
 	  sed 's|/opt/retrainctl/|$(PREFIX)/|g' systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u; \
 	done
+	for u in $(HARDENED); do \
+	  install -d $(DESTDIR)$(UNITDIR)/$$u.d && \
+	  install -m 0644 systemd/retrainctl-hardening.conf $(DESTDIR)$(UNITDIR)/$$u.d/hardening.conf; \
+	done
 	install -m 0644 systemd/retrainctl.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/retrainctl.conf
 	@# On the live system: create the user, hand it state/ and models/, tell systemd.
 	if [ -z "$(DESTDIR)" ]; then \
@@ -103,6 +109,8 @@ uninstall:
 	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now retrainctl-check.timer || true; fi
 	rm -f $(DESTDIR)$(UNITDIR)/timers.target.wants/retrainctl-check.timer
 	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
+	@# The operator's own drop-ins (systemctl edit) stay, and so does their folder.
+	for u in $(HARDENED); do rm -f $(DESTDIR)$(UNITDIR)/$$u.d/hardening.conf; rmdir $(DESTDIR)$(UNITDIR)/$$u.d 2>/dev/null || true; done
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/retrainctl.conf
 	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	rm -rf $(IVENV)

@@ -1,8 +1,15 @@
+import re
+
 from setuptools import find_packages, setup
+
+# The version lives in retrainctl/__init__.py only; read it without importing the package,
+# whose dependencies are not installed yet when pip builds it.
+with open("retrainctl/__init__.py", encoding="utf-8") as fh:
+    VERSION = re.search(r'^__version__ = "([^"]+)"$', fh.read(), re.M)[1]
 
 setup(
     name="retrainctl",
-    version="0.1.0",
+    version=VERSION,
     description="Keep scikit-learn models fresh from cron or a systemd timer, statelessly.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

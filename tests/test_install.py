@@ -7,13 +7,15 @@ import subprocess
 import yaml
 
 from conftest import REPO
+from retrainctl import __version__
 
 PREFIX = "opt/retrainctl"
 CONFIG = "etc/retrainctl/retrainctl.yaml"
 VAR = "var/lib/retrainctl"
-OURS = ["etc/systemd/system/retrainctl-check.service", "etc/systemd/system/retrainctl-check.timer",
-        "etc/systemd/system/retrainctl-train@.service", "etc/sysusers.d/retrainctl.conf",
-        f"{PREFIX}/bin/retrainctl", f"{PREFIX}/venv/bin/python"]
+UNITS = "etc/systemd/system"
+DROP_INS = [f"{UNITS}/retrainctl-check.service.d/hardening.conf", f"{UNITS}/retrainctl-train@.service.d/hardening.conf"]
+OURS = [f"{UNITS}/retrainctl-check.service", f"{UNITS}/retrainctl-check.timer", f"{UNITS}/retrainctl-train@.service",
+        *DROP_INS, "etc/sysusers.d/retrainctl.conf", f"{PREFIX}/bin/retrainctl", f"{PREFIX}/venv/bin/python"]
 
 
 def make(*args, destdir):
@@ -59,17 +61,31 @@ def test_installed_tree_points_at_the_final_prefix(installed):
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert (site / "retrainctl" / "cli.py").is_file(), "a real (non-editable) install"
     assert not list(site.glob("__editable__*"))
+    metadata = subprocess.run([str(venv / "bin/python"), "-c", "import importlib.metadata as m; print(m.version('retrainctl'))"],
+                              capture_output=True, text=True, cwd="/", timeout=60)
+    assert metadata.stdout == f"{__version__}\n", "setup.py takes the version from retrainctl/__init__.py"
     assert (installed / VAR / "state").is_dir() and (installed / VAR / "models").is_dir()
 
 
 def test_units_get_the_prefix(tmp_path):
     make("install-units", "PREFIX=/usr/local/retrainctl", destdir=tmp_path)
-    units = tmp_path / "etc/systemd/system"
+    units = tmp_path / UNITS
     for name in ("retrainctl-check.service", "retrainctl-train@.service"):
         text = (units / name).read_text()
         assert "ExecStart=/usr/local/retrainctl/bin/retrainctl --config /etc/retrainctl/retrainctl.yaml " in text
         assert "/opt/retrainctl" not in text
     assert (units / "retrainctl-check.timer").read_text() == (REPO / "systemd/retrainctl-check.timer").read_text()
+    for drop_in in DROP_INS:
+        assert (tmp_path / drop_in).read_text() == (REPO / "systemd/retrainctl-hardening.conf").read_text()
+
+
+def test_uninstall_keeps_the_operators_own_drop_in(tmp_path):
+    make("install-units", destdir=tmp_path)
+    override = tmp_path / UNITS / "retrainctl-check.service.d/override.conf"
+    override.write_text("[Service]\nMemoryMax=8G\n")
+    make("uninstall", destdir=tmp_path)
+    assert not any(os.path.lexists(tmp_path / path) for path in OURS)
+    assert files_under(tmp_path) == [str(override.relative_to(tmp_path))]
 
 
 def test_install_config_never_overwrites(tmp_path):
