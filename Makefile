@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/retrainctl.yaml
 
-.PHONY: run test venv system-deps clean bench bench-dask
+.PHONY: run test venv system-deps clean bench bench-dask docs
 
 run: $(VENV)/.installed
 	$(BIN)/retrainctl --config $(CONFIG) check
@@ -13,6 +13,10 @@ test: $(VENV)/.test-installed system-deps
 	$(BIN)/python -m pytest -q tests
 
 venv: $(VENV)/.installed
+
+# Regenerates the key reference in docs/configuration.md from retrainctl/config_keys.py.
+docs: $(VENV)/.installed
+	$(BIN)/python -m retrainctl.config_docs
 
 # Ratios against md5sum, `python -c pass` and a bare fit script, measured side by side (a few
 # minutes). With the test extras, so that the Dask row (7) runs too.
