@@ -4,6 +4,7 @@ fixed, none fires in normal operation, the first failure counts in increase(), n
 and every dashboard panel returns data. Only the rules' `for:` durations are shortened here."""
 import copy
 import json
+import math
 import os
 import re
 import shutil
@@ -16,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import Project
-from test_metrics import Gateway, free_port, gateway  # noqa: F401 (gateway is a fixture)
+from retrainctl import metrics
+from retrainctl.state import fold, parse_iso
+from test_metrics import _sample_map, free_port, gateway  # noqa: F401 (gateway is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "etc" / "prometheus" / "retrainctl-rules.yml"
@@ -356,37 +359,80 @@ def test_normal_operation_on_two_hosts_fires_nothing_and_every_panel_has_data(
     host_b = other_host(host_a, "host-b")
     push_to(host_a, gateway, job="ml-retrain")
     push_to(host_b, gateway, instance="host-b", job="ml-retrain")
-    for host in (host_a, host_b, host_a):
+    for host in (host_a, host_b):
         run(host, "check")  # nothing due
     prometheus.settle(gateway)
     run(host_a, "train", "iris")
     run(host_b, "metrics", "--push")
-    host_a.append_rows("iris", 5)
-    run(host_b, "check")  # data_change: host-b retrains this time
-    run(host_a, "check")
-    assert host_a.current_version("iris") == 4
+    assert host_a.current_version("iris") == 3
     prometheus.settle(gateway)
 
     assert prometheus.ever_active() == set()
     assert prometheus.counter_resets() == set()
     variables = {"$job": "ml-retrain", "$instance": ".*", "$model": "iris", "$__range": "10m"}
+
+    def substitute(text):
+        for name, value in variables.items():
+            text = text.replace(name, value)
+        return text
+
     for title, ref, expr in panel_queries():
-        for name, value in variables.items():
-            expr = expr.replace(name, value)
-        assert prometheus.query(expr), f"{title} {ref}: {expr} returns no data"
-    dashboard = json.loads(DASHBOARD.read_text())
-    for var in dashboard["templating"]["list"]:  # label_values(selector, label) as Grafana asks it
+        values = prometheus.query(substitute(expr)).values()
+        assert any(math.isfinite(v) for v in values), f"{title} {ref}: {substitute(expr)} returns {values}"
+    expected = {"job": {"ml-retrain"}, "instance": {"host-a", "host-b"}, "model": {"iris"}}
+    for var in json.loads(DASHBOARD.read_text())["templating"]["list"]:  # as Grafana's label_values() asks
         selector, label = re.fullmatch(r"label_values\((.*), (\w+)\)", var["query"]["query"]).groups()
-        for name, value in variables.items():
-            selector = selector.replace(name, value)
-        values = prometheus.api(f"label/{label}/values", **{"match[]": selector})
-        assert values, (var["name"], selector)
+        assert set(prometheus.api(f"label/{label}/values", **{"match[]": substitute(selector)})) == expected[var["name"]]
 
     # Each host reports the shared history: one promotion per host's series, and max by model
-    # (the dashboard's aggregation) counts each once where sum would count it twice.
-    promoted = next(e for t, r, e in panel_queries() if t == "Retrains by outcome" and r == "A")
-    promoted = promoted.replace("$job", "ml-retrain").replace("$instance", ".*").replace("$model", "iris")
+    # (the dashboard's aggregation) counts it once where sum would count it twice.
+    promoted = substitute(next(e for t, r, e in panel_queries() if t == "Retrains by outcome" and r == "A"))
     per_host = prometheus.query(promoted.replace("max by (model_name)", "sum by (instance)"))
     assert len(per_host) == 2
-    assert round(prometheus.query(promoted)[(("model_name", "iris"),)]) == 2
-    assert round(sum(per_host.values())) == 4
+    assert round(prometheus.query(promoted)[(("model_name", "iris"),)]) == 1
+    assert round(sum(per_host.values())) == 2
+
+
+# --- the gauges the rules need, from records (pure) ---------------------------------------------
+
+def test_alert_gauges_and_zero_series_from_records():
+    records = [
+        {"model_name": "m", "trigger_type": "initial", "status": "success", "duration": 2,
+         "trigger_time": "2026-01-01T00:00:00+00:00"},
+        {"model_name": "m", "trigger_type": "data_change", "status": "failure", "duration": 1, "data_hash": "h2",
+         "error_type": "timeout", "trigger_time": "2026-01-01T01:00:00+00:00"},
+        {"model_name": "m", "trigger_type": "manual", "status": "failure", "duration": 1, "data_hash": "h2",
+         "error_type": "timeout", "trigger_time": "2026-01-01T02:00:00+00:00"},
+    ]
+    view = metrics.ModelView("m", 3600.0, data_unavailable=True, auto_retraining=False, check_interval=600.0,
+                             age_clock_start=1000.0)
+    got = _sample_map(metrics.families(fold(records), [view], now=2000.0))
+    m = (("model_name", "m"),)
+    assert got["model_data_unavailable", m] == 1
+    assert got["model_auto_retraining_enabled", m] == 0
+    assert got["model_check_interval_seconds", m] == 600
+    assert got["model_age_clock_start_timestamp_seconds", m] == 1000
+    # the automatic failure's end; the manual one after it is someone's attended `train`
+    assert got["model_last_retraining_failure_timestamp_seconds", m] == parse_iso("2026-01-01T01:00:01+00:00")
+    failures = {dict(k)["error_type"]: v for (n, k), v in got.items() if n == "model_retraining_failure_total"}
+    assert failures == {**dict.fromkeys(metrics.ERROR_TYPES, 0), "timeout": 2}
+    assert got["model_retraining_triggered_total", m + (("trigger_type", "drift"),)] == 0
+    for status in ("failure", "rejected"):
+        assert got["model_retraining_duration_seconds_bucket", (("le", "1.0"), ("model_name", "m"),
+                                                                ("status", status))] == (status == "failure") * 2
+    assert got["model_retraining_duration_seconds_count", m + (("status", "rejected"),)] == 0
+
+    healthy = _sample_map(metrics.families({}, [metrics.ModelView("m", 3600.0, check_interval=300.0)], now=0.0))
+    assert healthy["model_data_unavailable", m] == 0 and healthy["model_auto_retraining_enabled", m] == 1
+    assert not any(n in ("model_age_clock_start_timestamp_seconds", "model_last_retraining_failure_timestamp_seconds")
+                   for n, _ in healthy)
+
+
+def test_the_age_clock_restarts_at_a_rollback_on_the_current_data():
+    rolled = fold([{"model_name": "m", "trigger_type": "operator", "status": "rolled_back", "duration": 0,
+                    "trigger_time": "2026-01-01T01:00:00+00:00", "abandoned_data_hash": "h2"}])["m"]
+    trained_at = parse_iso("2026-01-01T00:00:00+00:00")
+    assert metrics._age_clock_start(trained_at, rolled, {"data_hash": "h2"}) == trained_at + 3600
+    assert metrics._age_clock_start(trained_at, rolled, {"data_hash": "h3"}) == trained_at  # new data
+    assert metrics._age_clock_start(trained_at, None, {"data_hash": None}) == trained_at
+    assert metrics._age_clock_start(None, rolled, {"data_hash": "h2"}) is None
