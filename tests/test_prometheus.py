@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,11 @@ class Prometheus:
             [PROMETHEUS, f"--config.file={self.folder / 'prometheus.yml'}",
              f"--storage.tsdb.path={self.folder / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}",
              "--log.level=warn"], stdout=self.log, stderr=subprocess.STDOUT)
-        self._until(lambda: self._ready(), "Prometheus is ready")
+        try:
+            self._until(self._ready, "Prometheus is ready")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self):
@@ -121,9 +126,9 @@ class Prometheus:
 
 
 def _evaluated(group):
-    from datetime import datetime
-
-    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", group["lastEvaluation"]).replace("Z", "+00:00")).timestamp()
+    """A rule group's lastEvaluation as Unix time (Go writes nanoseconds; Python reads micro)."""
+    text = re.sub(r"(\.\d{6})\d*", r"\1", group["lastEvaluation"]).replace("Z", "+00:00")
+    return datetime.fromisoformat(text).timestamp()
 
 
 @pytest.fixture
@@ -136,7 +141,7 @@ def prometheus(tmp_path, gateway):  # noqa: F811 (the imported fixture)
 
 
 def push_times(gw):
-    """{(instance, job): push_time_seconds} of every group the gateway holds."""
+    """{group's labels: push_time_seconds} of every group the gateway holds, as query() keys them."""
     from prometheus_client.parser import text_string_to_metric_families
 
     return {tuple(sorted(s.labels.items())): s.value for fam in text_string_to_metric_families(gw.get("/metrics"))
@@ -278,7 +283,8 @@ def test_too_old_only_while_retraining_is_enabled_and_after_a_rollback_as_status
     assert "train_timeout_seconds" in run(project, "check", code=1).stderr  # the retrain fails
     prometheus.wait_alert("RetrainctlModelTooOld", "iris")
 
-    assert run(project, "rollback", "iris").stdout.strip()  # to v1; the age clock restarts
+    rolled = run(project, "rollback", "iris").stdout  # the age clock restarts
+    assert rolled.startswith("iris: rolled back from v2 to v1 by ")
     assert project.current_version("iris") == 1
     status = json.loads(run(project, "status", "--json").stdout)["models"][0]
     assert status["due"] is False and status["model_age_seconds"] > 3600
