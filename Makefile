@@ -118,13 +118,14 @@ uninstall:
 	-rmdir $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX) 2>/dev/null
 	@echo "kept: $(ETCDIR)/retrainctl.yaml and $(VARDIR) (data, state, models); the user retrainctl stays"
 
-# Debian packages the tests run for real: the Pushgateway and promtool (metrics), systemd-analyze,
-# strace and jq (scheduling), and the system Python's venv (make install). One apt-get run, only
-# for what is missing; sudo only when not root.
+# Debian packages the tests run for real: the Pushgateway, the Prometheus server and promtool
+# (metrics and alerts; both programs come with the prometheus package), systemd-analyze, strace and
+# jq (scheduling), and the system Python's venv (make install). One apt-get run, only for what is
+# missing; sudo only when not root.
 system-deps:
 	@missing=""; \
 	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
-	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	{ command -v prometheus && command -v promtool; } >/dev/null || missing="$$missing prometheus"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v strace >/dev/null || missing="$$missing strace"; \
 	command -v jq >/dev/null || missing="$$missing jq"; \

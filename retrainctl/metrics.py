@@ -17,13 +17,18 @@ from typing import Optional
 from .config import redact
 from .errors import RetrainctlError, UsageError
 from .fsutil import atomic_write, read_json
-from .state import CHECKS_FILE, DURATION_BUCKETS, StateLog
+from .state import CHECKS_FILE, DURATION_BUCKETS, TIMED_STATUSES, StateLog
 from .state import finite_number as _number
 from .store import ModelStore
 
 log = logging.getLogger(__name__)
 # Series that exist from the start at 0, so rate() and increase() see the first event.
-TRIGGER_TYPES = ("initial", "data_change", "model_age", "performance", "manual")
+TRIGGER_TYPES = ("initial", "data_change", "model_age", "performance", "manual", "drift")
+# The error_type of every failure retrainctl records (runner, executor, dispatch, training);
+# pre-created at 0 for the same reason. A record with another type still gets its series.
+ERROR_TYPES = ("data_error", "config_error", "training_error", "fit_error", "timeout", "memory", "crashed",
+               "interrupted", "internal", "tracking", "executor_error", "no_workers", "scheduler_lost",
+               "worker_lost", "error")
 
 
 class PushError(RetrainctlError):
@@ -43,6 +48,10 @@ class ModelView:
     trained_at: Optional[float] = None
     score: Optional[float] = None
     metric: Optional[str] = None
+    data_unavailable: bool = False
+    auto_retraining: bool = True
+    check_interval: Optional[float] = None
+    age_clock_start: Optional[float] = None
 
 
 def families(states, views, now, last_check=None):
@@ -55,7 +64,9 @@ def families(states, views, now, last_check=None):
     names = [v.name for v in views]
     triggered = Counter({(n, t): 0 for n in names for t in TRIGGER_TYPES})
     success, rejected = Counter(dict.fromkeys(names, 0)), Counter(dict.fromkeys(names, 0))
-    failures, durations, executor_times = Counter(), {}, {}
+    failures = Counter({(n, e): 0 for n in names for e in ERROR_TYPES})
+    durations = {(n, s): (0, 0.0, [0] * len(DURATION_BUCKETS)) for n in names for s in TIMED_STATUSES}
+    executor_times = {}
     for name in names:
         st = states.get(name)
         if st is None:
@@ -129,7 +140,36 @@ def families(states, views, now, last_check=None):
     if last_check is not None:
         last.add_metric([], last_check)
     out.append(last)
-    return out
+    return out + alert_gauges(states, views)
+
+
+def alert_gauges(states, views):
+    """The gauges the alert rules (etc/prometheus/retrainctl-rules.yml, docs/alerts.md) need
+    besides the issue's metrics: each says what a rule must not guess."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    def gauge(metric, doc, value_of):
+        fam = GaugeMetricFamily(metric, doc, labels=["model_name"])
+        for v in views:
+            value = value_of(v)
+            if value is not None:
+                fam.add_metric([v.name], value)
+        return fam
+
+    return [
+        gauge("model_data_unavailable", "1 while the model's data file is missing or cannot be read.",
+              lambda v: float(v.data_unavailable)),
+        gauge("model_auto_retraining_enabled", "The model's enable_auto_retraining: 1 true, 0 false.",
+              lambda v: float(v.auto_retraining)),
+        gauge("model_check_interval_seconds", "The model's check_interval: a check evaluates it at most this often.",
+              lambda v: v.check_interval),
+        gauge("model_age_clock_start_timestamp_seconds",
+              "Unix time the model_age trigger counts the current model's age from: its training, or a "
+              "later rejection or rollback on the same data.", lambda v: v.age_clock_start),
+        gauge("model_last_retraining_failure_timestamp_seconds",
+              "Unix time the last automatic retrain failed (manual trains are not counted).",
+              lambda v: getattr(states.get(v.name), "last_failure_time", None)),
+    ]
 
 
 def last_check_time(state_dir):
@@ -160,9 +200,22 @@ def gather(config, clock=time.time):
             trained_at=_number(meta.get("trained_at_ts")),
             score=_number(meta.get("score")),
             metric=meta.get("metric") or model.metric,
+            data_unavailable=row["data_error"] is not None,
+            auto_retraining=row["auto_retraining"],
+            check_interval=float(model.policy.check_interval),
+            age_clock_start=_age_clock_start(_number(meta.get("trained_at_ts")), states.get(model.name), row),
         ))
     # The counters are running totals in the fold, which summary.json caches: no full log read.
     return states, views, last_check_time(config.state_dir)
+
+
+def _age_clock_start(trained_at, state, row):
+    """As triggers.fire counts the age: a rejected candidate or a rollback on the current data
+    restarts the clock (the rollback records the data it abandoned as rejected)."""
+    if trained_at is None:
+        return None
+    rejected_at = state.rejected.get(row["data_hash"]) if state is not None and row["data_hash"] else None
+    return max(trained_at, rejected_at or 0.0)
 
 
 class _Snapshot:
