@@ -2,6 +2,7 @@
 with a full fold of every segment; history reads backwards only as far as it needs; rotation
 renames whole segments and loses nothing."""
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retrainctl import eventlog, fold as fold_module, locks, logfile
-from retrainctl.errors import LockBusy
+from retrainctl.errors import LockBusy, RetrainctlError
 from retrainctl.eventlog import StateLog
 from retrainctl.events import HISTORY_STATUSES
 from retrainctl.fold import fold
@@ -314,6 +315,31 @@ def test_schedule_cache_lock_is_the_same_lock_filelock_takes(tmp_path, monkeypat
             cache.record({"b": 2.0})
     cache.record({"b": 2.0})
     assert cache.load() == {"a": 1.0, "b": 2.0}
+
+
+def test_an_append_the_disk_fails_midway_leaves_nothing_of_it(tmp_path, monkeypatch):
+    """Records are written whole or not at all: a short write (one record and a half) followed by
+    an I/O error is cut back under the lock and reported naming the log and the cause.
+    (tests/test_full_disk.py proves the same with a real full file system.)"""
+    log = StateLog(str(tmp_path))
+    log.append(rec("a", "paused"))
+    before = open(log.path, "rb").read()
+    real, calls = os.write, []
+
+    def failing(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, bytes(data[: len(data) * 3 // 4]))
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "write", failing)
+    with pytest.raises(RetrainctlError, match=rf"^{log.path}: cannot append to the state log: Input/output error$"):
+        log.append(rec("a", "resumed"), rec("a", "success"))
+    monkeypatch.undo()
+    assert len(calls) == 2 and open(log.path, "rb").read() == before
+    log.append(rec("b", "success"))
+    assert [(e["model_name"], e["status"]) for e in log.read()] == [("a", "paused"), ("b", "success")]
+    assert log.states()["a"].paused
 
 
 def test_lock_timeout_is_also_a_filelock_timeout(tmp_path):
