@@ -14,7 +14,7 @@ from .config import METRICS
 from .errors import DataError, IntegrityError
 from .fingerprint import hash_bytes
 from .fsutil import atomic_write_json, read_json
-from .state import file_lock
+from .locks import file_lock
 from .triggers import Reason
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,12 @@ from typing import Optional
 from .config import redact
 from .errors import RetrainctlError, UsageError
 from .fsutil import atomic_write, read_json
-from .state import CHECKS_FILE, DURATION_BUCKETS, TIMED_STATUSES, StateLog
-from .state import finite_number as _number
+from .eventlog import StateLog
+from .events import TIMED_STATUSES
+from .events import finite_number as _number
+from .fold import DECISION
+from .metrics_totals import DURATION_BUCKETS, TOTALS
+from .schedule import CHECKS_FILE
 from .store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -52,12 +56,12 @@ class ModelView:
     auto_retraining: bool = True
     check_interval: Optional[float] = None
     age_clock_start: Optional[float] = None
+    last_failure_time: Optional[float] = None
 
 
-def families(states, views, now, last_check=None):
-    """The metric families for these folded model states (state.fold: counters and histograms are
-    running totals there) and model views. Pure: values in, values out. Only configured models
-    (the views) are exported."""
+def families(totals, views, now, last_check=None):
+    """The metric families for these running totals (metrics_totals.fold_totals) and model views.
+    Pure: values in, values out. Only configured models (the views) are exported."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
     from prometheus_client.utils import floatToGoString
 
@@ -68,7 +72,7 @@ def families(states, views, now, last_check=None):
     durations = {(n, s): (0, 0.0, [0] * len(DURATION_BUCKETS)) for n in names for s in TIMED_STATUSES}
     executor_times = {}
     for name in names:
-        st = states.get(name)
+        st = totals.get(name)
         if st is None:
             continue
         for trigger, n in st.triggered.items():
@@ -125,7 +129,7 @@ def families(states, views, now, last_check=None):
               lambda v: max(0.0, now - v.trained_at) if v.trained_at is not None else None),
         gauge("model_max_age_seconds", "The model's max_model_age_hours, in seconds.", lambda v: v.max_age_seconds),
         gauge("model_last_retraining_success_timestamp_seconds", "Unix time the last successful retrain ended.",
-              lambda v: getattr(states.get(v.name), "last_success_time", None)),
+              lambda v: getattr(totals.get(v.name), "last_success_time", None)),
         gauge("model_score", "Holdout score of the current model, in its metric.",
               lambda v: v.score, extra=("metric", lambda v: v.metric or "unknown")),
         gauge("model_data_rows", "Data rows in the model's data file.", lambda v: v.data_rows),
@@ -140,10 +144,10 @@ def families(states, views, now, last_check=None):
     if last_check is not None:
         last.add_metric([], last_check)
     out.append(last)
-    return out + alert_gauges(states, views)
+    return out + alert_gauges(views)
 
 
-def alert_gauges(states, views):
+def alert_gauges(views):
     """The gauges the alert rules (etc/prometheus/retrainctl-rules.yml, docs/alerts.md) need
     besides the issue's metrics: each says what a rule must not guess."""
     from prometheus_client.core import GaugeMetricFamily
@@ -168,7 +172,7 @@ def alert_gauges(states, views):
               "later rejection or rollback on the same data.", lambda v: v.age_clock_start),
         gauge("model_last_retraining_failure_timestamp_seconds",
               "Unix time the last automatic retrain failed (manual trains are not counted).",
-              lambda v: getattr(states.get(v.name), "last_failure_time", None)),
+              lambda v: v.last_failure_time),
     ]
 
 
@@ -180,11 +184,12 @@ def last_check_time(state_dir):
 
 
 def gather(config, clock=time.time):
-    """Read what the metrics describe: history records, one view per configured model, last check."""
+    """Read what the metrics describe: the running totals, one view per configured model, last check."""
     from .runner import status
 
     store = ModelStore(config.model_dir)
-    states = StateLog(config.state_dir).states() if os.path.isdir(config.state_dir) else {}
+    folded = StateLog(config.state_dir).folds() if os.path.isdir(config.state_dir) else {}
+    states, totals = folded.get(DECISION.name, {}), folded.get(TOTALS.name, {})
     views = []
     for row in status(config, clock=clock, verify=False, states=states):
         model = config.models[row["model_name"]]
@@ -204,9 +209,10 @@ def gather(config, clock=time.time):
             auto_retraining=row["auto_retraining"],
             check_interval=float(model.policy.check_interval),
             age_clock_start=_age_clock_start(_number(meta.get("trained_at_ts")), states.get(model.name), row),
+            last_failure_time=getattr(states.get(model.name), "last_failure_time", None),
         ))
-    # The counters are running totals in the fold, which summary.json caches: no full log read.
-    return states, views, last_check_time(config.state_dir)
+    # The counters are running totals, which summary.json caches: no full log read.
+    return totals, views, last_check_time(config.state_dir)
 
 
 def _age_clock_start(trained_at, state, row):
@@ -232,9 +238,9 @@ def build_registry(config, clock=time.time):
     """A fresh CollectorRegistry (never the global one) describing the state now."""
     from prometheus_client import CollectorRegistry
 
-    states, views, last_check = gather(config, clock)
+    totals, views, last_check = gather(config, clock)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(families(states, views, clock(), last_check)))
+    registry.register(_Snapshot(families(totals, views, clock(), last_check)))
     return registry
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Optional
 
-from .state import RETRAIN_STATUSES, finite_number, parse_iso, utcnow_iso
+from .events import RETRAIN_STATUSES, finite_number, parse_iso, utcnow_iso
 
 # Enough records for years of daily retraining; a page is about recent behaviour.
 HISTORY_LIMIT = 500
@@ -73,7 +73,7 @@ def gather(config, names=None, clock=time.time):
     """Read everything the page shows about the selected models (all by default); an unknown name
     raises UsageError before anything is read."""
     from .runner import status
-    from .state import StateLog
+    from .eventlog import StateLog
     from .store import ModelStore
 
     for name in names or ():

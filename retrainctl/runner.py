@@ -9,15 +9,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .state import LockTimeout as Timeout
+from .locks import LockTimeout as Timeout
 
 from . import evaluation, faults, triggers
 from .errors import DataError, IntegrityError, RetrainctlError, TrackingError, TrainingError, UsageError
 from .fingerprint import FingerprintCache
 from .fsutil import atomic_write_json, read_json
 from .notify import notify
-from .state import (ModelState, ScheduleCache, StateLog, host_info, lock_is_held, new_attempt_id,
-                    training_lock, utcnow_iso, HISTORY_STATUSES)
+from .eventlog import StateLog
+from .events import HISTORY_STATUSES, host_info, new_attempt_id, utcnow_iso
+from .fold import ModelState
+from .locks import lock_is_held, training_lock
+from .schedule import ScheduleCache
 from .store import ModelStore
 
 log = logging.getLogger(__name__)

@@ -174,7 +174,7 @@ def unit_failure_event(unit, environ, log_tail, now):
     """The event of `retrainctl notify-failure UNIT`, run by an OnFailure= unit: systemd (251 and
     later) passes what happened as MONITOR_* variables; `log_tail` is the failed run's last log
     lines. Shaped like a history record, so every notifier and filter treats it alike."""
-    from .state import utcnow_iso
+    from .events import utcnow_iso
 
     result = environ.get("MONITOR_SERVICE_RESULT") or "unknown"
     code, status = environ.get("MONITOR_EXIT_CODE"), environ.get("MONITOR_EXIT_STATUS")
@@ -354,7 +354,7 @@ class Notifier:
         if not changes or not self.state_dir or not os.path.isdir(self.state_dir):
             return
         from .fsutil import atomic_write_json
-        from .state import LockTimeout, file_lock
+        from .locks import LockTimeout, file_lock
 
         path = os.path.join(self.state_dir, SENT_FILE)
         try:

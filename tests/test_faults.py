@@ -237,7 +237,7 @@ def test_files_have_no_world_access(project):
 def decided(project, name="iris"):
     """A Runner, and the decision it takes for a model on a fresh state: (runner, model, decision, obs)."""
     from retrainctl.fingerprint import FingerprintCache
-    from retrainctl.state import ModelState
+    from retrainctl.fold import ModelState
     from retrainctl.triggers import decide
 
     cfg = load_config(str(project.config_path))
@@ -278,7 +278,7 @@ def test_retry_right_after_recording_an_interrupted_attempt(project):
     the model is retried in the same run, even when the clock crosses a second meanwhile."""
     import blake3
 
-    from retrainctl.state import StateLog
+    from retrainctl.eventlog import StateLog
 
     project.set_model("iris", retry_backoff_seconds=0)
     project.config["models"].pop("housing")
@@ -300,7 +300,7 @@ def test_claim_closes_a_dead_attempt_before_training(project):
     still win the lock for the fit: the dead attempt is closed first, then decided after."""
     import blake3
 
-    from retrainctl.state import StateLog
+    from retrainctl.eventlog import StateLog
 
     project.set_model("iris", retry_backoff_seconds=0)
     StateLog(str(project.state_dir)).append({

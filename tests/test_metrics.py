@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from retrainctl import metrics
 from retrainctl.config import load_config, redact
-from retrainctl.state import fold
+from retrainctl.metrics_totals import fold_totals
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "etc" / "prometheus"
@@ -508,7 +508,7 @@ def test_families_from_records():
     ]
     view = metrics.ModelView("m", 7200.0, data_rows=10, due=True, paused=True, failures_in_row=1,
                              trained_at=1000.0, score=0.9, metric="accuracy")
-    got = _sample_map(metrics.families(fold(records), [view], now=1600.0, last_check=1500.0))
+    got = _sample_map(metrics.families(fold_totals(records), [view], now=1600.0, last_check=1500.0))
     m = (("model_name", "m"),)
     assert got["model_retraining_triggered_total", m + (("trigger_type", "initial"),)] == 1
     assert got["model_retraining_triggered_total", m + (("trigger_type", "data_change"),)] == 2
@@ -540,16 +540,16 @@ def test_families_from_records():
 
 
 def test_export_parses_only_the_log_after_the_summary(project, monkeypatch):
-    """Counters and histograms are running totals in the fold that summary.json caches, so the
+    """Counters and histograms are running totals, a fold that summary.json caches, so the
     export after every run costs the same with years of history: only new lines are parsed."""
-    from retrainctl import logfile, state
-    from retrainctl.state import StateLog
+    from retrainctl import eventlog, logfile
+    from retrainctl.eventlog import StateLog
 
     cfg = load_config(str(project.config_path))
     log = StateLog(cfg.state_dir)
     log.append(*[{"model_name": "iris", "trigger_type": "data_change", "status": "failure", "duration": 2.0,
                   "error_type": "timeout", "trigger_time": "2026-01-01T00:00:00+00:00"} for _ in range(300)])
-    monkeypatch.setattr(state, "SUMMARY_REFRESH", 0)
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
     log.states()  # the summary now covers all 300
     monkeypatch.undo()
     log.append({"model_name": "iris", "trigger_type": "manual", "status": "success", "duration": 90.0,
@@ -582,7 +582,7 @@ def test_executor_seconds_histogram():
         {"model_name": "m", "trigger_type": "manual", "status": "success", "duration": 2},  # before executors
         {"model_name": "m", "trigger_type": "data_change", "status": "skipped", "executor_seconds": 3},
     ]
-    got = _sample_map(metrics.families(fold(records), [metrics.ModelView("m", 3600.0)], now=0.0))
+    got = _sample_map(metrics.families(fold_totals(records), [metrics.ModelView("m", 3600.0)], now=0.0))
     dask = (("executor", "dask"), ("model_name", "m"))
     assert got["model_retraining_executor_seconds_count", dask] == 1
     assert got["model_retraining_executor_seconds_sum", dask] == 7.5

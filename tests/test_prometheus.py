@@ -19,7 +19,9 @@ import pytest
 
 from conftest import Project
 from retrainctl import metrics
-from retrainctl.state import fold, parse_iso
+from retrainctl.events import parse_iso
+from retrainctl.fold import fold
+from retrainctl.metrics_totals import fold_totals
 from test_metrics import _sample_map, free_port, gateway  # noqa: F401 (gateway is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -409,8 +411,8 @@ def test_alert_gauges_and_zero_series_from_records():
          "error_type": "timeout", "trigger_time": "2026-01-01T02:00:00+00:00"},
     ]
     view = metrics.ModelView("m", 3600.0, data_unavailable=True, auto_retraining=False, check_interval=600.0,
-                             age_clock_start=1000.0)
-    got = _sample_map(metrics.families(fold(records), [view], now=2000.0))
+                             age_clock_start=1000.0, last_failure_time=fold(records)["m"].last_failure_time)
+    got = _sample_map(metrics.families(fold_totals(records), [view], now=2000.0))
     m = (("model_name", "m"),)
     assert got["model_data_unavailable", m] == 1
     assert got["model_auto_retraining_enabled", m] == 0

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retrainctl import quality
-from retrainctl.state import fold
+from retrainctl.fold import fold
 
 # --- pure functions -----------------------------------------------------------------------------
 
