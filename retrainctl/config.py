@@ -24,6 +24,7 @@ METRICS = {
 }
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "r2"}
 TASKS = ("classification", "regression")
+DRIFT_ACTIONS = ("alert", "retrain")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -47,6 +48,12 @@ class RetrainingConfig:
     promotion_tolerance: float = 0.02
     min_eval_rows: int = 30
     drift_threshold: float = 0.2
+    quality_alpha: float = 0.01                   # significance level of the performance and drift tests
+    drift_share: float = 0.0                      # share of tested features that must drift (0: any one)
+    drift_features: Optional[list] = None         # features the drift test covers (None: all)
+    drift_exclude: Optional[list] = None          # features it leaves out
+    drift_thresholds: Optional[dict] = None       # feature -> PSI threshold overriding drift_threshold
+    drift_action: str = "alert"                   # alert: drift is a signal; retrain: it triggers a retrain
 
 
 @dataclass(frozen=True)
@@ -219,6 +226,14 @@ POLICY_SCHEMA = {
     "promotion_tolerance": ("float", _between(0, 1)),
     "min_eval_rows": ("int", _ge(1)),
     "drift_threshold": ("float", _gt(0)),
+    "quality_alpha": ("float", ((lambda v: 0 < v < 0.5), "must be more than 0 and less than 0.5")),
+    "drift_share": ("float", _between(0, 1)),
+    "drift_features": ("strlist?", ((lambda v: len(v) > 0), "must list at least one feature")),
+    "drift_exclude": ("strlist?", None),
+    "drift_thresholds": ("dict?", ((lambda v: all(isinstance(k, str) and _type_ok("float", t) and t > 0
+                                                 for k, t in v.items())),
+                                   "must map feature names to PSI thresholds > 0")),
+    "drift_action": ("str", ((lambda v: v in DRIFT_ACTIONS), f"must be one of: {', '.join(DRIFT_ACTIONS)}")),
 }
 MODEL_SCHEMA = {
     "data_path": ("str", None),

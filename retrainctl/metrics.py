@@ -43,6 +43,8 @@ class ModelView:
     trained_at: Optional[float] = None
     score: Optional[float] = None
     metric: Optional[str] = None
+    drifted: Optional[bool] = None         # None: no drift_path, or not enough rows to judge
+    drifted_features: tuple = ()           # (feature, PSI) of the features that drifted
 
 
 def families(states, views, now, last_check=None):
@@ -124,6 +126,15 @@ def families(states, views, now, last_check=None):
         gauge("model_retraining_consecutive_failures",
               "Automatic retrains that failed in a row on the same data.", lambda v: v.failures_in_row),
     ]
+    out.append(gauge("model_input_drifted", "1 if the drift test finds the model's recent inputs drifted "
+                     "(significant and PSI at least drift_threshold), 0 if not; absent when not evaluated.",
+                     lambda v: None if v.drifted is None else float(v.drifted)))
+    psi = GaugeMetricFamily("model_feature_drift_psi", "PSI of each drifted feature of the model's recent inputs.",
+                            labels=["model_name", "feature"])
+    for v in views:
+        for feature, value in v.drifted_features:
+            psi.add_metric([v.name, feature], value)
+    out.append(psi)
     last = GaugeMetricFamily("retrainctl_last_check_timestamp_seconds",
                              "Unix time a `retrainctl check` last evaluated a model.")
     if last_check is not None:
@@ -160,6 +171,8 @@ def gather(config, clock=time.time):
             trained_at=_number(meta.get("trained_at_ts")),
             score=_number(meta.get("score")),
             metric=meta.get("metric") or model.metric,
+            drifted=row["drifted"],
+            drifted_features=tuple((row["drifted_features"] or {}).items()),
         ))
     # The counters are running totals in the fold, which summary.json caches: no full log read.
     return states, views, last_check_time(config.state_dir)
