@@ -512,6 +512,25 @@ def test_drift_action_retrain_retrains_once_per_drift_evidence(project):
                           "waiting for either to change")
 
 
+def test_a_model_trained_before_counts_and_baselines_still_gets_both_tests(project):
+    assert project.run("check", "iris").returncode == 0
+    path = project.model_dir / "iris" / "v1" / "metadata.json"
+    meta = json.loads(path.read_text())
+    del meta["baseline"]
+    for stats in meta["reference"].values():   # the older format: shares only
+        stats["proportions"] = [c / stats["n"] for c in stats.pop("counts")]
+        del stats["n"]
+    path.write_text(json.dumps(meta))
+    write_inputs(project, shift=3.0)
+    _, rows = iris_rows(project)
+    write_eval(project, rows, relabel=True)
+    project.set_model("iris", drift_path="data/recent.csv", eval_path="data/eval.csv")
+    st = status_of(project, "iris")
+    assert st["quality_notes"] == []
+    assert st["drifted"] is True and list(st["drifted_features"]) == ["PetalLengthCm"]
+    assert st["degraded"] is True and st["eval_baseline_rows"] == 42 and st["eval_p_value"] < 1e-30
+
+
 def test_categorical_drift_and_threshold(project):
     assert project.cli("check", "housing").exit_code == 0
     lines = project.data("housing").read_text().splitlines()
