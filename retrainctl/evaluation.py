@@ -103,6 +103,8 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
         if verdict.state != "degraded":
             if verdict.state in ("insufficient", "error"):
                 out.details["quality_notes"].append(f"{kind}: {verdict.text}")
+            elif verdict.note:
+                out.details["quality_notes"].append(f"{kind}: {verdict.note}")
             continue
         setattr(out, kind, Reason(kind, verdict.text))
         out.evidence[kind] = verdict.evidence

@@ -209,6 +209,7 @@ class Verdict:
     text: str
     degradation: Optional[float] = None
     evidence: Optional[dict] = None
+    note: Optional[str] = None        # an `ok` that could not have been anything else: say so in status
 
 
 def drift_verdict(tests, rows, policy, min_rows, source):
@@ -389,12 +390,13 @@ def performance_verdict(metric, evidence, rows, higher_is_better, threshold, alp
                f"p {evidence['p_value']:.2g}; performance_threshold {threshold:g}, quality_alpha {alpha:g})")
     if worse > threshold and evidence["p_value"] <= alpha:
         return Verdict("degraded", f"performance degraded: {numbers}", worse, evidence)
-    text = f"performance ok: {numbers}"
     detectable = evidence.get("detectable")
+    note = None
     if detectable is None or detectable > threshold:
-        text += (f"; {rows} rows are too few to detect a degradation of {threshold:g}"
-                 + (f" (smallest detectable: {detectable:.1%})" if detectable is not None else ""))
-    return Verdict("ok", text, worse, evidence)
+        note = (f"{rows} rows (vs {evidence['baseline_n']} holdout rows) are too few to detect a degradation of "
+                f"{threshold:g} at quality_alpha {alpha:g}"
+                + (f" (smallest detectable: {detectable:.1%})" if detectable is not None else ""))
+    return Verdict("ok", f"performance ok: {numbers}" + (f"; {note}" if note else ""), worse, evidence, note)
 
 
 def _relative(worse):

@@ -178,8 +178,10 @@ def test_performance_verdict_text_and_a_sample_too_small_to_tell():
     assert v.degradation == pytest.approx(1 / 9) and v.evidence == EVIDENCE
     small = quality.performance_verdict("accuracy", dict(EVIDENCE, score=0.89, p_value=0.3, detectable=0.3), 100,
                                         True, 0.05, 0.01, 30, "eval.csv")
-    assert small.state == "ok" and small.text.endswith(
-        "; 100 rows are too few to detect a degradation of 0.05 (smallest detectable: 30.0%)")
+    assert small.state == "ok" and small.note == (
+        "100 rows (vs 300 holdout rows) are too few to detect a degradation of 0.05 at quality_alpha 0.01 "
+        "(smallest detectable: 30.0%)")
+    assert small.text.endswith("; " + small.note) and v.note is None
 
 
 def test_too_few_rows_is_not_evidence():
@@ -297,7 +299,10 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(pro
         ("iris", False), ("housing", False)]
     st_ok = status_of(project, "iris")
     assert st_ok["eval_rows"] == 150 and st_ok["eval_score"] > 0.95 and st_ok["degraded"] is False
-    assert st_ok["eval_source"] == "data/eval.csv" and st_ok["note"] == ""
+    assert st_ok["eval_source"] == "data/eval.csv"
+    # iris holds out 42 rows: too few for its baseline to show a 5% degradation, and status says so
+    assert st_ok["note"] == ("performance: 150 rows (vs 42 holdout rows) are too few to detect a degradation "
+                             "of 0.05 at quality_alpha 0.01 (smallest detectable: 16.7%)")
 
     write_eval(project, rows, relabel=True)
     second = project.run("check")
