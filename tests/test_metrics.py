@@ -608,7 +608,7 @@ def test_promtool_checks_and_tests_the_rules():
     check = subprocess.run([PROMTOOL, "check", "rules", str(RULES / "retrainctl-rules.yml")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 5 rules found" in check.stdout
+    assert "SUCCESS: 6 rules found" in check.stdout
     test = subprocess.run([PROMTOOL, "test", "rules", "retrainctl-rules.test.yml"], cwd=RULES,
                           capture_output=True, text=True)
     assert test.returncode == 0, test.stdout + test.stderr
