@@ -106,18 +106,19 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
             elif verdict.note:
                 out.details["quality_notes"].append(f"{kind}: {verdict.note}")
             continue
-        setattr(out, kind, Reason(kind, verdict.text))
-        out.evidence[kind] = verdict.evidence
-        if kind == "drift" and model.policy.drift_action == "alert":
-            continue  # a signal for status, metrics and alerts: triggers.fire does not retrain on it
+        # drift_action alert: a signal for status, metrics and alerts that triggers.fire does not
+        # retrain on, so there is no retrain to remember and no loop to prevent
+        alert = kind == "drift" and model.policy.drift_action == "alert"
         key = f"{data_hash}|{evidence}"
-        if handled.get(kind) == key:
+        if not alert and handled.get(kind) == key:
             out.details["quality_notes"].append(
                 f"{kind} still degraded, but a retrain already ran for this data and "
                 f"{'eval data' if kind == 'performance' else 'drift inputs'}; waiting for either to change")
-            setattr(out, kind, None)
             continue
-        out.keys[kind] = key
+        setattr(out, kind, Reason(kind, verdict.text))
+        out.evidence[kind] = verdict.evidence
+        if not alert:
+            out.keys[kind] = key
     return out
 
 
