@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/retrainctl.yaml
 
-.PHONY: run test venv system-deps clean bench bench-dask docs
+.PHONY: run test venv system-deps clean bench bench-dask bench-quality docs
 
 run: $(VENV)/.installed
 	$(BIN)/retrainctl --config $(CONFIG) check
@@ -22,6 +22,10 @@ docs: $(VENV)/.installed
 # minutes). With the test extras, so that the Dask row (7) runs too.
 bench: $(VENV)/.test-installed
 	$(BIN)/python bench/bench.py
+
+# False-alarm and detection rates of the performance and drift triggers (fixed seeds, a few minutes).
+bench-quality: $(VENV)/.installed
+	$(BIN)/python bench/quality_bench.py
 
 # The stamp files make a second `make run` instant while re-installing when setup.py changes.
 $(VENV)/.installed: setup.py

@@ -114,8 +114,22 @@ POLICY = (
     Key("promotion_tolerance", "float", 0.02, "a candidate may be at most this much (relative) worse than the "
         "live model on the same holdout rows", between(0, 1)),
     Key("min_eval_rows", "int", 30, "rows needed before `performance` or `drift` may fire", ge(1)),
-    Key("drift_threshold", "float", 0.2, "population stability index above which a feature counts as drifted",
-        gt(0)),
+    Key("drift_threshold", "float", 0.2, "population stability index above which a feature counts as drifted "
+        "(when its test is also significant)", gt(0)),
+    Key("quality_alpha", "float", 0.01, "significance level of the performance and drift tests",
+        Rule(lambda v: 0 < v < 0.5, "must be more than 0 and less than 0.5", "> 0, < 0.5")),
+    Key("drift_share", "float", 0.0, "share of tested features that must drift for the model to count as "
+        "drifted (0: any one; at least one always)", between(0, 1)),
+    Key("drift_features", "strlist", None, "features the drift test covers (null: every feature the model uses)",
+        non_empty("must list at least one feature"), nullable=True, convert=list, show=list),
+    Key("drift_exclude", "strlist", None, "features the drift test leaves out", nullable=True, convert=list,
+        show=list),
+    Key("drift_thresholds", "dict", None, "feature -> PSI threshold overriding `drift_threshold`",
+        Rule(lambda v: all(isinstance(k, str) and not isinstance(t, bool) and isinstance(t, (int, float)) and t > 0
+                           for k, t in v.items()), "must map feature names to PSI thresholds > 0",
+             "feature: PSI > 0"), nullable=True),
+    Key("drift_action", "str", "alert", "`alert`: drift is a signal (status, metrics, notifications); "
+        "`retrain`: it triggers a retrain", one_of("alert", "retrain")),
 )
 
 # Per model only; any POLICY key may be given beside them.

@@ -25,9 +25,10 @@ LOCK_TIMEOUT = 60.0
 NA_TEXT = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                      "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 
-STATUS_FIELDS = ("eval_source", "eval_rows", "eval_score", "eval_baseline", "eval_degradation", "degraded",
-                 "eval_note", "drift_source", "drift_rows", "drift_psi", "drifted_features", "drifted",
-                 "drift_note", "quality_notes")
+STATUS_FIELDS = ("eval_source", "eval_rows", "eval_score", "eval_ci", "eval_baseline", "eval_baseline_rows",
+                 "eval_p_value", "eval_detectable", "eval_method", "eval_degradation", "degraded", "eval_note",
+                 "drift_source", "drift_rows", "drift_psi", "drift_p_values", "drifted_features", "drifted",
+                 "drift_action", "drift_note", "quality_notes")
 
 
 class QualityCache:
@@ -64,10 +65,11 @@ class Assessment:
     drift: Optional[Reason] = None
     keys: dict = field(default_factory=dict)      # evidence keys of the triggers that fired
     details: dict = field(default_factory=dict)   # the status fields
+    evidence: dict = field(default_factory=dict)  # trigger -> the test's numbers, for the history record
 
     def observation_fields(self):
         return {"performance": self.performance, "drift": self.drift, "quality": self.details,
-                "quality_keys": dict(self.keys) or None}
+                "quality_keys": dict(self.keys) or None, "quality_evidence": dict(self.evidence) or None}
 
 
 def status_fields(details):
@@ -101,15 +103,22 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
         if verdict.state != "degraded":
             if verdict.state in ("insufficient", "error"):
                 out.details["quality_notes"].append(f"{kind}: {verdict.text}")
+            elif verdict.note:
+                out.details["quality_notes"].append(f"{kind}: {verdict.note}")
             continue
+        # drift_action alert: a signal for status, metrics and alerts that triggers.fire does not
+        # retrain on, so there is no retrain to remember and no loop to prevent
+        alert = kind == "drift" and model.policy.drift_action == "alert"
         key = f"{data_hash}|{evidence}"
-        if handled.get(kind) == key:
+        if not alert and handled.get(kind) == key:
             out.details["quality_notes"].append(
                 f"{kind} still degraded, but a retrain already ran for this data and "
                 f"{'eval data' if kind == 'performance' else 'drift inputs'}; waiting for either to change")
             continue
         setattr(out, kind, Reason(kind, verdict.text))
-        out.keys[kind] = key
+        out.evidence[kind] = verdict.evidence
+        if not alert:
+            out.keys[kind] = key
     return out
 
 
@@ -146,7 +155,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     policy = model.policy
     metric = meta.get("metric") or model.metric
     baseline = meta.get("score")
-    fields = {"eval_baseline": baseline}
+    fields = {"eval_baseline": baseline, "eval_baseline_rows": meta.get("holdout_rows")}
     if model.eval_path:
         fp = fpcache.get(model.eval_path)
         source = _relpath(config, model.eval_path)
@@ -164,19 +173,22 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     if baseline is None or metric not in METRICS:
         fields["eval_note"] = f"model v{current.version} has no holdout score to compare with"
         return quality.Verdict("error", fields["eval_note"]), None, fields
+    test = None
     if available >= policy.min_eval_rows:
         key = "|".join(map(str, (current.version, meta.get("sha256"), data_hash if not model.eval_path else "",
-                                 evidence, metric, model.target)))
+                                 evidence, metric, model.target, policy.quality_alpha)))
         result = _cached(cache, model, "performance", key,
                          lambda: _score(store, model, current, metric, *labelled))
         if result.get("error"):
             fields["eval_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
         available = result["rows"]
-        fields.update(eval_rows=available, eval_score=result["score"])
-    verdict = quality.performance_verdict(metric, baseline, fields.get("eval_score"), available,
-                                          METRICS[metric][1], policy.performance_threshold,
-                                          policy.min_eval_rows, source)
+        test = result["test"]
+        fields.update(eval_rows=available, eval_score=result["score"], eval_ci=test["ci"],
+                      eval_baseline=test["baseline"], eval_baseline_rows=test["baseline_n"],
+                      eval_p_value=test["p_value"], eval_detectable=test["detectable"], eval_method=test["method"])
+    verdict = quality.performance_verdict(metric, test, available, METRICS[metric][1], policy.performance_threshold,
+                                          policy.quality_alpha, policy.min_eval_rows, source)
     fields.update(eval_note=verdict.text, eval_degradation=verdict.degradation,
                   degraded=None if verdict.state == "insufficient" else verdict.state == "degraded")
     return verdict, evidence, fields
@@ -189,30 +201,54 @@ def _score(store, model, current, metric, path, expected_hash, skip_lines):
     model_bytes = store.read_verified(current)
     import joblib
 
-    from .training import load_frame, score
-
+    lines = _read(path, expected_hash).split(b"\n")
+    raw = b"\n".join(lines[:1] + lines[1 + skip_lines:])
+    try:
+        estimator = joblib.load(io.BytesIO(model_bytes))
+    except Exception as exc:  # reported, not fatal: see score_rows
+        return {"error": f"{path}: cannot load model v{current.version}: {type(exc).__name__}: {exc}"}
     spec = model.training_spec()
     spec["features"] = current.metadata.get("features") or spec["features"]
-    lines = _read(path, expected_hash).split(b"\n")
+    return score_rows(estimator, raw, path, spec, current.metadata, metric, model.policy.quality_alpha,
+                      f"model v{current.version}")
+
+
+def score_rows(estimator, raw, path, spec, meta, metric, alpha, name="the model"):
+    """The score of `estimator` on labelled CSV bytes and the performance test against the
+    holdout baseline in its metadata. A model trained before the baseline statistics were stored
+    has its holdout score and size only: the test then takes that baseline as exact."""
+    from .training import load_frame, score
+
     try:
-        X, y = load_frame(b"\n".join(lines[:1] + lines[1 + skip_lines:]), path, spec)
+        X, y = load_frame(raw, path, spec)
     except DataError as exc:
         return {"error": str(exc)}
     try:
-        estimator = joblib.load(io.BytesIO(model_bytes))
-        return {"rows": int(len(y)), "score": score(metric, y, estimator.predict(X))}
+        pred = estimator.predict(X)
+        sample = quality.metric_sample(metric, y, pred)
+        result = {"rows": int(len(y)), "score": score(metric, y, pred)}
     except Exception as exc:  # an eval set the model cannot score is reported, not fatal
-        return {"error": f"{path}: cannot score model v{current.version}: {type(exc).__name__}: {exc}"}
+        return {"error": f"{path}: cannot score {name}: {type(exc).__name__}: {exc}"}
+    baseline = meta.get("baseline") or (meta.get("score"), meta.get("holdout_rows"))
+    result["test"] = quality.performance_test(metric, baseline, sample, METRICS[metric][1], alpha)
+    return result
 
 
 # --- drift ---------------------------------------------------------------------------------------
+
+def drift_policy(policy):
+    """The drift verdict's view of a model's policy."""
+    return quality.DriftPolicy(threshold=policy.drift_threshold, alpha=policy.quality_alpha, share=policy.drift_share,
+                               features=policy.drift_features, exclude=policy.drift_exclude or (),
+                               thresholds=policy.drift_thresholds)
+
 
 def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
     if not model.drift_path:
         return None, None, {}
     policy = model.policy
     source = _relpath(config, model.drift_path)
-    fields = {"drift_source": source}
+    fields = {"drift_source": source, "drift_action": policy.drift_action}
     reference = current.metadata.get("reference")
     if reference:  # in the training column order, not metadata.json's sorted keys
         order = [f for f in current.metadata.get("features") or () if f in reference]
@@ -221,36 +257,47 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
         note = f"model v{current.version} has no reference statistics; retrain it to record them"
         fields["drift_note"] = note
         return quality.Verdict("error", note), None, fields
+    named = [f for f in (*(policy.drift_features or ()), *(policy.drift_exclude or ()), *(policy.drift_thresholds or ()))
+             if f not in reference]
+    if named:
+        note = (f"drift_features/drift_exclude/drift_thresholds name feature(s) model v{current.version} "
+                f"was not trained on: {', '.join(dict.fromkeys(named))}")
+        fields["drift_note"] = note
+        return quality.Verdict("error", note), None, fields
     fp = fpcache.get(model.drift_path)
     fields["drift_rows"] = fp.rows
     evidence = f"drift:{fp.hash}"
+    tests = {}
     if fp.rows >= policy.min_eval_rows:
         key = f"{current.version}|{current.metadata.get('sha256')}|{evidence}"
-        result = _cached(cache, model, "drift", key, lambda: _sample_psi(model.drift_path, fp.hash, reference))
+        result = _cached(cache, model, "drift", key, lambda: drift_tests(
+            _read(model.drift_path, fp.hash), model.drift_path, reference, current.metadata.get("rows")))
         if result.get("error"):
             fields["drift_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
-        psis = result["psi"]
-        fields.update(drift_rows=result["rows"], drift_psi=psis)
-    else:
-        psis = {}
-    verdict = quality.drift_verdict(psis, fields["drift_rows"], policy.drift_threshold, policy.min_eval_rows, source)
-    fields.update(drift_note=verdict.text,
-                  drifted=None if verdict.state == "insufficient" else verdict.state == "degraded",
-                  drifted_features=quality.drifted(psis, policy.drift_threshold) if psis else None)
+        tests = result["tests"]
+        fields.update(drift_rows=result["rows"], drift_psi={f: t["psi"] for f, t in tests.items()})
+    verdict = quality.drift_verdict(tests, fields["drift_rows"], drift_policy(policy), policy.min_eval_rows, source)
+    drifted = verdict.state == "degraded"
+    text = verdict.text
+    if drifted and policy.drift_action == "alert":
+        text += "; drift_action alert: a signal, not a retrain"
+    fields.update(drift_note=text, drifted=None if verdict.state == "insufficient" else drifted,
+                  drift_p_values=verdict.evidence["p_adjusted"] if verdict.evidence else None,
+                  drifted_features=verdict.evidence["drifted_features"] if verdict.evidence else None)
     return verdict, evidence, fields
 
 
-def _sample_psi(path, expected_hash, reference):
-    """PSI per feature of a CSV of recent inputs, parsed with the csv module (no pandas)."""
-    raw = _read(path, expected_hash)
+def drift_tests(raw, path, reference, rows=None):
+    """PSI and chi-square p-value per feature of CSV bytes of recent inputs, parsed with the csv
+    module (no pandas); `rows`: the training rows, to rebuild the counts of an older reference."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         return {"error": f"{path}: not a UTF-8 text CSV file"}
     reader = csv.DictReader(io.StringIO(text))
     columns = {f: [] for f in reference}
-    rows = 0
+    count = 0
     try:
         from .training import repeated_columns
 
@@ -261,7 +308,7 @@ def _sample_psi(path, expected_hash, reference):
         if missing:
             return {"error": f"{path}: feature column(s) not found: {', '.join(missing)}"}
         for row in reader:
-            rows += 1
+            count += 1
             for name, stats in reference.items():
                 cell = row.get(name)
                 if stats["kind"] == "numeric":
@@ -269,5 +316,5 @@ def _sample_psi(path, expected_hash, reference):
                 else:
                     columns[name].append(None if cell is None or cell in NA_TEXT else cell)
     except csv.Error as exc:
-        return {"error": f"{path}: cannot parse CSV at row {rows + 1}: {exc}"}
-    return {"rows": rows, "psi": {f: round(v, 6) for f, v in quality.feature_psi(reference, columns).items()}}
+        return {"error": f"{path}: cannot parse CSV at row {count + 1}: {exc}"}
+    return {"rows": count, "tests": quality.feature_tests(reference, columns, rows)}

@@ -57,6 +57,8 @@ class ModelView:
     check_interval: Optional[float] = None
     age_clock_start: Optional[float] = None
     last_failure_time: Optional[float] = None
+    drifted: Optional[bool] = None         # None: no drift_path, or not enough rows to judge
+    drifted_features: tuple = ()           # (feature, PSI) of the features that drifted
 
 
 def families(totals, views, now, last_check=None):
@@ -139,6 +141,15 @@ def families(totals, views, now, last_check=None):
         gauge("model_retraining_consecutive_failures",
               "Automatic retrains that failed in a row on the same data.", lambda v: v.failures_in_row),
     ]
+    out.append(gauge("model_input_drifted", "1 if the drift test finds the model's recent inputs drifted "
+                     "(significant and PSI at least drift_threshold), 0 if not; absent when not evaluated.",
+                     lambda v: None if v.drifted is None else float(v.drifted)))
+    psi = GaugeMetricFamily("model_feature_drift_psi", "PSI of each drifted feature of the model's recent inputs.",
+                            labels=["model_name", "feature"])
+    for v in views:
+        for feature, value in v.drifted_features:
+            psi.add_metric([v.name, feature], value)
+    out.append(psi)
     last = GaugeMetricFamily("retrainctl_last_check_timestamp_seconds",
                              "Unix time a `retrainctl check` last evaluated a model.")
     if last_check is not None:
@@ -210,6 +221,8 @@ def gather(config, clock=time.time):
             check_interval=float(model.policy.check_interval),
             age_clock_start=_age_clock_start(_number(meta.get("trained_at_ts")), states.get(model.name), row),
             last_failure_time=getattr(states.get(model.name), "last_failure_time", None),
+            drifted=row["drifted"],
+            drifted_features=tuple((row["drifted_features"] or {}).items()),
         ))
     # The counters are running totals, which summary.json caches: no full log read.
     return totals, views, last_check_time(config.state_dir)

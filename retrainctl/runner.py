@@ -91,7 +91,8 @@ class Job:
 
     def quality_fields(self):
         """The evidence a performance/drift retrain ran for, recorded so it does not loop."""
-        return _quality_keys({"quality_keys": getattr(self.obs, "quality_keys", None)})
+        return _quality_keys({"quality_keys": getattr(self.obs, "quality_keys", None),
+                              "quality_evidence": getattr(self.obs, "quality_evidence", None)})
 
 
 class Runner:
@@ -622,7 +623,7 @@ def status(config, names=None, clock=time.time, verify=True, states=None):
 
 
 def _quality_keys(record):
-    return {"quality_keys": record["quality_keys"]} if record.get("quality_keys") else {}
+    return {k: record[k] for k in ("quality_keys", "quality_evidence") if record.get(k)}
 
 
 def _integrity(store, mv):

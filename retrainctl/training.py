@@ -249,6 +249,9 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
     pred = model.predict(X_test)
     sanity = sanity_problem(spec, model, pred, y_test, X_test)
     candidate_score = score(spec["metric"], y_test, pred)
+    from .quality import metric_sample
+
+    baseline = metric_sample(spec["metric"], y_test, pred)
 
     champion_score = None
     champion_error = None
@@ -270,6 +273,8 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         "task": spec["task"],
         "metric": spec["metric"],
         "score": candidate_score,
+        # what the performance test needs of the holdout score: it is a sample too
+        "baseline": baseline,
         "estimator": spec.get("estimator") or spec.get("trainer"),
         "params": spec["params"],
         "fit_seconds": round(fit_seconds, 3),
@@ -298,13 +303,37 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
 
 
 def reference_stats(X):
-    """Per-feature reference statistics of the training inputs, for the drift check."""
-    from . import quality
+    """Per-feature reference of the training inputs for the drift test, vectorised: a numeric
+    feature's inner decile edges (numpy's linear quantiles) and its row count per bin
+    [-inf, e1), [e1, e2), ... plus a last bin of missing values; a categorical feature's count
+    per top category (text, as a CSV gives it back), the rest lumped into OTHER. The bins are
+    quality.sample_counts' bins, so a check counts a sample the same way."""
+    import numpy as np
+
+    from .quality import BINS, MAX_CATEGORIES, MISSING, OTHER
 
     numeric = set(X.select_dtypes(include="number").columns)
-    columns = {str(c): [None if gap else v for v, gap in zip(X[c].tolist(), X[c].isna().tolist())]
-               for c in X.columns}
-    return quality.reference_stats(columns, {str(c) for c in numeric})
+    out = {}
+    for column in X.columns:
+        values = X[column]
+        n = int(len(values))
+        if column in numeric:
+            present = values.to_numpy(dtype=float)
+            missing = np.isnan(present)
+            present = present[~missing]
+            edges = np.unique(np.quantile(present, np.arange(1, BINS) / BINS)).tolist() if present.size else []
+            counts = np.bincount(np.searchsorted(np.asarray(edges), present, side="right"),
+                                 minlength=len(edges) + 1).tolist() + [int(missing.sum())]
+            out[str(column)] = {"kind": "numeric", "edges": edges, "counts": counts, "n": n}
+        else:
+            labels = values.astype(str).where(values.notna(), MISSING)
+            top = labels.value_counts(sort=True).iloc[:MAX_CATEGORIES]
+            categories, counts = [str(c) for c in top.index], [int(c) for c in top.to_numpy()]
+            if n > sum(counts):
+                categories.append(OTHER)
+                counts.append(n - sum(counts))
+            out[str(column)] = {"kind": "categorical", "categories": categories, "counts": counts, "n": n}
+    return out
 
 
 def sanity_problem(spec, model, pred, y_test, X_test):

@@ -43,6 +43,7 @@ class Observation:
     drift: Optional[Reason] = None            # filled in by the drift check, when it fires
     quality: Optional[dict] = None            # what the performance/drift checks saw, for `status`
     quality_keys: Optional[dict] = None       # {trigger: evidence key} of the quality triggers that fired
+    quality_evidence: Optional[dict] = None   # {trigger: the test's numbers}, for the history record
 
     @property
     def failures_on_data(self):
@@ -73,7 +74,7 @@ class Decision:
 
 def fire(policy, obs):
     """Every trigger that fires now: manual first (it names the event), then initial,
-    data_change, model_age, performance and drift."""
+    data_change, model_age, performance and drift (with drift_action retrain)."""
     reasons = [Reason("manual", "manual train requested")] if obs.manual else []
     if obs.data_hash is None:
         return reasons
@@ -92,7 +93,9 @@ def fire(policy, obs):
                 "model_age", f"model is {age_h:.1f}h old (max_model_age_hours {policy.max_model_age_hours:g})"))
     if obs.performance is not None:
         reasons.append(obs.performance)
-    if obs.drift is not None:
+    # Retraining on the same data cannot fix input drift: by default (drift_action alert) it is a
+    # signal for status, metrics and alerts, and a retrain only where the training data moves too.
+    if obs.drift is not None and policy.drift_action == "retrain":
         reasons.append(obs.drift)
     return reasons
 
