@@ -152,8 +152,10 @@ class Child:
                     if not data:
                         raise Died(self._exit_code())
                     buffer += data
-                    while len(buffer) >= HEADER.size and len(buffer) >= HEADER.size + HEADER.unpack_from(buffer)[0]:
+                    while len(buffer) >= HEADER.size:
                         end = HEADER.size + HEADER.unpack_from(buffer)[0]
+                        if len(buffer) < end:
+                            break
                         kind, *rest = pickle.loads(bytes(buffer[HEADER.size:end]))
                         del buffer[:end]
                         if kind == "note":
