@@ -74,11 +74,11 @@ class Group:
             return child
 
     def kill_all(self):
+        """Kill every child; each one's caller sees it die and closes it (its pipes are theirs)."""
         with self.lock:
             self.closed = True
-            children = list(self.live)
-        for child in children:
-            child.close()
+            for child in self.live:
+                child.kill()
 
     def discard(self, child):
         with self.lock:
@@ -187,10 +187,10 @@ class Child:
         try:
             return self.proc.wait(REAP_SECONDS)
         except subprocess.TimeoutExpired:  # closed its end without exiting: ended here
-            self._kill()
+            self.kill()
             return self.proc.wait()
 
-    def _kill(self):
+    def kill(self):
         """SIGKILL to the whole group, while the child is not reaped (so its pid cannot be reused)."""
         if self.proc.returncode is None:
             try:
@@ -201,7 +201,7 @@ class Child:
     def close(self):
         """Kill the child's process group (it has answered, or is no longer wanted) and reap it.
         Idempotent."""
-        self._kill()
+        self.kill()
         try:
             self.proc.wait(REAP_SECONDS)
         except subprocess.TimeoutExpired:
@@ -326,6 +326,7 @@ def main():
     from . import faults
 
     _answers, parent = int(sys.argv[2]), int(sys.argv[3])
+    os.set_inheritable(_answers, False)  # a process it starts must not hold the parent's EOF back
     _die_with_parent(parent)
     faults.point("child_started", interrupt=parent)
     requests = os.dup(0)
