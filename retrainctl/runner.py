@@ -270,7 +270,7 @@ class Runner:
         model's training lock until this returns, so a remote fit is never duplicated."""
         if not claims:
             return []
-        from .dispatch import clear_running, mark_running, open_executor
+        from .executors import clear_running, mark_running, open_executor
         from .tracking import start_warm  # MLflow's side: imported only when something trains
 
         state_dir = self.config.state_dir
@@ -327,7 +327,7 @@ class Runner:
         return job
 
     def fit_request(self, job):
-        from .dispatch import FitRequest
+        from .executors import FitRequest
 
         model, policy = job.model, job.model.policy
         return FitRequest(model.name, job.attempt_id, dict(model.training_spec(), min_data_size=policy.min_data_size),
@@ -638,7 +638,7 @@ def _integrity(store, mv):
 
 def _executing(config, name):
     """Where a running fit executes, from the sidecar its controller keeps while it holds the lock."""
-    from .dispatch import read_running
+    from .executors import read_running
 
     info = read_running(config.state_dir, name)
     if not info:

@@ -5,15 +5,14 @@ MLflow runs in a child process with a hard deadline (`mlflow.timeout_seconds`), 
 hanging or unreachable tracking server costs bounded time and never a trained model, and the
 controller itself never imports mlflow (about a second) or prints what mlflow prints."""
 import logging
-import multiprocessing
 import os
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import __version__, child, faults
+from .child import Child, note
 from .config import redact
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,6 @@ STORE_VERSION_TAG = "retrainctl.store_version"
 # pipelines hold, so they are trusted. Anything else (a custom trainer's classes) goes cloudpickle.
 SKOPS_TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
 MAX_PARAM_LENGTH = 6000  # MLflow's limit for one param value
-CAPTURED_TAIL = 4000
 
 
 @dataclass
@@ -198,49 +196,31 @@ def _warn(config, *args):
         log.warning(*args)
 
 
-# --- the parent side of the child process --------------------------------------------------------
+# --- the parent side of the tracking process ----------------------------------------------------
 
 class Warm:
     """A tracking process started ahead of need: it imports MLflow and the model libraries (most
     of tracking's cost) on the second core while the fit runs, then serves one action."""
 
     def __init__(self, config):
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe(duplex=True)
         job = _job(config, tracking_uri(config))
-        self.proc = ctx.Process(target=_warm_child, args=(child, job["env"], job["uri"]),
-                                name="retrainctl-mlflow", daemon=True)
-        self.proc.start()
-        child.close()
+        self.child = Child("retrainctl-mlflow", prepare=(_warm_up, (job["uri"],)), capture_output=True,
+                           env=job["env"])
         self.used = False
 
-    def take(self, action, job):
-        """Hand the action over; (conn, process) to wait on, or None if the process already died."""
-        if self.used or not self.proc.is_alive():
+    def take(self):
+        """The process, to run one action in; None if it was taken or has died."""
+        if self.used or not self.child.alive:
             self.close()
             return None
         self.used = True
-        try:
-            self.conn.send((action, job))
-        except OSError:
-            self.close()
-            return None
-        return self.conn, self.proc
+        return self.child
 
     def close(self):
-        """Dismiss an unused process (idempotent; a used one is cleaned up by its caller)."""
-        if self.used:
-            return
-        self.used = True
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
-        self.conn.close()
-        self.proc.join(1)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
+        """Dismiss an unused process (idempotent; a taken one is closed by its caller)."""
+        if not self.used:
+            self.used = True
+            self.child.close()
 
 
 def start_warm(config):
@@ -251,59 +231,33 @@ def start_warm(config):
 def _run_child(action, job, warm=None):
     """Run `action` in a tracking process (the warm one if given, else a fresh one); whatever
     happens, return within job['timeout'] seconds."""
-    taken = warm.take(action, job) if warm is not None else None
-    deadline = time.monotonic() + job["timeout"]
-    if taken is not None:
-        parent, proc = taken
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(child, action, job), name=f"retrainctl-mlflow-{action}", daemon=True)
-        proc.start()
-        child.close()
+    started = time.monotonic()
+    proc = warm.take() if warm is not None else None
+    if proc is None:
+        proc = Child(f"retrainctl-mlflow-{action}", capture_output=True, env=job["env"])
     tracked = Tracked()
     try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not parent.poll(left):
-                tracked.error = f"no answer within mlflow.timeout_seconds={job['timeout']:g}"
-                break
-            try:
-                message = parent.recv()
-            except EOFError:
-                proc.join(5)
-                tracked.error = f"the tracking process exited with code {proc.exitcode}"
-                break
-            kind, payload = message[0], message[1]
-            if kind == "run":
-                tracked.run_id = payload
-                continue
-            log.debug("mlflow output:\n%s", message[2])
-            if kind == "ok":
-                tracked.model_version = payload
-            else:
-                tracked.error = payload
-            break
+        left = job["timeout"] - (time.monotonic() - started)
+        tracked.model_version = proc.call(_serve, action, job, timeout=max(left, 0),
+                                          on_note=lambda run_id: setattr(tracked, "run_id", run_id))
+    except child.Timeout:
+        tracked.error = f"no answer within mlflow.timeout_seconds={job['timeout']:g}"
+    except child.Died as exc:
+        tracked.error = f"the tracking process exited with code {exc.code}"
+    except child.ChildError as exc:
+        tracked.error = str(exc)
     finally:
-        parent.close()
-        proc.join(1)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+        proc.close()
+    log.debug("mlflow output:\n%s", proc.output)
     return tracked
 
 
-# --- the child side: everything below runs in the tracking process -------------------------------
+# --- the tracking process's side -------------------------------------------------------------------
 
-def _child(conn, action, job):
-    captured = _capture_output(job["env"])
-    _serve(conn, action, job, captured)
-
-
-def _warm_child(conn, env, uri):
-    captured = _capture_output(env)
+def _warm_up(uri):
     import importlib
 
+    faults.point("tracking_warming", interrupt=os.getppid())
     # Imported now, while the fit runs, so that the log itself is quick; a module that fails to
     # import here is reported by the action itself.
     for module in ("joblib", "pandas", "sklearn", "skops.io", "mlflow.sklearn"):
@@ -312,15 +266,14 @@ def _warm_child(conn, env, uri):
         except ImportError:
             pass
     _warm_stores(uri)
-    try:
-        message = conn.recv()
-    except EOFError:
-        message = None
-    if message is not None:
-        _serve(conn, *message, captured)
-    from .executor import exit_child
 
-    exit_child()  # dismissed: nothing was done
+
+def _serve(action, job):
+    """The action, in the tracking process. Logging is synchronous, so everything is committed
+    when it returns (the process then leaves with os._exit; see child.main)."""
+    if action == "log":
+        return _log(job, note)
+    return _alias(job)
 
 
 def _warm_stores(uri):
@@ -386,51 +339,6 @@ def _ensure_database(uri):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _capture_output(env):
-    import tempfile
-
-    from .executor import _die_with_parent
-
-    _die_with_parent()
-    # MLflow prints to stdout ("View run ...") and stderr; stdout is the command's result channel.
-    captured = tempfile.TemporaryFile()
-    os.dup2(captured.fileno(), 1)
-    os.dup2(captured.fileno(), 2)
-    for key, value in env.items():
-        os.environ.setdefault(key, value)
-    return captured
-
-
-def _serve(conn, action, job, captured):
-    try:
-        if action == "log":
-            result = _log(job, lambda run_id: conn.send(("run", run_id)))
-        else:
-            result = _alias(job)
-        conn.send(("ok", result, _tail(captured)))
-    except Exception as exc:
-        conn.send(("error", _one_line(exc), _tail(captured) + traceback.format_exc()))
-    finally:
-        conn.close()
-    from .executor import exit_child
-
-    exit_child()  # everything is committed (logging is synchronous); see _log
-
-
-def _tail(captured):
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    captured.seek(0)
-    return captured.read().decode("utf-8", "replace")[-CAPTURED_TAIL:]
-
-
-def _one_line(exc):
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 500 else text[:497] + "..."
 
 
 def _log(job, on_run):

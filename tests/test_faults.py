@@ -135,7 +135,7 @@ def test_memory_limit_is_a_recorded_failure(project):
     OSError(12, "Cannot allocate memory"),
 ])
 def test_what_a_memory_limit_looks_like_elsewhere_is_a_memory_failure(exc):
-    from retrainctl.executor import classify
+    from retrainctl.executors import classify
 
     error_type, text = classify(exc, 400)
     assert error_type == "memory" and text.startswith("fit exceeded max_memory_mb=400 (")
