@@ -3,7 +3,7 @@ environment, the process kills itself with SIGKILL when it reaches that point, s
 prove what a `kill -9` at exactly that moment leaves behind. Unset, it costs one dict lookup.
 
 Points: before_save, after_save, after_track (MLflow done, store not yet promoted), after_promote
-(runner.py); mid_append (state.py, half a line written)."""
+(attempt.py); mid_append (state.py, half a line written)."""
 import os
 import signal
 

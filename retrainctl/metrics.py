@@ -20,10 +20,9 @@ from .fsutil import atomic_write, read_json
 from .state import CHECKS_FILE, DURATION_BUCKETS, StateLog
 from .state import finite_number as _number
 from .store import ModelStore
+from .triggers import TriggerType
 
 log = logging.getLogger(__name__)
-# Series that exist from the start at 0, so rate() and increase() see the first event.
-TRIGGER_TYPES = ("initial", "data_change", "model_age", "performance", "manual")
 
 
 class PushError(RetrainctlError):
@@ -53,7 +52,8 @@ def families(states, views, now, last_check=None):
     from prometheus_client.utils import floatToGoString
 
     names = [v.name for v in views]
-    triggered = Counter({(n, t): 0 for n in names for t in TRIGGER_TYPES})
+    # Every trigger type's series exists from the start at 0, so rate() and increase() see the first event.
+    triggered = Counter({(n, t.value): 0 for n in names for t in TriggerType})
     success, rejected = Counter(dict.fromkeys(names, 0)), Counter(dict.fromkeys(names, 0))
     failures, durations, executor_times = Counter(), {}, {}
     for name in names:
@@ -139,24 +139,25 @@ def last_check_time(state_dir):
     return max((t for t in times if t is not None), default=None)
 
 
-def gather(config, clock=time.time):
-    """Read what the metrics describe: history records, one view per configured model, last check."""
-    from .runner import status
+def gather(config, clock=time.time, observed=None):
+    """Read what the metrics describe: history records, one view per configured model, last check.
+    `observed` is what a check just saw of each model (commands.status: not observed again)."""
+    from .commands import status
 
     store = ModelStore(config.model_dir)
     states = StateLog(config.state_dir).states() if os.path.isdir(config.state_dir) else {}
     views = []
-    for row in status(config, clock=clock, verify=False, states=states):
-        model = config.models[row["model_name"]]
+    for row in status(config, clock=clock, verify=False, states=states, observed=observed):
+        model = config.models[row.model_name]
         cur = store.current(model.name)
         meta = cur.metadata if cur else {}
         views.append(ModelView(
             name=model.name,
             max_age_seconds=model.policy.max_model_age_hours * 3600.0,
-            data_rows=row["data_rows"],
-            due=bool(row["due_reasons"]),
-            paused=row["paused"],
-            failures_in_row=row["failures_in_row"],
+            data_rows=row.data_rows,
+            due=bool(row.due_reasons),
+            paused=row.paused,
+            failures_in_row=row.failures_in_row,
             trained_at=_number(meta.get("trained_at_ts")),
             score=_number(meta.get("score")),
             metric=meta.get("metric") or model.metric,
@@ -175,11 +176,11 @@ class _Snapshot:
         return list(self._fams)
 
 
-def build_registry(config, clock=time.time):
-    """A fresh CollectorRegistry (never the global one) describing the state now."""
+def build_registry(config, clock=time.time, observed=None):
+    """A fresh CollectorRegistry (never the global one) describing the state now (see gather)."""
     from prometheus_client import CollectorRegistry
 
-    states, views, last_check = gather(config, clock)
+    states, views, last_check = gather(config, clock, observed)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(families(states, views, clock(), last_check)))
     return registry
@@ -251,13 +252,14 @@ def push(config, registry):
     log.debug("pushed metrics to %s (job %s, instance %s)", redact(pg.url), pg.job, instance)
 
 
-def export_after_run(config, clock=time.time):
+def export_after_run(config, clock=time.time, observed=None):
     """After a command: push and/or write the textfile, as configured. Never raises: a failed
-    export is a warning, the command's exit code stands, and the next run exports it all again."""
+    export is a warning, the command's exit code stands, and the next run exports it all again.
+    `observed`: what a check saw of each model (see gather)."""
     if not (config.pushgateway.url or config.textfile_path):
         return
     try:
-        registry = build_registry(config, clock)
+        registry = build_registry(config, clock, observed)
     except Exception as exc:
         log.warning("metrics not exported: %s", _describe(exc))
         return
