@@ -26,12 +26,14 @@ def train(config, model, reason=None, force=False, notification_callback=None):
 
 
 def status(config, models=None):
+    """One records.StatusRow per model (`to_dict()` gives the `status --json` shape)."""
     from .commands import status as _status
 
     return _status(config, models)
 
 
 def history(config, model=None, limit=20):
+    """History records (dicts, as in the state log), newest first."""
     from .commands import history as _history
 
     return _history(config, model, limit)
