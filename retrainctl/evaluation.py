@@ -15,7 +15,7 @@ from .errors import DataError, IntegrityError
 from .fingerprint import hash_bytes
 from .fsutil import atomic_write_json, read_json
 from .locks import file_lock
-from .triggers import Reason
+from .triggers import Reason, TriggerType
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
     if current is None or data_hash is None:
         return out
     cache = QualityCache(config.state_dir)
-    for kind, evaluate in (("performance", _performance), ("drift", _drift)):
+    for kind, evaluate in ((TriggerType.PERFORMANCE, _performance), (TriggerType.DRIFT, _drift)):
         try:
             verdict, evidence, fields = evaluate(config, store, model, current, data_hash, data_rows, fpcache, cache)
         except (DataError, IntegrityError) as exc:

@@ -230,7 +230,7 @@ def remote_fit(spec, data_path, expected_hash, champion_bytes):
     from .training import run_task
 
     result = run_task(spec, data_path, expected_hash, champion_bytes)
-    result["worker"] = get_worker().address
+    result.worker = get_worker().address
     return result
 
 
@@ -284,7 +284,7 @@ class DaskExecutor:
         status = p.future.status
         if status == "finished":
             result = p.future.result()
-            return _done(p, result=result, where=result.pop("worker", None))
+            return _done(p, result=result, where=result.worker)
         if status == "cancelled":
             return _done(p, error=TrainingError(
                 f"lost the connection to the Dask scheduler at {self.config.address} during the fit",

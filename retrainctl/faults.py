@@ -4,7 +4,7 @@ what a `kill -9` at exactly that moment leaves behind; with RETRAINCTL_FAULT=sig
 controller gets the SIGINT of a Ctrl-C there (once). Unset, it costs one dict lookup.
 
 Points: before_save, after_save, after_track (MLflow done, store not yet promoted), after_promote
-(runner.py); mid_append (eventlog.py, half a line written); fit_submitted (executors.py);
+(attempt.py); mid_append (eventlog.py, half a line written); fit_submitted (executors.py);
 child_spawned, child_started (child.py: in the parent, in the child); tracking_warming
 (tracking.py, in the warm tracking process)."""
 import os

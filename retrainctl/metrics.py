@@ -24,12 +24,11 @@ from .fold import DECISION
 from .metrics_totals import DURATION_BUCKETS, TOTALS
 from .schedule import CHECKS_FILE
 from .store import ModelStore
+from .triggers import TriggerType
 
 log = logging.getLogger(__name__)
-# Series that exist from the start at 0, so rate() and increase() see the first event.
-TRIGGER_TYPES = ("initial", "data_change", "model_age", "performance", "manual", "drift")
-# The error_type of every failure retrainctl records (runner, executor, dispatch, training);
-# pre-created at 0 for the same reason. A record with another type still gets its series.
+# The error_type of every failure retrainctl records (attempt, executors, training), pre-created
+# at 0 so that rate() and increase() see the first failure. A record with another type still gets its series.
 ERROR_TYPES = ("data_error", "config_error", "training_error", "fit_error", "timeout", "memory", "crashed",
                "interrupted", "internal", "tracking", "executor_error", "no_workers", "scheduler_lost",
                "worker_lost", "error")
@@ -68,7 +67,8 @@ def families(totals, views, now, last_check=None):
     from prometheus_client.utils import floatToGoString
 
     names = [v.name for v in views]
-    triggered = Counter({(n, t): 0 for n in names for t in TRIGGER_TYPES})
+    # Every trigger type's series exists from the start at 0, so rate() and increase() see the first event.
+    triggered = Counter({(n, t.value): 0 for n in names for t in TriggerType})
     success, rejected = Counter(dict.fromkeys(names, 0)), Counter(dict.fromkeys(names, 0))
     failures = Counter({(n, e): 0 for n in names for e in ERROR_TYPES})
     durations = {(n, s): (0, 0.0, [0] * len(DURATION_BUCKETS)) for n in names for s in TIMED_STATUSES}
@@ -194,46 +194,47 @@ def last_check_time(state_dir):
     return max((t for t in times if t is not None), default=None)
 
 
-def gather(config, clock=time.time):
-    """Read what the metrics describe: the running totals, one view per configured model, last check."""
-    from .runner import status
+def gather(config, clock=time.time, observed=None):
+    """Read what the metrics describe: the running totals, one view per configured model, last check.
+    `observed` is what a check just saw of each model (commands.status: not observed again)."""
+    from .commands import status
 
     store = ModelStore(config.model_dir)
     folded = StateLog(config.state_dir).folds() if os.path.isdir(config.state_dir) else {}
     states, totals = folded.get(DECISION.name, {}), folded.get(TOTALS.name, {})
     views = []
-    for row in status(config, clock=clock, verify=False, states=states):
-        model = config.models[row["model_name"]]
+    for row in status(config, clock=clock, verify=False, states=states, observed=observed):
+        model = config.models[row.model_name]
         cur = store.current(model.name)
         meta = cur.metadata if cur else {}
         views.append(ModelView(
             name=model.name,
             max_age_seconds=model.policy.max_model_age_hours * 3600.0,
-            data_rows=row["data_rows"],
-            due=bool(row["due_reasons"]),
-            paused=row["paused"],
-            failures_in_row=row["failures_in_row"],
+            data_rows=row.data_rows,
+            due=bool(row.due_reasons),
+            paused=row.paused,
+            failures_in_row=row.failures_in_row,
             trained_at=_number(meta.get("trained_at_ts")),
             score=_number(meta.get("score")),
             metric=meta.get("metric") or model.metric,
-            data_unavailable=row["data_error"] is not None,
-            auto_retraining=row["auto_retraining"],
+            data_unavailable=row.data_error is not None,
+            auto_retraining=row.auto_retraining,
             check_interval=float(model.policy.check_interval),
-            age_clock_start=_age_clock_start(_number(meta.get("trained_at_ts")), states.get(model.name), row),
+            age_clock_start=_age_clock_start(_number(meta.get("trained_at_ts")), states.get(model.name), row.data_hash),
             last_failure_time=getattr(states.get(model.name), "last_failure_time", None),
-            drifted=row["drifted"],
-            drifted_features=tuple((row["drifted_features"] or {}).items()),
+            drifted=row.quality.get("drifted"),
+            drifted_features=tuple((row.quality.get("drifted_features") or {}).items()),
         ))
     # The counters are running totals, which summary.json caches: no full log read.
     return totals, views, last_check_time(config.state_dir)
 
 
-def _age_clock_start(trained_at, state, row):
+def _age_clock_start(trained_at, state, data_hash):
     """As triggers.fire counts the age: a rejected candidate or a rollback on the current data
     restarts the clock (the rollback records the data it abandoned as rejected)."""
     if trained_at is None:
         return None
-    rejected_at = state.rejected.get(row["data_hash"]) if state is not None and row["data_hash"] else None
+    rejected_at = state.rejected.get(data_hash) if state is not None and data_hash else None
     return max(trained_at, rejected_at or 0.0)
 
 
@@ -247,11 +248,11 @@ class _Snapshot:
         return list(self._fams)
 
 
-def build_registry(config, clock=time.time):
-    """A fresh CollectorRegistry (never the global one) describing the state now."""
+def build_registry(config, clock=time.time, observed=None):
+    """A fresh CollectorRegistry (never the global one) describing the state now (see gather)."""
     from prometheus_client import CollectorRegistry
 
-    totals, views, last_check = gather(config, clock)
+    totals, views, last_check = gather(config, clock, observed)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(families(totals, views, clock(), last_check)))
     return registry
@@ -323,13 +324,14 @@ def push(config, registry):
     log.debug("pushed metrics to %s (job %s, instance %s)", redact(pg.url), pg.job, instance)
 
 
-def export_after_run(config, clock=time.time):
+def export_after_run(config, clock=time.time, observed=None):
     """After a command: push and/or write the textfile, as configured. Never raises: a failed
-    export is a warning, the command's exit code stands, and the next run exports it all again."""
+    export is a warning, the command's exit code stands, and the next run exports it all again.
+    `observed`: what a check saw of each model (see gather)."""
     if not (config.pushgateway.url or config.textfile_path):
         return
     try:
-        registry = build_registry(config, clock)
+        registry = build_registry(config, clock, observed)
     except Exception as exc:
         log.warning("metrics not exported: %s", _describe(exc))
         return

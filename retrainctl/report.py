@@ -72,7 +72,7 @@ class ModelFacts:
 def gather(config, names=None, clock=time.time):
     """Read everything the page shows about the selected models (all by default); an unknown name
     raises UsageError before anything is read."""
-    from .runner import status
+    from .commands import status
     from .eventlog import StateLog
     from .store import ModelStore
 
@@ -80,7 +80,7 @@ def gather(config, names=None, clock=time.time):
         config.model(name)
     log, store = StateLog(config.state_dir), ModelStore(config.model_dir)
     facts = []
-    for row in status(config, names, clock=clock):
+    for row in (r.to_dict() for r in status(config, names, clock=clock)):
         model = config.model(row["model_name"])
         history = log.history(model.name, HISTORY_LIMIT)
         metas = {v: mv.metadata for v in store.versions(model.name) if (mv := store.get(model.name, v))}

@@ -91,7 +91,7 @@ def _job(config, uri):
 
 
 def log_training(config, model, mv, result, trigger_type, promoted, description="", warm=None):
-    """Log one candidate (store version `mv`, fit `result` from the training task) as an MLflow
+    """Log one candidate (store version `mv`, records.FitResult `result`) as an MLflow
     run; register it and move `champion` to it when `promoted`. Never raises: a failure comes
     back as Tracked.error, with whatever ids were obtained before it."""
     if not config.mlflow.enabled:
@@ -112,9 +112,9 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
         "retrainctl_version": __version__,
         "store_version": mv.version,
     }
-    metrics = {model.metric: result["score"], "training_seconds": meta.get("fit_seconds")}
-    if result.get("champion_score") is not None:
-        metrics[f"champion_{model.metric}"] = result["champion_score"]
+    metrics = {model.metric: result.score, "training_seconds": meta.get("fit_seconds")}
+    if result.champion_score is not None:
+        metrics[f"champion_{model.metric}"] = result.champion_score
     job = dict(
         _job(config, uri),
         experiment=f"{model.name}_retraining",

@@ -1,6 +1,7 @@
 """The training task: a plain function of (training spec, data path, expected data hash) that
-returns the fitted pipeline's bytes, its holdout score and metadata. It never touches the state
-log, the locks or the model store, so it can run in a child process or on another host.
+returns a records.FitResult (the fitted pipeline's bytes, its holdout score and metadata). It
+never touches the state log, the locks or the model store, so it can run in a child process or
+on another host.
 
 pandas and scikit-learn are imported inside the functions: importing this module is cheap.
 """
@@ -13,6 +14,7 @@ import time
 
 from .errors import ConfigError, DataError, TrainingError
 from .fingerprint import count_rows, hash_bytes
+from .records import FitResult
 
 
 def resolve_callable(path, keypath, config_path):
@@ -291,15 +293,8 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
     }
     if spec["task"] == "classification":
         metadata["classes"] = sorted(map(str, y.unique()))
-    return {
-        "model_bytes": buf.getvalue(),
-        "score": candidate_score,
-        "champion_score": champion_score,
-        "champion_error": champion_error,
-        "sanity_problem": sanity,
-        "data_hash": data_hash,
-        "metadata": metadata,
-    }
+    return FitResult(model_bytes=buf.getvalue(), score=candidate_score, data_hash=data_hash, metadata=metadata,
+                     champion_score=champion_score, champion_error=champion_error, sanity_problem=sanity)
 
 
 def reference_stats(X):

@@ -1,7 +1,20 @@
 """The decision core: given a model's policy, what the log says and what was observed now,
 which triggers fire and what to do. Pure functions of values: no files, no clock, no ML imports."""
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Optional
+
+
+class TriggerType(StrEnum):
+    """What caused a retrain (str-valued: the log, `--json` and the metrics label hold the word)."""
+
+    MANUAL = "manual"
+    INITIAL = "initial"
+    DATA_CHANGE = "data_change"
+    MODEL_AGE = "model_age"
+    PERFORMANCE = "performance"
+    DRIFT = "drift"
+
 
 # Actions a decision can end in.
 TRAIN = "train"
@@ -75,14 +88,14 @@ class Decision:
 def fire(policy, obs):
     """Every trigger that fires now: manual first (it names the event), then initial,
     data_change, model_age, performance and drift (with drift_action retrain)."""
-    reasons = [Reason("manual", "manual train requested")] if obs.manual else []
+    reasons = [Reason(TriggerType.MANUAL, "manual train requested")] if obs.manual else []
     if obs.data_hash is None:
         return reasons
     if obs.model_version is None:
         # A first candidate the gate rejected is not retried on the same data (no loop).
-        return reasons + ([Reason("initial", "no current model")] if obs.rejected_at is None else [])
+        return reasons + ([Reason(TriggerType.INITIAL, "no current model")] if obs.rejected_at is None else [])
     if obs.data_hash != obs.model_data_hash and obs.rejected_at is None:
-        reasons.append(Reason("data_change", f"data file changed: {obs.data_path}"))
+        reasons.append(Reason(TriggerType.DATA_CHANGE, f"data file changed: {obs.data_path}"))
     if obs.model_trained_at is not None:
         # A rejected candidate for this same data resets the clock: retraining on the same data
         # again and again would only produce the same rejected model.
@@ -90,7 +103,7 @@ def fire(policy, obs):
         age_h = (obs.now - reference) / 3600.0
         if age_h > policy.max_model_age_hours:
             reasons.append(Reason(
-                "model_age", f"model is {age_h:.1f}h old (max_model_age_hours {policy.max_model_age_hours:g})"))
+                TriggerType.MODEL_AGE, f"model is {age_h:.1f}h old (max_model_age_hours {policy.max_model_age_hours:g})"))
     if obs.performance is not None:
         reasons.append(obs.performance)
     # Retraining on the same data cannot fix input drift: by default (drift_action alert) it is a

@@ -379,7 +379,7 @@ def test_data_path_map_and_fsspec_urls(project):
 
     url = "file://" + str(project.data("iris"))
     result = run_task(spec, url, compute(str(project.data("iris"))).hash)
-    assert result["metadata"]["rows"] == 150 and result["metadata"]["fit_pid"] == os.getpid()
+    assert result.metadata["rows"] == 150 and result.metadata["fit_pid"] == os.getpid()
     from retrainctl.errors import DataError
 
     with pytest.raises(DataError, match="data file not found"):

@@ -539,6 +539,18 @@ def test_families_from_records():
     assert not any(dict(labels).get("model_name") == "gone" for _, labels in got)
 
 
+def test_every_trigger_type_has_a_counter_from_the_start():
+    """Each trigger type's series exists at 0 before its first event (drift was once missing)."""
+    from retrainctl.triggers import TriggerType
+
+    view = metrics.ModelView("m", 7200.0)
+    got = _sample_map(metrics.families({}, [view], now=1600.0))
+    triggered = {dict(labels)["trigger_type"]: value for (name, labels), value in got.items()
+                 if name == "model_retraining_triggered_total"}
+    assert triggered == {t.value: 0 for t in TriggerType}
+    assert {"initial", "data_change", "model_age", "performance", "drift", "manual"} <= set(triggered)
+
+
 def test_export_parses_only_the_log_after_the_summary(project, monkeypatch):
     """Counters and histograms are running totals, a fold that summary.json caches, so the
     export after every run costs the same with years of history: only new lines are parsed."""

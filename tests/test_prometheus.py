@@ -438,7 +438,7 @@ def test_the_age_clock_restarts_at_a_rollback_on_the_current_data():
     rolled = fold([{"model_name": "m", "trigger_type": "operator", "status": "rolled_back", "duration": 0,
                     "trigger_time": "2026-01-01T01:00:00+00:00", "abandoned_data_hash": "h2"}])["m"]
     trained_at = parse_iso("2026-01-01T00:00:00+00:00")
-    assert metrics._age_clock_start(trained_at, rolled, {"data_hash": "h2"}) == trained_at + 3600
-    assert metrics._age_clock_start(trained_at, rolled, {"data_hash": "h3"}) == trained_at  # new data
-    assert metrics._age_clock_start(trained_at, None, {"data_hash": None}) == trained_at
-    assert metrics._age_clock_start(None, rolled, {"data_hash": "h2"}) is None
+    assert metrics._age_clock_start(trained_at, rolled, "h2") == trained_at + 3600
+    assert metrics._age_clock_start(trained_at, rolled, "h3") == trained_at  # new data
+    assert metrics._age_clock_start(trained_at, None, None) == trained_at
+    assert metrics._age_clock_start(None, rolled, "h2") is None
