@@ -339,11 +339,13 @@ class Runner:
         try:
             return self.finish(job, result, error)
         except Exception as exc:
-            log.error("%s: %s: %s", job.model.name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            # A named error (a full disk in the store) already says what and where, and its type.
+            error = str(exc) if isinstance(exc, RetrainctlError) else f"{type(exc).__name__}: {exc}"
+            log.error("%s: %s", job.model.name, error, exc_info=log.isEnabledFor(logging.DEBUG))
             record = self._record(job.model, job.trigger_type, "failure", job.start, job.description,
                                   duration=round(self.clock() - job.start, 3), data_hash=job.obs.data_hash,
-                                  attempt_id=job.attempt_id, error=f"{type(exc).__name__}: {exc}",
-                                  error_type="internal", **job.quality_fields(), **job.extra)
+                                  attempt_id=job.attempt_id, error=error,
+                                  error_type=getattr(exc, "error_type", "internal"), **job.quality_fields(), **job.extra)
             d = job.decision
             return Outcome(job.model.name, d.action, d.reasons, d.note, f"failed: {exc}", record, failed=True)
         finally:
@@ -384,7 +386,8 @@ class Runner:
                     trigger_type=job.trigger_type, attempt_id=job.attempt_id, model_name=model.name,
                     promoted=verdict.promote)
         faults.point("before_save")
-        mv = self.store.save(model.name, result["model_bytes"], meta)
+        mv = self.store.save(model.name, result["model_bytes"], meta,
+                             at_least=self.states().get(model.name, ModelState()).max_version)
         faults.point("after_save")
         fields = dict(version=mv.version, score=result["score"], rows=meta["rows"],
                       champion_score=result["champion_score"],
@@ -515,6 +518,7 @@ def _decide_and_claim(runner, models, states, last, fpcache, report, claims, dry
     evaluated = {}
     for model in models:
         state = states.get(model.name, ModelState())
+        runner.store.warn_if_lost(model.name, state.had_live, state.max_version)
         now = clock()
         # A dry run answers "is anything due now?", so it does not wait out check_interval; and a
         # data file that went missing is reported at once, not hidden by the interval.
@@ -577,8 +581,8 @@ def train(config, name, reason=None, force=False, clock=time.time, callback=None
 
 def status(config, names=None, clock=time.time, verify=True, states=None):
     """One row per model: data, current version, age, due and why, last event, failures, training now.
-    `verify` checks each current model file's sha256 (skipped where only counters are wanted);
-    `states` is the log's fold when the caller has already read it."""
+    `verify` checks each current model file's sha256 and warns of a lost model folder (skipped
+    where only counters are wanted); `states` is the log's fold when the caller has already read it."""
     runner = Runner(config, clock)
     if states is None:
         states = runner.states() if os.path.isdir(config.state_dir) else {}
@@ -611,6 +615,8 @@ def status(config, names=None, clock=time.time, verify=True, states=None):
             "failures_in_row": obs.failures_on_data,
             "next_retry": utcnow_iso(decision.next_retry) if decision.next_retry else None,
             "model_integrity": _integrity(runner.store, cur) if verify else None,
+            "model_dir_missing": runner.store.warn_if_lost(model.name, state.had_live,
+                                                           state.max_version) if verify else None,
             "training_now": os.path.isdir(config.state_dir) and lock_is_held(config.state_dir, model.name),
             "last_event": state.last_event,
             **evaluation.status_fields(obs.quality),
