@@ -95,6 +95,14 @@ class ModelStore:
         version = self.current_version(name)
         return None if version is None else self.get(name, version)
 
+    def saved_by(self, name, attempt_id):
+        """The version a training attempt saved, or None."""
+        for version in reversed(self.versions(name)):  # the attempt's is usually the newest
+            mv = self.get(name, version)
+            if mv is not None and mv.metadata.get("attempt_id") == attempt_id:
+                return mv
+        return None
+
     def verify(self, mv):
         """Refuse a model file whose sha256 differs from its metadata, before anything unpickles it."""
         try:
