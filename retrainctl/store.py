@@ -1,10 +1,10 @@
 """The versioned model store: <model_dir>/<model>/v<N>/{model.joblib,metadata.json} and a
 `current` symlink swapped atomically. A version folder appears whole or not at all."""
+import errno
 import hashlib
 import json
 import logging
 import os
-import errno
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass

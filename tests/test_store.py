@@ -1,29 +1,11 @@
 """The model store's promises under real faults: version numbers are never handed out twice,
 even after the model folder was deleted, and a save that fills the disk fails that model alone,
 naming the path, leaving no partial version and the live model as it was."""
-import contextlib
 import json
 import shutil
-import subprocess
-
-import pytest
 
 from retrainctl.fold import fold
 from retrainctl.store import ModelStore
-
-
-@contextlib.contextmanager
-def tmpfs(path, size):
-    """A real size-limited file system mounted at `path` for the test (tests run as root)."""
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs at {path} (needs root): {done.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
 
 
 def warnings(stderr):
@@ -96,31 +78,31 @@ def test_a_lost_current_link_is_warned_and_numbering_goes_on(project):
     assert project.current_version("housing") == 2
 
 
-def test_a_full_disk_fails_that_model_alone_and_names_the_path(project):
+def test_a_full_disk_fails_that_model_alone_and_names_the_path(project, full_disk):
     """Both small models fit in 128 KB; a random forest of 300 trees (about 500 KB) does not."""
-    with tmpfs(project.model_dir, "128k"):
-        assert project.run("check").returncode == 0
-        live = (project.model_dir / "iris" / "v1" / "model.joblib").read_bytes()
-        project.set_model("iris", estimator="sklearn.ensemble.RandomForestClassifier",
-                          params={"random_state": 0, "n_estimators": 300})
-        project.append_rows("iris", 10)
-        project.append_rows("housing", 10)
+    full_disk(project.model_dir, "128k")
+    assert project.run("check").returncode == 0
+    live = (project.model_dir / "iris" / "v1" / "model.joblib").read_bytes()
+    project.set_model("iris", estimator="sklearn.ensemble.RandomForestClassifier",
+                      params={"random_state": 0, "n_estimators": 300})
+    project.append_rows("iris", 10)
+    project.append_rows("housing", 10)
 
-        r = project.run("check")
-        path = project.model_dir / "iris" / "v2"
-        message = f"{path}: cannot save the model: No space left on device"
-        assert r.returncode == 1, r.stdout + r.stderr
-        assert f"retrainctl: ERROR: iris: {message}" in r.stderr.splitlines()
-        assert "Traceback" not in r.stderr and "internal error" not in r.stderr
-        rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
-        assert rows["iris"].endswith(f"failed: {message}") and "promoted v2" in rows["housing"]
+    r = project.run("check")
+    path = project.model_dir / "iris" / "v2"
+    message = f"{path}: cannot save the model: No space left on device"
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"retrainctl: ERROR: iris: {message}" in r.stderr.splitlines()
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:]}
+    assert rows["iris"].endswith(f"failed: {message}") and "promoted v2" in rows["housing"]
 
-        iris = project.history("iris")[-1]
-        assert (iris["status"], iris["error_type"], iris["error"], iris["version"]) == (
-            "failure", "disk_full", message, None)
-        assert project.history("housing")[-1]["status"] == "success"
-        assert project.current_version("iris") == 1 and project.current_version("housing") == 2
-        assert sorted(p.name for p in (project.model_dir / "iris").iterdir()) == ["current", "v1"]
-        assert (project.model_dir / "iris" / "v1" / "model.joblib").read_bytes() == live
-        rows, _ = status_json(project)
-        assert rows["iris"]["model_integrity"] == "ok" and rows["iris"]["model_version"] == 1
+    iris = project.history("iris")[-1]
+    assert (iris["status"], iris["error_type"], iris["error"], iris["version"]) == (
+        "failure", "disk_full", message, None)
+    assert project.history("housing")[-1]["status"] == "success"
+    assert project.current_version("iris") == 1 and project.current_version("housing") == 2
+    assert sorted(p.name for p in (project.model_dir / "iris").iterdir()) == ["current", "v1"]
+    assert (project.model_dir / "iris" / "v1" / "model.joblib").read_bytes() == live
+    rows, _ = status_json(project)
+    assert rows["iris"]["model_integrity"] == "ok" and rows["iris"]["model_version"] == 1
