@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from . import faults, triggers
-from .errors import DataError, IntegrityError, TrainingError
+from .errors import DataError, IntegrityError, RetrainctlError, TrainingError
 from .records import Event, Outcome, Status, quality_fields
 from .events import host_info, new_attempt_id, utcnow_iso
 from .locks import LockTimeout, training_lock
@@ -169,9 +169,11 @@ class Attempts:
         try:
             return self.finish(job, result, error)
         except Exception as exc:
-            log.error("%s: %s: %s", job.model.name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            # A named error (a full disk in the store) already says what and where, and its type.
+            error = str(exc) if isinstance(exc, RetrainctlError) else f"{type(exc).__name__}: {exc}"
+            log.error("%s: %s", job.model.name, error, exc_info=log.isEnabledFor(logging.DEBUG))
             return self._outcome(job, f"failed: {exc}", Status.FAILURE, job.description, failed=True,
-                                 error=f"{type(exc).__name__}: {exc}", error_type="internal")
+                                 error=error, error_type=getattr(exc, "error_type", "internal"))
         finally:
             if job.warm is not None:  # not needed after all (the fit failed): dismissed
                 job.warm.close()
@@ -217,7 +219,7 @@ class Attempts:
                     trigger_type=job.trigger_type, attempt_id=job.attempt_id, model_name=model.name,
                     promoted=verdict.promote)
         faults.point("before_save")
-        mv = self.store.save(model.name, result.model_bytes, meta)
+        mv = self.store.save(model.name, result.model_bytes, meta, at_least=self.recorder.state(model.name).max_version)
         faults.point("after_save")
         fields = dict(version=mv.version, score=result.score, rows=meta["rows"],
                       champion_score=result.champion_score,

@@ -110,6 +110,7 @@ def _decide_and_claim(shell, models, last, report, claims):
     evaluated = {}
     for model in models:
         state = states.get(model.name, ModelState())
+        shell.store.warn_if_lost(model.name, state.had_live, state.max_version)
         now = clock()
         # A dry run answers "is anything due now?", so it does not wait out check_interval; and a
         # data file that went missing is reported at once, not hidden by the interval.

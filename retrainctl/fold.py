@@ -38,6 +38,11 @@ class ModelState:
     open_attempts: dict = field(default_factory=dict)  # attempt_id -> started record
     # (trigger, evidence key) pairs a performance/drift-triggered retrain already ran for
     quality_handled: dict = field(default_factory=dict)  # trigger -> evidence key of the last retrain it caused
+    # The highest store version any record names (`started` records name none), and whether a
+    # version ever went live: a model folder deleted since must not hand its numbers out again,
+    # and its loss is worth a warning (ModelStore.save, ModelStore.warn_if_lost).
+    max_version: int = 0
+    had_live: bool = False
 
 
 def fold(events, states=None):
@@ -57,6 +62,11 @@ def fold(events, states=None):
         if status not in HISTORY_STATUSES:
             continue
         st.last_event = ev
+        version = ev.get("version")
+        if type(version) is int and version > st.max_version:
+            st.max_version = version
+        if status in ("success", "rolled_back"):
+            st.had_live = True
         when = end_time(ev)
         data_hash = ev.get("data_hash")
         if status in ("success", "rejected"):

@@ -67,7 +67,7 @@ class Observer:
 
     def status_row(self, model, obs, decision, state, verify=True):
         """The `status` row of a model observed as `obs` and decided as `decision`. `verify`
-        checks the current model file's sha256."""
+        checks the current model file's sha256 and warns of a lost model folder."""
         cur = self.store.current(model.name)
         meta = cur.metadata if cur else {}
         state_dir = self.config.state_dir
@@ -94,6 +94,7 @@ class Observer:
             failures_in_row=obs.failures_on_data,
             next_retry=utcnow_iso(decision.next_retry) if decision.next_retry else None,
             model_integrity=_integrity(self.store, cur) if verify else None,
+            model_dir_missing=self.store.warn_if_lost(model.name, state.had_live, state.max_version) if verify else None,
             training_now=training_now,
             last_event=state.last_event,
             quality=evaluation.status_fields(obs.quality),

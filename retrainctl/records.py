@@ -156,6 +156,7 @@ class StatusRow:
     failures_in_row: int
     next_retry: Optional[str]
     model_integrity: Optional[str]
+    model_dir_missing: Optional[bool]
     training_now: bool
     last_event: Optional[dict]
     quality: dict
@@ -170,7 +171,7 @@ class StatusRow:
 _ROW_KEYS = ("model_name", "data_path", "data_rows", "data_hash", "data_error", "data_changed", "model_version",
              "model_age_seconds", "metric", "score", "mlflow_run_id", "mlflow_model_version", "due", "due_reasons",
              "action", "note", "paused", "auto_retraining", "failures_in_row", "next_retry", "model_integrity",
-             "training_now", "last_event")
+             "model_dir_missing", "training_now", "last_event")
 
 
 def quality_fields(keys, evidence=None):

@@ -57,28 +57,23 @@ class Recovery:
                                        data_hash=started.get("data_hash"), attempt_id=attempt, version=cur.version,
                                        **quality, score=cur.metadata.get("score"), rows=cur.metadata.get("rows"),
                                        promoted=True)
+        # The version it saved is recorded: MLflow may already know that number (see ModelState.max_version).
+        saved = self.store.saved_by(model.name, attempt)
         # Before the record: a crash in between repeats the realignment next time, never skips it.
-        realigned = self._realign_champion(model, attempt, cur)
+        realigned = self._realign_champion(model, saved, cur)
         log.warning("%s: recorded an interrupted training attempt", model.name)
         return self.recorder.write(model, started.get("trigger_type"), Status.FAILURE, self.clock(),
                                    f"{where} never finished", data_hash=started.get("data_hash"),
                                    error="interrupted: the training process died", **quality,
+                                   version=saved.version if saved else None,
                                    error_type="interrupted", attempt_id=attempt, **realigned)
 
-    def _realign_champion(self, model, attempt, cur):
+    def _realign_champion(self, model, saved, cur):
         """Registering a candidate in MLflow moves `champion` to it just before the store promotes
         it; an attempt killed between the two leaves the alias ahead of the store. If the dead
-        attempt saved a candidate meant for promotion, put the alias back on what is live.
+        attempt saved a candidate (`saved`) meant for promotion, put the alias back on what is live.
         Returns the fields for the attempt's record (`tracking_error` when that failed)."""
-        if not self.config.mlflow.enabled:
-            return {}
-        saved = None
-        for version in reversed(self.store.versions(model.name)):  # the attempt's is usually the newest
-            mv = self.store.get(model.name, version)
-            if mv is not None and mv.metadata.get("attempt_id") == attempt:
-                saved = mv
-                break
-        if saved is None or not saved.metadata.get("promoted"):
+        if not self.config.mlflow.enabled or saved is None or not saved.metadata.get("promoted"):
             return {}
         from .tracking import realign_champion
 
