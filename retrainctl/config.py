@@ -25,6 +25,23 @@ METRICS = {
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "r2"}
 TASKS = ("classification", "regression")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# What a column can be declared as in `feature_types` (training.build_pipeline says what each becomes).
+FEATURE_TYPES = ("numeric", "categorical", "datetime", "text", "id", "drop")
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """How a model's CSV files are read, everywhere they are read (fingerprint, fit, eval, drift)."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    quotechar: str = '"'
+
+    @property
+    def text_encoding(self):
+        """The codec to decode with: UTF-8 files often start with a byte-order mark, which must
+        not become part of the first column's name."""
+        return "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,7 @@ class RetrainingConfig:
     promotion_tolerance: float = 0.02
     min_eval_rows: int = 30
     drift_threshold: float = 0.2
+    csv: CsvOptions = field(default_factory=CsvOptions)
 
 
 @dataclass(frozen=True)
@@ -63,10 +81,15 @@ class ModelConfig:
     policy: RetrainingConfig = field(default_factory=RetrainingConfig)
     eval_path: Optional[str] = None     # recent labelled rows for the performance trigger
     drift_path: Optional[str] = None    # recent unlabelled inputs for the drift trigger
+    feature_types: dict = field(default_factory=dict)  # column -> one of FEATURE_TYPES
 
     @property
     def higher_is_better(self):
         return METRICS[self.metric][1]
+
+    @property
+    def csv(self):
+        return self.policy.csv
 
     def training_spec(self):
         """The plain-data description a training task needs (picklable, no paths but the data's)."""
@@ -81,6 +104,10 @@ class ModelConfig:
             "params": dict(self.params),
             "test_size": self.policy.test_size,
             "random_state": self.policy.random_state,
+            "csv": dataclasses.asdict(self.csv),
+            "feature_types": dict(self.feature_types),
+            # Drift reference statistics are computed only for a model that is checked for drift.
+            "drift": self.drift_path is not None,
         }
 
 
@@ -219,6 +246,7 @@ POLICY_SCHEMA = {
     "promotion_tolerance": ("float", _between(0, 1)),
     "min_eval_rows": ("int", _ge(1)),
     "drift_threshold": ("float", _gt(0)),
+    "csv": ("dict", None),
 }
 MODEL_SCHEMA = {
     "data_path": ("str", None),
@@ -231,6 +259,8 @@ MODEL_SCHEMA = {
     "metric": ("str?", None),
     "eval_path": ("str?", None),
     "drift_path": ("str?", None),
+    "feature_types": ("dict", ((lambda v: all(isinstance(k, str) and t in FEATURE_TYPES for k, t in v.items())),
+                               f"must map column names to one of: {', '.join(FEATURE_TYPES)}")),
     **POLICY_SCHEMA,
 }
 REQUIRED_MODEL_KEYS = ("data_path", "target", "task")
@@ -280,6 +310,27 @@ EXECUTOR_SCHEMA = {
 }
 _LOCAL_ONLY = ("max_parallel",)
 _DASK_ONLY = ("address", "connect_timeout_seconds", "tls_ca_file", "tls_cert", "tls_key", "data_path_map")
+
+
+
+def _ascii_codec(name):
+    """Known to Python and ASCII-compatible: rows are counted on the raw bytes by their newlines
+    and quote characters, which UTF-16 and the like would spell differently."""
+    import codecs
+
+    try:
+        codecs.lookup(name)
+        return 'a,"\n'.encode(name) == b'a,"\n'
+    except (LookupError, UnicodeError):
+        return False
+
+
+_one_char = ((lambda v: len(v) == 1 and v not in "\r\n"), "must be a single character (not a line break)")
+CSV_SCHEMA = {
+    "delimiter": ("str", _one_char),
+    "encoding": ("str", (_ascii_codec, "must be an ASCII-compatible encoding Python knows, such as utf-8, cp1252 or latin-1")),
+    "quotechar": ("str", _one_char),
+}
 
 _TYPE_NAMES = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string",
                "strlist": "a list of strings", "dict": "a mapping"}
@@ -432,6 +483,8 @@ def parse_config(text, path):
     base_dir = _resolve(config_dir, top.get("base_dir", "."))
 
     defaults_raw = v.section(top.get("defaults") or {}, POLICY_SCHEMA, "defaults")
+    if "csv" in defaults_raw:
+        defaults_raw["csv"] = _csv(v, defaults_raw["csv"], "defaults.csv", CsvOptions())
     defaults = RetrainingConfig(**defaults_raw)
 
     models_raw = top.get("models") or {}
@@ -505,7 +558,15 @@ def _model(v, name, data, defaults, base_dir):
     features = m.get("features")
     if features and m["target"] in features:
         v.fail(f"{prefix}.features", f"lists the target column '{m['target']}'")
+    feature_types = m.get("feature_types") or {}
+    for column in feature_types:
+        if column == m["target"]:
+            v.fail(f"{prefix}.feature_types.{column}", "is the target column; only features have a type")
+        if features and column not in features:
+            v.fail(f"{prefix}.feature_types.{column}", f"is not one of the model's features ({', '.join(features)})")
     policy_over = {k: m[k] for k in POLICY_SCHEMA if k in m}
+    if "csv" in policy_over:  # merged key by key over defaults.csv
+        policy_over["csv"] = _csv(v, m["csv"], f"{prefix}.csv", defaults.csv)
     policy = dataclasses.replace(defaults, **policy_over)
     return ModelConfig(
         name=name,
@@ -520,7 +581,15 @@ def _model(v, name, data, defaults, base_dir):
         policy=policy,
         eval_path=_resolve(base_dir, m["eval_path"]) if m.get("eval_path") else None,
         drift_path=_resolve(base_dir, m["drift_path"]) if m.get("drift_path") else None,
+        feature_types=dict(feature_types),
     )
+
+
+def _csv(v, data, prefix, base):
+    options = v.section(data, CSV_SCHEMA, prefix)
+    if options.get("delimiter", base.delimiter) == options.get("quotechar", base.quotechar):
+        v.fail(f"{prefix}.quotechar", "must differ from the delimiter")
+    return dataclasses.replace(base, **options)
 
 
 def _executor(v, data, base_dir):
@@ -560,8 +629,9 @@ def effective(config, model=None):
             "metric": m.metric,
             "eval_path": m.eval_path,
             "drift_path": m.drift_path,
+            "feature_types": m.feature_types or None,
         }
-        d.update({k: getattr(m.policy, k) for k in POLICY_SCHEMA})
+        d.update(_policy_dict(m.policy))
         return {k: v for k, v in d.items() if v is not None or k in ("features",)}
 
     if model is not None:
@@ -580,9 +650,13 @@ def effective(config, model=None):
         "notify": {"command": list(config.notify.command) if config.notify.command else None,
                    "timeout_seconds": config.notify.timeout_seconds},
         "executor": {k: v for k, v in dataclasses.asdict(config.executor).items() if v not in (None, {})},
-        "defaults": {k: getattr(config.defaults, k) for k in POLICY_SCHEMA},
+        "defaults": _policy_dict(config.defaults),
         "models": {name: model_dict(m) for name, m in config.models.items()},
     }
+
+
+def _policy_dict(policy):
+    return {k: dataclasses.asdict(getattr(policy, k)) if k == "csv" else getattr(policy, k) for k in POLICY_SCHEMA}
 
 
 def redact(url):

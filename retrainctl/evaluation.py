@@ -148,7 +148,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     baseline = meta.get("score")
     fields = {"eval_baseline": baseline}
     if model.eval_path:
-        fp = fpcache.get(model.eval_path)
+        fp = fpcache.get(model.eval_path, model.csv.quotechar)
         source = _relpath(config, model.eval_path)
         available, evidence = fp.rows, f"eval:{fp.hash}"
         labelled = (model.eval_path, fp.hash, 0)
@@ -189,13 +189,15 @@ def _score(store, model, current, metric, path, expected_hash, skip_lines):
     model_bytes = store.read_verified(current)
     import joblib
 
+    from .fingerprint import row_offset
     from .training import load_frame, score
 
     spec = model.training_spec()
     spec["features"] = current.metadata.get("features") or spec["features"]
-    lines = _read(path, expected_hash).split(b"\n")
+    raw = _read(path, expected_hash)
+    quotechar = model.csv.quotechar
     try:
-        X, y = load_frame(b"\n".join(lines[:1] + lines[1 + skip_lines:]), path, spec)
+        X, y = load_frame(raw[:row_offset(raw, 0, quotechar)] + raw[row_offset(raw, skip_lines, quotechar):], path, spec)
     except DataError as exc:
         return {"error": str(exc)}
     try:
@@ -221,12 +223,12 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
         note = f"model v{current.version} has no reference statistics; retrain it to record them"
         fields["drift_note"] = note
         return quality.Verdict("error", note), None, fields
-    fp = fpcache.get(model.drift_path)
+    fp = fpcache.get(model.drift_path, model.csv.quotechar)
     fields["drift_rows"] = fp.rows
     evidence = f"drift:{fp.hash}"
     if fp.rows >= policy.min_eval_rows:
         key = f"{current.version}|{current.metadata.get('sha256')}|{evidence}"
-        result = _cached(cache, model, "drift", key, lambda: _sample_psi(model.drift_path, fp.hash, reference))
+        result = _cached(cache, model, "drift", key, lambda: _sample_psi(model.drift_path, fp.hash, reference, model.csv))
         if result.get("error"):
             fields["drift_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
@@ -241,14 +243,14 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
     return verdict, evidence, fields
 
 
-def _sample_psi(path, expected_hash, reference):
+def _sample_psi(path, expected_hash, reference, options):
     """PSI per feature of a CSV of recent inputs, parsed with the csv module (no pandas)."""
     raw = _read(path, expected_hash)
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode(options.text_encoding)
     except UnicodeDecodeError:
-        return {"error": f"{path}: not a UTF-8 text CSV file"}
-    reader = csv.DictReader(io.StringIO(text))
+        return {"error": f"{path}: not {options.encoding} text; set csv.encoding to the file's encoding"}
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=options.delimiter, quotechar=options.quotechar)
     columns = {f: [] for f in reference}
     rows = 0
     try:

@@ -126,10 +126,10 @@ class Runner:
 
     def observe(self, model, state, fpcache, manual=False, now=None):
         now = self.clock() if now is None else now
-        data_hash = rows = data_error = None
+        data_hash = rows = size = data_error = None
         try:
-            fp = fpcache.get(model.data_path)
-            data_hash, rows = fp.hash, fp.rows
+            fp = fpcache.get(model.data_path, model.csv.quotechar)
+            data_hash, rows, size = fp.hash, fp.rows, fp.size
         except DataError as exc:
             data_error = str(exc)
         cur = self.store.current(model.name)
@@ -140,6 +140,7 @@ class Runner:
             now=now,
             data_hash=data_hash,
             data_rows=rows,
+            data_size=size,
             data_path=os.path.relpath(model.data_path, self.config.base_dir),
             data_error=data_error,
             model_version=cur.version if cur else None,
@@ -326,7 +327,8 @@ class Runner:
         from .dispatch import FitRequest
 
         model, policy = job.model, job.model.policy
-        return FitRequest(model.name, job.attempt_id, dict(model.training_spec(), min_data_size=policy.min_data_size),
+        spec = dict(model.training_spec(), min_data_size=policy.min_data_size, data_size=job.obs.data_size)
+        return FitRequest(model.name, job.attempt_id, spec,
                           self.config.executor.worker_path(model.data_path), job.obs.data_hash, job.champion_bytes,
                           timeout=policy.train_timeout_seconds, max_memory_mb=policy.max_memory_mb)
 
@@ -373,6 +375,8 @@ class Runner:
             return Outcome(model.name, decision.action, decision.reasons, decision.note, f"failed: {error}",
                            finish("failure", description, error=str(error), error_type=error_type), failed=True)
 
+        for warning in result["metadata"].get("column_warnings", ()):
+            log.warning("%s: %s", model.name, warning)
         champion, champion_bytes = job.champion, job.champion_bytes
         verdict = triggers.gate(result["score"], result["champion_score"], model.higher_is_better,
                                 policy.promotion_tolerance, result["sanity_problem"], force=force,
@@ -597,6 +601,7 @@ def status(config, names=None, clock=time.time, verify=True, states=None):
             "model_age_seconds": round(obs.now - obs.model_trained_at, 1) if obs.model_trained_at else None,
             "metric": model.metric,
             "score": cur.metadata.get("score") if cur else None,
+            "columns": cur.metadata.get("columns") if cur else None,
             "mlflow_run_id": cur.metadata.get("mlflow_run_id") if cur else None,
             "mlflow_model_version": cur.metadata.get("mlflow_model_version") if cur else None,
             "due": decision.due,
