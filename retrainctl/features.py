@@ -181,7 +181,7 @@ class DateParts(TransformerMixin, BaseEstimator):
         parts = []
         for c, fmt in zip(frame.columns, self.formats_):
             when = pd.to_datetime(frame[c].astype("string"), format=fmt, errors="coerce", utc=True)
-            parts += [when.dt.year, when.dt.month, when.dt.day, when.dt.weekday, when.dt.hour]
+            parts += [when.dt.year, when.dt.month, when.dt.day, when.dt.day_of_week, when.dt.hour]
         return np.column_stack([p.to_numpy(dtype=float, na_value=np.nan) for p in parts])
 
     def get_feature_names_out(self, input_features=None):

@@ -80,8 +80,8 @@ def load_frame(raw, data_path, spec):
         df = pd.read_csv(io.BytesIO(raw), sep=opts.delimiter, quotechar=opts.quotechar,
                          encoding=opts.encoding, dtype=dict.fromkeys(as_text, str) or None)
     except UnicodeDecodeError as exc:
-        raise DataError(f"{data_path}: cannot parse CSV: not {opts.encoding} text ({exc.reason} at byte "
-                        f"{exc.start}); set csv.encoding to the file's encoding, e.g. cp1252") from None
+        raise DataError(f"{data_path}: cannot parse CSV: not {opts.encoding} text ({exc.reason}); "
+                        f"set csv.encoding to the file's encoding, e.g. cp1252") from None
     except (pd.errors.ParserError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{data_path}: cannot parse CSV: {first}") from None
@@ -245,7 +245,7 @@ def decided_bytes(spec, data_path, expected_hash):
     raw, grown = read_data(data_path, size)
     data_hash = hash_bytes(raw)
     if expected_hash and data_hash != expected_hash:
-        how = f" (its first {size:,} bytes differ: rewritten, not appended to)" if grown else ""
+        how = " (rewritten, not appended to)" if size is not None else ""
         raise TrainingError(f"{data_path}: data changed after the decision to train{how}; will retry on the next check",
                             error_type="data_changed")
     if grown and not raw.endswith(b"\n"):
@@ -264,11 +264,15 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
     from . import features
 
     started = time.monotonic()
+    lap = _Laps()
     raw, data_hash, grown = decided_bytes(spec, data_path, expected_hash)
+    lap("read_and_hash")
     # Lines after the header when trained (missing targets included): the performance check
     # scores the rows appended after these when no eval_path is configured.
     data_lines = csv_rows(raw, csv_options(spec).quotechar)
+    lap("count_rows")
     X, y = load_frame(raw, data_path, spec)
+    lap("parse")
     raw = None  # the parsed frame is what is needed from here on (a large file's bytes are not kept)
     if len(y) < spec.get("min_data_size", 1):
         raise DataError(f"{data_path}: only {len(y)} usable rows, min_data_size is {spec['min_data_size']}")
@@ -276,7 +280,9 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
     columns = {c: dict(p.to_dict(), dtype=str(X[c].dtype)) for c, p in plans.items()}
     if spec.get("trainer"):  # the trainer's model is given (and later fed) only the columns it gets
         X = X[features.used(plans)]
+    lap("plan_columns")
     X_train, X_test, y_train, y_test = holdout_split(spec, X, y, data_path)
+    lap("holdout_split")
 
     if spec.get("trainer"):
         fn = resolve_callable(spec["trainer"], f"models.{spec['name']}.trainer", "config")
@@ -290,6 +296,7 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         except (ValueError, TypeError) as exc:
             raise TrainingError(f"fit failed: {exc}", error_type="fit_error") from None
     fit_seconds = time.monotonic() - started
+    lap("fit")
 
     pred = model.predict(X_test)
     sanity = sanity_problem(spec, model, pred, y_test, X_test)
@@ -304,8 +311,12 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         except Exception as exc:  # a champion that cannot score these rows is no bar to clear
             champion_error = f"{type(exc).__name__}: {exc}"
 
+    lap("score")
     buf = io.BytesIO()
     joblib.dump(model, buf)
+    lap("dump")
+    reference = reference_stats(drift_inputs(X, plans)) if spec.get("drift", True) else None
+    lap("reference_stats")
     metadata = {
         "rows": int(len(y)),
         "train_rows": int(len(y_train)),
@@ -326,7 +337,8 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         "fit_host": socket.gethostname(),
         "fit_pid": os.getpid(),
         "data_lines": data_lines,
-        "reference": reference_stats(drift_inputs(X, plans)) if spec.get("drift", True) else None,
+        "reference": reference,
+        "phase_seconds": lap.seconds,  # where the task's time went (`make bench` row 8 shows it)
         "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
                       "pandas": pd.__version__, "numpy": np.__version__, "joblib": joblib.__version__},
     }
@@ -341,6 +353,18 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         "data_hash": data_hash,
         "metadata": metadata,
     }
+
+
+class _Laps:
+    """Seconds per phase of the training task, each call closing the phase it names."""
+
+    def __init__(self):
+        self.seconds, self.last = {}, time.monotonic()
+
+    def __call__(self, name):
+        now = time.monotonic()
+        self.seconds[name] = round(now - self.last, 3)
+        self.last = now
 
 
 def drift_inputs(X, plans):
