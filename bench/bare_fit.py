@@ -8,8 +8,8 @@ dump it with joblib. Row 8 runs it on a million rows with another target column.
 import sys
 
 
-def main(data_path, out_path, target="median_house_value"):
-    import joblib
+def fit(data_path, target):
+    """(feature frame, fitted pipeline): the part bench/mlflow_fit.py shares."""
     import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingRegressor
@@ -29,7 +29,13 @@ def main(data_path, out_path, target="median_house_value"):
         ])),
         ("model", HistGradientBoostingRegressor(random_state=0)),
     ])
-    pipeline.fit(df, y)
+    return df, pipeline.fit(df, y)
+
+
+def main(data_path, out_path, target="median_house_value"):
+    import joblib
+
+    _, pipeline = fit(data_path, target)
     joblib.dump(pipeline, out_path)
 
 

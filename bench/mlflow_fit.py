@@ -14,28 +14,12 @@ def main(data_path, target, uri, name):
 
     import mlflow
     import mlflow.sklearn
-    import pandas as pd
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
 
-    df = pd.read_csv(data_path)
-    y = df.pop(target)
-    numeric = list(df.select_dtypes(include="number").columns)
-    categorical = [c for c in df.columns if c not in numeric]
-    pipeline = Pipeline([
-        ("preprocess", ColumnTransformer([
-            ("num", SimpleImputer(strategy="median"), numeric),
-            ("cat", Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
-                              ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))]), categorical),
-        ])),
-        ("model", HistGradientBoostingRegressor(random_state=0)),
-    ])
-    pipeline.fit(df, y)
+    from bare_fit import fit  # the same read and fit as the bare script (this folder is on sys.path)
+
+    df, pipeline = fit(data_path, target)
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(f"{name}_by_hand")

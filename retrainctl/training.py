@@ -237,20 +237,32 @@ def _take(fh, limit):
     return fh.read(limit), fh.read(1) != b""
 
 
-def decided_bytes(spec, data_path, expected_hash):
-    """The bytes the decision to train was made on. A file that has grown since is read up to the
-    size it had then: if those bytes still hash as decided, it was only appended to, and the fit
-    uses them (minus a last line still being written). Otherwise it changed: TrainingError."""
+def read_decided(spec, data_path, expected_hash):
+    """(bytes, hash, rows, grown): the bytes the decision to train was made on, parsed to (X, y).
+    A file that has grown since is read up to the size it had then: if those bytes still hash as
+    decided, it was only appended to, and the fit uses them (minus a last line still being
+    written). Otherwise it changed: TrainingError. The hash and the row count run on a thread
+    beside the parse (blake3 and pandas' tokenizer release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     size = spec.get("data_size") if expected_hash else None
     raw, grown = read_data(data_path, size)
-    data_hash = hash_bytes(raw)
-    if expected_hash and data_hash != expected_hash:
-        how = " (rewritten, not appended to)" if size is not None else ""
-        raise TrainingError(f"{data_path}: data changed after the decision to train{how}; will retry on the next check",
-                            error_type="data_changed")
     if grown and not raw.endswith(b"\n"):
-        raw = raw[:raw.rfind(b"\n") + 1]
-    return raw, data_hash, grown
+        whole = raw[:raw.rfind(b"\n") + 1]
+    else:
+        whole = raw
+    quotechar = csv_options(spec).quotechar
+    with ThreadPoolExecutor(1, thread_name_prefix="hash") as pool:
+        hashing = pool.submit(lambda: (hash_bytes(raw), csv_rows(whole, quotechar)))
+        try:
+            X, y = load_frame(whole, data_path, spec)
+        finally:  # a file that changed is "data changed", even where it no longer parses
+            data_hash, rows = hashing.result()
+            if expected_hash and data_hash != expected_hash:
+                how = " (rewritten, not appended to)" if size is not None else ""
+                raise TrainingError(f"{data_path}: data changed after the decision to train{how}; "
+                                    f"will retry on the next check", error_type="data_changed")
+    return X, y, data_hash, rows, grown
 
 
 def run_task(spec, data_path, expected_hash, champion_bytes=None):
@@ -265,23 +277,21 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
 
     started = time.monotonic()
     lap = _Laps()
-    raw, data_hash, grown = decided_bytes(spec, data_path, expected_hash)
-    lap("read_and_hash")
-    # Lines after the header when trained (missing targets included): the performance check
-    # scores the rows appended after these when no eval_path is configured.
-    data_lines = csv_rows(raw, csv_options(spec).quotechar)
-    lap("count_rows")
-    X, y = load_frame(raw, data_path, spec)
-    lap("parse")
-    raw = None  # the parsed frame is what is needed from here on (a large file's bytes are not kept)
+    # data_lines: lines after the header when trained (missing targets included): the performance
+    # check scores the rows appended after these when no eval_path is configured.
+    X, y, data_hash, data_lines, grown = read_decided(spec, data_path, expected_hash)
+    lap("read_hash_parse")
     if len(y) < spec.get("min_data_size", 1):
         raise DataError(f"{data_path}: only {len(y)} usable rows, min_data_size is {spec['min_data_size']}")
     plans = features.plan(X, spec.get("feature_types") or {}, trainer=bool(spec.get("trainer")))
     columns = {c: dict(p.to_dict(), dtype=str(X[c].dtype)) for c, p in plans.items()}
     if spec.get("trainer"):  # the trainer's model is given (and later fed) only the columns it gets
         X = X[features.used(plans)]
-    lap("plan_columns")
+    features_in = [str(c) for c in X.columns]
+    reference = reference_stats(drift_inputs(X, plans)) if spec.get("drift", True) else None
+    lap("plan_columns_and_reference")
     X_train, X_test, y_train, y_test = holdout_split(spec, X, y, data_path)
+    X = None  # the two parts are copies: the whole frame is not kept through the fit
     lap("holdout_split")
 
     if spec.get("trainer"):
@@ -315,13 +325,11 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
     buf = io.BytesIO()
     joblib.dump(model, buf)
     lap("dump")
-    reference = reference_stats(drift_inputs(X, plans)) if spec.get("drift", True) else None
-    lap("reference_stats")
     metadata = {
         "rows": int(len(y)),
         "train_rows": int(len(y_train)),
         "holdout_rows": int(len(y_test)),
-        "features": [str(c) for c in X.columns],
+        "features": features_in,
         "target": spec["target"],
         "task": spec["task"],
         "metric": spec["metric"],

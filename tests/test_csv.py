@@ -49,8 +49,7 @@ SHOP = {
     "data_path": "data/raw/shop.csv",
     "target": "price",
     "task": "regression",
-    "estimator": "sklearn.ensemble.HistGradientBoostingRegressor",
-    "params": {"random_state": 0, "max_iter": 30},
+    "estimator": "sklearn.linear_model.Ridge",
     "csv": {"delimiter": ";", "encoding": "cp1252"},
     "feature_types": {"zip": "categorical"},
 }
@@ -187,10 +186,16 @@ def test_without_drift_path_no_reference_is_computed(project):
     assert metadata(project)["reference"] is None
 
 
-def _keep_writing(stop, write, every=0.003):
-    while not stop.is_set():
-        write()
-        time.sleep(every)
+def train_while(project, writer):
+    """`train shop` through the installed command while `writer(stop)` runs on a thread."""
+    stop = threading.Event()
+    thread = threading.Thread(target=writer, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        return project.run("train", "shop")
+    finally:
+        stop.set()
+        thread.join()
 
 
 def test_a_file_appended_to_all_the_time_trains_on_the_decided_prefix(project):
@@ -198,20 +203,15 @@ def test_a_file_appended_to_all_the_time_trains_on_the_decided_prefix(project):
     path = project.data("shop")
     extra = iter(shop_rows(100000, seed=3))
 
-    def append():
-        buf = io.StringIO()
-        csv.writer(buf, delimiter=";", lineterminator="\r\n").writerow(next(extra))
-        with open(path, "ab") as fh:  # one write() per row, as a logger or an exporter does
-            fh.write(buf.getvalue().encode("cp1252"))
+    def append_every_few_ms(stop):
+        while not stop.is_set():
+            buf = io.StringIO()
+            csv.writer(buf, delimiter=";", lineterminator="\r\n").writerow(next(extra))
+            with open(path, "ab") as fh:  # one write() per row, as a logger or an exporter does
+                fh.write(buf.getvalue().encode("cp1252"))
+            time.sleep(0.003)
 
-    stop = threading.Event()
-    writer = threading.Thread(target=_keep_writing, args=(stop, append), daemon=True)
-    writer.start()
-    try:
-        done = project.run("train", "shop")
-    finally:
-        stop.set()
-        writer.join()
+    done = train_while(project, append_every_few_ms)
     assert done.returncode == 0, done.stderr
     meta = metadata(project)
     assert meta["data_grown"] is True
@@ -232,9 +232,8 @@ def test_a_file_rewritten_in_place_is_still_skipped_with_the_reason(project):
     path = project.data("shop")
     spot = path.read_bytes().index(b"\r\nC") + 3  # the first digits of the first customer id
     log = project.state_dir / "events.jsonl"
-    stop = threading.Event()
 
-    def rewrite_after_the_decision():
+    def rewrite_after_the_decision(stop):
         while not stop.is_set():
             if log.exists() and b'"started"' in log.read_bytes():
                 fd = os.open(path, os.O_WRONLY)
@@ -245,13 +244,7 @@ def test_a_file_rewritten_in_place_is_still_skipped_with_the_reason(project):
                 return
             time.sleep(0.001)
 
-    writer = threading.Thread(target=rewrite_after_the_decision, daemon=True)
-    writer.start()
-    try:
-        done = project.run("train", "shop")
-    finally:
-        stop.set()
-        writer.join()
+    done = train_while(project, rewrite_after_the_decision)
     assert done.returncode == 1
     (event,) = project.history("shop")
     assert (event["status"], event["error_type"]) == ("skipped", "data_changed")
