@@ -1,7 +1,8 @@
 """The MLflow baseline of benchmark row 8: what an expert would hand-write to retrain a model
 and put it into MLflow without retrainctl: read the CSV, fit the pipeline retrainctl builds
 (median-impute numbers, impute and one-hot encode the rest, HistGradientBoostingRegressor),
-log it to a run with its parameters, a signature and explicit pip requirements (no inference),
+log it to a run with its parameters, a signature and explicit pip requirements (no inference;
+cloudpickle, which needs no list of trusted types),
 register it and point the `champion` alias at the new version.
 
     python bench/mlflow_fit.py DATA.csv TARGET TRACKING_URI MODEL_NAME
@@ -28,7 +29,7 @@ def main(data_path, target, uri, name):
     with mlflow.start_run():
         mlflow.log_params({"estimator": "sklearn.ensemble.HistGradientBoostingRegressor", "rows": len(df)})
         info = mlflow.sklearn.log_model(pipeline, name="model", signature=infer_signature(sample, pipeline.predict(sample)),
-                                        pip_requirements=requirements)
+                                        pip_requirements=requirements, serialization_format="cloudpickle")
     version = mlflow.register_model(info.model_uri, name)
     MlflowClient().set_registered_model_alias(name, "champion", version.version)
 
