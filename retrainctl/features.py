@@ -15,7 +15,7 @@ MAX_CATEGORIES = 32
 SAMPLE = 5000
 ID_SHARE = 0.9      # distinct values per non-missing value at or above which strings are ids
 TEXT_WORDS = 3.0    # mean words per value from which distinct strings are free text
-DATE_SHARE = 0.95   # share of sampled values that must look like dates
+DATE_SHARE = 0.95   # share of sampled values that must look like dates (or numbers)
 DATE = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})"
                   r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?\s*$")
 DATE_PARTS = ("year", "month", "day", "weekday", "hour")
@@ -68,6 +68,8 @@ def _infer(series):
     if values.empty:
         return "categorical", None
     sample = values.iloc[:SAMPLE].astype(str)
+    if pd.to_numeric(sample, errors="coerce").notna().mean() >= DATE_SHARE:
+        return "numeric", None  # numbers with a few stray marks ("?", "-"): those become missing
     if sample.str.match(DATE).mean() >= DATE_SHARE:
         return "datetime", None
     distinct = sample.nunique()
@@ -169,8 +171,18 @@ class DateParts(TransformerMixin, BaseEstimator):
         self.columns_ = [str(c) for c in frame.columns]
         self.formats_ = []
         for c in frame.columns:
-            first = frame[c].dropna()
-            self.formats_.append(guess_datetime_format(str(first.iloc[0])) if len(first) else None)
+            values = frame[c].dropna().iloc[:SAMPLE].astype("string")
+            if values.empty:
+                self.formats_.append(None)
+                continue
+            # 01.03.2024: day first where dots separate (European), month first otherwise, unless
+            # the other order parses more of the values.
+            first = str(values.iloc[0])
+            dots = "." in first[:6]
+            guesses = dict.fromkeys(f for f in (guess_datetime_format(first, dayfirst=dots),
+                                                guess_datetime_format(first, dayfirst=not dots)) if f)
+            self.formats_.append(max(guesses, default=None, key=lambda f: int(
+                pd.to_datetime(values, format=f, errors="coerce", utc=True).notna().sum())))
         self.n_features_in_ = frame.shape[1]
         return self
 

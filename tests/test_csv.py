@@ -251,3 +251,25 @@ def test_a_file_rewritten_in_place_is_still_skipped_with_the_reason(project):
     assert event["error"].endswith("data changed after the decision to train (rewritten, not appended to); "
                                    "will retry on the next check")
     assert project.current_version("shop") is None
+
+
+def test_inference_on_the_strings_users_write():
+    """What each kind of column is taken for (in-process: the rules, not the command)."""
+    from retrainctl import features
+
+    n = 200
+    frame = pd.DataFrame({
+        "amount": [str(i * 1.5) if i % 50 else "?" for i in range(n)],   # numbers with a stray mark
+        "when": [f"{1 + i % 28:02d}.03.2024 12:{i % 60:02d}" for i in range(n)],
+        "ref": [f"R-{i:06d}" for i in range(n)],
+        "note": [f"call back on day {i} about the order" for i in range(n)],
+        "colour": ["red", "green", "blue", None] * (n // 4),
+        "flag": [True, False] * (n // 2),
+    })
+    plans = features.plan(frame, {"ref": "categorical"})
+    assert {c: (p.type, p.source) for c, p in plans.items()} == {
+        "amount": ("numeric", "inferred"), "when": ("datetime", "inferred"), "ref": ("categorical", "feature_types"),
+        "note": ("text", "inferred"), "colour": ("categorical", "inferred"), "flag": ("categorical", "inferred")}
+    parts = features.DateParts().fit(frame[["when"]]).transform(frame[["when"]])
+    assert parts[1].tolist() == [2024, 3, 2, 5, 12]  # Saturday 2 March 2024, 12:01
+    assert features.ToNumeric().fit(frame[["amount"]]).transform(frame[["amount"]])["amount"].isna().sum() == 4
