@@ -106,8 +106,6 @@ class ModelConfig:
             "random_state": self.policy.random_state,
             "csv": dataclasses.asdict(self.csv),
             "feature_types": dict(self.feature_types),
-            # Drift reference statistics are computed only for a model that is checked for drift.
-            "drift": self.drift_path is not None,
         }
 
 

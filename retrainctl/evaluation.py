@@ -243,8 +243,12 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
     return verdict, evidence, fields
 
 
-def _sample_psi(path, expected_hash, reference, options):
-    """PSI per feature of a CSV of recent inputs, parsed with the csv module (no pandas)."""
+def _sample_psi(path, expected_hash, reference, options=None):
+    """PSI per feature of a CSV of recent inputs (read with the model's `csv:` options), parsed
+    with the csv module (no pandas)."""
+    from .config import CsvOptions
+
+    options = options or CsvOptions()
     raw = _read(path, expected_hash)
     try:
         text = raw.decode(options.text_encoding)

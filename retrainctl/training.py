@@ -288,7 +288,7 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
     if spec.get("trainer"):  # the trainer's model is given (and later fed) only the columns it gets
         X = X[features.used(plans)]
     features_in = [str(c) for c in X.columns]
-    reference = reference_stats(drift_inputs(X, plans)) if spec.get("drift", True) else None
+    reference = reference_stats(drift_inputs(X, plans))
     lap("plan_columns_and_reference")
     X_train, X_test, y_train, y_test = holdout_split(spec, X, y, data_path)
     X = None  # the two parts are copies: the whole frame is not kept through the fit

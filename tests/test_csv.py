@@ -180,12 +180,6 @@ def test_drift_and_eval_files_are_read_with_the_same_options(project):
     assert row["eval_score"] is not None and row["quality_notes"] == []
 
 
-def test_without_drift_path_no_reference_is_computed(project):
-    shop_project(project)
-    assert project.run("train", "shop").returncode == 0
-    assert metadata(project)["reference"] is None
-
-
 def train_while(project, writer):
     """`train shop` through the installed command while `writer(stop)` runs on a thread."""
     stop = threading.Event()
