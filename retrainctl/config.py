@@ -316,10 +316,12 @@ def _ascii_codec(name):
     and quote characters, which UTF-16 and the like would spell differently."""
     import codecs
 
+    ascii_text = bytes(range(32, 127)) + b"\t\r\n"
     try:
-        codecs.lookup(name)
-        return 'a,"\n'.encode(name) == b'a,"\n'
-    except (LookupError, UnicodeError):
+        if codecs.lookup(name).name == "utf-8-sig":
+            return True
+        return ascii_text.decode("ascii").encode(name) == ascii_text
+    except (LookupError, UnicodeError, ValueError, TypeError):
         return False
 
 
