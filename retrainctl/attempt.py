@@ -159,7 +159,8 @@ class Attempts:
         from .executors import FitRequest
 
         model, policy = job.model, job.model.policy
-        return FitRequest(model.name, job.attempt_id, dict(model.training_spec(), min_data_size=policy.min_data_size),
+        spec = dict(model.training_spec(), min_data_size=policy.min_data_size, data_size=job.claim.obs.data_size)
+        return FitRequest(model.name, job.attempt_id, spec,
                           self.config.executor.worker_path(model.data_path), job.claim.obs.data_hash,
                           job.champion_bytes, timeout=policy.train_timeout_seconds, max_memory_mb=policy.max_memory_mb)
 
@@ -211,6 +212,8 @@ class Attempts:
         """Gate the candidate, save it, track it, and promote it if the gate passes."""
         model, force = job.model, job.claim.force
         policy = model.policy
+        for warning in result.metadata.get("column_warnings", ()):
+            log.warning("%s: %s", model.name, warning)
         champion, champion_bytes = job.champion, job.champion_bytes
         verdict = triggers.gate(result.score, result.champion_score, model.higher_is_better,
                                 policy.promotion_tolerance, result.sanity_problem, force=force,

@@ -26,6 +26,21 @@ METRICS = {
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "r2"}
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """How a model's CSV files are read, everywhere they are read (fingerprint, fit, eval, drift)."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    quotechar: str = '"'
+
+    @property
+    def text_encoding(self):
+        """The codec to decode with: UTF-8 files often start with a byte-order mark, which must
+        not become part of the first column's name."""
+        return "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
+
 # key name -> Key, per section (the tests' hostile-input generator samples these names)
 TOP_SCHEMA = {k.name: k for k in keys.TOP}
 POLICY_SCHEMA = {k.name: k for k in keys.POLICY}
@@ -96,6 +111,17 @@ def _build_record(declaration, data, root, cls_name=None, /, **given):
     return _record_class(declaration, cls_name)(**values, **given)
 
 
+@declared(keys.CSV)
+class CsvOptions:
+    """How a model's CSV files are read, everywhere they are read (fingerprint, fit, eval, drift)."""
+
+    @property
+    def text_encoding(self):
+        """The codec to decode with: UTF-8 files often start with a byte-order mark, which must
+        not become part of the first column's name."""
+        return "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
+
+
 @declared(keys.POLICY)
 class RetrainingConfig:
     """When and how often a model is retrained; the seed's field names and defaults come first."""
@@ -113,6 +139,10 @@ class ModelConfig:
     def higher_is_better(self):
         return METRICS[self.metric][1]
 
+    @property
+    def csv(self):
+        return self.policy.csv
+
     def training_spec(self):
         """The plain-data description a training task needs (picklable, no paths but the data's)."""
         return {
@@ -126,6 +156,8 @@ class ModelConfig:
             "params": dict(self.params),
             "test_size": self.policy.test_size,
             "random_state": self.policy.random_state,
+            "csv": dataclasses.asdict(self.csv),
+            "feature_types": dict(self.feature_types),
         }
 
 
@@ -356,6 +388,8 @@ def parse_config(text, path):
     config_dir = os.path.dirname(os.path.abspath(path))
     base_dir = _resolve(config_dir, top.get("base_dir", "."))
     defaults = _build(TOP_SCHEMA["defaults"], top.get("defaults"), base_dir)
+    if (top.get("defaults") or {}).get("csv"):
+        defaults = dataclasses.replace(defaults, csv=_csv(v, top["defaults"]["csv"], "defaults.csv", CsvOptions()))
 
     models_raw = top.get("models") or {}
     if not models_raw:
@@ -400,9 +434,25 @@ def _model(v, name, data, defaults, base_dir):
     features = m.get("features")
     if features and m["target"] in features:
         v.fail(f"{prefix}.features", f"lists the target column '{m['target']}'")
-    policy = {k.name: _build(k, m[k.name], base_dir) for k in keys.POLICY if k.name in m}
+    feature_types = m.get("feature_types") or {}
+    for column in feature_types:
+        if column == m["target"]:
+            v.fail(f"{prefix}.feature_types.{column}", "is the target column; only features have a type")
+        if features and column not in features:
+            v.fail(f"{prefix}.feature_types.{column}", f"is not one of the model's features ({', '.join(features)})")
+    policy = {k.name: _build(k, m[k.name], base_dir) for k in keys.POLICY if k.name in m and k.name != "csv"}
+    if "csv" in m:  # merged key by key over defaults.csv
+        policy["csv"] = _csv(v, m["csv"], f"{prefix}.csv", defaults.csv)
     return _build_record(keys.MODEL, m, base_dir, name=name, metric=metric,
                          policy=dataclasses.replace(defaults, **policy))
+
+
+def _csv(v, data, prefix, base):
+    """A `csv:` section (already checked key by key) over `base`, the options it overrides."""
+    options = dataclasses.replace(base, **{k.name: data[k.name] for k in keys.CSV if k.name in data})
+    if options.delimiter == options.quotechar:
+        v.fail(f"{prefix}.quotechar", "must differ from the delimiter")
+    return options
 
 
 def _check_executor(v, e):
@@ -453,6 +503,10 @@ def effective(config, model=None):
     out["defaults"] = _plain(config.defaults, keys.POLICY)
     out["models"] = {name: model_dict(m) for name, m in config.models.items()}
     return out
+
+
+def _policy_dict(policy):
+    return {k: dataclasses.asdict(getattr(policy, k)) if k == "csv" else getattr(policy, k) for k in POLICY_SCHEMA}
 
 
 def redact(url):

@@ -61,8 +61,9 @@ def render():
         repeated = [k.name for k in declaration if id(k) in shown]
         if repeated:
             intro += f" Also every key of `{_owner(repeated[0])}` above, which it overrides."
+        fresh = [k for k in declaration if id(k) not in shown]  # a section shown above is not repeated
         out += _table(title, intro, declaration, shown)
-        for key in declaration:
+        for key in fresh:
             if key.keys:
                 path = title.strip("`") + "." if declaration is not keys.TOP else ""
                 item = {"list": " (each item)", "named": " (each entry)"}.get(key.type, "")

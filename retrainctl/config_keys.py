@@ -90,6 +90,39 @@ PATH_MAP = Rule(lambda v: all(isinstance(k, str) and k and isinstance(t, str) an
 TASKS = ("classification", "regression")
 EXECUTOR_TYPES = ("local", "dask")
 
+# What a column can be declared as in `feature_types` (features.py says what each becomes).
+FEATURE_TYPES = ("numeric", "categorical", "datetime", "text", "id", "drop")
+
+
+def _ascii_codec(name):
+    """Known to Python and ASCII-compatible: rows are counted on the raw bytes by their newlines
+    and quote characters, which UTF-16 and the like would spell differently."""
+    import codecs
+
+    ascii_text = bytes(range(32, 127)) + b"\t\r\n"
+    try:
+        if codecs.lookup(name).name == "utf-8-sig":
+            return True
+        return ascii_text.decode("ascii").encode(name) == ascii_text
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        return False
+
+
+ONE_CHAR = Rule(lambda v: len(v) == 1 and v not in "\r\n", "must be a single character (not a line break)",
+                "one character")
+ASCII_CODEC = Rule(_ascii_codec, "must be an ASCII-compatible encoding Python knows, such as utf-8, cp1252 or latin-1",
+                   "ASCII-compatible codec")
+FEATURE_TYPE_MAP = Rule(lambda v: all(isinstance(k, str) and t in FEATURE_TYPES for k, t in v.items()),
+                        f"must map column names to one of: {', '.join(FEATURE_TYPES)}",
+                        "column: " + " / ".join(FEATURE_TYPES))
+
+# How a model's CSV files are read, everywhere they are read (fingerprint, fit, eval, drift).
+CSV = (
+    Key("delimiter", "str", ",", "field separator", ONE_CHAR),
+    Key("encoding", "str", "utf-8", "text encoding, e.g. `cp1252` (utf-8 skips a byte-order mark)", ASCII_CODEC),
+    Key("quotechar", "str", '"', "quote character (must differ from the delimiter)", ONE_CHAR),
+)
+
 # Per model or under `defaults:`. The seed's five keys come first.
 POLICY = (
     Key("check_interval", "int", 300, "seconds; a model is evaluated at most this often, across runs "
@@ -128,6 +161,8 @@ POLICY = (
         Rule(lambda v: all(isinstance(k, str) and not isinstance(t, bool) and isinstance(t, (int, float)) and t > 0
                            for k, t in v.items()), "must map feature names to PSI thresholds > 0",
              "feature: PSI > 0"), nullable=True),
+    Key("csv", "section", None, "how the model's CSV files are read; a model's keys override `defaults.csv` one by "
+        "one", keys=CSV),
     Key("drift_action", "str", "alert", "`alert`: drift is a signal (status, metrics, notifications); "
         "`retrain`: it triggers a retrain", one_of("alert", "retrain")),
 )
@@ -151,6 +186,8 @@ MODEL = (
         "without it, rows appended to `data_path` since training", nullable=True, path=True),
     Key("drift_path", "str", None, "unlabelled recent inputs (CSV) for the `drift` trigger",
         nullable=True, path=True),
+    Key("feature_types", "dict", {}, "what a column is, overriding what training infers: column -> `numeric`, "
+        "`categorical`, `datetime`, `text`, `id` or `drop`", FEATURE_TYPE_MAP),
 )
 
 MLFLOW = (

@@ -157,7 +157,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     baseline = meta.get("score")
     fields = {"eval_baseline": baseline, "eval_baseline_rows": meta.get("holdout_rows")}
     if model.eval_path:
-        fp = fpcache.get(model.eval_path)
+        fp = fpcache.get(model.eval_path, model.csv.quotechar)
         source = _relpath(config, model.eval_path)
         available, evidence = fp.rows, f"eval:{fp.hash}"
         labelled = (model.eval_path, fp.hash, 0)
@@ -201,8 +201,11 @@ def _score(store, model, current, metric, path, expected_hash, skip_lines):
     model_bytes = store.read_verified(current)
     import joblib
 
-    lines = _read(path, expected_hash).split(b"\n")
-    raw = b"\n".join(lines[:1] + lines[1 + skip_lines:])
+    from .fingerprint import row_offset
+
+    raw = _read(path, expected_hash)
+    quotechar = model.csv.quotechar
+    raw = raw[:row_offset(raw, 0, quotechar)] + raw[row_offset(raw, skip_lines, quotechar):]
     try:
         estimator = joblib.load(io.BytesIO(model_bytes))
     except Exception as exc:  # reported, not fatal: see score_rows
@@ -264,14 +267,14 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
                 f"was not trained on: {', '.join(dict.fromkeys(named))}")
         fields["drift_note"] = note
         return quality.Verdict("error", note), None, fields
-    fp = fpcache.get(model.drift_path)
+    fp = fpcache.get(model.drift_path, model.csv.quotechar)
     fields["drift_rows"] = fp.rows
     evidence = f"drift:{fp.hash}"
     tests = {}
     if fp.rows >= policy.min_eval_rows:
         key = f"{current.version}|{current.metadata.get('sha256')}|{evidence}"
         result = _cached(cache, model, "drift", key, lambda: drift_tests(
-            _read(model.drift_path, fp.hash), model.drift_path, reference, current.metadata.get("rows")))
+            _read(model.drift_path, fp.hash), model.drift_path, reference, current.metadata.get("rows"), model.csv))
         if result.get("error"):
             fields["drift_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
@@ -288,14 +291,18 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
     return verdict, evidence, fields
 
 
-def drift_tests(raw, path, reference, rows=None):
-    """PSI and chi-square p-value per feature of CSV bytes of recent inputs, parsed with the csv
-    module (no pandas); `rows`: the training rows, to rebuild the counts of an older reference."""
+def drift_tests(raw, path, reference, rows=None, options=None):
+    """PSI and chi-square p-value per feature of CSV bytes of recent inputs (read with the model's
+    `csv:` options), parsed with the csv module (no pandas); `rows`: the training rows, to rebuild
+    the counts of an older reference."""
+    from .config import CsvOptions
+
+    options = options or CsvOptions()
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode(options.text_encoding)
     except UnicodeDecodeError:
-        return {"error": f"{path}: not a UTF-8 text CSV file"}
-    reader = csv.DictReader(io.StringIO(text))
+        return {"error": f"{path}: not {options.encoding} text; set csv.encoding to the file's encoding"}
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=options.delimiter, quotechar=options.quotechar)
     columns = {f: [] for f in reference}
     count = 0
     try:

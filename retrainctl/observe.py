@@ -60,10 +60,10 @@ class Observer:
 
     def _data(self, model):
         try:
-            fp = self.fingerprints.get(model.data_path)
+            fp = self.fingerprints.get(model.data_path, model.csv.quotechar)
         except DataError as exc:
-            return {"data_hash": None, "data_rows": None, "data_error": str(exc)}
-        return {"data_hash": fp.hash, "data_rows": fp.rows, "data_error": None}
+            return {"data_hash": None, "data_rows": None, "data_size": None, "data_error": str(exc)}
+        return {"data_hash": fp.hash, "data_rows": fp.rows, "data_size": fp.size, "data_error": None}
 
     def status_row(self, model, obs, decision, state, verify=True):
         """The `status` row of a model observed as `obs` and decided as `decision`. `verify`
@@ -83,6 +83,7 @@ class Observer:
             model_age_seconds=round(obs.now - obs.model_trained_at, 1) if obs.model_trained_at else None,
             metric=model.metric,
             score=meta.get("score"),
+            columns=meta.get("columns"),
             mlflow_run_id=meta.get("mlflow_run_id"),
             mlflow_model_version=meta.get("mlflow_model_version"),
             due=decision.due,

@@ -145,6 +145,7 @@ class StatusRow:
     model_age_seconds: Optional[float]
     metric: str
     score: Optional[float]
+    columns: Optional[dict]
     mlflow_run_id: Optional[str]
     mlflow_model_version: Optional[int]
     due: bool
@@ -169,8 +170,8 @@ class StatusRow:
 
 
 _ROW_KEYS = ("model_name", "data_path", "data_rows", "data_hash", "data_error", "data_changed", "model_version",
-             "model_age_seconds", "metric", "score", "mlflow_run_id", "mlflow_model_version", "due", "due_reasons",
-             "action", "note", "paused", "auto_retraining", "failures_in_row", "next_retry", "model_integrity",
+             "model_age_seconds", "metric", "score", "columns", "mlflow_run_id", "mlflow_model_version", "due",
+             "due_reasons", "action", "note", "paused", "auto_retraining", "failures_in_row", "next_retry", "model_integrity",
              "model_dir_missing", "training_now", "last_event")
 
 

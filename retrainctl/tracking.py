@@ -130,6 +130,7 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
         sha256=meta["sha256"],
         spec=model.training_spec(),
         data_path=model.data_path,
+        columns=meta.get("columns"),
         register=model.name if promoted else None,
         store_version=mv.version,
     )
@@ -378,6 +379,8 @@ def _log(job, on_run):
         # the process ends with os._exit once it has answered.
         mlflow.log_params(job["params"], synchronous=True)
         mlflow.log_metrics(job["metrics"], synchronous=True)
+        if job.get("columns"):  # what each input column became (type, why, used or dropped)
+            mlflow.log_dict(job["columns"], "columns.json")
         info = mlflow.sklearn.log_model(model, name="model", signature=signature,
                                         pip_requirements=pip_requirements(fmt, job["spec"]),
                                         serialization_format=fmt, skops_trusted_types=trusted)
@@ -407,17 +410,29 @@ def _alias(job):
     return None
 
 
+SIGNATURE_BYTES = 1 << 20
+SIGNATURE_ROWS = 100
+
+
 def _signature(job, model):
     """The input schema from the training rows (the data file as the training task reads it).
     A data file that changed shape since the fit only costs the signature."""
     from mlflow.models import infer_signature
 
-    from .training import load_frame
+    from .fingerprint import csv_rows, row_offset
+    from .training import csv_options, load_frame
 
     try:
-        with open(job["data_path"], "rb") as fh:
-            X, _ = load_frame(fh.read(), job["data_path"], job["spec"])
-        sample = X.head(100)
+        with open(job["data_path"], "rb") as fh:  # the head is enough: a big file is not parsed again
+            raw = fh.read(SIGNATURE_BYTES)
+            if fh.read(1):
+                quotechar = csv_options(job["spec"]).quotechar
+                raw = raw[:row_offset(raw, min(SIGNATURE_ROWS, csv_rows(raw, quotechar) - 1), quotechar)]
+        X, _ = load_frame(raw, job["data_path"], job["spec"])
+        # As the whole file was parsed for the fit: a column whose first rows are whole numbers is
+        # still a float column when a later row is not.
+        dtypes = {c: d["dtype"] for c, d in (job.get("columns") or {}).items() if c in X.columns and d.get("dtype")}
+        sample = X.head(SIGNATURE_ROWS).astype(dtypes)
         return sample, infer_signature(sample, model.predict(sample))
     except Exception:
         return None, None

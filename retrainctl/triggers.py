@@ -40,6 +40,7 @@ class Observation:
     now: float
     data_hash: Optional[str] = None
     data_rows: Optional[int] = None
+    data_size: Optional[int] = None           # bytes fingerprinted: the fit reads this prefix of a growing file
     data_path: str = ""
     data_error: Optional[str] = None
     model_version: Optional[int] = None

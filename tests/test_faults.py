@@ -250,7 +250,8 @@ def decided(project, name="iris"):
 def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
     """The fit hashes the bytes it parses; a file rewritten after the decision is skipped."""
     r, model, decision, obs = decided(project)
-    project.append_rows("iris", 5)  # the writer strikes after the decision
+    path = project.data("iris")  # the writer strikes after the decision: a rewrite, not an append
+    path.write_text(path.read_text().replace("5.1,", "5.2,", 1))
     out = r.attempts.run_one(model, decision, obs)
     assert out.record["status"] == "skipped" and out.record["error_type"] == "data_changed"
     assert not out.failed and project.current_version("iris") is None
