@@ -365,7 +365,7 @@ def _journal_tail(invocation_id, lines=20):
     if not invocation_id:
         return []
     try:
-        done = subprocess.run(["journalctl", "-o", "cat", "-n", str(lines), f"_SYSTEMD_INVOCATION_ID={invocation_id}"],
+        done = subprocess.run(["journalctl", "-q", "-o", "cat", "-n", str(lines), f"_SYSTEMD_INVOCATION_ID={invocation_id}"],
                               capture_output=True, timeout=JOURNAL_TIMEOUT, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         log.info("journalctl: no log lines for the failed run: %s", exc)

@@ -238,27 +238,6 @@ def test_a_failed_systemd_unit_is_a_unit_failed_event(endpoints, tmp_path):
     assert title == "retrainctl: retrainctl-check.service unit_failed" and "unknown key 'targt'" in body
 
 
-def test_the_failure_hook_unit_verifies_and_is_hardened(tmp_path):
-    import re
-    import subprocess
-
-    from conftest import REPO
-
-    text = (REPO / "systemd" / "retrainctl-notify-failure@.service").read_text()
-    assert ("\nExecStart=/opt/retrainctl/bin/retrainctl --config /etc/retrainctl/retrainctl.yaml "
-            "notify-failure %i\n") in text
-    # an instance for the check service, with a program that exists here
-    unit = tmp_path / "retrainctl-notify-failure@retrainctl-check.service.service"
-    unit.write_text(text.replace("/opt/retrainctl/bin/retrainctl", "/bin/true"))
-    done = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True,
-                          timeout=120)
-    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
-    rated = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
-                           capture_output=True, text=True, timeout=120)
-    level = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", rated.stdout)
-    assert level and float(level[1]) <= 2.0, rated.stdout[-500:]
-
-
 def test_an_apprise_url_that_fails_is_logged(endpoints, caplog):
     server = endpoints(500)
     target = webhooks.AppriseTarget((server.url.replace("http://", "json://"),), ("failure",))
