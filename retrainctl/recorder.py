@@ -52,12 +52,12 @@ class Recorder:
     def alert(self, record):
         """Send `record` to the webhooks and chat URLs that want it (each entry's `events` picks),
         without writing it to the log: a drift alert is sent this way alone."""
-        notify = self.config.notify
-        if not (notify.webhooks or notify.apprise):
+        section = self.config.notify
+        if not (section.webhooks or section.apprise):
             return
         if self._notifier is None:  # one per command: its sends share one time budget
             from .webhooks import Notifier, targets
 
-            hooks, apprise = targets(notify)
+            hooks, apprise = targets(section)
             self._notifier = Notifier(hooks, apprise, state_dir=self.config.state_dir)
         self._notifier.send([record])
