@@ -56,9 +56,12 @@ ETCDIR         := /etc/retrainctl
 VARDIR         := /var/lib/retrainctl
 UNITDIR        := /etc/systemd/system
 SYSUSERSDIR    := /etc/sysusers.d
-UNITS          := retrainctl-check.service retrainctl-check.timer retrainctl-train@.service
+UNITS          := retrainctl-check.service retrainctl-check.timer retrainctl-train@.service \
+                  retrainctl-notify-failure@.service
 # The services whose shared [Service] settings come from systemd/retrainctl-hardening.conf.
-HARDENED       := retrainctl-check.service retrainctl-train@.service
+HARDENED       := retrainctl-check.service retrainctl-train@.service retrainctl-notify-failure@.service
+# The failure hook's own settings, a second drop-in after hardening.conf.
+NOTIFY_DROP_IN := retrainctl-notify-failure@.service.d/notify-failure.conf
 IVENV          := $(DESTDIR)$(PREFIX)/venv
 
 .PHONY: install install-venv install-config install-data install-units uninstall
@@ -100,6 +103,7 @@ install-units:
 	  install -d $(DESTDIR)$(UNITDIR)/$$u.d && \
 	  install -m 0644 systemd/retrainctl-hardening.conf $(DESTDIR)$(UNITDIR)/$$u.d/hardening.conf; \
 	done
+	install -m 0644 systemd/retrainctl-notify-failure.conf $(DESTDIR)$(UNITDIR)/$(NOTIFY_DROP_IN)
 	install -m 0644 systemd/retrainctl.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/retrainctl.conf
 	@# On the live system: create the user, hand it state/ and models/, tell systemd.
 	if [ -z "$(DESTDIR)" ]; then \
@@ -114,6 +118,7 @@ uninstall:
 	rm -f $(DESTDIR)$(UNITDIR)/timers.target.wants/retrainctl-check.timer
 	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 	@# The operator's own drop-ins (systemctl edit) stay, and so does their folder.
+	rm -f $(DESTDIR)$(UNITDIR)/$(NOTIFY_DROP_IN)
 	for u in $(HARDENED); do rm -f $(DESTDIR)$(UNITDIR)/$$u.d/hardening.conf; rmdir $(DESTDIR)$(UNITDIR)/$$u.d 2>/dev/null || true; done
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/retrainctl.conf
 	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi

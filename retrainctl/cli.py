@@ -319,3 +319,33 @@ def metrics_cmd(obj, push, textfile):
         push_metrics(config, registry)
     if not (push or textfile):
         click.echo(exposition(registry).decode(), nl=False)
+
+
+@main.command("report")
+@models_argument
+@click.option("--format", "fmt", type=click.Choice(["html", "md"]), default="html", show_default=True,
+              help="html: one self-contained page; md: Markdown for a pull request or a CI job summary.")
+@click.option("--output", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Write the page to PATH (atomically) instead of stdout.")
+@pass_ctx
+def report_cmd(obj, models, fmt, output):
+    """A page per model (all when none named): score per version, the last decision and its gate,
+    drift, recent performance, a timeline of events. Exit 2 for an unknown model."""
+    from .report import write
+
+    text = write(obj.config(), models, fmt, output)
+    if text is not None:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@main.command("notify-failure")
+@click.argument("unit")
+@pass_ctx
+def notify_failure_cmd(obj, unit):
+    """Report that systemd UNIT failed to the webhooks, chat URLs and notify.command (run by
+    retrainctl-notify-failure@.service from OnFailure=; reads systemd's MONITOR_* variables).
+
+    Exits 0 even when a delivery fails (it is logged); 2 for a config error."""
+    from .commands import notify_failure
+
+    notify_failure(obj.config(), unit)

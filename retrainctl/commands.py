@@ -133,6 +133,8 @@ def _decide_and_claim(shell, models, last, report, claims):
                                            result=f"error: {type(exc).__name__}: {exc}", failed=True))
             continue
         report.observed[model.name] = obs
+        if obs.quality_alerts and not dry_run:
+            shell.recorder.alert(_drift_alert(model, obs))
         if decision.action == triggers.TRAIN and not dry_run:
             claim = shell.attempts.claim(model, obs)
             if isinstance(claim, Refused):
@@ -146,6 +148,19 @@ def _decide_and_claim(shell, models, last, report, claims):
         if decision.action != triggers.ERROR:  # an unreadable data file is looked at again next run
             evaluated[model.name] = now
     return evaluated
+
+
+def _drift_alert(model, obs):
+    """The notification of drift that only alerts (drift_action alert): shaped like a history
+    record, but never written to the log, since nothing was done. Its evidence key makes the
+    webhooks send it once per drift evidence (data and drift file)."""
+    from .events import utcnow_iso
+
+    return {"model_name": model.name, "status": "drift", "trigger_type": triggers.TriggerType.DRIFT,
+            "trigger_time": utcnow_iso(obs.now), "duration": 0.0, "data_hash": obs.data_hash,
+            "description": obs.drift.description, "version": obs.model_version, "score": None,
+            "metric": model.metric, "error": None, "error_type": None,
+            "quality_keys": dict(obs.quality_alerts), "quality_evidence": obs.quality_evidence}
 
 
 def _settle(shell, model, decision, obs, dry_run=False):
@@ -318,3 +333,44 @@ def _operator():
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid {os.getuid()}"
+
+
+# --- notify-failure ------------------------------------------------------------------------------
+
+JOURNAL_TIMEOUT = 5.0
+
+
+def notify_failure(config, unit, environ=None, clock=time.time):
+    """Tell the webhooks, chat URLs and notify.command that a systemd unit failed (run by an
+    OnFailure= unit, which passes what happened as MONITOR_* variables). Delivery problems are
+    logged, never raised; returns the webhooks' Delivery list."""
+    from .notify import notify
+    from .webhooks import Notifier, check_secrets, targets, unit_failure_event
+
+    environ = os.environ if environ is None else environ
+    hooks, apprise = targets(config.notify)
+    check_secrets(hooks)
+    event = unit_failure_event(unit, environ, _journal_tail(environ.get("MONITOR_INVOCATION_ID")), clock())
+    state_dir = config.state_dir if os.path.isdir(config.state_dir) else None
+    results = Notifier(hooks, apprise, state_dir=state_dir, clock=clock).send([event])
+    if config.notify.command:
+        notify(event, command=config.notify.command, timeout=config.notify.timeout_seconds)
+    return results
+
+
+def _journal_tail(invocation_id, lines=20):
+    """The failed run's last log lines from the journal; none when there is no invocation id
+    or journalctl cannot give them in time (the alert matters more than its detail)."""
+    import subprocess
+
+    if not invocation_id:
+        return []
+    try:
+        done = subprocess.run(["journalctl", "-q", "-o", "cat", "-n", str(lines), f"_SYSTEMD_INVOCATION_ID={invocation_id}"],
+                              capture_output=True, timeout=JOURNAL_TIMEOUT, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.info("journalctl: no log lines for the failed run: %s", exc)
+        return []
+    if done.returncode != 0:
+        return []
+    return done.stdout.decode(errors="replace").splitlines()[-lines:]

@@ -210,11 +210,37 @@ PUSHGATEWAY = (
     Key("password_file", "str", None, "file that holds the password", nullable=True, path=True),
 )
 
+# Notification events (webhooks.py sends them): DEFAULT_EVENTS is what an endpoint without
+# `events` receives: every retraining event, not operator actions (the operator just did them)
+# nor drift alerts (a five-minute timer would repeat them all day).
+DEFAULT_EVENTS = ("success", "failure", "rejected", "skipped", "interrupted")
+EVENTS = DEFAULT_EVENTS + ("drift", "performance", "paused", "resumed", "rolled_back", "unit_failed")
+EVENT_NAMES = Rule(lambda v: all(e in EVENTS for e in v), f"must list events among: {', '.join(EVENTS)}",
+                   "event names, see report-and-notifications.md")
+
+WEBHOOK = (
+    Key("url", "str", None, "where the events are POSTed", URL, required=True),
+    Key("secret_env", "str", None, "environment variable holding the signing secret", nullable=True),
+    Key("secret_file", "str", None, "file holding the signing secret (white space stripped)", nullable=True,
+        path=True),
+    Key("events", "strlist", DEFAULT_EVENTS, "which events this endpoint receives", EVENT_NAMES, convert=tuple,
+        show=list, doc_default="`success`, `failure`, `rejected`, `skipped`, `interrupted`"),
+)
+
 NOTIFY = (
     Key("command", "strlist", None, "argv list (no shell) run after every retraining event, the event as JSON "
         "on stdin", non_empty("must name a program"), nullable=True, convert=tuple, show=list),
     Key("timeout_seconds", "float", 10.0, "a notifier that takes longer is killed and logged; it never fails "
         "the retrain", seconds(3600)),
+    Key("webhooks", "list", None, "endpoints that receive events as signed JSON POSTs",
+        Rule(lambda item: not (item.get("secret_env") and item.get("secret_file")),
+             "give secret_env or secret_file, not both", "one secret at most"), keys=WEBHOOK),
+    Key("apprise", "strlist", None, "apprise URLs (Slack, Teams, Matrix, mail...) that receive events as chat "
+        "messages; needs `pip install 'retrainctl[notify]'`",
+        Rule(lambda v: all("://" in u for u in v), "must be apprise URLs such as slack://... or mailto://...",
+             "apprise URLs"), nullable=True, convert=tuple, show=list),
+    Key("apprise_events", "strlist", DEFAULT_EVENTS, "which events the apprise URLs receive", EVENT_NAMES,
+        convert=tuple, show=list, doc_default="as `webhooks[].events`"),
 )
 
 _DASK = ("type", "dask")
@@ -251,7 +277,7 @@ TOP = (
         gt(0), nullable=True),
     Key("mlflow", "section", help="MLflow tracking and registry", keys=MLFLOW),
     Key("pushgateway", "section", help="pushing the metrics to a Prometheus Pushgateway", keys=PUSHGATEWAY),
-    Key("notify", "section", help="a program run after every retraining event", keys=NOTIFY),
+    Key("notify", "section", help="who hears about events: a program, webhooks, chat", keys=NOTIFY),
     Key("executor", "section", help="where fits run", keys=EXECUTOR),
     Key("defaults", "section", help="any policy key, applied to every model unless it overrides", keys=POLICY),
     Key("models", "named", help="one entry per model, keyed by name (letters, digits, `.`, `_`, `-`)",

@@ -66,10 +66,12 @@ class Assessment:
     keys: dict = field(default_factory=dict)      # evidence keys of the triggers that fired
     details: dict = field(default_factory=dict)   # the status fields
     evidence: dict = field(default_factory=dict)  # trigger -> the test's numbers, for the history record
+    alerts: dict = field(default_factory=dict)    # evidence keys of the signals that only alert
 
     def observation_fields(self):
         return {"performance": self.performance, "drift": self.drift, "quality": self.details,
-                "quality_keys": dict(self.keys) or None, "quality_evidence": dict(self.evidence) or None}
+                "quality_keys": dict(self.keys) or None, "quality_evidence": dict(self.evidence) or None,
+                "quality_alerts": dict(self.alerts) or None}
 
 
 def status_fields(details):
@@ -117,7 +119,9 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
             continue
         setattr(out, kind, Reason(kind, verdict.text))
         out.evidence[kind] = verdict.evidence
-        if not alert:
+        if alert:
+            out.alerts[kind] = key
+        else:
             out.keys[kind] = key
     return out
 

@@ -1,4 +1,5 @@
-"""Write events to the state log, and tell the notification hook about the history ones."""
+"""Write events to the state log, and tell the notification hook, the webhooks and the chat
+URLs about the history ones."""
 from .notify import notify
 from .records import OPERATOR, Event
 from .eventlog import StateLog
@@ -16,6 +17,11 @@ class Recorder:
         self.config = config
         self.log = log if log is not None else StateLog(config.state_dir, rotate_bytes=config.state_log_rotate_bytes)
         self.callback = callback if callback is not None else config.defaults.notification_callback
+        self._notifier = None
+        if config.notify.webhooks:
+            from .webhooks import check_secrets, targets
+
+            check_secrets(targets(config.notify)[0])
 
     def states(self):
         return self.log.states()
@@ -36,7 +42,22 @@ class Recorder:
         record = event.to_dict()
         if not self.log.append(record, unless=check):
             return None
-        if event.status in HISTORY_STATUSES and event.trigger_type != OPERATOR:
-            notify(record, callback=self.callback, command=self.config.notify.command,
-                   timeout=self.config.notify.timeout_seconds)
+        if event.status in HISTORY_STATUSES:
+            if event.trigger_type != OPERATOR:
+                notify(record, callback=self.callback, command=self.config.notify.command,
+                       timeout=self.config.notify.timeout_seconds)
+            self.alert(record)
         return event
+
+    def alert(self, record):
+        """Send `record` to the webhooks and chat URLs that want it (each entry's `events` picks),
+        without writing it to the log: a drift alert is sent this way alone."""
+        section = self.config.notify
+        if not (section.webhooks or section.apprise):
+            return
+        if self._notifier is None:  # one per command: its sends share one time budget
+            from .webhooks import Notifier, targets
+
+            hooks, apprise = targets(section)
+            self._notifier = Notifier(hooks, apprise, state_dir=self.config.state_dir)
+        self._notifier.send([record])

@@ -103,7 +103,7 @@ def _add_recent(features, path, reference):
     import csv
 
     from .evaluation import NA_TEXT
-    from .quality import histogram, to_number
+    from .quality import sample_counts, shares, to_number
 
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
@@ -120,7 +120,7 @@ def _add_recent(features, path, reference):
         values = [to_number(r.get(f.name)) if numeric else (None if r.get(f.name) in NA_TEXT else r.get(f.name))
                   for r in rows if f.name in r]
         try:
-            f.recent = histogram(stats, values)
+            f.recent = shares(sample_counts(stats, values))
         except (KeyError, TypeError, ValueError) as exc:
             f.note = f"reference statistics not understood: {type(exc).__name__}: {exc}"
             f.bins = f.reference = []

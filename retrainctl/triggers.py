@@ -58,6 +58,7 @@ class Observation:
     quality: Optional[dict] = None            # what the performance/drift checks saw, for `status`
     quality_keys: Optional[dict] = None       # {trigger: evidence key} of the quality triggers that fired
     quality_evidence: Optional[dict] = None   # {trigger: the test's numbers}, for the history record
+    quality_alerts: Optional[dict] = None     # {trigger: evidence key} of the signals that only alert
 
     @property
     def failures_on_data(self):

@@ -11,15 +11,12 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from .config_keys import DEFAULT_EVENTS
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Retrainctl-Signature-256"
-# What an entry without `events` receives: every retraining event (not operator actions, which
-# the operator just did, nor drift alerts, which a five-minute timer would repeat all day).
-DEFAULT_EVENTS = ("success", "failure", "rejected", "skipped", "interrupted")
-EVENTS = DEFAULT_EVENTS + ("drift", "performance", "paused", "resumed", "rolled_back", "unit_failed")
 BUDGET_SECONDS = 10.0      # per command, every endpoint together
 TIMEOUT_SECONDS = 5.0      # per request
 RETRIES = 2                # after the first attempt
@@ -28,7 +25,6 @@ SENT_FILE = "notified.json"
 # An alert whose cause persists is repeated this often, so a failure that outlives its first
 # alert (or a unit that fails the same way a week later) is not silenced for good.
 REMIND_AFTER_SECONDS = 24 * 3600
-WEBHOOK_KEYS = ("url", "secret_env", "secret_file", "events")
 
 
 @dataclass(frozen=True)
@@ -67,61 +63,17 @@ class Delivery:
 
 # --- config --------------------------------------------------------------------------------------
 
-def parse_webhooks(raw, where="notify.webhooks"):
-    """The `notify.webhooks` list as Webhook entries; ConfigError naming the entry and key."""
-    if not isinstance(raw, list):
-        raise ConfigError(f"{where}: must be a list of {{url, secret_env or secret_file, events}}")
-    hooks = []
-    for i, entry in enumerate(raw):
-        at = f"{where}[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{at}: must be a mapping with a url")
-        unknown = sorted(set(entry) - set(WEBHOOK_KEYS))
-        if unknown:
-            raise ConfigError(f"{at}: unknown key {unknown[0]!r}{_did_you_mean(unknown[0], WEBHOOK_KEYS)}")
-        url = entry.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{at}.url: must be an http:// or https:// URL")
-        if entry.get("secret_env") and entry.get("secret_file"):
-            raise ConfigError(f"{at}: give secret_env or secret_file, not both")
-        for key in ("secret_env", "secret_file"):
-            if entry.get(key) is not None and not (isinstance(entry[key], str) and entry[key]):
-                raise ConfigError(f"{at}.{key}: must be a non-empty string")
-        hooks.append(Webhook(url, entry.get("secret_env"), entry.get("secret_file"),
-                             parse_events(entry.get("events"), f"{at}.events")))
-    return tuple(hooks)
+def targets(notify):
+    """The webhooks and the apprise target (or None) of a validated `notify` config section."""
+    hooks = tuple(Webhook(h.url, h.secret_env, h.secret_file, tuple(h.events)) for h in notify.webhooks)
+    return hooks, AppriseTarget(tuple(notify.apprise), tuple(notify.apprise_events)) if notify.apprise else None
 
 
-def parse_apprise(raw, where="notify.apprise"):
-    """`notify.apprise`: a list of apprise URLs, or {urls: [...], events: [...]}."""
-    events = None
-    if isinstance(raw, dict):
-        unknown = sorted(set(raw) - {"urls", "events"})
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r}{_did_you_mean(unknown[0], ('urls', 'events'))}")
-        events, raw = raw.get("events"), raw.get("urls")
-    if not isinstance(raw, list) or not raw or not all(isinstance(u, str) and "://" in u for u in raw):
-        raise ConfigError(f"{where}: must be a list of apprise URLs (like slack://... or mailto://...)")
-    return AppriseTarget(tuple(raw), parse_events(events, f"{where}.events"))
-
-
-def parse_events(raw, where):
-    if raw is None:
-        return DEFAULT_EVENTS
-    if not isinstance(raw, list) or not all(isinstance(e, str) for e in raw):
-        raise ConfigError(f"{where}: must be a list of event names ({', '.join(EVENTS)})")
-    for name in raw:
-        if name not in EVENTS:
-            raise ConfigError(f"{where}: unknown event {name!r}{_did_you_mean(name, EVENTS)}; "
-                              f"known: {', '.join(EVENTS)}")
-    return tuple(dict.fromkeys(raw))
-
-
-def _did_you_mean(word, choices):
-    import difflib
-
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def check_secrets(hooks):
+    """Every configured secret can be had, or ConfigError naming the entry: checked before a
+    command does anything, so a config that promises signatures fails at once, not mid-retrain."""
+    for i, hook in enumerate(hooks):
+        load_secret(hook, f"notify.webhooks[{i}]")
 
 
 def load_secret(hook, where="notify.webhooks"):
@@ -204,6 +156,14 @@ def cause(record):
 def subject(record):
     """Who the once-per-cause memory is kept for: the model, or the failed unit."""
     return str(record.get("model_name") or record.get("unit") or "-")
+
+
+def slot(record):
+    """Where the once-per-cause memory keeps a record's cause: per subject, with drift and
+    performance alerts apart, so an alert and a failure of one model do not take turns
+    re-sending each other, and a retrain (which cannot fix input drift) does not end a drift alert."""
+    status = record.get("status")
+    return subject(record) + (f"|{status}" if status in ("drift", "performance") else "")
 
 
 def payload(record):
@@ -334,7 +294,7 @@ class Notifier:
         return Delivery("apprise", event, "sent" if ok else "failed", 1, "" if ok else detail)
 
     def _already_sent(self, sent, target, record, why):
-        entry = (sent.get(target.key) or {}).get(subject(record))
+        entry = (sent.get(target.key) or {}).get(slot(record))
         if not isinstance(entry, dict) or entry.get("cause") != why:
             return False
         at = entry.get("at")
@@ -372,16 +332,17 @@ class Notifier:
 
 
 def _changes(target, records, done, now):
-    """(endpoint, subject, {cause, at} or None) in the records' order: a cause whose alert was
-    delivered, or news (a success) that ends the cause before it, whether this endpoint wanted
-    it or not. An alert that was not delivered changes nothing: its next occurrence is tried again."""
+    """(endpoint, slot, {cause, at} or None) in the records' order: a cause whose alert was
+    delivered, or a success that ends the cause before it, whether this endpoint wanted it or
+    not (an operator's pause does not). An alert that was not delivered changes nothing: its
+    next occurrence is tried again."""
     out = []
     for record in records:
         why, result = cause(record), done.get(id(record))
-        if why is None:
-            out.append((target.key, subject(record), None))
+        if record.get("status") == "success":
+            out.append((target.key, slot(record), None))
         elif result is not None and result.outcome == "sent":
-            out.append((target.key, subject(record), {"cause": why, "at": round(now, 3)}))
+            out.append((target.key, slot(record), {"cause": why, "at": round(now, 3)}))
     return out
 
 

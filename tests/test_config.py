@@ -69,6 +69,21 @@ BAD = [
     ({"models": {"iris": dict(IRIS, max_memory_mb=10**14)}}, "models.iris.max_memory_mb: must be between 16 and"),
     ({"notify": {"timeout_seconds": float("inf")}, "models": {"iris": IRIS}},
      "notify.timeout_seconds: must be a finite number, got inf"),
+    ({"notify": {"webhooks": {"url": "http://h/"}}, "models": {"iris": IRIS}},
+     "notify.webhooks: must be a list of mappings, got {'url': 'http://h/'}"),
+    ({"notify": {"webhooks": [{"url": "ftp://example.org/x"}]}, "models": {"iris": IRIS}},
+     "notify.webhooks[0].url: must be an http:// or https:// URL, got 'ftp://example.org/x'"),
+    ({"notify": {"webhooks": [{"secret_env": "S"}]}, "models": {"iris": IRIS}}, "notify.webhooks[0].url: is required"),
+    ({"notify": {"webhooks": [{"url": "http://h/", "event": ["failure"]}]}, "models": {"iris": IRIS}},
+     "notify.webhooks[0].event: unknown key 'event'; did you mean 'events'?"),
+    ({"notify": {"webhooks": [{"url": "http://h/", "events": ["failures"]}]}, "models": {"iris": IRIS}},
+     "notify.webhooks[0].events: must list events among: success, failure, rejected, skipped, interrupted, "
+     "drift, performance, paused, resumed, rolled_back, unit_failed, got ['failures']"),
+    ({"notify": {"webhooks": [{"url": "http://h/", "secret_env": "A", "secret_file": "/b"}]}, "models": {"iris": IRIS}},
+     "notify.webhooks[0]: give secret_env or secret_file, not both"),
+    ({"notify": {"apprise": ["slack"]}, "models": {"iris": IRIS}},
+     "notify.apprise: must be apprise URLs such as slack://... or mailto://..., got ['slack']"),
+    ({"notify": {"apprise_events": ["drfit"]}, "models": {"iris": IRIS}}, "notify.apprise_events: must list events"),
     ({"models": {"iris": dict(IRIS, check_interval="5m")}}, "models.iris.check_interval: must be an integer, got '5m'"),
     ({"models": {"iris": dict(IRIS, enable_auto_retraining="yes please")}},
      "models.iris.enable_auto_retraining: must be true or false, got 'yes please'"),
@@ -111,6 +126,21 @@ def test_import_validation_names_the_key(tmp_path):
     bad_params = parse_config(yaml.safe_dump({"models": {"iris": dict(IRIS, params={"depth": 3})}}), "c.yaml")
     with pytest.raises(ConfigError, match=r"^c.yaml: models.iris.params: .*unexpected keyword argument 'depth'"):
         validate_models(bad_params)
+
+
+def test_webhooks_and_apprise_are_read(tmp_path):
+    cfg = base_config(iris=IRIS)
+    cfg["notify"] = {"webhooks": [{"url": "https://h/x", "secret_file": "hook.secret", "events": ["drift"]},
+                                  {"url": "http://h/y"}],
+                     "apprise": ["json://localhost/"]}
+    config = load_config(write(tmp_path, cfg))
+    notify = config.notify
+    first, second = notify.webhooks
+    assert (first.url, first.secret_file, first.events) == ("https://h/x", os.path.join(config.base_dir, "hook.secret"),
+                                                           ("drift",))
+    assert (second.secret_env, second.secret_file) == (None, None)
+    assert second.events == ("success", "failure", "rejected", "skipped", "interrupted")
+    assert notify.apprise == ("json://localhost/",) and notify.apprise_events == second.events
 
 
 def test_missing_and_unreadable_config(tmp_path):

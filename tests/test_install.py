@@ -13,9 +13,11 @@ PREFIX = "opt/retrainctl"
 CONFIG = "etc/retrainctl/retrainctl.yaml"
 VAR = "var/lib/retrainctl"
 UNITS = "etc/systemd/system"
-DROP_INS = [f"{UNITS}/retrainctl-check.service.d/hardening.conf", f"{UNITS}/retrainctl-train@.service.d/hardening.conf"]
+DROP_INS = [f"{UNITS}/retrainctl-check.service.d/hardening.conf", f"{UNITS}/retrainctl-train@.service.d/hardening.conf",
+            f"{UNITS}/retrainctl-notify-failure@.service.d/hardening.conf"]
+NOTIFY_DROP_IN = f"{UNITS}/retrainctl-notify-failure@.service.d/notify-failure.conf"
 OURS = [f"{UNITS}/retrainctl-check.service", f"{UNITS}/retrainctl-check.timer", f"{UNITS}/retrainctl-train@.service",
-        *DROP_INS, "etc/sysusers.d/retrainctl.conf", f"{PREFIX}/bin/retrainctl", f"{PREFIX}/venv/bin/python"]
+        f"{UNITS}/retrainctl-notify-failure@.service", *DROP_INS, NOTIFY_DROP_IN, "etc/sysusers.d/retrainctl.conf", f"{PREFIX}/bin/retrainctl", f"{PREFIX}/venv/bin/python"]
 
 
 def make(*args, destdir):
@@ -70,13 +72,14 @@ def test_installed_tree_points_at_the_final_prefix(installed):
 def test_units_get_the_prefix(tmp_path):
     make("install-units", "PREFIX=/usr/local/retrainctl", destdir=tmp_path)
     units = tmp_path / UNITS
-    for name in ("retrainctl-check.service", "retrainctl-train@.service"):
+    for name in ("retrainctl-check.service", "retrainctl-train@.service", "retrainctl-notify-failure@.service"):
         text = (units / name).read_text()
         assert "ExecStart=/usr/local/retrainctl/bin/retrainctl --config /etc/retrainctl/retrainctl.yaml " in text
         assert "/opt/retrainctl" not in text
     assert (units / "retrainctl-check.timer").read_text() == (REPO / "systemd/retrainctl-check.timer").read_text()
     for drop_in in DROP_INS:
         assert (tmp_path / drop_in).read_text() == (REPO / "systemd/retrainctl-hardening.conf").read_text()
+    assert (tmp_path / NOTIFY_DROP_IN).read_text() == (REPO / "systemd/retrainctl-notify-failure.conf").read_text()
 
 
 def test_uninstall_keeps_the_operators_own_drop_in(tmp_path):

@@ -12,7 +12,8 @@ import pytest
 from conftest import REPO, RETRAINCTL
 
 UNIT_SOURCES = REPO / "systemd"
-SERVICES = ["retrainctl-check.service", "retrainctl-train@.service"]
+SERVICES = ["retrainctl-check.service", "retrainctl-train@.service", "retrainctl-notify-failure@.service"]
+NOTIFY_FAILURE = "retrainctl-notify-failure@retrainctl-check.service.service"
 HARDENING = UNIT_SOURCES / "retrainctl-hardening.conf"
 UNITS = SERVICES + ["retrainctl-check.timer"]
 INSTALLED_UNITS = "etc/systemd/system"
@@ -70,7 +71,8 @@ def verify(root, *units):
 
 
 def test_installed_units_verify_with_their_exec_paths(installed):
-    done = verify(installed, "retrainctl-check.service", "retrainctl-check.timer", "retrainctl-train@iris.service")
+    done = verify(installed, "retrainctl-check.service", "retrainctl-check.timer", "retrainctl-train@iris.service",
+                  NOTIFY_FAILURE)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     for service in SERVICES:
         exec_start = setting(installed / INSTALLED_UNITS / service, "ExecStart")
@@ -110,7 +112,24 @@ def test_services_share_their_hardening_drop_in(installed):
     assert {section for section, _, _ in unit_settings(HARDENING)} == {"Service"}
 
 
-@pytest.mark.parametrize("service", SERVICES)
+def test_a_failed_check_starts_the_failure_hook_with_its_own_settings(installed):
+    """retrainctl-check.service names the hook in OnFailure=; the hook's own drop-in, applied
+    after the shared one, keeps the journal's group and a short timeout."""
+    check = UNIT_SOURCES / "retrainctl-check.service"
+    assert [(s, v) for s, k, v in unit_settings(check) if k == "OnFailure"] == [
+        ("Unit", "retrainctl-notify-failure@%n.service")]
+    hook = installed / INSTALLED_UNITS / "retrainctl-notify-failure@.service"
+    assert sorted(p.name for p in hook.parent.joinpath(hook.name + ".d").iterdir()) == [
+        "hardening.conf", "notify-failure.conf"]
+    last = {key: setting(hook, key)[-1] for key in ("PrivateUsers", "TimeoutStartSec", "SupplementaryGroups",
+                                                    "User", "ProtectSystem")}
+    assert last == {"PrivateUsers": "no", "TimeoutStartSec": "2min", "SupplementaryGroups": "systemd-journal",
+                    "User": "retrainctl", "ProtectSystem": "strict"}
+    assert setting(hook, "ExecStart") == ["/opt/retrainctl/bin/retrainctl --config /etc/retrainctl/retrainctl.yaml "
+                                          "notify-failure %i"]
+
+
+@pytest.mark.parametrize("service", SERVICES[:2])
 def test_services_are_hardened_oneshots(service):
     expected = {
         "Type": ["oneshot"], "User": ["retrainctl"], "NoNewPrivileges": ["yes"], "UMask": ["0027"],

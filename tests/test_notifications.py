@@ -1,0 +1,149 @@
+"""The report and notifications through the installed command: `report` in both formats, a
+failed check and a drift alert POSTed to a real loopback server, `notify-failure` as systemd's
+OnFailure= hook runs it."""
+import json
+
+from test_quality import write_inputs
+from test_webhooks import Endpoint
+
+from retrainctl import webhooks
+
+SECRET = "s3cret"
+
+
+def _endpoint(request, *statuses):
+    endpoint = Endpoint(*statuses)
+    request.addfinalizer(endpoint.close)
+    return endpoint
+
+
+def _hooks(project, *entries):
+    project.config["notify"] = {"webhooks": list(entries)}
+    project.write_config()
+
+
+def _bodies(endpoint):
+    return [json.loads(body) for _, body, _ in endpoint.requests]
+
+
+# --- report --------------------------------------------------------------------------------------
+
+def test_report_before_and_after_training(project, tmp_path):
+    never = project.run("report", "iris", "--format", "md")
+    assert never.returncode == 0, never.stderr
+    assert "never trained" in never.stdout and "housing" not in never.stdout
+
+    assert project.run("check").returncode == 0
+    html = project.run("report")
+    assert html.returncode == 0, html.stderr
+    assert html.stdout.startswith("<!DOCTYPE html>") and "iris" in html.stdout and "housing" in html.stdout
+    assert "<script src=" not in html.stdout and "http://" not in html.stdout.replace("http://www.w3.org", "")
+    md = project.run("report", "housing", "--format", "md")
+    assert md.returncode == 0 and not md.stdout.startswith("<") and "housing" in md.stdout
+    assert "never trained" not in md.stdout and "iris" not in md.stdout
+
+    page = tmp_path / "out" / "report.html"
+    page.parent.mkdir()
+    written = project.run("report", "iris", "--output", str(page))
+    assert (written.returncode, written.stdout) == (0, "")
+    assert page.read_text().startswith("<!DOCTYPE html>") and oct(page.stat().st_mode & 0o777) == "0o644"
+
+
+def test_report_of_an_unknown_model_exits_2(project):
+    out = project.run("report", "irs")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == f"Error: model 'irs' is not configured in {project.config_path}; did you mean 'iris'?\n"
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+def test_a_failed_check_posts_a_signed_failure_once(project, request):
+    server = _endpoint(request)
+    _hooks(project, {"url": server.url, "secret_env": "HOOK_SECRET"})
+    project.data("iris").unlink()
+    env = {"HOOK_SECRET": SECRET}
+    out = project.run("check", "iris", env=env)
+    assert out.returncode == 1, out.stderr
+    [(headers, body, path)] = server.requests
+    event = json.loads(body)
+    assert path == "/hook" and headers["X-Retrainctl-Event"] == "failure"
+    assert headers["X-Retrainctl-Signature-256"] == webhooks.signature(SECRET.encode(), body)
+    assert {k: event[k] for k in ("event", "model_name", "status", "error_type", "description")} == {
+        "event": "failure", "model_name": "iris", "status": "failure", "error_type": "data_error",
+        "description": "data file could not be read"}
+    assert event == {"event": "failure", **project.history("iris")[-1]}
+    # the same failure again is not news
+    assert project.run("check", "iris", env=env).returncode == 1
+    assert len(server.requests) == 1
+
+
+def test_a_secret_that_cannot_be_had_is_a_config_error(project, request):
+    server = _endpoint(request)
+    _hooks(project, {"url": server.url}, {"url": server.url, "secret_env": "NO_SUCH_SECRET"})
+    out = project.run("check")
+    assert out.returncode == 2
+    assert out.stderr == "Error: notify.webhooks[1]: secret_env NO_SUCH_SECRET is not set or empty\n"
+    assert project.history() == [] and server.requests == []
+
+
+def test_drift_that_only_alerts_is_sent_once_per_evidence(project, request):
+    drift, everything = _endpoint(request), _endpoint(request)
+    _hooks(project, {"url": drift.url, "events": ["drift"]}, {"url": everything.url})
+    assert project.run("check", "iris").returncode == 0
+    assert [e["event"] for e in _bodies(everything)] == ["success"] and drift.requests == []
+
+    write_inputs(project, shift=3.0)
+    project.set_model("iris", drift_path="data/recent.csv")
+    for _ in range(2):
+        out = project.run("check", "iris")
+        assert out.returncode == 0, out.stderr
+    [alert] = _bodies(drift)
+    assert (alert["event"], alert["status"], alert["model_name"], alert["version"]) == ("drift", "drift", "iris", 1)
+    assert alert["description"].startswith("input drift in data/recent.csv: PSI PetalLengthCm ")
+    assert list(alert["quality_evidence"]["drift"]["drifted_features"]) == ["PetalLengthCm"]
+    assert [e["event"] for e in _bodies(everything)] == ["success"]  # drift is not a default event
+    assert [e["status"] for e in project.history("iris")] == ["success"]  # and not a history record
+
+    write_inputs(project, shift=4.0)  # new evidence
+    assert project.run("check", "iris").returncode == 0
+    assert len(drift.requests) == 2 and _bodies(drift)[1]["quality_keys"] != alert["quality_keys"]
+
+
+def test_operator_events_reach_the_endpoints_that_ask_for_them(project, request):
+    server = _endpoint(request)
+    _hooks(project, {"url": server.url, "events": ["paused", "resumed"]})
+    assert project.run("pause", "iris").returncode == 0
+    assert project.run("resume", "iris").returncode == 0
+    assert [(e["event"], e["model_name"], e["trigger_type"]) for e in _bodies(server)] == [
+        ("paused", "iris", "operator"), ("resumed", "iris", "operator")]
+
+
+# --- notify-failure ------------------------------------------------------------------------------
+
+MONITOR = {"MONITOR_SERVICE_RESULT": "exit-code", "MONITOR_EXIT_CODE": "exited", "MONITOR_EXIT_STATUS": "2",
+           "MONITOR_INVOCATION_ID": "0123456789abcdef0123456789abcdef", "MONITOR_UNIT": "retrainctl-check.service"}
+
+
+def test_notify_failure_posts_a_unit_failed_event(project, request):
+    server, down = _endpoint(request), _endpoint(request, 500)
+    _hooks(project, {"url": server.url, "secret_env": "HOOK_SECRET"}, {"url": down.url})
+    out = project.run("notify-failure", "retrainctl-check.service", env=dict(MONITOR, HOOK_SECRET=SECRET))
+    assert (out.returncode, out.stdout) == (0, ""), out.stderr  # a failed delivery is logged, not an error
+    [(headers, body, _)] = server.requests
+    event = json.loads(body)
+    assert headers["X-Retrainctl-Signature-256"] == webhooks.signature(SECRET.encode(), body)
+    assert {k: event[k] for k in ("event", "status", "unit", "error_type", "invocation_id", "description")} == {
+        "event": "unit_failed", "status": "failure", "unit": "retrainctl-check.service", "error_type": "unit_failed",
+        "invocation_id": MONITOR["MONITOR_INVOCATION_ID"],
+        "description": "retrainctl-check.service failed: result exit-code, exited 2"}
+    assert len(down.requests) == 3 and "not delivered after 3 attempt(s): HTTP 500" in out.stderr
+    assert project.history() == []
+
+
+def test_notify_failure_runs_the_notify_command(project, tmp_path):
+    got = tmp_path / "event.json"
+    project.config["notify"] = {"command": ["sh", "-c", f"cat > {got}"]}
+    project.write_config()
+    out = project.run("notify-failure", "retrainctl-check.service", env=MONITOR)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(got.read_text())["error_type"] == "unit_failed"
