@@ -83,4 +83,7 @@ class Recovery:
         from .tracking import realign_champion
 
         tracked = realign_champion(self.config, model, cur)
+        if cur is not None and tracked.model_version is not None \
+                and cur.metadata.get("mlflow_model_version") != tracked.model_version:
+            self.store.update_metadata(cur, **tracked.ids())  # registered just now
         return {"tracking_error": tracked.error} if tracked.error else {}
