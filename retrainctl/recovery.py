@@ -59,11 +59,16 @@ class Recovery:
                                        promoted=True)
         # Before the record: a crash in between repeats the realignment next time, never skips it.
         realigned = self._realign_champion(model, attempt, cur)
+        error = "interrupted: the training process died"
+        from .tracking import log_failure
+
+        run_id = log_failure(self.config, model, started.get("trigger_type"), attempt, error, "interrupted",
+                             f"{where} never finished").run_id
         log.warning("%s: recorded an interrupted training attempt", model.name)
         return self.recorder.write(model, started.get("trigger_type"), Status.FAILURE, self.clock(),
-                                   f"{where} never finished", data_hash=started.get("data_hash"),
-                                   error="interrupted: the training process died", **quality,
-                                   error_type="interrupted", attempt_id=attempt, **realigned)
+                                   f"{where} never finished", data_hash=started.get("data_hash"), error=error,
+                                   **quality, error_type="interrupted", attempt_id=attempt, **realigned,
+                                   **({"mlflow_run_id": run_id} if run_id else {}))
 
     def _realign_champion(self, model, attempt, cur):
         """Registering a candidate in MLflow moves `champion` to it just before the store promotes

@@ -59,13 +59,18 @@ def mlflow_server(tmp_path_factory):
             time.sleep(0.2)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
+
+
+def stop_group(proc):
+    """Stop a server started with start_new_session=True, its whole process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 @contextlib.contextmanager
@@ -285,6 +290,7 @@ def test_kill_between_registry_and_store_moves_the_alias_back(project, monkeypat
     client = MlflowClient(uri)
     assert str(client.get_model_version_by_alias("iris", "champion").version) == "2"  # ahead of the store
     assert project.current_version("iris") == 1
+    assert status_row(project, "iris")["registry_in_sync"] is False
 
     after = project.run("check", "iris")  # recovers the dead attempt; nothing else is due
     assert after.returncode == 0, after.stderr
@@ -293,6 +299,9 @@ def test_kill_between_registry_and_store_moves_the_alias_back(project, monkeypat
     record = project.history("iris")[-1]
     assert (record["status"], record["error_type"], record["version"]) == ("failure", "interrupted", None)
     assert project.current_version("iris") == 1
+    interrupted = client.get_run(record["mlflow_run_id"])
+    assert (interrupted.info.status, interrupted.data.tags["error_type"]) == ("FAILED", "interrupted")
+    assert status_row(project, "iris")["registry_in_sync"] is True
 
 
 def test_kill_during_the_first_training_removes_the_alias(project, monkeypatch):
@@ -360,13 +369,7 @@ def test_mlflow_serves_the_champion(project, monkeypatch):
                 assert time.monotonic() < deadline, log_path.read_text()
                 time.sleep(0.5)
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
     assert answer == {"predictions": list(store_model(project, "iris", 1).predict(row))}
 
 
