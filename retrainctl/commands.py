@@ -288,7 +288,7 @@ def _move_champion_back(shell, model, target, abandoned, current):
     from .tracking import CHAMPION, move_champion
 
     at = utcnow_iso(shell.clock())
-    gone = (abandoned.metadata.get("mlflow_model_version") if abandoned is not None else None)
+    gone = abandoned.metadata.get("mlflow_model_version") if abandoned is not None else None
     tracked = move_champion(shell.config, model, target,
                             tags={"retrainctl.rolled_back_from": f"v{current}", "retrainctl.rolled_back_at": at},
                             other_tags={gone: {"retrainctl.rolled_back_to": f"v{target.version}",
