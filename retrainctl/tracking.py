@@ -200,6 +200,9 @@ def move_champion(config, model, target, tags=None, other_tags=None):
     if target is not None and job["version"] is None and job["run_id"] is None:
         metrics = {model.metric: meta.get("score"), "training_time": meta.get("fit_seconds")}
         job["log"] = _log_job(config, uri, model, target, "registered", "promoted", "", metrics, True)
+        kind = "estimator" if model.estimator else "trainer"  # today's config, not necessarily what trained it
+        job["log"]["params"] = {k: v for k, v in job["log"]["params"].items()
+                                if k != kind and not k.startswith(kind + ".")}
     tracked = _run_child("champion", job)
     if tracked.run_id is None:
         tracked.run_id = job["run_id"]

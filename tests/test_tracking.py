@@ -496,6 +496,28 @@ def test_required_rollback_refuses_without_a_registry_version(project):
     assert status_row(project, "iris")["registry_in_sync"] is False
 
 
+def test_rollback_registers_a_version_trained_without_tracking(project, monkeypatch):
+    """A version that was never tracked is logged as a new run and registered, so `champion`
+    still names what the store serves."""
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for _ in range(2):
+        assert project.run("train", "iris", "--force").returncode == 0  # v1, v2 without tracking
+    use_mlflow(project, required=True)
+    back = project.cli("rollback", "iris", "--json")
+    assert back.exit_code == 0, back.output
+    record = json.loads(back.stdout)
+    assert (record["version"], record["mlflow_model_version"]) == (1, 1) and "tracking_error" not in record
+    client = MlflowClient(f"sqlite:///{project.state_dir}/mlflow.db")
+    champion = client.get_model_version_by_alias("iris", "champion")
+    assert (champion.tags[STORE_VERSION_TAG], champion.tags["retrainctl.rolled_back_from"]) == ("1", "v2")
+    run = client.get_run(champion.run_id)
+    assert run.info.run_name == "iris-v1-registered" and "estimator" not in run.data.params
+    row = status_row(project, "iris")
+    assert (row["mlflow_model_version"], row["registry_champion_version"], row["registry_in_sync"]) == (1, 1, True)
+
+
 class Doubler:
     """Not a scikit-learn type: skops would refuse to load it, so the model goes cloudpickle."""
 
