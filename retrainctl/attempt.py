@@ -204,8 +204,13 @@ class Attempts:
         if error is not None:
             error_type = getattr(error, "error_type", "data_error" if isinstance(error, DataError) else "error")
             log.error("%s: %s", model.name, error)
+            from .tracking import log_failure
+
+            tracked = log_failure(self.config, model, job.trigger_type, job.attempt_id, error, error_type,
+                                  job.description, job.warm, self.clock() - job.start)
             return self._outcome(job, f"failed: {error}", Status.FAILURE, job.description, failed=True,
-                                 error=str(error), error_type=error_type)
+                                 error=str(error), error_type=error_type,
+                                 **({"mlflow_run_id": tracked.run_id} if tracked.run_id else {}))
         return self._keep(job, result)
 
     def _keep(self, job, result):
@@ -231,7 +236,8 @@ class Attempts:
         # Tracked before promotion, so that with mlflow.required a tracking failure keeps the candidate out.
         from .tracking import log_training
 
-        tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text, job.warm)
+        tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text, job.warm,
+                               training_time=self.clock() - job.start)
         faults.point("after_track")
         if tracked.run_id is not None:
             mv = self.store.update_metadata(mv, **tracked.ids())

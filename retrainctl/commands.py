@@ -284,13 +284,8 @@ def rollback(config, name, to=None, clock=time.time):
             available = ", ".join(f"v{v}" for v in store.versions(name)) or "none"
             raise UsageError(f"{name}: version {to} does not exist (available: {available})")
         store.verify(target)
-        from .tracking import CHAMPION, move_champion
-
-        tracked = move_champion(config, model, target)
-        if tracked.error and config.mlflow.required:
-            raise TrackingError(f"{name}: not rolled back to v{to}: MLflow alias '{CHAMPION}' could not be moved "
-                                f"and mlflow.required is true: {tracked.error}")
         abandoned = store.get(name, current)
+        tracked = _move_champion_back(shell, model, target, abandoned, current)
         store.promote(name, to)
         return shell.recorder.write(model, OPERATOR, Status.ROLLED_BACK, clock(),
                                     f"rolled back from v{current} to v{to} by {_operator()}", version=to,
@@ -298,6 +293,28 @@ def rollback(config, name, to=None, clock=time.time):
                                     previous_version=current,
                                     abandoned_data_hash=abandoned.metadata.get("data_hash") if abandoned else None,
                                     **tracked.fields())
+
+
+def _move_champion_back(shell, model, target, abandoned, current):
+    """Move the registry's `champion` to `target` (registering it if it never was, e.g. a rejected
+    candidate) and tag both registered versions with the rollback. With mlflow.required a
+    registry that cannot follow stops the rollback; otherwise the store moves and the
+    disagreement shows in `status` and the metrics."""
+    from .events import utcnow_iso
+    from .tracking import CHAMPION, move_champion
+
+    at = utcnow_iso(shell.clock())
+    gone = abandoned.metadata.get("mlflow_model_version") if abandoned is not None else None
+    tracked = move_champion(shell.config, model, target,
+                            tags={"retrainctl.rolled_back_from": f"v{current}", "retrainctl.rolled_back_at": at},
+                            other_tags={gone: {"retrainctl.rolled_back_to": f"v{target.version}",
+                                               "retrainctl.rolled_back_at": at}} if gone is not None else None)
+    if tracked.error and shell.config.mlflow.required:
+        raise TrackingError(f"{model.name}: not rolled back to v{target.version}: MLflow alias '{CHAMPION}' could "
+                            f"not be moved and mlflow.required is true: {tracked.error}")
+    if tracked.model_version is not None and tracked.model_version != target.metadata.get("mlflow_model_version"):
+        shell.store.update_metadata(target, **tracked.ids())  # registered just now
+    return tracked
 
 
 def _previous_promoted(shell, name, current):

@@ -58,6 +58,7 @@ class ModelView:
     last_failure_time: Optional[float] = None
     drifted: Optional[bool] = None         # None: no drift_path, or not enough rows to judge
     drifted_features: tuple = ()           # (feature, PSI) of the features that drifted
+    registry_in_sync: Optional[bool] = None  # None: MLflow off, or nothing recorded yet
 
 
 def families(totals, views, now, last_check=None):
@@ -184,6 +185,10 @@ def alert_gauges(views):
         gauge("model_last_retraining_failure_timestamp_seconds",
               "Unix time the last automatic retrain failed (manual trains are not counted).",
               lambda v: v.last_failure_time),
+        gauge("model_registry_in_sync",
+              "1 if MLflow's `champion` alias names the store's current model as the last command left it, "
+              "0 if they disagree or that is unknown; absent with MLflow off.",
+              lambda v: None if v.registry_in_sync is None else float(v.registry_in_sync)),
     ]
 
 
@@ -224,6 +229,7 @@ def gather(config, clock=time.time, observed=None):
             last_failure_time=getattr(states.get(model.name), "last_failure_time", None),
             drifted=row.quality.get("drifted"),
             drifted_features=tuple((row.quality.get("drifted_features") or {}).items()),
+            registry_in_sync=row.registry_in_sync,
         ))
     # The counters are running totals, which summary.json caches: no full log read.
     return totals, views, last_check_time(config.state_dir)

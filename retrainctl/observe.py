@@ -12,6 +12,7 @@ from .records import StatusRow
 from .events import utcnow_iso
 from .locks import lock_is_held
 from .store import ModelStore
+from .tracking import registry_state
 
 QUALITY_TRIGGERS = (triggers.TriggerType.PERFORMANCE, triggers.TriggerType.DRIFT)
 
@@ -72,6 +73,7 @@ class Observer:
         meta = cur.metadata if cur else {}
         state_dir = self.config.state_dir
         training_now = os.path.isdir(state_dir) and lock_is_held(state_dir, model.name)
+        registered, in_sync = registry_state(self.config, model.name, cur.version if cur else None)
         return StatusRow(
             model_name=model.name,
             data_path=model.data_path,
@@ -100,6 +102,8 @@ class Observer:
             last_event=state.last_event,
             quality=evaluation.status_fields(obs.quality),
             executing=_executing(state_dir, model.name) if training_now else None,
+            registry_champion_version=registered,
+            registry_in_sync=in_sync,
         )
 
 

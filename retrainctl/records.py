@@ -162,6 +162,8 @@ class StatusRow:
     last_event: Optional[dict]
     quality: dict
     executing: Optional[dict] = None
+    registry_champion_version: Optional[int] = None  # what MLflow's `champion` names (tracking.registry_state)
+    registry_in_sync: Optional[bool] = None
 
     def to_dict(self):
         row = {name: getattr(self, name) for name in _ROW_KEYS}
@@ -171,8 +173,9 @@ class StatusRow:
 
 _ROW_KEYS = ("model_name", "data_path", "data_rows", "data_hash", "data_error", "data_changed", "model_version",
              "model_age_seconds", "metric", "score", "columns", "mlflow_run_id", "mlflow_model_version", "due",
-             "due_reasons", "action", "note", "paused", "auto_retraining", "failures_in_row", "next_retry", "model_integrity",
-             "model_dir_missing", "training_now", "last_event")
+             "due_reasons", "action", "note", "paused", "auto_retraining", "failures_in_row", "next_retry",
+             "model_integrity", "model_dir_missing", "training_now", "last_event", "registry_champion_version",
+             "registry_in_sync")
 
 
 def quality_fields(keys, evidence=None):

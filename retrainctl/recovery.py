@@ -61,12 +61,17 @@ class Recovery:
         saved = self.store.saved_by(model.name, attempt)
         # Before the record: a crash in between repeats the realignment next time, never skips it.
         realigned = self._realign_champion(model, saved, cur)
+        error = "interrupted: the training process died"
+        from .tracking import log_failure
+
+        run_id = log_failure(self.config, model, started.get("trigger_type"), attempt, error, "interrupted",
+                             f"{where} never finished").run_id
         log.warning("%s: recorded an interrupted training attempt", model.name)
         return self.recorder.write(model, started.get("trigger_type"), Status.FAILURE, self.clock(),
-                                   f"{where} never finished", data_hash=started.get("data_hash"),
-                                   error="interrupted: the training process died", **quality,
-                                   version=saved.version if saved else None,
-                                   error_type="interrupted", attempt_id=attempt, **realigned)
+                                   f"{where} never finished", data_hash=started.get("data_hash"), error=error,
+                                   **quality, version=saved.version if saved else None,
+                                   error_type="interrupted", attempt_id=attempt, **realigned,
+                                   **({"mlflow_run_id": run_id} if run_id else {}))
 
     def _realign_champion(self, model, saved, cur):
         """Registering a candidate in MLflow moves `champion` to it just before the store promotes
@@ -78,4 +83,7 @@ class Recovery:
         from .tracking import realign_champion
 
         tracked = realign_champion(self.config, model, cur)
+        if cur is not None and tracked.model_version is not None \
+                and cur.metadata.get("mlflow_model_version") != tracked.model_version:
+            self.store.update_metadata(cur, **tracked.ids())  # registered just now
         return {"tracking_error": tracked.error} if tracked.error else {}

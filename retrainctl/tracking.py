@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from . import __version__, child, faults
 from .child import Child, note
 from .config import redact
+from .fsutil import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ STORE_VERSION_TAG = "retrainctl.store_version"
 # pipelines hold, so they are trusted. Anything else (a custom trainer's classes) goes cloudpickle.
 SKOPS_TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
 MAX_PARAM_LENGTH = 6000  # MLflow's limit for one param value
+MAX_TAG_LENGTH = 5000
+REGISTRY_DIR = "registry"  # <state_dir>/registry/<model>.json: where `champion` was last left
 
 
 @dataclass
@@ -90,13 +93,37 @@ def _job(config, uri):
     }
 
 
-def log_training(config, model, mv, result, trigger_type, promoted, description="", warm=None):
+def log_training(config, model, mv, result, trigger_type, promoted, description="", warm=None,
+                 training_time=None):
     """Log one candidate (store version `mv`, records.FitResult `result`) as an MLflow
-    run; register it and move `champion` to it when `promoted`. Never raises: a failure comes
-    back as Tracked.error, with whatever ids were obtained before it."""
+    run; register it and move `champion` to it when `promoted`. `training_time`: the attempt's
+    seconds so far (fit, gate, save). Never raises: a failure comes back as Tracked.error, with
+    whatever ids were obtained before it."""
     if not config.mlflow.enabled:
         return Tracked(enabled=False)
     uri = tracking_uri(config)
+    metrics = {model.metric: result.score, "training_seconds": mv.metadata.get("fit_seconds"),
+               "training_time": training_time}
+    if result.champion_score is not None:
+        metrics[f"champion_{model.metric}"] = result.champion_score
+    job = _log_job(config, uri, model, mv, trigger_type, "promoted" if promoted else "rejected", description,
+                   metrics, promoted)
+    tracked = _run_child("log", job, warm)
+    where = f"{model.name} v{mv.version}"
+    if tracked.error:
+        _warn(config, "%s: MLflow tracking at %s failed: %s", where, redact(uri), tracked.error)
+    elif tracked.model_version is not None:
+        log.info("%s: MLflow run %s; registered %s version %s as %s", where, tracked.run_id, model.name,
+                 tracked.model_version, CHAMPION)
+    else:
+        log.info("%s: MLflow run %s", where, tracked.run_id)
+    if promoted:
+        _remember(config, model.name, mv.version, tracked)
+    return tracked
+
+
+def _log_job(config, uri, model, mv, trigger_type, outcome, description, metrics, register):
+    """The tracking process's job for logging store version `mv` as a run (and registering it)."""
     meta = mv.metadata
     kind = "estimator" if model.estimator else "trainer"
     params = {
@@ -112,10 +139,7 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
         "retrainctl_version": __version__,
         "store_version": mv.version,
     }
-    metrics = {model.metric: result.score, "training_seconds": meta.get("fit_seconds")}
-    if result.champion_score is not None:
-        metrics[f"champion_{model.metric}"] = result.champion_score
-    job = dict(
+    return dict(
         _job(config, uri),
         experiment=f"{model.name}_retraining",
         artifact_location=artifact_location(config, uri),
@@ -123,7 +147,7 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
         description=description,
         params={k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items() if v is not None},
         metrics={k: float(v) for k, v in metrics.items() if v is not None},
-        tags={"trigger": trigger_type, "outcome": "promoted" if promoted else "rejected",
+        tags={"trigger": trigger_type, "outcome": outcome,
               STORE_VERSION_TAG: str(mv.version), "retrainctl.attempt_id": str(meta.get("attempt_id")),
               "retrainctl.model_file": mv.model_file, "retrainctl.sha256": meta["sha256"]},
         model_file=mv.model_file,
@@ -131,64 +155,114 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
         spec=model.training_spec(),
         data_path=model.data_path,
         columns=meta.get("columns"),
-        register=model.name if promoted else None,
+        register=model.name if register else None,
         store_version=mv.version,
     )
-    tracked = _run_child("log", job, warm)
-    where = f"{model.name} v{mv.version}"
+
+
+def log_failure(config, model, trigger_type, attempt_id, error, error_type, description="", warm=None,
+                training_time=None):
+    """Log a failed attempt (no candidate) as a FAILED run carrying its error. Never raises."""
+    if not config.mlflow.enabled:
+        return Tracked(enabled=False)
+    uri = tracking_uri(config)
+    job = dict(
+        _job(config, uri),
+        experiment=f"{model.name}_retraining",
+        artifact_location=artifact_location(config, uri),
+        run_name=f"{model.name}-failed-{trigger_type}",
+        description=description,
+        params={"trigger_type": trigger_type, "error_type": error_type, "data_path": model.data_path,
+                "retrainctl_version": __version__},
+        metrics={} if training_time is None else {"training_time": float(training_time)},
+        tags={"trigger": trigger_type, "outcome": "failed", "error_type": error_type,
+              "error": str(error)[:MAX_TAG_LENGTH], "retrainctl.attempt_id": str(attempt_id)},
+    )
+    tracked = _run_child("failure", job, warm)
     if tracked.error:
-        _warn(config, "%s: MLflow tracking at %s failed: %s", where, redact(uri), tracked.error)
-    elif tracked.model_version is not None:
-        log.info("%s: MLflow run %s; registered %s version %s as %s", where, tracked.run_id, model.name,
-                 tracked.model_version, CHAMPION)
+        log.warning("%s: failed attempt not logged to MLflow at %s: %s", model.name, redact(uri), tracked.error)
     else:
-        log.info("%s: MLflow run %s", where, tracked.run_id)
+        log.info("%s: MLflow run %s (failed)", model.name, tracked.run_id)
     return tracked
 
 
-def move_champion(config, model, target):
-    """Point the registry's `champion` alias at the registered version of store version `target`."""
+def move_champion(config, model, target, tags=None, other_tags=None):
+    """Point the registry's `champion` alias at the registered version of store version `target`
+    (None: remove the alias), registering it first if it never was: from its run when it has one,
+    else as a new run of its model file. `tags` go on the version the alias lands on;
+    `other_tags` is {registered version: tags}. Never raises: see Tracked.error."""
     if not config.mlflow.enabled:
         return Tracked(enabled=False)
-    version = target.metadata.get("mlflow_model_version")
-    run_id = target.metadata.get("mlflow_run_id")
     uri = tracking_uri(config)
-    if version is None:
-        tracked = Tracked(run_id=run_id, error=f"v{target.version} has no MLflow registry version "
-                                               f"(it was not registered when it was trained)")
-    else:
-        tracked = _set_alias(config, uri, model, version)
-        tracked.run_id = run_id
+    meta = target.metadata if target is not None else {}
+    job = dict(_job(config, uri), name=model.name, version=meta.get("mlflow_model_version"),
+               run_id=meta.get("mlflow_run_id"), tags=tags or {}, other_tags=other_tags or {},
+               store_version=target.version if target is not None else None)
+    if target is not None and job["version"] is None and job["run_id"] is None:
+        metrics = {model.metric: meta.get("score"), "training_time": meta.get("fit_seconds")}
+        job["log"] = _log_job(config, uri, model, target, "registered", "promoted", "", metrics, True)
+        kind = "estimator" if model.estimator else "trainer"  # today's config, not necessarily what trained it
+        job["log"]["params"] = {k: v for k, v in job["log"]["params"].items()
+                                if k != kind and not k.startswith(kind + ".")}
+    tracked = _run_child("champion", job)
+    if tracked.run_id is None:
+        tracked.run_id = job["run_id"]
+    _remember(config, model.name, job["store_version"], tracked)
     if tracked.error:
-        _warn(config, "%s: MLflow alias '%s' not moved to v%d at %s: %s", model.name, CHAMPION, target.version,
+        where = f"v{target.version}" if target is not None else "nothing"
+        _warn(config, "%s: MLflow alias '%s' not moved to %s at %s: %s", model.name, CHAMPION, where,
               redact(uri), tracked.error)
+    elif tracked.model_version is not None:
+        log.info("%s: MLflow alias '%s' now on registered version %s", model.name, CHAMPION, tracked.model_version)
     return tracked
 
 
 def realign_champion(config, model, cur):
     """After a crash between the registry and the store: point `champion` at what is live, the
-    registered version of store version `cur`; with no registered live version, remove the alias
-    (none is better than one naming a model that never served). Never raises."""
-    uri = tracking_uri(config)
-    version = cur.metadata.get("mlflow_model_version") if cur is not None else None
-    tracked = _set_alias(config, uri, model, version)
+    registered version of store version `cur` (registered now if it never was); with nothing
+    live, remove the alias (none is better than one naming a model that never served)."""
+    tracked = move_champion(config, model, cur)
     if tracked.error:
-        log.warning("%s: MLflow alias '%s' not put back in step with the store at %s: %s", model.name, CHAMPION,
-                    redact(uri), tracked.error)
-    elif version is None:
+        log.warning("%s: MLflow alias '%s' not put back in step with the store: %s", model.name, CHAMPION,
+                    tracked.error)
+    elif cur is None:
         log.warning("%s: MLflow alias '%s' removed: it named a version that never went live, and the live "
-                    "model %s", model.name, CHAMPION,
-                    f"v{cur.version} is not registered" if cur is not None else "does not exist")
+                    "model does not exist", model.name, CHAMPION)
     return tracked
 
 
-def _set_alias(config, uri, model, version):
-    """Move `champion` to registered `version` (None: remove it) in a tracking process."""
-    tracked = _run_child("alias", dict(_job(config, uri), name=model.name, version=version))
-    tracked.model_version = version
-    if not tracked.error and version is not None:
-        log.info("%s: MLflow alias '%s' now on registered version %s", model.name, CHAMPION, version)
-    return tracked
+# --- what the registry was last told, for status and metrics without asking MLflow -------------
+
+def _registry_file(config, name):
+    return os.path.join(config.state_dir, REGISTRY_DIR, f"{name}.json")
+
+
+def _remember(config, name, store_version, tracked):
+    """Record where this command left `champion`: on the registered version of `store_version`,
+    or, after an error, unknown (the alias may or may not have moved)."""
+    path = _registry_file(config, name)
+    before = read_json(path) or {}
+    entry = {"store_version": store_version, "registered_version": tracked.model_version, "error": tracked.error}
+    if tracked.error:  # the last alias known for sure stays visible
+        entry["registered_version"] = before.get("registered_version")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write_json(path, entry)
+    except OSError as exc:
+        log.warning("%s: could not record the MLflow alias in %s: %s", name, path, exc)
+
+
+def registry_state(config, name, current_version):
+    """(registered version `champion` names, whether it is the store's `current`) as the last
+    command left them; (None, None) when tracking is off or nothing was ever recorded while a
+    model is live. Reads one small file: no MLflow."""
+    if not config.mlflow.enabled:
+        return None, None
+    entry = read_json(_registry_file(config, name))
+    if not isinstance(entry, dict):
+        return None, (True if current_version is None else None)
+    in_sync = entry.get("error") is None and entry.get("store_version") == current_version
+    return entry.get("registered_version"), in_sync
 
 
 def _warn(config, *args):
@@ -274,7 +348,9 @@ def _serve(action, job):
     when it returns (the process then leaves with os._exit; see child.main)."""
     if action == "log":
         return _log(job, note)
-    return _alias(job)
+    if action == "failure":
+        return _log_failure(job, note)
+    return _champion(job, note)
 
 
 def _warm_stores(uri):
@@ -361,16 +437,7 @@ def _log(job, on_run):
     sample, signature = _signature(job, model)
     fmt, trusted = serialization_format(model, sample)
 
-    _ensure_database(job["uri"])
-    mlflow.set_tracking_uri(job["uri"])
-    client = MlflowClient(job["uri"])
-    experiment = client.get_experiment_by_name(job["experiment"])
-    if experiment is None:
-        experiment_id = client.create_experiment(job["experiment"], artifact_location=job["artifact_location"])
-    else:
-        experiment_id = experiment.experiment_id
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment_id)
+    client, experiment_id = _experiment(job)
     tags = dict(job["tags"], serialization_format=fmt)
     with mlflow.start_run(experiment_id=experiment_id, run_name=job["run_name"], tags=tags,
                           description=job["description"] or None) as run:
@@ -393,21 +460,68 @@ def _log(job, on_run):
     return int(version.version)
 
 
-def _alias(job):
+def _experiment(job):
+    """The tracking client and the id of job['experiment'], created or restored as needed."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    _ensure_database(job["uri"])
+    mlflow.set_tracking_uri(job["uri"])
+    client = MlflowClient(job["uri"])
+    experiment = client.get_experiment_by_name(job["experiment"])
+    if experiment is None:
+        return client, client.create_experiment(job["experiment"], artifact_location=job["artifact_location"])
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return client, experiment.experiment_id
+
+
+def _log_failure(job, on_run):
+    import mlflow
+
+    _, experiment_id = _experiment(job)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=job["run_name"], tags=job["tags"],
+                          description=job["description"] or None) as run:
+        on_run(run.info.run_id)
+        mlflow.log_params(job["params"], synchronous=True)
+        if job["metrics"]:
+            mlflow.log_metrics(job["metrics"], synchronous=True)
+        mlflow.end_run(status="FAILED")
+    return None
+
+
+def _champion(job, on_run):
+    """Move `champion` to registered job['version'], registering job['run_id']'s model or logging
+    job['log'] first when there is none; remove it when there is no store version at all."""
+    import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     _ensure_database(job["uri"])
+    mlflow.set_tracking_uri(job["uri"])
     client = MlflowClient(job["uri"])
-    if job["version"] is not None:
-        client.set_registered_model_alias(job["name"], CHAMPION, str(job["version"]))
-        return job["version"]
-    try:
-        client.delete_registered_model_alias(job["name"], CHAMPION)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-    return None
+    version = job["version"]
+    if version is None and job["run_id"] is not None:
+        registered = mlflow.register_model(f"runs:/{job['run_id']}/model", job["name"],
+                                           await_registration_for=int(job["timeout"]),
+                                           tags={STORE_VERSION_TAG: str(job["store_version"])})
+        version = int(registered.version)
+    elif version is None and job.get("log"):
+        version = _log(dict(job["log"], timeout=job["timeout"]), on_run)
+    for other, tags in job["other_tags"].items():
+        for key, value in tags.items():
+            client.set_model_version_tag(job["name"], str(other), key, value)
+    if version is None:
+        try:
+            client.delete_registered_model_alias(job["name"], CHAMPION)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+        return None
+    for key, value in job["tags"].items():
+        client.set_model_version_tag(job["name"], str(version), key, value)
+    client.set_registered_model_alias(job["name"], CHAMPION, str(version))
+    return int(version)
 
 
 SIGNATURE_BYTES = 1 << 20

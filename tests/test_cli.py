@@ -65,6 +65,7 @@ def test_status_history_and_json_shapes(project):
     assert housing["model_version"] is None and housing["due"] is True
     assert housing["due_reasons"] == [{"trigger_type": "initial", "description": "no current model"}]
     assert iris["last_event"]["status"] == "success" and iris["training_now"] is False
+    assert (iris["registry_champion_version"], iris["registry_in_sync"]) == (None, None)  # MLflow off
 
     table = project.cli("status").stdout.splitlines()
     assert table[0].split()[:4] == ["MODEL", "ROWS", "CHANGED", "VERSION"]

@@ -60,13 +60,18 @@ def mlflow_server(tmp_path_factory):
             time.sleep(0.2)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
+
+
+def stop_group(proc):
+    """Stop a server started with start_new_session=True, its whole process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 @contextlib.contextmanager
@@ -81,7 +86,8 @@ def tracking_at(uri):
 
 
 def use_mlflow(project, **settings):
-    project.config["mlflow"] = {"enabled": True, **settings}
+    # A generous deadline: on a loaded test machine MLflow's imports alone can take most of 30 s.
+    project.config["mlflow"] = {"enabled": True, "timeout_seconds": 120, **settings}
     project.write_config()
 
 
@@ -138,6 +144,8 @@ def test_runs_registry_and_rollback_against_a_server(project, mlflow_server):
     assert params["trigger_type"] == "manual" and params["retrainctl_version"] == __version__
     assert run.data.metrics["accuracy"] == pytest.approx(first["score"])
     assert run.data.metrics["training_seconds"] >= 0
+    # The whole attempt (fit, gate, save) up to tracking: more than the fit alone.
+    assert run.data.metrics["training_time"] > run.data.metrics["training_seconds"]
     assert "champion_accuracy" not in run.data.metrics
     tags = run.data.tags
     assert (tags["trigger"], tags["outcome"], tags["serialization_format"]) == ("manual", "promoted", "skops")
@@ -178,7 +186,52 @@ def test_runs_registry_and_rollback_against_a_server(project, mlflow_server):
     record = json.loads(back.stdout)
     assert (record["version"], record["mlflow_model_version"], record["mlflow_run_id"]) == (1, 1, run.info.run_id)
     assert client.get_model_version_by_alias("iris", "champion").version == "1"
-    assert status_row(project, "iris")["mlflow_model_version"] == 1
+    row = status_row(project, "iris")
+    assert (row["mlflow_model_version"], row["registry_champion_version"], row["registry_in_sync"]) == (1, 1, True)
+    assert client.get_model_version("iris", "1").tags["retrainctl.rolled_back_from"] == "v3"
+    assert client.get_model_version("iris", "2").tags["retrainctl.rolled_back_to"] == "v1"
+
+    # Back to the rejected candidate: it has a run but was never registered, so it is registered now.
+    to_rejected = project.cli("rollback", "iris", "--to", "2", "--json")
+    assert to_rejected.exit_code == 0, to_rejected.output
+    assert "not moved" not in to_rejected.stderr
+    record = json.loads(to_rejected.stdout)
+    assert (record["version"], record["mlflow_model_version"], record["mlflow_run_id"]) == (2, 3, run2.info.run_id)
+    champion = client.get_model_version_by_alias("iris", "champion")
+    assert (champion.version, champion.run_id, champion.tags[STORE_VERSION_TAG]) == ("3", run2.info.run_id, "2")
+    assert champion.tags["retrainctl.rolled_back_from"] == "v1"
+    assert client.get_model_version("iris", "1").tags["retrainctl.rolled_back_to"] == "v2"
+    assert metadata(project, "iris", 2)["mlflow_model_version"] == 3
+    row = status_row(project, "iris")
+    assert (row["model_version"], row["mlflow_model_version"], row["registry_champion_version"],
+            row["registry_in_sync"]) == (2, 3, 3, True)
+    with tracking_at(mlflow_server) as mlflow:
+        loaded = mlflow.sklearn.load_model("models:/iris@champion")
+    assert list(loaded.predict(X)) == list(store_model(project, "iris", 2).predict(X))
+    assert registry_gauge(project) == "1.0"
+
+    # A failed attempt is a FAILED run carrying its error.
+    path = project.data("iris")
+    path.write_text(path.read_text().replace("Species", "Kind"))
+    failed = project.run("train", "iris", "--json")
+    assert failed.returncode == 1, failed.stderr
+    event = json.loads(failed.stdout)["event"]
+    assert event["status"] == "failure"
+    failed_run = client.get_run(event["mlflow_run_id"])
+    assert failed_run.info.status == "FAILED" and failed_run.info.run_name == "iris-failed-manual"
+    assert failed_run.info.experiment_id == experiment.experiment_id
+    assert (failed_run.data.tags["outcome"], failed_run.data.tags["error_type"], failed_run.data.tags["error"]) == (
+        "failed", event["error_type"], event["error"])
+    assert failed_run.data.params["error_type"] == event["error_type"]
+    assert failed_run.data.metrics["training_time"] > 0
+
+
+def registry_gauge(project):
+    """The model_registry_in_sync sample of iris in `retrainctl metrics`."""
+    proc = project.run("metrics")
+    assert proc.returncode == 0, proc.stderr
+    [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith('model_registry_in_sync{model_name="iris"}')]
+    return line.rsplit(" ", 1)[1]
 
 
 def test_embedded_sqlite_default_needs_no_server(project, monkeypatch, tmp_path):
@@ -238,6 +291,7 @@ def test_kill_between_registry_and_store_moves_the_alias_back(project, monkeypat
     client = MlflowClient(uri)
     assert str(client.get_model_version_by_alias("iris", "champion").version) == "2"  # ahead of the store
     assert project.current_version("iris") == 1
+    assert status_row(project, "iris")["registry_in_sync"] is False
 
     after = project.run("check", "iris")  # recovers the dead attempt; nothing else is due
     assert after.returncode == 0, after.stderr
@@ -246,6 +300,9 @@ def test_kill_between_registry_and_store_moves_the_alias_back(project, monkeypat
     record = project.history("iris")[-1]
     assert (record["status"], record["error_type"], record["version"]) == ("failure", "interrupted", 2)
     assert project.current_version("iris") == 1
+    interrupted = client.get_run(record["mlflow_run_id"])
+    assert (interrupted.info.status, interrupted.data.tags["error_type"]) == ("FAILED", "interrupted")
+    assert status_row(project, "iris")["registry_in_sync"] is True
 
     # MLflow knows store v2 though it never went live: with the model folder lost as well, the
     # next version is still v3, never a second v2 in the registry.
@@ -288,6 +345,41 @@ def test_kill_during_the_first_training_removes_the_alias(project, monkeypatch):
     retrained = project.history("iris")[-1]
     assert (retrained["status"], retrained["version"], retrained["mlflow_model_version"]) == ("success", 2, 2)
     assert str(client.get_model_version_by_alias("iris", "champion").version) == "2"
+
+
+def test_mlflow_serves_the_champion(project, monkeypatch):
+    """The documented way to serve the champion, with MLflow's own server (its uvicorn is found
+    through PATH): it answers as the store's current model does."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    use_mlflow(project)
+    event, _ = train_json(project, "iris")
+    assert event["mlflow_model_version"] == 1
+    port = free_port()
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", MLFLOW_DISABLE_TELEMETRY="true",
+               MLFLOW_TRACKING_URI=f"sqlite:///{project.state_dir}/mlflow.db")
+    log_path = project.root / "serve.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/iris@champion",
+                                 "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    row = features_of(project, "iris").iloc[[60]]
+    body = json.dumps({"dataframe_split": row.to_dict(orient="split", index=False)}).encode()
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=10) as resp:
+                    answer = json.loads(resp.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.5)
+    finally:
+        stop_group(proc)
+    assert answer == {"predictions": list(store_model(project, "iris", 1).predict(row))}
 
 
 CREATE_DB = """
@@ -353,6 +445,10 @@ def test_server_down_keeps_the_model_and_records_the_error(project):
     assert "Connection refused" in record["tracking_error"]
     assert record["mlflow_run_id"] is None and record["mlflow_model_version"] is None
     assert project.current_version("iris") == 1
+    # The store moved and the registry could not follow: status and the metric say so.
+    row = status_row(project, "iris")
+    assert (row["model_version"], row["registry_champion_version"], row["registry_in_sync"]) == (1, None, False)
+    assert registry_gauge(project) == "0.0"
 
 
 def test_hanging_server_costs_at_most_the_timeout(project):
@@ -396,16 +492,39 @@ def test_required_rollback_refuses_without_a_registry_version(project):
     use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}", required=True)
     back = project.cli("rollback", "iris")
     assert back.exit_code == 1
-    assert back.stderr == ("Error: iris: not rolled back to v1: MLflow alias 'champion' could not be moved and "
-                           "mlflow.required is true: v1 has no MLflow registry version (it was not registered "
-                           "when it was trained)\n")
+    assert back.stderr.startswith("Error: iris: not rolled back to v1: MLflow alias 'champion' could not be moved "
+                                  "and mlflow.required is true: ")
+    assert "Connection refused" in back.stderr and back.stderr.count("\n") == 1
     assert project.current_version("iris") == 2
 
     use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}")
     back = project.cli("rollback", "iris", "--json")
     assert back.exit_code == 0 and project.current_version("iris") == 1
     assert "MLflow alias 'champion' not moved to v1" in back.stderr
-    assert json.loads(back.stdout)["tracking_error"].startswith("v1 has no MLflow registry version")
+    assert "Connection refused" in json.loads(back.stdout)["tracking_error"]
+    assert status_row(project, "iris")["registry_in_sync"] is False
+
+
+def test_rollback_registers_a_version_trained_without_tracking(project, monkeypatch):
+    """A version that was never tracked is logged as a new run and registered, so `champion`
+    still names what the store serves."""
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for _ in range(2):
+        assert project.run("train", "iris", "--force").returncode == 0  # v1, v2 without tracking
+    use_mlflow(project, required=True)
+    back = project.cli("rollback", "iris", "--json")
+    assert back.exit_code == 0, back.output
+    record = json.loads(back.stdout)
+    assert (record["version"], record["mlflow_model_version"]) == (1, 1) and "tracking_error" not in record
+    client = MlflowClient(f"sqlite:///{project.state_dir}/mlflow.db")
+    champion = client.get_model_version_by_alias("iris", "champion")
+    assert (champion.tags[STORE_VERSION_TAG], champion.tags["retrainctl.rolled_back_from"]) == ("1", "v2")
+    run = client.get_run(champion.run_id)
+    assert run.info.run_name == "iris-v1-registered" and "estimator" not in run.data.params
+    row = status_row(project, "iris")
+    assert (row["mlflow_model_version"], row["registry_champion_version"], row["registry_in_sync"]) == (1, 1, True)
 
 
 class Doubler:
