@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # at 0 so that rate() and increase() see the first failure. A record with another type still gets its series.
 ERROR_TYPES = ("data_error", "config_error", "training_error", "fit_error", "timeout", "memory", "crashed",
                "interrupted", "internal", "tracking", "executor_error", "no_workers", "scheduler_lost",
-               "worker_lost", "error")
+               "worker_lost", "disk_full", "error")
 
 
 class PushError(RetrainctlError):
