@@ -172,9 +172,9 @@ class StatusRow:
 
 
 _ROW_KEYS = ("model_name", "data_path", "data_rows", "data_hash", "data_error", "data_changed", "model_version",
-             "model_age_seconds", "metric", "score", "mlflow_run_id", "mlflow_model_version", "due", "held", "due_reasons",
-             "action", "note", "paused", "auto_retraining", "failures_in_row", "next_retry", "model_integrity",
-             "training_now", "last_event")
+             "model_age_seconds", "metric", "score", "mlflow_run_id", "mlflow_model_version", "due", "held",
+             "due_reasons", "action", "note", "paused", "auto_retraining", "failures_in_row", "next_retry",
+             "model_integrity", "training_now", "last_event")
 
 
 def quality_fields(keys, evidence=None):

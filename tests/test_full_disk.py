@@ -99,7 +99,8 @@ def test_side_files_on_a_full_disk_never_abort_a_check(project, full_disk):
     assert result.returncode == 0, result.stderr
     trained = table(result.stdout)
     assert list(trained) == ["iris", "housing"] and {action for action, _ in trained.values()} == {"train"}
-    assert trained["iris"][1].startswith("promoted v2 (accuracy ") and trained["housing"][1].startswith("promoted v2 (r2 ")
+    assert trained["iris"][1].startswith("promoted v2 (accuracy ")
+    assert trained["housing"][1].startswith("promoted v2 (r2 ")
     running = project.state_dir / "running"
     for path in (running / "iris.json", running / "housing.json", project.state_dir / "checks.json"):
         assert f"{path}: not updated: No space left on device" in result.stderr
