@@ -75,7 +75,7 @@ def read_json(path, default=None):
     try:
         with open(path, "rb") as fh:
             return json.load(fh)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a state "dir" that is a file is reported by ensure_dir
         return default
     except (ValueError, UnicodeDecodeError):
         return default
