@@ -1,6 +1,7 @@
 """Training attempts: claim a due model under its training lock, then carry each claimed fit
 through prepare (record `started`) -> fit on the executor -> gate -> save -> track -> promote
 -> record."""
+import errno
 import logging
 import time
 from dataclasses import dataclass, field
@@ -109,12 +110,16 @@ class Attempts:
 
         jobs = {}
         outcomes = {}
+        order = []  # per claim: its job's attempt id, or the Outcome of a claim that could not start
         warm = None
         # Connecting comes first: an unreachable scheduler leaves no `started` record behind.
         with (self.open_executor or open_executor)(self.config.executor, on_running) as executor:
             try:
                 for claim in claims:
-                    job = self.prepare(claim, executor.name)
+                    job = self._prepare_safely(claim, executor.name)
+                    order.append(job if isinstance(job, Outcome) else job.attempt_id)
+                    if isinstance(job, Outcome):
+                        continue
                     jobs[job.attempt_id] = job
                     mark_running(state_dir, job.model.name, job.attempt_id, executor.name, "queued")
                     executor.submit(self.fit_request(job))
@@ -135,7 +140,17 @@ class Attempts:
                     warm.close()
                 for job in jobs.values():
                     clear_running(state_dir, job.model.name)
-        return [outcomes[attempt_id] for attempt_id in jobs]
+        return [outcomes[key] if isinstance(key, str) else key for key in order]
+
+    def _prepare_safely(self, claim, executor):
+        """prepare(), or the failed Outcome of a model whose `started` record could not be written
+        (the state log on a full disk): the attempts already started are still fitted and
+        recorded, never left open for the next run to call dead."""
+        try:
+            return self.prepare(claim, executor)
+        except RetrainctlError as exc:
+            log.error("%s: not trained: %s", claim.model.name, exc)
+            return Outcome.of(claim.model.name, claim.decision, f"failed: {exc}", failed=True)
 
     def prepare(self, claim, executor="local"):
         """Record the `started` event and gather what the fit needs: the champion to compare with."""
@@ -170,14 +185,28 @@ class Attempts:
         try:
             return self.finish(job, result, error)
         except Exception as exc:
-            # A named error (a full disk in the store) already says what and where, and its type.
-            error = str(exc) if isinstance(exc, RetrainctlError) else f"{type(exc).__name__}: {exc}"
-            log.error("%s: %s", job.model.name, error, exc_info=log.isEnabledFor(logging.DEBUG))
-            return self._outcome(job, f"failed: {exc}", Status.FAILURE, job.description, failed=True,
-                                 error=error, error_type=getattr(exc, "error_type", "internal"))
+            error_type, text = self._cause(job, exc)
+            log.error("%s: %s", job.model.name, text, exc_info=log.isEnabledFor(logging.DEBUG))
+            try:
+                return self._outcome(job, f"failed: {text}", Status.FAILURE, job.description, failed=True,
+                                     error=text, error_type=error_type)
+            except RetrainctlError as unrecorded:  # the state log cannot take it either: said, not hidden
+                log.error("%s: failure not recorded: %s", job.model.name, unrecorded)
+                return Outcome.of(job.model.name, job.claim.decision, f"failed: {text}; not recorded: {unrecorded}",
+                                  failed=True)
         finally:
             if job.warm is not None:  # not needed after all (the fit failed): dismissed
                 job.warm.close()
+
+    def _cause(self, job, exc):
+        """(error_type, message) of an error raised while finishing an attempt: a full disk or a
+        quota is `disk_full` naming the path (the model's folder when the write named none), a
+        named error keeps its type, anything else is `internal`."""
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "disk_full", f"{exc.filename or self.store.folder(job.model.name)}: {exc.strerror}"
+        if isinstance(exc, RetrainctlError):
+            return getattr(exc, "error_type", "internal"), str(exc)
+        return "internal", f"{type(exc).__name__}: {exc}"
 
     def _outcome(self, job, result, status, text, failed=False, **fields):
         """Record how the attempt ended and return its Outcome."""

@@ -115,6 +115,11 @@ def _age(seconds):
     return f"{seconds // 86400}d{(seconds % 86400) // 3600:02d}h"
 
 
+def _due(due, held):
+    """`yes`, `no`, or why a model a trigger fires for is held (backoff, paused, ...)."""
+    return "yes" if due else held or "no"
+
+
 def _why(reasons, note=""):
     return ",".join(r.trigger_type for r in reasons) or note
 
@@ -156,7 +161,7 @@ def check(obj, models, dry_run, as_json):
                     "models": [o.to_dict() for o in report.outcomes]})
     else:
         click.echo(_table(["MODEL", "DUE", "WHY", "ACTION", "RESULT"],
-                          [[o.model_name, "yes" if o.due else "no", _why(o.reasons, o.note), o.action, o.result]
+                          [[o.model_name, _due(o.due, o.held), _why(o.reasons, o.note), o.action, o.result]
                            for o in report.outcomes]))
     sys.exit(report.exit_code)
 
@@ -213,7 +218,7 @@ def status(obj, models, as_json):
             r.model_name, r.data_rows if r.data_error is None else "error",
             {True: "yes", False: "no", None: None}[r.data_changed],
             f"v{r.model_version}" if r.model_version else None, _age(r.model_age_seconds),
-            "yes" if r.due else "no", _why(r.due_reasons, r.note) if (r.due_reasons or r.note) else None,
+            _due(r.due, r.held), _why(r.due_reasons, r.note) if (r.due_reasons or r.note) else None,
             "paused" if r.paused else None, last_text, r.failures_in_row,
             "yes" if r.training_now else "no", _where(r.executing),
         ])

@@ -10,7 +10,7 @@ import time
 from . import triggers
 from .attempt import Attempts, Refused
 from .errors import RetrainctlError, TrackingError, UsageError
-from .fsutil import atomic_write_json, read_json
+from .fsutil import atomic_write_json, best_effort, read_json
 from .observe import Observer
 from .records import OPERATOR, Outcome, Report, Status
 from .recorder import Recorder
@@ -42,13 +42,17 @@ class Shell:
         self.attempts = Attempts(config, self.store, self.recorder, self.observer, self.recovery, clock,
                                  open_executor)
 
-    def prepare_to_train(self):
-        """Make the state dir, and check the models once per config (see _ensure_models_valid)."""
+    def prepare_to_train(self, dry_run=False):
+        """Make the state dir, and check the models once per config (see _ensure_models_valid).
+        A dry run only asks: it works on a state dir it may not write (or that does not exist)."""
+        if dry_run:
+            _ensure_models_valid(self.config, remember=os.access(self.config.state_dir, os.W_OK))
+            return
         self.log.ensure_dir()
         _ensure_models_valid(self.config)
 
 
-def _ensure_models_valid(config):
+def _ensure_models_valid(config, remember=True):
     """Import-time validation (estimators, params, trainers) costs the ML imports, so it runs
     once per config content and installed scikit-learn and is remembered in the state dir.
     (find_spec + stat, not importlib.metadata, which costs a no-op check ~20 ms of imports.)"""
@@ -67,7 +71,9 @@ def _ensure_models_valid(config):
     from .training import validate_models
 
     validate_models(config)
-    atomic_write_json(path, {"key": key})
+    if remember:
+        with best_effort(path):
+            atomic_write_json(path, {"key": key})
 
 
 def _select(config, names):
@@ -84,7 +90,7 @@ def check(config, names=None, dry_run=False, clock=time.time, callback=None, sto
     The Report carries what was observed of each model, for the metrics export."""
     shell = Shell(config, clock, callback, store, log, open_executor)
     models = _select(config, names)
-    shell.prepare_to_train()
+    shell.prepare_to_train(dry_run)
     schedule = ScheduleCache(config.state_dir)
     report = Report(dry_run=dry_run)
     claims = {}  # index in report.outcomes -> Claim (holding the model's training lock)

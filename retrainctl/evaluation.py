@@ -13,7 +13,7 @@ from . import quality
 from .config import METRICS
 from .errors import DataError, IntegrityError
 from .fingerprint import hash_bytes
-from .fsutil import atomic_write_json, read_json
+from .fsutil import atomic_write_json, best_effort, read_json
 from .locks import file_lock
 from .triggers import Reason, TriggerType
 
@@ -50,9 +50,9 @@ class QualityCache:
     def put(self, model, kind, key, result):
         entry = {"key": key, "result": result}
         self.entries.setdefault(model, {})[kind] = entry
-        if not os.path.isdir(self.state_dir):
-            return  # `status` before the first check writes nothing
-        with file_lock(os.path.join(self.state_dir, "quality.lock"), LOCK_TIMEOUT):
+        if not os.access(self.state_dir, os.W_OK):
+            return  # `status` before the first check, or on a read-only state dir, writes nothing
+        with best_effort(self.path), file_lock(os.path.join(self.state_dir, "quality.lock"), LOCK_TIMEOUT):
             data = read_json(self.path, default={})
             data = data if isinstance(data, dict) else {}
             data.setdefault(model, {})[kind] = entry

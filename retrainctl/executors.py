@@ -13,7 +13,7 @@ from typing import Optional
 
 from . import child, faults
 from .errors import DataError, RetrainctlError, TrainingError
-from .fsutil import atomic_write_json, read_json
+from .fsutil import atomic_write_json, best_effort, read_json
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,13 @@ def running_path(state_dir, model_name):
 
 
 def mark_running(state_dir, model_name, attempt_id, executor, state, where=None, when=None):
-    atomic_write_json(running_path(state_dir, model_name), {
-        "model_name": model_name, "attempt_id": attempt_id, "executor": executor, "state": state,
-        "where": where, "since": when if when is not None else time.time(),
-        "controller": {"host": socket.gethostname(), "pid": os.getpid()}})
+    """Best effort: without it `status` only says less about where the fit runs."""
+    path = running_path(state_dir, model_name)
+    with best_effort(path):
+        atomic_write_json(path, {
+            "model_name": model_name, "attempt_id": attempt_id, "executor": executor, "state": state,
+            "where": where, "since": when if when is not None else time.time(),
+            "controller": {"host": socket.gethostname(), "pid": os.getpid()}})
 
 
 def read_running(state_dir, model_name):

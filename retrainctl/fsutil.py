@@ -1,6 +1,11 @@
-"""Crash-safe file writes: temporary file in the same folder, fsync, rename, fsync the folder."""
+"""Crash-safe file writes: temporary file in the same folder, fsync, rename, fsync the folder;
+and the best-effort writes of caches and side files, which warn instead of failing a command."""
 import json
+import logging
 import os
+from contextlib import contextmanager
+
+log = logging.getLogger(__name__)
 
 
 def fsync_dir(path):
@@ -28,11 +33,13 @@ def atomic_write(path, data, mode=0o640, durable=True):
                 os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write() names no file
+            raise OSError(exc.errno, exc.strerror, path) from None
         raise
     if durable:
         fsync_dir(folder)
@@ -49,6 +56,16 @@ def _temporary(folder, prefix, suffix):
             continue
 
 
+@contextmanager
+def best_effort(path):
+    """For a cache or a side file `status` reads: a write that fails (a full disk, a quota, a
+    read-only state dir) is one warning naming the file, never a failed command."""
+    try:
+        yield
+    except OSError as exc:
+        log.warning("%s: not updated: %s", exc.filename or path, exc.strerror or exc)
+
+
 def atomic_write_json(path, obj, durable=True):
     atomic_write(path, json.dumps(obj, indent=1, sort_keys=True) + "\n", durable=durable)
 
@@ -58,7 +75,7 @@ def read_json(path, default=None):
     try:
         with open(path, "rb") as fh:
             return json.load(fh)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a state "dir" that is a file is reported by ensure_dir
         return default
     except (ValueError, UnicodeDecodeError):
         return default

@@ -24,14 +24,14 @@ from .fold import DECISION
 from .metrics_totals import DURATION_BUCKETS, TOTALS
 from .schedule import CHECKS_FILE
 from .store import ModelStore
-from .triggers import TriggerType
+from .triggers import HELD, TriggerType
 
 log = logging.getLogger(__name__)
 # The error_type of every failure retrainctl records (attempt, executors, training), pre-created
 # at 0 so that rate() and increase() see the first failure. A record with another type still gets its series.
 ERROR_TYPES = ("data_error", "config_error", "training_error", "fit_error", "timeout", "memory", "crashed",
                "interrupted", "internal", "tracking", "executor_error", "no_workers", "scheduler_lost",
-               "worker_lost", "error")
+               "worker_lost", "disk_full", "store_error", "error")
 
 
 class PushError(RetrainctlError):
@@ -46,6 +46,7 @@ class ModelView:
     max_age_seconds: float
     data_rows: Optional[int] = None
     due: bool = False
+    held: Optional[str] = None             # triggers.HELD: why a due model is not trained now
     paused: bool = False
     failures_in_row: int = 0
     trained_at: Optional[float] = None
@@ -136,8 +137,8 @@ def families(totals, views, now, last_check=None):
         gauge("model_score", "Holdout score of the current model, in its metric.",
               lambda v: v.score, extra=("metric", lambda v: v.metric or "unknown")),
         gauge("model_data_rows", "Data rows in the model's data file.", lambda v: v.data_rows),
-        gauge("model_retraining_due", "1 if a trigger fires now, even if a pause, backoff or too few rows hold it.",
-              lambda v: float(v.due)),
+        gauge("model_retraining_due", "1 if a trigger fires now, even if a pause, backoff or too few rows hold it "
+              "(model_retraining_held says which).", lambda v: float(v.due)),
         gauge("model_retraining_paused", "1 if automatic retraining is paused.", lambda v: float(v.paused)),
         gauge("model_retraining_consecutive_failures",
               "Automatic retrains that failed in a row on the same data.", lambda v: v.failures_in_row),
@@ -145,6 +146,13 @@ def families(totals, views, now, last_check=None):
     out.append(gauge("model_input_drifted", "1 if the drift test finds the model's recent inputs drifted "
                      "(significant and PSI at least drift_threshold), 0 if not; absent when not evaluated.",
                      lambda v: None if v.drifted is None else float(v.drifted)))
+    held = GaugeMetricFamily("model_retraining_held", "1 for the reason a model a trigger fires for is not "
+                             "trained now (status's DUE column): paused, disabled, too_few_rows, backoff, gave_up.",
+                             labels=["model_name", "reason"])
+    for v in views:
+        for reason in HELD:
+            held.add_metric([v.name, reason], float(v.held == reason))
+    out.append(held)
     psi = GaugeMetricFamily("model_feature_drift_psi", "PSI of each drifted feature of the model's recent inputs.",
                             labels=["model_name", "feature"])
     for v in views:
@@ -217,6 +225,7 @@ def gather(config, clock=time.time, observed=None):
             max_age_seconds=model.policy.max_model_age_hours * 3600.0,
             data_rows=row.data_rows,
             due=bool(row.due_reasons),
+            held=row.held,
             paused=row.paused,
             failures_in_row=row.failures_in_row,
             trained_at=_number(meta.get("trained_at_ts")),

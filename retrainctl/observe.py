@@ -89,6 +89,7 @@ class Observer:
             mlflow_run_id=meta.get("mlflow_run_id"),
             mlflow_model_version=meta.get("mlflow_model_version"),
             due=decision.due,
+            held=decision.held,
             due_reasons=decision.reasons,
             action=decision.action,
             note="; ".join(filter(None, [decision.note, *(obs.quality or {}).get("quality_notes", ())])),

@@ -81,11 +81,13 @@ class Outcome:
     result: str = ""
     event: Optional[Event] = None
     failed: bool = False
+    held: Optional[str] = None  # see triggers.HELD
 
     @classmethod
     def of(cls, model_name, decision, result="", event=None, failed=False):
         """The outcome of acting on `decision`."""
-        return cls(model_name, decision.action, decision.reasons, decision.note, result, event, failed)
+        return cls(model_name, decision.action, decision.reasons, decision.note, result, event, failed,
+                   decision.held)
 
     @property
     def due(self):
@@ -100,6 +102,7 @@ class Outcome:
         return {
             "model_name": self.model_name,
             "due": self.due,
+            "held": self.held,
             "due_reasons": reasons_dict(self.reasons),
             "action": self.action,
             "note": self.note,
@@ -149,6 +152,7 @@ class StatusRow:
     mlflow_run_id: Optional[str]
     mlflow_model_version: Optional[int]
     due: bool
+    held: Optional[str]
     due_reasons: tuple
     action: str
     note: str
@@ -173,7 +177,7 @@ class StatusRow:
 
 _ROW_KEYS = ("model_name", "data_path", "data_rows", "data_hash", "data_error", "data_changed", "model_version",
              "model_age_seconds", "metric", "score", "columns", "mlflow_run_id", "mlflow_model_version", "due",
-             "due_reasons", "action", "note", "paused", "auto_retraining", "failures_in_row", "next_retry",
+             "held", "due_reasons", "action", "note", "paused", "auto_retraining", "failures_in_row", "next_retry",
              "model_integrity", "model_dir_missing", "training_now", "last_event", "registry_champion_version",
              "registry_in_sync")
 

@@ -1,12 +1,9 @@
 """checks.json, the scheduling cache: when each model was last evaluated, so check_interval holds
 across stateless runs."""
-import logging
 import os
 
-from .fsutil import atomic_write_json, read_json
+from .fsutil import atomic_write_json, best_effort, read_json
 from .locks import LOCK_TIMEOUT, flocked
-
-log = logging.getLogger(__name__)
 
 CHECKS_FILE = "checks.json"
 
@@ -28,10 +25,7 @@ class ScheduleCache:
         cannot take it is a warning: the run's real work is recorded in the event log."""
         if not evaluated:
             return
-        try:
-            with flocked(self.lock_path, LOCK_TIMEOUT):
-                data = self.load()
-                data.update(evaluated)
-                atomic_write_json(self.path, data, durable=False)
-        except OSError as exc:
-            log.warning("%s: not updated: %s", exc.filename or self.path, exc.strerror or exc)
+        with best_effort(self.path), flocked(self.lock_path, LOCK_TIMEOUT):
+            data = self.load()
+            data.update(evaluated)
+            atomic_write_json(self.path, data, durable=False)

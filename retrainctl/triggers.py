@@ -26,6 +26,10 @@ BACKOFF = "backoff"          # due, but the last automatic attempt failed and th
 GAVE_UP = "gave_up"          # max_retries failures for this data: waits for new data or a manual train
 ERROR = "error"              # the data file could not be read
 
+# Why a model a trigger fires for is not trained now (Decision.held): `status`'s DUE column and
+# the model_retraining_held metric say it, so neither reads as "not due".
+HELD = ("paused", "disabled", "too_few_rows", "backoff", "gave_up")
+
 
 @dataclass(frozen=True)
 class Reason:
@@ -74,6 +78,7 @@ class Decision:
     note: str = ""
     next_retry: Optional[float] = None
     evaluated: bool = True
+    held: Optional[str] = None  # one of HELD when a trigger fires but something holds the retrain
 
     @property
     def due(self):
@@ -142,7 +147,7 @@ def decide(policy, obs):
     if obs.manual:
         reasons = tuple(fire(policy, obs))
         if obs.data_rows is not None and obs.data_rows < policy.min_data_size:
-            return Decision(SKIP_SMALL, reasons, _too_small(policy, obs))
+            return Decision(SKIP_SMALL, reasons, _too_small(policy, obs), held="too_few_rows")
         return Decision(TRAIN, reasons)
     reasons = tuple(fire(policy, obs))
     if not reasons:
@@ -151,23 +156,24 @@ def decide(policy, obs):
             note = "candidate for this data was rejected or rolled back; waiting for new data"
         return Decision(NOTHING, note=note)
     if obs.paused:
-        return Decision(HOLD, reasons, "paused")
+        return Decision(HOLD, reasons, "paused", held="paused")
     if not policy.enable_auto_retraining:
-        return Decision(HOLD, reasons, "enable_auto_retraining is false")
+        return Decision(HOLD, reasons, "enable_auto_retraining is false", held="disabled")
     if obs.data_rows is not None and obs.data_rows < policy.min_data_size:
         if obs.skipped_hash == obs.data_hash:
-            return Decision(HOLD, reasons, _too_small(policy, obs) + " (already recorded)")
-        return Decision(SKIP_SMALL, reasons, _too_small(policy, obs))
+            return Decision(HOLD, reasons, _too_small(policy, obs) + " (already recorded)", held="too_few_rows")
+        return Decision(SKIP_SMALL, reasons, _too_small(policy, obs), held="too_few_rows")
     failures = obs.failures_on_data
     if failures:
         if failures >= policy.max_retries:
             return Decision(GAVE_UP, reasons,
-                            f"{failures} failures in a row for this data; waiting for new data or a manual train")
+                            f"{failures} failures in a row for this data; waiting for new data or a manual train",
+                            held="gave_up")
         next_retry = (obs.last_failure_time or 0) + retry_delay(policy, failures)
         if obs.now < next_retry:
             return Decision(BACKOFF, reasons,
                             f"{failures} failure(s) in a row; next retry in {next_retry - obs.now:.0f}s",
-                            next_retry=next_retry)
+                            next_retry=next_retry, held="backoff")
     return Decision(TRAIN, reasons)
 
 

@@ -23,3 +23,14 @@ def hog(X, y, params):
 def exit_hard(X, y, params):
     """What native code that cannot allocate often does: leave with a plain exit code."""
     os._exit(int(params.get("code", 1)))
+
+
+def fill_disk(X, y, params):
+    """Fill the tmpfs at params["disk"] (see the full_disk fixture) while fitting, so that the
+    writes after the fit (the model's save, side files) meet a full disk."""
+    from pathlib import Path
+
+    from tests.conftest import Disk
+
+    Disk(Path(params["disk"])).fill()
+    return fit(X, y, {})

@@ -622,7 +622,7 @@ def test_promtool_checks_and_tests_the_rules():
     check = subprocess.run([PROMTOOL, "check", "rules", str(RULES / "retrainctl-rules.yml")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 6 rules found" in check.stdout
+    assert "SUCCESS: 7 rules found" in check.stdout
     test = subprocess.run([PROMTOOL, "test", "rules", "retrainctl-rules.test.yml"], cwd=RULES,
                           capture_output=True, text=True)
     assert test.returncode == 0, test.stdout + test.stderr
@@ -641,3 +641,32 @@ def test_dashboard_queries_only_exported_metrics():
                                                     "model_retraining_duration_seconds_sum"}
     used = {name for e in exprs for name in re.findall(r"\b((?:model|retrainctl)_[a-z_]+)", e)} - {"model_name"}
     assert used and used <= exported, used - exported
+
+
+def test_status_and_metrics_agree_during_a_backoff(project):
+    """A failed retrain waiting out its backoff: a trigger still fires (model_retraining_due 1),
+    and both `status` (DUE `backoff`) and the metrics (model_retraining_held, reason backoff)
+    say what holds it, instead of `DUE no` beside a due gauge at 1."""
+    del project.config["models"]["housing"]
+    project.set_model("iris", target="NoSuchColumn", retry_backoff_seconds=3600, max_retries=3)
+    assert project.run("check").returncode == 1
+
+    status = project.run("status")
+    assert status.returncode == 0, status.stderr
+    header, row = status.stdout.splitlines()
+    assert dict(zip(header.split()[:7], row.split()[:7]))["DUE"] == "backoff"
+    assert row.split()[6] == "initial"
+    [st] = json.loads(project.run("status", "--json").stdout)["models"]
+    assert (st["due"], st["held"], st["action"]) == (False, "backoff", "backoff")
+    again = project.run("check", "--dry-run", "--json")
+    assert again.returncode == 0, again.stderr
+    assert [(m["due"], m["held"]) for m in json.loads(again.stdout)["models"]] == [(False, "backoff")]
+
+    out = project.run("metrics")
+    assert out.returncode == 0, out.stderr
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for fam in text_string_to_metric_families(out.stdout) for s in fam.samples}
+    assert got["model_retraining_due", (("model_name", "iris"),)] == 1
+    assert {reason: got["model_retraining_held", (("model_name", "iris"), ("reason", reason))]
+            for reason in ("paused", "disabled", "too_few_rows", "backoff", "gave_up")} == {
+        "paused": 0, "disabled": 0, "too_few_rows": 0, "backoff": 1, "gave_up": 0}

@@ -170,3 +170,26 @@ def test_a_check_observes_each_model_once(project, monkeypatch):
     seen.clear()  # and through the command line: nothing due now but housing's backoff
     assert project.cli("check").exit_code == 0
     assert sorted(seen) == ["housing", "iris"]
+
+
+def test_a_started_record_the_log_refuses_fails_that_model_alone(project):
+    """The state log refuses housing's `started` record (as a full disk does): housing fails
+    without a fit, iris, started before it, is still fitted and recorded, nothing stays open."""
+    from retrainctl.errors import RetrainctlError
+
+    class Refusing(StateLog):
+        def append(self, *records, unless=None):
+            if records[0]["model_name"] == "housing" and records[0]["status"] == "started":
+                raise RetrainctlError(f"{self.path}: cannot append to the state log: No space left on device")
+            return super().append(*records, unless=unless)
+
+    fake = FakeExecutor(iris=fitted(0.9), housing=fitted(0.8))
+    report = check(project, fake, log=Refusing(str(project.state_dir)))
+    assert report.exit_code == 1
+    assert [(o.model_name, o.result, o.failed) for o in report.outcomes] == [
+        ("iris", "promoted v1 (accuracy 0.9)", False),
+        ("housing", f"failed: {project.state_dir / 'events.jsonl'}: cannot append to the state log: "
+                    "No space left on device", True)]
+    assert [r.model_name for r in fake.sessions[0]] == ["iris"]
+    assert statuses(project) == [("iris", "initial", "success", None)]
+    assert {m: s.open_attempts for m, s in StateLog(str(project.state_dir)).states().items()} == {"iris": {}}

@@ -78,20 +78,30 @@ def test_unreadable_data_file(open_project):
     assert os.stat(os.path.join(open_project, "var", "models", "iris", "v1", "model.joblib")).st_uid == NOBODY
 
 
-def test_read_only_state_dir_still_answers_status_and_metrics(open_project):
-    """An operator (or a monitoring user) who may read the state but not write it: `status`,
-    `history` and `metrics` answer; nothing there needs a write, not even a lock probe."""
+def state_files(root):
+    """{name: mtime_ns} of the state dir's files: what a read-only user must leave as it was."""
+    state = os.path.join(root, "var", "state")
+    return {name: os.stat(os.path.join(state, name)).st_mtime_ns for name in os.listdir(state)}
+
+
+def trained_read_only(root):
+    """Train iris as root, then leave the state and model folders readable by all, writable by root only."""
     from tests.conftest import RETRAINCTL
 
-    config = os.path.join(open_project, "etc", "retrainctl.yaml")
+    config = os.path.join(root, "etc", "retrainctl.yaml")
     trained = subprocess.run([RETRAINCTL, "--config", config, "check"], cwd="/", capture_output=True, text=True)
     assert trained.returncode == 0, trained.stderr
-    for folder, dirs, files in os.walk(os.path.join(open_project, "var")):
+    for folder, dirs, files in os.walk(os.path.join(root, "var")):
         os.chmod(folder, 0o755)
         for name in files:
             os.chmod(os.path.join(folder, name), 0o644)
-    before = {name: os.stat(os.path.join(open_project, "var", "state", name)).st_mtime_ns
-              for name in os.listdir(os.path.join(open_project, "var", "state"))}
+    return state_files(root)
+
+
+def test_read_only_state_dir_still_answers_status_and_metrics(open_project):
+    """An operator (or a monitoring user) who may read the state but not write it: `status`,
+    `history` and `metrics` answer; nothing there needs a write, not even a lock probe."""
+    before = trained_read_only(open_project)
 
     status = as_nobody(open_project, "status", "--json")
     assert status.returncode == 0, status.stderr
@@ -101,6 +111,28 @@ def test_read_only_state_dir_still_answers_status_and_metrics(open_project):
     metrics = as_nobody(open_project, "metrics")
     assert metrics.returncode == 0, metrics.stderr
     assert 'model_retraining_success_total{model_name="iris"} 1.0' in metrics.stdout
-    after = {name: os.stat(os.path.join(open_project, "var", "state", name)).st_mtime_ns
-             for name in os.listdir(os.path.join(open_project, "var", "state"))}
-    assert after == before
+    assert state_files(open_project) == before
+
+
+def test_dry_run_answers_on_a_read_only_state_dir(open_project):
+    """A dry run is a question: on a state dir it may not write it answers (exit 0 nothing due,
+    3 due) and writes nothing there, no lock file, no cache."""
+    before = trained_read_only(open_project)
+    quiet = as_nobody(open_project, "check", "--dry-run")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.splitlines()[1].split() == ["iris", "no", "-", "none", "up", "to", "date"]
+    with open(os.path.join(open_project, "data", "iris.csv"), "a") as fh:
+        fh.write("151,5.0,3.4,1.5,0.2,Iris-setosa\n")
+    due = as_nobody(open_project, "check", "--dry-run", "--json")
+    assert due.returncode == 3, due.stderr
+    [model] = json.loads(due.stdout)["models"]
+    assert (model["model_name"], model["due"], model["due_reasons"][0]["trigger_type"]) == ("iris", True, "data_change")
+    assert "Traceback" not in due.stderr and "not writable" not in due.stderr
+    assert state_files(open_project) == before
+
+
+def test_dry_run_without_a_state_dir_creates_none(open_project):
+    r = as_nobody(open_project, "check", "--dry-run", "--json")
+    assert r.returncode == 3, r.stderr
+    assert [(m["model_name"], m["action"]) for m in json.loads(r.stdout)["models"]] == [("iris", "train")]
+    assert not os.path.exists(os.path.join(open_project, "var", "state"))
