@@ -61,8 +61,14 @@ def count_rows(newlines, size, last_byte):
     return max(lines - 1, 0)
 
 
-def compute(path):
-    """Hash and count one file, re-reading it if it changed while we read it."""
+def csv_rows(path, newlines, size, last_byte):
+    return count_rows(newlines, size, last_byte)
+
+
+def compute(path, rows=csv_rows):
+    """Hash and count one file, re-reading it if it changed while we read it. `rows(path, newlines,
+    size, last byte)` counts its data rows (another format reads them from its own metadata),
+    inside the same unchanged-stat window as the hash."""
     for _ in range(READ_ATTEMPTS):
         before = _stat(path)
         if not os.path.isfile(path):
@@ -74,10 +80,10 @@ def compute(path):
             raise DataError(f"{path}: permission denied") from None
         except OSError as exc:
             raise DataError(f"{path}: cannot read data file: {exc.strerror}") from None
+        n = rows(path, newlines, before.st_size, last)
         after = _stat(path)
         if _stat_key(before) == _stat_key(after):
-            return Fingerprint(path, digest, count_rows(newlines, after.st_size, last),
-                               after.st_size, after.st_mtime_ns, after.st_ino)
+            return Fingerprint(path, digest, n, after.st_size, after.st_mtime_ns, after.st_ino)
         log.warning("%s changed while it was being read; reading it again", path)
     raise DataError(f"{path}: data file keeps changing while it is read; skipped this run")
 
@@ -129,6 +135,17 @@ def _newline_counter(total):
     return count
 
 
+def set_hash(pairs):
+    """One hash of a data set: over its sorted (relative path, content hash) pairs, so a file
+    renamed, added, removed or changed changes it, and listing order does not."""
+    import blake3
+
+    hasher = blake3.blake3()
+    for rel, digest in sorted(pairs):
+        hasher.update(f"{rel}\0{digest}\n".encode())
+    return hasher.hexdigest()
+
+
 class FingerprintCache:
     """Maps absolute data paths to their last fingerprint; stored atomically in the state dir.
     Losing it costs one re-read, never a wrong answer."""
@@ -140,13 +157,14 @@ class FingerprintCache:
             self.entries = {}
         self.dirty = False
 
-    def get(self, path):
-        """The file's fingerprint, read from the cache when size, mtime and inode still match."""
+    def get(self, path, rows=csv_rows):
+        """The file's fingerprint, read from the cache when size, mtime and inode still match;
+        `rows` counts a changed file's data rows (see compute)."""
         st = _stat(path)
         entry = self.entries.get(path)
         if entry and entry.get("key") == _stat_key(st):
             return Fingerprint(path, entry["hash"], entry["rows"], *_stat_key(st))
-        fp = compute(path)
+        fp = compute(path, rows)
         # A file written in the last moments may change again within the same mtime tick with
         # the same size; such an entry would be trusted wrongly, so it is not cached yet.
         if time.time_ns() - fp.mtime_ns > RACY_NS:

@@ -11,7 +11,7 @@ from typing import Optional
 
 from .state import LockTimeout as Timeout
 
-from . import evaluation, faults, triggers
+from . import datasets, evaluation, faults, triggers
 from .errors import DataError, IntegrityError, RetrainctlError, TrackingError, TrainingError, UsageError
 from .fingerprint import FingerprintCache
 from .fsutil import atomic_write_json, read_json
@@ -126,10 +126,10 @@ class Runner:
 
     def observe(self, model, state, fpcache, manual=False, now=None):
         now = self.clock() if now is None else now
-        data_hash = rows = data_error = None
+        data_hash = rows = data_error = ds = None
         try:
-            fp = fpcache.get(model.data_path)
-            data_hash, rows = fp.hash, fp.rows
+            ds = datasets.fingerprint(fpcache, model.data_path)
+            data_hash, rows = ds.hash, ds.rows
         except DataError as exc:
             data_error = str(exc)
         cur = self.store.current(model.name)
@@ -140,7 +140,9 @@ class Runner:
             now=now,
             data_hash=data_hash,
             data_rows=rows,
-            data_path=os.path.relpath(model.data_path, self.config.base_dir),
+            data_path=ds.label(self.config.base_dir) if ds else os.path.relpath(model.data_path, self.config.base_dir),
+            data_files=ds.files if ds and ds.is_set else None,
+            fit_files=ds.fit_files if ds else None,
             data_error=data_error,
             model_version=cur.version if cur else None,
             model_data_hash=meta.get("data_hash"),
@@ -326,7 +328,8 @@ class Runner:
         from .dispatch import FitRequest
 
         model, policy = job.model, job.model.policy
-        return FitRequest(model.name, job.attempt_id, dict(model.training_spec(), min_data_size=policy.min_data_size),
+        return FitRequest(model.name, job.attempt_id, dict(model.training_spec(), min_data_size=policy.min_data_size,
+                                                           data_files=job.obs.fit_files),
                           self.config.executor.worker_path(model.data_path), job.obs.data_hash, job.champion_bytes,
                           timeout=policy.train_timeout_seconds, max_memory_mb=policy.max_memory_mb)
 
@@ -590,6 +593,8 @@ def status(config, names=None, clock=time.time, verify=True, states=None):
             "model_name": model.name,
             "data_path": model.data_path,
             "data_rows": obs.data_rows,
+            "data_files": len(obs.data_files) if obs.data_files else None,
+            "new_files": datasets.new_files(obs.data_files, cur.metadata if cur else None),
             "data_hash": obs.data_hash,
             "data_error": obs.data_error,
             "data_changed": (obs.data_hash != obs.model_data_hash) if (obs.data_hash and cur) else None,

@@ -59,6 +59,11 @@ def validate_models(config):
 
 def load_frame(raw, data_path, spec):
     """Parse CSV bytes into (X, y), with errors that name the file and column."""
+    return frame_xy(parse_csv(raw, data_path), data_path, spec)
+
+
+def parse_csv(raw, data_path):
+    """CSV bytes as a DataFrame, with errors that name the file."""
     import pandas as pd
 
     if not raw.strip():
@@ -75,6 +80,13 @@ def load_frame(raw, data_path, spec):
     repeated = repeated_columns(_header(raw))
     if repeated:  # pandas would rename the second one ("Species.1") and train on the wrong column
         raise DataError(f"{data_path}: column(s) named more than once in the header: {', '.join(repeated)}")
+    return df
+
+
+def frame_xy(df, data_path, spec):
+    """(X, y) of a parsed data file or set, with errors that name it and the column."""
+    import pandas as pd
+
     target = spec["target"]
     if target not in df.columns:
         raise DataError(f"{data_path}: target column '{target}' not found (columns: {', '.join(map(str, df.columns))})")
@@ -223,12 +235,21 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
     import sklearn
 
     started = time.monotonic()
-    raw = read_data(data_path)
-    data_hash = hash_bytes(raw)
+    files = spec.get("data_files")
+    if files:  # a data set, Parquet or gzip: exactly the decided files, each checked against its hash
+        from .datasets import read_frame
+
+        raw = None
+        df, data_hash = read_frame(data_path, files)
+    else:
+        raw = read_data(data_path)
+        data_hash = hash_bytes(raw)
+        df = parse_csv(raw, data_path)
     if expected_hash and data_hash != expected_hash:
         raise TrainingError(f"{data_path}: data changed after the decision to train; will retry on the next check",
                             error_type="data_changed")
-    X, y = load_frame(raw, data_path, spec)
+    X, y = frame_xy(df, data_path, spec)
+    del df
     if len(y) < spec.get("min_data_size", 1):
         raise DataError(f"{data_path}: only {len(y)} usable rows, min_data_size is {spec['min_data_size']}")
     X_train, X_test, y_train, y_test = holdout_split(spec, X, y, data_path)
@@ -279,11 +300,13 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         "fit_pid": os.getpid(),
         # Lines after the header when trained (missing targets included): the performance check
         # scores the rows appended after these when no eval_path is configured.
-        "data_lines": count_rows(raw.count(b"\n"), len(raw), raw[-1:]),
+        "data_lines": count_rows(raw.count(b"\n"), len(raw), raw[-1:]) if raw is not None else None,
         "reference": reference_stats(X),
         "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
                       "pandas": pd.__version__, "numpy": np.__version__, "joblib": joblib.__version__},
     }
+    if files:  # a set's files when trained: the performance check scores the files added since
+        metadata["data_files"] = [rel for rel, _ in files]
     if spec["task"] == "classification":
         metadata["classes"] = sorted(map(str, y.unique()))
     return {

@@ -43,6 +43,8 @@ class Observation:
     drift: Optional[Reason] = None            # filled in by the drift check, when it fires
     quality: Optional[dict] = None            # what the performance/drift checks saw, for `status`
     quality_keys: Optional[dict] = None       # {trigger: evidence key} of the quality triggers that fired
+    data_files: Optional[tuple] = None        # a data set's ((relative path, hash), ...); None for one file
+    fit_files: Optional[list] = None          # what the fit reads (datasets.DataSet.fit_files)
 
     @property
     def failures_on_data(self):
