@@ -20,6 +20,7 @@ class DataSet:
     rows: int
     files: tuple              # ((path relative to root_of(path), content hash), ...), sorted
     is_set: bool
+    counts: tuple = ()        # rows of each file, in the order of `files`
 
     @property
     def fit_files(self):
@@ -169,14 +170,14 @@ def fingerprint(fpcache, path):
     """The DataSet of `path`: a walk and a stat per file, hashing only files whose stat changed."""
     if not is_set(path):
         fp = fpcache.get(path, ROW_COUNTERS[data_format(path)])
-        return DataSet(path, fp.hash, fp.rows, ((os.path.basename(path), fp.hash),), False)
+        return DataSet(path, fp.hash, fp.rows, ((os.path.basename(path), fp.hash),), False, (fp.rows,))
     root = root_of(path)
-    files, rows = [], 0
+    files, counts = [], []
     for rel in expand(path):
         fp = fpcache.get(os.path.join(root, rel), ROW_COUNTERS[data_format(rel)])
         files.append((rel, fp.hash))
-        rows += fp.rows
-    return DataSet(path, set_hash(files), rows, tuple(files), True)
+        counts.append(fp.rows)
+    return DataSet(path, set_hash(files), sum(counts), tuple(files), True, tuple(counts))
 
 
 def new_files(files, metadata):

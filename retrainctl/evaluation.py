@@ -9,10 +9,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import quality
+from . import datasets, quality
 from .config import METRICS
-from .errors import DataError, IntegrityError
-from .fingerprint import hash_bytes
+from .errors import DataError, IntegrityError, TrainingError
+from .fingerprint import hash_bytes, set_hash
 from .fsutil import atomic_write_json, read_json
 from .state import file_lock
 from .triggers import Reason
@@ -76,16 +76,18 @@ def status_fields(details):
     return {k: details.get(k, [] if k == "quality_notes" else None) for k in STATUS_FIELDS}
 
 
-def assess(config, store, model, current, data_hash, data_rows, handled, fpcache):
+def assess(config, store, model, current, data_hash, data_rows, handled, fpcache, dataset=None):
     """Evaluate the performance and drift triggers of `model`'s current version. `handled` is the
-    set of (trigger, evidence key) a quality-triggered retrain already ran for (no retrain loops)."""
+    set of (trigger, evidence key) a quality-triggered retrain already ran for (no retrain loops);
+    `dataset` is the data path's datasets.DataSet (its files, for a set's new partitions)."""
     out = Assessment(details=status_fields(None))
     if current is None or data_hash is None:
         return out
     cache = QualityCache(config.state_dir)
     for kind, evaluate in (("performance", _performance), ("drift", _drift)):
         try:
-            verdict, evidence, fields = evaluate(config, store, model, current, data_hash, data_rows, fpcache, cache)
+            verdict, evidence, fields = evaluate(config, store, model, current, data_hash, data_rows, fpcache, cache,
+                                                 dataset)
         except (DataError, IntegrityError) as exc:
             log.warning("%s: %s check: %s", model.name, kind, exc)
             out.details["quality_notes"].append(f"{kind}: {exc}")
@@ -141,17 +143,28 @@ def _cached(cache, model, kind, key, compute):
 
 # --- performance ---------------------------------------------------------------------------------
 
-def _performance(config, store, model, current, data_hash, data_rows, fpcache, cache):
+def _performance(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None):
     meta = current.metadata
     policy = model.policy
     metric = meta.get("metric") or model.metric
     baseline = meta.get("score")
     fields = {"eval_baseline": baseline}
+    new = datasets.new_files(dataset.files, meta) if dataset is not None and dataset.is_set else None
     if model.eval_path:
-        fp = fpcache.get(model.eval_path)
+        fp = datasets.fingerprint(fpcache, model.eval_path)
         source = _relpath(config, model.eval_path)
         available, evidence = fp.rows, f"eval:{fp.hash}"
-        labelled = (model.eval_path, fp.hash, 0)
+        labelled = _loader(model.eval_path, fp.hash, 0, fp.fit_files)
+    elif new is not None:  # a data set: the partitions added since training
+        if not new:
+            fields["eval_rows"] = 0
+            return None, None, fields
+        added = set(new)
+        pairs = [list(f) for f in dataset.files if f[0] in added]
+        source = f"{dataset.label(config.base_dir)}: {len(pairs)} new file(s)"
+        available = sum(n for f, n in zip(dataset.files, dataset.counts) if f[0] in added)
+        evidence = f"files:{set_hash(map(tuple, pairs))}"
+        labelled = _loader(model.data_path, None, 0, pairs)
     else:
         lines = meta.get("data_lines")
         if lines is None or data_rows is None or data_rows <= lines:
@@ -159,7 +172,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
             return None, None, fields  # no new labelled rows: nothing to say
         source = f"{_relpath(config, model.data_path)} (appended rows)"
         available, evidence = data_rows - lines, f"tail:{lines}"
-        labelled = (model.data_path, data_hash, lines)
+        labelled = _loader(model.data_path, data_hash, lines, None)
     fields.update(eval_source=source, eval_rows=available)
     if baseline is None or metric not in METRICS:
         fields["eval_note"] = f"model v{current.version} has no holdout score to compare with"
@@ -168,7 +181,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
         key = "|".join(map(str, (current.version, meta.get("sha256"), data_hash if not model.eval_path else "",
                                  evidence, metric, model.target)))
         result = _cached(cache, model, "performance", key,
-                         lambda: _score(store, model, current, metric, *labelled))
+                         lambda: _score(store, model, current, metric, labelled))
         if result.get("error"):
             fields["eval_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
@@ -182,21 +195,33 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     return verdict, evidence, fields
 
 
-def _score(store, model, current, metric, path, expected_hash, skip_lines):
-    """Score the current model on the labelled rows of `path` after its first `skip_lines` data
-    lines: in-process, since the result is cached per (model, data, eval data) and an eval set is
-    small; the model file is checksummed before anything unpickles it."""
+def _loader(path, expected_hash, skip_lines, files):
+    """spec -> (X, y) of the labelled rows: a set's (or Parquet file's) listed files, each checked
+    against its hash; else one CSV file's rows after its first `skip_lines` data lines."""
+    def load(spec):
+        from .training import frame_xy, load_frame
+
+        if files:
+            return frame_xy(datasets.read_frame(path, files)[0], path, spec)
+        lines = _read(path, expected_hash).split(b"\n")
+        return load_frame(b"\n".join(lines[:1] + lines[1 + skip_lines:]), path, spec)
+    return load
+
+
+def _score(store, model, current, metric, load):
+    """Score the current model on the labelled rows `load(spec)` gives: in-process, since the
+    result is cached per (model, data, eval data) and an eval set is small; the model file is
+    checksummed before anything unpickles it."""
     model_bytes = store.read_verified(current)
     import joblib
 
-    from .training import load_frame, score
+    from .training import score
 
     spec = model.training_spec()
     spec["features"] = current.metadata.get("features") or spec["features"]
-    lines = _read(path, expected_hash).split(b"\n")
     try:
-        X, y = load_frame(b"\n".join(lines[:1] + lines[1 + skip_lines:]), path, spec)
-    except DataError as exc:
+        X, y = load(spec)
+    except (DataError, TrainingError) as exc:
         return {"error": str(exc)}
     try:
         estimator = joblib.load(io.BytesIO(model_bytes))
@@ -207,7 +232,7 @@ def _score(store, model, current, metric, path, expected_hash, skip_lines):
 
 # --- drift ---------------------------------------------------------------------------------------
 
-def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
+def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None):
     if not model.drift_path:
         return None, None, {}
     policy = model.policy
@@ -221,12 +246,13 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
         note = f"model v{current.version} has no reference statistics; retrain it to record them"
         fields["drift_note"] = note
         return quality.Verdict("error", note), None, fields
-    fp = fpcache.get(model.drift_path)
+    fp = datasets.fingerprint(fpcache, model.drift_path)
     fields["drift_rows"] = fp.rows
     evidence = f"drift:{fp.hash}"
     if fp.rows >= policy.min_eval_rows:
         key = f"{current.version}|{current.metadata.get('sha256')}|{evidence}"
-        result = _cached(cache, model, "drift", key, lambda: _sample_psi(model.drift_path, fp.hash, reference))
+        result = _cached(cache, model, "drift", key, lambda: _sample_psi(model.drift_path, fp.hash, reference)
+                         if fp.fit_files is None else _set_psi(model.drift_path, fp.fit_files, reference))
         if result.get("error"):
             fields["drift_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
@@ -271,3 +297,22 @@ def _sample_psi(path, expected_hash, reference):
     except csv.Error as exc:
         return {"error": f"{path}: cannot parse CSV at row {rows + 1}: {exc}"}
     return {"rows": rows, "psi": {f: round(v, 6) for f, v in quality.feature_psi(reference, columns).items()}}
+
+
+def _set_psi(path, files, reference):
+    """PSI per feature of a data set (or Parquet file) of recent inputs, read with pandas."""
+    try:
+        df = datasets.read_frame(path, files)[0]
+    except (DataError, TrainingError) as exc:
+        return {"error": str(exc)}
+    missing = [f for f in reference if f not in df.columns]
+    if missing:
+        return {"error": f"{path}: feature column(s) not found: {', '.join(missing)}"}
+    columns = {}
+    for name, stats in reference.items():
+        gaps = df[name].isna().tolist()
+        if stats["kind"] == "numeric":
+            columns[name] = [None if gap else quality.to_number(v) for v, gap in zip(df[name].tolist(), gaps)]
+        else:
+            columns[name] = [None if gap else str(v) for v, gap in zip(df[name].tolist(), gaps)]
+    return {"rows": len(df), "psi": {f: round(v, 6) for f, v in quality.feature_psi(reference, columns).items()}}

@@ -135,7 +135,7 @@ class Runner:
         cur = self.store.current(model.name)
         meta = cur.metadata if cur else {}
         assessment = evaluation.assess(self.config, self.store, model, cur, data_hash, rows,
-                                       state.quality_handled, fpcache)
+                                       state.quality_handled, fpcache, dataset=ds)
         return triggers.Observation(
             now=now,
             data_hash=data_hash,

@@ -277,3 +277,44 @@ def test_set_hash_depends_on_names_and_contents_not_order(project):
     (root / "empty" / "_SUCCESS").mkdir(parents=True)
     with pytest.raises(DataError, match="no data files in this directory"):
         datasets.fingerprint(cache, str(root / "empty"))
+
+
+RELABEL = {"Iris-setosa": "Iris-versicolor", "Iris-versicolor": "Iris-virginica", "Iris-virginica": "Iris-setosa"}
+
+
+def iris_set(project):
+    df = pd.read_csv(project.data("iris"))
+    root = project.root / "data" / "iris"
+    for i, day in enumerate(DAYS[:3]):
+        write_partition(root, day, df.iloc[i::3])
+    project.config["models"] = {"iris": dict(project.config["models"]["iris"], data_path="data/iris")}
+    project.write_config()
+    assert project.cli("check").exit_code == 0
+    return root, df
+
+
+def test_new_partitions_are_the_performance_triggers_eval_data(project):
+    root, df = iris_set(project)
+    write_partition(root, DAYS[3], df.head(40))
+    dry = json.loads(project.cli("check", "--dry-run", "--json").stdout)["models"][0]
+    assert [r["trigger_type"] for r in dry["due_reasons"]] == ["data_change"]
+
+    relabelled = df.head(40).assign(Species=df.head(40)["Species"].map(RELABEL))
+    write_partition(root, DAYS[3], relabelled)
+    dry = json.loads(project.cli("check", "--dry-run", "--json").stdout)["models"][0]
+    assert [r["trigger_type"] for r in dry["due_reasons"]] == ["data_change", "performance"]
+    assert dry["due_reasons"][1]["description"].startswith(
+        "performance degraded: accuracy 0 on 40 rows of data/iris (4 files): 1 new file(s) vs baseline")
+
+
+def test_a_drift_set_of_parquet_inputs(project):
+    root, df = iris_set(project)
+    recent = project.root / "data" / "recent"
+    shifted = df.drop(columns=["Species"]).assign(PetalLengthCm=df["PetalLengthCm"] + 5)
+    write_partition(recent, DAYS[0], shifted.iloc[::2])
+    write_partition(recent, DAYS[1], shifted.iloc[1::2])
+    project.config["models"]["iris"].update(drift_path="data/recent", min_eval_rows=30)
+    project.write_config()
+    st = json.loads(project.cli("status", "--json").stdout)["models"][0]
+    assert (st["drift_source"], st["drift_rows"], st["drifted"]) == ("data/recent", 150, True)
+    assert list(st["drifted_features"]) == ["PetalLengthCm"]
