@@ -26,8 +26,8 @@ class DataSet:
     def fit_files(self):
         """What the fit is told to read, as decided: None for one plain CSV file, which is read
         as before (training.read_data, URLs included); else every file with its hash."""
-        if not self.is_set and data_format(self.path) == "csv":
-            return None
+        if not self.is_set:  # "" for the path itself: the worker need not tell a file from a folder
+            return None if data_format(self.path) == "csv" else [["", self.hash]]
         return [list(pair) for pair in self.files]
 
     def label(self, base_dir):
@@ -196,35 +196,43 @@ def read_frame(path, files):
     """One DataFrame of the decided files (pairs of relative path and content hash), each hashed
     as it is read: a file changed or gone since the decision is a TrainingError('data_changed')
     naming it, so the fit trains on exactly the bytes that were decided on. Every file must have
-    the same columns (any order) of compatible kinds. Returns (frame, data hash)."""
-    root = root_of(path)
+    the same columns (any order) of compatible kinds. `path` may be a URL where the workers read
+    from object storage. Returns (frame, data hash, the set's file names or None for one file)."""
+    single = files[0][0] == ""
+    root = path if single or not is_glob(path) else root_of(path)
     parts, first, schema = [], None, None
     for rel, decided in files:
-        name = os.path.join(root, rel)
-        part = _read_file(name, rel, decided)
+        name = path if single else os.path.join(root, rel)
+        part = _read_file(name, decided)
         kinds = _kinds(part)
         if schema is None:
             first, schema = name, kinds
         else:
             _check_schema(name, kinds, first, schema)
         parts.append(part)
-    digest = set_hash([tuple(f) for f in files]) if is_set(path) else files[0][1]
-    return _combine(path, parts, list(schema)), digest
+    if single:
+        return _combine(path, parts, list(schema)), files[0][1], None
+    return _combine(path, parts, list(schema)), set_hash([tuple(f) for f in files]), [rel for rel, _ in files]
 
 
-def _read_file(name, rel, decided):
-    try:
-        with open(name, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise TrainingError(f"{name}: disappeared after the decision to train; will retry on the next check",
-                            error_type="data_changed") from None
-    except OSError as exc:
-        raise DataError(f"{name}: cannot read data file: {exc.strerror}") from None
+def _read_file(name, decided):
+    if "://" in name:
+        from .training import read_data
+
+        raw = read_data(name)
+    else:
+        try:
+            with open(name, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            raise TrainingError(f"{name}: disappeared after the decision to train; will retry on the next check",
+                                error_type="data_changed") from None
+        except OSError as exc:
+            raise DataError(f"{name}: cannot read data file: {exc.strerror}") from None
     if hash_bytes(raw) != decided:
         raise TrainingError(f"{name}: changed after the decision to train; will retry on the next check",
                             error_type="data_changed")
-    fmt = data_format(rel)
+    fmt = data_format(name)
     if fmt == "parquet":
         import pyarrow
         import pyarrow.parquet as pq

@@ -240,7 +240,7 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         from .datasets import read_frame
 
         raw = None
-        df, data_hash = read_frame(data_path, files)
+        df, data_hash, names = read_frame(data_path, files)
     else:
         raw = read_data(data_path)
         data_hash = hash_bytes(raw)
@@ -305,8 +305,8 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
                       "pandas": pd.__version__, "numpy": np.__version__, "joblib": joblib.__version__},
     }
-    if files:  # a set's files when trained: the performance check scores the files added since
-        metadata["data_files"] = [rel for rel, _ in files]
+    if files and names:  # a set's files when trained: the performance check scores the files added since
+        metadata["data_files"] = names
     if spec["task"] == "classification":
         metadata["classes"] = sorted(map(str, y.unique()))
     return {

@@ -77,6 +77,8 @@ def test_a_directory_of_parquet_partitions_is_one_data_set(project):
     write_partition(root, "2026-11-05", pd.read_csv(project.data("housing")).head(30))
     row = status(project)
     assert (row["data_files"], row["new_files"], row["data_changed"]) == (5, ["date=2026-11-05/part-0000.parquet"], True)
+    assert project.run("status").stdout.splitlines()[-1] == (
+        "housing: 1 of 5 files new since v1: date=2026-11-05/part-0000.parquet")
     assert project.run("check", "--dry-run").returncode == 3
     assert project.run("check").returncode == 0
     record = project.history()[-1]
@@ -318,3 +320,25 @@ def test_a_drift_set_of_parquet_inputs(project):
     st = json.loads(project.cli("status", "--json").stdout)["models"][0]
     assert (st["drift_source"], st["drift_rows"], st["drifted"]) == ("data/recent", 150, True)
     assert list(st["drifted_features"]) == ["PetalLengthCm"]
+
+
+def test_dask_workers_read_the_same_set(project, tmp_path):
+    from test_dask import Cluster, use_dask
+
+    root, df = iris_set(project)
+    write_partition(root, DAYS[3], df.head(30), "csv.gz")
+    logs = tmp_path / "dask"
+    logs.mkdir()
+    cluster = Cluster(logs, workers=1)
+    try:
+        use_dask(project, cluster.address)
+        [worker_pid] = cluster.worker_pids().values()
+        done = project.run("check")
+        assert done.returncode == 0, done.stderr
+    finally:
+        cluster.stop()
+    record = project.history()[-1]
+    assert (record["status"], record["executor"], record["version"]) == ("success", "dask", 2)
+    meta = json.loads((project.model_dir / "iris" / "v2" / "metadata.json").read_text())
+    assert meta["fit_pid"] == worker_pid and meta["rows"] == 180
+    assert meta["data_files"][-1] == "date=2026-11-04/part-0000.csv.gz"
