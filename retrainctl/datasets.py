@@ -1,7 +1,6 @@
 """Data sets: a data path that is one file, a directory of partitions or a glob, expanded into its
 data files in a stable order, fingerprinted as one from the per-file cache, and read into one
 frame for training (pyarrow and pandas, imported only when a file is read)."""
-import glob
 import os
 from dataclasses import dataclass
 
@@ -80,6 +79,8 @@ def root_of(path):
 def expand(path):
     """The set's data files as sorted paths relative to root_of(path)."""
     if is_glob(path):
+        import glob
+
         root = root_of(path)
         found = set()
         for match in glob.iglob(path, recursive=True):

@@ -519,7 +519,7 @@ def _decide_and_claim(runner, models, states, last, fpcache, report, claims, dry
         # A dry run answers "is anything due now?", so it does not wait out check_interval; and a
         # data file that went missing is reported at once, not hidden by the interval.
         wait = None if dry_run else triggers.waiting(model.policy, now, last.get(model.name))
-        if wait is not None and os.path.exists(model.data_path):
+        if wait is not None and (os.path.exists(model.data_path) or datasets.is_glob(model.data_path)):
             report.outcomes.append(Outcome(model.name, wait.action, note=wait.note, result="not evaluated"))
             continue
         try:

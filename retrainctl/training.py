@@ -235,7 +235,7 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
     import sklearn
 
     started = time.monotonic()
-    files = spec.get("data_files")
+    files, names = spec.get("data_files"), None
     if files:  # a data set, Parquet or gzip: exactly the decided files, each checked against its hash
         from .datasets import read_frame
 
@@ -305,7 +305,7 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
                       "pandas": pd.__version__, "numpy": np.__version__, "joblib": joblib.__version__},
     }
-    if files and names:  # a set's files when trained: the performance check scores the files added since
+    if names:  # a set's files when trained: the performance check scores the files added since
         metadata["data_files"] = names
     if spec["task"] == "classification":
         metadata["classes"] = sorted(map(str, y.unique()))

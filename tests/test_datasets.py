@@ -342,3 +342,23 @@ def test_dask_workers_read_the_same_set(project, tmp_path):
     meta = json.loads((project.model_dir / "iris" / "v2" / "metadata.json").read_text())
     assert meta["fit_pid"] == worker_pid and meta["rows"] == 180
     assert meta["data_files"][-1] == "date=2026-11-04/part-0000.csv.gz"
+
+
+def test_a_no_op_check_on_an_unchanged_parquet_set_imports_nothing_heavy(project):
+    import subprocess
+    import sys
+    import time
+
+    root = partitions(project)
+    hour_ago = time.time() - 3600
+    for path in root.rglob("*"):
+        os.utime(path, (hour_ago, hour_ago))  # old enough for the fingerprint cache to trust
+    housing_only(project, data_path="data/events")
+    assert project.run("check").returncode == 0
+    code = ("import sys\nfrom retrainctl.cli import main\n"
+            "try:\n    main(['--config', sys.argv[1], 'check'])\nexcept SystemExit as e:\n    code = e.code\n"
+            "heavy = [m for m in ('pandas', 'numpy', 'pyarrow', 'sklearn') if m in sys.modules]\n"
+            "print(code, heavy)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(project.config_path)], capture_output=True, text=True,
+                          cwd="/")
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr
