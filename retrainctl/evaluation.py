@@ -181,7 +181,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
         key = "|".join(map(str, (current.version, meta.get("sha256"), data_hash if not model.eval_path else "",
                                  evidence, metric, model.target)))
         result = _cached(cache, model, "performance", key,
-                         lambda: _score(store, model, current, metric, labelled))
+                         lambda: _score(store, model, current, metric, *labelled))
         if result.get("error"):
             fields["eval_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
@@ -196,8 +196,8 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
 
 
 def _loader(path, expected_hash, skip_lines, files):
-    """spec -> (X, y) of the labelled rows: a set's (or Parquet file's) listed files, each checked
-    against its hash; else one CSV file's rows after its first `skip_lines` data lines."""
+    """(path, spec -> (X, y) of the labelled rows): a set's (or Parquet file's) listed files, each
+    checked against its hash; else one CSV file's rows after its first `skip_lines` data lines."""
     def load(spec):
         from .training import frame_xy, load_frame
 
@@ -205,13 +205,13 @@ def _loader(path, expected_hash, skip_lines, files):
             return frame_xy(datasets.read_frame(path, files)[0], path, spec)
         lines = _read(path, expected_hash).split(b"\n")
         return load_frame(b"\n".join(lines[:1] + lines[1 + skip_lines:]), path, spec)
-    return load
+    return path, load
 
 
-def _score(store, model, current, metric, load):
-    """Score the current model on the labelled rows `load(spec)` gives: in-process, since the
-    result is cached per (model, data, eval data) and an eval set is small; the model file is
-    checksummed before anything unpickles it."""
+def _score(store, model, current, metric, path, load):
+    """Score the current model on the labelled rows of `path` that `load(spec)` gives: in-process,
+    since the result is cached per (model, data, eval data) and an eval set is small; the model
+    file is checksummed before anything unpickles it."""
     model_bytes = store.read_verified(current)
     import joblib
 

@@ -135,7 +135,7 @@ def bad_check(project, expect_code=1):
     """Run check; it must fail with one error line; returns that line and the history records."""
     done = project.run("check")
     assert done.returncode == expect_code, done.stdout + done.stderr
-    errors = [line for line in done.stderr.splitlines() if "ERROR" in line or "Error" in line]
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line or line.startswith("Error")]
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
     return errors[0], project.history()
 
