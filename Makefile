@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/retrainctl.yaml
 
-.PHONY: run test venv system-deps clean bench bench-dask
+.PHONY: run test venv system-deps clean bench bench-dask bench-quality docs
 
 run: $(VENV)/.installed
 	$(BIN)/retrainctl --config $(CONFIG) check
@@ -14,10 +14,18 @@ test: $(VENV)/.test-installed system-deps
 
 venv: $(VENV)/.installed
 
+# Regenerates the key reference in docs/configuration.md from retrainctl/config_keys.py.
+docs: $(VENV)/.installed
+	$(BIN)/python -m retrainctl.config_docs
+
 # Ratios against md5sum, `python -c pass` and a bare fit script, measured side by side (a few
 # minutes). With the test extras, so that the Dask row (7) runs too.
 bench: $(VENV)/.test-installed
 	$(BIN)/python bench/bench.py
+
+# False-alarm and detection rates of the performance and drift triggers (fixed seeds, a few minutes).
+bench-quality: $(VENV)/.installed
+	$(BIN)/python bench/quality_bench.py
 
 # The stamp files make a second `make run` instant while re-installing when setup.py changes.
 $(VENV)/.installed: setup.py
@@ -114,16 +122,18 @@ uninstall:
 	-rmdir $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX) 2>/dev/null
 	@echo "kept: $(ETCDIR)/retrainctl.yaml and $(VARDIR) (data, state, models); the user retrainctl stays"
 
-# Debian packages the tests run for real: the Pushgateway and promtool (metrics), systemd-analyze,
-# strace and jq (scheduling), and the system Python's venv (make install). One apt-get run, only
-# for what is missing; sudo only when not root.
+# Debian packages the tests run for real: the Pushgateway, the Prometheus server and promtool
+# (metrics and alerts; both programs come with the prometheus package), systemd-analyze, strace and
+# jq (scheduling), and the system Python's venv (make install). One apt-get run, only for what is
+# missing; sudo only when not root.
 system-deps:
 	@missing=""; \
 	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
-	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	{ command -v prometheus && command -v promtool; } >/dev/null || missing="$$missing prometheus"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v strace >/dev/null || missing="$$missing strace"; \
 	command -v jq >/dev/null || missing="$$missing jq"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	$(INSTALL_PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \

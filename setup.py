@@ -30,13 +30,20 @@ setup(
         "joblib>=1.3",
         "mlflow>=3.0",
         "prometheus-client>=0.20",
+        # `report` draws its charts as inline SVG (imported only by that command). MLflow already
+        # pulls matplotlib in; named here so the report does not depend on MLflow's dependencies.
+        "matplotlib>=3.7",
     ],
     extras_require={
         "test": ["pytest>=8.0", "hypothesis>=6.100",
                  # the metrics tests: a bcrypt hash for the Pushgateway's basic auth, a self-signed TLS cert
-                 "bcrypt>=4.0", "cryptography>=41"],
+                 "bcrypt>=4.0", "cryptography>=41",
+                 # the notification tests post through apprise's json:// URLs to a local server
+                 "apprise>=1.6"],
         # Fits on a Dask cluster (executor: {type: dask}); fsspec lets workers read s3:// and other URLs.
         "dask": ["dask>=2024.1", "distributed>=2024.1", "fsspec>=2024.1"],
+        # Chat and mail notifications (notify.apprise: Slack, Teams, Matrix, email... URLs).
+        "notify": ["apprise>=1.6"],
     },
     entry_points={"console_scripts": ["retrainctl=retrainctl.cli:main"]},
 )

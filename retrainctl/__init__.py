@@ -13,26 +13,28 @@ from .errors import ConfigError, DataError, RetrainctlError, TrainingError, Usag
 
 def check(config, models=None, dry_run=False, notification_callback=None):
     """Evaluate and retrain what is due; returns a Report (outcomes, exit_code)."""
-    from .runner import check as _check
+    from .commands import check as _check
 
     return _check(config, models, dry_run=dry_run, callback=notification_callback)
 
 
 def train(config, model, reason=None, force=False, notification_callback=None):
     """Retrain one model now; returns its Outcome."""
-    from .runner import train as _train
+    from .commands import train as _train
 
     return _train(config, model, reason=reason, force=force, callback=notification_callback)
 
 
 def status(config, models=None):
-    from .runner import status as _status
+    """One records.StatusRow per model (`to_dict()` gives the `status --json` shape)."""
+    from .commands import status as _status
 
     return _status(config, models)
 
 
 def history(config, model=None, limit=20):
-    from .runner import history as _history
+    """History records (dicts, as in the state log), newest first."""
+    from .commands import history as _history
 
     return _history(config, model, limit)
 

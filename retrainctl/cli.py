@@ -54,6 +54,7 @@ class Context:
         self.verbose = verbose
         self.log_format = log_format
         self._config = None
+        self.observed = None  # what a check observed of each model, for the metrics export
 
     def config(self):
         if self._config is None:
@@ -85,7 +86,7 @@ def exports_metrics(command):
             if obj._config is not None and not kwargs.get("dry_run"):
                 from .metrics import export_after_run
 
-                export_after_run(obj._config)
+                export_after_run(obj._config, observed=obj.observed)
     return wrapper
 
 
@@ -115,8 +116,7 @@ def _age(seconds):
 
 
 def _why(reasons, note=""):
-    kinds = ",".join(r.trigger_type if hasattr(r, "trigger_type") else r["trigger_type"] for r in reasons)
-    return kinds or note
+    return ",".join(r.trigger_type for r in reasons) or note
 
 
 @click.group(cls=RetrainctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,9 +147,10 @@ def check(obj, models, dry_run, as_json):
 
     Exit codes: 0 done (nothing due, or every due retrain finished); 1 a retrain or data file
     failed; 2 usage or config error; 3 with --dry-run, at least one model is due."""
-    from .runner import check as run_check
+    from .commands import check as run_check
 
     report = run_check(obj.config(), models, dry_run=dry_run)
+    obj.observed = report.observed
     if as_json:
         _emit_json({"dry_run": dry_run, "exit_code": report.exit_code,
                     "models": [o.to_dict() for o in report.outcomes]})
@@ -171,7 +172,7 @@ def train(obj, model, reason, force, as_json):
     """Retrain MODEL now (trigger `manual`), even when automatic retraining is paused or disabled.
 
     Exits 1 when no candidate was produced (bad data, too few rows, already being trained)."""
-    from .runner import train as run_train
+    from .commands import train as run_train
 
     out = run_train(obj.config(), model, reason=reason, force=force)
     if as_json:
@@ -198,34 +199,34 @@ def _where(executing):
 def status(obj, models, as_json):
     """One row per model: data rows, data changed?, version, age, due and why, last event,
     failures in a row, training now?"""
-    from .runner import status as run_status
+    from .commands import status as run_status
 
     rows = run_status(obj.config(), models)
     if as_json:
-        _emit_json({"models": rows})
+        _emit_json({"models": [r.to_dict() for r in rows]})
         return
     table = []
     for r in rows:
-        last = r["last_event"] or {}
+        last = r.last_event or {}
         last_text = f"{last.get('status')} {last.get('trigger_time', '')}".strip() if last else None
         table.append([
-            r["model_name"], r["data_rows"] if r["data_error"] is None else "error",
-            {True: "yes", False: "no", None: None}[r["data_changed"]],
-            f"v{r['model_version']}" if r["model_version"] else None, _age(r["model_age_seconds"]),
-            "yes" if r["due"] else "no", _why(r["due_reasons"], r["note"]) if (r["due_reasons"] or r["note"]) else None,
-            "paused" if r["paused"] else None, last_text, r["failures_in_row"],
-            "yes" if r["training_now"] else "no", _where(r.get("executing")),
+            r.model_name, r.data_rows if r.data_error is None else "error",
+            {True: "yes", False: "no", None: None}[r.data_changed],
+            f"v{r.model_version}" if r.model_version else None, _age(r.model_age_seconds),
+            "yes" if r.due else "no", _why(r.due_reasons, r.note) if (r.due_reasons or r.note) else None,
+            "paused" if r.paused else None, last_text, r.failures_in_row,
+            "yes" if r.training_now else "no", _where(r.executing),
         ])
     click.echo(_table(["MODEL", "ROWS", "CHANGED", "VERSION", "AGE", "DUE", "WHY", "PAUSED", "LAST EVENT",
                        "FAILS", "TRAINING", "WHERE"], table))
     for r in rows:
-        if r.get("new_files"):  # a data set's partitions the current model was not trained on
-            shown = r["new_files"][:5]
-            click.echo(f"{r['model_name']}: {len(r['new_files'])} of {r['data_files']} files new since "
-                       f"v{r['model_version']}: {', '.join(shown)}{', ...' if len(r['new_files']) > 5 else ''}")
-        for problem in (r["data_error"], r["model_integrity"] if r["model_integrity"] != "ok" else None):
+        if r.new_files:  # a data set's partitions the current model was not trained on
+            shown = r.new_files[:5]
+            click.echo(f"{r.model_name}: {len(r.new_files)} of {r.data_files} files new since "
+                       f"v{r.model_version}: {', '.join(shown)}{', ...' if len(r.new_files) > 5 else ''}")
+        for problem in (r.data_error, r.model_integrity if r.model_integrity != "ok" else None):
             if problem:
-                click.echo(f"{r['model_name']}: {problem}", err=True)
+                click.echo(f"{r.model_name}: {problem}", err=True)
 
 
 @main.command()
@@ -235,7 +236,7 @@ def status(obj, models, as_json):
 @pass_ctx
 def history(obj, model, limit, as_json):
     """Retraining and operator events, newest first."""
-    from .runner import history as run_history
+    from .commands import history as run_history
 
     events = run_history(obj.config(), model, limit)
     if as_json:
@@ -271,7 +272,7 @@ def _pause_command(paused):
     @pass_ctx
     @exports_metrics
     def command(obj, models):
-        from .runner import set_paused
+        from .commands import set_paused
 
         for name, changed in set_paused(obj.config(), models, paused):
             click.echo(f"{name}: {word}" if changed else f"{name}: already {word}")
@@ -294,13 +295,13 @@ main.command("resume")(_pause_command(False))
 @exports_metrics
 def rollback(obj, model, to, as_json):
     """Make the previous promoted version (or --to VERSION) of MODEL current again."""
-    from .runner import rollback as run_rollback
+    from .commands import rollback as run_rollback
 
-    record = run_rollback(obj.config(), model, to)
+    event = run_rollback(obj.config(), model, to)
     if as_json:
-        _emit_json(record)
+        _emit_json(event.to_dict())
     else:
-        click.echo(f"{model}: {record['description']}")
+        click.echo(f"{model}: {event.description}")
 
 
 @main.command("metrics")

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from . import config_keys as keys
 from .errors import ConfigError
 
 SEARCH_PATH = ("./etc/retrainctl.yaml", "/etc/retrainctl/retrainctl.yaml")
@@ -23,50 +24,124 @@ METRICS = {
     "mae": ("regression", False),
 }
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "r2"}
-TASKS = ("classification", "regression")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 @dataclass(frozen=True)
+class CsvOptions:
+    """How a model's CSV files are read, everywhere they are read (fingerprint, fit, eval, drift)."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    quotechar: str = '"'
+
+    @property
+    def text_encoding(self):
+        """The codec to decode with: UTF-8 files often start with a byte-order mark, which must
+        not become part of the first column's name."""
+        return "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
+
+# key name -> Key, per section (the tests' hostile-input generator samples these names)
+TOP_SCHEMA = {k.name: k for k in keys.TOP}
+POLICY_SCHEMA = {k.name: k for k in keys.POLICY}
+MODEL_SCHEMA = {k.name: k for k in keys.MODEL + keys.POLICY}
+MLFLOW_SCHEMA = {k.name: k for k in keys.MLFLOW}
+PUSHGATEWAY_SCHEMA = {k.name: k for k in keys.PUSHGATEWAY}
+NOTIFY_SCHEMA = {k.name: k for k in keys.NOTIFY}
+
+_ANNOTATIONS = {"int": int, "float": float, "bool": bool, "str": str, "strlist": tuple, "dict": dict,
+                "list": tuple, "named": dict}
+_EMPTY = {"dict": {}, "named": {}, "list": ()}  # what an unset key of these types holds
+_records = {}  # id(keys tuple) -> the record class built from it
+
+
+def _field(key):
+    """The dataclass field of a declared key: its default as the attribute holds it."""
+    if key.type in ("section", "list", "named", "dict"):
+        return field(default_factory=lambda: _build(key, key.default, None))
+    return field(default=_build(key, key.default, None))
+
+
+def declared(declaration):
+    """Class decorator: a frozen dataclass whose fields are the declared keys, between the class's
+    own fields without a default (first) and with one (last)."""
+    def wrap(cls):
+        own = dict(cls.__dict__.get("__annotations__", {}))
+        annotations = {n: t for n, t in own.items() if n not in cls.__dict__}
+        for key in declaration:
+            annotations[key.name] = (_record_class(key.keys, key.name) if key.type == "section"
+                                     else _ANNOTATIONS[key.type] if not key.nullable
+                                     else Optional[_ANNOTATIONS[key.type]])
+            setattr(cls, key.name, _field(key))
+        annotations.update((n, t) for n, t in own.items() if n in cls.__dict__)
+        cls.__annotations__ = annotations
+        _records[id(declaration)] = record = dataclass(frozen=True)(cls)
+        return record
+    return wrap
+
+
+def _record_class(declaration, name):
+    """The class of a section's (or list item's) value: one declared below, or a plain record
+    named after the key (`csv` -> CsvConfig), a module attribute so that it pickles."""
+    if id(declaration) not in _records:
+        cls_name = name.title().replace("_", "") + "Config"
+        globals()[cls_name] = declared(declaration)(type(cls_name, (), {}))
+    return _records[id(declaration)]
+
+
+def _build(key, value, base_dir):
+    """A validated YAML value (or the key's default) as the attribute holds it."""
+    if key.type == "section":
+        return _build_record(key.keys, value or {}, base_dir, key.name)
+    if value is None:
+        return _EMPTY.get(key.type)
+    if key.type == "list":
+        return tuple(_build_record(key.keys, item, base_dir, key.name) for item in value)
+    if key.path and base_dir is not None:
+        return _resolve(base_dir, value)
+    if key.convert:
+        return key.convert(value)
+    return dict(value) if key.type == "dict" else value
+
+
+def _build_record(declaration, data, root, cls_name=None, /, **given):
+    """The record of a section (or list item): its declared keys built, `given` ones as passed
+    (positional-only parameters, since `base_dir` and `name` are fields too)."""
+    values = {k.name: _build(k, data.get(k.name, k.default), root) for k in declaration if k.name not in given}
+    return _record_class(declaration, cls_name)(**values, **given)
+
+
+@declared(keys.CSV)
+class CsvOptions:
+    """How a model's CSV files are read, everywhere they are read (fingerprint, fit, eval, drift)."""
+
+    @property
+    def text_encoding(self):
+        """The codec to decode with: UTF-8 files often start with a byte-order mark, which must
+        not become part of the first column's name."""
+        return "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
+
+
+@declared(keys.POLICY)
 class RetrainingConfig:
     """When and how often a model is retrained; the seed's field names and defaults come first."""
 
-    check_interval: int = 300
-    min_data_size: int = 100
-    max_model_age_hours: float = 24.0
-    performance_threshold: float = 0.05
-    enable_auto_retraining: bool = True
+    # The Python API's hook, not a config key.
     notification_callback: Optional[Callable] = field(default=None, compare=False, repr=False)
-    keep_versions: int = 5
-    test_size: float = 0.2
-    random_state: int = 0
-    train_timeout_seconds: float = 3600.0
-    max_memory_mb: Optional[int] = None
-    max_retries: int = 5
-    retry_backoff_seconds: float = 300.0
-    promotion_tolerance: float = 0.02
-    min_eval_rows: int = 30
-    drift_threshold: float = 0.2
 
 
-@dataclass(frozen=True)
+@declared(keys.MODEL)
 class ModelConfig:
     name: str
-    data_path: str
-    target: str
-    task: str
-    metric: str
-    features: Optional[tuple] = None
-    estimator: Optional[str] = None
-    trainer: Optional[str] = None
-    params: dict = field(default_factory=dict)
     policy: RetrainingConfig = field(default_factory=RetrainingConfig)
-    eval_path: Optional[str] = None     # recent labelled rows for the performance trigger
-    drift_path: Optional[str] = None    # recent unlabelled inputs for the drift trigger
 
     @property
     def higher_is_better(self):
         return METRICS[self.metric][1]
+
+    @property
+    def csv(self):
+        return self.policy.csv
 
     def training_spec(self):
         """The plain-data description a training task needs (picklable, no paths but the data's)."""
@@ -81,47 +156,29 @@ class ModelConfig:
             "params": dict(self.params),
             "test_size": self.policy.test_size,
             "random_state": self.policy.random_state,
+            "csv": dataclasses.asdict(self.csv),
+            "feature_types": dict(self.feature_types),
         }
 
 
-@dataclass(frozen=True)
+@declared(keys.NOTIFY)
 class NotifyConfig:
-    command: Optional[tuple] = None
-    timeout_seconds: float = 10.0
+    pass
 
 
-@dataclass(frozen=True)
+@declared(keys.MLFLOW)
 class MlflowConfig:
-    tracking_uri: Optional[str] = None
-    required: bool = False
-    enabled: bool = True
-    timeout_seconds: float = 30.0
+    pass
 
 
-@dataclass(frozen=True)
+@declared(keys.PUSHGATEWAY)
 class PushgatewayConfig:
-    url: Optional[str] = None
-    job: str = "retrainctl"
-    instance: Optional[str] = None        # grouping key; None = the host name
-    timeout_seconds: float = 5.0
-    username: Optional[str] = None
-    password_env: Optional[str] = None    # name of the variable holding the password, never the password
-    password_file: Optional[str] = None
+    pass
 
 
-@dataclass(frozen=True)
+@declared(keys.EXECUTOR)
 class ExecutorConfig:
     """Where fits run: child processes on this host (`local`) or a Dask cluster (`dask`)."""
-
-    type: str = "local"
-    max_parallel: int = 1
-    address: Optional[str] = None
-    connect_timeout_seconds: float = 10.0
-    tls_ca_file: Optional[str] = None
-    tls_cert: Optional[str] = None
-    tls_key: Optional[str] = None
-    # controller path prefix -> the path or fsspec URL prefix under which workers see the same files
-    data_path_map: dict = field(default_factory=dict)
 
     def worker_path(self, path):
         """The data path as the workers see it: the longest matching `data_path_map` prefix swapped."""
@@ -131,22 +188,9 @@ class ExecutorConfig:
         return path
 
 
-@dataclass(frozen=True)
+@declared(keys.TOP)
 class Config:
     path: str
-    base_dir: str
-    state_dir: str
-    model_dir: str
-    models: dict
-    defaults: RetrainingConfig = field(default_factory=RetrainingConfig)
-    log_file: Optional[str] = None
-    umask: int = 0o027
-    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
-    pushgateway: PushgatewayConfig = field(default_factory=PushgatewayConfig)
-    notify: NotifyConfig = field(default_factory=NotifyConfig)
-    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
-    textfile_path: Optional[str] = None
-    state_log_rotate_mb: Optional[float] = 256.0
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -181,110 +225,6 @@ def _close_match(word, choices):
     return difflib.get_close_matches(word, list(choices), n=1)
 
 
-# --- schema -------------------------------------------------------------------------------------
-# Each rule: (kind, check, message). kinds: int, float, bool, str, strlist, dict, any.
-
-
-def _ge(n):
-    return (lambda v: v >= n), f"must be >= {n}"
-
-
-def _gt(n):
-    return (lambda v: v > n), f"must be > {n}"
-
-
-def _between(lo, hi):
-    return (lambda v: lo <= v <= hi), f"must be between {lo} and {hi}"
-
-
-def _seconds(most):
-    return (lambda v: 0 < v <= most), f"must be more than 0 and at most {most:g}"
-
-
-_open_unit = ((lambda v: 0 < v < 1), "must be between 0 and 1 (exclusive)")
-
-POLICY_SCHEMA = {
-    "check_interval": ("int", _ge(0)),
-    "min_data_size": ("int", _ge(1)),
-    "max_model_age_hours": ("float", _gt(0)),
-    "performance_threshold": ("float", _between(0, 1)),
-    "enable_auto_retraining": ("bool", None),
-    "keep_versions": ("int", _ge(1)),
-    "test_size": ("float", _open_unit),
-    "random_state": ("int", _ge(0)),
-    "train_timeout_seconds": ("float", _seconds(7 * 86400)),
-    "max_memory_mb": ("int?", _between(16, 1 << 30)),
-    "max_retries": ("int", _ge(0)),
-    "retry_backoff_seconds": ("float", _ge(0)),
-    "promotion_tolerance": ("float", _between(0, 1)),
-    "min_eval_rows": ("int", _ge(1)),
-    "drift_threshold": ("float", _gt(0)),
-}
-MODEL_SCHEMA = {
-    "data_path": ("str", None),
-    "target": ("str", None),
-    "task": ("str", ((lambda v: v in TASKS), f"must be one of: {', '.join(TASKS)}")),
-    "features": ("strlist?", ((lambda v: len(v) > 0), "must list at least one column")),
-    "estimator": ("str?", None),
-    "trainer": ("str?", None),
-    "params": ("dict", None),
-    "metric": ("str?", None),
-    "eval_path": ("str?", None),
-    "drift_path": ("str?", None),
-    **POLICY_SCHEMA,
-}
-REQUIRED_MODEL_KEYS = ("data_path", "target", "task")
-TOP_SCHEMA = {
-    "base_dir": ("str", None),
-    "state_dir": ("str", None),
-    "model_dir": ("str", None),
-    "log_file": ("str?", None),
-    "umask": ("str", ((lambda v: re.match(r"^0?[0-7]{3}$", v) is not None), "must be an octal string such as \"0027\"")),
-    "mlflow": ("dict", None),
-    "pushgateway": ("dict", None),
-    "notify": ("dict", None),
-    "executor": ("dict", None),
-    "textfile_path": ("str?", None),
-    "defaults": ("dict", None),
-    "models": ("dict", None),
-    "state_log_rotate_mb": ("float?", _gt(0)),
-}
-MLFLOW_SCHEMA = {"tracking_uri": ("str?", None), "required": ("bool", None), "enabled": ("bool", None),
-                 "timeout_seconds": ("float", _between(1, 3600))}
-PUSHGATEWAY_SCHEMA = {
-    "url": ("str?", ((lambda v: v.startswith(("http://", "https://"))), "must be an http:// or https:// URL")),
-    "job": ("str", None),
-    "instance": ("str?", None),
-    "timeout_seconds": ("float", _seconds(3600)),
-    "username": ("str?", None),
-    "password_env": ("str?", None),
-    "password_file": ("str?", None),
-}
-NOTIFY_SCHEMA = {
-    "command": ("strlist?", ((lambda v: len(v) > 0), "must name a program")),
-    "timeout_seconds": ("float", _seconds(3600)),
-}
-
-EXECUTOR_TYPES = ("local", "dask")
-EXECUTOR_SCHEMA = {
-    "type": ("str", ((lambda v: v in EXECUTOR_TYPES), f"must be one of: {', '.join(EXECUTOR_TYPES)}")),
-    "max_parallel": ("int", _ge(1)),
-    "address": ("str?", ((lambda v: "://" in v), "must be a scheduler URL such as tcp://host:8786")),
-    "connect_timeout_seconds": ("float", _seconds(3600)),
-    "tls_ca_file": ("str?", None),
-    "tls_cert": ("str?", None),
-    "tls_key": ("str?", None),
-    "data_path_map": ("dict", ((lambda v: all(isinstance(k, str) and k and isinstance(t, str) and t
-                                              for k, t in v.items())),
-                               "must map path prefixes to path or URL prefixes (strings)")),
-}
-_LOCAL_ONLY = ("max_parallel",)
-_DASK_ONLY = ("address", "connect_timeout_seconds", "tls_ca_file", "tls_cert", "tls_key", "data_path_map")
-
-_TYPE_NAMES = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string",
-               "strlist": "a list of strings", "dict": "a mapping"}
-
-
 def _type_ok(kind, value):
     if kind == "int":
         return isinstance(value, int) and not isinstance(value, bool)
@@ -296,9 +236,9 @@ def _type_ok(kind, value):
         return isinstance(value, str) and value != ""
     if kind == "strlist":
         return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
-    if kind == "dict":
-        return isinstance(value, dict)
-    raise AssertionError(kind)
+    if kind == "list":
+        return isinstance(value, list)
+    return isinstance(value, dict)
 
 
 class _Validator:
@@ -308,34 +248,52 @@ class _Validator:
     def fail(self, keypath, message):
         raise ConfigError(f"{self.path}: {keypath}: {message}")
 
-    def section(self, data, schema, prefix):
-        """Check one mapping against a schema; returns it with values converted."""
+    def section(self, data, declaration, prefix):
+        """Check one mapping against its declared keys, nested sections and lists included;
+        returns it with values converted. A `named` mapping's entries are left to the caller."""
         if not isinstance(data, dict):
             self.fail(prefix or "(top level)", "must be a mapping")
+        schema = {k.name: k for k in declaration}
         out = {}
-        for key, value in data.items():
-            keypath = f"{prefix}.{key}" if prefix else str(key)
-            if key not in schema:
-                hint = _close_match(str(key), schema)
-                self.fail(keypath, f"unknown key '{key}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
-            kind, rule = schema[key]
-            optional = kind.endswith("?")
-            kind = kind.rstrip("?")
-            if value is None:
-                if optional:
-                    out[key] = None
-                    continue
-                self.fail(keypath, f"must be {_TYPE_NAMES[kind]}, not empty")
-            if not _type_ok(kind, value):
-                self.fail(keypath, f"must be {_TYPE_NAMES[kind]}, got {value!r}")
-            if rule is not None:
-                check, message = rule
-                if not check(value):
-                    self.fail(keypath, f"{message}, got {value!r}")
-            if kind == "float":
-                value = float(value)
-            out[key] = value
+        for name, value in data.items():
+            keypath = f"{prefix}.{name}" if prefix else str(name)
+            key = schema.get(name)
+            if key is None:
+                hint = _close_match(str(name), schema)
+                self.fail(keypath, f"unknown key '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
+            out[name] = self.value(key, value, keypath)
+        for key in declaration:
+            if key.required and out.get(key.name) is None:
+                self.fail(f"{prefix}.{key.name}", "is required")
+            if key.only_with and out.get(key.name) is not None:
+                sibling, wanted = key.only_with
+                if out.get(sibling, schema[sibling].default) != wanted:
+                    self.fail(f"{prefix}.{key.name}", f"applies only to {sibling}: {wanted}")
         return out
+
+    def value(self, key, value, keypath):
+        if value is None:
+            if key.nullable:
+                return None
+            self.fail(keypath, f"must be {keys.TYPES[key.type]}, not empty")
+        if not _type_ok(key.type, value):
+            self.fail(keypath, f"must be {keys.TYPES[key.type]}, got {value!r}")
+        if key.type == "list":
+            return [self.item(key, item, f"{keypath}[{i}]") for i, item in enumerate(value)]
+        if key.rule is not None and not key.rule.check(value):
+            self.fail(keypath, f"{key.rule.message}, got {value!r}")
+        if key.type == "float":
+            return float(value)
+        if key.type == "section":
+            return self.section(value, key.keys, keypath)
+        return value
+
+    def item(self, key, data, keypath):
+        """One mapping of a list; the list key's rule checks each of them (e.g. 'only one of')."""
+        item = self.section(data, key.keys, keypath)
+        if key.rule is not None and not key.rule.check(item):
+            self.fail(keypath, key.rule.message)
+        return item
 
 
 def find_config(explicit=None, environ=None):
@@ -426,13 +384,12 @@ def parse_config(text, path):
     if data is None:
         data = {}
     v = _Validator(path)
-    top = v.section(data, TOP_SCHEMA, "")
-
+    top = v.section(data, keys.TOP, "")
     config_dir = os.path.dirname(os.path.abspath(path))
     base_dir = _resolve(config_dir, top.get("base_dir", "."))
-
-    defaults_raw = v.section(top.get("defaults") or {}, POLICY_SCHEMA, "defaults")
-    defaults = RetrainingConfig(**defaults_raw)
+    defaults = _build(TOP_SCHEMA["defaults"], top.get("defaults"), base_dir)
+    if (top.get("defaults") or {}).get("csv"):
+        defaults = dataclasses.replace(defaults, csv=_csv(v, top["defaults"]["csv"], "defaults.csv", CsvOptions()))
 
     models_raw = top.get("models") or {}
     if not models_raw:
@@ -443,35 +400,13 @@ def parse_config(text, path):
             v.fail(f"models.{name}", "model names use letters, digits, '.', '_' and '-' and start with a letter or digit")
         models[name] = _model(v, name, mdata, defaults, base_dir)
 
-    mlflow = MlflowConfig(**v.section(top.get("mlflow") or {}, MLFLOW_SCHEMA, "mlflow"))
-    push = _pushgateway(v, top.get("pushgateway") or {}, base_dir)
-    notify_raw = v.section(top.get("notify") or {}, NOTIFY_SCHEMA, "notify")
-    if notify_raw.get("command"):
-        notify_raw["command"] = tuple(notify_raw["command"])
-    notify = NotifyConfig(**notify_raw)
-    executor = _executor(v, top.get("executor") or {}, base_dir)
-    log_file = top.get("log_file")
-    return Config(
-        path=path,
-        base_dir=base_dir,
-        state_dir=_resolve(base_dir, top.get("state_dir", "var/state")),
-        model_dir=_resolve(base_dir, top.get("model_dir", "var/models")),
-        models=models,
-        defaults=defaults,
-        log_file=_resolve(base_dir, log_file) if log_file else None,
-        umask=int(top.get("umask", "0027"), 8),
-        mlflow=mlflow,
-        pushgateway=push,
-        notify=notify,
-        executor=executor,
-        textfile_path=_resolve(base_dir, top["textfile_path"]) if top.get("textfile_path") else None,
-        state_log_rotate_mb=top.get("state_log_rotate_mb", Config.state_log_rotate_mb),
-        raw=data,
-    )
+    _check_pushgateway(v, top.get("pushgateway") or {})
+    _check_executor(v, top.get("executor") or {})
+    return _build_record(keys.TOP, top, base_dir, path=path, base_dir=base_dir, defaults=defaults, models=models,
+                         executor=_executor(top.get("executor") or {}, base_dir), raw=data)
 
 
-def _pushgateway(v, data, base_dir):
-    push = v.section(data, PUSHGATEWAY_SCHEMA, "pushgateway")
+def _check_pushgateway(v, push):
     secrets = [k for k in ("password_env", "password_file") if push.get(k)]
     if len(secrets) > 1:
         v.fail("pushgateway.password_file", "set only one of 'password_env' or 'password_file'")
@@ -479,17 +414,11 @@ def _pushgateway(v, data, base_dir):
         v.fail("pushgateway.username", f"is required with '{secrets[0]}'")
     if push.get("username") and not secrets:
         v.fail("pushgateway.username", "needs a password: set 'password_env' or 'password_file'")
-    if push.get("password_file"):
-        push["password_file"] = _resolve(base_dir, push["password_file"])
-    return PushgatewayConfig(**push)
 
 
 def _model(v, name, data, defaults, base_dir):
     prefix = f"models.{name}"
-    m = v.section(data if data is not None else {}, MODEL_SCHEMA, prefix)
-    for key in REQUIRED_MODEL_KEYS:
-        if key not in m or m[key] is None:
-            v.fail(f"{prefix}.{key}", "is required")
+    m = v.section(data if data is not None else {}, TOP_SCHEMA["models"].keys, prefix)
     if bool(m.get("estimator")) == bool(m.get("trainer")):
         v.fail(f"{prefix}.estimator", "set exactly one of 'estimator' (a scikit-learn class path) or 'trainer' (module:function)")
     if m.get("estimator") and not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", m["estimator"]):
@@ -505,84 +434,79 @@ def _model(v, name, data, defaults, base_dir):
     features = m.get("features")
     if features and m["target"] in features:
         v.fail(f"{prefix}.features", f"lists the target column '{m['target']}'")
-    policy_over = {k: m[k] for k in POLICY_SCHEMA if k in m}
-    policy = dataclasses.replace(defaults, **policy_over)
-    return ModelConfig(
-        name=name,
-        data_path=_resolve(base_dir, m["data_path"]),
-        target=m["target"],
-        task=m["task"],
-        metric=metric,
-        features=tuple(features) if features else None,
-        estimator=m.get("estimator"),
-        trainer=m.get("trainer"),
-        params=dict(m.get("params") or {}),
-        policy=policy,
-        eval_path=_resolve(base_dir, m["eval_path"]) if m.get("eval_path") else None,
-        drift_path=_resolve(base_dir, m["drift_path"]) if m.get("drift_path") else None,
-    )
+    feature_types = m.get("feature_types") or {}
+    for column in feature_types:
+        if column == m["target"]:
+            v.fail(f"{prefix}.feature_types.{column}", "is the target column; only features have a type")
+        if features and column not in features:
+            v.fail(f"{prefix}.feature_types.{column}", f"is not one of the model's features ({', '.join(features)})")
+    policy = {k.name: _build(k, m[k.name], base_dir) for k in keys.POLICY if k.name in m and k.name != "csv"}
+    if "csv" in m:  # merged key by key over defaults.csv
+        policy["csv"] = _csv(v, m["csv"], f"{prefix}.csv", defaults.csv)
+    return _build_record(keys.MODEL, m, base_dir, name=name, metric=metric,
+                         policy=dataclasses.replace(defaults, **policy))
 
 
-def _executor(v, data, base_dir):
-    e = v.section(data, EXECUTOR_SCHEMA, "executor")
-    kind = e.get("type", "local")
-    for key in _DASK_ONLY if kind == "local" else _LOCAL_ONLY:
-        if e.get(key) is not None:
-            v.fail(f"executor.{key}", f"applies only to type: {'dask' if kind == 'local' else 'local'}")
-    if kind == "dask" and not e.get("address"):
+def _csv(v, data, prefix, base):
+    """A `csv:` section (already checked key by key) over `base`, the options it overrides."""
+    options = dataclasses.replace(base, **{k.name: data[k.name] for k in keys.CSV if k.name in data})
+    if options.delimiter == options.quotechar:
+        v.fail(f"{prefix}.quotechar", "must differ from the delimiter")
+    return options
+
+
+def _check_executor(v, e):
+    if e.get("type", "local") == "dask" and not e.get("address"):
         v.fail("executor.address", "is required with type: dask (e.g. tcp://scheduler:8786)")
     if bool(e.get("tls_cert")) != bool(e.get("tls_key")):
         v.fail("executor.tls_cert" if not e.get("tls_cert") else "executor.tls_key",
                "tls_cert and tls_key go together")
-    for key in ("tls_ca_file", "tls_cert", "tls_key"):
-        if e.get(key):
-            e[key] = _resolve(base_dir, e[key])
-    if "data_path_map" in e:
-        e["data_path_map"] = {_resolve(base_dir, k): t for k, t in e["data_path_map"].items()}
-    return ExecutorConfig(**e)
+
+
+def _executor(e, base_dir):
+    paths = {_resolve(base_dir, k): t for k, t in e.get("data_path_map", {}).items()}
+    return _build_record(keys.EXECUTOR, e, base_dir, data_path_map=paths)
 
 
 def _resolve(base, path):
     return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
 
 
+def _plain(record, declaration, hide=()):
+    """A record as `config` prints it: declared keys in order, tuples as lists, nested records
+    as mappings; values in `hide` are left out unless the key says otherwise."""
+    out = {}
+    for key in declaration:
+        value = getattr(record, key.name)
+        if key.type == "section":
+            value = _plain(value, key.keys)
+        elif key.type == "list":
+            value = [_plain(item, key.keys) for item in value]
+        elif key.show and value is not None:
+            value = key.show(value)
+        if value in hide and not key.show_null:
+            continue
+        out[key.name] = value
+    return out
+
+
 def effective(config, model=None):
     """The effective config as plain data (defaults merged, paths absolute), for `retrainctl config`."""
     def model_dict(m):
-        d = {
-            "data_path": m.data_path,
-            "target": m.target,
-            "task": m.task,
-            "features": list(m.features) if m.features else None,
-            "estimator": m.estimator,
-            "trainer": m.trainer,
-            "params": m.params,
-            "metric": m.metric,
-            "eval_path": m.eval_path,
-            "drift_path": m.drift_path,
-        }
-        d.update({k: getattr(m.policy, k) for k in POLICY_SCHEMA})
-        return {k: v for k, v in d.items() if v is not None or k in ("features",)}
+        return dict(_plain(m, keys.MODEL, hide=(None,)), **_plain(m.policy, keys.POLICY, hide=(None,)))
 
     if model is not None:
         return {"models": {model: model_dict(config.model(model))}}
-    return {
-        "config_file": config.path,
-        "base_dir": config.base_dir,
-        "state_dir": config.state_dir,
-        "model_dir": config.model_dir,
-        "log_file": config.log_file,
-        "umask": f"{config.umask:04o}",
-        "textfile_path": config.textfile_path,
-        "state_log_rotate_mb": config.state_log_rotate_mb,
-        "mlflow": dataclasses.asdict(config.mlflow),
-        "pushgateway": dataclasses.asdict(config.pushgateway),
-        "notify": {"command": list(config.notify.command) if config.notify.command else None,
-                   "timeout_seconds": config.notify.timeout_seconds},
-        "executor": {k: v for k, v in dataclasses.asdict(config.executor).items() if v not in (None, {})},
-        "defaults": {k: getattr(config.defaults, k) for k in POLICY_SCHEMA},
-        "models": {name: model_dict(m) for name, m in config.models.items()},
-    }
+    out = {"config_file": config.path}
+    out.update(_plain(config, keys.TOP[:-3]))
+    out["executor"] = _plain(config.executor, keys.EXECUTOR, hide=(None, {}))
+    out["defaults"] = _plain(config.defaults, keys.POLICY)
+    out["models"] = {name: model_dict(m) for name, m in config.models.items()}
+    return out
+
+
+def _policy_dict(policy):
+    return {k: dataclasses.asdict(getattr(policy, k)) if k == "csv" else getattr(policy, k) for k in POLICY_SCHEMA}
 
 
 def redact(url):

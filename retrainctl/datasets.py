@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import DataError, TrainingError
-from .fingerprint import CHUNK, count_rows, csv_rows, hash_bytes, set_hash
+from .fingerprint import CHUNK, count_rows, hash_bytes, set_hash
 
 PARQUET = (".parquet", ".pq")
 SUFFIXES = (".csv", ".csv.gz") + PARQUET
@@ -20,6 +20,7 @@ class DataSet:
     files: tuple              # ((path relative to root_of(path), content hash), ...), sorted
     is_set: bool
     counts: tuple = ()        # rows of each file, in the order of `files`
+    size: int = None          # a single file's bytes fingerprinted (the prefix a grown CSV file is fit on)
 
     @property
     def fit_files(self):
@@ -149,6 +150,9 @@ def _parquet_rows(path, newlines, size, last_byte):
 
 
 def _gzip_rows(path, newlines, size, last_byte):
+    """Lines of the decompressed text less the header: a quoted line break inside a field is
+    counted as a row here (unlike a plain CSV file's quote-aware count), which only shifts
+    min_data_size and the row count shown, never what is trained on."""
     import gzip
     import zlib
 
@@ -164,21 +168,32 @@ def _gzip_rows(path, newlines, size, last_byte):
     return count_rows(lines, total, last)
 
 
-ROW_COUNTERS = {"csv": csv_rows, "csv.gz": _gzip_rows, "parquet": _parquet_rows}
+# None: the fingerprint's own quote-aware count of a CSV file.
+ROW_COUNTERS = {"csv": None, "csv.gz": _gzip_rows, "parquet": _parquet_rows}
 
 
-def fingerprint(fpcache, path):
-    """The DataSet of `path`: a walk and a stat per file, hashing only files whose stat changed."""
+def fingerprint(fpcache, path, quotechar='"'):
+    """The DataSet of `path`: a walk and a stat per file, hashing only files whose stat changed.
+    `quotechar` is the model's CSV quote character, for the row counts of CSV files."""
     if not is_set(path):
-        fp = fpcache.get(path, ROW_COUNTERS[data_format(path)])
-        return DataSet(path, fp.hash, fp.rows, ((os.path.basename(path), fp.hash),), False, (fp.rows,))
+        fp = fpcache.get(path, quotechar, ROW_COUNTERS[data_format(path)])
+        return DataSet(path, fp.hash, fp.rows, ((os.path.basename(path), fp.hash),), False, (fp.rows,), fp.size)
     root = root_of(path)
     files, counts = [], []
     for rel in expand(path):
-        fp = fpcache.get(os.path.join(root, rel), ROW_COUNTERS[data_format(rel)])
+        fp = _member(fpcache, os.path.join(root, rel), quotechar)
         files.append((rel, fp.hash))
         counts.append(fp.rows)
     return DataSet(path, set_hash(files), sum(counts), tuple(files), True, tuple(counts))
+
+
+def _member(fpcache, path, quotechar):
+    """A set's file fingerprinted whole: the fit reads its files whole, so a CSV partition still
+    being appended to (fingerprinted by its prefix, as a single file may be) waits for a later run."""
+    fp = fpcache.get(path, quotechar, ROW_COUNTERS[data_format(path)])
+    if fp.size != os.stat(path).st_size:
+        raise DataError(f"{path}: data file keeps changing while it is read; skipped this run")
+    return fp
 
 
 def new_files(files, metadata):
@@ -193,7 +208,7 @@ def new_files(files, metadata):
 
 # --- reading ---------------------------------------------------------------------------------
 
-def read_frame(path, files):
+def read_frame(path, files, spec):
     """One DataFrame of the decided files (pairs of relative path and content hash), each hashed
     as it is read: a file changed or gone since the decision is a TrainingError('data_changed')
     naming it, so the fit trains on exactly the bytes that were decided on. Every file must have
@@ -204,7 +219,7 @@ def read_frame(path, files):
     parts, first, schema = [], None, None
     for rel, decided in files:
         name = path if single else os.path.join(root, rel)
-        part = _read_file(name, decided)
+        part = _read_file(name, decided, spec)
         kinds = _kinds(part)
         if schema is None:
             first, schema = name, kinds
@@ -216,11 +231,11 @@ def read_frame(path, files):
     return _combine(path, parts, list(schema)), set_hash([tuple(f) for f in files]), [rel for rel, _ in files]
 
 
-def _read_file(name, decided):
+def _read_file(name, decided, spec):
     if "://" in name:
         from .training import read_data
 
-        raw = read_data(name)
+        raw, _ = read_data(name)
     else:
         try:
             with open(name, "rb") as fh:
@@ -252,7 +267,7 @@ def _read_file(name, decided):
             raise DataError(f"{name}: not a readable gzip file: {_first_line(exc)}") from None
     from .training import parse_csv
 
-    return parse_csv(raw, name)
+    return parse_csv(raw, name, spec)
 
 
 def _kinds(part):

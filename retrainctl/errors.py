@@ -31,6 +31,15 @@ class TrainingError(RetrainctlError):
         self.error_type = error_type
 
 
+class StoreError(RetrainctlError):
+    """The model store could not write (a full disk, an I/O error); error_type names the cause in
+    the attempt's failure record."""
+
+    def __init__(self, message, error_type="store_error"):
+        super().__init__(message)
+        self.error_type = error_type
+
+
 class IntegrityError(RetrainctlError):
     """A model file does not match the checksum recorded in its metadata."""
 

@@ -14,8 +14,8 @@ from .config import METRICS
 from .errors import DataError, IntegrityError, TrainingError
 from .fingerprint import hash_bytes, set_hash
 from .fsutil import atomic_write_json, read_json
-from .state import file_lock
-from .triggers import Reason
+from .locks import file_lock
+from .triggers import Reason, TriggerType
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,10 @@ LOCK_TIMEOUT = 60.0
 NA_TEXT = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                      "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 
-STATUS_FIELDS = ("eval_source", "eval_rows", "eval_score", "eval_baseline", "eval_degradation", "degraded",
-                 "eval_note", "drift_source", "drift_rows", "drift_psi", "drifted_features", "drifted",
-                 "drift_note", "quality_notes")
+STATUS_FIELDS = ("eval_source", "eval_rows", "eval_score", "eval_ci", "eval_baseline", "eval_baseline_rows",
+                 "eval_p_value", "eval_detectable", "eval_method", "eval_degradation", "degraded", "eval_note",
+                 "drift_source", "drift_rows", "drift_psi", "drift_p_values", "drifted_features", "drifted",
+                 "drift_action", "drift_note", "quality_notes")
 
 
 class QualityCache:
@@ -64,10 +65,11 @@ class Assessment:
     drift: Optional[Reason] = None
     keys: dict = field(default_factory=dict)      # evidence keys of the triggers that fired
     details: dict = field(default_factory=dict)   # the status fields
+    evidence: dict = field(default_factory=dict)  # trigger -> the test's numbers, for the history record
 
     def observation_fields(self):
         return {"performance": self.performance, "drift": self.drift, "quality": self.details,
-                "quality_keys": dict(self.keys) or None}
+                "quality_keys": dict(self.keys) or None, "quality_evidence": dict(self.evidence) or None}
 
 
 def status_fields(details):
@@ -84,7 +86,7 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
     if current is None or data_hash is None:
         return out
     cache = QualityCache(config.state_dir)
-    for kind, evaluate in (("performance", _performance), ("drift", _drift)):
+    for kind, evaluate in ((TriggerType.PERFORMANCE, _performance), (TriggerType.DRIFT, _drift)):
         try:
             verdict, evidence, fields = evaluate(config, store, model, current, data_hash, data_rows, fpcache, cache,
                                                  dataset)
@@ -103,15 +105,22 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
         if verdict.state != "degraded":
             if verdict.state in ("insufficient", "error"):
                 out.details["quality_notes"].append(f"{kind}: {verdict.text}")
+            elif verdict.note:
+                out.details["quality_notes"].append(f"{kind}: {verdict.note}")
             continue
+        # drift_action alert: a signal for status, metrics and alerts that triggers.fire does not
+        # retrain on, so there is no retrain to remember and no loop to prevent
+        alert = kind == "drift" and model.policy.drift_action == "alert"
         key = f"{data_hash}|{evidence}"
-        if handled.get(kind) == key:
+        if not alert and handled.get(kind) == key:
             out.details["quality_notes"].append(
                 f"{kind} still degraded, but a retrain already ran for this data and "
                 f"{'eval data' if kind == 'performance' else 'drift inputs'}; waiting for either to change")
             continue
         setattr(out, kind, Reason(kind, verdict.text))
-        out.keys[kind] = key
+        out.evidence[kind] = verdict.evidence
+        if not alert:
+            out.keys[kind] = key
     return out
 
 
@@ -148,13 +157,13 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     policy = model.policy
     metric = meta.get("metric") or model.metric
     baseline = meta.get("score")
-    fields = {"eval_baseline": baseline}
+    fields = {"eval_baseline": baseline, "eval_baseline_rows": meta.get("holdout_rows")}
     new = datasets.new_files(dataset.files, meta) if dataset is not None and dataset.is_set else None
     if model.eval_path:
-        fp = datasets.fingerprint(fpcache, model.eval_path)
+        fp = datasets.fingerprint(fpcache, model.eval_path, model.csv.quotechar)
         source = _relpath(config, model.eval_path)
         available, evidence = fp.rows, f"eval:{fp.hash}"
-        labelled = _loader(model.eval_path, fp.hash, 0, fp.fit_files)
+        labelled = _loader(model, model.eval_path, fp.hash, 0, fp.fit_files)
     elif new is not None:  # a data set: the partitions added since training
         if not new:
             fields["eval_rows"] = 0
@@ -164,7 +173,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
         source = f"{dataset.label(config.base_dir)}: {len(pairs)} new file(s)"
         available = sum(n for f, n in zip(dataset.files, dataset.counts) if f[0] in added)
         evidence = f"files:{set_hash(map(tuple, pairs))}"
-        labelled = _loader(model.data_path, None, 0, pairs)
+        labelled = _loader(model, model.data_path, None, 0, pairs)
     else:
         lines = meta.get("data_lines")
         if lines is None or data_rows is None or data_rows <= lines:
@@ -172,39 +181,45 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
             return None, None, fields  # no new labelled rows: nothing to say
         source = f"{_relpath(config, model.data_path)} (appended rows)"
         available, evidence = data_rows - lines, f"tail:{lines}"
-        labelled = _loader(model.data_path, data_hash, lines, None)
+        labelled = _loader(model, model.data_path, data_hash, lines, None)
     fields.update(eval_source=source, eval_rows=available)
     if baseline is None or metric not in METRICS:
         fields["eval_note"] = f"model v{current.version} has no holdout score to compare with"
         return quality.Verdict("error", fields["eval_note"]), None, fields
+    test = None
     if available >= policy.min_eval_rows:
         key = "|".join(map(str, (current.version, meta.get("sha256"), data_hash if not model.eval_path else "",
-                                 evidence, metric, model.target)))
+                                 evidence, metric, model.target, policy.quality_alpha)))
         result = _cached(cache, model, "performance", key,
                          lambda: _score(store, model, current, metric, *labelled))
         if result.get("error"):
             fields["eval_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
         available = result["rows"]
-        fields.update(eval_rows=available, eval_score=result["score"])
-    verdict = quality.performance_verdict(metric, baseline, fields.get("eval_score"), available,
-                                          METRICS[metric][1], policy.performance_threshold,
-                                          policy.min_eval_rows, source)
+        test = result["test"]
+        fields.update(eval_rows=available, eval_score=result["score"], eval_ci=test["ci"],
+                      eval_baseline=test["baseline"], eval_baseline_rows=test["baseline_n"],
+                      eval_p_value=test["p_value"], eval_detectable=test["detectable"], eval_method=test["method"])
+    verdict = quality.performance_verdict(metric, test, available, METRICS[metric][1], policy.performance_threshold,
+                                          policy.quality_alpha, policy.min_eval_rows, source)
     fields.update(eval_note=verdict.text, eval_degradation=verdict.degradation,
                   degraded=None if verdict.state == "insufficient" else verdict.state == "degraded")
     return verdict, evidence, fields
 
 
-def _loader(path, expected_hash, skip_lines, files):
+def _loader(model, path, expected_hash, skip_lines, files):
     """(path, spec -> (X, y) of the labelled rows): a set's (or Parquet file's) listed files, each
-    checked against its hash; else one CSV file's rows after its first `skip_lines` data lines."""
+    checked against its hash; else one CSV file's rows after its first `skip_lines` data rows."""
     def load(spec):
+        from .fingerprint import row_offset
         from .training import frame_xy, load_frame
 
         if files:
-            return frame_xy(datasets.read_frame(path, files)[0], path, spec)
-        lines = _read(path, expected_hash).split(b"\n")
-        return load_frame(b"\n".join(lines[:1] + lines[1 + skip_lines:]), path, spec)
+            return frame_xy(datasets.read_frame(path, files, spec)[0], path, spec)
+        raw = _read(path, expected_hash)
+        quotechar = model.csv.quotechar
+        raw = raw[:row_offset(raw, 0, quotechar)] + raw[row_offset(raw, skip_lines, quotechar):]
+        return load_frame(raw, path, spec)
     return path, load
 
 
@@ -215,29 +230,62 @@ def _score(store, model, current, metric, path, load):
     model_bytes = store.read_verified(current)
     import joblib
 
-    from .training import score
-
+    try:
+        estimator = joblib.load(io.BytesIO(model_bytes))
+    except Exception as exc:  # reported, not fatal: see score_rows
+        return {"error": f"{path}: cannot load model v{current.version}: {type(exc).__name__}: {exc}"}
     spec = model.training_spec()
     spec["features"] = current.metadata.get("features") or spec["features"]
     try:
         X, y = load(spec)
     except (DataError, TrainingError) as exc:
         return {"error": str(exc)}
+    return _score_xy(estimator, X, y, path, current.metadata, metric, model.policy.quality_alpha,
+                     f"model v{current.version}")
+
+
+def score_rows(estimator, raw, path, spec, meta, metric, alpha, name="the model"):
+    """The score of `estimator` on labelled CSV bytes and the performance test against the
+    holdout baseline in its metadata. A model trained before the baseline statistics were stored
+    has its holdout score and size only: the test then takes that baseline as exact."""
+    from .training import load_frame
+
     try:
-        estimator = joblib.load(io.BytesIO(model_bytes))
-        return {"rows": int(len(y)), "score": score(metric, y, estimator.predict(X))}
+        X, y = load_frame(raw, path, spec)
+    except DataError as exc:
+        return {"error": str(exc)}
+    return _score_xy(estimator, X, y, path, meta, metric, alpha, name)
+
+
+def _score_xy(estimator, X, y, path, meta, metric, alpha, name):
+    from .training import score
+
+    try:
+        pred = estimator.predict(X)
+        sample = quality.metric_sample(metric, y, pred)
+        result = {"rows": int(len(y)), "score": score(metric, y, pred)}
     except Exception as exc:  # an eval set the model cannot score is reported, not fatal
-        return {"error": f"{path}: cannot score model v{current.version}: {type(exc).__name__}: {exc}"}
+        return {"error": f"{path}: cannot score {name}: {type(exc).__name__}: {exc}"}
+    baseline = meta.get("baseline") or (meta.get("score"), meta.get("holdout_rows"))
+    result["test"] = quality.performance_test(metric, baseline, sample, METRICS[metric][1], alpha)
+    return result
 
 
 # --- drift ---------------------------------------------------------------------------------------
+
+def drift_policy(policy):
+    """The drift verdict's view of a model's policy."""
+    return quality.DriftPolicy(threshold=policy.drift_threshold, alpha=policy.quality_alpha, share=policy.drift_share,
+                               features=policy.drift_features, exclude=policy.drift_exclude or (),
+                               thresholds=policy.drift_thresholds)
+
 
 def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None):
     if not model.drift_path:
         return None, None, {}
     policy = model.policy
     source = _relpath(config, model.drift_path)
-    fields = {"drift_source": source}
+    fields = {"drift_source": source, "drift_action": policy.drift_action}
     reference = current.metadata.get("reference")
     if reference:  # in the training column order, not metadata.json's sorted keys
         order = [f for f in current.metadata.get("features") or () if f in reference]
@@ -246,37 +294,53 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, 
         note = f"model v{current.version} has no reference statistics; retrain it to record them"
         fields["drift_note"] = note
         return quality.Verdict("error", note), None, fields
-    fp = datasets.fingerprint(fpcache, model.drift_path)
+    named = [f for f in (*(policy.drift_features or ()), *(policy.drift_exclude or ()), *(policy.drift_thresholds or ()))
+             if f not in reference]
+    if named:
+        note = (f"drift_features/drift_exclude/drift_thresholds name feature(s) model v{current.version} "
+                f"was not trained on: {', '.join(dict.fromkeys(named))}")
+        fields["drift_note"] = note
+        return quality.Verdict("error", note), None, fields
+    fp = datasets.fingerprint(fpcache, model.drift_path, model.csv.quotechar)
     fields["drift_rows"] = fp.rows
     evidence = f"drift:{fp.hash}"
+    tests = {}
     if fp.rows >= policy.min_eval_rows:
         key = f"{current.version}|{current.metadata.get('sha256')}|{evidence}"
-        result = _cached(cache, model, "drift", key, lambda: _sample_psi(model.drift_path, fp.hash, reference)
-                         if fp.fit_files is None else _set_psi(model.drift_path, fp.fit_files, reference))
+        trained_rows = current.metadata.get("rows")
+        result = _cached(cache, model, "drift", key, lambda: drift_tests(
+            _read(model.drift_path, fp.hash), model.drift_path, reference, trained_rows, model.csv)
+            if fp.fit_files is None else _set_tests(model, fp.fit_files, reference, trained_rows))
         if result.get("error"):
             fields["drift_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
-        psis = result["psi"]
-        fields.update(drift_rows=result["rows"], drift_psi=psis)
-    else:
-        psis = {}
-    verdict = quality.drift_verdict(psis, fields["drift_rows"], policy.drift_threshold, policy.min_eval_rows, source)
-    fields.update(drift_note=verdict.text,
-                  drifted=None if verdict.state == "insufficient" else verdict.state == "degraded",
-                  drifted_features=quality.drifted(psis, policy.drift_threshold) if psis else None)
+        tests = result["tests"]
+        fields.update(drift_rows=result["rows"], drift_psi={f: t["psi"] for f, t in tests.items()})
+    verdict = quality.drift_verdict(tests, fields["drift_rows"], drift_policy(policy), policy.min_eval_rows, source)
+    drifted = verdict.state == "degraded"
+    text = verdict.text
+    if drifted and policy.drift_action == "alert":
+        text += "; drift_action alert: a signal, not a retrain"
+    fields.update(drift_note=text, drifted=None if verdict.state == "insufficient" else drifted,
+                  drift_p_values=verdict.evidence["p_adjusted"] if verdict.evidence else None,
+                  drifted_features=verdict.evidence["drifted_features"] if verdict.evidence else None)
     return verdict, evidence, fields
 
 
-def _sample_psi(path, expected_hash, reference):
-    """PSI per feature of a CSV of recent inputs, parsed with the csv module (no pandas)."""
-    raw = _read(path, expected_hash)
+def drift_tests(raw, path, reference, rows=None, options=None):
+    """PSI and chi-square p-value per feature of CSV bytes of recent inputs (read with the model's
+    `csv:` options), parsed with the csv module (no pandas); `rows`: the training rows, to rebuild
+    the counts of an older reference."""
+    from .config import CsvOptions
+
+    options = options or CsvOptions()
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode(options.text_encoding)
     except UnicodeDecodeError:
-        return {"error": f"{path}: not a UTF-8 text CSV file"}
-    reader = csv.DictReader(io.StringIO(text))
+        return {"error": f"{path}: not {options.encoding} text; set csv.encoding to the file's encoding"}
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=options.delimiter, quotechar=options.quotechar)
     columns = {f: [] for f in reference}
-    rows = 0
+    count = 0
     try:
         from .training import repeated_columns
 
@@ -287,7 +351,7 @@ def _sample_psi(path, expected_hash, reference):
         if missing:
             return {"error": f"{path}: feature column(s) not found: {', '.join(missing)}"}
         for row in reader:
-            rows += 1
+            count += 1
             for name, stats in reference.items():
                 cell = row.get(name)
                 if stats["kind"] == "numeric":
@@ -295,14 +359,15 @@ def _sample_psi(path, expected_hash, reference):
                 else:
                     columns[name].append(None if cell is None or cell in NA_TEXT else cell)
     except csv.Error as exc:
-        return {"error": f"{path}: cannot parse CSV at row {rows + 1}: {exc}"}
-    return {"rows": rows, "psi": {f: round(v, 6) for f, v in quality.feature_psi(reference, columns).items()}}
+        return {"error": f"{path}: cannot parse CSV at row {count + 1}: {exc}"}
+    return {"rows": count, "tests": quality.feature_tests(reference, columns, rows)}
 
 
-def _set_psi(path, files, reference):
-    """PSI per feature of a data set (or Parquet file) of recent inputs, read with pandas."""
+def _set_tests(model, files, reference, rows):
+    """drift_tests of a data set (or Parquet file) of recent inputs, read with pandas."""
+    path = model.drift_path
     try:
-        df = datasets.read_frame(path, files)[0]
+        df = datasets.read_frame(path, files, model.training_spec())[0]
     except (DataError, TrainingError) as exc:
         return {"error": str(exc)}
     missing = [f for f in reference if f not in df.columns]
@@ -315,4 +380,4 @@ def _set_psi(path, files, reference):
             columns[name] = [None if gap else quality.to_number(v) for v, gap in zip(df[name].tolist(), gaps)]
         else:
             columns[name] = [None if gap else str(v) for v, gap in zip(df[name].tolist(), gaps)]
-    return {"rows": len(df), "psi": {f: round(v, 6) for f, v in quality.feature_psi(reference, columns).items()}}
+    return {"rows": len(df), "tests": quality.feature_tests(reference, columns, rows)}

@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 8 << 20
 NUMPY_COUNT_MIN = 256 << 20
+OFFSET_BLOCK = 1 << 16
 CACHE_FILE = "fingerprints.json"
 # A file rewritten while we read it is read again this many times before we give up on it.
 READ_ATTEMPTS = 3
@@ -53,86 +54,170 @@ def hash_bytes(data):
 
 
 def count_rows(newlines, size, last_byte):
-    """Data rows of a CSV from its newline count: every line but the header, the last one
-    counting even without a trailing newline."""
+    """Data rows of a CSV from its count of row-ending newlines: every line but the header, the
+    last one counting even without a trailing newline."""
     if size == 0:
         return 0
     lines = newlines + (0 if last_byte == b"\n" else 1)
     return max(lines - 1, 0)
 
 
-def csv_rows(path, newlines, size, last_byte):
-    return count_rows(newlines, size, last_byte)
+def csv_rows(raw, quotechar='"'):
+    """Data rows of CSV bytes in memory, quoted line breaks not counted (as `compute` counts them)."""
+    rows = RowCounter(quotechar)
+    rows.feed(raw, len(raw))
+    return count_rows(rows.newlines, len(raw), raw[-1:])
 
 
-def compute(path, rows=csv_rows):
-    """Hash and count one file, re-reading it if it changed while we read it. `rows(path, newlines,
-    size, last byte)` counts its data rows (another format reads them from its own metadata),
-    inside the same unchanged-stat window as the hash."""
+def row_offset(raw, n, quotechar='"'):
+    """The byte offset where data row `n` (0 = the first after the header) starts; len(raw) when
+    there are fewer rows: the rows appended after the first n are raw[row_offset(raw, n):].
+    Whole blocks are counted; only the block holding that row is walked break by break."""
+    rows, pos = RowCounter(quotechar), 0
+    while pos < len(raw):
+        block = raw[pos:pos + OFFSET_BLOCK]
+        quoted, newlines = rows.quoted, rows.newlines
+        rows.feed(block, len(block))
+        if rows.newlines > n:
+            rows.quoted, at = quoted, 0
+            for _ in range(n + 1 - newlines):
+                at = rows.next_break(block, at) + 1
+            return pos + at
+        pos += len(block)
+    return len(raw)
+
+
+class RowCounter:
+    """Counts the newlines that end rows, chunk by chunk: a newline between quotes belongs to a
+    field. A newline is inside a quoted field when an odd number of quote characters precedes it
+    (an escaped quote `""` counts twice), so only that parity is carried from chunk to chunk.
+    A chunk without a quote (memchr speed) is one newline count; one with quotes is split at them
+    (bytes.split, or numpy's vectorised compares for big files, which also release the GIL)."""
+
+    def __init__(self, quotechar='"', vectorised=False):
+        self.quote = quotechar.encode("ascii") if quotechar else None
+        self.quoted = False
+        self.newlines = 0
+        self.np = None
+        if vectorised:
+            import numpy as np
+
+            self.np = np
+
+    def feed(self, buf, size):
+        if self.quote is None or buf.find(self.quote, 0, size) < 0:
+            if not self.quoted:
+                self.newlines += self._count(buf, size)
+            return
+        if self.np is None:
+            parts = buf[:size].split(self.quote)
+            self.newlines += sum(p.count(b"\n") for p in parts[1 if self.quoted else 0::2])
+            self.quoted ^= len(parts) % 2 == 0
+            return
+        np = self.np
+        data = np.frombuffer(buf, np.uint8, size)
+        breaks = np.flatnonzero(data == 10)
+        quotes = np.flatnonzero(data == self.quote[0])
+        # Newlines before each quote: a quoted stretch holds those between its opening and closing quote.
+        bounds = np.searchsorted(breaks, quotes)
+        if self.quoted:
+            bounds = np.concatenate(([0], bounds))
+        if len(bounds) % 2:
+            bounds = np.append(bounds, len(breaks))
+        self.newlines += len(breaks) - int((bounds[1::2] - bounds[0::2]).sum())
+        self.quoted ^= len(quotes) % 2 == 1
+
+    def _count(self, buf, size):
+        if self.np is None:
+            return buf.count(b"\n", 0, size)
+        np = self.np
+        return int(np.count_nonzero(np.frombuffer(buf, np.uint8, size) == 10))
+
+    def next_break(self, raw, pos):
+        """The offset of the next row-ending newline at or after `pos` (-1 if none), for a caller
+        walking `raw` from where the last feed left off."""
+        while True:
+            nl = raw.find(b"\n", pos)
+            q = raw.find(self.quote, pos) if self.quote is not None else -1
+            if nl < 0:
+                return -1
+            if q < 0 or q > nl:
+                if not self.quoted:
+                    return nl
+                pos = nl + 1
+                continue
+            self.quoted = not self.quoted
+            pos = q + 1
+
+
+def compute(path, quotechar='"', rows=None):
+    """Hash and count one file, re-reading it if it changed while we read it. A CSV file that only
+    grew by appends while it was read (same inode, larger) is fingerprinted as the bytes it had
+    when the read began: that prefix is a state it really had, and the fit checks it again.
+    `rows(path, newlines, size, last byte)` counts the data rows of another format (from its own
+    metadata, or without quote awareness for gzip), inside the same unchanged-stat window as the
+    hash; such a file has no valid prefix, so it must hold still while it is read."""
+    grown = None
     for _ in range(READ_ATTEMPTS):
         before = _stat(path)
         if not os.path.isfile(path):
             raise DataError(f"{path}: not a regular file")
         try:
             with open(path, "rb") as fh:
-                digest, newlines, last = _hash_and_count(fh)
+                digest, newlines, last, read = _hash_and_count(fh, before.st_size, quotechar)
         except PermissionError:
             raise DataError(f"{path}: permission denied") from None
         except OSError as exc:
             raise DataError(f"{path}: cannot read data file: {exc.strerror}") from None
-        n = rows(path, newlines, before.st_size, last)
+        n = count_rows(newlines, read, last) if rows is None else rows(path, newlines, read, last)
         after = _stat(path)
-        if _stat_key(before) == _stat_key(after):
-            return Fingerprint(path, digest, n, after.st_size, after.st_mtime_ns, after.st_ino)
+        fp = Fingerprint(path, digest, n, read, before.st_mtime_ns, before.st_ino)
+        if _stat_key(before) == _stat_key(after) and read == before.st_size:
+            return fp
+        if rows is None and after.st_ino == before.st_ino and after.st_size > read == before.st_size:
+            grown = fp
         log.warning("%s changed while it was being read; reading it again", path)
+    if grown is not None:
+        log.warning("%s keeps growing; fingerprinted its first %d bytes", path, grown.size)
+        return grown
     raise DataError(f"{path}: data file keeps changing while it is read; skipped this run")
 
 
-def _hash_and_count(fh):
-    """(BLAKE3 hex digest, newline count, last byte) in one pass over the file. blake3 releases
-    the GIL on large inputs, so one chunk is hashed on a helper thread (with blake3's own
-    threads) while this thread counts the newlines of the same chunk and reads the next one
-    into the other of two reused buffers: the cost is that of the slower of the two, not the sum."""
+def _hash_and_count(fh, limit, quotechar='"'):
+    """(BLAKE3 hex digest, row-ending newline count, last byte, bytes read) of the first `limit`
+    bytes, in one pass. blake3 releases the GIL on large inputs, so one chunk is hashed on a
+    helper thread (with blake3's own threads) while this thread counts the newlines of the same
+    chunk and reads the next one into the other of two reused buffers: the cost is that of the
+    slower of the two, not the sum."""
     import blake3
 
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    first = fh.read(CHUNK)
-    if len(first) < CHUNK:  # small files (all of the usual ones): no thread, no buffers
+    first = fh.read(min(CHUNK, limit))
+    if len(first) < CHUNK or limit <= CHUNK:  # small files (all of the usual ones): no thread, no buffers
         hasher.update(first)
-        return hasher.hexdigest(), first.count(b"\n"), first[-1:]
+        rows = RowCounter(quotechar)
+        rows.feed(first, len(first))
+        return hasher.hexdigest(), rows.newlines, first[-1:], len(first)
     from concurrent.futures import ThreadPoolExecutor
 
-    count = _newline_counter(os.fstat(fh.fileno()).st_size)
+    rows = RowCounter(quotechar, vectorised=limit >= NUMPY_COUNT_MIN)
     buffers = (bytearray(first), bytearray(CHUNK))
-    size, turn, newlines, last = len(first), 0, 0, b""
+    size, turn, last, read = len(first), 0, b"", len(first)
     with ThreadPoolExecutor(1, thread_name_prefix="blake3") as pool:
         previous = None
         while size:
             buf = buffers[turn]
             hashing = pool.submit(hasher.update, memoryview(buf)[:size])
-            newlines += count(buf, size)
+            rows.feed(buf, size)
             last = bytes(buf[size - 1:size])
             if previous is not None:
                 previous.result()  # the other buffer is free to be read into again
             previous = hashing
             turn ^= 1
-            size = fh.readinto(buffers[turn])
+            size = fh.readinto(memoryview(buffers[turn])[:min(CHUNK, limit - read)])
+            read += size
         previous.result()
-    return hasher.hexdigest(), newlines, last
-
-
-def _newline_counter(total):
-    """bytes.count runs at ~4 GB/s; numpy's vectorised compare at ~15 GB/s and without the GIL,
-    which pays for its import (~0.08 s) only on big files."""
-    if total < NUMPY_COUNT_MIN:
-        return lambda buf, size: buf.count(b"\n", 0, size)
-    import numpy as np
-
-    scratch = np.empty(CHUNK, dtype=bool)
-
-    def count(buf, size):
-        return int(np.count_nonzero(np.equal(np.frombuffer(buf, np.uint8, size), 10, out=scratch[:size])))
-    return count
+    return hasher.hexdigest(), rows.newlines, last, read
 
 
 def set_hash(pairs):
@@ -157,18 +242,19 @@ class FingerprintCache:
             self.entries = {}
         self.dirty = False
 
-    def get(self, path, rows=csv_rows):
-        """The file's fingerprint, read from the cache when size, mtime and inode still match;
-        `rows` counts a changed file's data rows (see compute)."""
+    def get(self, path, quotechar='"', rows=None):
+        """The file's fingerprint, read from the cache when size, mtime and inode still match
+        (and rows were counted with the same quote character); `rows` counts a changed file of
+        another format than CSV (see compute)."""
         st = _stat(path)
         entry = self.entries.get(path)
-        if entry and entry.get("key") == _stat_key(st):
+        if entry and entry.get("key") == _stat_key(st) and entry.get("quotechar", '"') == quotechar:
             return Fingerprint(path, entry["hash"], entry["rows"], *_stat_key(st))
-        fp = compute(path, rows)
+        fp = compute(path, quotechar, rows)
         # A file written in the last moments may change again within the same mtime tick with
         # the same size; such an entry would be trusted wrongly, so it is not cached yet.
         if time.time_ns() - fp.mtime_ns > RACY_NS:
-            self.entries[path] = {"key": fp.key(), "hash": fp.hash, "rows": fp.rows}
+            self.entries[path] = {"key": fp.key(), "hash": fp.hash, "rows": fp.rows, "quotechar": quotechar}
             self.dirty = True
         return fp
 

@@ -17,13 +17,21 @@ from typing import Optional
 from .config import redact
 from .errors import RetrainctlError, UsageError
 from .fsutil import atomic_write, read_json
-from .state import CHECKS_FILE, DURATION_BUCKETS, StateLog
-from .state import finite_number as _number
+from .eventlog import StateLog
+from .events import TIMED_STATUSES
+from .events import finite_number as _number
+from .fold import DECISION
+from .metrics_totals import DURATION_BUCKETS, TOTALS
+from .schedule import CHECKS_FILE
 from .store import ModelStore
+from .triggers import TriggerType
 
 log = logging.getLogger(__name__)
-# Series that exist from the start at 0, so rate() and increase() see the first event.
-TRIGGER_TYPES = ("initial", "data_change", "model_age", "performance", "manual")
+# The error_type of every failure retrainctl records (attempt, executors, training), pre-created
+# at 0 so that rate() and increase() see the first failure. A record with another type still gets its series.
+ERROR_TYPES = ("data_error", "config_error", "training_error", "fit_error", "timeout", "memory", "crashed",
+               "interrupted", "internal", "tracking", "executor_error", "no_workers", "scheduler_lost",
+               "worker_lost", "error")
 
 
 class PushError(RetrainctlError):
@@ -43,21 +51,30 @@ class ModelView:
     trained_at: Optional[float] = None
     score: Optional[float] = None
     metric: Optional[str] = None
+    data_unavailable: bool = False
+    auto_retraining: bool = True
+    check_interval: Optional[float] = None
+    age_clock_start: Optional[float] = None
+    last_failure_time: Optional[float] = None
+    drifted: Optional[bool] = None         # None: no drift_path, or not enough rows to judge
+    drifted_features: tuple = ()           # (feature, PSI) of the features that drifted
 
 
-def families(states, views, now, last_check=None):
-    """The metric families for these folded model states (state.fold: counters and histograms are
-    running totals there) and model views. Pure: values in, values out. Only configured models
-    (the views) are exported."""
+def families(totals, views, now, last_check=None):
+    """The metric families for these running totals (metrics_totals.fold_totals) and model views.
+    Pure: values in, values out. Only configured models (the views) are exported."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
     from prometheus_client.utils import floatToGoString
 
     names = [v.name for v in views]
-    triggered = Counter({(n, t): 0 for n in names for t in TRIGGER_TYPES})
+    # Every trigger type's series exists from the start at 0, so rate() and increase() see the first event.
+    triggered = Counter({(n, t.value): 0 for n in names for t in TriggerType})
     success, rejected = Counter(dict.fromkeys(names, 0)), Counter(dict.fromkeys(names, 0))
-    failures, durations, executor_times = Counter(), {}, {}
+    failures = Counter({(n, e): 0 for n in names for e in ERROR_TYPES})
+    durations = {(n, s): (0, 0.0, [0] * len(DURATION_BUCKETS)) for n in names for s in TIMED_STATUSES}
+    executor_times = {}
     for name in names:
-        st = states.get(name)
+        st = totals.get(name)
         if st is None:
             continue
         for trigger, n in st.triggered.items():
@@ -114,7 +131,7 @@ def families(states, views, now, last_check=None):
               lambda v: max(0.0, now - v.trained_at) if v.trained_at is not None else None),
         gauge("model_max_age_seconds", "The model's max_model_age_hours, in seconds.", lambda v: v.max_age_seconds),
         gauge("model_last_retraining_success_timestamp_seconds", "Unix time the last successful retrain ended.",
-              lambda v: getattr(states.get(v.name), "last_success_time", None)),
+              lambda v: getattr(totals.get(v.name), "last_success_time", None)),
         gauge("model_score", "Holdout score of the current model, in its metric.",
               lambda v: v.score, extra=("metric", lambda v: v.metric or "unknown")),
         gauge("model_data_rows", "Data rows in the model's data file.", lambda v: v.data_rows),
@@ -124,12 +141,50 @@ def families(states, views, now, last_check=None):
         gauge("model_retraining_consecutive_failures",
               "Automatic retrains that failed in a row on the same data.", lambda v: v.failures_in_row),
     ]
+    out.append(gauge("model_input_drifted", "1 if the drift test finds the model's recent inputs drifted "
+                     "(significant and PSI at least drift_threshold), 0 if not; absent when not evaluated.",
+                     lambda v: None if v.drifted is None else float(v.drifted)))
+    psi = GaugeMetricFamily("model_feature_drift_psi", "PSI of each drifted feature of the model's recent inputs.",
+                            labels=["model_name", "feature"])
+    for v in views:
+        for feature, value in v.drifted_features:
+            psi.add_metric([v.name, feature], value)
+    out.append(psi)
     last = GaugeMetricFamily("retrainctl_last_check_timestamp_seconds",
                              "Unix time a `retrainctl check` last evaluated a model.")
     if last_check is not None:
         last.add_metric([], last_check)
     out.append(last)
-    return out
+    return out + alert_gauges(views)
+
+
+def alert_gauges(views):
+    """The gauges the alert rules (etc/prometheus/retrainctl-rules.yml, docs/alerts.md) need
+    besides the issue's metrics: each says what a rule must not guess."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    def gauge(metric, doc, value_of):
+        fam = GaugeMetricFamily(metric, doc, labels=["model_name"])
+        for v in views:
+            value = value_of(v)
+            if value is not None:
+                fam.add_metric([v.name], value)
+        return fam
+
+    return [
+        gauge("model_data_unavailable", "1 while the model's data file is missing or cannot be read.",
+              lambda v: float(v.data_unavailable)),
+        gauge("model_auto_retraining_enabled", "The model's enable_auto_retraining: 1 true, 0 false.",
+              lambda v: float(v.auto_retraining)),
+        gauge("model_check_interval_seconds", "The model's check_interval: a check evaluates it at most this often.",
+              lambda v: v.check_interval),
+        gauge("model_age_clock_start_timestamp_seconds",
+              "Unix time the model_age trigger counts the current model's age from: its training, or a "
+              "later rejection or rollback on the same data.", lambda v: v.age_clock_start),
+        gauge("model_last_retraining_failure_timestamp_seconds",
+              "Unix time the last automatic retrain failed (manual trains are not counted).",
+              lambda v: v.last_failure_time),
+    ]
 
 
 def last_check_time(state_dir):
@@ -139,30 +194,48 @@ def last_check_time(state_dir):
     return max((t for t in times if t is not None), default=None)
 
 
-def gather(config, clock=time.time):
-    """Read what the metrics describe: history records, one view per configured model, last check."""
-    from .runner import status
+def gather(config, clock=time.time, observed=None):
+    """Read what the metrics describe: the running totals, one view per configured model, last check.
+    `observed` is what a check just saw of each model (commands.status: not observed again)."""
+    from .commands import status
 
     store = ModelStore(config.model_dir)
-    states = StateLog(config.state_dir).states() if os.path.isdir(config.state_dir) else {}
+    folded = StateLog(config.state_dir).folds() if os.path.isdir(config.state_dir) else {}
+    states, totals = folded.get(DECISION.name, {}), folded.get(TOTALS.name, {})
     views = []
-    for row in status(config, clock=clock, verify=False, states=states):
-        model = config.models[row["model_name"]]
+    for row in status(config, clock=clock, verify=False, states=states, observed=observed):
+        model = config.models[row.model_name]
         cur = store.current(model.name)
         meta = cur.metadata if cur else {}
         views.append(ModelView(
             name=model.name,
             max_age_seconds=model.policy.max_model_age_hours * 3600.0,
-            data_rows=row["data_rows"],
-            due=bool(row["due_reasons"]),
-            paused=row["paused"],
-            failures_in_row=row["failures_in_row"],
+            data_rows=row.data_rows,
+            due=bool(row.due_reasons),
+            paused=row.paused,
+            failures_in_row=row.failures_in_row,
             trained_at=_number(meta.get("trained_at_ts")),
             score=_number(meta.get("score")),
             metric=meta.get("metric") or model.metric,
+            data_unavailable=row.data_error is not None,
+            auto_retraining=row.auto_retraining,
+            check_interval=float(model.policy.check_interval),
+            age_clock_start=_age_clock_start(_number(meta.get("trained_at_ts")), states.get(model.name), row.data_hash),
+            last_failure_time=getattr(states.get(model.name), "last_failure_time", None),
+            drifted=row.quality.get("drifted"),
+            drifted_features=tuple((row.quality.get("drifted_features") or {}).items()),
         ))
-    # The counters are running totals in the fold, which summary.json caches: no full log read.
-    return states, views, last_check_time(config.state_dir)
+    # The counters are running totals, which summary.json caches: no full log read.
+    return totals, views, last_check_time(config.state_dir)
+
+
+def _age_clock_start(trained_at, state, data_hash):
+    """As triggers.fire counts the age: a rejected candidate or a rollback on the current data
+    restarts the clock (the rollback records the data it abandoned as rejected)."""
+    if trained_at is None:
+        return None
+    rejected_at = state.rejected.get(data_hash) if state is not None and data_hash else None
+    return max(trained_at, rejected_at or 0.0)
 
 
 class _Snapshot:
@@ -175,13 +248,13 @@ class _Snapshot:
         return list(self._fams)
 
 
-def build_registry(config, clock=time.time):
-    """A fresh CollectorRegistry (never the global one) describing the state now."""
+def build_registry(config, clock=time.time, observed=None):
+    """A fresh CollectorRegistry (never the global one) describing the state now (see gather)."""
     from prometheus_client import CollectorRegistry
 
-    states, views, last_check = gather(config, clock)
+    totals, views, last_check = gather(config, clock, observed)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(families(states, views, clock(), last_check)))
+    registry.register(_Snapshot(families(totals, views, clock(), last_check)))
     return registry
 
 
@@ -251,13 +324,14 @@ def push(config, registry):
     log.debug("pushed metrics to %s (job %s, instance %s)", redact(pg.url), pg.job, instance)
 
 
-def export_after_run(config, clock=time.time):
+def export_after_run(config, clock=time.time, observed=None):
     """After a command: push and/or write the textfile, as configured. Never raises: a failed
-    export is a warning, the command's exit code stands, and the next run exports it all again."""
+    export is a warning, the command's exit code stands, and the next run exports it all again.
+    `observed`: what a check saw of each model (see gather)."""
     if not (config.pushgateway.url or config.textfile_path):
         return
     try:
-        registry = build_registry(config, clock)
+        registry = build_registry(config, clock, observed)
     except Exception as exc:
         log.warning("metrics not exported: %s", _describe(exc))
         return

@@ -14,17 +14,15 @@ def notify(record, callback=None, command=None, timeout=10.0):
         except Exception as exc:
             log.warning("notification_callback failed for %s: %s: %s", record["model_name"], type(exc).__name__, exc)
     if command:
-        import subprocess
+        from . import child
 
         try:
-            proc = subprocess.run(list(command), input=json.dumps(record, default=str).encode(),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
+            code, err = child.run_command(command, json.dumps(record, default=str).encode(), timeout)
+        except child.Timeout:
             log.warning("notify command %s timed out after %gs", command[0], timeout)
         except OSError as exc:
             log.warning("notify command %s could not run: %s", command[0], exc.strerror or exc)
         else:
-            if proc.returncode != 0:
-                err = proc.stderr.decode(errors="replace").strip().splitlines()
-                log.warning("notify command %s exited %d%s", command[0], proc.returncode,
-                            f": {err[-1]}" if err else "")
+            if code != 0:
+                err = err.decode(errors="replace").strip().splitlines()
+                log.warning("notify command %s exited %d%s", command[0], code, f": {err[-1]}" if err else "")

@@ -1,9 +1,9 @@
-"""Pure model-quality math: per-feature reference statistics, the population stability index
-(PSI) of a sample against them, and the performance and drift verdicts. Values in, values out:
-no files, no clock, no numpy or scikit-learn, so a check that only compares cached numbers stays cheap."""
+"""Model-quality statistics: the performance test (holdout baseline vs recent labelled rows) and
+the per-feature drift test (reference counts vs recent inputs), and the verdicts built on them.
+The verdicts and the binning of a sample are pure Python; numpy and scipy are imported only
+inside the functions that compute a test, which run only when an eval or drift file changed."""
 import bisect
 import math
-from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
@@ -14,6 +14,9 @@ OTHER = "<other>"         # categories beyond the reference's top ones, or never
 BINS = 10                 # numeric features: deciles of the reference
 MAX_CATEGORIES = 50       # keeps metadata.json small for high-cardinality columns
 EPS = 1e-4                # floor for empty bins, so PSI stays finite
+MIN_EXPECTED = 5          # Cochran's rule: bins expected to hold fewer sample rows are merged
+BOOTSTRAP_DRAWS = 2000    # f1_macro's parametric bootstrap (fixed seed: same data, same answer)
+BOOTSTRAP_SEED = 14
 
 
 def is_missing(value):
@@ -31,73 +34,49 @@ def to_number(text):
     return None if math.isnan(value) else value
 
 
-def quantile(sorted_values, q):
-    """Linear-interpolated quantile of an already sorted, non-empty list (numpy's default)."""
-    pos = (len(sorted_values) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def numeric_reference(values, bins=BINS):
-    """Reference statistics of a numeric feature: inner quantile edges and the share of values
-    in each bin (plus a last bin for missing values)."""
-    present = sorted(float(v) for v in values if not is_missing(v))
-    edges = []
-    if present:
-        for i in range(1, bins):
-            edge = quantile(present, i / bins)
-            if not edges or edge > edges[-1]:
-                edges.append(edge)
-    stats = {"kind": "numeric", "edges": edges}
-    stats["proportions"] = histogram(stats, values)
-    return stats
-
-
-def categorical_reference(values, max_categories=MAX_CATEGORIES):
-    """Reference statistics of a categorical feature: the share of each (top) category;
-    the rest is lumped into OTHER."""
-    counts = Counter(MISSING if is_missing(v) else str(v) for v in values)
-    total = sum(counts.values()) or 1
-    top = counts.most_common(max_categories)
-    categories = [c for c, _ in top]
-    proportions = [n / total for _, n in top]
-    rest = total - sum(n for _, n in top)
-    if rest and counts:
-        categories.append(OTHER)
-        proportions.append(rest / total)
-    return {"kind": "categorical", "categories": categories, "proportions": proportions}
-
+# --- drift: reference bins, sample counts, PSI, chi-square, Holm ----------------------------------
 
 def _categorical_bins(stats):
     categories = list(stats["categories"])
     return categories if OTHER in categories else categories + [OTHER]
 
 
-def expected(stats):
-    """The reference proportions, aligned with `histogram`'s bins."""
-    if stats["kind"] == "numeric":
-        return list(stats["proportions"])
-    props = list(stats["proportions"])
-    return props + [0.0] * (len(_categorical_bins(stats)) - len(props))
+def reference_counts(stats, rows=None):
+    """The reference's count per bin, aligned with `sample_counts`. A model trained before counts
+    were stored has shares only: its counts are rebuilt as share x `rows` (the rows it was
+    trained on, which is what the shares were computed from)."""
+    if "counts" in stats:
+        counts = list(stats["counts"])
+    elif rows:
+        counts = [round(p * rows) for p in stats["proportions"]]
+    else:
+        raise ValueError("reference has neither counts nor a row count to rebuild them from")
+    if stats["kind"] == "categorical":
+        counts += [0] * (len(_categorical_bins(stats)) - len(counts))
+    return counts
 
 
-def histogram(stats, values):
-    """The share of `values` in each bin of the reference `stats` (same order as `expected`)."""
-    values = list(values)
+def sample_counts(stats, values):
+    """How many of `values` fall in each bin of the reference `stats`: numeric bins are
+    [-inf, e1), [e1, e2), ... plus a last bin of missing values; categorical ones are the
+    reference's categories plus OTHER."""
     if stats["kind"] == "numeric":
         edges = stats["edges"]
         counts = [0] * (len(edges) + 2)
         for v in values:
             counts[-1 if is_missing(v) else bisect.bisect_right(edges, float(v))] += 1
-    else:
-        bins = _categorical_bins(stats)
-        index = {c: i for i, c in enumerate(bins)}
-        other = index[OTHER]
-        counts = [0] * len(bins)
-        for v in values:
-            counts[index.get(MISSING if is_missing(v) else str(v), other)] += 1
-    total = len(values) or 1
+        return counts
+    bins = _categorical_bins(stats)
+    index = {c: i for i, c in enumerate(bins)}
+    other = index[OTHER]
+    counts = [0] * len(bins)
+    for v in values:
+        counts[index.get(MISSING if is_missing(v) else str(v), other)] += 1
+    return counts
+
+
+def shares(counts):
+    total = sum(counts) or 1
     return [n / total for n in counts]
 
 
@@ -113,21 +92,112 @@ def psi(expected_props, actual_props, eps=EPS):
     return total
 
 
-def reference_stats(columns, numeric):
-    """{feature: stats} for {feature: values}; `numeric` names the features binned by quantiles."""
-    return {name: numeric_reference(values) if name in numeric else categorical_reference(values)
-            for name, values in columns.items()}
+def merge_sparse(ref, sample, ordered, min_expected=MIN_EXPECTED):
+    """Merge bins until each is expected to hold at least `min_expected` rows of the smaller
+    sample (Cochran's rule for the chi-square approximation): adjacent bins of an ordered
+    (numeric) feature, and the sparse ones pooled into one for a categorical feature. Bins empty
+    on both sides are dropped. Returns the merged (reference, sample) counts."""
+    pairs = [(r, s) for r, s in zip(ref, sample) if r or s]
+    total = sum(r + s for r, s in pairs)
+    smaller = min(sum(ref), sum(sample))
+    if not total:
+        return [], []
+
+    def enough(r, s):
+        return (r + s) / total * smaller >= min_expected
+
+    merged = []
+    if ordered:
+        for r, s in pairs:
+            if merged and not enough(*merged[-1]):
+                merged[-1] = (merged[-1][0] + r, merged[-1][1] + s)
+            else:
+                merged.append((r, s))
+        if len(merged) > 1 and not enough(*merged[-1]):
+            last = merged.pop()
+            merged[-1] = (merged[-1][0] + last[0], merged[-1][1] + last[1])
+    else:
+        sparse = (0, 0)
+        for r, s in pairs:
+            if enough(r, s):
+                merged.append((r, s))
+            else:
+                sparse = (sparse[0] + r, sparse[1] + s)
+        if sparse != (0, 0):
+            if enough(*sparse) or not merged:
+                merged.append(sparse)
+            else:  # still too small: joins the smallest proper bin
+                i = min(range(len(merged)), key=lambda k: sum(merged[k]))
+                merged[i] = (merged[i][0] + sparse[0], merged[i][1] + sparse[1])
+    return [r for r, _ in merged], [s for _, s in merged]
 
 
-def feature_psi(reference, columns):
-    """{feature: PSI} of a sample {feature: values} against reference statistics."""
-    return {name: psi(expected(stats), histogram(stats, columns[name]))
-            for name, stats in reference.items() if name in columns}
+def chi_square_homogeneity(ref, sample):
+    """Pearson's chi-square test that two samples come from one distribution over the same bins
+    (a 2 x k contingency table, both sample sizes in the null). Returns (statistic, dof, p)."""
+    from scipy.stats import chi2
+
+    n_ref, n_sample = sum(ref), sum(sample)
+    total = n_ref + n_sample
+    stat = 0.0
+    for r, s in zip(ref, sample):
+        col = r + s
+        for observed, row in ((r, n_ref), (s, n_sample)):
+            exp = row * col / total
+            stat += (observed - exp) ** 2 / exp
+    dof = len(ref) - 1
+    return stat, dof, (float(chi2.sf(stat, dof)) if dof > 0 else 1.0)
 
 
-def drifted(psis, threshold):
-    """The features whose PSI exceeds `threshold`, worst first."""
-    return dict(sorted(((f, v) for f, v in psis.items() if v > threshold), key=lambda kv: -kv[1]))
+def feature_tests(reference, columns, rows=None):
+    """{feature: {"psi", "p"}}: the PSI of a sample {feature: values} against the reference, and
+    the p-value of the chi-square homogeneity test on the reference bins (sparse ones merged)."""
+    out = {}
+    for name, stats in reference.items():
+        if name not in columns:
+            continue
+        ref = reference_counts(stats, rows)
+        got = sample_counts(stats, columns[name])
+        merged_ref, merged_got = merge_sparse(ref, got, ordered=stats["kind"] == "numeric")
+        _, _, p = chi_square_homogeneity(merged_ref, merged_got)
+        out[name] = {"psi": round(psi(shares(ref), shares(got)), 6), "p": p}
+    return out
+
+
+def holm(pvalues):
+    """Holm-Bonferroni adjusted p-values {name: p}: a feature is significant at level alpha when
+    its adjusted p is at most alpha, with the chance of any false flag at most alpha."""
+    order = sorted(pvalues, key=lambda k: pvalues[k])
+    m = len(order)
+    adjusted, running = {}, 0.0
+    for i, name in enumerate(order):
+        running = max(running, min(1.0, (m - i) * pvalues[name]))
+        adjusted[name] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    """What the drift verdict needs from the config."""
+
+    threshold: float
+    alpha: float
+    share: float = 0.0
+    features: Optional[tuple] = None
+    exclude: tuple = ()
+    thresholds: Optional[dict] = None    # per-feature PSI thresholds overriding `threshold`
+
+    def tested(self, available):
+        chosen = [f for f in available if self.features is None or f in self.features]
+        return [f for f in chosen if f not in self.exclude]
+
+    def threshold_of(self, feature):
+        return (self.thresholds or {}).get(feature, self.threshold)
+
+    def needed(self, tested):
+        """Drifted features that make the model count as drifted: drift_share of those tested,
+        and at least one."""
+        return max(1, math.ceil(self.share * tested - 1e-9))
 
 
 @dataclass(frozen=True)
@@ -138,32 +208,195 @@ class Verdict:
     state: str
     text: str
     degradation: Optional[float] = None
+    evidence: Optional[dict] = None
+    note: Optional[str] = None        # an `ok` that could not have been anything else: say so in status
 
 
-def performance_verdict(metric, baseline, current, rows, higher_is_better, threshold, min_rows, source):
-    """Compare the score on recent labelled rows with the holdout baseline, in the metric's direction."""
-    if rows < min_rows:
-        return Verdict("insufficient", f"not enough evidence: {rows} labelled row(s) in {source}, "
-                                       f"min_eval_rows is {min_rows}")
-    worse = degradation(baseline, current, higher_is_better)
-    numbers = (f"{metric} {current:.4g} on {rows} rows of {source} vs baseline {baseline:.4g} "
-               f"({_relative(worse)}, performance_threshold {threshold:g})")
-    if worse > threshold:
-        return Verdict("degraded", f"performance degraded: {numbers}", worse)
-    return Verdict("ok", f"performance ok: {numbers}", worse)
-
-
-def drift_verdict(psis, rows, threshold, min_rows, source):
-    """Drift when any feature's PSI exceeds `threshold`, given enough rows to judge."""
+def drift_verdict(tests, rows, policy, min_rows, source):
+    """Drift when at least `policy.needed` features are both significant (chi-square, Holm at
+    `alpha`) and have a PSI of at least their threshold."""
     if rows < min_rows:
         return Verdict("insufficient", f"not enough evidence: {rows} row(s) in {source}, "
                                        f"min_eval_rows is {min_rows}")
-    worst = drifted(psis, threshold)
-    if worst:
-        listed = ", ".join(f"{f} {v:.3g}" for f, v in worst.items())
-        return Verdict("degraded", f"input drift in {source}: PSI {listed} (drift_threshold {threshold:g})")
-    top = max(psis.values(), default=0.0)
-    return Verdict("ok", f"no input drift in {source}: max PSI {top:.3g} (drift_threshold {threshold:g})")
+    tested = policy.tested(list(tests))
+    adjusted = holm({f: tests[f]["p"] for f in tested})
+    drifted = {f: tests[f]["psi"] for f in tested
+               if adjusted[f] <= policy.alpha and tests[f]["psi"] >= policy.threshold_of(f)}
+    drifted = dict(sorted(drifted.items(), key=lambda kv: -kv[1]))
+    evidence = {"tested": len(tested), "needed": policy.needed(len(tested)), "alpha": policy.alpha,
+                "p_adjusted": {f: float(f"{adjusted[f]:.4g}") for f in tested}, "drifted_features": drifted}
+    rule = f"drift_threshold {policy.threshold:g}, quality_alpha {policy.alpha:g}, Holm over {len(tested)} feature(s)"
+    if drifted and len(drifted) >= evidence["needed"]:
+        listed = ", ".join(f"{f} {v:.3g} (p {adjusted[f]:.2g})" for f, v in drifted.items())
+        return Verdict("degraded", f"input drift in {source}: PSI {listed} ({rule})", evidence=evidence)
+    top = max((tests[f]["psi"] for f in tested), default=0.0)
+    text = f"no input drift in {source}: max PSI {top:.3g}, min adjusted p {min(adjusted.values(), default=1):.2g} ({rule})"
+    if drifted:
+        text += f"; {len(drifted)} drifted feature(s), drift_share needs {evidence['needed']}"
+    return Verdict("ok", text, evidence=evidence)
+
+
+# --- performance: per-metric sample statistics and the test ---------------------------------------
+
+def metric_sample(metric, y_true, y_pred):
+    """What the performance test needs of one scored sample (a holdout at training, recent rows at
+    check), small enough for metadata.json:
+    accuracy: n and correct predictions (exact test); f1_macro: the confusion matrix (bootstrap);
+    r2, rmse, mae: n, mean and standard deviation of per-row pseudo-values whose mean is the
+    metric (the loss itself for mae, delta-method linearisations for rmse and r2), for Welch's test."""
+    import numpy as np
+
+    n = len(y_true)
+    if metric == "accuracy":
+        return {"method": "exact", "n": n, "correct": int((np.asarray(y_true, dtype=str) ==
+                                                          np.asarray(y_pred, dtype=str)).sum())}
+    if metric == "f1_macro":
+        truth, pred = np.asarray(y_true, dtype=str), np.asarray(y_pred, dtype=str)
+        labels = sorted(set(truth) | set(pred))
+        index = {c: i for i, c in enumerate(labels)}
+        confusion = np.zeros((len(labels), len(labels)), dtype=int)
+        np.add.at(confusion, ([index[c] for c in truth], [index[c] for c in pred]), 1)
+        return {"method": "bootstrap", "n": n, "labels": labels, "confusion": confusion.tolist()}
+    y, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    err2 = (y - p) ** 2
+    if metric == "mae":
+        values = np.abs(y - p)
+    elif metric == "rmse":
+        mse = err2.mean()
+        rmse = math.sqrt(mse)
+        values = rmse + (err2 - mse) / (2 * rmse) if rmse > 0 else np.zeros(n)
+    elif metric == "r2":
+        sse, sst = err2.mean(), ((y - y.mean()) ** 2).mean()
+        if sst == 0:
+            values = np.full(n, 1.0 - sse if sse == 0 else 0.0)
+        else:
+            values = 1 - err2 / sst + sse * ((y - y.mean()) ** 2 - sst) / sst ** 2
+    else:
+        raise ValueError(metric)
+    return {"method": "welch", "n": n, "mean": float(values.mean()),
+            "sd": float(values.std(ddof=1)) if n > 1 else 0.0}
+
+
+def _macro_f1(confusion):
+    """Macro F1 of confusion matrices (..., k, k), as scikit-learn computes it (0 where undefined)."""
+    import numpy as np
+
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    denom = confusion.sum(axis=-1) + confusion.sum(axis=-2)
+    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    return f1.mean(axis=-1)
+
+
+def _aligned_confusion(sample, labels):
+    import numpy as np
+
+    index = {c: i for i, c in enumerate(labels)}
+    out = np.zeros((len(labels), len(labels)))
+    pos = [index[c] for c in sample["labels"]]
+    out[np.ix_(pos, pos)] = sample["confusion"]
+    return out
+
+
+def performance_test(metric, baseline, sample, higher_is_better, alpha):
+    """Is `sample`'s score worse than `baseline`'s beyond chance? Both are metric_sample dicts; a
+    baseline given as a bare score (a model trained before these statistics) is taken as exact.
+    Returns {score, ci (two-sided 1 - 2 alpha, so its bound on the bad side is the one-sided
+    alpha bound), baseline, baseline_n, n, p_value (one-sided: current no worse than baseline),
+    detectable (the smallest relative degradation significant at alpha with these n), method}."""
+    import numpy as np
+    from scipy import stats
+
+    n = sample["n"]
+    if sample["method"] == "exact":
+        k1 = sample["correct"]
+        p1 = k1 / n
+        lo, hi = stats.binomtest(k1, n).proportion_ci(confidence_level=1 - 2 * alpha, method="exact")
+        if isinstance(baseline, dict):
+            n0, k0 = baseline["n"], baseline["correct"]
+        else:  # a bare score: its holdout size comes with it
+            n0, k0 = baseline[1], round(baseline[0] * baseline[1])
+        p0 = k0 / n0
+
+        def pvalue(k):
+            return float(stats.fisher_exact([[k0, n0 - k0], [k, n - k]], alternative="greater")[1])
+
+        # the most correct rows that would still be significantly worse: Fisher's p grows with k
+        if pvalue(0) > alpha:
+            detectable = None
+        else:
+            lo_k, hi_k = 0, n
+            while lo_k < hi_k:
+                mid = (lo_k + hi_k + 1) // 2
+                lo_k, hi_k = (mid, hi_k) if pvalue(mid) <= alpha else (lo_k, mid - 1)
+            detectable = degradation(p0, lo_k / n, True) if p0 else None
+        return {"score": p1, "ci": [float(lo), float(hi)], "baseline": p0, "baseline_n": n0, "n": n,
+                "p_value": pvalue(k1), "detectable": detectable, "method": "Fisher exact, Clopper-Pearson"}
+    sign = 1.0 if higher_is_better else -1.0
+    if sample["method"] == "bootstrap":
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        exact = not isinstance(baseline, dict)
+        labels = sorted(set(sample["labels"]) | (set() if exact else set(baseline["labels"])))
+        c1 = _aligned_confusion(sample, labels)
+        draws1 = rng.multinomial(n, (c1 / n).ravel(), size=BOOTSTRAP_DRAWS).reshape(-1, len(labels), len(labels))
+        f1 = _macro_f1(draws1)
+        score = float(_macro_f1(c1))
+        if exact:
+            base, n0, base_draws = float(baseline[0]), baseline[1], np.full(BOOTSTRAP_DRAWS, float(baseline[0]))
+        else:
+            c0 = _aligned_confusion(baseline, labels)
+            n0 = baseline["n"]
+            base = float(_macro_f1(c0))
+            base_draws = _macro_f1(rng.multinomial(n0, (c0 / n0).ravel(), size=BOOTSTRAP_DRAWS)
+                                   .reshape(-1, len(labels), len(labels)))
+        worse = sign * (base_draws - f1)
+        p_value = float((1 + np.sum(worse <= 0)) / (BOOTSTRAP_DRAWS + 1))
+        lo, hi = np.quantile(f1, [alpha, 1 - alpha])
+        spread = float(np.std(worse, ddof=1)) * float(stats.norm.ppf(1 - alpha))
+        return {"score": score, "ci": [float(lo), float(hi)], "baseline": base, "baseline_n": n0, "n": n,
+                "p_value": p_value, "detectable": spread / abs(base) if base else None,
+                "method": f"parametric bootstrap ({BOOTSTRAP_DRAWS} draws)"}
+    m1, se1 = sample["mean"], sample["sd"] / math.sqrt(n)
+    if isinstance(baseline, dict):
+        m0, n0, se0 = baseline["mean"], baseline["n"], baseline["sd"] / math.sqrt(baseline["n"])
+    else:
+        m0, n0, se0 = float(baseline[0]), baseline[1], 0.0
+    se = math.sqrt(se0 ** 2 + se1 ** 2)
+    # Welch-Satterthwaite degrees of freedom (n - 1 of the sample when the baseline is exact)
+    parts = [v for v in ((se1 ** 2, n - 1), (se0 ** 2, (n0 or 2) - 1)) if v[0] > 0]
+    df = (se ** 4 / sum(v ** 2 / d for v, d in parts)) if parts else float(n - 1)
+    worse = sign * (m0 - m1)
+    if se > 0:
+        p_value = float(stats.t.sf(worse / se, df))
+    else:
+        p_value = 0.0 if worse > 0 else 1.0
+    half = float(stats.t.ppf(1 - alpha, max(n - 1, 1))) * se1
+    crit = float(stats.t.ppf(1 - alpha, df)) * se
+    return {"score": m1, "ci": [m1 - half, m1 + half], "baseline": m0, "baseline_n": n0, "n": n,
+            "p_value": p_value, "detectable": crit / abs(m0) if m0 else None, "method": "Welch t-test"}
+
+
+def performance_verdict(metric, evidence, rows, higher_is_better, threshold, alpha, min_rows, source):
+    """Degraded when the score on recent labelled rows is worse than the holdout baseline by more
+    than `threshold` (relative, in the metric's direction) and the test says so at `alpha`.
+    `evidence` is performance_test's result (None: not scored, too few rows)."""
+    if rows < min_rows or evidence is None:
+        return Verdict("insufficient", f"not enough evidence: {rows} labelled row(s) in {source}, "
+                                       f"min_eval_rows is {min_rows}")
+    current, baseline = evidence["score"], evidence["baseline"]
+    worse = degradation(baseline, current, higher_is_better)
+    lo, hi = evidence["ci"]
+    numbers = (f"{metric} {current:.4g} ({1 - 2 * alpha:.0%} CI {lo:.4g}..{hi:.4g}) on {rows} rows of {source} "
+               f"vs baseline {baseline:.4g} on {evidence['baseline_n']} holdout rows ({_relative(worse)}, "
+               f"p {evidence['p_value']:.2g}; performance_threshold {threshold:g}, quality_alpha {alpha:g})")
+    if worse > threshold and evidence["p_value"] <= alpha:
+        return Verdict("degraded", f"performance degraded: {numbers}", worse, evidence)
+    detectable = evidence.get("detectable")
+    note = None
+    if detectable is None or detectable > threshold:
+        note = (f"{rows} rows (vs {evidence['baseline_n']} holdout rows) are too few to detect a degradation of "
+                f"{threshold:g} at quality_alpha {alpha:g}"
+                + (f" (smallest detectable: {detectable:.1%})" if detectable is not None else ""))
+    return Verdict("ok", f"performance ok: {numbers}" + (f"; {note}" if note else ""), worse, evidence, note)
 
 
 def _relative(worse):

@@ -1,13 +1,15 @@
 """The versioned model store: <model_dir>/<model>/v<N>/{model.joblib,metadata.json} and a
 `current` symlink swapped atomically. A version folder appears whole or not at all."""
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import IntegrityError, UsageError
+from .errors import IntegrityError, StoreError, UsageError
 from .fsutil import atomic_write_json, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,17 @@ def _check_sha(mv, actual):
     if actual != expected:
         raise IntegrityError(f"{mv.model_file}: checksum does not match metadata.json "
                              f"(expected {expected}, got {actual}); refusing to load it")
+
+
+@contextmanager
+def _writing(path, what):
+    """Turn an OSError into a one-line StoreError naming `path` and the cause; a full disk is
+    `disk_full` in the failure record, anything else `store_error`."""
+    try:
+        yield
+    except OSError as exc:
+        kind = "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "store_error"
+        raise StoreError(f"{path}: {what}: {exc.strerror or exc}", kind) from exc
 
 
 class ModelStore:
@@ -82,6 +95,14 @@ class ModelStore:
         version = self.current_version(name)
         return None if version is None else self.get(name, version)
 
+    def saved_by(self, name, attempt_id):
+        """The version a training attempt saved, or None."""
+        for version in reversed(self.versions(name)):  # the attempt's is usually the newest
+            mv = self.get(name, version)
+            if mv is not None and mv.metadata.get("attempt_id") == attempt_id:
+                return mv
+        return None
+
     def verify(self, mv):
         """Refuse a model file whose sha256 differs from its metadata, before anything unpickles it."""
         try:
@@ -101,35 +122,39 @@ class ModelStore:
         _check_sha(mv, hashlib.sha256(data).hexdigest())
         return data
 
-    def save(self, name, model_bytes, metadata):
-        """Write a new version folder whole (temporary folder, fsync, rename) and return it.
-        The caller holds the model's training lock, so version numbers cannot collide."""
+    def save(self, name, model_bytes, metadata, at_least=0):
+        """Write a new version folder whole (temporary folder, fsync, rename) and return it. It is
+        numbered after the highest version on disk and `at_least` (the highest the history names):
+        a model folder deleted since must not hand out its numbers again. The caller holds the
+        model's training lock, so version numbers cannot collide. A failed write (a full disk)
+        raises StoreError naming the version folder and leaves nothing of it behind."""
         import shutil
         import tempfile
 
         folder = self.folder(name)
-        os.makedirs(folder, exist_ok=True)
-        self.clean_temporaries(name)
         existing = self.versions(name)
-        version = (existing[-1] if existing else 0) + 1
+        version = max(existing[-1] if existing else 0, at_least) + 1
+        final = os.path.join(folder, f"v{version}")
         meta = dict(metadata, version=version, sha256=hashlib.sha256(model_bytes).hexdigest())
-        tmp = tempfile.mkdtemp(prefix=".tmp-v", dir=folder)
-        try:
-            for fname, data in ((MODEL_FILE, model_bytes),
-                                (META_FILE, (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())):
-                with open(os.path.join(tmp, fname), "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.chmod(os.path.join(tmp, fname), 0o640)
-            os.chmod(tmp, 0o750)
-            fsync_dir(tmp)
-            final = os.path.join(folder, f"v{version}")
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_dir(folder)
+        with _writing(final, "cannot save the model"):
+            os.makedirs(folder, exist_ok=True)
+            self.clean_temporaries(name)
+            tmp = tempfile.mkdtemp(prefix=".tmp-v", dir=folder)
+            try:
+                for fname, data in ((MODEL_FILE, model_bytes),
+                                    (META_FILE, (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())):
+                    with open(os.path.join(tmp, fname), "wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.chmod(os.path.join(tmp, fname), 0o640)
+                os.chmod(tmp, 0o750)
+                fsync_dir(tmp)
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            fsync_dir(folder)
         return ModelVersion(name, version, final, meta)
 
     def update_metadata(self, mv, **fields):
@@ -149,9 +174,23 @@ class ModelStore:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        os.symlink(f"v{version}", tmp)
-        os.replace(tmp, os.path.join(folder, "current"))
-        fsync_dir(folder)
+        with _writing(os.path.join(folder, "current"), f"cannot promote v{version}"):
+            os.symlink(f"v{version}", tmp)
+            os.replace(tmp, os.path.join(folder, "current"))
+            fsync_dir(folder)
+
+    def warn_if_lost(self, name, had_live, highest):
+        """Warn when the history says `name` had a live model (`had_live`) but its folder, or
+        the `current` link in it, is gone; returns whether it is."""
+        if not had_live:
+            return False
+        folder = self.folder(name)
+        link = os.path.join(folder, "current")
+        gone = folder if not os.path.isdir(folder) else None if os.path.exists(link) else link
+        if gone is not None:
+            log.warning("%s: %s is gone, though the history has a live model; the next training makes v%d",
+                        name, gone, max(highest, *self.versions(name), 0) + 1)
+        return gone is not None
 
     def prune(self, name, keep):
         """Keep the newest `keep` versions, the current one, and the newest promoted version

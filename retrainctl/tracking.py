@@ -5,15 +5,14 @@ MLflow runs in a child process with a hard deadline (`mlflow.timeout_seconds`), 
 hanging or unreachable tracking server costs bounded time and never a trained model, and the
 controller itself never imports mlflow (about a second) or prints what mlflow prints."""
 import logging
-import multiprocessing
 import os
 import time
-import traceback
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import __version__, child, faults
+from .child import Child, note
 from .config import redact
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,6 @@ STORE_VERSION_TAG = "retrainctl.store_version"
 # pipelines hold, so they are trusted. Anything else (a custom trainer's classes) goes cloudpickle.
 SKOPS_TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")
 MAX_PARAM_LENGTH = 6000  # MLflow's limit for one param value
-CAPTURED_TAIL = 4000
 
 
 @dataclass
@@ -93,7 +91,7 @@ def _job(config, uri):
 
 
 def log_training(config, model, mv, result, trigger_type, promoted, description="", warm=None):
-    """Log one candidate (store version `mv`, fit `result` from the training task) as an MLflow
+    """Log one candidate (store version `mv`, records.FitResult `result`) as an MLflow
     run; register it and move `champion` to it when `promoted`. Never raises: a failure comes
     back as Tracked.error, with whatever ids were obtained before it."""
     if not config.mlflow.enabled:
@@ -114,9 +112,9 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
         "retrainctl_version": __version__,
         "store_version": mv.version,
     }
-    metrics = {model.metric: result["score"], "training_seconds": meta.get("fit_seconds")}
-    if result.get("champion_score") is not None:
-        metrics[f"champion_{model.metric}"] = result["champion_score"]
+    metrics = {model.metric: result.score, "training_seconds": meta.get("fit_seconds")}
+    if result.champion_score is not None:
+        metrics[f"champion_{model.metric}"] = result.champion_score
     job = dict(
         _job(config, uri),
         experiment=f"{model.name}_retraining",
@@ -132,6 +130,7 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
         sha256=meta["sha256"],
         spec=model.training_spec(),
         data_path=model.data_path,
+        columns=meta.get("columns"),
         register=model.name if promoted else None,
         store_version=mv.version,
     )
@@ -198,49 +197,31 @@ def _warn(config, *args):
         log.warning(*args)
 
 
-# --- the parent side of the child process --------------------------------------------------------
+# --- the parent side of the tracking process ----------------------------------------------------
 
 class Warm:
     """A tracking process started ahead of need: it imports MLflow and the model libraries (most
     of tracking's cost) on the second core while the fit runs, then serves one action."""
 
     def __init__(self, config):
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe(duplex=True)
         job = _job(config, tracking_uri(config))
-        self.proc = ctx.Process(target=_warm_child, args=(child, job["env"], job["uri"]),
-                                name="retrainctl-mlflow", daemon=True)
-        self.proc.start()
-        child.close()
+        self.child = Child("retrainctl-mlflow", prepare=(_warm_up, (job["uri"],)), capture_output=True,
+                           env=job["env"])
         self.used = False
 
-    def take(self, action, job):
-        """Hand the action over; (conn, process) to wait on, or None if the process already died."""
-        if self.used or not self.proc.is_alive():
+    def take(self):
+        """The process, to run one action in; None if it was taken or has died."""
+        if self.used or not self.child.alive:
             self.close()
             return None
         self.used = True
-        try:
-            self.conn.send((action, job))
-        except OSError:
-            self.close()
-            return None
-        return self.conn, self.proc
+        return self.child
 
     def close(self):
-        """Dismiss an unused process (idempotent; a used one is cleaned up by its caller)."""
-        if self.used:
-            return
-        self.used = True
-        try:
-            self.conn.send(None)
-        except OSError:
-            pass
-        self.conn.close()
-        self.proc.join(1)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
+        """Dismiss an unused process (idempotent; a taken one is closed by its caller)."""
+        if not self.used:
+            self.used = True
+            self.child.close()
 
 
 def start_warm(config):
@@ -251,59 +232,33 @@ def start_warm(config):
 def _run_child(action, job, warm=None):
     """Run `action` in a tracking process (the warm one if given, else a fresh one); whatever
     happens, return within job['timeout'] seconds."""
-    taken = warm.take(action, job) if warm is not None else None
-    deadline = time.monotonic() + job["timeout"]
-    if taken is not None:
-        parent, proc = taken
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(child, action, job), name=f"retrainctl-mlflow-{action}", daemon=True)
-        proc.start()
-        child.close()
+    started = time.monotonic()
+    proc = warm.take() if warm is not None else None
+    if proc is None:
+        proc = Child(f"retrainctl-mlflow-{action}", capture_output=True, env=job["env"])
     tracked = Tracked()
     try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not parent.poll(left):
-                tracked.error = f"no answer within mlflow.timeout_seconds={job['timeout']:g}"
-                break
-            try:
-                message = parent.recv()
-            except EOFError:
-                proc.join(5)
-                tracked.error = f"the tracking process exited with code {proc.exitcode}"
-                break
-            kind, payload = message[0], message[1]
-            if kind == "run":
-                tracked.run_id = payload
-                continue
-            log.debug("mlflow output:\n%s", message[2])
-            if kind == "ok":
-                tracked.model_version = payload
-            else:
-                tracked.error = payload
-            break
+        left = job["timeout"] - (time.monotonic() - started)
+        tracked.model_version = proc.call(_serve, action, job, timeout=max(left, 0),
+                                          on_note=lambda run_id: setattr(tracked, "run_id", run_id))
+    except child.Timeout:
+        tracked.error = f"no answer within mlflow.timeout_seconds={job['timeout']:g}"
+    except child.Died as exc:
+        tracked.error = f"the tracking process exited with code {exc.code}"
+    except child.ChildError as exc:
+        tracked.error = str(exc)
     finally:
-        parent.close()
-        proc.join(1)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+        proc.close()
+    log.debug("mlflow output:\n%s", proc.output)
     return tracked
 
 
-# --- the child side: everything below runs in the tracking process -------------------------------
+# --- the tracking process's side -------------------------------------------------------------------
 
-def _child(conn, action, job):
-    captured = _capture_output(job["env"])
-    _serve(conn, action, job, captured)
-
-
-def _warm_child(conn, env, uri):
-    captured = _capture_output(env)
+def _warm_up(uri):
     import importlib
 
+    faults.point("tracking_warming", interrupt=os.getppid())
     # Imported now, while the fit runs, so that the log itself is quick; a module that fails to
     # import here is reported by the action itself.
     for module in ("joblib", "pandas", "sklearn", "skops.io", "mlflow.sklearn"):
@@ -312,15 +267,14 @@ def _warm_child(conn, env, uri):
         except ImportError:
             pass
     _warm_stores(uri)
-    try:
-        message = conn.recv()
-    except EOFError:
-        message = None
-    if message is not None:
-        _serve(conn, *message, captured)
-    from .executor import exit_child
 
-    exit_child()  # dismissed: nothing was done
+
+def _serve(action, job):
+    """The action, in the tracking process. Logging is synchronous, so everything is committed
+    when it returns (the process then leaves with os._exit; see child.main)."""
+    if action == "log":
+        return _log(job, note)
+    return _alias(job)
 
 
 def _warm_stores(uri):
@@ -388,51 +342,6 @@ def _ensure_database(uri):
             os.unlink(tmp)
 
 
-def _capture_output(env):
-    import tempfile
-
-    from .executor import _die_with_parent
-
-    _die_with_parent()
-    # MLflow prints to stdout ("View run ...") and stderr; stdout is the command's result channel.
-    captured = tempfile.TemporaryFile()
-    os.dup2(captured.fileno(), 1)
-    os.dup2(captured.fileno(), 2)
-    for key, value in env.items():
-        os.environ.setdefault(key, value)
-    return captured
-
-
-def _serve(conn, action, job, captured):
-    try:
-        if action == "log":
-            result = _log(job, lambda run_id: conn.send(("run", run_id)))
-        else:
-            result = _alias(job)
-        conn.send(("ok", result, _tail(captured)))
-    except Exception as exc:
-        conn.send(("error", _one_line(exc), _tail(captured) + traceback.format_exc()))
-    finally:
-        conn.close()
-    from .executor import exit_child
-
-    exit_child()  # everything is committed (logging is synchronous); see _log
-
-
-def _tail(captured):
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    captured.seek(0)
-    return captured.read().decode("utf-8", "replace")[-CAPTURED_TAIL:]
-
-
-def _one_line(exc):
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 500 else text[:497] + "..."
-
-
 def _log(job, on_run):
     import hashlib
     import io
@@ -470,6 +379,8 @@ def _log(job, on_run):
         # the process ends with os._exit once it has answered.
         mlflow.log_params(job["params"], synchronous=True)
         mlflow.log_metrics(job["metrics"], synchronous=True)
+        if job.get("columns"):  # what each input column became (type, why, used or dropped)
+            mlflow.log_dict(job["columns"], "columns.json")
         info = mlflow.sklearn.log_model(model, name="model", signature=signature,
                                         pip_requirements=pip_requirements(fmt, job["spec"]),
                                         serialization_format=fmt, skops_trusted_types=trusted)
@@ -499,17 +410,29 @@ def _alias(job):
     return None
 
 
+SIGNATURE_BYTES = 1 << 20
+SIGNATURE_ROWS = 100
+
+
 def _signature(job, model):
     """The input schema from the training rows (the data file as the training task reads it).
     A data file that changed shape since the fit only costs the signature."""
     from mlflow.models import infer_signature
 
-    from .training import load_frame
+    from .fingerprint import csv_rows, row_offset
+    from .training import csv_options, load_frame
 
     try:
-        with open(job["data_path"], "rb") as fh:
-            X, _ = load_frame(fh.read(), job["data_path"], job["spec"])
-        sample = X.head(100)
+        with open(job["data_path"], "rb") as fh:  # the head is enough: a big file is not parsed again
+            raw = fh.read(SIGNATURE_BYTES)
+            if fh.read(1):
+                quotechar = csv_options(job["spec"]).quotechar
+                raw = raw[:row_offset(raw, min(SIGNATURE_ROWS, csv_rows(raw, quotechar) - 1), quotechar)]
+        X, _ = load_frame(raw, job["data_path"], job["spec"])
+        # As the whole file was parsed for the fit: a column whose first rows are whole numbers is
+        # still a float column when a later row is not.
+        dtypes = {c: d["dtype"] for c, d in (job.get("columns") or {}).items() if c in X.columns and d.get("dtype")}
+        sample = X.head(SIGNATURE_ROWS).astype(dtypes)
         return sample, infer_signature(sample, model.predict(sample))
     except Exception:
         return None, None

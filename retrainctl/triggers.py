@@ -1,7 +1,20 @@
 """The decision core: given a model's policy, what the log says and what was observed now,
 which triggers fire and what to do. Pure functions of values: no files, no clock, no ML imports."""
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Optional
+
+
+class TriggerType(StrEnum):
+    """What caused a retrain (str-valued: the log, `--json` and the metrics label hold the word)."""
+
+    MANUAL = "manual"
+    INITIAL = "initial"
+    DATA_CHANGE = "data_change"
+    MODEL_AGE = "model_age"
+    PERFORMANCE = "performance"
+    DRIFT = "drift"
+
 
 # Actions a decision can end in.
 TRAIN = "train"
@@ -27,6 +40,7 @@ class Observation:
     now: float
     data_hash: Optional[str] = None
     data_rows: Optional[int] = None
+    data_size: Optional[int] = None           # bytes fingerprinted: the fit reads this prefix of a growing file
     data_path: str = ""
     data_error: Optional[str] = None
     model_version: Optional[int] = None
@@ -43,6 +57,7 @@ class Observation:
     drift: Optional[Reason] = None            # filled in by the drift check, when it fires
     quality: Optional[dict] = None            # what the performance/drift checks saw, for `status`
     quality_keys: Optional[dict] = None       # {trigger: evidence key} of the quality triggers that fired
+    quality_evidence: Optional[dict] = None   # {trigger: the test's numbers}, for the history record
     data_files: Optional[tuple] = None        # a data set's ((relative path, hash), ...); None for one file
     fit_files: Optional[list] = None          # what the fit reads (datasets.DataSet.fit_files)
 
@@ -75,15 +90,15 @@ class Decision:
 
 def fire(policy, obs):
     """Every trigger that fires now: manual first (it names the event), then initial,
-    data_change, model_age, performance and drift."""
-    reasons = [Reason("manual", "manual train requested")] if obs.manual else []
+    data_change, model_age, performance and drift (with drift_action retrain)."""
+    reasons = [Reason(TriggerType.MANUAL, "manual train requested")] if obs.manual else []
     if obs.data_hash is None:
         return reasons
     if obs.model_version is None:
         # A first candidate the gate rejected is not retried on the same data (no loop).
-        return reasons + ([Reason("initial", "no current model")] if obs.rejected_at is None else [])
+        return reasons + ([Reason(TriggerType.INITIAL, "no current model")] if obs.rejected_at is None else [])
     if obs.data_hash != obs.model_data_hash and obs.rejected_at is None:
-        reasons.append(Reason("data_change", f"data file changed: {obs.data_path}"))
+        reasons.append(Reason(TriggerType.DATA_CHANGE, f"data file changed: {obs.data_path}"))
     if obs.model_trained_at is not None:
         # A rejected candidate for this same data resets the clock: retraining on the same data
         # again and again would only produce the same rejected model.
@@ -91,10 +106,12 @@ def fire(policy, obs):
         age_h = (obs.now - reference) / 3600.0
         if age_h > policy.max_model_age_hours:
             reasons.append(Reason(
-                "model_age", f"model is {age_h:.1f}h old (max_model_age_hours {policy.max_model_age_hours:g})"))
+                TriggerType.MODEL_AGE, f"model is {age_h:.1f}h old (max_model_age_hours {policy.max_model_age_hours:g})"))
     if obs.performance is not None:
         reasons.append(obs.performance)
-    if obs.drift is not None:
+    # Retraining on the same data cannot fix input drift: by default (drift_action alert) it is a
+    # signal for status, metrics and alerts, and a retrain only where the training data moves too.
+    if obs.drift is not None and policy.drift_action == "retrain":
         reasons.append(obs.drift)
     return reasons
 

@@ -1,6 +1,7 @@
 """Shared fixtures: a throw-away project folder with small copies of the demo data, a config
 that trains quickly, and two ways to run the command (CliRunner in-process, and the installed
 console script as a subprocess from another working directory, the way cron does)."""
+import errno
 import json
 import os
 import shutil
@@ -137,6 +138,54 @@ class Project:
 @pytest.fixture
 def project(tmp_path):
     return Project(tmp_path / "proj")
+
+
+class Disk:
+    """A small tmpfs mounted for one test (see the `full_disk` fixture)."""
+
+    FILLER = ".filler"
+
+    def __init__(self, path):
+        self.path = path
+
+    def fill(self):
+        """Take every free byte with a filler file, down to the last byte of its last page."""
+        fd = os.open(self.path / self.FILLER, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for chunk in (1 << 16, 1 << 12, 1):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * chunk)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+        finally:
+            os.close(fd)
+
+    def free(self):
+        os.unlink(self.path / self.FILLER)
+
+
+@pytest.fixture
+def full_disk():
+    """full_disk(path, size) mounts a tmpfs of `size` (mount's syntax: "1m") on `path` (created if
+    missing, and empty), returns a Disk whose fill() leaves it without a free byte, and unmounts it
+    after the test. Skips only where mounting is impossible (not root, no mount permission)."""
+    mounted = []
+
+    def mount(path, size):
+        path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs for a full disk needs root")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs on {path}: {done.stderr.strip()}")
+        mounted.append(path)
+        return Disk(path)
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", str(path)], check=True)
 
 
 @pytest.fixture(scope="session")

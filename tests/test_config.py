@@ -140,3 +140,91 @@ def test_yaml_merge_keys_still_work(tmp_path):
             "models:\n  iris:\n    <<: *d\n    data_path: a.csv\n    target: y\n    task: regression\n"
             "    estimator: sklearn.linear_model.Ridge\n")
     assert load_config(write(tmp_path, text)).models["iris"].policy.check_interval == 60
+
+
+def _declared_keys(declaration):
+    for key in declaration:
+        yield key
+        yield from _declared_keys(key.keys)
+
+
+def test_docs_reference_is_generated_from_the_declaration():
+    """docs/configuration.md's key tables are `make docs` output: a key added, removed or changed in
+    config_keys.py without regenerating them fails here."""
+    from retrainctl import config_docs
+
+    assert config_docs.current(config_docs.DOC.read_text()) == config_docs.render(), \
+        "docs/configuration.md is stale: run `make docs` (python -m retrainctl.config_docs)"
+
+
+def test_reference_has_one_row_per_declared_key():
+    from retrainctl import config_docs, config_keys
+
+    rows = [line for line in config_docs.render().splitlines() if line.startswith("| `")]
+    declared = {id(k): k for k in _declared_keys(config_keys.TOP)}
+    assert sorted(row.split("`")[1] for row in rows) == sorted(k.name for k in declared.values())
+    assert "| `max_parallel` | integer | 1 | >= 1; only with `type: local` | fits at a time |" in rows
+    assert "| `data_path` | path | required |  | CSV file with a header row |" in rows
+
+
+def test_every_declared_key_is_a_field_and_printed_by_config(tmp_path):
+    """The record classes and `retrainctl config` come from the same declaration."""
+    import dataclasses
+
+    from retrainctl import config_keys
+    from retrainctl.config import Config, ExecutorConfig, ModelConfig, effective
+
+    for cls, declaration in ((Config, config_keys.TOP), (RetrainingConfig, config_keys.POLICY),
+                             (ModelConfig, config_keys.MODEL), (ExecutorConfig, config_keys.EXECUTOR)):
+        names = [f.name for f in dataclasses.fields(cls)]
+        assert [n for n in names if n in {k.name for k in declaration}] == [k.name for k in declaration]
+    eff = effective(load_config(write(tmp_path, base_config(iris=IRIS))))
+    assert list(eff) == ["config_file"] + [k.name for k in config_keys.TOP]
+    assert list(eff["defaults"]) == [k.name for k in config_keys.POLICY]
+    assert list(eff["mlflow"]) == [k.name for k in config_keys.MLFLOW]
+    assert eff["umask"] == "0027" and eff["executor"] == {"type": "local", "max_parallel": 1,
+                                                          "connect_timeout_seconds": 10.0}
+
+
+def test_nested_sections_and_lists_of_mappings_validate_per_item(tmp_path):
+    """What later keys such as `csv: {delimiter, ...}` and `notify.webhooks: [{url, ...}]` need."""
+    import pickle
+
+    from retrainctl import config
+    from retrainctl.config_keys import URL, Key, Rule
+
+    one_secret = Rule(lambda d: not (d.get("secret_env") and d.get("secret_file")),
+                      "set only one of 'secret_env' or 'secret_file'", "")
+    declaration = (
+        Key("csv", "section", keys=(Key("delimiter", "str", ","), Key("encoding", "str", "utf-8"))),
+        Key("webhooks", "list", rule=one_secret, keys=(
+            Key("url", "str", None, "", URL, required=True),
+            Key("secret_env", "str", None, nullable=True),
+            Key("secret_file", "str", None, nullable=True, path=True),
+            Key("events", "strlist", None, nullable=True, convert=tuple))),
+    )
+
+    def check(data):
+        v = config._Validator("c.yaml")
+        return config._build_record(declaration, v.section(data, declaration, "x"), str(tmp_path), "x")
+
+    rec = check({"csv": {"delimiter": ";"},
+                 "webhooks": [{"url": "https://h", "secret_file": "s", "events": ["failure"]}]})
+    assert (rec.csv.delimiter, rec.csv.encoding) == (";", "utf-8")
+    assert type(rec.csv).__name__ == "CsvConfig" and pickle.loads(pickle.dumps(rec.csv)) == rec.csv
+    assert [(w.url, w.secret_file, w.events) for w in rec.webhooks] == [
+        ("https://h", str(tmp_path / "s"), ("failure",))]
+    assert check({}).webhooks == () and check({}).csv.delimiter == ","
+    for data, message in [
+        ({"csv": {"delimter": ";"}}, "x.csv.delimter: unknown key 'delimter'; did you mean 'delimiter'?"),
+        ({"csv": {"delimiter": 1}}, "x.csv.delimiter: must be a string, got 1"),
+        ({"webhooks": {"url": "https://h"}}, "x.webhooks: must be a list of mappings, got {'url': 'https://h'}"),
+        ({"webhooks": [{"url": "https://h"}, {"events": ["x"]}]}, "x.webhooks[1].url: is required"),
+        ({"webhooks": ["https://h"]}, "x.webhooks[0]: must be a mapping"),
+        ({"webhooks": [{"url": "ftp://h"}]}, "x.webhooks[0].url: must be an http:// or https:// URL, got 'ftp://h'"),
+        ({"webhooks": [{"url": "https://h", "secret_env": "E", "secret_file": "f"}]},
+         "x.webhooks[0]: set only one of 'secret_env' or 'secret_file'"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            check(data)
+        assert str(err.value) == f"c.yaml: {message}"

@@ -38,13 +38,14 @@ class Cluster:
     """`dask scheduler` and `dask worker` processes (no nanny, so a worker's pid is the pid that
     runs its tasks)."""
 
-    def __init__(self, logdir, workers=2):
+    def __init__(self, logdir, workers=2, tls=None):
         self.logdir = logdir
         self.port = free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.tls = tls  # {"ca": ..., "cert": ..., "key": ...} paths: every connection is mutual TLS
+        self.address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{self.port}"
         self.workers = []
         self.scheduler = self._spawn("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port",
-                                                   str(self.port), "--no-dashboard"])
+                                                   str(self.port), "--no-dashboard", *self._tls_args()])
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -59,6 +60,11 @@ class Cluster:
         if workers:
             self.wait_for_workers(workers)
 
+    def _tls_args(self):
+        if not self.tls:
+            return []
+        return ["--tls-ca-file", self.tls["ca"], "--tls-cert", self.tls["cert"], "--tls-key", self.tls["key"]]
+
     def _spawn(self, name, argv):
         log = open(self.logdir / f"{name}.log", "ab")
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=str(self.logdir))
@@ -66,12 +72,15 @@ class Cluster:
     def add_worker(self):
         self.workers.append(self._spawn(f"worker{len(self.workers)}", [
             DASK, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
-            "--no-nanny", "--no-dashboard"]))
+            "--no-nanny", "--no-dashboard", *self._tls_args()]))
 
     def client(self):
         from distributed import Client
+        from distributed.security import Security
 
-        return Client(self.address, timeout=10, set_as_default=False)
+        security = Security(tls_ca_file=self.tls["ca"], tls_client_cert=self.tls["cert"],
+                            tls_client_key=self.tls["key"], require_encryption=True) if self.tls else None
+        return Client(self.address, timeout=10, set_as_default=False, security=security)
 
     def wait_for_workers(self, n):
         with self.client() as c:
@@ -243,6 +252,68 @@ def test_stopped_scheduler_is_exit_1_and_a_clean_state(project, tmp_path):
     assert project.events() == []
 
 
+def certificates(folder, name):
+    """A throw-away CA `name` and a certificate with its key signed by it (for 127.0.0.1), as
+    PEM files in `folder`: {"ca": ..., "cert": ..., "key": ...}."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def build(subject, issuer, key, signer, ca):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} CA")])
+    ca = build(ca_name, ca_name, ca_key, ca_key, True)
+    cert = build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), ca_name, key, ca_key, False)
+    paths = {part: str(folder / f"{name}-{part}.pem") for part in ("ca", "cert", "key")}
+    Path(paths["ca"]).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    Path(paths["cert"]).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    Path(paths["key"]).write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    return paths
+
+
+def test_tls_cluster_trains_and_a_wrong_certificate_is_one_line(project, tmp_path):
+    """A scheduler and a worker that speak only mutual TLS: `executor.tls_*` trains on them; a
+    client certificate from another CA is refused with one line, exit 1 and no record."""
+    logs = tmp_path / "dask"
+    logs.mkdir()
+    good = certificates(tmp_path, "cluster")
+    c = Cluster(logs, workers=1, tls=good)
+    try:
+        use_dask(project, c.address, tls_ca_file=good["ca"], tls_cert=good["cert"], tls_key=good["key"])
+        result = project.run("train", "iris", env=ENV)
+        assert result.returncode == 0, result.stderr
+        [done] = successes(project)
+        assert done["executor"] == "dask" and done["worker"].startswith("tls://127.0.0.1:")
+
+        wrong = certificates(tmp_path, "stranger")
+        use_dask(project, c.address, tls_ca_file=good["ca"], tls_cert=wrong["cert"], tls_key=wrong["key"],
+                 connect_timeout_seconds=5)
+        before = project.events()
+        refused = project.run("train", "iris", env=ENV)
+    finally:
+        c.stop()
+    assert refused.returncode == 1
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith(f"Error: executor.address: cannot reach the Dask scheduler at {c.address} ("), line
+    assert line.endswith("); nothing was trained"), line
+    assert project.events() == before
+
+
 def test_local_max_parallel_runs_fits_side_by_side(project, tmp_path):
     def run(max_parallel):
         trace, barrier = tmp_path / f"trace{max_parallel}", tmp_path / f"barrier{max_parallel}"
@@ -308,7 +379,7 @@ def test_data_path_map_and_fsspec_urls(project):
 
     url = "file://" + str(project.data("iris"))
     result = run_task(spec, url, compute(str(project.data("iris"))).hash)
-    assert result["metadata"]["rows"] == 150 and result["metadata"]["fit_pid"] == os.getpid()
+    assert result.metadata["rows"] == 150 and result.metadata["fit_pid"] == os.getpid()
     from retrainctl.errors import DataError
 
     with pytest.raises(DataError, match="data file not found"):

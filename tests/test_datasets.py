@@ -106,6 +106,23 @@ def test_a_glob_of_mixed_formats_trains_on_every_row(project):
                                   "date=2026-11-03/part-0000.csv"]
 
 
+def test_csv_partitions_are_read_and_counted_with_the_models_csv_options(project):
+    df = pd.read_csv(project.data("housing"))
+    df["ocean_proximity"] = df["ocean_proximity"].astype(object)
+    df.loc[df.index[0], "ocean_proximity"] = "NEAR\nBAY"  # a quoted line break is not a row
+    root = project.root / "data" / "events"
+    for i, day in enumerate(DAYS[:2]):
+        path = root / f"date={day}" / "part-0000.csv"
+        path.parent.mkdir(parents=True)
+        df.iloc[i::2].to_csv(path, index=False, sep=";")
+    housing_only(project, data_path="data/events", csv={"delimiter": ";"})
+    row = status(project)
+    assert (row["data_files"], row["data_rows"]) == (2, len(df))
+    done = project.run("check")
+    assert done.returncode == 0, done.stderr
+    assert metadata(project)["rows"] == len(df)
+
+
 def test_a_single_parquet_file_keeps_its_own_hash(project):
     df = pd.read_csv(project.data("housing"))
     path = project.root / "data" / "raw" / "housing.parquet"
@@ -244,7 +261,7 @@ def test_a_partition_gone_between_decision_and_fit_is_skipped_naming_it(project)
     r, model, decision, obs = decided(project, "housing")
     gone = root / "date=2026-11-02" / "part-0000.parquet"
     gone.unlink()  # the ETL job compacts partitions after the decision
-    out = r.train_locked(model, decision, obs)
+    out = r.attempts.run_one(model, decision, obs)
     assert out.record["status"] == "skipped" and out.record["error_type"] == "data_changed"
     assert out.record["error"] == f"{gone}: disappeared after the decision to train; will retry on the next check"
     assert project.current_version("housing") is None
@@ -262,7 +279,7 @@ def test_the_fit_reads_exactly_the_decided_files(project):
             "estimator": "sklearn.linear_model.Ridge", "params": {}, "metric": "r2", "test_size": 0.2,
             "random_state": 0, "data_files": ds.fit_files}
     result = run_task(spec, str(root), ds.hash)
-    assert result["data_hash"] == ds.hash and len(result["metadata"]["data_files"]) == 4
+    assert result.data_hash == ds.hash and len(result.metadata["data_files"]) == 4
     changed = root / "date=2026-11-01" / "part-0000.parquet"
     pd.read_csv(project.data("housing")).head(50).to_parquet(changed, index=False)
     with pytest.raises(TrainingError, match=f"^{changed}: changed after the decision to train"):
@@ -306,7 +323,8 @@ def test_new_partitions_are_the_performance_triggers_eval_data(project):
     dry = json.loads(project.cli("check", "--dry-run", "--json").stdout)["models"][0]
     assert [r["trigger_type"] for r in dry["due_reasons"]] == ["data_change", "performance"]
     assert dry["due_reasons"][1]["description"].startswith(
-        "performance degraded: accuracy 0 on 40 rows of data/iris (4 files): 1 new file(s) vs baseline")
+        "performance degraded: accuracy 0 (98% CI 0..0.1087) on 40 rows of data/iris (4 files): 1 new file(s) "
+        "vs baseline")
 
 
 def test_a_drift_set_of_parquet_inputs(project):

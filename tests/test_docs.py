@@ -5,9 +5,6 @@ from conftest import REPO
 
 MAX_README_LINES = 160
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-# docs/configuration.md is generated from the config declaration on the config branch; the
-# coordinator removes this exception when that branch is merged.
-NOT_YET_HERE = {REPO / "docs" / "configuration.md"}
 
 
 def pages():
@@ -29,7 +26,7 @@ def test_every_relative_link_resolves():
             if re.match(r"[a-z]+:", target) or target.startswith("#"):
                 continue
             path = (page.parent / target.split("#")[0]).resolve()
-            if not path.exists() and path not in NOT_YET_HERE:
+            if not path.exists():
                 broken.append(f"{page.relative_to(REPO)}: {target}")
     assert broken == []
 

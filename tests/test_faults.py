@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from retrainctl import runner
+from retrainctl import commands
 from retrainctl.config import load_config
 from tests.conftest import REPO, RETRAINCTL
 
@@ -135,7 +135,7 @@ def test_memory_limit_is_a_recorded_failure(project):
     OSError(12, "Cannot allocate memory"),
 ])
 def test_what_a_memory_limit_looks_like_elsewhere_is_a_memory_failure(exc):
-    from retrainctl.executor import classify
+    from retrainctl.executors import classify
 
     error_type, text = classify(exc, 400)
     assert error_type == "memory" and text.startswith("fit exceeded max_memory_mb=400 (")
@@ -179,7 +179,7 @@ def test_backoff_schedule_with_an_injected_clock(project):
     t0 = time.time()
 
     def at(offset):
-        return runner.check(cfg, clock=lambda: t0 + offset)
+        return commands.check(cfg, clock=lambda: t0 + offset)
 
     def actions(report):
         return report.outcomes[0].action
@@ -192,10 +192,10 @@ def test_backoff_schedule_with_an_injected_clock(project):
     final = at(10_000)
     assert actions(final) == "gave_up" and final.exit_code == 0
     assert [e["error_type"] for e in project.history()] == ["data_error"] * 3
-    st = runner.status(cfg, clock=lambda: t0 + 10_000)[0]
-    assert st["failures_in_row"] == 3
+    st = commands.status(cfg, clock=lambda: t0 + 10_000)[0]
+    assert st.failures_in_row == 3
     project.set_model("iris", target="Species")
-    assert runner.train(load_config(str(project.config_path)), "iris").record["status"] == "success"
+    assert commands.train(load_config(str(project.config_path)), "iris").record["status"] == "success"
 
 
 def test_torn_line_by_hand_then_normal_runs(project):
@@ -235,24 +235,24 @@ def test_files_have_no_world_access(project):
 
 
 def decided(project, name="iris"):
-    """A Runner, and the decision it takes for a model on a fresh state: (runner, model, decision, obs)."""
-    from retrainctl.fingerprint import FingerprintCache
-    from retrainctl.state import ModelState
+    """A Shell, and the decision it takes for a model on a fresh state: (shell, model, decision, obs)."""
+    from retrainctl.fold import ModelState
     from retrainctl.triggers import decide
 
     cfg = load_config(str(project.config_path))
-    r = runner.Runner(cfg)
-    r.log.ensure_dir()
+    shell = commands.Shell(cfg)
+    shell.log.ensure_dir()
     model = cfg.models[name]
-    obs = r.observe(model, ModelState(), FingerprintCache(cfg.state_dir))
-    return r, model, decide(model.policy, obs), obs
+    obs = shell.observer.observe(model, ModelState())
+    return shell, model, decide(model.policy, obs), obs
 
 
 def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
     """The fit hashes the bytes it parses; a file rewritten after the decision is skipped."""
     r, model, decision, obs = decided(project)
-    project.append_rows("iris", 5)  # the writer strikes after the decision
-    out = r.train_locked(model, decision, obs)
+    path = project.data("iris")  # the writer strikes after the decision: a rewrite, not an append
+    path.write_text(path.read_text().replace("5.1,", "5.2,", 1))
+    out = r.attempts.run_one(model, decision, obs)
     assert out.record["status"] == "skipped" and out.record["error_type"] == "data_changed"
     assert not out.failed and project.current_version("iris") is None
     assert project.run("check", "iris").returncode == 0
@@ -262,10 +262,14 @@ def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
 def test_an_error_after_the_fit_closes_that_attempt_and_spares_the_others(project):
     """A bug between fit and record must not leave `started` records open or stop other models."""
     r, model, decision, obs = decided(project)
-    job = r.prepare(model, decision, obs)
-    out = r._finish_safely(job, {"data_hash": obs.data_hash}, None)  # a result missing its fields
-    assert out.failed and out.record["error_type"] == "internal" and out.record["error"].startswith("KeyError")
-    assert r.states()["iris"].open_attempts == {}
+    from retrainctl.attempt import Claim
+    from retrainctl.records import FitResult
+
+    job = r.attempts.prepare(Claim(model, decision, obs))
+    broken = FitResult(model_bytes=b"", score=0.5, data_hash=obs.data_hash, metadata=None)  # no metadata
+    out = r.attempts._finish_safely(job, broken, None)
+    assert out.failed and out.record["error_type"] == "internal" and out.record["error"].startswith("TypeError")
+    assert r.recorder.states()["iris"].open_attempts == {}
     after = project.run("check", "--json")  # the others go on; iris waits out its retry backoff
     assert after.returncode == 0
     assert [(m["model_name"], m["action"]) for m in json.loads(after.stdout)["models"]] == [
@@ -278,7 +282,7 @@ def test_retry_right_after_recording_an_interrupted_attempt(project):
     the model is retried in the same run, even when the clock crosses a second meanwhile."""
     import blake3
 
-    from retrainctl.state import StateLog
+    from retrainctl.eventlog import StateLog
 
     project.set_model("iris", retry_backoff_seconds=0)
     project.config["models"].pop("housing")
@@ -290,7 +294,7 @@ def test_retry_right_after_recording_an_interrupted_attempt(project):
     ticks = iter(range(10_000))
     t0 = float(int(time.time())) + 0.9  # the next tick crosses into a new second
 
-    report = runner.check(load_config(str(project.config_path)), clock=lambda: t0 + 0.5 * next(ticks))
+    report = commands.check(load_config(str(project.config_path)), clock=lambda: t0 + 0.5 * next(ticks))
     assert report.exit_code == 0
     assert statuses(project) == [("initial", "failure", "interrupted"), ("initial", "success", None)]
 
@@ -300,24 +304,22 @@ def test_claim_closes_a_dead_attempt_before_training(project):
     still win the lock for the fit: the dead attempt is closed first, then decided after."""
     import blake3
 
-    from retrainctl.state import StateLog
+    from retrainctl.eventlog import StateLog
 
     project.set_model("iris", retry_backoff_seconds=0)
     StateLog(str(project.state_dir)).append({
         "model_name": "iris", "trigger_type": "initial", "status": "started", "attempt_id": "dead",
         "trigger_time": "2026-01-01T00:00:00+00:00", "pid": 1, "host": "gone",
         "data_hash": blake3.blake3(project.data("iris").read_bytes()).hexdigest()})
-    r = runner.Runner(load_config(str(project.config_path)))
-    claimed, lock = r.claim(r.config.model("iris"))
+    shell, model, _, obs = decided(project)  # observed while the dead attempt was still open
+    claim = shell.attempts.claim(model, obs)
     try:
-        assert claimed is not None
         assert statuses(project) == [("initial", "failure", "interrupted")]
-        model, decision, obs = claimed
-        assert decision.trigger_type == "initial" and obs.failures_in_row == 1
+        assert claim.decision.trigger_type == "initial" and claim.obs.failures_in_row == 1
     finally:
-        lock.release()
+        claim.lock.release()
 
-    out = runner.train(load_config(str(project.config_path)), "iris")
+    out = commands.train(load_config(str(project.config_path)), "iris")
     assert out.record["status"] == "success"
     assert statuses(project) == [("initial", "failure", "interrupted"), ("manual", "success", None)]
 
@@ -407,9 +409,9 @@ def test_failures_in_a_row_count_for_the_data_they_happened_on(project):
     project.data("iris").unlink()
     assert project.run("check").returncode == 1
     cfg = load_config(str(project.config_path))
-    assert runner.status(cfg)[0]["failures_in_row"] == 1
+    assert commands.status(cfg)[0].failures_in_row == 1
     project.data("iris").write_bytes(saved)
     assert project.run("check").returncode == 0
-    assert runner.status(cfg)[0]["failures_in_row"] == 0
+    assert commands.status(cfg)[0].failures_in_row == 0
     assert 'model_retraining_consecutive_failures{model_name="iris"} 0.0' in metrics.exposition(
         metrics.build_registry(cfg)).decode()

@@ -186,7 +186,7 @@ def test_rollback_reads_the_log_backwards_only_as_far_as_it_needs(project, monke
     """The rollback target is the newest promoted version before `current`: found reading the
     log from its end, not by parsing years of records."""
     from retrainctl import logfile
-    from retrainctl.state import StateLog
+    from retrainctl.eventlog import StateLog
 
     StateLog(str(project.state_dir)).append(*[
         {"model_name": "iris", "trigger_type": "data_change", "status": "skipped", "data_hash": f"h{i}",

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from retrainctl import metrics
 from retrainctl.config import load_config, redact
-from retrainctl.state import fold
+from retrainctl.metrics_totals import fold_totals
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "etc" / "prometheus"
@@ -149,7 +149,10 @@ def test_counters_rise_across_stateless_runs_and_count_a_failure(iris_project, g
     s = gateway.samples()
     assert value(s, "model_retraining_triggered_total", model_name="iris", trigger_type="manual") == 2
     assert value(s, "model_retraining_success_total", model_name="iris") == 2
-    assert value(s, "model_retraining_failure_total", model_name="iris") is None
+    # every known error_type is there from the start, at 0, so increase() sees the first failure
+    failures = {lab["error_type"]: v for n, lab, v in s if n == "model_retraining_failure_total"}
+    assert failures == dict.fromkeys(metrics.ERROR_TYPES, 0)
+    assert value(s, "model_retraining_duration_seconds_count", model_name="iris", status="rejected") == 0
 
     project.set_model("iris", target="NoSuchColumn")
     failed = project.run("train", "iris")
@@ -184,8 +187,7 @@ def test_check_pushes_the_full_picture_again_after_a_gateway_restart(iris_projec
     assert value(s, "model_data_rows", model_name="iris") == 150
     checks = json.loads((project.state_dir / "checks.json").read_text())
     assert value(s, "retrainctl_last_check_timestamp_seconds") == pytest.approx(checks["iris"])
-    # failures have no series until one happens: their error_type is not known before
-    assert {n for n, _, _ in s} | {"model_retraining_duration_seconds", "model_retraining_failure_total"} >= ISSUE_METRICS
+    assert {n for n, _, _ in s} | {"model_retraining_duration_seconds"} >= ISSUE_METRICS
     assert value(s, "model_retraining_duration_seconds_count", model_name="iris", status="success") == 1
 
     gateway.stop()
@@ -506,7 +508,7 @@ def test_families_from_records():
     ]
     view = metrics.ModelView("m", 7200.0, data_rows=10, due=True, paused=True, failures_in_row=1,
                              trained_at=1000.0, score=0.9, metric="accuracy")
-    got = _sample_map(metrics.families(fold(records), [view], now=1600.0, last_check=1500.0))
+    got = _sample_map(metrics.families(fold_totals(records), [view], now=1600.0, last_check=1500.0))
     m = (("model_name", "m"),)
     assert got["model_retraining_triggered_total", m + (("trigger_type", "initial"),)] == 1
     assert got["model_retraining_triggered_total", m + (("trigger_type", "data_change"),)] == 2
@@ -537,17 +539,29 @@ def test_families_from_records():
     assert not any(dict(labels).get("model_name") == "gone" for _, labels in got)
 
 
+def test_every_trigger_type_has_a_counter_from_the_start():
+    """Each trigger type's series exists at 0 before its first event (drift was once missing)."""
+    from retrainctl.triggers import TriggerType
+
+    view = metrics.ModelView("m", 7200.0)
+    got = _sample_map(metrics.families({}, [view], now=1600.0))
+    triggered = {dict(labels)["trigger_type"]: value for (name, labels), value in got.items()
+                 if name == "model_retraining_triggered_total"}
+    assert triggered == {t.value: 0 for t in TriggerType}
+    assert {"initial", "data_change", "model_age", "performance", "drift", "manual"} <= set(triggered)
+
+
 def test_export_parses_only_the_log_after_the_summary(project, monkeypatch):
-    """Counters and histograms are running totals in the fold that summary.json caches, so the
+    """Counters and histograms are running totals, a fold that summary.json caches, so the
     export after every run costs the same with years of history: only new lines are parsed."""
-    from retrainctl import logfile, state
-    from retrainctl.state import StateLog
+    from retrainctl import eventlog, logfile
+    from retrainctl.eventlog import StateLog
 
     cfg = load_config(str(project.config_path))
     log = StateLog(cfg.state_dir)
     log.append(*[{"model_name": "iris", "trigger_type": "data_change", "status": "failure", "duration": 2.0,
                   "error_type": "timeout", "trigger_time": "2026-01-01T00:00:00+00:00"} for _ in range(300)])
-    monkeypatch.setattr(state, "SUMMARY_REFRESH", 0)
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
     log.states()  # the summary now covers all 300
     monkeypatch.undo()
     log.append({"model_name": "iris", "trigger_type": "manual", "status": "success", "duration": 90.0,
@@ -580,7 +594,7 @@ def test_executor_seconds_histogram():
         {"model_name": "m", "trigger_type": "manual", "status": "success", "duration": 2},  # before executors
         {"model_name": "m", "trigger_type": "data_change", "status": "skipped", "executor_seconds": 3},
     ]
-    got = _sample_map(metrics.families(fold(records), [metrics.ModelView("m", 3600.0)], now=0.0))
+    got = _sample_map(metrics.families(fold_totals(records), [metrics.ModelView("m", 3600.0)], now=0.0))
     dask = (("executor", "dask"), ("model_name", "m"))
     assert got["model_retraining_executor_seconds_count", dask] == 1
     assert got["model_retraining_executor_seconds_sum", dask] == 7.5
@@ -608,7 +622,7 @@ def test_promtool_checks_and_tests_the_rules():
     check = subprocess.run([PROMTOOL, "check", "rules", str(RULES / "retrainctl-rules.yml")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 5 rules found" in check.stdout
+    assert "SUCCESS: 6 rules found" in check.stdout
     test = subprocess.run([PROMTOOL, "test", "rules", "retrainctl-rules.test.yml"], cwd=RULES,
                           capture_output=True, text=True)
     assert test.returncode == 0, test.stdout + test.stderr

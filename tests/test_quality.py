@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retrainctl import quality
-from retrainctl.state import fold
+from retrainctl.fold import fold
 
 # --- pure functions -----------------------------------------------------------------------------
 
@@ -44,80 +44,206 @@ def test_psi_is_never_negative(a_counts, data):
     assert quality.psi(a, b) >= -1e-12
 
 
-def test_quantile_matches_numpy():
-    values = sorted([3.5, 1.0, 7.25, 2.0, 2.0, 9.0, 4.5])
-    for q in (0.0, 0.1, 0.25, 0.5, 0.9, 1.0):
-        assert quality.quantile(values, q) == pytest.approx(float(np.quantile(values, q)))
+def test_reference_counts_match_the_check_time_binning():
+    import pandas as pd
+
+    from retrainctl.training import reference_stats
+
+    X = pd.DataFrame({"x": [float(v) for v in range(100)] + [None] * 25,
+                      "c": ["a"] * 60 + ["b"] * 40 + [None] * 25,
+                      "k": [1.0] * 60 + [2.0] * 65})
+    ref = reference_stats(X)
+    assert ref["x"]["edges"] == pytest.approx(np.quantile(np.arange(100.0), np.arange(1, 10) / 10).tolist())
+    assert ref["x"]["counts"] == [10] * 10 + [25] and ref["x"]["n"] == 125
+    assert ref["c"] == {"kind": "categorical", "categories": ["a", "b", "<missing>"], "counts": [60, 40, 25], "n": 125}
+    assert ref["k"]["edges"] == [1.0, 2.0]     # duplicate quantiles collapse
+    for name, stats in ref.items():
+        values = [None if pd.isna(v) else v for v in X[name]]
+        assert quality.sample_counts(stats, values) == quality.reference_counts(stats), name
+    assert quality.sample_counts(ref["c"], ["a", "zzz", None]) == [1, 0, 1, 1]   # unseen -> <other>
 
 
-def test_numeric_reference_deciles_and_missing_bin():
-    stats = quality.numeric_reference(list(range(100)) + [None] * 25)
-    assert stats["kind"] == "numeric"
-    assert stats["edges"] == pytest.approx([9.9 * i for i in range(1, 10)])
-    assert len(stats["proportions"]) == 11
-    assert stats["proportions"][:10] == pytest.approx([0.08] * 10)
-    assert stats["proportions"][-1] == pytest.approx(0.2)   # 25 of 125 missing
-    assert sum(stats["proportions"]) == pytest.approx(1.0)
+def test_a_reference_with_shares_only_rebuilds_its_counts_from_the_rows():
+    legacy = {"kind": "numeric", "edges": [1.0], "proportions": [0.25, 0.75, 0.0]}
+    assert quality.reference_counts(legacy, rows=400) == [100, 300, 0]
+    legacy_cat = {"kind": "categorical", "categories": ["a", "b"], "proportions": [0.5, 0.5]}
+    assert quality.reference_counts(legacy_cat, rows=10) == [5, 5, 0]
 
 
-def test_numeric_reference_collapses_duplicate_edges():
-    stats = quality.numeric_reference([1.0] * 50 + [2.0] * 50)
-    assert stats["edges"] == [1.0, 1.5, 2.0]
-    assert quality.histogram(stats, [1.0, 2.0, 5.0, float("nan")]) == [0.0, 0.25, 0.0, 0.5, 0.25]
+@pytest.mark.parametrize("ref, sample", [
+    ([50, 30, 20], [10, 12, 8]),
+    ([1000, 1000, 500, 10], [30, 25, 40, 5]),
+    ([5, 5], [5, 5]),
+    ([300, 200, 100, 100, 50], [10, 40, 10, 30, 10]),
+])
+def test_chi_square_homogeneity_matches_scipy(ref, sample):
+    from scipy.stats import chi2_contingency
+
+    stat, dof, p = quality.chi_square_homogeneity(ref, sample)
+    expected = chi2_contingency([ref, sample], correction=False)
+    assert (stat, dof, p) == (pytest.approx(expected.statistic), expected.dof, pytest.approx(expected.pvalue))
 
 
-def test_categorical_reference_lumps_rare_categories_and_unseen_values():
-    stats = quality.categorical_reference(["a"] * 6 + ["b"] * 3 + ["c"] + [None], max_categories=2)
-    assert stats == {"kind": "categorical", "categories": ["a", "b", "<other>"],
-                     "proportions": pytest.approx([6 / 11, 3 / 11, 2 / 11])}
-    assert quality.expected(stats) == pytest.approx([6 / 11, 3 / 11, 2 / 11])
-    assert quality.histogram(stats, ["a", "zzz", None, "b"]) == [0.25, 0.25, 0.5]
-
-    full = quality.categorical_reference(["x", "y"])
-    assert quality.expected(full) == [0.5, 0.5, 0.0]
-    assert quality.histogram(full, ["x", "new"]) == [0.5, 0.0, 0.5]
-
-
-def test_feature_psi_sees_a_shift_and_not_a_resample():
-    rng = np.random.default_rng(0)
-    train = rng.normal(0, 1, 2000).tolist()
-    reference = quality.reference_stats({"x": train, "c": ["a", "b"] * 1000}, {"x"})
-    same = quality.feature_psi(reference, {"x": rng.normal(0, 1, 500).tolist(), "c": ["a", "b"] * 250})
-    shifted = quality.feature_psi(reference, {"x": rng.normal(1.5, 1, 500).tolist(), "c": ["b"] * 500})
-    assert same["x"] < 0.1 and same["c"] < 0.01
-    assert shifted["x"] > 1.0 and shifted["c"] > 1.0
-    assert list(quality.drifted({"a": 0.1, "b": 0.9, "c": 0.3}, 0.2)) == ["b", "c"]
+@pytest.mark.parametrize("ref, sample, ordered, merged", [
+    # numeric: adjacent bins merge until each expects >= 5 rows of the smaller sample (30)
+    ([100] * 10, [3] * 10, True, ([200] * 5, [6] * 5)),
+    ([100] * 10 + [0], [3] * 10 + [0], True, ([200] * 5, [6] * 5)),       # empty on both sides: dropped
+    ([100] * 9 + [100, 10], [3] * 10 + [2], True, ([200] * 4 + [210], [6] * 4 + [8])),  # a sparse tail joins its left
+    # categorical: sparse categories pooled; a pool still too small joins the smallest bin
+    ([900, 95, 5], [90, 9, 1], False, ([900, 100], [90, 10])),
+    ([500, 480, 15, 5], [50, 48, 1, 1], False, ([500, 500], [50, 50])),
+    ([10, 10], [1000, 1000], False, ([10, 10], [1000, 1000])),
+])
+def test_merge_sparse(ref, sample, ordered, merged):
+    assert quality.merge_sparse(ref, sample, ordered) == merged
 
 
-def test_performance_verdict_follows_the_metric_direction():
-    v = quality.performance_verdict("accuracy", 0.9, 0.8, 40, True, 0.05, 30, "eval.csv")
-    assert v.state == "degraded" and v.degradation == pytest.approx(1 / 9)
-    assert v.text == ("performance degraded: accuracy 0.8 on 40 rows of eval.csv vs baseline 0.9 "
-                      "(11.1% worse, performance_threshold 0.05)")
-    # rmse: lower is better, so a higher value is a degradation and a lower one is not
-    worse = quality.performance_verdict("rmse", 10.0, 12.0, 40, False, 0.05, 30, "eval.csv")
-    assert worse.state == "degraded" and worse.degradation == pytest.approx(0.2)
-    better = quality.performance_verdict("rmse", 10.0, 8.0, 40, False, 0.05, 30, "eval.csv")
-    assert better.state == "ok" and better.degradation == pytest.approx(-0.2)
-    assert "(20.0% better, performance_threshold 0.05)" in better.text
-    within = quality.performance_verdict("rmse", 10.0, 10.4, 40, False, 0.05, 30, "eval.csv")
-    assert within.state == "ok"
+def test_holm_adjusted_p_values():
+    assert quality.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005}) == pytest.approx(
+        {"d": 0.02, "a": 0.03, "c": 0.06, "b": 0.06})
+    assert quality.holm({"a": 0.6, "b": 0.9}) == {"a": 1.0, "b": 1.0}
+    assert quality.holm({}) == {}
+
+
+@pytest.mark.parametrize("metric", ["r2", "rmse", "mae", "accuracy", "f1_macro"])
+def test_metric_sample_means_are_the_metric(metric):
+    from retrainctl.training import score
+
+    rng = np.random.default_rng(1)
+    if metric in ("accuracy", "f1_macro"):
+        y = rng.choice(["a", "b", "c"], 200)
+        p = np.where(rng.random(200) < 0.8, y, rng.choice(["a", "b", "c"], 200))
+    else:
+        y = rng.normal(10, 3, 200)
+        p = y + rng.normal(0, 1, 200)
+    sample = quality.metric_sample(metric, y, p)
+    expected = score(metric, y, p)
+    test = quality.performance_test(metric, sample, sample, metric not in ("rmse", "mae"), 0.01)
+    assert test["score"] == pytest.approx(expected) and test["baseline"] == pytest.approx(expected)
+    assert test["n"] == test["baseline_n"] == 200 and test["p_value"] > 0.4
+    assert test["ci"][0] < expected < test["ci"][1]
+
+
+def test_welch_test_matches_scipy():
+    from scipy.stats import t, ttest_ind_from_stats
+
+    base = {"method": "welch", "n": 400, "mean": 0.8, "sd": 0.5}
+    now = {"method": "welch", "n": 50, "mean": 0.6, "sd": 0.9}
+    test = quality.performance_test("r2", base, now, True, 0.01)
+    expected = ttest_ind_from_stats(0.8, 0.5, 400, 0.6, 0.9, 50, equal_var=False, alternative="greater")
+    assert test["p_value"] == pytest.approx(expected.pvalue)
+    # lower is better (rmse): the same numbers mean an improvement
+    assert quality.performance_test("rmse", base, now, False, 0.01)["p_value"] == pytest.approx(1 - expected.pvalue)
+    # a baseline from before these statistics (score, holdout rows) is taken as exact: one-sample t
+    legacy = quality.performance_test("r2", (0.8, 400), now, True, 0.01)
+    assert legacy["p_value"] == pytest.approx(t.sf(0.2 / (0.9 / math.sqrt(50)), 49))
+
+
+def test_exact_test_for_accuracy_matches_fisher_and_finds_what_is_detectable():
+    from scipy.stats import binomtest, fisher_exact
+
+    base = {"method": "exact", "n": 200, "correct": 180}
+    now = {"method": "exact", "n": 40, "correct": 30}
+    test = quality.performance_test("accuracy", base, now, True, 0.01)
+    assert test["p_value"] == pytest.approx(fisher_exact([[180, 20], [30, 10]], alternative="greater")[1])
+    ci = binomtest(30, 40).proportion_ci(confidence_level=0.98, method="exact")
+    assert test["ci"] == pytest.approx([ci.low, ci.high])
+    # detectable: the largest correct count still significant, as a relative degradation
+    k = max(k for k in range(41) if fisher_exact([[180, 20], [k, 40 - k]], alternative="greater")[1] <= 0.01)
+    assert test["detectable"] == pytest.approx((0.9 - k / 40) / 0.9)
+    # 5 rows cannot show anything at 1%
+    tiny = quality.performance_test("accuracy", base, {"method": "exact", "n": 1, "correct": 0}, True, 0.01)
+    assert tiny["detectable"] is None
+
+
+EVIDENCE = {"score": 0.8, "ci": [0.7, 0.9], "baseline": 0.9, "baseline_n": 300, "n": 100, "p_value": 0.001,
+            "detectable": 0.04, "method": "Welch t-test"}
+
+
+@pytest.mark.parametrize("changes, threshold, state", [
+    ({}, 0.05, "degraded"),                                   # 11% worse and significant
+    ({"p_value": 0.2}, 0.05, "ok"),                           # worse, but could be chance
+    ({}, 0.2, "ok"),                                          # significant, but within the threshold
+    ({"score": 0.95, "p_value": 0.99}, 0.05, "ok"),           # better
+])
+def test_performance_verdict_needs_size_and_significance(changes, threshold, state):
+    v = quality.performance_verdict("accuracy", dict(EVIDENCE, **changes), 100, True, threshold, 0.01, 30, "eval.csv")
+    assert v.state == state
+
+
+def test_performance_verdict_text_and_a_sample_too_small_to_tell():
+    v = quality.performance_verdict("accuracy", EVIDENCE, 100, True, 0.05, 0.01, 30, "eval.csv")
+    assert v.text == ("performance degraded: accuracy 0.8 (98% CI 0.7..0.9) on 100 rows of eval.csv vs baseline 0.9 "
+                      "on 300 holdout rows (11.1% worse, p 0.001; performance_threshold 0.05, quality_alpha 0.01)")
+    assert v.degradation == pytest.approx(1 / 9) and v.evidence == EVIDENCE
+    small = quality.performance_verdict("accuracy", dict(EVIDENCE, score=0.89, p_value=0.3, detectable=0.3), 100,
+                                        True, 0.05, 0.01, 30, "eval.csv")
+    assert small.state == "ok" and small.note == (
+        "100 rows (vs 300 holdout rows) are too few to detect a degradation of 0.05 at quality_alpha 0.01 "
+        "(smallest detectable: 30.0%)")
+    assert small.text.endswith("; " + small.note) and v.note is None
 
 
 def test_too_few_rows_is_not_evidence():
-    v = quality.performance_verdict("accuracy", 0.9, None, 12, True, 0.05, 30, "eval.csv")
+    v = quality.performance_verdict("accuracy", None, 12, True, 0.05, 0.01, 30, "eval.csv")
     assert (v.state, v.degradation) == ("insufficient", None)
     assert v.text == "not enough evidence: 12 labelled row(s) in eval.csv, min_eval_rows is 30"
-    d = quality.drift_verdict({}, 5, 0.2, 30, "recent.csv")
+    d = quality.drift_verdict({}, 5, quality.DriftPolicy(0.2, 0.01), 30, "recent.csv")
     assert d.text == "not enough evidence: 5 row(s) in recent.csv, min_eval_rows is 30"
 
 
-def test_drift_verdict():
-    d = quality.drift_verdict({"a": 0.05, "b": 0.61, "c": 0.25}, 100, 0.2, 30, "recent.csv")
-    assert d.state == "degraded"
-    assert d.text == "input drift in recent.csv: PSI b 0.61, c 0.25 (drift_threshold 0.2)"
-    ok = quality.drift_verdict({"a": 0.05}, 100, 0.2, 30, "recent.csv")
-    assert (ok.state, ok.text) == ("ok", "no input drift in recent.csv: max PSI 0.05 (drift_threshold 0.2)")
+TESTS = {"a": {"psi": 0.05, "p": 0.5}, "b": {"psi": 0.61, "p": 1e-6}, "c": {"psi": 0.25, "p": 0.002},
+         "d": {"psi": 0.9, "p": 0.2}}
+
+
+@pytest.mark.parametrize("policy, drifted", [
+    (quality.DriftPolicy(0.2, 0.01), ["b", "c"]),           # c: 0.002 x 3 (Holm) <= 0.01; d: big PSI, not significant
+    (quality.DriftPolicy(0.2, 0.001), ["b"]),
+    (quality.DriftPolicy(0.3, 0.01), ["b"]),                # c's PSI below the threshold
+    (quality.DriftPolicy(0.2, 0.01, thresholds={"b": 1.0}), ["c"]),
+    (quality.DriftPolicy(0.2, 0.01, exclude=("b",)), ["c"]),
+    (quality.DriftPolicy(0.2, 0.01, features=("a", "d")), []),
+    (quality.DriftPolicy(0.2, 0.01, share=0.5), ["b", "c"]),   # 2 of 4 drifted: enough
+    (quality.DriftPolicy(0.2, 0.01, share=0.75), []),          # needs 3
+])
+def test_drift_verdict_needs_significance_psi_and_share(policy, drifted):
+    v = quality.drift_verdict(TESTS, 100, policy, 30, "recent.csv")
+    assert v.state == ("degraded" if drifted else "ok")
+    if drifted:
+        assert list(v.evidence["drifted_features"]) == drifted
+
+
+def test_drift_verdict_text():
+    v = quality.drift_verdict(TESTS, 100, quality.DriftPolicy(0.2, 0.01), 30, "recent.csv")
+    assert v.text == ("input drift in recent.csv: PSI b 0.61 (p 4e-06), c 0.25 (p 0.006) "
+                      "(drift_threshold 0.2, quality_alpha 0.01, Holm over 4 feature(s))")
+    assert v.evidence["p_adjusted"] == {"a": 0.5, "b": 4e-06, "c": 0.006, "d": 0.4}
+    ok = quality.drift_verdict(TESTS, 100, quality.DriftPolicy(0.2, 0.01, share=1.0), 30, "recent.csv")
+    assert ok.text == ("no input drift in recent.csv: max PSI 0.9, min adjusted p 4e-06 (drift_threshold 0.2, "
+                       "quality_alpha 0.01, Holm over 4 feature(s)); 2 drifted feature(s), drift_share needs 4")
+
+
+def test_feature_tests_see_a_shift_and_not_a_resample():
+    import pandas as pd
+
+    from retrainctl.training import reference_stats
+
+    rng = np.random.default_rng(0)
+    ref = reference_stats(pd.DataFrame({"x": rng.normal(0, 1, 2000), "c": ["a", "b"] * 1000}))
+    same = quality.feature_tests(ref, {"x": rng.normal(0, 1, 500).tolist(), "c": ["a", "b"] * 250})
+    shifted = quality.feature_tests(ref, {"x": rng.normal(1.5, 1, 500).tolist(), "c": ["b"] * 500})
+    assert same["x"]["psi"] < 0.1 and same["x"]["p"] > 0.01 and same["c"] == {"psi": 0.0, "p": 1.0}
+    assert shifted["x"]["psi"] > 1.0 and shifted["x"]["p"] < 1e-10 and shifted["c"]["p"] < 1e-10
+
+
+@pytest.mark.parametrize("action, fired", [("alert", ["performance"]), ("retrain", ["performance", "drift"])])
+def test_drift_retrains_only_with_drift_action_retrain(action, fired):
+    from retrainctl.config import RetrainingConfig
+    from retrainctl.triggers import Observation, Reason, fire
+
+    obs = Observation(now=0, data_hash="h", model_version=1, model_data_hash="h", model_trained_at=0,
+                      performance=Reason("performance", "p"), drift=Reason("drift", "d"))
+    assert [r.trigger_type for r in fire(RetrainingConfig(drift_action=action), obs)] == fired
 
 
 def test_fold_remembers_quality_evidence_of_success_and_rejection_only():
@@ -173,7 +299,10 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(pro
         ("iris", False), ("housing", False)]
     st_ok = status_of(project, "iris")
     assert st_ok["eval_rows"] == 150 and st_ok["eval_score"] > 0.95 and st_ok["degraded"] is False
-    assert st_ok["eval_source"] == "data/eval.csv" and st_ok["note"] == ""
+    assert st_ok["eval_source"] == "data/eval.csv"
+    # iris holds out 42 rows: too few for its baseline to show a 5% degradation, and status says so
+    assert st_ok["note"] == ("performance: 150 rows (vs 42 holdout rows) are too few to detect a degradation "
+                             "of 0.05 at quality_alpha 0.01 (smallest detectable: 16.7%)")
 
     write_eval(project, rows, relabel=True)
     second = project.run("check")
@@ -182,9 +311,12 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(pro
     record = project.history("iris")[-1]
     assert (record["trigger_type"], record["status"], record["version"]) == ("performance", "success", 2)
     assert record["description"].startswith(
-        "performance degraded: accuracy 0 on 150 rows of data/eval.csv vs baseline 0.9524 "
-        "(100.0% worse, performance_threshold 0.05)")
+        "performance degraded: accuracy 0 (98% CI 0..0.03023) on 150 rows of data/eval.csv vs baseline 0.9524 "
+        "on 42 holdout rows (100.0% worse, p ")
     assert record["quality_keys"]["performance"].startswith(record["data_hash"] + "|eval:")
+    evidence = record["quality_evidence"]["performance"]
+    assert (evidence["score"], evidence["n"], evidence["baseline_n"]) == (0.0, 150, 42)
+    assert evidence["p_value"] < 1e-30 and evidence["method"] == "Fisher exact, Clopper-Pearson"
 
     # No loop: the same data and eval data do not fire again, but status still says degraded.
     for _ in range(2):
@@ -237,7 +369,8 @@ def test_appended_rows_are_the_eval_data_without_eval_path(project):
     dry = json.loads(project.cli("check", "--dry-run", "--json").stdout)["models"][0]
     assert [r["trigger_type"] for r in dry["due_reasons"]] == ["data_change", "performance"]
     assert dry["due_reasons"][1]["description"].startswith(
-        "performance degraded: accuracy 0 on 40 rows of data/raw/iris.csv (appended rows) vs baseline 0.9524")
+        "performance degraded: accuracy 0 (98% CI 0..0.1087) on 40 rows of data/raw/iris.csv (appended rows) "
+        "vs baseline 0.9524 on 42 holdout rows (100.0% worse, p 2.1e-21; performance_threshold 0.05, quality_alpha 0.01)")
 
 
 def test_rmse_direction_on_regression(project):
@@ -317,22 +450,51 @@ def write_inputs(project, shift=0.0, name="recent.csv"):
     return path
 
 
-def test_shifted_inputs_trigger_drift_and_unshifted_do_not(project):
+def test_unshifted_inputs_do_not_drift_and_shifted_ones_alert_without_retraining(project):
     assert project.run("check").returncode == 0
     meta = json.loads((project.model_dir / "iris" / "v1" / "metadata.json").read_text())
     assert set(meta["reference"]) == {"SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"}
-    assert meta["reference"]["PetalLengthCm"]["kind"] == "numeric" and meta["data_lines"] == 150
+    petal = meta["reference"]["PetalLengthCm"]
+    assert petal["kind"] == "numeric" and petal["n"] == 150 and sum(petal["counts"]) == 150
+    assert meta["data_lines"] == 150 and meta["baseline"]["method"] == "exact"
 
     write_inputs(project)
-    project.set_model("iris", drift_path="data/recent.csv")
+    _, rows = iris_rows(project)
+    write_eval(project, rows)
+    project.set_model("iris", drift_path="data/recent.csv", eval_path="data/eval.csv")
     out = project.run("check", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["models"][0]["due"] is False
     st = status_of(project, "iris")
-    assert st["drifted"] is False and st["drifted_features"] == {} and st["drift_rows"] == 150
-    assert max(st["drift_psi"].values()) < 0.05
+    assert (st["drifted"], st["drifted_features"], st["drift_rows"], st["drift_action"]) == (False, {}, 150, "alert")
+    assert max(st["drift_psi"].values()) < 0.05 and min(st["drift_p_values"].values()) > 0.5
+    assert st["degraded"] is False and st["eval_p_value"] > 0.05 and st["eval_rows"] == 150
+    assert st["eval_ci"][0] < st["eval_score"] <= st["eval_ci"][1] and st["eval_method"] == "Fisher exact, Clopper-Pearson"
 
+    # drift_action alert (the default): drift is a signal in status, not a retrain
     write_inputs(project, shift=3.0)
+    for _ in range(2):
+        out = project.run("check")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines()[1].split()[:3] == ["iris", "no", "-"]
+    assert iris_history(project) == [("initial", "success")]
+    st = status_of(project, "iris")
+    assert st["due"] is False and st["drifted"] is True and list(st["drifted_features"]) == ["PetalLengthCm"]
+    assert st["drift_p_values"]["PetalLengthCm"] < 1e-6
+    assert st["drift_note"].startswith("input drift in data/recent.csv: PSI PetalLengthCm ")
+    assert st["drift_note"].endswith("; drift_action alert: a signal, not a retrain")
+    metrics = project.run("metrics")
+    assert metrics.returncode == 0, metrics.stderr
+    lines = metrics.stdout.splitlines()
+    assert 'model_input_drifted{model_name="iris"} 1.0' in lines
+    assert [line.split(" ")[0] for line in lines if line.startswith("model_feature_drift_psi{")] == [
+        'model_feature_drift_psi{feature="PetalLengthCm",model_name="iris"}']
+
+
+def test_drift_action_retrain_retrains_once_per_drift_evidence(project):
+    assert project.run("check").returncode == 0
+    write_inputs(project, shift=3.0)
+    project.set_model("iris", drift_path="data/recent.csv", drift_action="retrain")
     out = project.run("check")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[1].split()[:4] == ["iris", "yes", "drift", "train"]
@@ -340,7 +502,11 @@ def test_shifted_inputs_trigger_drift_and_unshifted_do_not(project):
     assert (record["trigger_type"], record["status"]) == ("drift", "success")
     assert record["description"].startswith("input drift in data/recent.csv: PSI PetalLengthCm ")
     assert record["quality_keys"]["drift"].startswith(record["data_hash"] + "|drift:")
+    evidence = record["quality_evidence"]["drift"]
+    assert evidence["tested"] == 4 and list(evidence["drifted_features"]) == ["PetalLengthCm"]
+    assert evidence["p_adjusted"]["PetalLengthCm"] < 1e-6
 
+    # No loop: the retrained model sees the same drift on the same data, and does not retrain again.
     for _ in range(2):
         assert project.run("check").returncode == 0
     assert iris_history(project) == [("initial", "success"), ("drift", "success")]
@@ -349,6 +515,25 @@ def test_shifted_inputs_trigger_drift_and_unshifted_do_not(project):
     assert list(st["drifted_features"]) == ["PetalLengthCm"] and st["drifted_features"]["PetalLengthCm"] > 0.2
     assert st["note"] == ("drift still degraded, but a retrain already ran for this data and drift inputs; "
                           "waiting for either to change")
+
+
+def test_a_model_trained_before_counts_and_baselines_still_gets_both_tests(project):
+    assert project.run("check", "iris").returncode == 0
+    path = project.model_dir / "iris" / "v1" / "metadata.json"
+    meta = json.loads(path.read_text())
+    del meta["baseline"]
+    for stats in meta["reference"].values():   # the older format: shares only
+        stats["proportions"] = [c / stats["n"] for c in stats.pop("counts")]
+        del stats["n"]
+    path.write_text(json.dumps(meta))
+    write_inputs(project, shift=3.0)
+    _, rows = iris_rows(project)
+    write_eval(project, rows, relabel=True)
+    project.set_model("iris", drift_path="data/recent.csv", eval_path="data/eval.csv")
+    st = status_of(project, "iris")
+    assert st["quality_notes"] == []
+    assert st["drifted"] is True and list(st["drifted_features"]) == ["PetalLengthCm"]
+    assert st["degraded"] is True and st["eval_baseline_rows"] == 42 and st["eval_p_value"] < 1e-30
 
 
 def test_categorical_drift_and_threshold(project):
@@ -362,7 +547,7 @@ def test_categorical_drift_and_threshold(project):
         cells[ocean] = "ISLAND"
         rows.append(",".join(cells))
     (project.root / "data" / "housing_recent.csv").write_text("\n".join([header, *rows]) + "\n")
-    project.set_model("housing", drift_path="data/housing_recent.csv")
+    project.set_model("housing", drift_path="data/housing_recent.csv", drift_action="retrain")
     out = json.loads(project.cli("check", "--dry-run", "--json", "housing").stdout)["models"][0]
     assert [r["trigger_type"] for r in out["due_reasons"]] == ["drift"]
     assert out["due_reasons"][0]["description"].startswith("input drift in data/housing_recent.csv: PSI ocean_proximity ")
@@ -372,6 +557,15 @@ def test_categorical_drift_and_threshold(project):
     project.set_model("housing", drift_threshold=50.0)
     out = json.loads(project.cli("check", "--dry-run", "--json", "housing").stdout)["models"][0]
     assert out["due"] is False
+    project.set_model("housing", drift_threshold=0.2, drift_exclude=["ocean_proximity"])
+    st = json.loads(project.cli("status", "--json", "housing").stdout)["models"][0]
+    assert st["drifted"] is False and "ocean_proximity" not in st["drift_p_values"]
+    project.set_model("housing", drift_exclude=None, drift_thresholds={"ocean_proximity": 50.0})
+    assert json.loads(project.cli("status", "--json", "housing").stdout)["models"][0]["drifted"] is False
+    project.set_model("housing", drift_thresholds=None, drift_features=["median_income", "ocaen_proximity"])
+    st = json.loads(project.cli("status", "--json", "housing").stdout)["models"][0]
+    assert st["quality_notes"] == ["drift: drift_features/drift_exclude/drift_thresholds name feature(s) "
+                                   "model v1 was not trained on: ocaen_proximity"]
 
 
 def test_drift_inputs_missing_a_feature(project):
@@ -405,7 +599,7 @@ import json, sys
 from retrainctl import load_config, check
 report = check(load_config(sys.argv[1]))
 print(json.dumps({"exit": report.exit_code, "results": [o.result for o in report.outcomes],
-                  "heavy": sorted(m for m in ("pandas", "sklearn", "numpy", "joblib", "mlflow") if m in sys.modules)}))
+                  "heavy": sorted(m for m in ("pandas", "sklearn", "numpy", "scipy", "joblib", "mlflow") if m in sys.modules)}))
 """
 
 
@@ -462,13 +656,34 @@ def test_quality_config_keys(project):
     assert yaml.safe_load(project.cli("config", "--model", "housing").stdout)["models"]["housing"]["min_eval_rows"] == 30
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("quality_alpha", 0.5, "must be more than 0 and less than 0.5, got 0.5"),
+    ("drift_share", 1.5, "must be between 0 and 1, got 1.5"),
+    ("drift_action", "page", "must be one of: alert, retrain, got 'page'"),
+    ("drift_features", [], "must list at least one feature, got []"),
+    ("drift_thresholds", {"x": 0}, "must map feature names to PSI thresholds > 0, got {'x': 0}"),
+])
+def test_quality_test_keys_are_validated(project, key, value, message):
+    project.set_model("iris", **{key: value})
+    result = project.cli("config")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {project.config_path}: models.iris.{key}: {message}\n"
+
+
+def test_quality_test_keys_defaults(project):
+    import yaml
+
+    project.set_model("iris", drift_exclude=["SepalWidthCm"], drift_thresholds={"PetalLengthCm": 0.5})
+    iris = yaml.safe_load(project.cli("config", "--model", "iris").stdout)["models"]["iris"]
+    assert (iris["quality_alpha"], iris["drift_share"], iris["drift_action"]) == (0.01, 0.0, "alert")
+    assert iris["drift_exclude"] == ["SepalWidthCm"] and iris["drift_thresholds"] == {"PetalLengthCm": 0.5}
+
+
 def test_a_drift_file_with_a_column_named_twice_is_an_error_naming_it(tmp_path):
-    from retrainctl.evaluation import _sample_psi
-    from retrainctl.fingerprint import hash_bytes
+    from retrainctl.evaluation import drift_tests
 
     path = tmp_path / "drift.csv"
     raw = b"a,b,a\n1,2,3\n4,5,6\n"
-    path.write_bytes(raw)
-    reference = {"a": {"kind": "numeric", "edges": [2.0], "shares": [0.5, 0.5, 0.0]}}
-    assert _sample_psi(str(path), hash_bytes(raw), reference) == {
+    reference = {"a": {"kind": "numeric", "edges": [2.0], "counts": [5, 5, 0], "n": 10}}
+    assert drift_tests(raw, str(path), reference) == {
         "error": f"{path}: column(s) named more than once in the header: a"}

@@ -3,7 +3,8 @@ import json
 import logging
 import os
 
-from retrainctl.state import StateLog, fold
+from retrainctl.eventlog import StateLog
+from retrainctl.fold import fold
 
 
 def rec(model, status, data_hash="h1", trigger="data_change", t="2026-11-27T12:00:00+00:00", **kw):

@@ -1,6 +1,8 @@
 """The state log at scale: summary.json caches the fold up to an offset and must always agree
 with a full fold of every segment; history reads backwards only as far as it needs; rotation
 renames whole segments and loses nothing."""
+import dataclasses
+import errno
 import json
 import logging
 import os
@@ -11,9 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrainctl import logfile, state
-from retrainctl.errors import LockBusy
-from retrainctl.state import HISTORY_STATUSES, LockTimeout, ScheduleCache, StateLog, fold, training_lock
+from retrainctl import eventlog, fold as fold_module, locks, logfile
+from retrainctl.errors import LockBusy, RetrainctlError
+from retrainctl.eventlog import StateLog
+from retrainctl.events import HISTORY_STATUSES
+from retrainctl.fold import fold
+from retrainctl.locks import LockTimeout, training_lock
+from retrainctl.metrics_totals import fold_totals
+from retrainctl.schedule import ScheduleCache
 
 TIMES = ["2026-11-27T12:00:00+00:00", "2026-11-27T12:05:00+00:00", "2026-11-28T01:00:00+00:00", "not a time"]
 
@@ -70,7 +77,7 @@ def test_summary_always_agrees_with_a_full_fold(ops, refresh, block):
     (summary + tail) equals the fold of every record of every segment, and history equals the
     newest-first filter of all records."""
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
-        mp.setattr(state, "SUMMARY_REFRESH", refresh)
+        mp.setattr(eventlog, "SUMMARY_REFRESH", refresh)
         if block:  # tiny blocks: every line straddles a block boundary somewhere
             mp.setattr(logfile, "BLOCK", block)
             mp.setattr(logfile, "BACK_BLOCK", block)
@@ -86,9 +93,10 @@ def test_summary_always_agrees_with_a_full_fold(ops, refresh, block):
                 log.states()
             elif op == "drop summary" and os.path.exists(log.summary_path):
                 os.unlink(log.summary_path)
-            full = fold(log.read())
+            full, totals = fold(log.read()), fold_totals(log.read())
             assert log.states() == full
             assert log.states() == full  # and again, from whatever summary the first call left
+            assert log.totals() == totals
             for model in (None, "a", "c.d"):
                 for limit in (1, 3, 0):
                     assert log.history(model, limit) == naive_history(log, model, limit)
@@ -107,7 +115,7 @@ def parse_counter(monkeypatch):
 
 
 def test_only_the_tail_after_the_summary_is_parsed(tmp_path, monkeypatch):
-    monkeypatch.setattr(state, "SUMMARY_REFRESH", 0)
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
     log = StateLog(str(tmp_path))
     log.append(*[rec("a", "failure", error_signature=f"e{i}") for i in range(50)])
     assert log.states()["a"].failures_in_row == 50  # writes the summary
@@ -143,29 +151,61 @@ def stale_by(how, log):
             data = fh.read()
             fh.seek(0)
             fh.write(data.replace(b'"model_name": "b", "status": "success"', b'"model_name": "b", "status": "skipped"'))
-    elif how == "fold changed":
-        state.FOLD_VERSION += 1
+    elif how in CHANGED_FOLD:
+        eventlog.FOLDS = tuple(bumped(f) if f.name == CHANGED_FOLD[how] else f for f in eventlog.FOLDS)
+
+
+CHANGED_FOLD = {"decision fold changed": "decision", "totals fold changed": "metrics_totals"}
+
+
+def bumped(f):
+    return dataclasses.replace(f, version=f.version + 1)
 
 
 @pytest.mark.parametrize("how", ["missing", "damaged", "log shorter", "inode changed",
-                                 "bytes before the offset differ", "fold changed"])
+                                 "bytes before the offset differ", "decision fold changed", "totals fold changed"])
 def test_stale_summary_is_rebuilt_from_the_log(tmp_path, monkeypatch, how):
-    monkeypatch.setattr(state, "SUMMARY_REFRESH", 0)
-    monkeypatch.setattr(state, "FOLD_VERSION", state.FOLD_VERSION)
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
+    monkeypatch.setattr(eventlog, "FOLDS", eventlog.FOLDS)
     log = StateLog(str(tmp_path))
     log.append(*[rec("a", "failure") for _ in range(6)], rec("b", "success"))
     assert log.states()["a"].failures_in_row == 6
     stale_by(how, log)
     calls = parse_counter(monkeypatch)
-    assert log.states() == fold(log.read())
+    assert log.states() == fold(log.read()) and log.totals() == fold_totals(log.read())
     assert len(calls) >= 2 * 3  # the whole log (at least three lines) was read again, twice over
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["log"]["inode"] == os.stat(log.path).st_ino
     assert summary["log"]["offset"] == os.path.getsize(log.path)
 
 
+def test_a_changed_fold_rebuilds_only_its_own_section(tmp_path, monkeypatch):
+    """A metrics change (another totals fold version) refolds the totals from the start, while the
+    decision fold carries on from its cached section: it folds only the tail."""
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
+    log = StateLog(str(tmp_path))
+    log.append(*[rec("a", "failure", error_type="timeout") for _ in range(5)], rec("a", "paused"))
+    log.states()
+    log.append(rec("b", "success"))
+    decided = []
+    decision, totals = eventlog.FOLDS
+
+    def counting(events, states=None):
+        events = list(events)
+        decided.extend(events)
+        return decision.fold(events, states)
+
+    monkeypatch.setattr(eventlog, "FOLDS", (dataclasses.replace(decision, fold=counting), bumped(totals)))
+    assert log.totals() == fold_totals(log.read()) and log.totals()["a"].failures == {"timeout": 5}
+    assert [e["model_name"] for e in decided] == ["b"]  # the tail, once: the section was still valid
+    assert log.states() == fold(log.read()) and log.states()["a"].paused
+    sections = json.loads((tmp_path / "summary.json").read_text())["folds"]
+    assert sections["metrics_totals"]["format"][0] == totals.version + 1
+    assert sections["decision"]["format"][0] == decision.version
+
+
 def test_a_torn_last_line_is_folded_but_never_cached(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(state, "SUMMARY_REFRESH", 0)
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
     log = StateLog(str(tmp_path))
     log.append(rec("a", "success"))
     write_raw(log, COMPLETE_WITHOUT_NEWLINE)  # a record whose newline never made it
@@ -181,7 +221,7 @@ def test_a_torn_last_line_is_folded_but_never_cached(tmp_path, monkeypatch, capl
 
 
 def test_garbled_line_warns_with_its_line_number_in_the_tail(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(state, "SUMMARY_REFRESH", 0)
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
     log = StateLog(str(tmp_path))
     log.append(rec("a", "success"), rec("a", "skipped"))
     log.states()
@@ -267,7 +307,7 @@ def test_history_of_one_model_parses_only_its_lines(tmp_path, monkeypatch):
 
 
 def test_schedule_cache_lock_is_the_same_lock_filelock_takes(tmp_path, monkeypatch):
-    monkeypatch.setattr(state, "LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr("retrainctl.schedule.LOCK_TIMEOUT", 0.2)
     cache = ScheduleCache(str(tmp_path))
     cache.record({"a": 1.0})
     with filelock.FileLock(str(tmp_path / "checks.lock")):
@@ -277,6 +317,31 @@ def test_schedule_cache_lock_is_the_same_lock_filelock_takes(tmp_path, monkeypat
     assert cache.load() == {"a": 1.0, "b": 2.0}
 
 
+def test_an_append_the_disk_fails_midway_leaves_nothing_of_it(tmp_path, monkeypatch):
+    """Records are written whole or not at all: a short write (one record and a half) followed by
+    an I/O error is cut back under the lock and reported naming the log and the cause.
+    (tests/test_full_disk.py proves the same with a real full file system.)"""
+    log = StateLog(str(tmp_path))
+    log.append(rec("a", "paused"))
+    before = open(log.path, "rb").read()
+    real, calls = os.write, []
+
+    def failing(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real(fd, bytes(data[: len(data) * 3 // 4]))
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "write", failing)
+    with pytest.raises(RetrainctlError, match=rf"^{log.path}: cannot append to the state log: Input/output error$"):
+        log.append(rec("a", "resumed"), rec("a", "success"))
+    monkeypatch.undo()
+    assert len(calls) == 2 and open(log.path, "rb").read() == before
+    log.append(rec("b", "success"))
+    assert [(e["model_name"], e["status"]) for e in log.read()] == [("a", "paused"), ("b", "success")]
+    assert log.states()["a"].paused
+
+
 def test_lock_timeout_is_also_a_filelock_timeout(tmp_path):
     held = training_lock(str(tmp_path), "a")
     held.acquire()
@@ -284,10 +349,10 @@ def test_lock_timeout_is_also_a_filelock_timeout(tmp_path):
         with pytest.raises(LockTimeout) as info:
             training_lock(str(tmp_path), "a").acquire(timeout=0)
         assert isinstance(info.value, filelock.Timeout)
-        assert state.lock_is_held(str(tmp_path), "a")
+        assert locks.lock_is_held(str(tmp_path), "a")
     finally:
         held.release()
-    assert not state.lock_is_held(str(tmp_path), "a")
+    assert not locks.lock_is_held(str(tmp_path), "a")
 
 
 IRIS = {"data_path": "iris.csv", "target": "Species", "task": "classification",
@@ -334,6 +399,6 @@ def test_commands_rotate_the_log_and_keep_their_history(project):
 def test_fold_keeps_only_the_most_recent_rejected_hashes(monkeypatch):
     """Years of rejections must not make every read slower: the newest REJECTED_KEPT are kept,
     and a hash rejected again counts as new."""
-    monkeypatch.setattr(state, "REJECTED_KEPT", 3)
+    monkeypatch.setattr(fold_module, "REJECTED_KEPT", 3)
     events = [rec("a", "rejected", data_hash=h) for h in ("h1", "h2", "h3", "h1", "h4")]
     assert list(fold(events)["a"].rejected) == ["h3", "h1", "h4"]

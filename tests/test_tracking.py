@@ -4,6 +4,7 @@ that are down or hang."""
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -243,8 +244,16 @@ def test_kill_between_registry_and_store_moves_the_alias_back(project, monkeypat
     assert "iris: MLflow alias 'champion' now on registered version 1" in after.stderr
     assert str(client.get_model_version_by_alias("iris", "champion").version) == "1"
     record = project.history("iris")[-1]
-    assert (record["status"], record["error_type"], record["version"]) == ("failure", "interrupted", None)
+    assert (record["status"], record["error_type"], record["version"]) == ("failure", "interrupted", 2)
     assert project.current_version("iris") == 1
+
+    # MLflow knows store v2 though it never went live: with the model folder lost as well, the
+    # next version is still v3, never a second v2 in the registry.
+    shutil.rmtree(project.model_dir / "iris")
+    retrained, _ = train_json(project, "iris")
+    assert (retrained["version"], retrained["mlflow_model_version"]) == (3, 3)
+    tags = [v.tags[STORE_VERSION_TAG] for v in client.search_model_versions("name='iris'")]
+    assert sorted(tags) == ["1", "2", "3"]
 
 
 def test_kill_during_the_first_training_removes_the_alias(project, monkeypatch):

@@ -1,6 +1,6 @@
-"""Hand fits to where they run -- child processes on this host (`local`) or a Dask cluster
-(`dask`) -- and hand them back as they finish. The controller keeps deciding, locking, gating
-and recording; an executor only runs `training.run_task` and reports where and how long.
+"""Hand fits to where they run -- supervised child processes on this host (`local`) or a Dask
+cluster (`dask`) -- and hand them back as they finish. The controller keeps deciding, locking,
+gating and recording; an executor only runs `training.run_task` and reports where and how long.
 
 distributed is imported only when `executor: {type: dask}` is configured."""
 import concurrent.futures
@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import RetrainctlError, TrainingError
-from .executor import as_error, classify, kill_live, run_local
+from . import child, faults
+from .errors import DataError, RetrainctlError, TrainingError
 from .fsutil import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -96,18 +96,94 @@ def clear_running(state_dir, model_name):
         pass
 
 
+# --- what a fit's error means, wherever it ran ------------------------------------------------------
+
+def _out_of_memory(exc):
+    """MemoryError, or what an address-space limit looks like elsewhere: a shared library that
+    cannot be mapped while importing, an allocation failing with ENOMEM."""
+    import errno
+
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return ((isinstance(exc, OSError) and exc.errno == errno.ENOMEM)
+            or (isinstance(exc, (ImportError, OSError))
+                and ("failed to map segment" in text or "Cannot allocate memory" in text)))
+
+
+def classify(exc, max_memory_mb=None):
+    """(error_type, message) for an exception the training task raised, wherever it ran."""
+    if _out_of_memory(exc):
+        why = f"fit exceeded max_memory_mb={max_memory_mb}" if max_memory_mb else "fit ran out of memory"
+        return "memory", why if isinstance(exc, MemoryError) else f"{why} ({type(exc).__name__}: {exc})"
+    if isinstance(exc, DataError):
+        return "data_error", str(exc)
+    if isinstance(exc, TrainingError):
+        return exc.error_type, str(exc)
+    if isinstance(exc, RetrainctlError):
+        return "config_error", str(exc)
+    return "training_error", f"{type(exc).__name__}: {exc}"
+
+
+def as_error(error_type, text):
+    """The controller-side exception for a classified task error."""
+    return DataError(text) if error_type == "data_error" else TrainingError(text, error_type=error_type)
+
+
 # --- executors -----------------------------------------------------------------------------------
+
+def local_fit(spec, data_path, expected_hash, champion_bytes, max_memory_mb):
+    """The task a local fit process runs: `run_task`, or its error classified."""
+    import traceback
+
+    try:
+        from .training import run_task
+
+        return "ok", run_task(spec, data_path, expected_hash, champion_bytes)
+    except Exception as exc:
+        return ("error", *classify(exc, max_memory_mb), traceback.format_exc())
+
+
+def run_local(request, children):
+    """Run the training task in a fresh child process of `children`; raise TrainingError with an
+    error_type (timeout, memory, crashed, data_error, ...) when it does not return a model."""
+    r = request
+    try:
+        with children.start(f"retrainctl-fit-{r.model_name}", max_memory_mb=r.max_memory_mb) as proc:
+            message = proc.call(local_fit, r.spec, r.data_path, r.data_hash, r.champion_bytes, r.max_memory_mb,
+                                timeout=r.timeout)
+    except child.Timeout:
+        raise TrainingError(f"fit did not finish within train_timeout_seconds={r.timeout:g}",
+                            error_type="timeout") from None
+    except child.Died as exc:
+        if exc.code < 0:
+            raise TrainingError(f"fit process was killed by signal {-exc.code}", error_type="crashed") from None
+        hint = (f" (with max_memory_mb={r.max_memory_mb}: native code that cannot allocate often exits like this; "
+                f"try a higher limit)") if r.max_memory_mb else ""
+        raise TrainingError(f"fit process exited with code {exc.code} before returning a model{hint}",
+                            error_type="crashed") from None
+    except child.ChildError as exc:  # outside the task: e.g. interrupted, or its arguments did not unpickle
+        log.debug("fit process failed:\n%s", exc.output)
+        raise TrainingError(f"fit process failed: {exc}", error_type="crashed") from None
+    if message[0] == "ok":
+        return message[1]
+    _, error_type, text, tb = message
+    log.debug("fit failed in the child process:\n%s", tb)
+    raise as_error(error_type, text)
+
 
 class LocalExecutor:
     """Fits in fresh child processes on this host, at most `max_parallel` at a time."""
 
     name = "local"
 
-    def __init__(self, config, on_running):
+    def __init__(self, config, on_running, poll=POLL_SECONDS):
         self.on_running = on_running
+        self.poll = poll
         self.where = socket.gethostname()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=config.max_parallel,
                                                           thread_name_prefix="retrainctl-fit")
+        self.children = child.Group()
         self.pending = {}
 
     def __enter__(self):
@@ -115,33 +191,36 @@ class LocalExecutor:
 
     def __exit__(self, *exc):
         if exc[0] is not None:
-            kill_live()  # else the pool's threads keep the process alive until their fits end
+            self.children.kill_all()  # else the pool's threads keep the process alive until their fits end
         self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
 
     def submit(self, request):
         p = _Pending(request, None, time.monotonic())
         p.future = self.pool.submit(self._run, p)
         self.pending[p.future] = p
+        faults.point("fit_submitted")
 
     def _run(self, p):
         p.started = time.monotonic()
         p.where = self.where
         self.on_running(p.request, self.where)
-        r = p.request
-        return run_local(r.spec, r.data_path, r.data_hash, r.champion_bytes, timeout=r.timeout,
-                         max_memory_mb=r.max_memory_mb)
+        return run_local(p.request, self.children)
 
     def completed(self):
-        for future in concurrent.futures.as_completed(list(self.pending)):
-            p = self.pending.pop(future)
-            try:
-                result = future.result()
-            except RetrainctlError as exc:
-                yield _done(p, error=exc)
-            except Exception as exc:  # a bug in the runner thread: that fit failed, the others go on
-                yield _done(p, error=TrainingError(f"{type(exc).__name__}: {exc}", error_type="executor_error"))
-            else:
-                yield _done(p, result=result)
+        while self.pending:
+            # In slices: a Ctrl-C handled by another thread does not wake a wait without a timeout.
+            done, _ = concurrent.futures.wait(list(self.pending), timeout=self.poll,
+                                              return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                p = self.pending.pop(future)
+                try:
+                    result = future.result()
+                except RetrainctlError as exc:
+                    yield _done(p, error=exc)
+                except Exception as exc:  # a bug in the runner thread: that fit failed, the others go on
+                    yield _done(p, error=TrainingError(f"{type(exc).__name__}: {exc}", error_type="executor_error"))
+                else:
+                    yield _done(p, result=result)
 
 
 def remote_fit(spec, data_path, expected_hash, champion_bytes):
@@ -151,7 +230,7 @@ def remote_fit(spec, data_path, expected_hash, champion_bytes):
     from .training import run_task
 
     result = run_task(spec, data_path, expected_hash, champion_bytes)
-    result["worker"] = get_worker().address
+    result.worker = get_worker().address
     return result
 
 
@@ -205,7 +284,7 @@ class DaskExecutor:
         status = p.future.status
         if status == "finished":
             result = p.future.result()
-            return _done(p, result=result, where=result.pop("worker", None))
+            return _done(p, result=result, where=result.worker)
         if status == "cancelled":
             return _done(p, error=TrainingError(
                 f"lost the connection to the Dask scheduler at {self.config.address} during the fit",

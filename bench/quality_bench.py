@@ -1,0 +1,144 @@
+"""`make bench-quality`: false-alarm and detection rates of the performance and drift triggers,
+measured on the bundled housing data with fixed seeds.
+
+    .venv/bin/python bench/quality_bench.py [--samples N] [--seed S]
+
+The housing model of etc/retrainctl.yaml is trained by retrainctl's own training task on 70% of
+the rows (its metadata.json is what a check reads). From the other 30%, the same population,
+samples of 30, 100 and 1,000 rows are drawn (without replacement within a sample): every flag on
+them is a false alarm. At 100 rows, three shifts measure detection: a numeric feature scaled by
+1.5, a categorical feature collapsed to one value, and shuffled labels.
+
+Each sample goes through the functions `check` and `status` use, minus reading the file and the
+cache: evaluation.score_rows (what _score runs on an eval file's bytes) and
+evaluation.drift_tests (what _drift runs on a drift file's bytes), then quality's verdicts with the
+model's policy, then triggers.decide on the Observation they make (drift with drift_action retrain,
+so that a drift flag is a decision too). Prints a Markdown table; exits 1 if a rate misses its target.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+# One sample's prediction is tiny: OpenMP threads only spin on a shared machine (5x slower here).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from retrainctl import evaluation, quality, triggers  # noqa: E402
+from retrainctl.config import METRICS, load_config  # noqa: E402
+from retrainctl.training import run_task  # noqa: E402
+
+SIZES = (30, 100, 1000)
+SHIFT_ROWS = 100
+NUMERIC, CATEGORICAL = "median_income", "ocean_proximity"
+MAX_FALSE_ALARMS, MIN_DETECTION = 0.01, 0.95
+
+
+def train(model, frame):
+    """The training task on a CSV of `frame`: (fitted pipeline, metadata.json's content)."""
+    import io
+
+    import joblib
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "train.csv")
+        frame.to_csv(path, index=False)
+        result = run_task(dict(model.training_spec(), min_data_size=model.policy.min_data_size), path, None)
+    return joblib.load(io.BytesIO(result["model_bytes"])), result["metadata"]
+
+
+def judge(model, estimator, meta, sample):
+    """(degraded, drifted, due) for one sample, as a check would see it in eval_path and drift_path."""
+    raw = sample.to_csv(index=False).encode()
+    policy = dataclasses.replace(model.policy, drift_action="retrain")
+    spec = dict(model.training_spec(), features=meta["features"])
+    scored = evaluation.score_rows(estimator, raw, "sample.csv", spec, meta, model.metric, policy.quality_alpha)
+    perf = quality.performance_verdict(model.metric, scored["test"], scored["rows"], METRICS[model.metric][1],
+                                       policy.performance_threshold, policy.quality_alpha, policy.min_eval_rows,
+                                       "sample.csv")
+    tested = evaluation.drift_tests(raw, "sample.csv", meta["reference"], meta["rows"])
+    drift = quality.drift_verdict(tested["tests"], tested["rows"], evaluation.drift_policy(policy),
+                                  policy.min_eval_rows, "sample.csv")
+    obs = triggers.Observation(
+        now=0.0, data_hash="same", data_rows=meta["rows"], model_version=1, model_data_hash="same",
+        model_trained_at=0.0,
+        performance=triggers.Reason("performance", perf.text) if perf.state == "degraded" else None,
+        drift=triggers.Reason("drift", drift.text) if drift.state == "degraded" else None)
+    return perf.state == "degraded", drift.state == "degraded", triggers.decide(policy, obs).due
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="quality_bench.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=200, help="samples per size and per shift (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.samples < 1:
+        parser.error(f"argument --samples: expected at least 1, got {args.samples}")
+
+    import numpy as np
+    import pandas as pd
+
+    started = time.monotonic()
+    config = load_config(str(REPO / "etc" / "retrainctl.yaml"))
+    model = config.model("housing")
+    data = pd.read_csv(model.data_path)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(data))
+    cut = int(len(data) * 0.7)
+    estimator, meta = train(model, data.iloc[order[:cut]])
+    pool = data.iloc[order[cut:]].reset_index(drop=True)
+    top_category = pool[CATEGORICAL].mode()[0]
+
+    def draw(n):
+        return pool.iloc[rng.choice(len(pool), n, replace=False)].reset_index(drop=True)
+
+    def rates(make, n):
+        hits = np.array([judge(model, estimator, meta, make(draw(n))) for _ in range(args.samples)])
+        return hits.mean(axis=0)
+
+    rows = []
+    for n in SIZES:
+        degraded, drifted, due = rates(lambda s: s, n)
+        rows.append((f"false alarm, performance, n = {n}", degraded, "<=", MAX_FALSE_ALARMS))
+        rows.append((f"false alarm, drift, n = {n}", drifted, "<=", MAX_FALSE_ALARMS))
+        rows.append((f"false alarm, any retrain (drift_action retrain), n = {n}", due, "<=", 2 * MAX_FALSE_ALARMS))
+
+    def scaled(s):
+        return s.assign(**{NUMERIC: s[NUMERIC] * 1.5})
+
+    def collapsed(s):
+        return s.assign(**{CATEGORICAL: top_category})
+
+    def shuffled(s):
+        return s.assign(**{model.target: rng.permutation(s[model.target].to_numpy())})
+
+    rows.append((f"detection, drift: {NUMERIC} x 1.5, n = {SHIFT_ROWS}", rates(scaled, SHIFT_ROWS)[1], ">=", MIN_DETECTION))
+    rows.append((f"detection, drift: {CATEGORICAL} all '{top_category}', n = {SHIFT_ROWS}",
+                 rates(collapsed, SHIFT_ROWS)[1], ">=", MIN_DETECTION))
+    rows.append((f"detection, performance: shuffled labels, n = {SHIFT_ROWS}", rates(shuffled, SHIFT_ROWS)[0],
+                 ">=", MIN_DETECTION))
+
+    policy = model.policy
+    print(f"housing, {model.estimator}, {model.metric}: trained on {cut} rows (holdout {meta['holdout_rows']}), "
+          f"samples from the other {len(pool)}; {args.samples} samples per row, seed {args.seed}; "
+          f"performance_threshold {policy.performance_threshold:g}, drift_threshold {policy.drift_threshold:g}, "
+          f"quality_alpha {policy.quality_alpha:g}, drift_share {policy.drift_share:g}, "
+          f"min_eval_rows {policy.min_eval_rows}\n")
+    print("| measured | rate | target | |")
+    print("| --- | --- | --- | --- |")
+    missed = 0
+    for name, rate, op, target in rows:
+        ok = rate <= target if op == "<=" else rate >= target
+        missed += not ok
+        print(f"| {name} | {rate:.1%} ({round(rate * args.samples)}/{args.samples}) | {op} {target:.0%} | "
+              f"{'PASS' if ok else 'MISS'} |")
+    print(f"\n{time.monotonic() - started:.0f} s")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

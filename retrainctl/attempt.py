@@ -1,0 +1,258 @@
+"""Training attempts: claim a due model under its training lock, then carry each claimed fit
+through prepare (record `started`) -> fit on the executor -> gate -> save -> track -> promote
+-> record."""
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import faults, triggers
+from .errors import DataError, IntegrityError, RetrainctlError, TrainingError
+from .records import Event, Outcome, Status, quality_fields
+from .events import host_info, new_attempt_id, utcnow_iso
+from .locks import LockTimeout, training_lock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Claim:
+    """A model to train, decided again under its training lock (None: the caller holds it)."""
+
+    model: object
+    decision: object
+    obs: object
+    lock: object = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why a due model was not claimed."""
+
+    note: str
+
+
+@dataclass
+class Job:
+    """One training attempt, from its `started` record until its outcome is recorded."""
+
+    claim: Claim
+    trigger_type: str
+    description: str
+    attempt_id: str
+    start: float
+    champion: object = None
+    champion_bytes: Optional[bytes] = None
+    champion_note: str = ""
+    extra: dict = field(default_factory=dict)  # where and how long it ran, for the record
+    warm: object = None  # a tracking process started beside the fit (tracking.Warm), if any
+
+    @property
+    def model(self):
+        return self.claim.model
+
+
+class Attempts:
+    """Runs training attempts for one command. `open_executor(executor_config, on_running)` gives
+    the executor (dispatch.open_executor unless a test passes another)."""
+
+    def __init__(self, config, store, recorder, observer, recovery, clock=time.time, open_executor=None):
+        self.config = config
+        self.store = store
+        self.recorder = recorder
+        self.observer = observer
+        self.recovery = recovery
+        self.clock = clock
+        self.open_executor = open_executor
+
+    def claim(self, model, obs):
+        """Take the model's training lock and decide again under it: another run may have trained
+        it meanwhile. Returns a Claim holding the lock, or Refused."""
+        lock = training_lock(self.config.state_dir, model.name)
+        try:
+            lock.acquire()
+        except LockTimeout:
+            log.info("%s: skipped, another process is training it", model.name)
+            return Refused("skipped: being trained by another process")
+        try:
+            # An attempt still open while this process holds the lock has died (a run that found
+            # the lock busy a moment ago could not close it): closed first, then decided after it.
+            state = self.recovery.close_dead_attempts(model)
+            fresh = self.observer.refresh(obs, model, state, data=True)
+            again = triggers.decide(model.policy, fresh)
+        except BaseException:
+            lock.release()
+            raise
+        if again.action != triggers.TRAIN:
+            lock.release()
+            return Refused("skipped: already handled by another process")
+        return Claim(model, again, fresh, lock)
+
+    def run_one(self, model, decision, obs, force=False):
+        """Fit, gate, store, promote and record one model. The caller holds its training lock."""
+        return self.run([Claim(model, decision, obs, force=force)])[0]
+
+    def run(self, claims):
+        """Fit the claimed models on the configured executor: all submitted at once, each gated
+        and recorded as it comes back. The caller holds every model's training lock until this
+        returns, so a remote fit is never duplicated."""
+        if not claims:
+            return []
+        from .executors import clear_running, mark_running, open_executor
+        from .tracking import start_warm  # MLflow's side: imported only when something trains
+
+        state_dir = self.config.state_dir
+
+        def on_running(request, where):
+            mark_running(state_dir, request.model_name, request.attempt_id, executor.name, "running", where)
+
+        jobs = {}
+        outcomes = {}
+        warm = None
+        # Connecting comes first: an unreachable scheduler leaves no `started` record behind.
+        with (self.open_executor or open_executor)(self.config.executor, on_running) as executor:
+            try:
+                for claim in claims:
+                    job = self.prepare(claim, executor.name)
+                    jobs[job.attempt_id] = job
+                    mark_running(state_dir, job.model.name, job.attempt_id, executor.name, "queued")
+                    executor.submit(self.fit_request(job))
+                # One tracking process warms up (imports MLflow) beside the fits; each finished
+                # fit takes it, and the next one is started while fits remain.
+                warm = start_warm(self.config)
+                for done in executor.completed():
+                    job = jobs[done.request.attempt_id]
+                    job.extra = {"executor": executor.name, "worker": done.where,
+                                 "executor_seconds": done.run_seconds, "queued_seconds": done.queued_seconds}
+                    job.warm, warm = warm, None
+                    outcomes[job.attempt_id] = self._finish_safely(job, done.result, done.error)
+                    clear_running(state_dir, job.model.name)
+                    if len(outcomes) < len(jobs):
+                        warm = start_warm(self.config)
+            finally:
+                if warm is not None:
+                    warm.close()
+                for job in jobs.values():
+                    clear_running(state_dir, job.model.name)
+        return [outcomes[attempt_id] for attempt_id in jobs]
+
+    def prepare(self, claim, executor="local"):
+        """Record the `started` event and gather what the fit needs: the champion to compare with."""
+        model, decision, obs = claim.model, claim.decision, claim.obs
+        job = Job(claim, decision.trigger_type or triggers.TriggerType.MANUAL, decision.describe(),
+                  new_attempt_id(), self.clock())
+        self.recorder.record(Event(model.name, job.trigger_type, Status.STARTED, job.start, data_hash=obs.data_hash,
+                                   extra={"attempt_id": job.attempt_id, "executor": executor,
+                                          **quality_fields(obs.quality_keys, obs.quality_evidence), **host_info()}))
+        log.info("%s: training (%s)", model.name, job.description)
+        job.champion = self.store.current(model.name)
+        if job.champion is not None:
+            try:
+                job.champion_bytes = self.store.read_verified(job.champion)
+            except IntegrityError as exc:
+                log.warning("%s: %s; the gate treats the current model as missing", model.name, exc)
+                job.champion_note = f"; current v{job.champion.version} failed its checksum"
+        return job
+
+    def fit_request(self, job):
+        from .executors import FitRequest
+
+        model, policy = job.model, job.model.policy
+        spec = dict(model.training_spec(), min_data_size=policy.min_data_size, data_size=job.claim.obs.data_size,
+                    data_files=job.claim.obs.fit_files)
+        return FitRequest(model.name, job.attempt_id, spec,
+                          self.config.executor.worker_path(model.data_path), job.claim.obs.data_hash,
+                          job.champion_bytes, timeout=policy.train_timeout_seconds, max_memory_mb=policy.max_memory_mb)
+
+    def _finish_safely(self, job, result, error):
+        """finish(), but an unexpected error in it closes this attempt as a failure and lets the
+        other models' fits be collected, instead of aborting the run with attempts left open."""
+        try:
+            return self.finish(job, result, error)
+        except Exception as exc:
+            # A named error (a full disk in the store) already says what and where, and its type.
+            error = str(exc) if isinstance(exc, RetrainctlError) else f"{type(exc).__name__}: {exc}"
+            log.error("%s: %s", job.model.name, error, exc_info=log.isEnabledFor(logging.DEBUG))
+            return self._outcome(job, f"failed: {exc}", Status.FAILURE, job.description, failed=True,
+                                 error=error, error_type=getattr(exc, "error_type", "internal"))
+        finally:
+            if job.warm is not None:  # not needed after all (the fit failed): dismissed
+                job.warm.close()
+
+    def _outcome(self, job, result, status, text, failed=False, **fields):
+        """Record how the attempt ended and return its Outcome."""
+        event = self.recorder.write(job.model, job.trigger_type, status, job.start, text,
+                                    duration=round(self.clock() - job.start, 3), data_hash=job.claim.obs.data_hash,
+                                    attempt_id=job.attempt_id,
+                                    **quality_fields(job.claim.obs.quality_keys, job.claim.obs.quality_evidence),
+                                    **job.extra, **fields)
+        return Outcome.of(job.model.name, job.claim.decision, result, event, failed)
+
+    def finish(self, job, result=None, error=None):
+        """Verify, gate, store, promote and record one fit's records.FitResult (or its error),
+        wherever it ran."""
+        model, expected = job.model, job.claim.obs.data_hash
+        if error is None and result.data_hash != expected:
+            error = TrainingError(f"{model.data_path}: fit returned data hash {result.data_hash}, "
+                                  f"expected {expected}", error_type="data_changed")
+        if isinstance(error, TrainingError) and error.error_type == "data_changed":
+            # Not the model's fault: the next check sees the new data and decides afresh.
+            log.warning("%s: skipped: %s", model.name, error)
+            return self._outcome(job, f"skipped: {error}", Status.SKIPPED, job.description,
+                                 failed=job.trigger_type == triggers.TriggerType.MANUAL,
+                                 error=str(error), error_type="data_changed")
+        if error is not None:
+            error_type = getattr(error, "error_type", "data_error" if isinstance(error, DataError) else "error")
+            log.error("%s: %s", model.name, error)
+            return self._outcome(job, f"failed: {error}", Status.FAILURE, job.description, failed=True,
+                                 error=str(error), error_type=error_type)
+        return self._keep(job, result)
+
+    def _keep(self, job, result):
+        """Gate the candidate, save it, track it, and promote it if the gate passes."""
+        model, force = job.model, job.claim.force
+        policy = model.policy
+        for warning in result.metadata.get("column_warnings", ()):
+            log.warning("%s: %s", model.name, warning)
+        champion, champion_bytes = job.champion, job.champion_bytes
+        verdict = triggers.gate(result.score, result.champion_score, model.higher_is_better,
+                                policy.promotion_tolerance, result.sanity_problem, force=force,
+                                has_champion=champion_bytes is not None)
+        meta = dict(result.metadata, trained_at=utcnow_iso(self.clock()), trained_at_ts=self.clock(),
+                    trigger_type=job.trigger_type, attempt_id=job.attempt_id, model_name=model.name,
+                    promoted=verdict.promote)
+        faults.point("before_save")
+        mv = self.store.save(model.name, result.model_bytes, meta, at_least=self.recorder.state(model.name).max_version)
+        faults.point("after_save")
+        fields = dict(version=mv.version, score=result.score, rows=meta["rows"],
+                      champion_score=result.champion_score,
+                      champion_version=champion.version if champion_bytes is not None else None)
+        text = f"{job.description}; {verdict.reason}{job.champion_note}"
+        # Tracked before promotion, so that with mlflow.required a tracking failure keeps the candidate out.
+        from .tracking import log_training
+
+        tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text, job.warm)
+        faults.point("after_track")
+        if tracked.run_id is not None:
+            mv = self.store.update_metadata(mv, **tracked.ids())
+        fields.update(tracked.fields())
+        if tracked.error and self.config.mlflow.required:
+            error = f"MLflow tracking failed and mlflow.required is true: {tracked.error}"
+            log.error("%s: v%d not promoted: %s", model.name, mv.version, error)
+            self.store.update_metadata(mv, promoted=False)
+            return self._outcome(job, f"failed: {error}", Status.FAILURE, text, failed=True,
+                                 error=error, error_type="tracking", **fields)
+        if verdict.promote:
+            self.store.promote(model.name, mv.version)
+            faults.point("after_promote")
+            self.store.prune(model.name, policy.keep_versions)
+            out = self._outcome(job, f"promoted v{mv.version} ({model.metric} {result.score:.4g})", Status.SUCCESS,
+                                text, promoted=True, forced=force, **fields)
+            log.info("%s: promoted v%d (%s %.4g)", model.name, mv.version, model.metric, result.score)
+            return out
+        self.store.prune(model.name, policy.keep_versions)
+        out = self._outcome(job, f"rejected v{mv.version}: {verdict.reason}", Status.REJECTED, text,
+                            promoted=False, **fields)
+        log.warning("%s: candidate v%d rejected: %s", model.name, mv.version, verdict.reason)
+        return out

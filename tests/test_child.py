@@ -1,0 +1,111 @@
+"""Child processes under supervision (retrainctl/child.py): the Python API from a script without a
+`__main__` guard, Ctrl-C at each moment a child is being started, a notifier's process tree."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import REPO, RETRAINCTL
+
+ENV = {"PYTHONPATH": str(REPO)}
+
+
+def running(pid):
+    """Whether `pid` is a live process (a zombie has ended; only its parent has not looked yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def tagged_processes(tag):
+    """Pids of the live processes whose environment carries `tag` (children inherit it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                tagged = tag.encode() in fh.read().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        if tagged and running(pid):
+            found.append(int(pid))
+    return found
+
+
+def test_a_script_without_a_main_guard_trains_once(project, tmp_path):
+    """The README's API example saved as a script, no `if __name__ == "__main__":`, with a live
+    model over 64 KB: the fit process never re-runs the script; it trains once and exits 0."""
+    project.set_model("iris", estimator="sklearn.ensemble.RandomForestClassifier",
+                      params={"n_estimators": 100, "random_state": 0})
+    assert project.run("train", "iris").returncode == 0
+    assert (project.model_dir / "iris" / "current" / "model.joblib").stat().st_size > 64 * 1024
+    side_effect = tmp_path / "ran"
+    script = tmp_path / "retrain.py"
+    script.write_text(textwrap.dedent("""\
+        import os
+        import sys
+
+        from retrainctl import load_config, train
+
+        with open(sys.argv[2], "a") as fh:
+            fh.write(f"{os.getpid()}\\n")
+        print(train(load_config(sys.argv[1]), "iris").result)
+        """))
+    done = subprocess.run([sys.executable, str(script), str(project.config_path), str(side_effect)], cwd=tmp_path,
+                          env=dict(os.environ, **ENV), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["promoted v2 (accuracy 0.9286)"]
+    assert len(side_effect.read_text().splitlines()) == 1
+    assert [e["status"] for e in project.history("iris")] == ["success", "success"]
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("point, mlflow", [
+    ("fit_submitted", False),  # the controller, before the fit process starts
+    ("child_spawned", False),  # the controller, the fit process just spawned, not yet told what to run
+    ("child_started", False),  # the fit process starting up
+    ("tracking_warming", True),  # the tracking process importing MLflow beside the fit
+])
+def test_ctrl_c_at_each_moment_stops_train_and_leaves_no_process(project, tmp_path, point, mlflow):
+    """A SIGINT at `point` (sent by retrainctl/faults.py, as Ctrl-C would) stops `train` with exit
+    130 well before its 60-second fit would end, and no process it started outlives it."""
+    project.set_model("iris", estimator=None, trainer="tests.slowfit:fit", params={"sleep": 60})
+    project.config["mlflow"] = {"enabled": mlflow}
+    project.write_config()
+    tag = f"RETRAINCTL_TEST_TAG={uuid.uuid4()}"
+    env = dict(os.environ, **ENV, RETRAINCTL_FAULT=f"sigint:{point}")
+    env.update([tag.split("=", 1)])
+    started = time.monotonic()
+    proc = subprocess.Popen([RETRAINCTL, "--config", str(project.config_path), "train", "iris"], cwd="/", env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=50)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    assert time.monotonic() - started < 50
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == "Error: interrupted", err
+    assert "Traceback" not in err, err
+    assert tagged_processes(tag) == []
+
+
+def test_a_hanging_notifier_is_killed_with_what_it_started(project, tmp_path):
+    """A notify.command shell that runs `sleep 120` is killed after its timeout, its sleep too."""
+    pidfile = tmp_path / "sleep.pid"
+    project.config["notify"] = {"command": ["sh", "-c", f"sleep 120 & echo $! > {pidfile}; wait"],
+                                "timeout_seconds": 2}
+    project.write_config()
+    result = project.run("train", "iris")
+    assert result.returncode == 0, result.stderr
+    assert "retrainctl: WARNING: notify command sh timed out after 2s" in result.stderr.splitlines()
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5  # SIGKILL is sent; give the kernel a moment under load
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(pid)
