@@ -32,7 +32,7 @@ class Observer:
         data, dataset = self._data(model)
         cur = self.store.current(model.name)
         assessment = evaluation.assess(self.config, self.store, model, cur, data["data_hash"], data["data_rows"],
-                                       state.quality_handled, self.fingerprints, dataset=dataset)
+                                       state.quality_handled, self.fingerprints, dataset)
         return triggers.Observation(now=now, manual=manual, **data, **_from_log(state, data["data_hash"]), **_from_store(cur),
                                     **assessment.observation_fields())
 
