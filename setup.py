@@ -23,6 +23,9 @@ setup(
         "blake3>=0.4",
         "scikit-learn>=1.4",
         "pandas>=2.0",
+        # Parquet data sets: footer row counts, reading partitions (already installed with mlflow,
+        # declared because retrainctl imports it itself); concat_tables(promote_options=) needs 14.
+        "pyarrow>=14",
         "numpy>=1.24",
         "joblib>=1.3",
         "mlflow>=3.0",

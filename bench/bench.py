@@ -112,6 +112,20 @@ class Floor(Row):
         return cells[:5] + ["-", "floor", cells[7]], True
 
 
+class RssRatio(Row):
+    """The peak RSS of a measured row against its baseline's, with a target of its own."""
+
+    def __init__(self, number, name, target, row):
+        super().__init__(number, name, target)
+        self.a_rss, self.b_rss = row.a_rss, row.b_rss
+
+    def cells(self):
+        ratio = self.a_rss / self.b_rss
+        ok = ratio <= self.target
+        return [str(self.number), self.name, f"{self.a_rss:.0f} MB", f"{self.b_rss:.0f} MB", f"{ratio:.2f}",
+                f"<= {self.target:g}", "PASS" if ok else "MISS", "-"], ok
+
+
 class Check:
     """A plain threshold (no baseline), e.g. peak memory."""
 
@@ -275,7 +289,7 @@ def long_history(config_root, n):
 
 # --- rows -----------------------------------------------------------------------------------------
 
-ROWS = range(1, 9)
+ROWS = range(1, 10)
 
 
 def positive_int(text):
@@ -430,6 +444,9 @@ def main():
 
         if 8 in wanted:
             rows += million_rows(tmp / "million", 50_000 if args.quick else 1_000_000, max(3, runs // 3), infos)
+
+        if 9 in wanted:
+            data_set_rows(tmp, rows, infos, runs, big_size)
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
@@ -483,6 +500,91 @@ def million_rows(root, n, runs, infos):
     phases = ", ".join(f"{k} {v:g} s" for k, v in meta.get("phase_seconds", {}).items())
     infos.append(f"row 8: the training task's phases (last run, MLflow off): {phases}")
     return [off, Check(8, "peak RSS of that `train` / the bare script's", rss, "x", 1.3), on]
+
+
+def partitioned(root, n, fmt, rows_per_part):
+    """n daily partitions of housing rows, Hive style (date=.../part-0000.csv|parquet), plus the
+    _SUCCESS marker Spark leaves, written an hour ago; returns the partition size in bytes."""
+    import pandas as pd
+
+    df = pd.read_csv(DATA / "housing.csv")
+    reps = -(-rows_per_part // len(df))
+    block = pd.concat([df] * reps, ignore_index=True).head(rows_per_part)
+    size = 0
+    for day in range(n):
+        folder = root / f"date=2025-{1 + day // 31 % 12:02d}-{1 + day % 31:02d}-{day:03d}"
+        folder.mkdir(parents=True)
+        path = folder / f"part-0000.{fmt}"
+        part = block.sample(frac=1.0, random_state=day)  # the partitions differ, as real ones do
+        if fmt == "parquet":
+            part.to_parquet(path, index=False)
+        else:
+            part.to_csv(path, index=False)
+        age(path)
+        size += path.stat().st_size
+    (root / "_SUCCESS").write_text("")
+    return size // n
+
+
+def data_set_rows(tmp, rows, infos, runs, big_size):
+    """Row 9: data sets of 365 daily partitions (issue 16), and training on a Parquet set."""
+    import pandas as pd
+
+    # 9a: one new CSV partition. The performance trigger would score the model on it (that is
+    # its job, with pandas and scikit-learn); min_eval_rows keeps it out of this measurement.
+    sets = tmp / "sets"
+    csv_cfg = project(sets / "csv", {"housing": dict(HOUSING, data_path="data/events", min_eval_rows=10**9)},
+                      mlflow={"enabled": False})
+    part_size = partitioned(sets / "csv" / "data" / "events", 365, "csv", 600)
+    run(rc(csv_cfg, "check"))
+    run(rc(csv_cfg, "check"))
+    one_cfg = project(sets / "one", {"housing": dict(HOUSING, data_path="data/housing.csv")}, mlflow={"enabled": False})
+    sample = sets / "one" / "data" / "housing.csv"
+    shutil.copy(next((sets / "csv" / "data" / "events").glob("*/part-0000.csv")), sample)
+    age(sample)
+    run(rc(one_cfg, "check"))
+    run(rc(one_cfg, "check"))
+    infos.append(f"row 9: 365 partitions of {part_size / 1024:.0f} KiB each (600 housing rows)")
+    new_part = sets / "csv" / "data" / "events"
+
+    def add_partition(i):
+        folder = new_part / f"date=2026-01-01-new{i:03d}"
+        folder.mkdir()
+        shutil.copy(sample, folder / "part-0000.csv")
+        time.sleep(RACY_SECONDS)  # hashed by the next run, old enough to be cached then
+
+    rows.append(Row(9, "`check --dry-run`, 365 CSV partitions + 1 new / no-op `check` + `md5sum` of one partition", 1.2)
+                .measure(rc(csv_cfg, "check", "--dry-run"),
+                         ["sh", "-c", f"{' '.join(rc(one_cfg, 'check'))} && md5sum {sample} >/dev/null"],
+                         runs, before=add_partition, expect_a=(3,)))
+
+    # 9b: the unchanged set of 365 Parquet partitions (cached: nothing imported, no file read).
+    pq_cfg = project(sets / "pq", {"housing": dict(HOUSING, data_path="data/events")}, mlflow={"enabled": False})
+    partitioned(sets / "pq" / "data" / "events", 365, "parquet", 600)
+    run(rc(pq_cfg, "check"))
+    run(rc(pq_cfg, "check"))
+    rows.append(Row(9, "no-op `check`, unchanged 365 Parquet partitions / no-op `check` on one file", 2).measure(
+        rc(pq_cfg, "check"), rc(one_cfg, "check"), runs))
+
+    # 9c: training on a Parquet set the size of `big_size` as CSV, against a bare pandas script.
+    train_root = sets / "train"
+    params = {"random_state": 0, "max_iter": 20}
+    train_cfg = project(train_root, {"housing": dict(HOUSING, data_path="data/events", params=params,
+                                                     estimator="sklearn.ensemble.HistGradientBoostingRegressor")},
+                        mlflow={"enabled": False})
+    csv_bytes_per_row = (DATA / "housing.csv").stat().st_size / len(pd.read_csv(DATA / "housing.csv"))
+    n_rows = int(big_size / csv_bytes_per_row)
+    partitioned(train_root / "data" / "events", 16, "parquet", n_rows // 16)
+    total = sum(p.stat().st_size for p in (train_root / "data" / "events").glob("*/*.parquet"))
+    infos.append(f"row 9: training set of {n_rows:,} rows in 16 Parquet files, {total / (1 << 20):.0f} MiB "
+                 f"({big_size / (1 << 20):.0f} MiB as CSV)")
+    run(rc(train_cfg, "train", "housing"))
+    training = Row(9, "`train housing` on the Parquet set / bare `pandas.read_parquet` + same pipeline", 1.2)
+    rows.append(training.measure(rc(train_cfg, "train", "housing"),
+                         [PYTHON, str(REPO / "bench" / "bare_fit.py"), str(train_root / "data" / "events"),
+                          str(train_root / "bare.joblib"), "median_house_value",
+                          str(params["max_iter"])], max(3, runs // 2)))
+    rows.append(RssRatio(9, "peak RSS of that `train housing` / of the bare script", 1.2, training))
 
 
 def mlflow_state(config):

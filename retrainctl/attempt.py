@@ -174,7 +174,8 @@ class Attempts:
         from .executors import FitRequest
 
         model, policy = job.model, job.model.policy
-        spec = dict(model.training_spec(), min_data_size=policy.min_data_size, data_size=job.claim.obs.data_size)
+        spec = dict(model.training_spec(), min_data_size=policy.min_data_size, data_size=job.claim.obs.data_size,
+                    data_files=job.claim.obs.fit_files)
         return FitRequest(model.name, job.attempt_id, spec,
                           self.config.executor.worker_path(model.data_path), job.claim.obs.data_hash,
                           job.champion_bytes, timeout=policy.train_timeout_seconds, max_memory_mb=policy.max_memory_mb)

@@ -225,6 +225,10 @@ def status(obj, models, as_json):
     click.echo(_table(["MODEL", "ROWS", "CHANGED", "VERSION", "AGE", "DUE", "WHY", "PAUSED", "LAST EVENT",
                        "FAILS", "TRAINING", "WHERE"], table))
     for r in rows:
+        if r.new_files:  # a data set's partitions the current model was not trained on
+            shown = r.new_files[:5]
+            click.echo(f"{r.model_name}: {len(r.new_files)} of {r.data_files} files new since "
+                       f"v{r.model_version}: {', '.join(shown)}{', ...' if len(r.new_files) > 5 else ''}")
         for problem in (r.data_error, r.model_integrity if r.model_integrity != "ok" else None):
             if problem:
                 click.echo(f"{r.model_name}: {problem}", err=True)

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 
-from . import triggers
+from . import datasets, triggers
 from .attempt import Attempts, Refused
 from .errors import RetrainctlError, TrackingError, UsageError
 from .fsutil import atomic_write_json, best_effort, read_json
@@ -121,7 +121,7 @@ def _decide_and_claim(shell, models, last, report, claims):
         # A dry run answers "is anything due now?", so it does not wait out check_interval; and a
         # data file that went missing is reported at once, not hidden by the interval.
         wait = None if dry_run else triggers.waiting(model.policy, now, last.get(model.name))
-        if wait is not None and os.path.exists(model.data_path):
+        if wait is not None and (os.path.exists(model.data_path) or datasets.is_glob(model.data_path)):
             report.outcomes.append(Outcome.of(model.name, wait, "not evaluated"))
             continue
         try:

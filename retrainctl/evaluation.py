@@ -9,10 +9,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import quality
+from . import datasets, quality
 from .config import METRICS
-from .errors import DataError, IntegrityError
-from .fingerprint import hash_bytes
+from .errors import DataError, IntegrityError, TrainingError
+from .fingerprint import hash_bytes, set_hash
 from .fsutil import atomic_write_json, best_effort, read_json
 from .locks import file_lock
 from .triggers import Reason, TriggerType
@@ -80,16 +80,18 @@ def status_fields(details):
     return {k: details.get(k, [] if k == "quality_notes" else None) for k in STATUS_FIELDS}
 
 
-def assess(config, store, model, current, data_hash, data_rows, handled, fpcache):
+def assess(config, store, model, current, data_hash, data_rows, handled, fpcache, dataset=None):
     """Evaluate the performance and drift triggers of `model`'s current version. `handled` is the
-    set of (trigger, evidence key) a quality-triggered retrain already ran for (no retrain loops)."""
+    set of (trigger, evidence key) a quality-triggered retrain already ran for (no retrain loops);
+    `dataset` is the data path's datasets.DataSet (its files, for a set's new partitions)."""
     out = Assessment(details=status_fields(None))
     if current is None or data_hash is None:
         return out
     cache = QualityCache(config.state_dir)
     for kind, evaluate in ((TriggerType.PERFORMANCE, _performance), (TriggerType.DRIFT, _drift)):
         try:
-            verdict, evidence, fields = evaluate(config, store, model, current, data_hash, data_rows, fpcache, cache)
+            verdict, evidence, fields = evaluate(config, store, model, current, data_hash, data_rows, fpcache, cache,
+                                                 dataset)
         except (DataError, IntegrityError) as exc:
             log.warning("%s: %s check: %s", model.name, kind, exc)
             out.details["quality_notes"].append(f"{kind}: {exc}")
@@ -154,17 +156,28 @@ def _cached(cache, model, kind, key, compute):
 
 # --- performance ---------------------------------------------------------------------------------
 
-def _performance(config, store, model, current, data_hash, data_rows, fpcache, cache):
+def _performance(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None):
     meta = current.metadata
     policy = model.policy
     metric = meta.get("metric") or model.metric
     baseline = meta.get("score")
     fields = {"eval_baseline": baseline, "eval_baseline_rows": meta.get("holdout_rows")}
+    new = datasets.new_files(dataset.files, meta) if dataset is not None and dataset.is_set else None
     if model.eval_path:
-        fp = fpcache.get(model.eval_path, model.csv.quotechar)
+        fp = datasets.fingerprint(fpcache, model.eval_path, model.csv.quotechar)
         source = _relpath(config, model.eval_path)
         available, evidence = fp.rows, f"eval:{fp.hash}"
-        labelled = (model.eval_path, fp.hash, 0)
+        labelled = _loader(model, model.eval_path, fp.hash, 0, fp.fit_files)
+    elif new is not None:  # a data set: the partitions added since training
+        if not new:
+            fields["eval_rows"] = 0
+            return None, None, fields
+        added = set(new)
+        pairs = [list(f) for f in dataset.files if f[0] in added]
+        source = f"{dataset.label(config.base_dir)}: {len(pairs)} new file(s)"
+        available = sum(n for f, n in zip(dataset.files, dataset.counts) if f[0] in added)
+        evidence = f"files:{set_hash(map(tuple, pairs))}"
+        labelled = _loader(model, model.data_path, None, 0, pairs)
     else:
         lines = meta.get("data_lines")
         if lines is None or data_rows is None or data_rows <= lines:
@@ -172,7 +185,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
             return None, None, fields  # no new labelled rows: nothing to say
         source = f"{_relpath(config, model.data_path)} (appended rows)"
         available, evidence = data_rows - lines, f"tail:{lines}"
-        labelled = (model.data_path, data_hash, lines)
+        labelled = _loader(model, model.data_path, data_hash, lines, None)
     fields.update(eval_source=source, eval_rows=available)
     if baseline is None or metric not in METRICS:
         fields["eval_note"] = f"model v{current.version} has no holdout score to compare with"
@@ -198,38 +211,59 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     return verdict, evidence, fields
 
 
-def _score(store, model, current, metric, path, expected_hash, skip_lines):
-    """Score the current model on the labelled rows of `path` after its first `skip_lines` data
-    lines: in-process, since the result is cached per (model, data, eval data) and an eval set is
-    small; the model file is checksummed before anything unpickles it."""
+def _loader(model, path, expected_hash, skip_lines, files):
+    """(path, spec -> (X, y) of the labelled rows): a set's (or Parquet file's) listed files, each
+    checked against its hash; else one CSV file's rows after its first `skip_lines` data rows."""
+    def load(spec):
+        from .fingerprint import row_offset
+        from .training import frame_xy, load_frame
+
+        if files:
+            return frame_xy(datasets.read_frame(path, files, spec)[0], path, spec)
+        raw = _read(path, expected_hash)
+        quotechar = model.csv.quotechar
+        raw = raw[:row_offset(raw, 0, quotechar)] + raw[row_offset(raw, skip_lines, quotechar):]
+        return load_frame(raw, path, spec)
+    return path, load
+
+
+def _score(store, model, current, metric, path, load):
+    """Score the current model on the labelled rows of `path` that `load(spec)` gives: in-process,
+    since the result is cached per (model, data, eval data) and an eval set is small; the model
+    file is checksummed before anything unpickles it."""
     model_bytes = store.read_verified(current)
     import joblib
 
-    from .fingerprint import row_offset
-
-    raw = _read(path, expected_hash)
-    quotechar = model.csv.quotechar
-    raw = raw[:row_offset(raw, 0, quotechar)] + raw[row_offset(raw, skip_lines, quotechar):]
     try:
         estimator = joblib.load(io.BytesIO(model_bytes))
     except Exception as exc:  # reported, not fatal: see score_rows
         return {"error": f"{path}: cannot load model v{current.version}: {type(exc).__name__}: {exc}"}
     spec = model.training_spec()
     spec["features"] = current.metadata.get("features") or spec["features"]
-    return score_rows(estimator, raw, path, spec, current.metadata, metric, model.policy.quality_alpha,
-                      f"model v{current.version}")
+    try:
+        X, y = load(spec)
+    except (DataError, TrainingError) as exc:
+        return {"error": str(exc)}
+    return _score_xy(estimator, X, y, path, current.metadata, metric, model.policy.quality_alpha,
+                     f"model v{current.version}")
 
 
 def score_rows(estimator, raw, path, spec, meta, metric, alpha, name="the model"):
     """The score of `estimator` on labelled CSV bytes and the performance test against the
     holdout baseline in its metadata. A model trained before the baseline statistics were stored
     has its holdout score and size only: the test then takes that baseline as exact."""
-    from .training import load_frame, score
+    from .training import load_frame
 
     try:
         X, y = load_frame(raw, path, spec)
     except DataError as exc:
         return {"error": str(exc)}
+    return _score_xy(estimator, X, y, path, meta, metric, alpha, name)
+
+
+def _score_xy(estimator, X, y, path, meta, metric, alpha, name):
+    from .training import score
+
     try:
         pred = estimator.predict(X)
         sample = quality.metric_sample(metric, y, pred)
@@ -250,7 +284,7 @@ def drift_policy(policy):
                                thresholds=policy.drift_thresholds)
 
 
-def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
+def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None):
     if not model.drift_path:
         return None, None, {}
     policy = model.policy
@@ -271,14 +305,16 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache):
                 f"was not trained on: {', '.join(dict.fromkeys(named))}")
         fields["drift_note"] = note
         return quality.Verdict("error", note), None, fields
-    fp = fpcache.get(model.drift_path, model.csv.quotechar)
+    fp = datasets.fingerprint(fpcache, model.drift_path, model.csv.quotechar)
     fields["drift_rows"] = fp.rows
     evidence = f"drift:{fp.hash}"
     tests = {}
     if fp.rows >= policy.min_eval_rows:
         key = f"{current.version}|{current.metadata.get('sha256')}|{evidence}"
+        trained_rows = current.metadata.get("rows")
         result = _cached(cache, model, "drift", key, lambda: drift_tests(
-            _read(model.drift_path, fp.hash), model.drift_path, reference, current.metadata.get("rows"), model.csv))
+            _read(model.drift_path, fp.hash), model.drift_path, reference, trained_rows, model.csv)
+            if fp.fit_files is None else _set_tests(model, fp.fit_files, reference, trained_rows))
         if result.get("error"):
             fields["drift_note"] = result["error"]
             return quality.Verdict("error", result["error"]), evidence, fields
@@ -329,3 +365,23 @@ def drift_tests(raw, path, reference, rows=None, options=None):
     except csv.Error as exc:
         return {"error": f"{path}: cannot parse CSV at row {count + 1}: {exc}"}
     return {"rows": count, "tests": quality.feature_tests(reference, columns, rows)}
+
+
+def _set_tests(model, files, reference, rows):
+    """drift_tests of a data set (or Parquet file) of recent inputs, read with pandas."""
+    path = model.drift_path
+    try:
+        df = datasets.read_frame(path, files, model.training_spec())[0]
+    except (DataError, TrainingError) as exc:
+        return {"error": str(exc)}
+    missing = [f for f in reference if f not in df.columns]
+    if missing:
+        return {"error": f"{path}: feature column(s) not found: {', '.join(missing)}"}
+    columns = {}
+    for name, stats in reference.items():
+        gaps = df[name].isna().tolist()
+        if stats["kind"] == "numeric":
+            columns[name] = [None if gap else quality.to_number(v) for v, gap in zip(df[name].tolist(), gaps)]
+        else:
+            columns[name] = [None if gap else str(v) for v, gap in zip(df[name].tolist(), gaps)]
+    return {"rows": len(df), "tests": quality.feature_tests(reference, columns, rows)}

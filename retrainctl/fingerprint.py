@@ -150,10 +150,13 @@ class RowCounter:
             pos = q + 1
 
 
-def compute(path, quotechar='"'):
-    """Hash and count one file, re-reading it if it changed while we read it. A file that only
+def compute(path, quotechar='"', rows=None):
+    """Hash and count one file, re-reading it if it changed while we read it. A CSV file that only
     grew by appends while it was read (same inode, larger) is fingerprinted as the bytes it had
-    when the read began: that prefix is a state it really had, and the fit checks it again."""
+    when the read began: that prefix is a state it really had, and the fit checks it again.
+    `rows(path, newlines, size, last byte)` counts the data rows of another format (from its own
+    metadata, or without quote awareness for gzip), inside the same unchanged-stat window as the
+    hash; such a file has no valid prefix, so it must hold still while it is read."""
     grown = None
     for _ in range(READ_ATTEMPTS):
         before = _stat(path)
@@ -166,11 +169,12 @@ def compute(path, quotechar='"'):
             raise DataError(f"{path}: permission denied") from None
         except OSError as exc:
             raise DataError(f"{path}: cannot read data file: {exc.strerror}") from None
+        n = count_rows(newlines, read, last) if rows is None else rows(path, newlines, read, last)
         after = _stat(path)
-        fp = Fingerprint(path, digest, count_rows(newlines, read, last), read, before.st_mtime_ns, before.st_ino)
+        fp = Fingerprint(path, digest, n, read, before.st_mtime_ns, before.st_ino)
         if _stat_key(before) == _stat_key(after) and read == before.st_size:
             return fp
-        if after.st_ino == before.st_ino and after.st_size > read == before.st_size:
+        if rows is None and after.st_ino == before.st_ino and after.st_size > read == before.st_size:
             grown = fp
         log.warning("%s changed while it was being read; reading it again", path)
     if grown is not None:
@@ -216,6 +220,17 @@ def _hash_and_count(fh, limit, quotechar='"'):
     return hasher.hexdigest(), rows.newlines, last, read
 
 
+def set_hash(pairs):
+    """One hash of a data set: over its sorted (relative path, content hash) pairs, so a file
+    renamed, added, removed or changed changes it, and listing order does not."""
+    import blake3
+
+    hasher = blake3.blake3()
+    for rel, digest in sorted(pairs):
+        hasher.update(f"{rel}\0{digest}\n".encode())
+    return hasher.hexdigest()
+
+
 class FingerprintCache:
     """Maps absolute data paths to their last fingerprint; stored atomically in the state dir.
     Losing it costs one re-read, never a wrong answer."""
@@ -227,14 +242,15 @@ class FingerprintCache:
             self.entries = {}
         self.dirty = False
 
-    def get(self, path, quotechar='"'):
+    def get(self, path, quotechar='"', rows=None):
         """The file's fingerprint, read from the cache when size, mtime and inode still match
-        (and rows were counted with the same quote character)."""
+        (and rows were counted with the same quote character); `rows` counts a changed file of
+        another format than CSV (see compute)."""
         st = _stat(path)
         entry = self.entries.get(path)
         if entry and entry.get("key") == _stat_key(st) and entry.get("quotechar", '"') == quotechar:
             return Fingerprint(path, entry["hash"], entry["rows"], *_stat_key(st))
-        fp = compute(path, quotechar)
+        fp = compute(path, quotechar, rows)
         # A file written in the last moments may change again within the same mtime tick with
         # the same size; such an entry would be trusted wrongly, so it is not cached yet.
         if time.time_ns() - fp.mtime_ns > RACY_NS:

@@ -5,7 +5,7 @@ import dataclasses
 import os
 import time
 
-from . import evaluation, triggers
+from . import datasets, evaluation, triggers
 from .errors import DataError, IntegrityError
 from .fingerprint import FingerprintCache
 from .records import StatusRow
@@ -30,12 +30,11 @@ class Observer:
         """Everything the decision needs about `model`, whose folded log is `state`. The quality
         checks (performance, drift) run here and only here."""
         now = self.clock() if now is None else now
-        data = self._data(model)
+        data, dataset = self._data(model)
         cur = self.store.current(model.name)
         assessment = evaluation.assess(self.config, self.store, model, cur, data["data_hash"], data["data_rows"],
-                                       state.quality_handled, self.fingerprints)
-        return triggers.Observation(now=now, data_path=os.path.relpath(model.data_path, self.config.base_dir),
-                                    manual=manual, **data, **_from_log(state, data["data_hash"]), **_from_store(cur),
+                                       state.quality_handled, self.fingerprints, dataset)
+        return triggers.Observation(now=now, manual=manual, **data, **_from_log(state, data["data_hash"]), **_from_store(cur),
                                     **assessment.observation_fields())
 
     def refresh(self, obs, model, state, data=False):
@@ -44,7 +43,7 @@ class Observer:
         reason is kept only while the model it was found on is still current, the data is the
         same and no retrain has run for its evidence. With `data`, the data file is fingerprinted
         again (from the cache while its stat is unchanged)."""
-        fields = self._data(model) if data else {}
+        fields = self._data(model)[0] if data else {}
         data_hash = fields.get("data_hash", obs.data_hash)
         fields.update(_from_log(state, data_hash), **_from_store(self.store.current(model.name)))
         keys = {kind: key for kind, key in (obs.quality_keys or {}).items()
@@ -60,11 +59,16 @@ class Observer:
         self.fingerprints.save()
 
     def _data(self, model):
+        """(Observation fields of the data path, its datasets.DataSet or None where unreadable)."""
         try:
-            fp = self.fingerprints.get(model.data_path, model.csv.quotechar)
+            ds = datasets.fingerprint(self.fingerprints, model.data_path, model.csv.quotechar)
         except DataError as exc:
-            return {"data_hash": None, "data_rows": None, "data_size": None, "data_error": str(exc)}
-        return {"data_hash": fp.hash, "data_rows": fp.rows, "data_size": fp.size, "data_error": None}
+            return {"data_path": os.path.relpath(model.data_path, self.config.base_dir), "data_hash": None,
+                    "data_rows": None, "data_size": None, "data_files": None, "fit_files": None,
+                    "data_error": str(exc)}, None
+        return {"data_path": ds.label(self.config.base_dir), "data_hash": ds.hash, "data_rows": ds.rows,
+                "data_size": ds.size, "data_files": ds.files if ds.is_set else None, "fit_files": ds.fit_files,
+                "data_error": None}, ds
 
     def status_row(self, model, obs, decision, state, verify=True):
         """The `status` row of a model observed as `obs` and decided as `decision`. `verify`
@@ -78,6 +82,8 @@ class Observer:
             model_name=model.name,
             data_path=model.data_path,
             data_rows=obs.data_rows,
+            data_files=len(obs.data_files) if obs.data_files else None,
+            new_files=datasets.new_files(obs.data_files, meta),
             data_hash=obs.data_hash,
             data_error=obs.data_error,
             data_changed=(obs.data_hash != obs.model_data_hash) if (obs.data_hash and cur) else None,

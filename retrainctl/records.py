@@ -141,6 +141,8 @@ class StatusRow:
     model_name: str
     data_path: str
     data_rows: Optional[int]
+    data_files: Optional[int]       # a data set's file count; None for one file
+    new_files: Optional[list]       # a set's files the current model was not trained on
     data_hash: Optional[str]
     data_error: Optional[str]
     data_changed: Optional[bool]
@@ -175,11 +177,11 @@ class StatusRow:
         return dict(row, **self.quality, executing=self.executing)
 
 
-_ROW_KEYS = ("model_name", "data_path", "data_rows", "data_hash", "data_error", "data_changed", "model_version",
-             "model_age_seconds", "metric", "score", "columns", "mlflow_run_id", "mlflow_model_version", "due",
-             "held", "due_reasons", "action", "note", "paused", "auto_retraining", "failures_in_row", "next_retry",
-             "model_integrity", "model_dir_missing", "training_now", "last_event", "registry_champion_version",
-             "registry_in_sync")
+_ROW_KEYS = ("model_name", "data_path", "data_rows", "data_files", "new_files", "data_hash", "data_error",
+             "data_changed", "model_version", "model_age_seconds", "metric", "score", "columns", "mlflow_run_id",
+             "mlflow_model_version", "due", "held", "due_reasons", "action", "note", "paused", "auto_retraining",
+             "failures_in_row", "next_retry", "model_integrity", "model_dir_missing", "training_now", "last_event",
+             "registry_champion_version", "registry_in_sync")
 
 
 def quality_fields(keys, evidence=None):

@@ -68,6 +68,11 @@ def csv_options(spec):
 
 def load_frame(raw, data_path, spec):
     """Parse CSV bytes into (X, y), with errors that name the file and column."""
+    return frame_xy(parse_csv(raw, data_path, spec), data_path, spec)
+
+
+def parse_csv(raw, data_path, spec):
+    """CSV bytes as a DataFrame, read with the model's `csv:` options, with errors that name the file."""
     import pandas as pd
 
     if not raw.strip():
@@ -94,6 +99,13 @@ def load_frame(raw, data_path, spec):
     repeated = repeated_columns(header)
     if repeated:  # pandas would rename the second one ("Species.1") and train on the wrong column
         raise DataError(f"{data_path}: column(s) named more than once in the header: {', '.join(repeated)}")
+    return df
+
+
+def frame_xy(df, data_path, spec):
+    """(X, y) of a parsed data file or set, with errors that name it and the column."""
+    import pandas as pd
+
     target = spec["target"]
     if target not in df.columns:
         raise DataError(f"{data_path}: target column '{target}' not found (columns: {', '.join(map(str, df.columns))})")
@@ -279,9 +291,21 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
 
     started = time.monotonic()
     lap = _Laps()
-    # data_lines: lines after the header when trained (missing targets included): the performance
-    # check scores the rows appended after these when no eval_path is configured.
-    X, y, data_hash, data_lines, grown = read_decided(spec, data_path, expected_hash)
+    files, names = spec.get("data_files"), None
+    if files:  # a data set, Parquet or gzip: exactly the decided files, each checked against its hash
+        from .datasets import read_frame
+
+        df, data_hash, names = read_frame(data_path, files, spec)
+        if expected_hash and data_hash != expected_hash:
+            raise TrainingError(f"{data_path}: data changed after the decision to train; will retry on the next check",
+                                error_type="data_changed")
+        X, y = frame_xy(df, data_path, spec)
+        del df
+        data_lines = grown = None
+    else:
+        # data_lines: lines after the header when trained (missing targets included): the performance
+        # check scores the rows appended after these when no eval_path is configured.
+        X, y, data_hash, data_lines, grown = read_decided(spec, data_path, expected_hash)
     lap("read_hash_parse")
     if len(y) < spec.get("min_data_size", 1):
         raise DataError(f"{data_path}: only {len(y)} usable rows, min_data_size is {spec['min_data_size']}")
@@ -357,6 +381,8 @@ def run_task(spec, data_path, expected_hash, champion_bytes=None):
         "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
                       "pandas": pd.__version__, "numpy": np.__version__, "joblib": joblib.__version__},
     }
+    if names:  # a set's files when trained: the performance check scores the files added since
+        metadata["data_files"] = names
     if spec["task"] == "classification":
         metadata["classes"] = sorted(map(str, y.unique()))
     return FitResult(model_bytes=buf.getvalue(), score=candidate_score, data_hash=data_hash, metadata=metadata,

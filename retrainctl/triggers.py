@@ -63,6 +63,8 @@ class Observation:
     quality_keys: Optional[dict] = None       # {trigger: evidence key} of the quality triggers that fired
     quality_evidence: Optional[dict] = None   # {trigger: the test's numbers}, for the history record
     quality_alerts: Optional[dict] = None     # {trigger: evidence key} of the signals that only alert
+    data_files: Optional[tuple] = None        # a data set's ((relative path, hash), ...); None for one file
+    fit_files: Optional[list] = None          # what the fit reads (datasets.DataSet.fit_files)
 
     @property
     def failures_on_data(self):

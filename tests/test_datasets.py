@@ -1,0 +1,382 @@
+"""Data sets (issue 16): a directory or glob of CSV, gzip CSV and Parquet partitions, through the
+installed command: fingerprints, training, new files in `status`, schema checks and bad input."""
+import gzip
+import json
+import os
+import threading
+
+import pandas as pd
+import pytest
+
+from retrainctl import datasets
+from retrainctl.errors import DataError, TrainingError
+from retrainctl.fingerprint import FingerprintCache
+from retrainctl.training import run_task
+
+DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
+
+
+def partitions(project, fmt="parquet", days=DAYS, folder="events"):
+    """The small housing data split into one partition per day, Hive style, with the marker and
+    temporary files Spark leaves beside them; returns the set's folder."""
+    df = pd.read_csv(project.data("housing"))
+    root = project.root / "data" / folder
+    for i, day in enumerate(days):
+        write_partition(root, day, df.iloc[i::len(days)], fmt)
+    (root / "_SUCCESS").write_text("")
+    (root / f"date={days[0]}" / ".part-0001.parquet.tmp").write_bytes(b"half written")
+    (root / "_temporary").mkdir()
+    (root / "_temporary" / "part-9.csv").write_text("not,data\n")
+    return root
+
+
+def write_partition(root, day, df, fmt="parquet"):
+    folder = root / f"date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        path = folder / "part-0000.parquet"
+        df.to_parquet(path, index=False)
+    elif fmt == "csv.gz":
+        path = folder / "part-0000.csv.gz"
+        path.write_bytes(gzip.compress(df.to_csv(index=False).encode()))
+    else:
+        path = folder / "part-0000.csv"
+        df.to_csv(path, index=False)
+    return path
+
+
+def housing_only(project, **changes):
+    project.config["models"] = {"housing": dict(project.config["models"]["housing"], **changes)}
+    project.write_config()
+
+
+def status(project):
+    done = project.run("status", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["models"][0]
+
+
+def metadata(project, name="housing"):
+    return json.loads((project.model_dir / name / f"v{project.current_version(name)}" / "metadata.json").read_text())
+
+
+def test_a_directory_of_parquet_partitions_is_one_data_set(project):
+    root = partitions(project)
+    housing_only(project, data_path="data/events")
+    done = project.run("check")
+    assert done.returncode == 0, done.stderr
+    expected = [f"date={day}/part-0000.parquet" for day in DAYS]
+    meta = metadata(project)
+    assert meta["data_files"] == expected  # markers, temporary and hidden files ignored
+    assert meta["rows"] == len(pd.read_csv(project.data("housing")))
+    row = status(project)
+    assert (row["data_files"], row["new_files"], row["data_changed"]) == (4, [], False)
+    assert row["data_rows"] == meta["rows"]
+
+    # a new partition: the set changes, status names it, a dry run finds work
+    write_partition(root, "2026-11-05", pd.read_csv(project.data("housing")).head(30))
+    row = status(project)
+    assert (row["data_files"], row["new_files"], row["data_changed"]) == (5, ["date=2026-11-05/part-0000.parquet"], True)
+    assert project.run("status").stdout.splitlines()[-1] == (
+        "housing: 1 of 5 files new since v1: date=2026-11-05/part-0000.parquet")
+    assert project.run("check", "--dry-run").returncode == 3
+    assert project.run("check").returncode == 0
+    record = project.history()[-1]
+    assert record["status"] == "success"
+    assert "data file changed: data/events (5 files)" in record["description"]
+    assert len(metadata(project)["data_files"]) == 5
+    assert project.run("check", "--dry-run").returncode == 0
+
+
+def test_a_glob_of_mixed_formats_trains_on_every_row(project):
+    df = pd.read_csv(project.data("housing"))
+    root = project.root / "data" / "events"
+    write_partition(root, DAYS[0], df.iloc[0::3], "parquet")
+    write_partition(root, DAYS[1], df.iloc[1::3], "csv.gz")
+    # columns in another order are the same schema
+    write_partition(root, DAYS[2], df.iloc[2::3][list(reversed(df.columns))], "csv")
+    housing_only(project, data_path="data/events/date=*/part-*")
+    row = status(project)
+    assert (row["data_files"], row["data_rows"]) == (3, len(df))
+    done = project.run("check")
+    assert done.returncode == 0, done.stderr
+    meta = metadata(project)
+    assert meta["rows"] == len(df)
+    assert meta["data_files"] == ["date=2026-11-01/part-0000.parquet", "date=2026-11-02/part-0000.csv.gz",
+                                  "date=2026-11-03/part-0000.csv"]
+
+
+def test_csv_partitions_are_read_and_counted_with_the_models_csv_options(project):
+    df = pd.read_csv(project.data("housing"))
+    df["ocean_proximity"] = df["ocean_proximity"].astype(object)
+    df.loc[df.index[0], "ocean_proximity"] = "NEAR\nBAY"  # a quoted line break is not a row
+    root = project.root / "data" / "events"
+    for i, day in enumerate(DAYS[:2]):
+        path = root / f"date={day}" / "part-0000.csv"
+        path.parent.mkdir(parents=True)
+        df.iloc[i::2].to_csv(path, index=False, sep=";")
+    housing_only(project, data_path="data/events", csv={"delimiter": ";"})
+    row = status(project)
+    assert (row["data_files"], row["data_rows"]) == (2, len(df))
+    done = project.run("check")
+    assert done.returncode == 0, done.stderr
+    assert metadata(project)["rows"] == len(df)
+
+
+def test_a_single_parquet_file_keeps_its_own_hash(project):
+    df = pd.read_csv(project.data("housing"))
+    path = project.root / "data" / "raw" / "housing.parquet"
+    df.to_parquet(path, index=False)
+    housing_only(project, data_path="data/raw/housing.parquet")
+    assert project.run("check").returncode == 0
+    from retrainctl.fingerprint import hash_bytes
+
+    meta = metadata(project)
+    assert meta["data_hash"] == hash_bytes(path.read_bytes()) and meta["rows"] == len(df)
+    assert status(project)["data_files"] is None
+
+
+def test_the_single_csv_file_of_today_is_unchanged(project):
+    housing_only(project)
+    assert project.run("check").returncode == 0
+    from retrainctl.fingerprint import hash_bytes
+
+    meta = metadata(project)
+    assert meta["data_hash"] == hash_bytes(project.data("housing").read_bytes())
+    assert "data_files" not in meta and meta["data_lines"] == meta["rows"]
+    row = status(project)
+    assert (row["data_files"], row["new_files"]) == (None, None)
+
+
+def bad_check(project, expect_code=1):
+    """Run check; it must fail with one error line; returns that line and the history records."""
+    done = project.run("check")
+    assert done.returncode == expect_code, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line or line.startswith("Error")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    return errors[0], project.history()
+
+
+def trained_set(project, fmt="parquet"):
+    root = partitions(project, fmt)
+    housing_only(project, data_path="data/events")
+    assert project.run("check").returncode == 0
+    return root
+
+
+def test_a_csv_partition_with_another_header_is_a_data_error_naming_file_and_column(project):
+    root = trained_set(project, "csv")
+    df = pd.read_csv(project.data("housing")).head(40).rename(columns={"households": "homes"})
+    bad = write_partition(root, "2026-11-05", df, "csv")
+    line, history = bad_check(project)
+    assert str(bad) in line and "column 'households' is missing" in line
+    assert [e["status"] for e in history] == ["success", "failure"]
+    assert history[-1]["error_type"] == "data_error" and str(bad) in history[-1]["error"]
+    assert project.current_version("housing") == 1
+
+
+def test_a_partition_with_another_column_type_is_a_data_error(project):
+    root = trained_set(project)
+    df = pd.read_csv(project.data("housing")).head(40)
+    df["total_rooms"] = "many"
+    bad = write_partition(root, "2026-11-05", df)
+    line, history = bad_check(project)
+    assert line.endswith(f"{bad}: column 'total_rooms' holds text values, but number in "
+                         f"{root / 'date=2026-11-01' / 'part-0000.parquet'}")
+    assert history[-1]["status"] == "failure" and project.current_version("housing") == 1
+
+
+def test_a_truncated_parquet_file_is_a_data_error_naming_it(project):
+    root = trained_set(project)
+    bad = write_partition(root, "2026-11-05", pd.read_csv(project.data("housing")).head(40))
+    bad.write_bytes(bad.read_bytes()[:-100])
+    line, history = bad_check(project)
+    assert f"{bad}: not a readable Parquet file" in line
+    assert [e["status"] for e in history] == ["success", "failure"]
+    assert project.current_version("housing") == 1
+    # the same error is recorded once, however many runs meet it
+    bad_check(project)
+    assert len(project.history()) == 2
+
+
+def test_an_unreadable_partition_is_a_data_error_naming_it(project):
+    root = trained_set(project)
+    bad = root / "date=2026-11-05" / "part-0000.csv"
+    bad.parent.mkdir()
+    os.mkfifo(bad)  # unreadable even for root, who reads a chmod 0 file
+    line, history = bad_check(project)
+    assert line.endswith(f"{bad}: not a regular file")
+    assert history[-1]["status"] == "failure" and project.current_version("housing") == 1
+
+
+def test_a_symlink_loop_in_the_directory_is_a_data_error_naming_it(project):
+    root = trained_set(project)
+    loop = root / "date=2026-11-02" / "again"
+    os.symlink("..", loop)
+    line, history = bad_check(project)
+    assert f"{loop}: symlink loop in the data directory" in line
+    assert history[-1]["status"] == "failure" and project.current_version("housing") == 1
+
+
+def test_an_empty_match_is_a_data_error_naming_the_pattern(project):
+    partitions(project)
+    housing_only(project, data_path="data/events/*/part-*.orc")
+    line, history = bad_check(project)
+    assert f"{project.root / 'data/events/*/part-*.orc'}: no data files match this pattern" in line
+    assert len(history) == 1 and history[0]["status"] == "failure"
+
+
+def test_a_partition_being_written_is_skipped_this_run(project):
+    """A file that grows while it is hashed is read again, then left for the next run."""
+    root = trained_set(project, "csv")
+    growing = root / "date=2026-11-05" / "part-0000.csv"
+    growing.parent.mkdir()
+    row = project.data("housing").read_text().splitlines()[1] + "\n"
+    growing.write_text(project.data("housing").read_text().splitlines()[0] + "\n" + row * 400_000)
+    stop = threading.Event()
+
+    def writer():
+        with open(growing, "a") as fh:
+            while not stop.is_set():
+                fh.write(row)
+                fh.flush()
+                stop.wait(0.001)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        line, history = bad_check(project)
+    finally:
+        stop.set()
+        thread.join()
+    assert f"{growing}: data file keeps changing while it is read; skipped this run" in line
+    assert history[-1]["status"] == "failure" and project.current_version("housing") == 1
+
+
+def test_a_partition_gone_between_decision_and_fit_is_skipped_naming_it(project):
+    from test_faults import decided
+
+    root = partitions(project)
+    housing_only(project, data_path="data/events")
+    r, model, decision, obs = decided(project, "housing")
+    gone = root / "date=2026-11-02" / "part-0000.parquet"
+    gone.unlink()  # the ETL job compacts partitions after the decision
+    out = r.attempts.run_one(model, decision, obs)
+    assert out.record["status"] == "skipped" and out.record["error_type"] == "data_changed"
+    assert out.record["error"] == f"{gone}: disappeared after the decision to train; will retry on the next check"
+    assert project.current_version("housing") is None
+    assert project.run("check").returncode == 0
+    assert metadata(project)["data_files"] == [f"date={d}/part-0000.parquet" for d in DAYS if d != "2026-11-02"]
+
+
+def test_the_fit_reads_exactly_the_decided_files(project):
+    """A partition added after the decision is not trained on under the decided hash."""
+    root = partitions(project)
+    cache = FingerprintCache(str(project.state_dir))
+    ds = datasets.fingerprint(cache, str(root))
+    write_partition(root, "2026-11-05", pd.read_csv(project.data("housing")).head(30))
+    spec = {"name": "housing", "target": "median_house_value", "task": "regression", "features": [],
+            "estimator": "sklearn.linear_model.Ridge", "params": {}, "metric": "r2", "test_size": 0.2,
+            "random_state": 0, "data_files": ds.fit_files}
+    result = run_task(spec, str(root), ds.hash)
+    assert result.data_hash == ds.hash and len(result.metadata["data_files"]) == 4
+    changed = root / "date=2026-11-01" / "part-0000.parquet"
+    pd.read_csv(project.data("housing")).head(50).to_parquet(changed, index=False)
+    with pytest.raises(TrainingError, match=f"^{changed}: changed after the decision to train"):
+        run_task(spec, str(root), ds.hash)
+
+
+def test_set_hash_depends_on_names_and_contents_not_order(project):
+    root = partitions(project)
+    cache = FingerprintCache(str(project.state_dir))
+    first = datasets.fingerprint(cache, str(root))
+    assert datasets.fingerprint(cache, str(root) + "/*/*.parquet").hash == first.hash
+    os.rename(root / "date=2026-11-04", root / "date=2026-11-09")
+    assert datasets.fingerprint(cache, str(root)).hash != first.hash
+    (root / "empty" / "_SUCCESS").mkdir(parents=True)
+    with pytest.raises(DataError, match="no data files in this directory"):
+        datasets.fingerprint(cache, str(root / "empty"))
+
+
+RELABEL = {"Iris-setosa": "Iris-versicolor", "Iris-versicolor": "Iris-virginica", "Iris-virginica": "Iris-setosa"}
+
+
+def iris_set(project):
+    df = pd.read_csv(project.data("iris"))
+    root = project.root / "data" / "iris"
+    for i, day in enumerate(DAYS[:3]):
+        write_partition(root, day, df.iloc[i::3])
+    project.config["models"] = {"iris": dict(project.config["models"]["iris"], data_path="data/iris")}
+    project.write_config()
+    assert project.cli("check").exit_code == 0
+    return root, df
+
+
+def test_new_partitions_are_the_performance_triggers_eval_data(project):
+    root, df = iris_set(project)
+    write_partition(root, DAYS[3], df.head(40))
+    dry = json.loads(project.cli("check", "--dry-run", "--json").stdout)["models"][0]
+    assert [r["trigger_type"] for r in dry["due_reasons"]] == ["data_change"]
+
+    relabelled = df.head(40).assign(Species=df.head(40)["Species"].map(RELABEL))
+    write_partition(root, DAYS[3], relabelled)
+    dry = json.loads(project.cli("check", "--dry-run", "--json").stdout)["models"][0]
+    assert [r["trigger_type"] for r in dry["due_reasons"]] == ["data_change", "performance"]
+    assert dry["due_reasons"][1]["description"].startswith(
+        "performance degraded: accuracy 0 (98% CI 0..0.1087) on 40 rows of data/iris (4 files): 1 new file(s) "
+        "vs baseline")
+
+
+def test_a_drift_set_of_parquet_inputs(project):
+    root, df = iris_set(project)
+    recent = project.root / "data" / "recent"
+    shifted = df.drop(columns=["Species"]).assign(PetalLengthCm=df["PetalLengthCm"] + 5)
+    write_partition(recent, DAYS[0], shifted.iloc[::2])
+    write_partition(recent, DAYS[1], shifted.iloc[1::2])
+    project.config["models"]["iris"].update(drift_path="data/recent", min_eval_rows=30)
+    project.write_config()
+    st = json.loads(project.cli("status", "--json").stdout)["models"][0]
+    assert (st["drift_source"], st["drift_rows"], st["drifted"]) == ("data/recent", 150, True)
+    assert list(st["drifted_features"]) == ["PetalLengthCm"]
+
+
+def test_dask_workers_read_the_same_set(project, tmp_path):
+    from test_dask import Cluster, use_dask
+
+    root, df = iris_set(project)
+    write_partition(root, DAYS[3], df.head(30), "csv.gz")
+    logs = tmp_path / "dask"
+    logs.mkdir()
+    cluster = Cluster(logs, workers=1)
+    try:
+        use_dask(project, cluster.address)
+        [worker_pid] = cluster.worker_pids().values()
+        done = project.run("check")
+        assert done.returncode == 0, done.stderr
+    finally:
+        cluster.stop()
+    record = project.history()[-1]
+    assert (record["status"], record["executor"], record["version"]) == ("success", "dask", 2)
+    meta = json.loads((project.model_dir / "iris" / "v2" / "metadata.json").read_text())
+    assert meta["fit_pid"] == worker_pid and meta["rows"] == 180
+    assert meta["data_files"][-1] == "date=2026-11-04/part-0000.csv.gz"
+
+
+def test_a_no_op_check_on_an_unchanged_parquet_set_imports_nothing_heavy(project):
+    import subprocess
+    import sys
+    import time
+
+    root = partitions(project)
+    hour_ago = time.time() - 3600
+    for path in root.rglob("*"):
+        os.utime(path, (hour_ago, hour_ago))  # old enough for the fingerprint cache to trust
+    housing_only(project, data_path="data/events")
+    assert project.run("check").returncode == 0
+    code = ("import sys\nfrom retrainctl.cli import main\n"
+            "try:\n    main(['--config', sys.argv[1], 'check'])\nexcept SystemExit as e:\n    code = e.code\n"
+            "heavy = [m for m in ('pandas', 'numpy', 'pyarrow', 'sklearn') if m in sys.modules]\n"
+            "print(code, heavy)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(project.config_path)], capture_output=True, text=True,
+                          cwd="/")
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr
