@@ -217,11 +217,15 @@ def test_state_dir_that_is_a_file(project):
     assert r.stderr.strip().splitlines()[-1] == f"Error: {project.state_dir}: cannot create the state directory: File exists"
 
 
-def test_data_path_that_is_a_directory(project):
+def test_data_path_that_is_a_directory_of_files_that_disagree(project):
+    """A directory is a data set (docs/data.md); one whose files have other columns is a data error
+    naming the file that disagrees, and nothing is trained."""
     project.set_model("iris", data_path="data/raw")
     r = project.run("check", "iris")
     assert r.returncode == 1
-    assert f"{project.root / 'data' / 'raw'}: not a regular file" in r.stderr
+    [line] = [x for x in r.stderr.splitlines() if "ERROR" in x]
+    assert "is missing" in line and f"{project.root / 'data' / 'raw' / 'housing.csv'}" in line
+    assert project.current_version("iris") is None
 
 
 def test_files_have_no_world_access(project):
@@ -268,7 +272,7 @@ def test_an_error_after_the_fit_closes_that_attempt_and_spares_the_others(projec
     job = r.attempts.prepare(Claim(model, decision, obs))
     broken = FitResult(model_bytes=b"", score=0.5, data_hash=obs.data_hash, metadata=None)  # no metadata
     out = r.attempts._finish_safely(job, broken, None)
-    assert out.failed and out.record["error_type"] == "internal" and out.record["error"].startswith("TypeError")
+    assert out.failed and out.record["error_type"] == "internal" and out.record["error"].startswith("AttributeError")
     assert r.recorder.states()["iris"].open_attempts == {}
     after = project.run("check", "--json")  # the others go on; iris waits out its retry backoff
     assert after.returncode == 0
