@@ -7,7 +7,9 @@ import resource
 
 import pytest
 
-from tests.conftest import IRIS
+from tests.conftest import IRIS, REPO
+
+ENV = {"PYTHONPATH": str(REPO)}  # the test trainer lives in tests/slowfit.py
 
 PAGE = resource.getpagesize()
 
@@ -128,7 +130,7 @@ def test_a_disk_filling_during_a_fit_fails_each_model_alone_as_disk_full(project
     project.append_rows("housing", 5)
     end_short_of_a_page(project.state_dir / "events.jsonl", PAGE - 1)
 
-    result = project.run("check")
+    result = project.run("check", env=ENV)
     assert result.returncode == 1, result.stderr
     failed = table(result.stdout)
     assert set(failed) == {"iris", "housing"} and {action for action, _ in failed.values()} == {"train"}
@@ -143,7 +145,7 @@ def test_a_disk_filling_during_a_fit_fails_each_model_alone_as_disk_full(project
 
     disk.free()
     project.set_model("iris", estimator=IRIS["estimator"], trainer=None, params=IRIS["params"])
-    again = project.run("check")
+    again = project.run("check", env=ENV)
     assert again.returncode == 0, again.stderr
     assert ends(project) == [("iris", "success", None), ("housing", "success", None),
                              ("iris", "failure", "disk_full"), ("housing", "failure", "disk_full"),

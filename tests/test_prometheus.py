@@ -251,6 +251,7 @@ def test_failures_on_changing_data_alert_until_a_success(tmp_path, gateway, prom
     project = fresh(tmp_path, enable_auto_retraining=True, train_timeout_seconds=0.001)
     push_to(project, gateway)
     run(project, "metrics", "--push")
+    prometheus.settle(gateway)  # the failure counters' 0 is scraped before the first failure
     for n in range(3):
         if n:
             project.append_rows("iris", 5)
