@@ -268,6 +268,14 @@ class Attempts:
 
         tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text, job.warm,
                                training_time=self.clock() - job.start)
+        try:
+            return self._track_and_promote(job, result, mv, verdict, tracked, fields, text)
+        finally:
+            tracked.close()
+
+    def _track_and_promote(self, job, result, mv, verdict, tracked, fields, text):
+        """Keep the run's ids, promote (or not), record, then attach the report page to the run."""
+        model, force, policy = job.model, job.claim.force, job.model.policy
         faults.point("after_track")
         if tracked.run_id is not None:
             mv = self.store.update_metadata(mv, **tracked.ids())
@@ -285,9 +293,13 @@ class Attempts:
             out = self._outcome(job, f"promoted v{mv.version} ({model.metric} {result.score:.4g})", Status.SUCCESS,
                                 text, promoted=True, forced=force, **fields)
             log.info("%s: promoted v%d (%s %.4g)", model.name, mv.version, model.metric, result.score)
-            return out
-        self.store.prune(model.name, policy.keep_versions)
-        out = self._outcome(job, f"rejected v{mv.version}: {verdict.reason}", Status.REJECTED, text,
-                            promoted=False, **fields)
-        log.warning("%s: candidate v%d rejected: %s", model.name, mv.version, verdict.reason)
+        else:
+            self.store.prune(model.name, policy.keep_versions)
+            out = self._outcome(job, f"rejected v{mv.version}: {verdict.reason}", Status.REJECTED, text,
+                                promoted=False, **fields)
+            log.warning("%s: candidate v%d rejected: %s", model.name, mv.version, verdict.reason)
+        if tracked.session is not None:  # after the record, so that the page shows this attempt
+            from .tracking import attach_report
+
+            attach_report(self.config, model, tracked)
         return out

@@ -86,7 +86,7 @@ class Group:
 
 
 class Child:
-    """A child process ready to run one function (`call`); `prepare` (function, args) runs in it at
+    """A child process ready to run functions (`call`, one at a time); `prepare` (function, args) runs in it at
     once, while the caller does something else. `max_memory_mb` limits its address space while
     the function runs; `capture_output` keeps its stdout/stderr out of the caller's (the tail
     comes back as `output`); `env` gives defaults for its environment variables."""
@@ -317,10 +317,10 @@ def _flush_stdio():
 
 
 def main():
-    """`python -c BOOT <root> <answers fd> <parent pid> <name>`: serve one request, then leave
-    with os._exit. Without the interpreter's shutdown, which after importing pandas, scikit-learn
-    or MLflow takes up to a second the parent would spend waiting; whatever the function did is
-    complete when it answers."""
+    """`python -c BOOT <root> <answers fd> <parent pid> <name>`: serve requests until the parent
+    closes the pipe (or kills the group), then leave with os._exit. Without the interpreter's
+    shutdown, which after importing pandas, scikit-learn or MLflow takes up to a second the parent
+    would spend waiting; whatever a function did is complete when it answers."""
     global _answers
 
     from . import faults
@@ -341,19 +341,22 @@ def main():
     if boot["prepare"] is not None:
         function, args = boot["prepare"]
         function(*args)
-    request = _receive(requests)
-    if request is None:
-        os._exit(0)  # dismissed
-    function, args, max_memory_mb = request
-    try:
-        if max_memory_mb:
-            _limit_memory(max_memory_mb)
-        answer = ("ok", function(*args))
-    except Exception as exc:
-        import traceback
+    while True:  # until the parent closes the pipe (it kills the group once it is done with it)
+        request = _receive(requests)
+        if request is None:
+            os._exit(0)  # dismissed, or done
+        function, args, max_memory_mb = request
+        try:
+            if max_memory_mb:
+                _limit_memory(max_memory_mb)
+            answer = ("ok", function(*args))
+        except Exception as exc:
+            import traceback
 
-        answer = ("error", _one_line(exc), traceback.format_exc())
-    _flush_stdio()
-    kind, value, *tb = answer
-    _send((kind, value, _tail(captured) + "".join(tb)))
-    os._exit(0)
+            answer = ("error", _one_line(exc), traceback.format_exc())
+        _flush_stdio()
+        kind, value, *tb = answer
+        _send((kind, value, _tail(captured) + "".join(tb)))
+        if captured is not None:  # each answer carries the tail of its own request's output
+            captured.seek(0)
+            captured.truncate()

@@ -196,6 +196,8 @@ MLFLOW = (
     Key("required", "bool", False, "true: a tracking failure fails the retrain and nothing is promoted"),
     Key("enabled", "bool", True, "false: no MLflow runs at all"),
     Key("timeout_seconds", "float", 30.0, "hard limit on MLflow's time per training or rollback", between(1, 3600)),
+    Key("log_report", "bool", True, "attach the model's report page (`report.html`) to each training's run; "
+        "another `timeout_seconds` at most, and a failure is only a warning"),
 )
 
 PUSHGATEWAY = (

@@ -5,8 +5,8 @@ controller gets the SIGINT of a Ctrl-C there (once). Unset, it costs one dict lo
 
 Points: before_save, after_save, after_track (MLflow done, store not yet promoted), after_promote
 (attempt.py); mid_append (eventlog.py, half a line written); fit_submitted (executors.py);
-child_spawned, child_started (child.py: in the parent, in the child); tracking_warming
-(tracking.py, in the warm tracking process)."""
+child_spawned, child_started (child.py: in the parent, in the child); tracking_warming,
+report_attaching (tracking.py, in the tracking process)."""
 import os
 import signal
 

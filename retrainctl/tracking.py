@@ -7,7 +7,7 @@ controller itself never imports mlflow (about a second) or prints what mlflow pr
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 from urllib.parse import urlsplit
 
@@ -36,6 +36,13 @@ class Tracked:
     model_version: Optional[int] = None
     error: Optional[str] = None
     enabled: bool = True
+    session: Optional[Child] = field(default=None, repr=False)  # the process that logged it, kept for the report
+
+    def close(self):
+        """Dismiss the kept tracking process, if any (idempotent)."""
+        proc, self.session = self.session, None
+        if proc is not None:
+            proc.close()
 
     def ids(self):
         return {"mlflow_run_id": self.run_id, "mlflow_model_version": self.model_version}
@@ -98,7 +105,8 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
     """Log one candidate (store version `mv`, records.FitResult `result`) as an MLflow
     run; register it and move `champion` to it when `promoted`. `training_time`: the attempt's
     seconds so far (fit, gate, save). Never raises: a failure comes back as Tracked.error, with
-    whatever ids were obtained before it."""
+    whatever ids were obtained before it. With `mlflow.log_report` the process that logged the
+    run is kept in Tracked.session for attach_report; the caller closes it (Tracked.close)."""
     if not config.mlflow.enabled:
         return Tracked(enabled=False)
     uri = tracking_uri(config)
@@ -108,7 +116,7 @@ def log_training(config, model, mv, result, trigger_type, promoted, description=
         metrics[f"champion_{model.metric}"] = result.champion_score
     job = _log_job(config, uri, model, mv, trigger_type, "promoted" if promoted else "rejected", description,
                    metrics, promoted)
-    tracked = _run_child("log", job, warm)
+    tracked = _run_child("log", job, warm, keep=config.mlflow.log_report)
     where = f"{model.name} v{mv.version}"
     if tracked.error:
         _warn(config, "%s: MLflow tracking at %s failed: %s", where, redact(uri), tracked.error)
@@ -275,7 +283,8 @@ def _warn(config, *args):
 
 class Warm:
     """A tracking process started ahead of need: it imports MLflow and the model libraries (most
-    of tracking's cost) on the second core while the fit runs, then serves one action."""
+    of tracking's cost) on the second core while the fit runs, then serves one action (and, with
+    `mlflow.log_report`, the report page after it)."""
 
     def __init__(self, config):
         job = _job(config, tracking_uri(config))
@@ -303,9 +312,10 @@ def start_warm(config):
     return Warm(config) if config.mlflow.enabled else None
 
 
-def _run_child(action, job, warm=None):
+def _run_child(action, job, warm=None, keep=False):
     """Run `action` in a tracking process (the warm one if given, else a fresh one); whatever
-    happens, return within job['timeout'] seconds."""
+    happens, return within job['timeout'] seconds. `keep`: a process that succeeded stays open
+    in Tracked.session for one more action."""
     started = time.monotonic()
     proc = warm.take() if warm is not None else None
     if proc is None:
@@ -315,16 +325,50 @@ def _run_child(action, job, warm=None):
         left = job["timeout"] - (time.monotonic() - started)
         tracked.model_version = proc.call(_serve, action, job, timeout=max(left, 0),
                                           on_note=lambda run_id: setattr(tracked, "run_id", run_id))
-    except child.Timeout:
-        tracked.error = f"no answer within mlflow.timeout_seconds={job['timeout']:g}"
-    except child.Died as exc:
-        tracked.error = f"the tracking process exited with code {exc.code}"
     except child.ChildError as exc:
-        tracked.error = str(exc)
+        tracked.error = _child_error(exc, job)
+    finally:
+        if keep and tracked.error is None and tracked.run_id is not None:
+            tracked.session = proc
+        else:
+            proc.close()
+    log.debug("mlflow output:\n%s", proc.output)
+    return tracked
+
+
+def _child_error(exc, job):
+    if isinstance(exc, child.Timeout):
+        return f"no answer within mlflow.timeout_seconds={job['timeout']:g}"
+    if isinstance(exc, child.Died):
+        return f"the tracking process exited with code {exc.code}"
+    return str(exc)
+
+
+REPORT_ARTIFACT = "report.html"
+
+
+def attach_report(config, model, tracked):
+    """Attach the report page of `model` (rendered now, so it shows the attempt just recorded) to
+    its MLflow run as `report.html`, in the process that logged the run, then close that
+    process. Never raises and takes at most mlflow.timeout_seconds: a page that cannot be made
+    or sent is a warning, never a failed attempt. Returns the error text, or None."""
+    proc, tracked.session = tracked.session, None
+    if proc is None:
+        return None
+    job = dict(_job(config, tracking_uri(config)), config=config, model=model.name, run_id=tracked.run_id)
+    error = None
+    try:
+        proc.call(_serve, "report", job, timeout=job["timeout"])
+    except child.ChildError as exc:
+        error = _child_error(exc, job)
     finally:
         proc.close()
     log.debug("mlflow output:\n%s", proc.output)
-    return tracked
+    if error:
+        log.warning("%s: report page not attached to MLflow run %s: %s", model.name, tracked.run_id, error)
+    else:
+        log.info("%s: report page attached to MLflow run %s", model.name, tracked.run_id)
+    return error
 
 
 # --- the tracking process's side -------------------------------------------------------------------
@@ -335,7 +379,7 @@ def _warm_up(uri):
     faults.point("tracking_warming", interrupt=os.getppid())
     # Imported now, while the fit runs, so that the log itself is quick; a module that fails to
     # import here is reported by the action itself.
-    for module in ("joblib", "pandas", "sklearn", "skops.io", "mlflow.sklearn"):
+    for module in ("joblib", "pandas", "sklearn", "skops.io", "mlflow.sklearn", "matplotlib.figure"):
         try:
             importlib.import_module(module)
         except ImportError:
@@ -345,12 +389,24 @@ def _warm_up(uri):
 
 def _serve(action, job):
     """The action, in the tracking process. Logging is synchronous, so everything is committed
-    when it returns (the process then leaves with os._exit; see child.main)."""
+    when it returns (the process is killed once the parent is done with it; see child.main)."""
     if action == "log":
         return _log(job, note)
     if action == "failure":
         return _log_failure(job, note)
+    if action == "report":
+        return _attach_report(job)
     return _champion(job, note)
+
+
+def _attach_report(job):
+    from mlflow import MlflowClient
+
+    from .report import write
+
+    faults.point("report_attaching")
+    page = write(job["config"], [job["model"]], "html")
+    MlflowClient(job["uri"]).log_text(job["run_id"], page, REPORT_ARTIFACT)
 
 
 def _warm_stores(uri):

@@ -153,6 +153,9 @@ def test_runs_registry_and_rollback_against_a_server(project, mlflow_server):
     champion = client.get_model_version_by_alias("iris", "champion")
     assert (champion.version, champion.run_id) == ("1", run.info.run_id)
     assert champion.tags[STORE_VERSION_TAG] == "1"
+    assert f"iris: report page attached to MLflow run {run.info.run_id}" in stderr
+    page = report_artifact(client, run.info.run_id)
+    assert "live version v1, accuracy" in page and page.count("<svg") >= 2  # drawn after the record
     meta = metadata(project, "iris", 1)
     assert (meta["mlflow_run_id"], meta["mlflow_model_version"]) == (run.info.run_id, 1)
     row = status_row(project, "iris")
@@ -174,6 +177,8 @@ def test_runs_registry_and_rollback_against_a_server(project, mlflow_server):
     assert run2.info.run_name == "iris-v2-manual" and run2.data.tags["outcome"] == "rejected"
     assert run2.data.metrics["champion_accuracy"] == pytest.approx(first["score"])
     assert run2.data.metrics["accuracy"] == pytest.approx(rejected["score"])
+    page = report_artifact(client, run2.info.run_id)
+    assert "live version v1, accuracy" in page and ">v2<" in page and "rejected" in page
     assert [v.version for v in client.search_model_versions("name='iris'")] == ["1"]
 
     forced, _ = train_json(project, "iris", "--force")
@@ -224,6 +229,40 @@ def test_runs_registry_and_rollback_against_a_server(project, mlflow_server):
         "failed", event["error_type"], event["error"])
     assert failed_run.data.params["error_type"] == event["error_type"]
     assert failed_run.data.metrics["training_time"] > 0
+
+
+def report_artifact(client, run_id):
+    """The run's report.html, as text."""
+    import tempfile
+
+    assert [a.path for a in client.list_artifacts(run_id) if a.path.endswith(".html")] == ["report.html"]
+    with tempfile.TemporaryDirectory() as folder:
+        return open(client.download_artifacts(run_id, "report.html", folder), encoding="utf-8").read()
+
+
+def test_report_page_lost_with_its_process_leaves_the_training_standing(project, monkeypatch):
+    """The tracking process is killed while it draws the report page: a warning naming the run,
+    the candidate is still promoted and recorded, exit 0. With `log_report: false` no page."""
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    use_mlflow(project)
+    lost = project.run("train", "iris", "--json", env={"RETRAINCTL_FAULT": "report_attaching"})
+    assert lost.returncode == 0, lost.stderr
+    record = json.loads(lost.stdout)["event"]
+    assert (record["status"], record["version"], record["mlflow_model_version"]) == ("success", 1, 1)
+    assert (f"iris: report page not attached to MLflow run {record['mlflow_run_id']}: "
+            f"the tracking process exited with code -9\n") in lost.stderr
+    assert project.current_version("iris") == 1
+    client = MlflowClient(f"sqlite:///{project.state_dir}/mlflow.db")
+    assert [a.path for a in client.list_artifacts(record["mlflow_run_id"])] == ["columns.json"]  # no page
+
+    use_mlflow(project, log_report=False)
+    quiet = project.run("train", "iris", "--json")
+    assert quiet.returncode == 0, quiet.stderr
+    run_id = json.loads(quiet.stdout)["event"]["mlflow_run_id"]
+    assert "report page" not in quiet.stderr
+    assert [a.path for a in client.list_artifacts(run_id)] == ["columns.json"]
 
 
 def registry_gauge(project):
