@@ -268,6 +268,9 @@ class Notifier:
             if time.monotonic() + pause >= deadline:
                 break
             time.sleep(pause)
+        if attempt == 0:  # the command's budget was spent before this one's turn: as if abandoned
+            log.warning("%s: %s event for %s not delivered: time budget used up", label, event, subject(record))
+            return Delivery(label, event, "timed_out", detail="notification time budget used up")
         log.warning("%s: %s event for %s not delivered after %d attempt(s): %s", label, event,
                     subject(record), attempt, detail or "time budget used up")
         return Delivery(label, event, "failed", attempt, detail or "time budget used up")
