@@ -412,6 +412,9 @@ def drift_inputs(X, plans):
     return frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in text}) if text else frame
 
 
+EDGE_SAMPLE = 100_000  # values a numeric feature's bin edges are computed from
+
+
 def reference_stats(X):
     """Per-feature reference of the training inputs for the drift test, vectorised: a numeric
     feature's inner decile edges (numpy's linear quantiles) and its row count per bin
@@ -431,9 +434,14 @@ def reference_stats(X):
             present = values.to_numpy(dtype=float)
             missing = np.isnan(present)
             present = present[~missing]
-            edges = np.unique(np.quantile(present, np.arange(1, BINS) / BINS)).tolist() if present.size else []
-            counts = np.bincount(np.searchsorted(np.asarray(edges), present, side="right"),
-                                 minlength=len(edges) + 1).tolist() + [int(missing.sum())]
+            # Edges from an evenly strided sample of at most EDGE_SAMPLE values: close to the
+            # deciles, and the counts below are exact whatever the edges (the test compares counts).
+            sample = present[::-(-present.size // EDGE_SAMPLE)] if present.size > EDGE_SAMPLE else present
+            edges = np.unique(np.quantile(sample, np.arange(1, BINS) / BINS)).tolist() if present.size else []
+            # np.histogram's bins [a, b) are searchsorted(side="right")'s, about 4 times faster on big columns
+            counts = np.histogram(present, np.concatenate(([-np.inf], edges, [np.inf])))[0].tolist() \
+                if present.size else [0]
+            counts.append(int(missing.sum()))
             out[str(column)] = {"kind": "numeric", "edges": edges, "counts": counts, "n": n}
         else:
             labels = values.astype(str).where(values.notna(), MISSING)

@@ -63,6 +63,24 @@ def test_reference_counts_match_the_check_time_binning():
     assert quality.sample_counts(ref["c"], ["a", "zzz", None]) == [1, 0, 1, 1]   # unseen -> <other>
 
 
+def test_a_big_column_bins_on_sampled_edges_but_counts_every_row():
+    """Over EDGE_SAMPLE values the edges come from a strided sample (near the deciles); the counts
+    are still every row's, as the check-time binning counts them."""
+    import pandas as pd
+
+    from retrainctl.training import EDGE_SAMPLE, reference_stats
+
+    values = np.random.default_rng(3).lognormal(size=3 * EDGE_SAMPLE + 7)
+    values[::97] = np.nan
+    stats = reference_stats(pd.DataFrame({"x": values}))["x"]
+    present = values[~np.isnan(values)]
+    assert stats["edges"] == pytest.approx(np.quantile(present, np.arange(1, 10) / 10), rel=0.02)
+    assert stats["counts"][:-1] == np.bincount(np.searchsorted(stats["edges"], present, side="right")).tolist()
+    assert stats["counts"][-1] == int(np.isnan(values).sum()) and sum(stats["counts"]) == stats["n"] == len(values)
+    sample = [None if np.isnan(v) else v for v in values[:5000]]
+    assert sum(quality.sample_counts(stats, sample)) == 5000
+
+
 def test_a_reference_with_shares_only_rebuilds_its_counts_from_the_rows():
     legacy = {"kind": "numeric", "edges": [1.0], "proportions": [0.25, 0.75, 0.0]}
     assert quality.reference_counts(legacy, rows=400) == [100, 300, 0]
