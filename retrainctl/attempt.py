@@ -275,6 +275,8 @@ class Attempts:
 
     def _track_and_promote(self, job, result, mv, verdict, tracked, fields, text):
         """Keep the run's ids, promote (or not), record, then attach the report page to the run."""
+        from .tracking import attach_report
+
         model, force, policy = job.model, job.claim.force, job.model.policy
         faults.point("after_track")
         if tracked.run_id is not None:
@@ -298,8 +300,5 @@ class Attempts:
             out = self._outcome(job, f"rejected v{mv.version}: {verdict.reason}", Status.REJECTED, text,
                                 promoted=False, **fields)
             log.warning("%s: candidate v%d rejected: %s", model.name, mv.version, verdict.reason)
-        if tracked.session is not None:  # after the record, so that the page shows this attempt
-            from .tracking import attach_report
-
-            attach_report(self.config, model, tracked)
+        attach_report(self.config, model, tracked)  # after the record, so that the page shows this attempt
         return out

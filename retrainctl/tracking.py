@@ -288,8 +288,8 @@ class Warm:
 
     def __init__(self, config):
         job = _job(config, tracking_uri(config))
-        self.child = Child("retrainctl-mlflow", prepare=(_warm_up, (job["uri"],)), capture_output=True,
-                           env=job["env"])
+        self.child = Child("retrainctl-mlflow", prepare=(_warm_up, (job["uri"], config.mlflow.log_report)),
+                           capture_output=True, env=job["env"])
         self.used = False
 
     def take(self):
@@ -373,13 +373,14 @@ def attach_report(config, model, tracked):
 
 # --- the tracking process's side -------------------------------------------------------------------
 
-def _warm_up(uri):
+def _warm_up(uri, report=False):
     import importlib
 
     faults.point("tracking_warming", interrupt=os.getppid())
     # Imported now, while the fit runs, so that the log itself is quick; a module that fails to
     # import here is reported by the action itself.
-    for module in ("joblib", "pandas", "sklearn", "skops.io", "mlflow.sklearn", "matplotlib.figure"):
+    charts = ("matplotlib.figure",) if report else ()  # the report page's, drawn after the log
+    for module in ("joblib", "pandas", "sklearn", "skops.io", "mlflow.sklearn", *charts):
         try:
             importlib.import_module(module)
         except ImportError:

@@ -434,13 +434,14 @@ def reference_stats(X):
             present = values.to_numpy(dtype=float)
             missing = np.isnan(present)
             present = present[~missing]
-            # Edges from an evenly strided sample of at most EDGE_SAMPLE values: close to the
-            # deciles, and the counts below are exact whatever the edges (the test compares counts).
-            sample = present[::-(-present.size // EDGE_SAMPLE)] if present.size > EDGE_SAMPLE else present
-            edges = np.unique(np.quantile(sample, np.arange(1, BINS) / BINS)).tolist() if present.size else []
-            # np.histogram's bins [a, b) are searchsorted(side="right")'s, about 4 times faster on big columns
-            counts = np.histogram(present, np.concatenate(([-np.inf], edges, [np.inf])))[0].tolist() \
-                if present.size else [0]
+            edges, counts = [], [0]
+            if present.size:
+                # Edges from an evenly strided sample of at most EDGE_SAMPLE values: close to the
+                # deciles; the counts are every row's whatever the edges (the test compares counts).
+                sample = present[::-(-present.size // EDGE_SAMPLE)]
+                edges = np.unique(np.quantile(sample, np.arange(1, BINS) / BINS)).tolist()
+                # np.histogram's bins [a, b) are searchsorted(side="right")'s, about 4 times faster
+                counts = np.histogram(present, np.concatenate(([-np.inf], edges, [np.inf])))[0].tolist()
             counts.append(int(missing.sum()))
             out[str(column)] = {"kind": "numeric", "edges": edges, "counts": counts, "n": n}
         else:

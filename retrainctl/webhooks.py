@@ -220,10 +220,7 @@ class Notifier:
             done = dict(zip(map(id, todo), list(out)))
             for record in todo:
                 if id(record) not in done:
-                    done[id(record)] = Delivery(_label(target), primary_name(record), "timed_out",
-                                                detail="notification time budget used up")
-                    log.warning("%s: %s event for %s not delivered: time budget used up", _label(target),
-                                primary_name(record), subject(record))
+                    done[id(record)] = _budget_used_up(_label(target), record)
                 results.append(done[id(record)])
             changes += _changes(target, records, done, self.clock())
         self._save_sent(changes, deadline)
@@ -269,8 +266,7 @@ class Notifier:
                 break
             time.sleep(pause)
         if attempt == 0:  # the command's budget was spent before this one's turn: as if abandoned
-            log.warning("%s: %s event for %s not delivered: time budget used up", label, event, subject(record))
-            return Delivery(label, event, "timed_out", detail="notification time budget used up")
+            return _budget_used_up(label, record)
         log.warning("%s: %s event for %s not delivered after %d attempt(s): %s", label, event,
                     subject(record), attempt, detail or "time budget used up")
         return Delivery(label, event, "failed", attempt, detail or "time budget used up")
@@ -383,6 +379,13 @@ def _post(url, body, headers, timeout):
         return None, str(exc.reason)
     except (OSError, ValueError) as exc:  # timeouts, resets, a malformed URL
         return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _budget_used_up(label, record):
+    """The Delivery of an event the command's notification budget left no time for, logged."""
+    log.warning("%s: %s event for %s not delivered: time budget used up", label, primary_name(record),
+                subject(record))
+    return Delivery(label, primary_name(record), "timed_out", detail="notification time budget used up")
 
 
 def _label(target):
