@@ -440,8 +440,10 @@ def reference_stats(X):
                 # deciles; the counts are every row's whatever the edges (the test compares counts).
                 sample = present[::-(-present.size // EDGE_SAMPLE)]
                 edges = np.unique(np.quantile(sample, np.arange(1, BINS) / BINS)).tolist()
-                # np.histogram's bins [a, b) are searchsorted(side="right")'s, about 4 times faster
-                counts = np.histogram(present, np.concatenate(([-np.inf], edges, [np.inf])))[0].tolist()
+                # Bin k is [e_k, e_k+1): the differences of the counts at or above each edge, one
+                # vectorised comparison per edge (np.histogram sorts the values: 8 times slower)
+                above = [int(np.count_nonzero(present >= e)) for e in edges]
+                counts = [a - b for a, b in zip([present.size, *above], [*above, 0])]
             counts.append(int(missing.sum()))
             out[str(column)] = {"kind": "numeric", "edges": edges, "counts": counts, "n": n}
         else:
