@@ -19,7 +19,9 @@ def fit(data_path, target, max_iter="100"):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    df = pd.read_parquet(data_path) if os.path.isdir(data_path) else pd.read_csv(data_path)
+    # A directory: the files' own columns, as retrainctl reads a data set (pyarrow would add the
+    # folders' `date=...` key as a categorical column, one-hot encoded into extra features).
+    df = pd.read_parquet(data_path, partitioning=None) if os.path.isdir(data_path) else pd.read_csv(data_path)
     y = df.pop(target)
     numeric = list(df.select_dtypes(include="number").columns)
     categorical = [c for c in df.columns if c not in numeric]
