@@ -16,7 +16,7 @@ venv: $(VENV)/.installed
 
 # Regenerates the key reference in docs/configuration.md from retrainctl/config_keys.py.
 docs: $(VENV)/.installed
-	$(BIN)/python -m retrainctl.config_docs
+	$(BIN)/python -m retrainctl.config.reference
 
 # Ratios against md5sum, `python -c pass` and a bare fit script, measured side by side (a few
 # minutes). With the test extras, so that the Dask row (7) runs too.

@@ -2,9 +2,9 @@ import re
 
 from setuptools import find_packages, setup
 
-# The version lives in retrainctl/__init__.py only; read it without importing the package,
+# The version lives in retrainctl/base/version.py only; read it without importing the package,
 # whose dependencies are not installed yet when pip builds it.
-with open("retrainctl/__init__.py", encoding="utf-8") as fh:
+with open("retrainctl/base/version.py", encoding="utf-8") as fh:
     VERSION = re.search(r'^__version__ = "([^"]+)"$', fh.read(), re.M)[1]
 
 setup(
@@ -13,7 +13,7 @@ setup(
     description="Keep scikit-learn models fresh from cron or a systemd timer, statelessly.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["retrainctl", "retrainctl.*"]),
     install_requires=[
         "click>=8.1",

@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from retrainctl import evaluation, quality, triggers  # noqa: E402
-from retrainctl.config import METRICS, load_config  # noqa: E402
-from retrainctl.training import run_task  # noqa: E402
+from retrainctl.config.load import METRICS, load_config  # noqa: E402
+from retrainctl.fit.task import run_task  # noqa: E402
 
 SIZES = (30, 100, 1000)
 SHIFT_ROWS = 100

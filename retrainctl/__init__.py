@@ -5,38 +5,46 @@ Python API (the CLI calls exactly these)::
     from retrainctl import load_config, check, train, status, history, RetrainingConfig
     report = check(load_config("etc/retrainctl.yaml"), notification_callback=cb)
 """
-__version__ = "0.1.0"
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .config import Config, ModelConfig, RetrainingConfig, load_config  # noqa: E402
-from .errors import ConfigError, DataError, RetrainctlError, TrainingError, UsageError  # noqa: E402
+from .base.errors import ConfigError, DataError, RetrainctlError, TrainingError, UsageError
+from .base.version import __version__
+from .config.load import load_config
+from .config.records import Config, ModelConfig, RetrainingConfig
+
+if TYPE_CHECKING:
+    from .core.outcomes import CheckReport, Outcome, StatusRow
 
 
-def check(config, models=None, dry_run=False, notification_callback=None):
-    """Evaluate and retrain what is due; returns a Report (outcomes, exit_code)."""
-    from .commands import check as _check
+def check(config: Config, models: Sequence[str] | None = None, dry_run: bool = False,
+          notification_callback: Callable[..., Any] | None = None) -> "CheckReport":
+    """Evaluate and retrain what is due; returns a CheckReport (outcomes, exit_code)."""
+    from .commands.check import check as _check
 
-    return _check(config, models, dry_run=dry_run, callback=notification_callback)
+    return _check(config, list(models) if models else None, dry_run=dry_run, callback=notification_callback)
 
 
-def train(config, model, reason=None, force=False, notification_callback=None):
+def train(config: Config, model: str, reason: str | None = None, force: bool = False,
+          notification_callback: Callable[..., Any] | None = None) -> "Outcome":
     """Retrain one model now; returns its Outcome."""
-    from .commands import train as _train
+    from .commands.train import train as _train
 
     return _train(config, model, reason=reason, force=force, callback=notification_callback)
 
 
-def status(config, models=None):
-    """One records.StatusRow per model (`to_dict()` gives the `status --json` shape)."""
-    from .commands import status as _status
+def status(config: Config, models: Sequence[str] | None = None) -> "list[StatusRow]":
+    """One StatusRow per model (`to_dict()` gives the `status --json` shape)."""
+    from .commands.status import status as _status
 
-    return _status(config, models)
+    return _status(config, list(models) if models else None)
 
 
-def history(config, model=None, limit=20):
+def history(config: Config, model: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """History records (dicts, as in the state log), newest first."""
-    from .commands import history as _history
+    from .commands.history import history as _history
 
-    return _history(config, model, limit)
+    return [record.to_dict() for record in _history(config, model, limit)]
 
 
 __all__ = ["Config", "ModelConfig", "RetrainingConfig", "load_config", "check", "train", "status", "history",

@@ -8,8 +8,10 @@ import sys
 
 import click
 
-from . import __version__, logs
-from .errors import RetrainctlError
+from .base.version import __version__
+
+from .base import logsetup
+from .base.errors import RetrainctlError
 
 log = logging.getLogger("retrainctl")
 
@@ -17,9 +19,9 @@ log = logging.getLogger("retrainctl")
 class Failure(click.ClickException):
     """A library error on its way out, with the exit code its class documents."""
 
-    def __init__(self, message, exit_code=1):
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class
 
 
 class RetrainctlGroup(click.Group):
@@ -58,13 +60,13 @@ class Context:
 
     def config(self):
         if self._config is None:
-            from .config import load_config
+            from .config.load import load_config
 
             self._config = load_config(self.config_path)
             os.umask(self._config.umask)  # state and model files get no world access
             if self._config.log_file:
                 try:
-                    logs.add_file(self._config.log_file, self.log_format)
+                    logsetup.add_file(self._config.log_file, self.log_format)
                 except OSError as exc:
                     raise Failure(f"{self._config.log_file}: cannot open log_file: {exc.strerror}", 2) from None
         return self._config
@@ -84,7 +86,7 @@ def exports_metrics(command):
             return command(obj, *args, **kwargs)
         finally:
             if obj._config is not None and not kwargs.get("dry_run"):
-                from .metrics import export_after_run
+                from .publish.metrics import export_after_run
 
                 export_after_run(obj._config, observed=obj.observed)
     return wrapper
@@ -137,7 +139,7 @@ def _why(reasons, note=""):
 def main(ctx, config_path, verbose, quiet, log_format):
     """Keep scikit-learn models fresh: decide which models are due, retrain them, record every
     event, export metrics. Run `retrainctl check` from a timer or cron."""
-    logs.setup(verbose - quiet, log_format)
+    logsetup.setup(verbose - quiet, log_format)
     ctx.obj = Context(config_path, verbose, log_format)
 
 
@@ -152,7 +154,7 @@ def check(obj, models, dry_run, as_json):
 
     Exit codes: 0 done (nothing due, or every due retrain finished); 1 a retrain or data file
     failed; 2 usage or config error; 3 with --dry-run, at least one model is due."""
-    from .commands import check as run_check
+    from .commands.check import check as run_check
 
     report = run_check(obj.config(), models, dry_run=dry_run)
     obj.observed = report.observed
@@ -177,7 +179,7 @@ def train(obj, model, reason, force, as_json):
     """Retrain MODEL now (trigger `manual`), even when automatic retraining is paused or disabled.
 
     Exits 1 when no candidate was produced (bad data, too few rows, already being trained)."""
-    from .commands import train as run_train
+    from .commands.train import train as run_train
 
     out = run_train(obj.config(), model, reason=reason, force=force)
     if as_json:
@@ -204,7 +206,7 @@ def _where(executing):
 def status(obj, models, as_json):
     """One row per model: data rows, data changed?, version, age, due and why, last event,
     failures in a row, training now?"""
-    from .commands import status as run_status
+    from .commands.status import status as run_status
 
     rows = run_status(obj.config(), models)
     if as_json:
@@ -212,8 +214,8 @@ def status(obj, models, as_json):
         return
     table = []
     for r in rows:
-        last = r.last_event or {}
-        last_text = f"{last.get('status')} {last.get('trigger_time', '')}".strip() if last else None
+        last = r.last_event
+        last_text = f"{last.status} {last.trigger_time or ''}".strip() if last is not None else None
         table.append([
             r.model_name, r.data_rows if r.data_error is None else "error",
             {True: "yes", False: "no", None: None}[r.data_changed],
@@ -241,17 +243,15 @@ def status(obj, models, as_json):
 @pass_ctx
 def history(obj, model, limit, as_json):
     """Retraining and operator events, newest first."""
-    from .commands import history as run_history
+    from .commands.history import history as run_history
 
     events = run_history(obj.config(), model, limit)
     if as_json:
-        _emit_json({"history": events})
+        _emit_json({"history": [e.to_dict() for e in events]})
         return
     click.echo(_table(["TIME", "MODEL", "TRIGGER", "STATUS", "VERSION", "SCORE", "DURATION", "DESCRIPTION"], [
-        [e.get("trigger_time"), e.get("model_name"), e.get("trigger_type"), e.get("status"),
-         f"v{e['version']}" if e.get("version") else None,
-         f"{e['score']:.4g}" if isinstance(e.get("score"), (int, float)) else None,
-         f"{e.get('duration') or 0:.1f}s", e.get("error") or e.get("description")]
+        [e.trigger_time, e.model_name, e.trigger_type, e.status, f"v{e.version}" if e.version else None,
+         f"{e.score:.4g}" if e.score is not None else None, f"{e.duration:.1f}s", e.error or e.description]
         for e in events]))
 
 
@@ -262,12 +262,9 @@ def config_cmd(obj, model):
     """Print the effective config (defaults merged, paths resolved) as YAML; exit 2 if it is invalid."""
     import yaml
 
-    from .config import effective
-    from .training import validate_models
+    from .commands.config import show
 
-    cfg = obj.config()
-    validate_models(cfg)
-    click.echo(yaml.safe_dump(effective(cfg, model), sort_keys=False), nl=False)
+    click.echo(yaml.safe_dump(show(obj.config(), model), sort_keys=False), nl=False)
 
 
 def _pause_command(paused):
@@ -277,7 +274,7 @@ def _pause_command(paused):
     @pass_ctx
     @exports_metrics
     def command(obj, models):
-        from .commands import set_paused
+        from .commands.pause import set_paused
 
         for name, changed in set_paused(obj.config(), models, paused):
             click.echo(f"{name}: {word}" if changed else f"{name}: already {word}")
@@ -300,7 +297,7 @@ main.command("resume")(_pause_command(False))
 @exports_metrics
 def rollback(obj, model, to, as_json):
     """Make the previous promoted version (or --to VERSION) of MODEL current again."""
-    from .commands import rollback as run_rollback
+    from .commands.rollback import rollback as run_rollback
 
     event = run_rollback(obj.config(), model, to)
     if as_json:
@@ -318,16 +315,11 @@ def metrics_cmd(obj, push, textfile):
     """Print the Prometheus exposition of the current state, or push it, or write it to a file.
 
     With --push or --textfile nothing is printed; a failed push or write exits 1."""
-    from .metrics import build_registry, exposition, push as push_metrics, write_textfile
+    from .commands.metrics import metrics_command
 
-    config = obj.config()
-    registry = build_registry(config)
-    if textfile:
-        write_textfile(textfile, registry)
-    if push:
-        push_metrics(config, registry)
-    if not (push or textfile):
-        click.echo(exposition(registry).decode(), nl=False)
+    text = metrics_command(obj.config(), push=push, textfile=textfile)
+    if text is not None:
+        click.echo(text.decode(), nl=False)
 
 
 @main.command("report")
@@ -340,7 +332,7 @@ def metrics_cmd(obj, push, textfile):
 def report_cmd(obj, models, fmt, output):
     """A page per model (all when none named): score per version, the last decision and its gate,
     drift, recent performance, a timeline of events. Exit 2 for an unknown model."""
-    from .report import write
+    from .commands.report import write
 
     text = write(obj.config(), models, fmt, output)
     if text is not None:
@@ -355,6 +347,6 @@ def notify_failure_cmd(obj, unit):
     retrainctl-notify-failure@.service from OnFailure=; reads systemd's MONITOR_* variables).
 
     Exits 0 even when a delivery fails (it is logged); 2 for a config error."""
-    from .commands import notify_failure
+    from .commands.notify_failure import notify_failure
 
     notify_failure(obj.config(), unit)

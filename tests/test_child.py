@@ -50,7 +50,9 @@ def test_a_script_without_a_main_guard_trains_once(project, tmp_path):
         import os
         import sys
 
-        from retrainctl import load_config, train
+        from retrainctl import load_config
+
+        from retrainctl import train
 
         with open(sys.argv[2], "a") as fh:
             fh.write(f"{os.getpid()}\\n")

@@ -84,7 +84,7 @@ def test_status_history_and_json_shapes(project):
 
 
 def test_train_busy_model_exits_1(project):
-    from retrainctl.locks import training_lock
+    from retrainctl.base.locks import training_lock
 
     project.state_dir.mkdir(parents=True)
     lock = training_lock(str(project.state_dir), "iris")

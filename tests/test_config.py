@@ -4,7 +4,9 @@ import os
 import pytest
 import yaml
 
-from retrainctl.config import ConfigError, RetrainingConfig, find_config, load_config, parse_config
+from retrainctl.base.errors import ConfigError
+from retrainctl.config.load import find_config, load_config, parse_config
+from retrainctl.config.records import RetrainingConfig
 from tests.conftest import IRIS, base_config
 
 
@@ -111,7 +113,7 @@ def test_invalid_configs_name_file_and_key(tmp_path, data, message):
 
 
 def test_import_validation_names_the_key(tmp_path):
-    from retrainctl.training import validate_models
+    from retrainctl.fit.task import validate_models
 
     bad_cls = parse_config(yaml.safe_dump({"models": {"iris": dict(IRIS, estimator="sklearn.tree.DecisionTreeClassifer")}}), "c.yaml")
     with pytest.raises(ConfigError, match=r"^c.yaml: models.iris.estimator: 'sklearn.tree' has no 'DecisionTreeClassifer'; did you mean 'DecisionTreeClassifier'\?$"):
@@ -181,14 +183,15 @@ def _declared_keys(declaration):
 def test_docs_reference_is_generated_from_the_declaration():
     """docs/configuration.md's key tables are `make docs` output: a key added, removed or changed in
     config_keys.py without regenerating them fails here."""
-    from retrainctl import config_docs
+    from retrainctl.config import reference as config_docs
 
     assert config_docs.current(config_docs.DOC.read_text()) == config_docs.render(), \
-        "docs/configuration.md is stale: run `make docs` (python -m retrainctl.config_docs)"
+        "docs/configuration.md is stale: run `make docs` (python -m retrainctl.config.reference)"
 
 
 def test_reference_has_one_row_per_declared_key():
-    from retrainctl import config_docs, config_keys
+    from retrainctl.config import reference as config_docs
+    from retrainctl.config import keys as config_keys
 
     rows = [line for line in config_docs.render().splitlines() if line.startswith("| `")]
     declared = {id(k): k for k in _declared_keys(config_keys.TOP)}
@@ -201,8 +204,9 @@ def test_every_declared_key_is_a_field_and_printed_by_config(tmp_path):
     """The record classes and `retrainctl config` come from the same declaration."""
     import dataclasses
 
-    from retrainctl import config_keys
-    from retrainctl.config import Config, ExecutorConfig, ModelConfig, effective
+    from retrainctl.config import keys as config_keys
+    from retrainctl.config.load import effective
+    from retrainctl.config.records import Config, ExecutorConfig, ModelConfig
 
     for cls, declaration in ((Config, config_keys.TOP), (RetrainingConfig, config_keys.POLICY),
                              (ModelConfig, config_keys.MODEL), (ExecutorConfig, config_keys.EXECUTOR)):
@@ -220,28 +224,28 @@ def test_nested_sections_and_lists_of_mappings_validate_per_item(tmp_path):
     """What later keys such as `csv: {delimiter, ...}` and `notify.webhooks: [{url, ...}]` need."""
     import pickle
 
-    from retrainctl import config
-    from retrainctl.config_keys import URL, Key, Rule
+    from retrainctl.config import keys
+    from retrainctl.config import load as config
+    from retrainctl.config.keys import Key, Rule
+    from retrainctl.config.records import CsvOptions, build
 
     one_secret = Rule(lambda d: not (d.get("secret_env") and d.get("secret_file")),
                       "set only one of 'secret_env' or 'secret_file'", "")
-    declaration = (
-        Key("csv", "section", keys=(Key("delimiter", "str", ","), Key("encoding", "str", "utf-8"))),
-        Key("webhooks", "list", rule=one_secret, keys=(
-            Key("url", "str", None, "", URL, required=True),
-            Key("secret_env", "str", None, nullable=True),
-            Key("secret_file", "str", None, nullable=True, path=True),
-            Key("events", "strlist", None, nullable=True, convert=tuple))),
-    )
+    declaration = (Key("csv", "section", keys=keys.CSV), Key("webhooks", "list", rule=one_secret, keys=keys.WEBHOOK))
+
+    class Rec:
+        def __init__(self, checked):
+            self.csv = build(declaration[0], checked.get("csv"), str(tmp_path))
+            self.webhooks = build(declaration[1], checked.get("webhooks"), str(tmp_path))
 
     def check(data):
         v = config._Validator("c.yaml")
-        return config._build_record(declaration, v.section(data, declaration, "x"), str(tmp_path), "x")
+        return Rec(v.section(data, declaration, "x"))
 
     rec = check({"csv": {"delimiter": ";"},
                  "webhooks": [{"url": "https://h", "secret_file": "s", "events": ["failure"]}]})
     assert (rec.csv.delimiter, rec.csv.encoding) == (";", "utf-8")
-    assert type(rec.csv).__name__ == "CsvConfig" and pickle.loads(pickle.dumps(rec.csv)) == rec.csv
+    assert type(rec.csv) is CsvOptions and pickle.loads(pickle.dumps(rec.csv)) == rec.csv
     assert [(w.url, w.secret_file, w.events) for w in rec.webhooks] == [
         ("https://h", str(tmp_path / "s"), ("failure",))]
     assert check({}).webhooks == () and check({}).csv.delimiter == ","
@@ -249,7 +253,7 @@ def test_nested_sections_and_lists_of_mappings_validate_per_item(tmp_path):
         ({"csv": {"delimter": ";"}}, "x.csv.delimter: unknown key 'delimter'; did you mean 'delimiter'?"),
         ({"csv": {"delimiter": 1}}, "x.csv.delimiter: must be a string, got 1"),
         ({"webhooks": {"url": "https://h"}}, "x.webhooks: must be a list of mappings, got {'url': 'https://h'}"),
-        ({"webhooks": [{"url": "https://h"}, {"events": ["x"]}]}, "x.webhooks[1].url: is required"),
+        ({"webhooks": [{"url": "https://h"}, {"events": ["failure"]}]}, "x.webhooks[1].url: is required"),
         ({"webhooks": ["https://h"]}, "x.webhooks[0]: must be a mapping"),
         ({"webhooks": [{"url": "ftp://h"}]}, "x.webhooks[0].url: must be an http:// or https:// URL, got 'ftp://h'"),
         ({"webhooks": [{"url": "https://h", "secret_env": "E", "secret_file": "f"}]},

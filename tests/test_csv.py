@@ -249,7 +249,7 @@ def test_a_file_rewritten_in_place_is_still_skipped_with_the_reason(project):
 
 def test_inference_on_the_strings_users_write():
     """What each kind of column is taken for (in-process: the rules, not the command)."""
-    from retrainctl import features
+    from retrainctl.data import features
 
     n = 200
     frame = pd.DataFrame({

@@ -1,5 +1,6 @@
 """Fits handed to an executor: a real Dask scheduler and workers on 127.0.0.1, and local child
 processes several at a time. The controller still decides, locks, gates and records."""
+import dataclasses
 import json
 import os
 import shutil
@@ -366,21 +367,21 @@ def test_executor_config_errors(project, executor, message):
 
 
 def test_data_path_map_and_fsspec_urls(project):
-    from retrainctl.config import load_config
-    from retrainctl.training import run_task
+    from retrainctl.config.load import load_config
+    from retrainctl.fit.task import run_task
 
     use_dask(project, "tcp://127.0.0.1:1", data_path_map={"data/raw": "file:///mnt/shared/raw"})
     cfg = load_config(str(project.config_path))
     assert cfg.executor.worker_path(str(project.data("iris"))) == "file:///mnt/shared/raw/iris.csv"
     assert cfg.executor.worker_path("/elsewhere/x.csv") == "/elsewhere/x.csv"
 
-    spec = dict(cfg.model("iris").training_spec(), min_data_size=10)
-    from retrainctl.fingerprint import compute
+    spec = dataclasses.replace(cfg.model("iris").training_spec(), min_data_size=10)
+    from retrainctl.data.fingerprint import compute
 
     url = "file://" + str(project.data("iris"))
     result = run_task(spec, url, compute(str(project.data("iris"))).hash)
     assert result.metadata["rows"] == 150 and result.metadata["fit_pid"] == os.getpid()
-    from retrainctl.errors import DataError
+    from retrainctl.base.errors import DataError
 
     with pytest.raises(DataError, match="data file not found"):
         run_task(spec, url + ".missing", None)

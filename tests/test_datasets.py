@@ -8,10 +8,11 @@ import threading
 import pandas as pd
 import pytest
 
-from retrainctl import datasets
-from retrainctl.errors import DataError, TrainingError
-from retrainctl.fingerprint import FingerprintCache
-from retrainctl.training import run_task
+from retrainctl.data import datasets
+from retrainctl.base.errors import DataError, TrainingError
+from retrainctl.data.fingerprint import FingerprintCache
+from retrainctl.config.records import CsvOptions, TrainingSpec
+from retrainctl.fit.task import run_task
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
 
@@ -129,7 +130,7 @@ def test_a_single_parquet_file_keeps_its_own_hash(project):
     df.to_parquet(path, index=False)
     housing_only(project, data_path="data/raw/housing.parquet")
     assert project.run("check").returncode == 0
-    from retrainctl.fingerprint import hash_bytes
+    from retrainctl.data.fingerprint import hash_bytes
 
     meta = metadata(project)
     assert meta["data_hash"] == hash_bytes(path.read_bytes()) and meta["rows"] == len(df)
@@ -139,7 +140,7 @@ def test_a_single_parquet_file_keeps_its_own_hash(project):
 def test_the_single_csv_file_of_today_is_unchanged(project):
     housing_only(project)
     assert project.run("check").returncode == 0
-    from retrainctl.fingerprint import hash_bytes
+    from retrainctl.data.fingerprint import hash_bytes
 
     meta = metadata(project)
     assert meta["data_hash"] == hash_bytes(project.data("housing").read_bytes())
@@ -275,15 +276,15 @@ def test_the_fit_reads_exactly_the_decided_files(project):
     cache = FingerprintCache(str(project.state_dir))
     ds = datasets.fingerprint(cache, str(root))
     write_partition(root, "2026-11-05", pd.read_csv(project.data("housing")).head(30))
-    spec = {"name": "housing", "target": "median_house_value", "task": "regression", "features": [],
-            "estimator": "sklearn.linear_model.Ridge", "params": {}, "metric": "r2", "test_size": 0.2,
-            "random_state": 0, "data_files": ds.fit_files}
-    result = run_task(spec, str(root), ds.hash)
+    spec = TrainingSpec(name="housing", target="median_house_value", task="regression", features=None,
+                        estimator="sklearn.linear_model.Ridge", trainer=None, params={}, metric="r2", test_size=0.2,
+                        random_state=0, csv=CsvOptions(), feature_types={})
+    result = run_task(spec, str(root), ds.hash, data_files=ds.fit_files)
     assert result.data_hash == ds.hash and len(result.metadata["data_files"]) == 4
     changed = root / "date=2026-11-01" / "part-0000.parquet"
     pd.read_csv(project.data("housing")).head(50).to_parquet(changed, index=False)
     with pytest.raises(TrainingError, match=f"^{changed}: changed after the decision to train"):
-        run_task(spec, str(root), ds.hash)
+        run_task(spec, str(root), ds.hash, data_files=ds.fit_files)
 
 
 def test_set_hash_depends_on_names_and_contents_not_order(project):

@@ -10,8 +10,12 @@ import time
 
 import pytest
 
-from retrainctl import commands
-from retrainctl.config import load_config
+from retrainctl.commands.check import check as run_check
+from retrainctl.commands.shell import Shell
+from retrainctl.commands.status import status as run_status
+from retrainctl.commands.train import train as run_train
+from retrainctl.config.load import load_config
+from retrainctl.core.records import Record
 from tests.conftest import REPO, RETRAINCTL
 
 ENV = {"PYTHONPATH": str(REPO)}
@@ -135,7 +139,7 @@ def test_memory_limit_is_a_recorded_failure(project):
     OSError(12, "Cannot allocate memory"),
 ])
 def test_what_a_memory_limit_looks_like_elsewhere_is_a_memory_failure(exc):
-    from retrainctl.executors import classify
+    from retrainctl.fit.executors import classify
 
     error_type, text = classify(exc, 400)
     assert error_type == "memory" and text.startswith("fit exceeded max_memory_mb=400 (")
@@ -179,7 +183,7 @@ def test_backoff_schedule_with_an_injected_clock(project):
     t0 = time.time()
 
     def at(offset):
-        return commands.check(cfg, clock=lambda: t0 + offset)
+        return run_check(cfg, clock=lambda: t0 + offset)
 
     def actions(report):
         return report.outcomes[0].action
@@ -192,10 +196,10 @@ def test_backoff_schedule_with_an_injected_clock(project):
     final = at(10_000)
     assert actions(final) == "gave_up" and final.exit_code == 0
     assert [e["error_type"] for e in project.history()] == ["data_error"] * 3
-    st = commands.status(cfg, clock=lambda: t0 + 10_000)[0]
+    st = run_status(cfg, clock=lambda: t0 + 10_000)[0]
     assert st.failures_in_row == 3
     project.set_model("iris", target="Species")
-    assert commands.train(load_config(str(project.config_path)), "iris").record["status"] == "success"
+    assert run_train(load_config(str(project.config_path)), "iris").record["status"] == "success"
 
 
 def test_torn_line_by_hand_then_normal_runs(project):
@@ -240,11 +244,11 @@ def test_files_have_no_world_access(project):
 
 def decided(project, name="iris"):
     """A Shell, and the decision it takes for a model on a fresh state: (shell, model, decision, obs)."""
-    from retrainctl.fold import ModelState
-    from retrainctl.triggers import decide
+    from retrainctl.core.fold import ModelState
+    from retrainctl.core.decide import decide
 
     cfg = load_config(str(project.config_path))
-    shell = commands.Shell(cfg)
+    shell = Shell(cfg)
     shell.log.ensure_dir()
     model = cfg.models[name]
     obs = shell.observer.observe(model, ModelState())
@@ -266,8 +270,8 @@ def test_data_rewritten_between_decision_and_fit_is_never_trained_on(project):
 def test_an_error_after_the_fit_closes_that_attempt_and_spares_the_others(project):
     """A bug between fit and record must not leave `started` records open or stop other models."""
     r, model, decision, obs = decided(project)
-    from retrainctl.attempt import Claim
-    from retrainctl.records import FitResult
+    from retrainctl.retrain.attempt import Claim
+    from retrainctl.core.records import FitResult
 
     job = r.attempts.prepare(Claim(model, decision, obs))
     broken = FitResult(model_bytes=b"", score=0.5, data_hash=obs.data_hash, metadata=None)  # no metadata
@@ -286,19 +290,19 @@ def test_retry_right_after_recording_an_interrupted_attempt(project):
     the model is retried in the same run, even when the clock crosses a second meanwhile."""
     import blake3
 
-    from retrainctl.eventlog import StateLog
+    from retrainctl.state.log import StateLog
 
     project.set_model("iris", retry_backoff_seconds=0)
     project.config["models"].pop("housing")
     project.write_config()
-    StateLog(str(project.state_dir)).append({
+    StateLog(str(project.state_dir)).append(Record.from_dict({
         "model_name": "iris", "trigger_type": "initial", "status": "started", "attempt_id": "dead",
         "trigger_time": "2026-01-01T00:00:00+00:00", "pid": 1, "host": "gone",
-        "data_hash": blake3.blake3(project.data("iris").read_bytes()).hexdigest()})
+        "data_hash": blake3.blake3(project.data("iris").read_bytes()).hexdigest()}))
     ticks = iter(range(10_000))
     t0 = float(int(time.time())) + 0.9  # the next tick crosses into a new second
 
-    report = commands.check(load_config(str(project.config_path)), clock=lambda: t0 + 0.5 * next(ticks))
+    report = run_check(load_config(str(project.config_path)), clock=lambda: t0 + 0.5 * next(ticks))
     assert report.exit_code == 0
     assert statuses(project) == [("initial", "failure", "interrupted"), ("initial", "success", None)]
 
@@ -308,13 +312,13 @@ def test_claim_closes_a_dead_attempt_before_training(project):
     still win the lock for the fit: the dead attempt is closed first, then decided after."""
     import blake3
 
-    from retrainctl.eventlog import StateLog
+    from retrainctl.state.log import StateLog
 
     project.set_model("iris", retry_backoff_seconds=0)
-    StateLog(str(project.state_dir)).append({
+    StateLog(str(project.state_dir)).append(Record.from_dict({
         "model_name": "iris", "trigger_type": "initial", "status": "started", "attempt_id": "dead",
         "trigger_time": "2026-01-01T00:00:00+00:00", "pid": 1, "host": "gone",
-        "data_hash": blake3.blake3(project.data("iris").read_bytes()).hexdigest()})
+        "data_hash": blake3.blake3(project.data("iris").read_bytes()).hexdigest()}))
     shell, model, _, obs = decided(project)  # observed while the dead attempt was still open
     claim = shell.attempts.claim(model, obs)
     try:
@@ -323,7 +327,7 @@ def test_claim_closes_a_dead_attempt_before_training(project):
     finally:
         claim.lock.release()
 
-    out = commands.train(load_config(str(project.config_path)), "iris")
+    out = run_train(load_config(str(project.config_path)), "iris")
     assert out.record["status"] == "success"
     assert statuses(project) == [("initial", "failure", "interrupted"), ("manual", "success", None)]
 
@@ -404,7 +408,7 @@ def test_sigint_to_the_controller_alone_stops_its_fit(project, tmp_path):
 def test_failures_in_a_row_count_for_the_data_they_happened_on(project):
     """An unreadable data file is a failure; once the file is back (and the model is up to date
     with it), status and the consecutive-failures gauge read 0 again, so the alert clears."""
-    from retrainctl import metrics
+    from retrainctl.publish import metrics
 
     project.config["models"].pop("housing")
     project.write_config()
@@ -413,9 +417,9 @@ def test_failures_in_a_row_count_for_the_data_they_happened_on(project):
     project.data("iris").unlink()
     assert project.run("check").returncode == 1
     cfg = load_config(str(project.config_path))
-    assert commands.status(cfg)[0].failures_in_row == 1
+    assert run_status(cfg)[0].failures_in_row == 1
     project.data("iris").write_bytes(saved)
     assert project.run("check").returncode == 0
-    assert commands.status(cfg)[0].failures_in_row == 0
+    assert run_status(cfg)[0].failures_in_row == 0
     assert 'model_retraining_consecutive_failures{model_name="iris"} 0.0' in metrics.exposition(
         metrics.build_registry(cfg)).decode()

@@ -6,9 +6,9 @@ import os
 import blake3
 import pytest
 
-from retrainctl import fingerprint
-from retrainctl.errors import DataError
-from retrainctl.fingerprint import FingerprintCache, compute, count_rows
+from retrainctl.data import fingerprint
+from retrainctl.base.errors import DataError
+from retrainctl.data.fingerprint import FingerprintCache, compute, count_rows
 
 
 @pytest.mark.parametrize("content,rows", [

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from retrainctl import triggers
-from retrainctl.training import sanity_problem
+from retrainctl.core import decide as triggers
+from retrainctl.fit.task import sanity_problem
 
 # --- pure gate ----------------------------------------------------------------------------------
 
@@ -38,11 +38,11 @@ def test_sanity_problem_unknown_class_and_nan():
 
     y = pd.Series(["a", "b", "c"])
     X = pd.DataFrame({"x": [1, 2, 3]})
-    assert sanity_problem({"task": "classification"}, Model(), np.array(["a", "a", "b"]), y, X) == (
+    assert sanity_problem("classification", Model(), np.array(["a", "a", "b"]), y, X) == (
         "classifier does not know class(es) c seen in the holdout")
-    assert sanity_problem({"task": "regression"}, None, np.array([1.0, np.nan, 2.0]), y, X) == (
+    assert sanity_problem("regression", None, np.array([1.0, np.nan, 2.0]), y, X) == (
         "predictions contain NaN or infinite values")
-    assert sanity_problem({"task": "regression"}, None, np.array([1.0, 2.0]), y, X) == "predicted 2 values for 3 rows"
+    assert sanity_problem("regression", None, np.array([1.0, 2.0]), y, X) == "predicted 2 values for 3 rows"
 
 
 # --- through the installed command --------------------------------------------------------------
@@ -185,16 +185,17 @@ def test_rollback_sticks_until_new_data(project):
 def test_rollback_reads_the_log_backwards_only_as_far_as_it_needs(project, monkeypatch):
     """The rollback target is the newest promoted version before `current`: found reading the
     log from its end, not by parsing years of records."""
-    from retrainctl import logfile
-    from retrainctl.eventlog import StateLog
+    from retrainctl.state import segments as logfile
+    from retrainctl.core.records import Record
+    from retrainctl.state.log import StateLog
 
-    StateLog(str(project.state_dir)).append(*[
+    StateLog(str(project.state_dir)).append(*[Record.from_dict(
         {"model_name": "iris", "trigger_type": "data_change", "status": "skipped", "data_hash": f"h{i}",
-         "trigger_time": "2026-01-01T00:00:00+00:00", "error_type": "too_few_rows"} for i in range(500)])
+         "trigger_time": "2026-01-01T00:00:00+00:00", "error_type": "too_few_rows"}) for i in range(500)])
     assert project.cli("check", "iris").exit_code == 0
-    StateLog(str(project.state_dir)).append({  # hand-edited: `true` is no version
+    StateLog(str(project.state_dir)).append(Record.from_dict({  # hand-edited: `true` is no version
         "model_name": "iris", "trigger_type": "manual", "status": "success", "version": True,
-        "trigger_time": "2026-01-01T00:00:00+00:00"})
+        "trigger_time": "2026-01-01T00:00:00+00:00"}))
     assert project.cli("train", "iris").exit_code == 0
     parsed = []
     real = logfile.parse

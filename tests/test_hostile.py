@@ -6,12 +6,18 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retrainctl.config import MODEL_SCHEMA, POLICY_SCHEMA, TOP_SCHEMA, Config, parse_config
-from retrainctl.errors import ConfigError, DataError
-from retrainctl.training import load_frame
+import dataclasses
+
+from retrainctl.base.errors import ConfigError, DataError
+from retrainctl.config import keys
+from retrainctl.config.load import parse_config
+from retrainctl.config.records import Config, CsvOptions, TrainingSpec
+from retrainctl.data.read import load_frame
 from tests.conftest import IRIS
 
-KEYS = st.sampled_from(sorted(set(TOP_SCHEMA) | set(MODEL_SCHEMA) | set(POLICY_SCHEMA) | {"iris", "x"}))
+TOP_KEYS = {k.name for k in keys.TOP}
+MODEL_KEYS = {k.name for k in keys.MODEL + keys.POLICY}
+KEYS = st.sampled_from(sorted(TOP_KEYS | MODEL_KEYS | {"iris", "x"}))
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                     st.text(max_size=12))
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
@@ -36,7 +42,7 @@ def test_random_documents(doc):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(sorted(MODEL_SCHEMA)), VALUES, max_size=8))
+@given(st.dictionaries(st.sampled_from(sorted(MODEL_KEYS)), VALUES, max_size=8))
 def test_random_model_sections(model):
     assert_config_or_config_error(yaml.safe_dump({"models": {"m": dict(IRIS, **model)}}))
 
@@ -57,8 +63,9 @@ def test_random_bytes_as_yaml(data):
     assert_config_or_config_error(text)
 
 
-SPEC = {"name": "m", "target": "y", "task": "classification", "metric": "accuracy", "features": None,
-        "estimator": "sklearn.tree.DecisionTreeClassifier", "params": {}, "test_size": 0.2, "random_state": 0}
+SPEC = TrainingSpec(name="m", target="y", task="classification", metric="accuracy", features=None,
+                    estimator="sklearn.tree.DecisionTreeClassifier", trainer=None, params={}, test_size=0.2,
+                    random_state=0, csv=CsvOptions(), feature_types={})
 CELLS = st.one_of(st.integers(-5, 5).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
                   st.sampled_from(["", "a", "b", "NA", '"q,uo"', "\t", "é"]), st.text(max_size=4))
 
@@ -73,7 +80,7 @@ def csv_documents(draw):
 
 
 def assert_frame_or_data_error(raw, task):
-    spec = dict(SPEC, task=task)
+    spec = dataclasses.replace(SPEC, task=task)
     try:
         X, y = load_frame(raw, "hostile.csv", spec)
     except DataError as exc:

@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from retrainctl import metrics
-from retrainctl.config import load_config, redact
-from retrainctl.metrics_totals import fold_totals
+from retrainctl.base.errors import FAILURE_TYPES
+from retrainctl.base.secrets import redact
+from retrainctl.config.load import load_config
+from retrainctl.core.records import Record
+from retrainctl.core.totals import fold_totals
+from retrainctl.publish import metrics
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "etc" / "prometheus"
@@ -151,7 +154,7 @@ def test_counters_rise_across_stateless_runs_and_count_a_failure(iris_project, g
     assert value(s, "model_retraining_success_total", model_name="iris") == 2
     # every known error_type is there from the start, at 0, so increase() sees the first failure
     failures = {lab["error_type"]: v for n, lab, v in s if n == "model_retraining_failure_total"}
-    assert failures == dict.fromkeys(metrics.ERROR_TYPES, 0)
+    assert failures == dict.fromkeys(FAILURE_TYPES, 0)
     assert value(s, "model_retraining_duration_seconds_count", model_name="iris", status="rejected") == 0
 
     project.set_model("iris", target="NoSuchColumn")
@@ -288,8 +291,8 @@ def test_basic_auth_password_from_env_or_file_never_shown(iris_project, tmp_path
 
         unset = project.run("pause", "iris")
         assert unset.returncode == 0
-        assert unset.stderr == ("retrainctl: WARNING: pushgateway.password_env: environment variable "
-                                "TEST_PUSH_PASSWORD is not set\n")
+        assert unset.stderr == ("retrainctl: WARNING: pushgateway: password_env TEST_PUSH_PASSWORD is not set "
+                                "or empty\n")
 
         (project.root / "etc" / "pushgateway.password").write_text(password + "\n")
         use_gateway(project, gw.url, username="pusher", password_file="etc/pushgateway.password")
@@ -508,7 +511,8 @@ def test_families_from_records():
     ]
     view = metrics.ModelView("m", 7200.0, data_rows=10, due=True, paused=True, failures_in_row=1,
                              trained_at=1000.0, score=0.9, metric="accuracy")
-    got = _sample_map(metrics.families(fold_totals(records), [view], now=1600.0, last_check=1500.0))
+    got = _sample_map(metrics.families(fold_totals([Record.from_dict(d) for d in records]), [view], now=1600.0,
+                                        last_check=1500.0))
     m = (("model_name", "m"),)
     assert got["model_retraining_triggered_total", m + (("trigger_type", "initial"),)] == 1
     assert got["model_retraining_triggered_total", m + (("trigger_type", "data_change"),)] == 2
@@ -541,7 +545,7 @@ def test_families_from_records():
 
 def test_every_trigger_type_has_a_counter_from_the_start():
     """Each trigger type's series exists at 0 before its first event (drift was once missing)."""
-    from retrainctl.triggers import TriggerType
+    from retrainctl.core.records import TriggerType
 
     view = metrics.ModelView("m", 7200.0)
     got = _sample_map(metrics.families({}, [view], now=1600.0))
@@ -554,18 +558,21 @@ def test_every_trigger_type_has_a_counter_from_the_start():
 def test_export_parses_only_the_log_after_the_summary(project, monkeypatch):
     """Counters and histograms are running totals, a fold that summary.json caches, so the
     export after every run costs the same with years of history: only new lines are parsed."""
-    from retrainctl import eventlog, logfile
-    from retrainctl.eventlog import StateLog
+    from retrainctl.state import log as eventlog
+    from retrainctl.state import segments as logfile
+    from retrainctl.state.log import StateLog
 
     cfg = load_config(str(project.config_path))
     log = StateLog(cfg.state_dir)
-    log.append(*[{"model_name": "iris", "trigger_type": "data_change", "status": "failure", "duration": 2.0,
-                  "error_type": "timeout", "trigger_time": "2026-01-01T00:00:00+00:00"} for _ in range(300)])
+    log.append(*[Record.from_dict({"model_name": "iris", "trigger_type": "data_change", "status": "failure",
+                                   "duration": 2.0, "error_type": "timeout",
+                                   "trigger_time": "2026-01-01T00:00:00+00:00"}) for _ in range(300)])
     monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
     log.states()  # the summary now covers all 300
     monkeypatch.undo()
-    log.append({"model_name": "iris", "trigger_type": "manual", "status": "success", "duration": 90.0,
-                "executor": "local", "executor_seconds": 80.0, "trigger_time": "2026-01-02T00:00:00+00:00"})
+    log.append(Record.from_dict({"model_name": "iris", "trigger_type": "manual", "status": "success", "duration": 90.0,
+                                 "executor": "local", "executor_seconds": 80.0,
+                                 "trigger_time": "2026-01-02T00:00:00+00:00"}))
     parsed = []
     real = logfile.parse
     monkeypatch.setattr(logfile, "parse", lambda line: parsed.append(line) or real(line))
@@ -594,7 +601,8 @@ def test_executor_seconds_histogram():
         {"model_name": "m", "trigger_type": "manual", "status": "success", "duration": 2},  # before executors
         {"model_name": "m", "trigger_type": "data_change", "status": "skipped", "executor_seconds": 3},
     ]
-    got = _sample_map(metrics.families(fold_totals(records), [metrics.ModelView("m", 3600.0)], now=0.0))
+    got = _sample_map(metrics.families(fold_totals([Record.from_dict(d) for d in records]),
+                                       [metrics.ModelView("m", 3600.0)], now=0.0))
     dask = (("executor", "dask"), ("model_name", "m"))
     assert got["model_retraining_executor_seconds_count", dask] == 1
     assert got["model_retraining_executor_seconds_sum", dask] == 7.5
@@ -611,7 +619,7 @@ def test_families_of_a_model_never_trained():
 
 
 def test_redact_hides_a_password_in_the_url():
-    assert redact("https://u:pw@gw.example:9091/x") == "https://u:***@gw.example:9091/x"
+    assert redact("https://u:pw@gw.example:9091/x") == "https://gw.example:9091/***"
     assert redact("http://gw:9091") == "http://gw:9091"
 
 

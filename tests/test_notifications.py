@@ -6,7 +6,7 @@ import json
 from test_quality import write_inputs
 from test_webhooks import Endpoint
 
-from retrainctl import webhooks
+from retrainctl.publish import webhooks
 
 SECRET = "s3cret"
 

@@ -3,46 +3,24 @@ with a fake executor returning typed fit results: milliseconds per case instead 
 The real fits are tested end to end in test_e2e.py, test_gate.py and test_faults.py."""
 import pytest
 
-from retrainctl import commands, evaluation, metrics
-from retrainctl.config import load_config
-from retrainctl.executors import FitDone
-from retrainctl.errors import TrainingError
-from retrainctl.records import FitResult
-from retrainctl.eventlog import StateLog
+from retrainctl.commands.check import check as run_check
+from retrainctl.commands.shell import Shell
+from retrainctl.commands.status import status as run_status
+from retrainctl.commands.train import train as run_train
+
+from retrainctl.observe import evaluation
+
+from retrainctl.publish import metrics
+from retrainctl.config.load import load_config
+from retrainctl.fit.executors import FakeExecutor
+from retrainctl.base.errors import TrainingError
+from retrainctl.core.records import FitResult, Record
+from retrainctl.state.log import StateLog
 
 
-class FakeExecutor:
-    """Stands in for dispatch.open_executor: answers each fit with `fits[model](request)`, a
-    FitResult or a RetrainctlError. Remembers each session's submissions."""
-
-    name = "fake"
-
-    def __init__(self, **fits):
-        self.fits = fits
-        self.sessions = []
-
-    def __call__(self, executor_config, on_running):
-        self.on_running = on_running
-        self.sessions.append([])
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def submit(self, request):
-        self.sessions[-1].append(request)
-
-    def completed(self):
-        for request in self.sessions[-1]:
-            self.on_running(request, "fakehost")
-            answer = self.fits[request.model_name](request)
-            if isinstance(answer, FitResult):
-                yield FitDone(request, result=answer, where="fakehost", run_seconds=0.01)
-            else:
-                yield FitDone(request, error=answer, where="fakehost", run_seconds=0.01)
+def fake_executor(**fits):
+    """A FakeExecutor answering each model's fits with `fits[model](request)`."""
+    return FakeExecutor(fits)
 
 
 def fitted(score, champion_score=None, data_hash=None, sanity_problem=None):
@@ -67,7 +45,7 @@ def iris_only(project):
 
 
 def check(project, executor, **kwargs):
-    return commands.check(load_config(str(project.config_path)), open_executor=executor, **kwargs)
+    return run_check(load_config(str(project.config_path)), open_executor=executor, **kwargs)
 
 
 def statuses(project):
@@ -75,7 +53,7 @@ def statuses(project):
 
 
 def test_first_fit_is_promoted_then_a_worse_one_is_rejected(iris_only):
-    report = check(iris_only, FakeExecutor(iris=fitted(0.9)))
+    report = check(iris_only, fake_executor(iris=fitted(0.9)))
     assert report.exit_code == 0
     out = report.outcomes[0]
     assert (out.action, out.result, out.failed) == ("train", "promoted v1 (accuracy 0.9)", False)
@@ -85,33 +63,33 @@ def test_first_fit_is_promoted_then_a_worse_one_is_rejected(iris_only):
         "success", 1, True, "fake", "fakehost")
 
     iris_only.append_rows("iris", 5)
-    report = check(iris_only, FakeExecutor(iris=fitted(0.5, champion_score=0.9)))
+    report = check(iris_only, fake_executor(iris=fitted(0.5, champion_score=0.9)))
     assert report.exit_code == 0
     assert report.outcomes[0].result.startswith("rejected v2: worse than the current model: candidate 0.5 vs current 0.9")
     assert iris_only.current_version("iris") == 1
     assert statuses(iris_only) == [("iris", "initial", "success", None), ("iris", "data_change", "rejected", None)]
     # The rejected data is not retried: nothing is submitted.
-    idle = FakeExecutor()
+    idle = fake_executor()
     assert check(iris_only, idle).outcomes[0].action == "none" and idle.sessions == []
 
 
 def test_sanity_problem_keeps_the_candidate_out(iris_only):
-    report = check(iris_only, FakeExecutor(iris=fitted(0.9, sanity_problem="predicted 3 values for 4 rows")))
+    report = check(iris_only, fake_executor(iris=fitted(0.9, sanity_problem="predicted 3 values for 4 rows")))
     assert report.outcomes[0].result == "rejected v1: sanity check failed: predicted 3 values for 4 rows"
     assert iris_only.current_version("iris") is None
 
 
 def test_a_failed_fit_is_recorded_and_backs_off(iris_only):
-    report = check(iris_only, FakeExecutor(iris=failing("timeout")))
+    report = check(iris_only, fake_executor(iris=failing("timeout")))
     assert report.exit_code == 1 and report.outcomes[0].result == "failed: timeout happened"
     assert statuses(iris_only) == [("iris", "initial", "failure", "timeout")]
     assert StateLog(str(iris_only.state_dir)).states()["iris"].open_attempts == {}
-    idle = FakeExecutor()
+    idle = fake_executor()
     assert check(iris_only, idle).outcomes[0].action == "backoff" and idle.sessions == []
 
 
 def test_data_changed_during_the_fit_is_a_skip_not_a_failure(iris_only):
-    report = check(iris_only, FakeExecutor(iris=fitted(0.9, data_hash="f" * 64)))
+    report = check(iris_only, fake_executor(iris=fitted(0.9, data_hash="f" * 64)))
     out = report.outcomes[0]
     assert report.exit_code == 0 and not out.failed and out.result.startswith("skipped: ")
     assert statuses(iris_only) == [("iris", "initial", "skipped", "data_changed")]
@@ -120,14 +98,14 @@ def test_data_changed_during_the_fit_is_a_skip_not_a_failure(iris_only):
 
 def test_manual_train_of_changed_data_fails(iris_only):
     cfg = load_config(str(iris_only.config_path))
-    fake = FakeExecutor(iris=fitted(0.9, data_hash="f" * 64))
-    out = commands.train(cfg, "iris", reason="operator asked", open_executor=fake)
+    fake = fake_executor(iris=fitted(0.9, data_hash="f" * 64))
+    out = run_train(cfg, "iris", reason="operator asked", open_executor=fake)
     assert out.failed and out.record["error_type"] == "data_changed"
     assert (out.record["trigger_type"], out.record["description"]) == ("manual", "operator asked; no current model")
 
 
 def test_two_models_are_fitted_in_one_executor_session(project):
-    fake = FakeExecutor(iris=fitted(0.9), housing=fitted(0.7))
+    fake = fake_executor(iris=fitted(0.9), housing=fitted(0.7))
     report = check(project, fake)
     assert [len(s) for s in fake.sessions] == [2]
     assert [(o.model_name, o.result) for o in report.outcomes] == [
@@ -137,10 +115,10 @@ def test_two_models_are_fitted_in_one_executor_session(project):
 
 def test_a_dead_attempt_is_closed_before_the_retry(iris_only):
     iris_only.set_model("iris", retry_backoff_seconds=0)
-    StateLog(str(iris_only.state_dir)).append({
+    StateLog(str(iris_only.state_dir)).append(Record.from_dict({
         "model_name": "iris", "trigger_type": "initial", "status": "started", "attempt_id": "dead",
-        "trigger_time": "2026-01-01T00:00:00+00:00", "pid": 1, "host": "gone", "data_hash": None})
-    report = check(iris_only, FakeExecutor(iris=fitted(0.9)))
+        "trigger_time": "2026-01-01T00:00:00+00:00", "pid": 1, "host": "gone", "data_hash": None}))
+    report = check(iris_only, fake_executor(iris=fitted(0.9)))
     assert report.exit_code == 0
     assert statuses(iris_only) == [("iris", "initial", "failure", "interrupted"), ("iris", "initial", "success", None)]
     closed = iris_only.history()[0]
@@ -158,7 +136,7 @@ def test_a_check_observes_each_model_once(project, monkeypatch):
     monkeypatch.setattr(evaluation, "assess", lambda config, store, model, *a: seen.append(model.name) or
                         real(config, store, model, *a))
     cfg = load_config(str(project.config_path))
-    report = commands.check(cfg, open_executor=FakeExecutor(iris=fitted(0.9), housing=failing("memory")))
+    report = run_check(cfg, open_executor=fake_executor(iris=fitted(0.9), housing=failing("memory")))
     metrics.export_after_run(cfg, observed=report.observed)
     assert sorted(seen) == ["housing", "iris"]
     text = textfile.read_text()
@@ -175,15 +153,15 @@ def test_a_check_observes_each_model_once(project, monkeypatch):
 def test_a_started_record_the_log_refuses_fails_that_model_alone(project):
     """The state log refuses housing's `started` record (as a full disk does): housing fails
     without a fit, iris, started before it, is still fitted and recorded, nothing stays open."""
-    from retrainctl.errors import RetrainctlError
+    from retrainctl.base.errors import RetrainctlError
 
     class Refusing(StateLog):
         def append(self, *records, unless=None):
-            if records[0]["model_name"] == "housing" and records[0]["status"] == "started":
+            if records[0].model_name == "housing" and records[0].status == "started":
                 raise RetrainctlError(f"{self.path}: cannot append to the state log: No space left on device")
             return super().append(*records, unless=unless)
 
-    fake = FakeExecutor(iris=fitted(0.9), housing=fitted(0.8))
+    fake = fake_executor(iris=fitted(0.9), housing=fitted(0.8))
     report = check(project, fake, log=Refusing(str(project.state_dir)))
     assert report.exit_code == 1
     assert [(o.model_name, o.result, o.failed) for o in report.outcomes] == [

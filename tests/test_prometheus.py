@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from conftest import Project
-from retrainctl import metrics
-from retrainctl.events import parse_iso
-from retrainctl.fold import fold
-from retrainctl.metrics_totals import fold_totals
+from retrainctl.base.errors import FAILURE_TYPES
+from retrainctl.core.fold import fold
+from retrainctl.core.records import Record
+from retrainctl.core.totals import fold_totals
+from retrainctl.core.values import parse_iso
+from retrainctl.publish import metrics
 from test_metrics import _sample_map, free_port, gateway  # noqa: F401 (gateway is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -411,6 +413,7 @@ def test_alert_gauges_and_zero_series_from_records():
         {"model_name": "m", "trigger_type": "manual", "status": "failure", "duration": 1, "data_hash": "h2",
          "error_type": "timeout", "trigger_time": "2026-01-01T02:00:00+00:00"},
     ]
+    records = [Record.from_dict(d) for d in records]
     view = metrics.ModelView("m", 3600.0, data_unavailable=True, auto_retraining=False, check_interval=600.0,
                              age_clock_start=1000.0, last_failure_time=fold(records)["m"].last_failure_time)
     got = _sample_map(metrics.families(fold_totals(records), [view], now=2000.0))
@@ -422,7 +425,7 @@ def test_alert_gauges_and_zero_series_from_records():
     # the automatic failure's end; the manual one after it is someone's attended `train`
     assert got["model_last_retraining_failure_timestamp_seconds", m] == parse_iso("2026-01-01T01:00:01+00:00")
     failures = {dict(k)["error_type"]: v for (n, k), v in got.items() if n == "model_retraining_failure_total"}
-    assert failures == {**dict.fromkeys(metrics.ERROR_TYPES, 0), "timeout": 2}
+    assert failures == {**dict.fromkeys(FAILURE_TYPES, 0), "timeout": 2}
     assert got["model_retraining_triggered_total", m + (("trigger_type", "drift"),)] == 0
     for status in ("failure", "rejected"):
         assert got["model_retraining_duration_seconds_bucket", (("le", "1.0"), ("model_name", "m"),
@@ -436,8 +439,9 @@ def test_alert_gauges_and_zero_series_from_records():
 
 
 def test_the_age_clock_restarts_at_a_rollback_on_the_current_data():
-    rolled = fold([{"model_name": "m", "trigger_type": "operator", "status": "rolled_back", "duration": 0,
-                    "trigger_time": "2026-01-01T01:00:00+00:00", "abandoned_data_hash": "h2"}])["m"]
+    rolled = fold([Record.from_dict({"model_name": "m", "trigger_type": "operator", "status": "rolled_back",
+                                     "duration": 0, "trigger_time": "2026-01-01T01:00:00+00:00",
+                                     "abandoned_data_hash": "h2"})])["m"]
     trained_at = parse_iso("2026-01-01T00:00:00+00:00")
     assert metrics._age_clock_start(trained_at, rolled, "h2") == trained_at + 3600
     assert metrics._age_clock_start(trained_at, rolled, "h3") == trained_at  # new data

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrainctl import quality
-from retrainctl.fold import fold
+from retrainctl.core import quality
+from retrainctl.core.fold import fold
+from retrainctl.core.records import Record
 
 # --- pure functions -----------------------------------------------------------------------------
 
@@ -47,7 +48,7 @@ def test_psi_is_never_negative(a_counts, data):
 def test_reference_counts_match_the_check_time_binning():
     import pandas as pd
 
-    from retrainctl.training import reference_stats
+    from retrainctl.fit.task import reference_stats
 
     X = pd.DataFrame({"x": [float(v) for v in range(100)] + [None] * 25,
                       "c": ["a"] * 60 + ["b"] * 40 + [None] * 25,
@@ -68,7 +69,7 @@ def test_a_big_column_bins_on_sampled_edges_but_counts_every_row():
     are still every row's, as the check-time binning counts them."""
     import pandas as pd
 
-    from retrainctl.training import EDGE_SAMPLE, reference_stats
+    from retrainctl.fit.task import EDGE_SAMPLE, reference_stats
 
     values = np.random.default_rng(3).lognormal(size=3 * EDGE_SAMPLE + 7)
     values[::97] = np.nan
@@ -125,7 +126,7 @@ def test_holm_adjusted_p_values():
 
 @pytest.mark.parametrize("metric", ["r2", "rmse", "mae", "accuracy", "f1_macro"])
 def test_metric_sample_means_are_the_metric(metric):
-    from retrainctl.training import score
+    from retrainctl.fit.task import score
 
     rng = np.random.default_rng(1)
     if metric in ("accuracy", "f1_macro"):
@@ -244,7 +245,7 @@ def test_drift_verdict_text():
 def test_feature_tests_see_a_shift_and_not_a_resample():
     import pandas as pd
 
-    from retrainctl.training import reference_stats
+    from retrainctl.fit.task import reference_stats
 
     rng = np.random.default_rng(0)
     ref = reference_stats(pd.DataFrame({"x": rng.normal(0, 1, 2000), "c": ["a", "b"] * 1000}))
@@ -256,8 +257,8 @@ def test_feature_tests_see_a_shift_and_not_a_resample():
 
 @pytest.mark.parametrize("action, fired", [("alert", ["performance"]), ("retrain", ["performance", "drift"])])
 def test_drift_retrains_only_with_drift_action_retrain(action, fired):
-    from retrainctl.config import RetrainingConfig
-    from retrainctl.triggers import Observation, Reason, fire
+    from retrainctl.config.records import RetrainingConfig
+    from retrainctl.core.decide import Observation, Reason, fire
 
     obs = Observation(now=0, data_hash="h", model_version=1, model_data_hash="h", model_trained_at=0,
                       performance=Reason("performance", "p"), drift=Reason("drift", "d"))
@@ -270,7 +271,7 @@ def test_fold_remembers_quality_evidence_of_success_and_rejection_only():
         {"model_name": "m", "status": "success", "quality_keys": {"performance": "d|e2"}},
         {"model_name": "m", "status": "rejected", "quality_keys": {"drift": "d|x"}},
     ]
-    assert fold(events)["m"].quality_handled == {"performance": "d|e2", "drift": "d|x"}
+    assert fold([Record.from_dict(e) for e in events])["m"].quality_handled == {"performance": "d|e2", "drift": "d|x"}
 
 
 # --- helpers for the end-to-end tests -----------------------------------------------------------
@@ -614,7 +615,8 @@ def test_malformed_drift_file_is_a_note_not_a_crash(project):
 
 NOOP_CHECK = """
 import json, sys
-from retrainctl import load_config, check
+from retrainctl import load_config
+from retrainctl import check
 report = check(load_config(sys.argv[1]))
 print(json.dumps({"exit": report.exit_code, "results": [o.result for o in report.outcomes],
                   "heavy": sorted(m for m in ("pandas", "sklearn", "numpy", "scipy", "joblib", "mlflow") if m in sys.modules)}))
@@ -698,7 +700,7 @@ def test_quality_test_keys_defaults(project):
 
 
 def test_a_drift_file_with_a_column_named_twice_is_an_error_naming_it(tmp_path):
-    from retrainctl.evaluation import drift_tests
+    from retrainctl.observe.evaluation import drift_tests
 
     path = tmp_path / "drift.csv"
     raw = b"a,b,a\n1,2,3\n4,5,6\n"

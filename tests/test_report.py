@@ -18,9 +18,13 @@ NOW = 2_000_000_000.0
 
 
 def _config(project):
-    from retrainctl.config import load_config
+    from retrainctl.config.load import load_config
 
     return load_config(str(project.config_path))
+
+
+def _models(config, names=None):
+    return [config.model(n) for n in names] if names else list(config.models.values())
 
 
 def _ok(result):
@@ -67,9 +71,10 @@ def history(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def facts(history):
-    from retrainctl import report
+    from retrainctl.publish import report
 
-    return {f.name: f for f in report.gather(_config(history))}
+    config = _config(history)
+    return {f.name: f for f in report.gather(config, _models(config))}
 
 
 def test_facts_of_the_history(history, facts):
@@ -79,22 +84,22 @@ def test_facts_of_the_history(history, facts):
     assert [(v.outcome, v.rolled_back, v.live) for v in iris.versions] == [
         ("promoted", False, True), ("promoted", True, False), ("rejected", False, False)]
     assert by_version[3].score < by_version[1].score
-    assert [e["status"] for e in iris.history] == ["failure", "rolled_back", "rejected", "success", "success"]
+    assert [e.status for e in iris.history] == ["failure", "rolled_back", "rejected", "success", "success"]
     assert iris.drift[0].name == "PetalLengthCm" and iris.drift[0].drifted is True
     assert iris.drift[0].bins[-1] == "missing" and len(iris.drift[0].recent) == len(iris.drift[0].bins)
     assert abs(sum(iris.drift[0].recent) - 1) < 1e-9 and abs(sum(iris.drift[0].reference) - 1) < 1e-9
-    from retrainctl import report
+    from retrainctl.publish import report
 
     decision = report.last_decision(iris)
     assert decision["status"] == "failure" and decision["error_type"] == "data_error"
-    assert decision["gate"]["earlier"] is True and decision["gate"]["record"]["version"] == 3
+    assert decision["gate"]["earlier"] is True and decision["gate"]["record"].version == 3
     assert "(last candidate compared: v3 at " in report._gate_text(decision["gate"], "accuracy")
     assert facts["fresh"].versions == [] and facts["fresh"].history == []
     assert report.headline(facts["fresh"]).startswith("never trained")
 
 
 def test_gate_arithmetic_of_a_rejection(facts):
-    from retrainctl import report
+    from retrainctl.publish import report
 
     iris = facts["iris"]
     rejected = report.ModelFacts(**{**iris.__dict__, "history": iris.history[2:]})
@@ -107,7 +112,7 @@ def test_gate_arithmetic_of_a_rejection(facts):
 
 
 def test_markdown(facts):
-    from retrainctl import report
+    from retrainctl.publish import report
 
     md = report.render(list(facts.values()), "md", NOW)
     iris = md[md.index("## iris"):md.index("## housing")]
@@ -122,7 +127,7 @@ def test_markdown(facts):
 
 
 def test_html_facts(facts):
-    from retrainctl import report
+    from retrainctl.publish import report
 
     page = report.render(list(facts.values()), "html", NOW)
     assert "http://" not in page.replace("http://www.w3.org/", "") and "https://" not in page
@@ -142,19 +147,20 @@ def _moved(config, **dirs):
 
 
 def test_an_empty_state_dir_gives_a_page(history, tmp_path):
-    from retrainctl import report
+    from retrainctl.publish import report
 
     config = _config(history)
-    facts = report.gather(_moved(config, state_dir=tmp_path / "none", model_dir=tmp_path / "none"), ["housing"])
+    facts = report.gather(_moved(config, state_dir=tmp_path / "none", model_dir=tmp_path / "none"),
+                          _models(config, ["housing"]))
     assert "never trained" in report.render(facts, "html", NOW)
     assert "never trained" in report.render(facts, "md", NOW)
-    facts = report.gather(_moved(config, state_dir=tmp_path / "none"), ["housing"])
+    facts = report.gather(_moved(config, state_dir=tmp_path / "none"), _models(config, ["housing"]))
     assert report.headline(facts[0]) == f"live version v1, r2 {facts[0].versions[0].score:.4g}; the state log has no history for it"
     assert "The state log has no events for this model." in report.render(facts, "html", NOW)
 
 
 def test_garbled_records_do_not_break_the_page(history, tmp_path):
-    from retrainctl import report
+    from retrainctl.publish import report
 
     state = tmp_path / "state"
     shutil.copytree(history.state_dir, state)
@@ -164,14 +170,15 @@ def test_garbled_records_do_not_break_the_page(history, tmp_path):
                {"model_name": "iris", "status": "failure", "duration": "long", "description": 42}]
     with open(state / "events.jsonl", "a") as fh:
         fh.writelines(json.dumps(g) + "\n" for g in garbage)
-    facts = report.gather(_moved(_config(history), state_dir=state), ["iris"])
+    config = _config(history)
+    facts = report.gather(_moved(config, state_dir=state), _models(config, ["iris"]))
     assert [(v.version, v.outcome, v.score) for v in facts[0].versions][-1] == (7, "rejected", None)
     page, md = report.render(facts, "html", NOW), report.render(facts, "md", NOW)
     assert "<td>v7</td>" in page and "| v7 | - | - | rejected |" in md
 
 
 def test_write_to_a_file(history, tmp_path):
-    from retrainctl import report
+    from retrainctl.commands import report
 
     out = tmp_path / "site" / "report.html"
     assert report.write(_config(history), ["housing"], "html", str(out), clock=lambda: NOW) is None
@@ -181,16 +188,16 @@ def test_write_to_a_file(history, tmp_path):
 
 
 def test_unknown_model(history):
-    from retrainctl import report
-    from retrainctl.errors import UsageError
+    from retrainctl.commands import report
+    from retrainctl.base.errors import UsageError
 
     with pytest.raises(UsageError, match="nope"):
-        report.gather(_config(history), ["nope"])
+        report.write(_config(history), ["nope"])
 
 
 def test_matplotlib_is_imported_only_by_charts(history):
-    code = ("import sys; from retrainctl import report; from retrainctl.config import load_config; "
-            f"f = report.gather(load_config({str(history.config_path)!r})); "
+    code = ("import sys; from retrainctl.publish import report; from retrainctl.config.load import load_config; "
+            f"c = load_config({str(history.config_path)!r}); f = report.gather(c, list(c.models.values())); "
             "assert 'matplotlib' not in sys.modules; report.render(f, 'md'); "
             "assert 'matplotlib' not in sys.modules; report.render(f); print('matplotlib' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -223,7 +230,7 @@ def _png_pixels(data):
 
 
 def test_page_in_headless_chromium(facts, tmp_path):
-    from retrainctl import report
+    from retrainctl.publish import report
 
     assert os.access(CHROMIUM, os.X_OK), "chromium is missing: make system-deps installs it"
     page = tmp_path / "report.html"

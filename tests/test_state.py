@@ -3,19 +3,21 @@ import json
 import logging
 import os
 
-from retrainctl.eventlog import StateLog
-from retrainctl.fold import fold
+from retrainctl.core.fold import fold
+from retrainctl.core.records import Record
+from retrainctl.state.log import StateLog
 
 
 def rec(model, status, data_hash="h1", trigger="data_change", t="2026-11-27T12:00:00+00:00", **kw):
-    return dict(model_name=model, status=status, data_hash=data_hash, trigger_type=trigger, trigger_time=t,
-                duration=1.0, **kw)
+    """A state-log record as it would be read back from the log."""
+    return Record.from_dict(dict(model_name=model, status=status, data_hash=data_hash, trigger_type=trigger,
+                                 trigger_time=t, duration=1.0, **kw))
 
 
 def test_append_and_read_round_trip(tmp_path):
     log = StateLog(str(tmp_path / "state"))
     log.append(rec("a", "success"), rec("b", "failure"))
-    assert [e["model_name"] for e in log.read()] == ["a", "b"]
+    assert [e["model_name"] for e in list(log.iter_events())] == ["a", "b"]
     assert (tmp_path / "state" / "events.jsonl").read_text().count("\n") == 2
 
 
@@ -25,7 +27,7 @@ def test_torn_last_line_is_skipped_and_next_append_starts_fresh(tmp_path, caplog
     with open(log.path, "a") as fh:
         fh.write('{"model_name": "a", "status": "fail')  # a crash mid-write
     with caplog.at_level(logging.WARNING):
-        assert [e["status"] for e in log.read()] == ["success"]
+        assert [e["status"] for e in list(log.iter_events())] == ["success"]
     assert "events.jsonl:2: skipped a torn last line" in caplog.text
     with caplog.at_level(logging.WARNING):
         log.append(rec("a", "rejected"))
@@ -40,7 +42,7 @@ def test_torn_first_line_is_cut_whole(tmp_path):
     with open(log.path, "w") as fh:
         fh.write('{"model_name": "a"' * 10000)
     log.append(rec("a", "success"))
-    assert [e["status"] for e in log.read()] == ["success"]
+    assert [e["status"] for e in list(log.iter_events())] == ["success"]
     assert open(log.path).read().count("\n") == 1
 
 
@@ -51,7 +53,7 @@ def test_garbage_line_in_the_middle_is_skipped(tmp_path, caplog):
         fh.write(b"\xff\xfe not json\n[1, 2]\n")
     log.append(rec("a", "skipped"))
     with caplog.at_level(logging.WARNING):
-        assert [e["status"] for e in log.read()] == ["success", "skipped"]
+        assert [e["status"] for e in list(log.iter_events())] == ["success", "skipped"]
     assert "skipped an unreadable line" in caplog.text
 
 
@@ -69,7 +71,7 @@ def test_fold():
     ]
     s = fold(events)
     assert s["a"].failures_in_row == 2 and s["a"].failure_hash == "h1" and s["a"].paused
-    assert s["a"].last_event["trigger_type"] == "manual"
+    assert s["a"].last_event.trigger_type == "manual"
     assert s["b"].skipped_hash == "h10" and "h11" in s["b"].rejected and s["b"].failures_in_row == 0
     assert list(s["c"].open_attempts) == ["x2"] and not s["a"].open_attempts
     s2 = fold(events + [rec("a", "resumed", trigger="operator"), rec("a", "success")])

@@ -13,14 +13,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrainctl import eventlog, fold as fold_module, locks, logfile
-from retrainctl.errors import LockBusy, RetrainctlError
-from retrainctl.eventlog import StateLog
-from retrainctl.events import HISTORY_STATUSES
-from retrainctl.fold import fold
-from retrainctl.locks import LockTimeout, training_lock
-from retrainctl.metrics_totals import fold_totals
-from retrainctl.schedule import ScheduleCache
+from retrainctl.state import log as eventlog
+
+from retrainctl.core import fold as fold_module
+
+from retrainctl.base import locks
+
+from retrainctl.state import segments as logfile
+from retrainctl.base.errors import LockBusy, RetrainctlError
+from retrainctl.state.log import StateLog
+from retrainctl.core.records import HISTORY_STATUSES, Record
+from retrainctl.core.fold import fold
+from retrainctl.base.locks import LockTimeout, training_lock
+from retrainctl.core.totals import fold_totals
+from retrainctl.state.schedule import ScheduleCache
 
 TIMES = ["2026-11-27T12:00:00+00:00", "2026-11-27T12:05:00+00:00", "2026-11-28T01:00:00+00:00", "not a time"]
 
@@ -54,12 +60,18 @@ operations = st.lists(st.one_of(
 
 
 def rec(model, status, t=TIMES[0], data_hash="h1", **kw):
-    return dict(model_name=model, status=status, trigger_type="data_change", trigger_time=t, data_hash=data_hash,
-                duration=1.0, **kw)
+    """A state-log record as it would be read back from the log."""
+    return Record.from_dict(dict(model_name=model, status=status, trigger_type="data_change", trigger_time=t,
+                                 data_hash=data_hash, duration=1.0, **kw))
+
+
+def lines(log):
+    """Every line of the log as it was written."""
+    return list(log.iter_events())
 
 
 def naive_history(log, model=None, limit=20):
-    events = [e for e in log.read() if e.get("status") in HISTORY_STATUSES and (model is None or e.get("model_name") == model)]
+    events = [e for e in lines(log) if e.get("status") in HISTORY_STATUSES and (model is None or e.get("model_name") == model)]
     events.reverse()
     return events[:limit] if limit else events
 
@@ -84,7 +96,7 @@ def test_summary_always_agrees_with_a_full_fold(ops, refresh, block):
         log = StateLog(os.path.join(tmp, "state"))
         for op, arg in ops:
             if op == "append":
-                log.append(*arg)
+                log.append(*[Record.from_dict(d) for d in arg])
             elif op in ("torn", "garbage"):
                 write_raw(log, arg)
             elif op == "rotate":
@@ -93,13 +105,13 @@ def test_summary_always_agrees_with_a_full_fold(ops, refresh, block):
                 log.states()
             elif op == "drop summary" and os.path.exists(log.summary_path):
                 os.unlink(log.summary_path)
-            full, totals = fold(log.read()), fold_totals(log.read())
+            full, totals = fold(log.records()), fold_totals(log.records())
             assert log.states() == full
             assert log.states() == full  # and again, from whatever summary the first call left
             assert log.totals() == totals
             for model in (None, "a", "c.d"):
                 for limit in (1, 3, 0):
-                    assert log.history(model, limit) == naive_history(log, model, limit)
+                    assert [r.to_dict() for r in log.history(model, limit)] == naive_history(log, model, limit)
 
 
 def parse_counter(monkeypatch):
@@ -126,7 +138,7 @@ def test_only_the_tail_after_the_summary_is_parsed(tmp_path, monkeypatch):
     states = log.states()
     assert len(calls) == 2
     assert states["a"].failures_in_row == 0 and states["b"].paused
-    assert states == fold(log.read())
+    assert states == fold(log.records())
 
 
 def stale_by(how, log):
@@ -172,7 +184,7 @@ def test_stale_summary_is_rebuilt_from_the_log(tmp_path, monkeypatch, how):
     assert log.states()["a"].failures_in_row == 6
     stale_by(how, log)
     calls = parse_counter(monkeypatch)
-    assert log.states() == fold(log.read()) and log.totals() == fold_totals(log.read())
+    assert log.states() == fold(log.records()) and log.totals() == fold_totals(log.records())
     assert len(calls) >= 2 * 3  # the whole log (at least three lines) was read again, twice over
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["log"]["inode"] == os.stat(log.path).st_ino
@@ -196,9 +208,9 @@ def test_a_changed_fold_rebuilds_only_its_own_section(tmp_path, monkeypatch):
         return decision.fold(events, states)
 
     monkeypatch.setattr(eventlog, "FOLDS", (dataclasses.replace(decision, fold=counting), bumped(totals)))
-    assert log.totals() == fold_totals(log.read()) and log.totals()["a"].failures == {"timeout": 5}
-    assert [e["model_name"] for e in decided] == ["b"]  # the tail, once: the section was still valid
-    assert log.states() == fold(log.read()) and log.states()["a"].paused
+    assert log.totals() == fold_totals(log.records()) and log.totals()["a"].failures == {"timeout": 5}
+    assert [e.model_name for e in decided] == ["b"]  # the tail, once: the section was still valid
+    assert log.states() == fold(log.records()) and log.states()["a"].paused
     sections = json.loads((tmp_path / "summary.json").read_text())["folds"]
     assert sections["metrics_totals"]["format"][0] == totals.version + 1
     assert sections["decision"]["format"][0] == decision.version
@@ -209,7 +221,7 @@ def test_a_torn_last_line_is_folded_but_never_cached(tmp_path, monkeypatch, capl
     log = StateLog(str(tmp_path))
     log.append(rec("a", "success"))
     write_raw(log, COMPLETE_WITHOUT_NEWLINE)  # a record whose newline never made it
-    assert log.states()["a"].paused  # seen, like read() sees it
+    assert log.states()["a"].paused  # seen, like iter_events() sees it
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["log"]["offset"] == os.path.getsize(log.path) - len(COMPLETE_WITHOUT_NEWLINE)
     with caplog.at_level(logging.WARNING):
@@ -217,7 +229,7 @@ def test_a_torn_last_line_is_folded_but_never_cached(tmp_path, monkeypatch, capl
     assert "cut off a torn last line" in caplog.text
     states = log.states()
     assert not states["a"].paused and states["a"].failures_in_row == 1
-    assert states == fold(log.read())
+    assert states == fold(log.records())
 
 
 def test_garbled_line_warns_with_its_line_number_in_the_tail(tmp_path, monkeypatch, caplog):
@@ -241,10 +253,10 @@ def test_rotation_renames_whole_segments_and_keeps_everything(tmp_path, monkeypa
     assert open(tmp_path / name, "rb").read() == before  # renamed, not rewritten
     assert os.path.getsize(log.path) == 0
     log.append(rec("b", "success"), rec("a", "resumed"))
-    assert [e["status"] for e in log.read()] == ["failure", "paused", "success", "resumed"]
+    assert [e["status"] for e in lines(log)] == ["failure", "paused", "success", "resumed"]
     states = log.states()
-    assert states == fold(log.read()) and states["a"].failures_in_row == 1 and not states["a"].paused
-    assert [e["status"] for e in log.history(limit=3)] == ["resumed", "success", "paused"]
+    assert states == fold(log.records()) and states["a"].failures_in_row == 1 and not states["a"].paused
+    assert [e.status for e in log.history(limit=3)] == ["resumed", "success", "paused"]
     os.unlink(log.summary_path)  # lost: rebuilt from the rotated segment and the current one
     assert log.states() == states
     assert log.rotate() is not None
@@ -260,7 +272,7 @@ def test_append_rotates_once_the_segment_is_full(tmp_path):
     segments = logfile.rotated(str(tmp_path))
     assert len(segments) >= 3
     assert all(os.path.getsize(tmp_path / s) >= 600 for s in segments)
-    assert log.read() == records
+    assert lines(log) == [r.to_dict() for r in records]
     assert log.states() == fold(records)
     assert log.history(limit=0) == [r for r in reversed(records)]
 
@@ -291,7 +303,7 @@ def test_history_reads_only_the_end_of_a_long_log(tmp_path, monkeypatch, caplog)
     log.append(*[rec("a", "success", version=i) for i in range(2000)])
     calls = parse_counter(monkeypatch)
     with caplog.at_level(logging.WARNING):
-        assert [e["version"] for e in log.history(limit=2)] == [1999, 1998]
+        assert [e.version for e in log.history(limit=2)] == [1999, 1998]
     assert "garbage" not in caplog.text and len(calls) <= 40
     with caplog.at_level(logging.WARNING):
         assert len(log.history(limit=0)) == 2000
@@ -302,12 +314,12 @@ def test_history_of_one_model_parses_only_its_lines(tmp_path, monkeypatch):
     log = StateLog(str(tmp_path))
     log.append(*[rec("a" if i % 10 else "b", "success", version=i) for i in range(100)])
     calls = parse_counter(monkeypatch)
-    assert [e["version"] for e in log.history("b", limit=0)] == list(range(90, -1, -10))
+    assert [e.version for e in log.history("b", limit=0)] == list(range(90, -1, -10))
     assert len(calls) == 10
 
 
 def test_schedule_cache_lock_is_the_same_lock_filelock_takes(tmp_path, monkeypatch):
-    monkeypatch.setattr("retrainctl.schedule.LOCK_TIMEOUT", 0.2)
+    monkeypatch.setattr("retrainctl.state.schedule.LOCK_TIMEOUT", 0.2)
     cache = ScheduleCache(str(tmp_path))
     cache.record({"a": 1.0})
     with filelock.FileLock(str(tmp_path / "checks.lock")):
@@ -338,7 +350,7 @@ def test_an_append_the_disk_fails_midway_leaves_nothing_of_it(tmp_path, monkeypa
     monkeypatch.undo()
     assert len(calls) == 2 and open(log.path, "rb").read() == before
     log.append(rec("b", "success"))
-    assert [(e["model_name"], e["status"]) for e in log.read()] == [("a", "paused"), ("b", "success")]
+    assert [(e["model_name"], e["status"]) for e in lines(log)] == [("a", "paused"), ("b", "success")]
     assert log.states()["a"].paused
 
 
@@ -363,14 +375,15 @@ IRIS = {"data_path": "iris.csv", "target": "Species", "task": "classification",
 def test_state_log_rotate_mb(value, expected):
     import yaml
 
-    from retrainctl.config import parse_config
+    from retrainctl.config.load import parse_config
 
     top = {"models": {"iris": IRIS}} if value == "absent" else {"state_log_rotate_mb": value, "models": {"iris": IRIS}}
     assert parse_config(yaml.safe_dump(top), "c.yaml").state_log_rotate_bytes == expected
 
 
 def test_state_log_rotate_mb_must_be_positive():
-    from retrainctl.config import ConfigError, parse_config
+    from retrainctl.base.errors import ConfigError
+    from retrainctl.config.load import parse_config
 
     with pytest.raises(ConfigError, match=r"^c.yaml: state_log_rotate_mb: must be > 0, got 0$"):
         parse_config("state_log_rotate_mb: 0\nmodels: {iris: {data_path: a.csv, target: t, task: regression, "

@@ -4,8 +4,9 @@ naming the path, leaving no partial version and the live model as it was."""
 import json
 import shutil
 
-from retrainctl.fold import fold
-from retrainctl.store import ModelStore
+from retrainctl.core.fold import fold
+from retrainctl.core.records import Record
+from retrainctl.state.store import ModelStore
 
 
 def warnings(stderr):
@@ -31,7 +32,7 @@ def test_the_fold_remembers_the_highest_version_and_whether_one_went_live():
         {"model_name": "never", "status": "rejected", "version": 1},
         {"model_name": "never", "status": "failure", "version": 2, "error_type": "interrupted"},
     ]
-    states = fold(events)
+    states = fold([Record.from_dict(e) for e in events])
     assert [(states[m].max_version, states[m].had_live) for m in ("m", "old", "never")] == [
         (5, True), (0, True), (2, False)]
 

@@ -234,7 +234,7 @@ def test_a_real_check_needs_nothing_the_service_forbids(installed, project, tmp_
 
     calls = [m.groups() for m in map(STRACE_LINE.match, trace.read_text().splitlines()) if m]
     used = {name for name, _ in calls}
-    assert any("retrainctl.child" in args for name, args in calls if name == "execve"), "the training child is traced"
+    assert any("retrainctl.fit.child" in args for name, args in calls if name == "execve"), "the training child is traced"
     assert used - allowed_syscalls(unit) == set()
     wx = [args for name, args in calls if (name in ("mmap", "mprotect", "pkey_mprotect") and "PROT_EXEC" in args
                                            and (name != "mmap" or "PROT_WRITE" in args))]

@@ -17,9 +17,9 @@ import pytest
 
 from conftest import BIN
 from retrainctl import __version__
-from retrainctl.config import parse_config
-from retrainctl.config import redact
-from retrainctl.tracking import STORE_VERSION_TAG, serialization_format, tracking_uri
+from retrainctl.config.load import parse_config
+from retrainctl.base.secrets import redact
+from retrainctl.publish.tracking import STORE_VERSION_TAG, serialization_format, tracking_uri
 
 SERVER_START_SECONDS = 180
 
@@ -423,7 +423,7 @@ def test_mlflow_serves_the_champion(project, monkeypatch):
 
 CREATE_DB = """
 import sys
-from retrainctl.tracking import _ensure_database
+from retrainctl.publish.tracking import _ensure_database
 from mlflow import MlflowClient
 _ensure_database(sys.argv[1])
 MlflowClient(sys.argv[1]).search_experiments()
@@ -458,7 +458,7 @@ def test_a_kill_while_the_embedded_database_is_created_leaves_none(tmp_path, del
 def test_embedded_database_on_a_file_system_without_hard_links(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    from retrainctl import tracking
+    from retrainctl.publish import tracking
 
     def no_link(src, dst):
         raise PermissionError(1, "Operation not permitted", src)
@@ -595,7 +595,7 @@ def test_tracking_uri_resolution(tmp_path):
     assert uri({"tracking_uri": "sqlite:///var/m.db"}, {"MLFLOW_TRACKING_URI": "x"}) == f"sqlite:///{tmp_path}/var/m.db"
     assert uri({"tracking_uri": "sqlite:////srv/m.db"}) == "sqlite:////srv/m.db"
     assert uri({"tracking_uri": "http://127.0.0.1:5000"}) == "http://127.0.0.1:5000"
-    assert redact("https://bob:s3cret@mlflow.example:8443/x") == "https://bob:***@mlflow.example:8443/x"
+    assert redact("https://bob:s3cret@mlflow.example:8443/x") == "https://mlflow.example:8443/***"
 
 
 @pytest.mark.parametrize("mlflow, message", [

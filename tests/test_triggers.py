@@ -1,9 +1,13 @@
 """The decision core, table-driven: values in, decisions out, no files and no clock."""
 import pytest
 
-from retrainctl.config import RetrainingConfig
-from retrainctl.triggers import (BACKOFF, ERROR, GAVE_UP, HOLD, NOTHING, SKIP_SMALL, TRAIN, WAIT, Observation,
-                                 Reason, decide, degradation, gate, retry_delay, waiting)
+from retrainctl.config.records import RetrainingConfig
+from retrainctl.core.decide import Observation, Reason, decide, degradation, gate, retry_delay, waiting
+from retrainctl.core.records import Action
+
+TRAIN, HOLD, NOTHING, WAIT, BACKOFF, GAVE_UP, ERROR = (Action.TRAIN, Action.HOLD, Action.NOTHING, Action.WAIT,
+                                                      Action.BACKOFF, Action.GAVE_UP, Action.ERROR)
+SKIP_SMALL = Action.SKIP
 
 NOW = 1_000_000.0
 H = 3600.0

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from retrainctl import webhooks
-from retrainctl.errors import ConfigError
+from retrainctl.publish import notify, webhooks
+from retrainctl.base.errors import ConfigError
 
 FAILURE = {"model_name": "iris", "status": "failure", "trigger_type": "data_change",
            "trigger_time": "2026-12-02T10:00:00+00:00", "duration": 1.5, "data_hash": "abc",
@@ -74,11 +74,11 @@ def test_body_is_the_event_and_the_signature_verifies(endpoints, tmp_path):
     server = endpoints()
     secret = tmp_path / "hook.secret"
     secret.write_text("s3cret\n")
-    results = webhooks.Notifier([_hook(server, secret_file=str(secret))]).send([FAILURE])
+    results = notify.Notifier([_hook(server, secret_file=str(secret))]).send([FAILURE])
     assert [(r.outcome, r.attempts, r.event) for r in results] == [("sent", 1, "failure")]
     [(headers, body, path)] = server.requests
     assert path == "/hook" and json.loads(body) == {"event": "failure", **FAILURE}
-    assert body == webhooks.payload(FAILURE)
+    assert body == webhooks.payload(FAILURE, "failure")
     expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert headers["X-Retrainctl-Signature-256"] == expected
     assert headers["Content-Type"] == "application/json" and headers["X-Retrainctl-Event"] == "failure"
@@ -87,20 +87,20 @@ def test_body_is_the_event_and_the_signature_verifies(endpoints, tmp_path):
 def test_secret_from_the_environment(endpoints, monkeypatch):
     server = endpoints()
     monkeypatch.setenv("HOOK_SECRET", "from-env")
-    webhooks.Notifier([_hook(server, secret_env="HOOK_SECRET")]).send([FAILURE])
+    notify.Notifier([_hook(server, secret_env="HOOK_SECRET")]).send([FAILURE])
     headers, body, _ = server.requests[0]
     assert headers["X-Retrainctl-Signature-256"] == webhooks.signature(b"from-env", body)
 
 
 def test_without_a_secret_there_is_no_signature(endpoints):
     server = endpoints()
-    webhooks.Notifier([_hook(server)]).send([FAILURE])
+    notify.Notifier([_hook(server)]).send([FAILURE])
     assert "X-Retrainctl-Signature-256" not in server.requests[0][0]
 
 
 def test_a_500_is_retried(endpoints):
     server = endpoints(500, 200)
-    results = webhooks.Notifier([_hook(server)], backoff=0.05).send([FAILURE])
+    results = notify.Notifier([_hook(server)], backoff=0.05).send([FAILURE])
     assert [(r.outcome, r.attempts) for r in results] == [("sent", 2)]
     assert len(server.requests) == 2 and server.requests[0][1] == server.requests[1][1]
     assert server.requests[0][0]["X-Retrainctl-Delivery"] == server.requests[1][0]["X-Retrainctl-Delivery"]
@@ -108,9 +108,9 @@ def test_a_500_is_retried(endpoints):
 
 def test_retries_are_bounded_and_a_4xx_is_not_retried(endpoints, caplog):
     failing, refusing = endpoints(503), endpoints(400)
-    results = webhooks.Notifier([_hook(failing), _hook(refusing)], backoff=0.05).send([FAILURE])
+    results = notify.Notifier([_hook(failing), _hook(refusing)], backoff=0.05).send([FAILURE])
     assert [(r.outcome, r.attempts, r.detail) for r in results] == [
-        ("failed", 1 + webhooks.RETRIES, "HTTP 503 Service Unavailable"), ("failed", 1, "HTTP 400 Bad Request")]
+        ("failed", 1 + notify.RETRIES, "HTTP 503 Service Unavailable"), ("failed", 1, "HTTP 400 Bad Request")]
     assert len(failing.requests) == 3 and len(refusing.requests) == 1
     port = failing.url.split(":")[2].split("/")[0]
     assert (f"webhook http://127.0.0.1:{port}: failure event for iris not delivered after 3 attempt(s): "
@@ -121,11 +121,11 @@ def test_retries_are_bounded_and_a_4xx_is_not_retried(endpoints, caplog):
 def test_a_slow_endpoint_is_abandoned_within_the_budget(endpoints):
     slow, fast = endpoints(200, delay=5), endpoints(200)
     start = time.monotonic()
-    results = webhooks.Notifier([_hook(slow), _hook(fast)], budget=1.5, timeout=1.0, backoff=0.1).send(
+    results = notify.Notifier([_hook(slow), _hook(fast)], budget=1.5, timeout=1.0, backoff=0.1).send(
         [FAILURE, SUCCESS])
     elapsed = time.monotonic() - start
     assert elapsed < 2.1, elapsed  # the slow endpoint alone would take 5 s, and retries
-    outcomes = [(r.target.split(":")[2], r.event, r.outcome) for r in results]
+    outcomes = [(r.target.split(":")[2].split("/")[0], r.event, r.outcome) for r in results]
     slow_port, fast_port = (e.url.split(":")[2].split("/")[0] for e in (slow, fast))
     assert outcomes[2:] == [(fast_port, "failure", "sent"), (fast_port, "success", "sent")]
     assert [o[2] for o in outcomes[:2]] in (["failed", "timed_out"], ["timed_out", "timed_out"]), outcomes
@@ -133,7 +133,7 @@ def test_a_slow_endpoint_is_abandoned_within_the_budget(endpoints):
 
 def test_the_budget_is_shared_by_every_send_of_a_command_but_not_spent_between_them(endpoints):
     slow, fast = endpoints(200, delay=5), endpoints(200)
-    notifier = webhooks.Notifier([_hook(slow, events=["failure"]), _hook(fast, events=["success"])],
+    notifier = notify.Notifier([_hook(slow, events=["failure"]), _hook(fast, events=["success"])],
                                  budget=2.0, timeout=2.0)
     time.sleep(2.1)  # a training between two events
     assert [r.outcome for r in notifier.send([SUCCESS])] == ["sent"]
@@ -145,7 +145,7 @@ def test_the_budget_is_shared_by_every_send_of_a_command_but_not_spent_between_t
 
 def test_an_unreachable_endpoint_is_logged_not_raised(caplog):
     hook = webhooks.Webhook("http://127.0.0.1:9/hook")  # discard port: refused
-    results = webhooks.Notifier([hook], backoff=0.05).send([FAILURE])
+    results = notify.Notifier([hook], backoff=0.05).send([FAILURE])
     assert results[0].outcome == "failed" and "Connection refused" in results[0].detail
     assert "not delivered after 3 attempt(s)" in caplog.text
 
@@ -156,7 +156,7 @@ def test_events_are_filtered_by_name(endpoints):
     paused = dict(FAILURE, status="paused", trigger_type="operator", error=None, error_type=None)
     drifted = dict(SUCCESS, trigger_type="drift")
     hooks = [_hook(failures, events=["failure", "drift"]), _hook(default)]
-    webhooks.Notifier(hooks).send([FAILURE, SUCCESS, interrupted, paused, drifted])
+    notify.Notifier(hooks).send([FAILURE, SUCCESS, interrupted, paused, drifted])
     got = lambda e: [json.loads(body)["event"] for _, body, _ in e.requests]  # noqa: E731
     assert got(failures) == ["failure", "interrupted", "success"]
     assert got(default) == ["failure", "success", "interrupted", "success"]
@@ -165,28 +165,28 @@ def test_events_are_filtered_by_name(endpoints):
 def test_a_repeated_alert_is_sent_once_per_cause(endpoints, tmp_path):
     server = endpoints()
     hooks = [_hook(server)]
-    first = webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([FAILURE])
-    again = webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([dict(FAILURE, trigger_time="later")])
+    first = notify.Notifier(hooks, state_dir=str(tmp_path)).send([FAILURE])
+    again = notify.Notifier(hooks, state_dir=str(tmp_path)).send([dict(FAILURE, trigger_time="later")])
     assert [r.outcome for r in first + again] == ["sent", "duplicate"]
-    other = webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([dict(FAILURE, data_hash="new")])
+    other = notify.Notifier(hooks, state_dir=str(tmp_path)).send([dict(FAILURE, data_hash="new")])
     assert [r.outcome for r in other] == ["sent"]
     # news (a success) ends the cause: the same failure afterwards is a new alert
-    webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([SUCCESS, FAILURE])
+    notify.Notifier(hooks, state_dir=str(tmp_path)).send([SUCCESS, FAILURE])
     assert [json.loads(b)["data_hash"] for _, b, _ in server.requests] == ["abc", "new", "def", "abc"]
-    saved = json.loads((tmp_path / webhooks.SENT_FILE).read_text())
-    assert saved == {hooks[0].key: {"iris": {"cause": webhooks.cause(FAILURE), "at": saved[hooks[0].key]["iris"]["at"]}}}
-    assert server.url not in (tmp_path / webhooks.SENT_FILE).read_text()
+    saved = json.loads((tmp_path / notify.SENT_FILE).read_text())
+    assert saved == {hooks[0].key: {"iris": {"cause": notify.cause(FAILURE), "at": saved[hooks[0].key]["iris"]["at"]}}}
+    assert server.url not in (tmp_path / notify.SENT_FILE).read_text()
     # a cause that persists is repeated as a reminder once REMIND_AFTER_SECONDS have passed
-    later = time.time() + webhooks.REMIND_AFTER_SECONDS + 1
-    assert webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([FAILURE])[0].outcome == "duplicate"
-    assert webhooks.Notifier(hooks, state_dir=str(tmp_path), clock=lambda: later).send([FAILURE])[0].outcome == "sent"
+    later = time.time() + notify.REMIND_AFTER_SECONDS + 1
+    assert notify.Notifier(hooks, state_dir=str(tmp_path)).send([FAILURE])[0].outcome == "duplicate"
+    assert notify.Notifier(hooks, state_dir=str(tmp_path), clock=lambda: later).send([FAILURE])[0].outcome == "sent"
 
 
 def test_an_undelivered_alert_is_tried_again_next_time(endpoints, tmp_path):
     server = endpoints(400, 200)
     hooks = [_hook(server)]
-    assert webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([FAILURE])[0].outcome == "failed"
-    assert webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([FAILURE])[0].outcome == "sent"
+    assert notify.Notifier(hooks, state_dir=str(tmp_path)).send([FAILURE])[0].outcome == "failed"
+    assert notify.Notifier(hooks, state_dir=str(tmp_path)).send([FAILURE])[0].outcome == "sent"
 
 
 def test_a_missing_or_empty_secret_is_a_config_error(endpoints, tmp_path, monkeypatch, caplog):
@@ -194,25 +194,26 @@ def test_a_missing_or_empty_secret_is_a_config_error(endpoints, tmp_path, monkey
     missing = tmp_path / "nope.secret"
     hook = _hook(server, secret_file=str(missing))
     with pytest.raises(ConfigError) as err:
-        webhooks.load_secret(hook)
+        hook.secret()
     assert str(err.value) == f"{missing}: cannot read the secret_file of notify.webhooks: No such file or directory"
     empty = tmp_path / "empty.secret"
     empty.write_text("\n")
     with pytest.raises(ConfigError, match=r"empty\.secret: the secret_file of notify.webhooks is empty$"):
-        webhooks.load_secret(_hook(server, secret_file=str(empty)))
+        _hook(server, secret_file=str(empty)).secret()
     monkeypatch.delenv("NO_SUCH_SECRET", raising=False)
-    with pytest.raises(ConfigError, match=r"^notify.webhooks: secret_env NO_SUCH_SECRET is not set or empty$"):
-        webhooks.load_secret(_hook(server, secret_env="NO_SUCH_SECRET"))
+    with pytest.raises(ConfigError,
+                       match=r"^notify.webhooks: secret_env NO_SUCH_SECRET is not set or empty$"):
+        _hook(server, secret_env="NO_SUCH_SECRET").secret()
     # at send time it is logged, never raised, and nothing unsigned is sent
-    results = webhooks.Notifier([hook]).send([FAILURE])
+    results = notify.Notifier([hook]).send([FAILURE])
     assert [r.outcome for r in results] == ["failed"] and server.requests == []
     assert "cannot read the secret_file" in caplog.text
 
 
 def test_apprise_posts_to_a_json_url(endpoints):
     server = endpoints()
-    target = webhooks.AppriseTarget((server.url.replace("http://", "json://"),))
-    results = webhooks.Notifier(apprise=target).send([FAILURE, dict(FAILURE, status="paused")])
+    target = notify.AppriseTarget((server.url.replace("http://", "json://"),))
+    results = notify.Notifier(apprise=target).send([FAILURE, dict(FAILURE, status="paused")])
     assert [(r.target, r.event, r.outcome) for r in results] == [("apprise", "failure", "sent")]
     [(_, body, _)] = server.requests
     message = json.loads(body)
@@ -224,23 +225,23 @@ def test_a_failed_systemd_unit_is_a_unit_failed_event(endpoints, tmp_path):
     environ = {"MONITOR_SERVICE_RESULT": "exit-code", "MONITOR_EXIT_CODE": "exited", "MONITOR_EXIT_STATUS": "1",
                "MONITOR_INVOCATION_ID": "0123abcd"}
     tail = ["check: starting", "Error: /etc/retrainctl/retrainctl.yaml: models.iris: unknown key 'targt'"]
-    event = webhooks.unit_failure_event("retrainctl-check.service", environ, tail, 1_800_000_000)
+    event = notify.unit_failure_event("retrainctl-check.service", environ, tail, 1_800_000_000)
     assert event["description"] == "retrainctl-check.service failed: result exit-code, exited 1"
     assert event["error"] == "\n".join(tail) and event["trigger_time"] == "2027-01-15T08:00:00+00:00"
     failures, units, successes = endpoints(), endpoints(), endpoints()
     hooks = [_hook(failures, events=["failure"]), _hook(units, events=["unit_failed"]),
              _hook(successes, events=["success"])]
-    webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([event])
-    again = webhooks.Notifier(hooks, state_dir=str(tmp_path)).send([dict(event, invocation_id="other")])
+    notify.Notifier(hooks, state_dir=str(tmp_path)).send([event])
+    again = notify.Notifier(hooks, state_dir=str(tmp_path)).send([dict(event, invocation_id="other")])
     assert [json.loads(b)["event"] for _, b, _ in failures.requests + units.requests] == ["unit_failed"] * 2
     assert successes.requests == [] and [r.outcome for r in again] == ["duplicate", "duplicate"]
-    title, body = webhooks.chat_message(event)
+    title, body = notify.chat_message(event)
     assert title == "retrainctl: retrainctl-check.service unit_failed" and "unknown key 'targt'" in body
 
 
 def test_an_apprise_url_that_fails_is_logged(endpoints, caplog):
     server = endpoints(500)
-    target = webhooks.AppriseTarget((server.url.replace("http://", "json://"),), ("failure",))
-    results = webhooks.Notifier(apprise=target).send([FAILURE])
+    target = notify.AppriseTarget((server.url.replace("http://", "json://"),), ("failure",))
+    results = notify.Notifier(apprise=target).send([FAILURE])
     assert [(r.outcome, r.detail) for r in results] == [("failed", "not delivered to every URL")]
     assert "apprise: failure event for iris: not delivered to every URL" in caplog.text

@@ -1,0 +1,83 @@
+"""Crash-safe file writes: temporary file in the same folder, fsync, rename, fsync the folder;
+and the best-effort writes of caches and side files, which warn instead of failing a command."""
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes | str, mode: int = 0o640, durable: bool = True) -> None:
+    """Replace `path` with `data` (bytes or str) so readers see the old or the new file, never a part.
+    durable=False skips the two fsyncs: for caches, where a file lost to a power cut (or left
+    empty by one) only means recomputing what it held."""
+    if isinstance(data, str):
+        data = data.encode()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = _temporary(folder, "." + os.path.basename(path) + ".", ".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write() names no file
+            raise OSError(exc.errno, exc.strerror, path) from None
+        raise
+    if durable:
+        fsync_dir(folder)
+
+
+def _temporary(folder: str, prefix: str, suffix: str) -> tuple[int, str]:
+    """tempfile.mkstemp without importing tempfile (and shutil, random, bz2, lzma with it),
+    which a no-op check would pay for on every run."""
+    while True:
+        tmp = os.path.join(folder, f"{prefix}{os.urandom(6).hex()}{suffix}")
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600), tmp
+        except FileExistsError:
+            continue
+
+
+@contextmanager
+def best_effort(path: str) -> Iterator[None]:
+    """For a cache or a side file `status` reads: a write that fails (a full disk, a quota, a
+    read-only state dir) is one warning naming the file, never a failed command."""
+    try:
+        yield
+    except OSError as exc:
+        log.warning("%s: not updated: %s", exc.filename or path, exc.strerror or exc)
+
+
+def atomic_write_json(path: str, obj: Any, durable: bool = True) -> None:
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True) + "\n", durable=durable)
+
+
+def read_json(path: str, default: Any = None) -> Any:
+    """Read a JSON cache file; a missing or damaged one is as good as absent."""
+    try:
+        with open(path, "rb") as fh:
+            return json.load(fh)
+    except (FileNotFoundError, NotADirectoryError):  # a state "dir" that is a file is reported by ensure_dir
+        return default
+    except (ValueError, UnicodeDecodeError):
+        return default

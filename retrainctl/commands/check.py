@@ -1,0 +1,97 @@
+"""`retrainctl check`: evaluate every trigger of the selected models, retrain the due ones in one
+batch on the executor, record everything."""
+import logging
+import os
+import time
+
+from ..config.records import Config, ModelConfig
+from ..core import decide
+from ..core.fold import ModelState
+from ..core.outcomes import CheckReport, Outcome
+from ..core.records import Action
+from ..data import datasets
+from ..fit.executors import OpenExecutor
+from ..retrain.attempt import Claim, Refused
+from ..retrain.settle import drift_alert, settle
+from ..state.log import StateLog
+from ..state.schedule import ScheduleCache
+from ..state.store import ModelStore
+from .shell import Callback, Clock, Shell, select
+
+log = logging.getLogger(__name__)
+
+
+def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_run: bool = False,
+          clock: Clock = time.time, callback: Callback | None = None, store: ModelStore | None = None,
+          log: StateLog | None = None, open_executor: OpenExecutor | None = None) -> CheckReport:
+    """Evaluate every trigger of the selected models, retrain the due ones, record everything.
+    The report carries what was observed of each model, for the metrics export."""
+    shell = Shell(config, clock, callback, store, log, open_executor)
+    models = select(config, names)
+    shell.prepare_to_train(dry_run)
+    schedule = ScheduleCache(config.state_dir)
+    report = CheckReport(dry_run=dry_run)
+    claims: dict[int, Claim] = {}  # index in report.outcomes -> Claim (holding the model's training lock)
+    slots: list[Outcome | None] = []
+    try:
+        evaluated = _decide_and_claim(shell, models, schedule.load(), report, slots, claims)
+        # Phase 2: every claimed fit goes to the executor at once and is recorded as it returns.
+        for index, out in zip(claims, shell.attempts.run(list(claims.values()))):
+            slots[index] = out
+    finally:
+        for claim in claims.values():
+            claim.lock.release()
+    report.outcomes = [out for out in slots if out is not None]
+    if not dry_run:
+        schedule.record(evaluated)
+    return report
+
+
+def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, float], report: CheckReport,
+                      slots: list[Outcome | None], claims: dict[int, Claim]) -> dict[str, float]:
+    """Phase 1: observe and decide every model once; record skips and errors; lock and decide
+    again the due ones, adding them to `claims` so the caller releases their locks whatever
+    happens. Returns {model: time evaluated} for the scheduling cache."""
+    clock, dry_run = shell.clock, report.dry_run
+    states = shell.recorder.states()
+    evaluated = {}
+    for model in models:
+        state = states.get(model.name, ModelState())
+        shell.store.warn_if_lost(model.name, state.had_live, state.max_version)
+        now = clock()
+        # A dry run answers "is anything due now?", so it does not wait out check_interval; and a
+        # data file that went missing is reported at once, not hidden by the interval.
+        wait = None if dry_run else decide.waiting(model.policy, now, last.get(model.name))
+        if wait is not None and (os.path.exists(model.data_path) or datasets.is_glob(model.data_path)):
+            slots.append(Outcome.of(model.name, wait, "not evaluated"))
+            continue
+        try:
+            if state.open_attempts and not dry_run:
+                recovered = shell.recovery.recover_interrupted(model, state)
+                if recovered is not None:
+                    state = recovered
+                    now = clock()  # decided after the failure just recorded, never before it
+            obs = shell.observer.observe(model, state, now=now)
+            decision = decide.decide(model.policy, obs)
+            shell.observer.save()
+        except (OSError, ValueError, TypeError, KeyError) as exc:  # one model's bad state must not stop the rest
+            log.error("%s: %s: %s", model.name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            slots.append(Outcome(model.name, Action.ERROR, note=str(exc),
+                                 result=f"error: {type(exc).__name__}: {exc}", failed=True))
+            continue
+        report.observed[model.name] = obs
+        if obs.quality_alerts and not dry_run:
+            shell.recorder.alert(drift_alert(model, obs))
+        if decision.action == Action.TRAIN and not dry_run:
+            claim = shell.attempts.claim(model, obs)
+            if isinstance(claim, Refused):
+                slots.append(Outcome.of(model.name, decision, claim.note))
+            else:
+                report.observed[model.name] = claim.obs
+                claims[len(slots)] = claim
+                slots.append(None)  # filled in when its fit comes back
+        else:
+            slots.append(settle(shell.recorder, model, decision, obs, dry_run))
+        if decision.action != Action.ERROR:  # an unreadable data file is looked at again next run
+            evaluated[model.name] = now
+    return evaluated

@@ -1,0 +1,77 @@
+"""`retrainctl rollback MODEL [--to VERSION]`: make an earlier version current again, move the
+registry's `champion` with it, and record it."""
+import time
+
+from ..base.errors import TrackingError, UsageError
+from ..config.records import Config, ModelConfig
+from ..core.records import OPERATOR, Record, Status
+from ..core.values import utcnow_iso
+from ..publish.tracking import CHAMPION, Tracked, move_champion
+from ..state.store import ModelVersion
+from .shell import Clock, Shell, model_lock, operator
+
+
+def rollback(config: Config, name: str, to: int | None = None, clock: Clock = time.time) -> Record:
+    """Make the previous promoted version (or `to`) current again, after checking its checksum.
+    Returns the `rolled_back` record."""
+    shell = Shell(config, clock)
+    store = shell.store
+    model = config.model(name)
+    shell.log.ensure_dir()
+    with model_lock(config, name, "being trained by another process; try the rollback again later"):
+        current = store.current_version(name)
+        if current is None:
+            raise UsageError(f"{name}: no current model to roll back")
+        if to is None:
+            to = _previous_promoted(shell, name, current)
+            if to is None:
+                raise UsageError(f"{name}: no earlier promoted version on disk to roll back to (current is v{current})")
+        if to == current:
+            raise UsageError(f"{name}: v{to} is already current")
+        target = store.get(name, to)
+        if target is None:
+            available = ", ".join(f"v{v}" for v in store.versions(name)) or "none"
+            raise UsageError(f"{name}: version {to} does not exist (available: {available})")
+        store.verify(target)
+        abandoned = store.get(name, current)
+        tracked = _move_champion_back(shell, model, target, abandoned, current)
+        store.promote(name, to)
+        event = shell.recorder.write(model, OPERATOR, Status.ROLLED_BACK, clock(),
+                                     f"rolled back from v{current} to v{to} by {operator()}", version=to,
+                                     data_hash=target.metadata.get("data_hash"), score=target.metadata.get("score"),
+                                     previous_version=current,
+                                     abandoned_data_hash=abandoned.metadata.get("data_hash") if abandoned else None,
+                                     **tracked.fields())
+        assert event is not None  # written unconditionally
+        return event
+
+
+def _move_champion_back(shell: Shell, model: ModelConfig, target: ModelVersion, abandoned: ModelVersion | None,
+                        current: int) -> Tracked:
+    """Move the registry's `champion` to `target` (registering it if it never was, e.g. a rejected
+    candidate) and tag both registered versions with the rollback. With mlflow.required a
+    registry that cannot follow stops the rollback; otherwise the store moves and the
+    disagreement shows in `status` and the metrics."""
+    at = utcnow_iso(shell.clock())
+    gone = abandoned.metadata.get("mlflow_model_version") if abandoned is not None else None
+    tracked = move_champion(shell.config, model, target,
+                            tags={"retrainctl.rolled_back_from": f"v{current}", "retrainctl.rolled_back_at": at},
+                            other_tags={gone: {"retrainctl.rolled_back_to": f"v{target.version}",
+                                               "retrainctl.rolled_back_at": at}} if gone is not None else None)
+    if tracked.error and shell.config.mlflow.required:
+        raise TrackingError(f"{model.name}: not rolled back to v{target.version}: MLflow alias '{CHAMPION}' could "
+                            f"not be moved and mlflow.required is true: {tracked.error}")
+    if tracked.model_version is not None and tracked.model_version != target.metadata.get("mlflow_model_version"):
+        shell.store.update_metadata(target, **tracked.ids())  # registered just now
+    return tracked
+
+
+def _previous_promoted(shell: Shell, name: str, current: int) -> int | None:
+    """The newest version below `current` that was promoted (a `success` record) and is still on
+    disk. Versions are numbered in the order they are trained, so reading the log backwards the
+    first such record is the one: no need to read years of log."""
+    on_disk = set(shell.store.versions(name))
+    for rec in shell.log.events(name, (Status.SUCCESS,)):
+        if rec.version is not None and rec.version < current and rec.version in on_disk:
+            return rec.version
+    return None

@@ -1,0 +1,110 @@
+"""What every command that may train wires up (Shell: the store, the recorder, the observer,
+recovery and attempts), and the small helpers the commands share."""
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..base.errors import RetrainctlError
+from ..base.fsutil import atomic_write_json, best_effort, read_json
+from ..base.locks import LockTimeout, training_lock
+from ..config.records import Config, ModelConfig
+from ..fit.executors import OpenExecutor
+from ..observe.observer import Observer
+from ..retrain.attempt import Attempts
+from ..retrain.recorder import Recorder
+from ..retrain.recovery import Recovery
+from ..state.log import StateLog
+from ..state.store import ModelStore
+
+log = logging.getLogger(__name__)
+
+VALIDATED_FILE = "validated.json"
+Clock = Callable[[], float]
+Callback = Callable[..., Any]
+
+
+class Shell:
+    """The parts one command works with. The model store, the state log and the executor
+    (`open_executor(executor_config, on_running)`, see fit.executors.open_executor) can be passed
+    in; by default they are the configured ones."""
+
+    def __init__(self, config: Config, clock: Clock = time.time, callback: Callback | None = None,
+                 store: ModelStore | None = None, log: StateLog | None = None,
+                 open_executor: OpenExecutor | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.store = store if store is not None else ModelStore(config.model_dir)
+        self.recorder = Recorder(config, log, callback)
+        self.log = self.recorder.log
+        self.observer = Observer(config, self.store, clock)
+        self.recovery = Recovery(config, self.store, self.recorder, clock)
+        self.attempts = Attempts(config, self.store, self.recorder, self.observer, self.recovery, clock,
+                                 open_executor)
+
+    def prepare_to_train(self, dry_run: bool = False) -> None:
+        """Make the state dir, and check the models once per config (see _ensure_models_valid).
+        A dry run only asks: it works on a state dir it may not write (or that does not exist)."""
+        if dry_run:
+            _ensure_models_valid(self.config, remember=os.access(self.config.state_dir, os.W_OK))
+            return
+        self.log.ensure_dir()
+        _ensure_models_valid(self.config)
+
+
+def _ensure_models_valid(config: Config, remember: bool = True) -> None:
+    """Import-time validation (estimators, params, trainers) costs the ML imports, so it runs
+    once per config content and installed scikit-learn and is remembered in the state dir.
+    (find_spec + stat, not importlib.metadata, which costs a no-op check ~20 ms of imports.)"""
+    from importlib.util import find_spec
+
+    spec = find_spec("sklearn")
+    try:
+        sk = f"{spec.origin}:{os.stat(spec.origin).st_mtime_ns}"  # type: ignore[union-attr,arg-type]
+    except (AttributeError, TypeError, OSError):
+        sk = "none"
+    with open(config.path, "rb") as fh:
+        key = hashlib.sha256(fh.read() + sk.encode()).hexdigest()
+    path = os.path.join(config.state_dir, VALIDATED_FILE)
+    if (read_json(path) or {}).get("key") == key:
+        return
+    from ..fit.task import validate_models
+
+    validate_models(config)
+    if remember:
+        with best_effort(path):
+            atomic_write_json(path, {"key": key})
+
+
+def select(config: Config, names: tuple[str, ...] | list[str] | None) -> list[ModelConfig]:
+    """The named models (each once), or every configured model when none is named."""
+    if not names:
+        return list(config.models.values())
+    return [config.model(n) for n in dict.fromkeys(names)]
+
+
+@contextlib.contextmanager
+def model_lock(config: Config, name: str, busy: str) -> Iterator[None]:
+    """Hold a model's training lock for an operator command; busy: the error if another run has it."""
+    lock = training_lock(config.state_dir, name)
+    try:
+        lock.acquire()
+    except LockTimeout:
+        raise RetrainctlError(f"{name}: {busy}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def operator() -> str:
+    """Who runs the command, for the history record of an operator's action."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"

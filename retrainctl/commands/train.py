@@ -1,0 +1,35 @@
+"""`retrainctl train MODEL`: a manual retrain of one model, whatever its triggers, pause or
+auto-retraining setting."""
+import time
+
+from ..config.records import Config
+from ..core import decide
+from ..core.outcomes import Outcome
+from ..core.records import Action, TriggerType
+from ..fit.executors import OpenExecutor
+from ..retrain.settle import settle
+from ..state.log import StateLog
+from ..state.store import ModelStore
+from .shell import Callback, Clock, Shell, model_lock
+
+
+def train(config: Config, name: str, reason: str | None = None, force: bool = False, clock: Clock = time.time,
+          callback: Callback | None = None, store: ModelStore | None = None, log: StateLog | None = None,
+          open_executor: OpenExecutor | None = None) -> Outcome:
+    """Retrain `name` now; `force` promotes the candidate whatever the gate says."""
+    shell = Shell(config, clock, callback, store, log, open_executor)
+    model = config.model(name)
+    shell.prepare_to_train()
+    with model_lock(config, name, "already being trained by another process"):
+        state = shell.recovery.close_dead_attempts(model)  # see retrain.attempt.Attempts.claim
+        obs = shell.observer.observe(model, state, manual=True)
+        shell.observer.save()
+        decision = decide.decide(model.policy, obs)
+        if reason:
+            decision = decide.Decision(decision.action, (decide.Reason(TriggerType.MANUAL, reason),)
+                                       + decision.reasons[1:], decision.note)
+        if decision.action in (Action.ERROR, Action.SKIP):
+            out = settle(shell.recorder, model, decision, obs, trigger=TriggerType.MANUAL)
+            out.failed = True  # asked for a model and got none
+            return out
+        return shell.attempts.run_one(model, decision, obs, force=force)

@@ -1,0 +1,299 @@
+"""The validated config as frozen records, one class per declared section (config/keys.py): each
+class lists its keys as annotated fields for readers and the type checker, and `declared` checks
+them against the declaration and takes every default from it, so a key is still declared once.
+Also the training spec, the one description of a model's training that a fit receives."""
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, dataclass_transform
+
+from ..base.errors import UsageError
+from . import keys
+
+# metric name -> (task it applies to, higher is better)
+METRICS = {
+    "accuracy": ("classification", True),
+    "f1_macro": ("classification", True),
+    "r2": ("regression", True),
+    "rmse": ("regression", False),
+    "mae": ("regression", False),
+}
+DEFAULT_METRIC = {"classification": "accuracy", "regression": "r2"}
+
+_EMPTY: dict[str, Any] = {"dict": {}, "named": {}, "list": ()}  # what an unset key of these types holds
+_records: dict[int, type] = {}  # id(keys tuple) -> the record class declared for it
+
+T = TypeVar("T")
+
+
+@dataclass_transform(frozen_default=True)
+def declared(declaration: tuple[keys.Key, ...]) -> Callable[[type[T]], type[T]]:
+    """Class decorator: a frozen dataclass whose fields are the declared keys, in their order,
+    after the class's own fields without a default and before those with one. The class must
+    annotate exactly the declared keys (checked here, at import); their defaults come from the
+    declaration."""
+    def wrap(cls: type[T]) -> type[T]:
+        annotations = dict(cls.__dict__.get("__annotations__", {}))
+        own = [n for n in annotations if n not in {k.name for k in declaration}]
+        listed = [n for n in annotations if n not in own]
+        names = [k.name for k in declaration]
+        if listed != names:
+            raise TypeError(f"{cls.__name__} must annotate the keys {names} in that order, not {listed}")
+        for key in declaration:
+            setattr(cls, key.name, _field(key))
+        head = {n: annotations[n] for n in own if n not in cls.__dict__}
+        tail = {n: annotations[n] for n in own if n in cls.__dict__}
+        cls.__annotations__ = {**head, **{n: annotations[n] for n in names}, **tail}
+        record = dataclass(frozen=True)(cls)
+        _records[id(declaration)] = record
+        return record
+    return wrap
+
+
+def _field(key: keys.Key) -> Any:
+    """The dataclass field of a declared key: its default as the attribute holds it."""
+    if key.type in ("section", "list", "named", "dict"):
+        return field(default_factory=lambda: build(key, key.default, None))
+    return field(default=build(key, key.default, None))
+
+
+def build(key: keys.Key, value: Any, base_dir: str | None) -> Any:
+    """A validated YAML value (or the key's default) as the attribute holds it."""
+    if key.type == "section":
+        return build_record(key.keys, value or {}, base_dir)
+    if value is None:
+        return _EMPTY.get(key.type)
+    if key.type == "list":
+        return tuple(build_record(key.keys, item, base_dir) for item in value)
+    if key.path and base_dir is not None:
+        return resolve(base_dir, value)
+    if key.convert:
+        return key.convert(value)
+    return dict(value) if key.type == "dict" else value
+
+
+def build_record(declaration: tuple[keys.Key, ...], data: Mapping[str, Any], root: str | None, /,
+                 **given: Any) -> Any:
+    """The record of a section (or list item): its declared keys built, `given` ones as passed
+    (positional-only parameters, since `base_dir` is a field too)."""
+    values = {k.name: build(k, data.get(k.name, k.default), root) for k in declaration if k.name not in given}
+    return _records[id(declaration)](**values, **given)
+
+
+_NO_KEYS: dict[str, Any] = {}
+
+
+def default_record(cls: type[T]) -> T:
+    """The record of a declared section with every key at its default (declared() set them)."""
+    return cls(**_NO_KEYS)
+
+
+def resolve(base: str, path: str) -> str:
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+@declared(keys.CSV)
+class CsvOptions:
+    """How a model's CSV files are read, everywhere they are read (fingerprint, fit, eval, drift)."""
+
+    delimiter: str
+    encoding: str
+    quotechar: str
+
+    @property
+    def text_encoding(self) -> str:
+        """The codec to decode with: UTF-8 files often start with a byte-order mark, which must
+        not become part of the first column's name."""
+        return "utf-8-sig" if self.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else self.encoding
+
+
+@declared(keys.POLICY)
+class RetrainingConfig:
+    """When and how often a model is retrained; the seed's field names and defaults come first."""
+
+    check_interval: int
+    min_data_size: int
+    max_model_age_hours: float
+    performance_threshold: float
+    enable_auto_retraining: bool
+    keep_versions: int
+    test_size: float
+    random_state: int
+    train_timeout_seconds: float
+    max_memory_mb: int | None
+    max_retries: int
+    retry_backoff_seconds: float
+    promotion_tolerance: float
+    min_eval_rows: int
+    drift_threshold: float
+    quality_alpha: float
+    drift_share: float
+    drift_features: list[str] | None
+    drift_exclude: list[str] | None
+    drift_thresholds: dict[str, float] | None
+    csv: CsvOptions
+    drift_action: str
+    # The Python API's hook, not a config key.
+    notification_callback: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """What a fit needs to know about a model, whatever it runs on (a child process, a Dask
+    worker): plain, picklable values, built from the config by ModelConfig.training_spec only."""
+
+    name: str
+    target: str
+    task: str
+    metric: str
+    features: tuple[str, ...] | None
+    estimator: str | None
+    trainer: str | None
+    params: Mapping[str, Any]
+    test_size: float
+    random_state: int
+    csv: CsvOptions
+    feature_types: Mapping[str, str]
+    min_data_size: int = 1
+
+    def with_features(self, features: list[str] | tuple[str, ...] | None) -> "TrainingSpec":
+        return dataclasses.replace(self, features=tuple(features) if features else None)
+
+
+@declared(keys.MODEL)
+class ModelConfig:
+    name: str
+    data_path: str
+    target: str
+    task: str
+    features: tuple[str, ...] | None
+    estimator: str | None
+    trainer: str | None
+    params: dict[str, Any]
+    metric: str
+    eval_path: str | None
+    drift_path: str | None
+    feature_types: dict[str, str]
+    policy: RetrainingConfig = field(default_factory=lambda: default_record(RetrainingConfig))
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRICS[self.metric][1]
+
+    @property
+    def csv(self) -> CsvOptions:
+        return self.policy.csv
+
+    def training_spec(self) -> TrainingSpec:
+        return TrainingSpec(name=self.name, target=self.target, task=self.task, metric=self.metric,
+                            features=tuple(self.features) if self.features else None, estimator=self.estimator,
+                            trainer=self.trainer, params=dict(self.params), test_size=self.policy.test_size,
+                            random_state=self.policy.random_state, csv=self.csv,
+                            feature_types=dict(self.feature_types), min_data_size=self.policy.min_data_size)
+
+
+@declared(keys.WEBHOOK)
+class WebhookConfig:
+    url: str
+    secret_env: str | None
+    secret_file: str | None
+    events: tuple[str, ...]
+
+
+@declared(keys.NOTIFY)
+class NotifyConfig:
+    command: tuple[str, ...] | None
+    timeout_seconds: float
+    webhooks: tuple[WebhookConfig, ...]
+    apprise: tuple[str, ...] | None
+    apprise_events: tuple[str, ...]
+
+
+@declared(keys.MLFLOW)
+class MlflowConfig:
+    tracking_uri: str | None
+    required: bool
+    enabled: bool
+    timeout_seconds: float
+    log_report: bool
+
+
+@declared(keys.PUSHGATEWAY)
+class PushgatewayConfig:
+    url: str | None
+    job: str
+    instance: str | None
+    timeout_seconds: float
+    username: str | None
+    password_env: str | None
+    password_file: str | None
+
+
+@declared(keys.EXECUTOR)
+class ExecutorConfig:
+    """Where fits run: child processes on this host (`local`) or a Dask cluster (`dask`)."""
+
+    type: str
+    max_parallel: int
+    address: str | None
+    connect_timeout_seconds: float
+    tls_ca_file: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    data_path_map: dict[str, str]
+
+    def worker_path(self, path: str) -> str:
+        """The data path as the workers see it: the longest matching `data_path_map` prefix swapped."""
+        for prefix in sorted(self.data_path_map, key=len, reverse=True):
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return self.data_path_map[prefix].rstrip("/") + path[len(prefix.rstrip("/")):]
+        return path
+
+
+@declared(keys.TOP)
+class Config:
+    path: str
+    base_dir: str
+    state_dir: str
+    model_dir: str
+    log_file: str | None
+    umask: int
+    textfile_path: str | None
+    state_log_rotate_mb: float | None
+    mlflow: MlflowConfig
+    pushgateway: PushgatewayConfig
+    notify: NotifyConfig
+    executor: ExecutorConfig
+    defaults: RetrainingConfig
+    models: dict[str, ModelConfig]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def state_log_rotate_bytes(self) -> int | None:
+        """events.jsonl is rotated (renamed whole) once it reaches this size; None: never."""
+        return int(self.state_log_rotate_mb * (1 << 20)) if self.state_log_rotate_mb else None
+
+    def model(self, name: str) -> ModelConfig:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise unknown_model(self, name) from None
+
+
+def close_match(word: str, choices: Any) -> list[str]:
+    """[the closest valid name] or []: the did-you-mean of an error message (difflib is
+    imported only when there is an error to explain)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(choices), n=1)
+
+
+def unknown_model(config: Config, name: str) -> UsageError:
+    hint = close_match(name, config.models)
+    msg = f"model '{name}' is not configured in {config.path}"
+    if hint:
+        msg += f"; did you mean '{hint[0]}'?"
+    elif config.models:
+        msg += f" (configured: {', '.join(sorted(config.models))})"
+    return UsageError(msg)

@@ -1,0 +1,213 @@
+"""The decision core: given a model's policy, what the log says and what was observed now,
+which triggers fire and what to do. Pure functions of values: no files, no clock, no ML imports."""
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .records import Action, Held, TriggerType
+
+
+class Policy(Protocol):
+    """What the decision reads of a model's policy (config.records.RetrainingConfig)."""
+
+    @property
+    def max_model_age_hours(self) -> float: ...
+    @property
+    def drift_action(self) -> str: ...
+    @property
+    def retry_backoff_seconds(self) -> float: ...
+    @property
+    def check_interval(self) -> int: ...
+    @property
+    def min_data_size(self) -> int: ...
+    @property
+    def enable_auto_retraining(self) -> bool: ...
+    @property
+    def max_retries(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Reason:
+    trigger_type: TriggerType
+    description: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything the decision needs, gathered by the shell."""
+
+    now: float
+    data_hash: str | None = None
+    data_rows: int | None = None
+    data_size: int | None = None              # bytes fingerprinted: the fit reads this prefix of a growing file
+    data_path: str = ""
+    data_error: str | None = None
+    model_version: int | None = None
+    model_data_hash: str | None = None
+    model_trained_at: float | None = None
+    paused: bool = False
+    skipped_hash: str | None = None
+    rejected_at: float | None = None          # a candidate for this data hash was rejected then
+    failures_in_row: int = 0
+    failure_hash: str | None = None
+    last_failure_time: float | None = None
+    performance: Reason | None = None         # filled in by the performance check, when it fires
+    manual: bool = False
+    drift: Reason | None = None               # filled in by the drift check, when it fires
+    quality: dict[str, Any] | None = None     # what the performance/drift checks saw, for `status`
+    quality_keys: dict[str, str] | None = None       # {trigger: evidence key} of the quality triggers that fired
+    quality_evidence: dict[str, Any] | None = None   # {trigger: the test's numbers}, for the history record
+    quality_alerts: dict[str, str] | None = None     # {trigger: evidence key} of the signals that only alert
+    data_files: tuple[tuple[str, str], ...] | None = None  # a data set's (relative path, hash) pairs; None for one file
+    fit_files: list[list[str]] | None = None  # what the fit reads (data.datasets.DataSet.fit_files)
+
+    @property
+    def failures_on_data(self) -> int:
+        """Failures in a row that count against the data the model has now (the retry policy's
+        count): failures on other data, or while the file was unreadable, no longer do."""
+        return self.failures_in_row if self.failure_hash == self.data_hash else 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reasons: tuple[Reason, ...] = ()
+    note: str = ""
+    next_retry: float | None = None
+    evaluated: bool = True
+    held: Held | None = None  # set when a trigger fires but something holds the retrain
+
+    @property
+    def due(self) -> bool:
+        return self.action == Action.TRAIN
+
+    @property
+    def trigger_type(self) -> TriggerType | None:
+        return self.reasons[0].trigger_type if self.reasons else None
+
+    def describe(self) -> str:
+        return "; ".join(r.description for r in self.reasons)
+
+
+def fire(policy: Policy, obs: Observation) -> list[Reason]:
+    """Every trigger that fires now: manual first (it names the event), then initial,
+    data_change, model_age, performance and drift (with drift_action retrain)."""
+    reasons: list[Reason] = [Reason(TriggerType.MANUAL, "manual train requested")] if obs.manual else []
+    if obs.data_hash is None:
+        return reasons
+    if obs.model_version is None:
+        # A first candidate the gate rejected is not retried on the same data (no loop).
+        return reasons + ([Reason(TriggerType.INITIAL, "no current model")] if obs.rejected_at is None else [])
+    if obs.data_hash != obs.model_data_hash and obs.rejected_at is None:
+        reasons.append(Reason(TriggerType.DATA_CHANGE, f"data file changed: {obs.data_path}"))
+    if obs.model_trained_at is not None:
+        # A rejected candidate for this same data resets the clock: retraining on the same data
+        # again and again would only produce the same rejected model.
+        reference = max(obs.model_trained_at, obs.rejected_at or 0)
+        age_h = (obs.now - reference) / 3600.0
+        if age_h > policy.max_model_age_hours:
+            reasons.append(Reason(
+                TriggerType.MODEL_AGE, f"model is {age_h:.1f}h old (max_model_age_hours {policy.max_model_age_hours:g})"))
+    if obs.performance is not None:
+        reasons.append(obs.performance)
+    # Retraining on the same data cannot fix input drift: by default (drift_action alert) it is a
+    # signal for status, metrics and alerts, and a retrain only where the training data moves too.
+    if obs.drift is not None and policy.drift_action == "retrain":
+        reasons.append(obs.drift)
+    return reasons
+
+
+def retry_delay(policy: Policy, failures: int) -> float:
+    """Exponential backoff after `failures` automatic failures in a row, capped at max_model_age_hours."""
+    if failures <= 0:
+        return 0.0
+    cap = policy.max_model_age_hours * 3600.0
+    return min(policy.retry_backoff_seconds * (2 ** (failures - 1)), cap)
+
+
+def waiting(policy: Policy, now: float, last_evaluated: float | None) -> Decision | None:
+    """A WAIT decision while the model was evaluated less than check_interval ago, else None.
+    Asked before anything is observed, so a waiting model costs nothing."""
+    if last_evaluated is None or policy.check_interval <= 0:
+        return None
+    since = now - last_evaluated
+    if 0 <= since < policy.check_interval:
+        return Decision(Action.WAIT, note=f"evaluated {since:.0f}s ago (check_interval {policy.check_interval}s)",
+                        evaluated=False)
+    return None
+
+
+def decide(policy: Policy, obs: Observation) -> Decision:
+    """What to do with one model now."""
+    if obs.data_error is not None:
+        return Decision(Action.ERROR, note=obs.data_error)
+    if obs.manual:
+        reasons = tuple(fire(policy, obs))
+        if obs.data_rows is not None and obs.data_rows < policy.min_data_size:
+            return Decision(Action.SKIP, reasons, _too_small(policy, obs), held=Held.TOO_FEW_ROWS)
+        return Decision(Action.TRAIN, reasons)
+    reasons = tuple(fire(policy, obs))
+    if not reasons:
+        note = ""
+        if obs.rejected_at is not None and obs.data_hash != obs.model_data_hash:
+            note = "candidate for this data was rejected or rolled back; waiting for new data"
+        return Decision(Action.NOTHING, note=note)
+    if obs.paused:
+        return Decision(Action.HOLD, reasons, "paused", held=Held.PAUSED)
+    if not policy.enable_auto_retraining:
+        return Decision(Action.HOLD, reasons, "enable_auto_retraining is false", held=Held.DISABLED)
+    if obs.data_rows is not None and obs.data_rows < policy.min_data_size:
+        if obs.skipped_hash == obs.data_hash:
+            return Decision(Action.HOLD, reasons, _too_small(policy, obs) + " (already recorded)", held=Held.TOO_FEW_ROWS)
+        return Decision(Action.SKIP, reasons, _too_small(policy, obs), held=Held.TOO_FEW_ROWS)
+    failures = obs.failures_on_data
+    if failures:
+        if failures >= policy.max_retries:
+            return Decision(Action.GAVE_UP, reasons,
+                            f"{failures} failures in a row for this data; waiting for new data or a manual train",
+                            held=Held.GAVE_UP)
+        next_retry = (obs.last_failure_time or 0) + retry_delay(policy, failures)
+        if obs.now < next_retry:
+            return Decision(Action.BACKOFF, reasons,
+                            f"{failures} failure(s) in a row; next retry in {next_retry - obs.now:.0f}s",
+                            next_retry=next_retry, held=Held.BACKOFF)
+    return Decision(Action.TRAIN, reasons)
+
+
+def _too_small(policy: Policy, obs: Observation) -> str:
+    return f"{obs.data_path} has only {obs.data_rows} rows, min_data_size is {policy.min_data_size}"
+
+
+def degradation(baseline: float, current: float, higher_is_better: bool) -> float:
+    """How much worse `current` is than `baseline`, relative (0.1 = 10% worse; negative = better).
+    Follows the metric's direction; a zero baseline falls back to the absolute difference."""
+    diff = (baseline - current) if higher_is_better else (current - baseline)
+    return diff / abs(baseline) if baseline else diff
+
+
+@dataclass(frozen=True)
+class GateResult:
+    promote: bool
+    reason: str
+
+
+def gate(candidate_score: float, champion_score: float | None, higher_is_better: bool, tolerance: float,
+         sanity_problem: str | None = None, force: bool = False, has_champion: bool = True) -> GateResult:
+    """Promote a candidate only if it is sane and not worse than the champion on the same
+    holdout rows by more than `tolerance` (relative)."""
+    if force:
+        why = "forced by operator (--force)"
+        if sanity_problem:
+            why += f" despite failed sanity check: {sanity_problem}"
+        return GateResult(True, why)
+    if sanity_problem:
+        return GateResult(False, f"sanity check failed: {sanity_problem}")
+    if not has_champion:
+        return GateResult(True, "nothing to compare with")
+    if champion_score is None:
+        return GateResult(True, "current model could not be scored on the holdout")
+    worse = degradation(champion_score, candidate_score, higher_is_better)
+    verdict = (f"candidate {candidate_score:.4g} vs current {champion_score:.4g} on the same holdout"
+               f" (tolerance {tolerance:g})")
+    if worse > tolerance:
+        return GateResult(False, f"worse than the current model: {verdict}")
+    return GateResult(True, verdict)

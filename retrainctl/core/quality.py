@@ -1,0 +1,409 @@
+"""Model-quality statistics: the performance test (holdout baseline vs recent labelled rows) and
+the per-feature drift test (reference counts vs recent inputs), and the verdicts built on them.
+The verdicts and the binning of a sample are pure Python; numpy and scipy are imported only
+inside the functions that compute a test, which run only when an eval or drift file changed."""
+import bisect
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .decide import degradation
+
+MISSING = "<missing>"     # the bin of absent values, numeric and categorical alike
+OTHER = "<other>"         # categories beyond the reference's top ones, or never seen at training
+BINS = 10                 # numeric features: deciles of the reference
+MAX_CATEGORIES = 50       # keeps metadata.json small for high-cardinality columns
+EPS = 1e-4                # floor for empty bins, so PSI stays finite
+MIN_EXPECTED = 5          # Cochran's rule: bins expected to hold fewer sample rows are merged
+BOOTSTRAP_DRAWS = 2000    # f1_macro's parametric bootstrap (fixed seed: same data, same answer)
+BOOTSTRAP_SEED = 14
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def to_number(text: Any) -> float | None:
+    """A CSV cell as a float, or None when it is empty or not a finite-or-NaN number."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+# --- drift: reference bins, sample counts, PSI, chi-square, Holm ----------------------------------
+
+def _categorical_bins(stats: Mapping[str, Any]) -> list[str]:
+    categories = list(stats["categories"])
+    return categories if OTHER in categories else categories + [OTHER]
+
+
+def reference_counts(stats: Mapping[str, Any], rows: int | None = None) -> list[int]:
+    """The reference's count per bin, aligned with `sample_counts`. A model trained before counts
+    were stored has shares only: its counts are rebuilt as share x `rows` (the rows it was
+    trained on, which is what the shares were computed from)."""
+    if "counts" in stats:
+        counts = list(stats["counts"])
+    elif rows:
+        counts = [round(p * rows) for p in stats["proportions"]]
+    else:
+        raise ValueError("reference has neither counts nor a row count to rebuild them from")
+    if stats["kind"] == "categorical":
+        counts += [0] * (len(_categorical_bins(stats)) - len(counts))
+    return counts
+
+
+def sample_counts(stats: Mapping[str, Any], values: Iterable[Any]) -> list[int]:
+    """How many of `values` fall in each bin of the reference `stats`: numeric bins are
+    [-inf, e1), [e1, e2), ... plus a last bin of missing values; categorical ones are the
+    reference's categories plus OTHER."""
+    if stats["kind"] == "numeric":
+        edges = stats["edges"]
+        counts = [0] * (len(edges) + 2)
+        for v in values:
+            counts[-1 if is_missing(v) else bisect.bisect_right(edges, float(v))] += 1
+        return counts
+    bins = _categorical_bins(stats)
+    index = {c: i for i, c in enumerate(bins)}
+    other = index[OTHER]
+    counts = [0] * len(bins)
+    for v in values:
+        counts[index.get(MISSING if is_missing(v) else str(v), other)] += 1
+    return counts
+
+
+def shares(counts: Sequence[float]) -> list[float]:
+    total = sum(counts) or 1
+    return [n / total for n in counts]
+
+
+def psi(expected_props: Sequence[float], actual_props: Sequence[float], eps: float = EPS) -> float:
+    """Population stability index: sum over bins of (actual - expected) * ln(actual / expected),
+    with empty bins floored at `eps`. 0 = same distribution; > 0.2 is commonly read as a shift."""
+    if len(expected_props) != len(actual_props):
+        raise ValueError(f"bin counts differ: {len(expected_props)} vs {len(actual_props)}")
+    total = 0.0
+    for e, a in zip(expected_props, actual_props):
+        e, a = max(e, eps), max(a, eps)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+def merge_sparse(ref: Sequence[int], sample: Sequence[int], ordered: bool,
+                 min_expected: float = MIN_EXPECTED) -> tuple[list[int], list[int]]:
+    """Merge bins until each is expected to hold at least `min_expected` rows of the smaller
+    sample (Cochran's rule for the chi-square approximation): adjacent bins of an ordered
+    (numeric) feature, and the sparse ones pooled into one for a categorical feature. Bins empty
+    on both sides are dropped. Returns the merged (reference, sample) counts."""
+    pairs = [(r, s) for r, s in zip(ref, sample) if r or s]
+    total = sum(r + s for r, s in pairs)
+    smaller = min(sum(ref), sum(sample))
+    if not total:
+        return [], []
+
+    def enough(r: int, s: int) -> bool:
+        return (r + s) / total * smaller >= min_expected
+
+    merged: list[tuple[int, int]] = []
+    if ordered:
+        for r, s in pairs:
+            if merged and not enough(*merged[-1]):
+                merged[-1] = (merged[-1][0] + r, merged[-1][1] + s)
+            else:
+                merged.append((r, s))
+        if len(merged) > 1 and not enough(*merged[-1]):
+            last = merged.pop()
+            merged[-1] = (merged[-1][0] + last[0], merged[-1][1] + last[1])
+    else:
+        sparse = (0, 0)
+        for r, s in pairs:
+            if enough(r, s):
+                merged.append((r, s))
+            else:
+                sparse = (sparse[0] + r, sparse[1] + s)
+        if sparse != (0, 0):
+            if enough(*sparse) or not merged:
+                merged.append(sparse)
+            else:  # still too small: joins the smallest proper bin
+                i = min(range(len(merged)), key=lambda k: sum(merged[k]))
+                merged[i] = (merged[i][0] + sparse[0], merged[i][1] + sparse[1])
+    return [r for r, _ in merged], [s for _, s in merged]
+
+
+def chi_square_homogeneity(ref: Sequence[int], sample: Sequence[int]) -> tuple[float, int, float]:
+    """Pearson's chi-square test that two samples come from one distribution over the same bins
+    (a 2 x k contingency table, both sample sizes in the null). Returns (statistic, dof, p)."""
+    from scipy.stats import chi2
+
+    n_ref, n_sample = sum(ref), sum(sample)
+    total = n_ref + n_sample
+    stat = 0.0
+    for r, s in zip(ref, sample):
+        col = r + s
+        for observed, row in ((r, n_ref), (s, n_sample)):
+            exp = row * col / total
+            stat += (observed - exp) ** 2 / exp
+    dof = len(ref) - 1
+    return stat, dof, (float(chi2.sf(stat, dof)) if dof > 0 else 1.0)
+
+
+def feature_tests(reference: Mapping[str, Any], columns: Mapping[str, Sequence[Any]],
+                  rows: int | None = None) -> dict[str, dict[str, float]]:
+    """{feature: {"psi", "p"}}: the PSI of a sample {feature: values} against the reference, and
+    the p-value of the chi-square homogeneity test on the reference bins (sparse ones merged)."""
+    out = {}
+    for name, stats in reference.items():
+        if name not in columns:
+            continue
+        ref = reference_counts(stats, rows)
+        got = sample_counts(stats, columns[name])
+        merged_ref, merged_got = merge_sparse(ref, got, ordered=stats["kind"] == "numeric")
+        _, _, p = chi_square_homogeneity(merged_ref, merged_got)
+        out[name] = {"psi": round(psi(shares(ref), shares(got)), 6), "p": p}
+    return out
+
+
+def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
+    """Holm-Bonferroni adjusted p-values {name: p}: a feature is significant at level alpha when
+    its adjusted p is at most alpha, with the chance of any false flag at most alpha."""
+    order = sorted(pvalues, key=lambda k: pvalues[k])
+    m = len(order)
+    adjusted, running = {}, 0.0
+    for i, name in enumerate(order):
+        running = max(running, min(1.0, (m - i) * pvalues[name]))
+        adjusted[name] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    """What the drift verdict needs from the config."""
+
+    threshold: float
+    alpha: float
+    share: float = 0.0
+    features: Sequence[str] | None = None
+    exclude: Sequence[str] = ()
+    thresholds: Mapping[str, float] | None = None    # per-feature PSI thresholds overriding `threshold`
+
+    def tested(self, available: Sequence[str]) -> list[str]:
+        chosen = [f for f in available if self.features is None or f in self.features]
+        return [f for f in chosen if f not in self.exclude]
+
+    def threshold_of(self, feature: str) -> float:
+        return (self.thresholds or {}).get(feature, self.threshold)
+
+    def needed(self, tested: int) -> int:
+        """Drifted features that make the model count as drifted: drift_share of those tested,
+        and at least one."""
+        return max(1, math.ceil(self.share * tested - 1e-9))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What recent data says about the current model: `degraded`, `ok` or `insufficient`
+    (not enough evidence), with the numbers behind it."""
+
+    state: str
+    text: str
+    degradation: float | None = None
+    evidence: dict[str, Any] | None = None
+    note: str | None = None        # an `ok` that could not have been anything else: say so in status
+
+
+def drift_verdict(tests: Mapping[str, Mapping[str, float]], rows: int, policy: DriftPolicy, min_rows: int,
+                  source: str) -> "Verdict":
+    """Drift when at least `policy.needed` features are both significant (chi-square, Holm at
+    `alpha`) and have a PSI of at least their threshold."""
+    if rows < min_rows:
+        return Verdict("insufficient", f"not enough evidence: {rows} row(s) in {source}, "
+                                       f"min_eval_rows is {min_rows}")
+    tested = policy.tested(list(tests))
+    adjusted = holm({f: tests[f]["p"] for f in tested})
+    drifted = {f: tests[f]["psi"] for f in tested
+               if adjusted[f] <= policy.alpha and tests[f]["psi"] >= policy.threshold_of(f)}
+    drifted = dict(sorted(drifted.items(), key=lambda kv: -kv[1]))
+    evidence: dict[str, Any] = {"tested": len(tested), "needed": policy.needed(len(tested)), "alpha": policy.alpha,
+                "p_adjusted": {f: float(f"{adjusted[f]:.4g}") for f in tested}, "drifted_features": drifted}
+    rule = f"drift_threshold {policy.threshold:g}, quality_alpha {policy.alpha:g}, Holm over {len(tested)} feature(s)"
+    if drifted and len(drifted) >= evidence["needed"]:
+        listed = ", ".join(f"{f} {v:.3g} (p {adjusted[f]:.2g})" for f, v in drifted.items())
+        return Verdict("degraded", f"input drift in {source}: PSI {listed} ({rule})", evidence=evidence)
+    top = max((tests[f]["psi"] for f in tested), default=0.0)
+    text = f"no input drift in {source}: max PSI {top:.3g}, min adjusted p {min(adjusted.values(), default=1):.2g} ({rule})"
+    if drifted:
+        text += f"; {len(drifted)} drifted feature(s), drift_share needs {evidence['needed']}"
+    return Verdict("ok", text, evidence=evidence)
+
+
+# --- performance: per-metric sample statistics and the test ---------------------------------------
+
+def metric_sample(metric: str, y_true: Any, y_pred: Any) -> dict[str, Any]:
+    """What the performance test needs of one scored sample (a holdout at training, recent rows at
+    check), small enough for metadata.json:
+    accuracy: n and correct predictions (exact test); f1_macro: the confusion matrix (bootstrap);
+    r2, rmse, mae: n, mean and standard deviation of per-row pseudo-values whose mean is the
+    metric (the loss itself for mae, delta-method linearisations for rmse and r2), for Welch's test."""
+    import numpy as np
+
+    n = len(y_true)
+    if metric == "accuracy":
+        return {"method": "exact", "n": n, "correct": int((np.asarray(y_true, dtype=str) ==
+                                                          np.asarray(y_pred, dtype=str)).sum())}
+    if metric == "f1_macro":
+        truth, pred = np.asarray(y_true, dtype=str), np.asarray(y_pred, dtype=str)
+        labels = sorted(set(truth) | set(pred))
+        index = {c: i for i, c in enumerate(labels)}
+        confusion = np.zeros((len(labels), len(labels)), dtype=int)
+        np.add.at(confusion, ([index[c] for c in truth], [index[c] for c in pred]), 1)
+        return {"method": "bootstrap", "n": n, "labels": labels, "confusion": confusion.tolist()}
+    y, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    err2 = (y - p) ** 2
+    if metric == "mae":
+        values = np.abs(y - p)
+    elif metric == "rmse":
+        mse = err2.mean()
+        rmse = math.sqrt(mse)
+        values = rmse + (err2 - mse) / (2 * rmse) if rmse > 0 else np.zeros(n)
+    elif metric == "r2":
+        sse, sst = err2.mean(), ((y - y.mean()) ** 2).mean()
+        if sst == 0:
+            values = np.full(n, 1.0 - sse if sse == 0 else 0.0)
+        else:
+            values = 1 - err2 / sst + sse * ((y - y.mean()) ** 2 - sst) / sst ** 2
+    else:
+        raise ValueError(metric)
+    return {"method": "welch", "n": n, "mean": float(values.mean()),
+            "sd": float(values.std(ddof=1)) if n > 1 else 0.0}
+
+
+def _macro_f1(confusion: Any) -> Any:
+    """Macro F1 of confusion matrices (..., k, k), as scikit-learn computes it (0 where undefined)."""
+    import numpy as np
+
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    denom = confusion.sum(axis=-1) + confusion.sum(axis=-2)
+    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    return f1.mean(axis=-1)
+
+
+def _aligned_confusion(sample: Mapping[str, Any], labels: list[str]) -> Any:
+    import numpy as np
+
+    index = {c: i for i, c in enumerate(labels)}
+    out = np.zeros((len(labels), len(labels)))
+    pos = [index[c] for c in sample["labels"]]
+    out[np.ix_(pos, pos)] = sample["confusion"]
+    return out
+
+
+def performance_test(metric: str, baseline: Any, sample: Mapping[str, Any], higher_is_better: bool,
+                     alpha: float) -> dict[str, Any]:
+    """Is `sample`'s score worse than `baseline`'s beyond chance? Both are metric_sample dicts; a
+    baseline given as a bare score (a model trained before these statistics) is taken as exact.
+    Returns {score, ci (two-sided 1 - 2 alpha, so its bound on the bad side is the one-sided
+    alpha bound), baseline, baseline_n, n, p_value (one-sided: current no worse than baseline),
+    detectable (the smallest relative degradation significant at alpha with these n), method}."""
+    import numpy as np
+    from scipy import stats
+
+    n = sample["n"]
+    if sample["method"] == "exact":
+        k1 = sample["correct"]
+        p1 = k1 / n
+        lo, hi = stats.binomtest(k1, n).proportion_ci(confidence_level=1 - 2 * alpha, method="exact")
+        if isinstance(baseline, dict):
+            n0, k0 = baseline["n"], baseline["correct"]
+        else:  # a bare score: its holdout size comes with it
+            n0, k0 = baseline[1], round(baseline[0] * baseline[1])
+        p0 = k0 / n0
+
+        def pvalue(k: int) -> float:
+            return float(stats.fisher_exact([[k0, n0 - k0], [k, n - k]], alternative="greater")[1])
+
+        # the most correct rows that would still be significantly worse: Fisher's p grows with k
+        if pvalue(0) > alpha:
+            detectable = None
+        else:
+            lo_k, hi_k = 0, n
+            while lo_k < hi_k:
+                mid = (lo_k + hi_k + 1) // 2
+                lo_k, hi_k = (mid, hi_k) if pvalue(mid) <= alpha else (lo_k, mid - 1)
+            detectable = degradation(p0, lo_k / n, True) if p0 else None
+        return {"score": p1, "ci": [float(lo), float(hi)], "baseline": p0, "baseline_n": n0, "n": n,
+                "p_value": pvalue(k1), "detectable": detectable, "method": "Fisher exact, Clopper-Pearson"}
+    sign = 1.0 if higher_is_better else -1.0
+    if sample["method"] == "bootstrap":
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        exact = not isinstance(baseline, dict)
+        labels = sorted(set(sample["labels"]) | (set() if exact else set(baseline["labels"])))
+        c1 = _aligned_confusion(sample, labels)
+        draws1 = rng.multinomial(n, (c1 / n).ravel(), size=BOOTSTRAP_DRAWS).reshape(-1, len(labels), len(labels))
+        f1 = _macro_f1(draws1)
+        score = float(_macro_f1(c1))
+        if exact:
+            base, n0, base_draws = float(baseline[0]), baseline[1], np.full(BOOTSTRAP_DRAWS, float(baseline[0]))
+        else:
+            c0 = _aligned_confusion(baseline, labels)
+            n0 = baseline["n"]
+            base = float(_macro_f1(c0))
+            base_draws = _macro_f1(rng.multinomial(n0, (c0 / n0).ravel(), size=BOOTSTRAP_DRAWS)
+                                   .reshape(-1, len(labels), len(labels)))
+        worse = sign * (base_draws - f1)
+        p_value = float((1 + np.sum(worse <= 0)) / (BOOTSTRAP_DRAWS + 1))
+        lo, hi = np.quantile(f1, [alpha, 1 - alpha])
+        spread = float(np.std(worse, ddof=1)) * float(stats.norm.ppf(1 - alpha))
+        return {"score": score, "ci": [float(lo), float(hi)], "baseline": base, "baseline_n": n0, "n": n,
+                "p_value": p_value, "detectable": spread / abs(base) if base else None,
+                "method": f"parametric bootstrap ({BOOTSTRAP_DRAWS} draws)"}
+    m1, se1 = sample["mean"], sample["sd"] / math.sqrt(n)
+    if isinstance(baseline, dict):
+        m0, n0, se0 = baseline["mean"], baseline["n"], baseline["sd"] / math.sqrt(baseline["n"])
+    else:
+        m0, n0, se0 = float(baseline[0]), baseline[1], 0.0
+    se = math.sqrt(se0 ** 2 + se1 ** 2)
+    # Welch-Satterthwaite degrees of freedom (n - 1 of the sample when the baseline is exact)
+    parts = [v for v in ((se1 ** 2, n - 1), (se0 ** 2, (n0 or 2) - 1)) if v[0] > 0]
+    df = (se ** 4 / sum(v ** 2 / d for v, d in parts)) if parts else float(n - 1)
+    worse = sign * (m0 - m1)
+    if se > 0:
+        p_value = float(stats.t.sf(worse / se, df))
+    else:
+        p_value = 0.0 if worse > 0 else 1.0
+    half = float(stats.t.ppf(1 - alpha, max(n - 1, 1))) * se1
+    crit = float(stats.t.ppf(1 - alpha, df)) * se
+    return {"score": m1, "ci": [m1 - half, m1 + half], "baseline": m0, "baseline_n": n0, "n": n,
+            "p_value": p_value, "detectable": crit / abs(m0) if m0 else None, "method": "Welch t-test"}
+
+
+def performance_verdict(metric: str, evidence: Mapping[str, Any] | None, rows: int, higher_is_better: bool,
+                        threshold: float, alpha: float, min_rows: int, source: str) -> "Verdict":
+    """Degraded when the score on recent labelled rows is worse than the holdout baseline by more
+    than `threshold` (relative, in the metric's direction) and the test says so at `alpha`.
+    `evidence` is performance_test's result (None: not scored, too few rows)."""
+    if rows < min_rows or evidence is None:
+        return Verdict("insufficient", f"not enough evidence: {rows} labelled row(s) in {source}, "
+                                       f"min_eval_rows is {min_rows}")
+    current, baseline = evidence["score"], evidence["baseline"]
+    worse = degradation(baseline, current, higher_is_better)
+    lo, hi = evidence["ci"]
+    numbers = (f"{metric} {current:.4g} ({1 - 2 * alpha:.0%} CI {lo:.4g}..{hi:.4g}) on {rows} rows of {source} "
+               f"vs baseline {baseline:.4g} on {evidence['baseline_n']} holdout rows ({_relative(worse)}, "
+               f"p {evidence['p_value']:.2g}; performance_threshold {threshold:g}, quality_alpha {alpha:g})")
+    if worse > threshold and evidence["p_value"] <= alpha:
+        return Verdict("degraded", f"performance degraded: {numbers}", worse, dict(evidence))
+    detectable = evidence.get("detectable")
+    note = None
+    if detectable is None or detectable > threshold:
+        note = (f"{rows} rows (vs {evidence['baseline_n']} holdout rows) are too few to detect a degradation of "
+                f"{threshold:g} at quality_alpha {alpha:g}"
+                + (f" (smallest detectable: {detectable:.1%})" if detectable is not None else ""))
+    return Verdict("ok", f"performance ok: {numbers}" + (f"; {note}" if note else ""), worse, dict(evidence), note)
+
+
+def _relative(worse: float) -> str:
+    return f"{worse:.1%} worse" if worse >= 0 else f"{-worse:.1%} better"

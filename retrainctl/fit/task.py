@@ -1,0 +1,325 @@
+"""The training task: a plain function of (training spec, data path, expected data hash) that
+returns a core.records.FitResult (the fitted pipeline's bytes, its holdout score and metadata). It
+never touches the state log, the locks or the model store, so it can run in a child process or
+on another host.
+
+pandas and scikit-learn (and data/features.py, whose transformers subclass scikit-learn's) are
+imported inside the functions: importing this module is cheap.
+"""
+import importlib
+import io
+import os
+import platform
+import socket
+import time
+from typing import Any
+
+from ..base.errors import ConfigError, DataError, ErrorType, TrainingError
+from ..config.records import Config, TrainingSpec
+from ..core.records import FitResult
+from ..data.datasets import read_frame
+from ..data.read import frame_xy, read_decided
+
+
+def resolve_callable(path: str, keypath: str, config_path: str) -> Any:
+    """Import `package.module.Class` or `package.module:function`; ConfigError if it is not there."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{config_path}: {keypath}: cannot import module '{module_name}' ({exc})") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        import difflib
+
+        hint = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")], n=1)
+        raise ConfigError(f"{config_path}: {keypath}: '{module_name}' has no '{attr}'"
+                          + (f"; did you mean '{hint[0]}'?" if hint else "")) from None
+
+
+def validate_models(config: Config) -> None:
+    """Check what only imports can tell: estimators exist, accept their params, and trainers are callable."""
+    for name, m in config.models.items():
+        prefix = f"models.{name}"
+        if m.estimator:
+            cls = resolve_callable(m.estimator, f"{prefix}.estimator", config.path)
+            if not isinstance(cls, type) or not hasattr(cls, "fit") or not hasattr(cls, "predict"):
+                raise ConfigError(f"{config.path}: {prefix}.estimator: '{m.estimator}' is not an estimator class with fit and predict")
+            try:
+                estimator = cls(**m.params)
+                # scikit-learn checks parameter values only at fit; ask it now, so a bad value is a
+                # config error at load (exit 2), not a failure at every retrain.
+                check = getattr(estimator, "_validate_params", None)
+                if callable(check):
+                    check()
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{config.path}: {prefix}.params: {str(exc).splitlines()[0]}") from None
+        else:
+            fn = resolve_callable(m.trainer or "", f"{prefix}.trainer", config.path)
+            if not callable(fn):
+                raise ConfigError(f"{config.path}: {prefix}.trainer: '{m.trainer}' is not callable")
+
+
+def build_pipeline(spec: TrainingSpec, X: Any, plans: dict[str, Any] | None = None) -> Any:
+    """Raw rows in, predictions out: each column as `features.plan` says (impute numbers; one-hot
+    encode the top categories; date parts; drop ids, free text and `drop` columns)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    from ..data import features
+
+    if plans is None:
+        plans = features.plan(X, spec.feature_types)
+    transformers = features.transformers({c: p for c, p in plans.items() if p.used}, X)
+    if not transformers:
+        raise DataError("no usable feature columns: every one is dropped (see feature_types)")
+    cls = resolve_callable(spec.estimator or "", f"models.{spec.name}.estimator", "config")
+    return Pipeline([("preprocess", ColumnTransformer(transformers)), ("model", cls(**dict(spec.params)))])
+
+
+def score(metric: str, y_true: Any, y_pred: Any) -> float:
+    from sklearn import metrics as m
+
+    if metric == "accuracy":
+        return float(m.accuracy_score(y_true, y_pred))
+    if metric == "f1_macro":
+        return float(m.f1_score(y_true, y_pred, average="macro"))
+    if metric == "r2":
+        return float(m.r2_score(y_true, y_pred))
+    if metric == "rmse":
+        return float(m.root_mean_squared_error(y_true, y_pred))
+    if metric == "mae":
+        return float(m.mean_absolute_error(y_true, y_pred))
+    raise ValueError(metric)
+
+
+def holdout_split(spec: TrainingSpec, X: Any, y: Any, data_path: str) -> Any:
+    """A fixed holdout: a row is held out when the salted hash of its content falls below
+    test_size. Rows keep their side as the file grows, duplicates share a side, so a champion
+    is never scored on rows it was trained on. Being random per row, it is stratified in
+    expectation; a class too small to be split that way falls back to a seeded stratified split."""
+    import numpy as np
+    import pandas as pd
+
+    if len(y) < 4:
+        raise DataError(f"{data_path}: only {len(y)} usable rows; too few to train and hold out a test set")
+    if spec.task == "classification" and y.nunique() < 2:
+        raise DataError(f"{data_path}: target '{spec.target}' has a single class; nothing to learn")
+    salt = f"{spec.random_state:016d}"[-16:]
+    hashes = pd.util.hash_pandas_object(pd.concat([X, y], axis=1), index=False, hash_key=salt).to_numpy()
+    held = hashes < np.uint64(int(spec.test_size * 2**64))
+    if _split_ok(spec, y, held):
+        return X[~held], X[held], y[~held], y[held]
+    from sklearn.model_selection import train_test_split
+
+    counts = y.value_counts() if spec.task == "classification" else None
+    stratify = y if counts is not None and counts.min() >= 2 and round(len(y) * spec.test_size) >= len(counts) else None
+    return train_test_split(X, y, test_size=spec.test_size, random_state=spec.random_state, stratify=stratify)
+
+
+def _split_ok(spec: TrainingSpec, y: Any, held: Any) -> bool:
+    if held.all() or not held.any():
+        return False
+    if spec.task == "classification":
+        return set(y[~held].unique()) == set(y.unique()) and y[held].nunique() >= min(2, y.nunique())
+    return held.sum() >= 2
+
+
+def run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, champion_bytes: bytes | None = None,
+             data_size: int | None = None, data_files: list[list[str]] | None = None) -> FitResult:
+    """Fit one model on what was decided: the first `data_size` bytes of one CSV file, or the
+    `data_files` of a set (or of a Parquet or gzip file), each with its hash. The bytes parsed are
+    the bytes hashed, so a file rewritten mid-read can never be trained on under the wrong hash."""
+    import joblib
+    import numpy as np
+    import pandas as pd
+    import sklearn
+
+    from ..data import features
+
+    started = time.monotonic()
+    lap = _Laps()
+    files, names = data_files, None
+    if files:  # a data set, Parquet or gzip: exactly the decided files, each checked against its hash
+        df, data_hash, names = read_frame(data_path, files, spec)
+        if expected_hash and data_hash != expected_hash:
+            raise TrainingError(f"{data_path}: data changed after the decision to train; will retry on the next check",
+                                error_type=ErrorType.DATA_CHANGED)
+        X, y = frame_xy(df, data_path, spec)
+        del df
+        data_lines = grown = None
+    else:
+        # data_lines: lines after the header when trained (missing targets included): the performance
+        # check scores the rows appended after these when no eval_path is configured.
+        X, y, data_hash, data_lines, grown = read_decided(spec, data_path, expected_hash, data_size)
+    lap("read_hash_parse")
+    if len(y) < spec.min_data_size:
+        raise DataError(f"{data_path}: only {len(y)} usable rows, min_data_size is {spec.min_data_size}")
+    plans = features.plan(X, spec.feature_types, trainer=bool(spec.trainer))
+    columns = {c: dict(p.to_dict(), dtype=str(X[c].dtype)) for c, p in plans.items()}
+    if spec.trainer:  # the trainer's model is given (and later fed) only the columns it gets
+        X = X[features.used(plans)]
+    features_in = [str(c) for c in X.columns]
+    reference = reference_stats(drift_inputs(X, plans))
+    lap("plan_columns_and_reference")
+    X_train, X_test, y_train, y_test = holdout_split(spec, X, y, data_path)
+    X = None  # the two parts are copies: the whole frame is not kept through the fit
+    lap("holdout_split")
+
+    if spec.trainer:
+        fn = resolve_callable(spec.trainer, f"models.{spec.name}.trainer", "config")
+        model = fn(X_train, y_train, dict(spec.params))
+        if not hasattr(model, "predict"):
+            raise TrainingError(f"trainer {spec.trainer} returned {type(model).__name__}, which has no predict()")
+    else:
+        model = build_pipeline(spec, X_train, plans)
+        try:
+            model.fit(X_train, y_train)
+        except (ValueError, TypeError) as exc:
+            raise TrainingError(f"fit failed: {exc}", error_type=ErrorType.FIT_ERROR) from None
+    fit_seconds = time.monotonic() - started
+    lap("fit")
+
+    pred = model.predict(X_test)
+    sanity = sanity_problem(spec.task, model, pred, y_test, X_test)
+    candidate_score = score(spec.metric, y_test, pred)
+    from ..core.quality import metric_sample
+
+    baseline = metric_sample(spec.metric, y_test, pred)
+
+    champion_score = None
+    champion_error = None
+    if champion_bytes is not None:
+        try:
+            champion = joblib.load(io.BytesIO(champion_bytes))
+            champion_score = score(spec.metric, y_test, champion.predict(X_test))
+        except Exception as exc:  # a champion that cannot score these rows is no bar to clear
+            champion_error = f"{type(exc).__name__}: {exc}"
+
+    lap("score")
+    buf = io.BytesIO()
+    joblib.dump(model, buf)
+    lap("dump")
+    metadata = {
+        "rows": int(len(y)),
+        "train_rows": int(len(y_train)),
+        "holdout_rows": int(len(y_test)),
+        "features": features_in,
+        "target": spec.target,
+        "task": spec.task,
+        "metric": spec.metric,
+        "score": candidate_score,
+        # what the performance test needs of the holdout score: it is a sample too
+        "baseline": baseline,
+        "estimator": spec.estimator or spec.trainer,
+        "params": spec.params,
+        "fit_seconds": round(fit_seconds, 3),
+        "data_hash": data_hash,
+        "data_grown": grown,  # appended to since the decision: trained on the bytes decided on
+        "columns": columns,
+        "column_warnings": features.warnings(plans),
+        # where the fit ran: a cluster worker, a child process of the controller, ...
+        "fit_host": socket.gethostname(),
+        "fit_pid": os.getpid(),
+        "data_lines": data_lines,
+        "reference": reference,
+        "phase_seconds": lap.seconds,  # where the task's time went (`make bench` row 8 shows it)
+        "libraries": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
+                      "pandas": pd.__version__, "numpy": np.__version__, "joblib": joblib.__version__},
+    }
+    if names:  # a set's files when trained: the performance check scores the files added since
+        metadata["data_files"] = names
+    if spec.task == "classification":
+        metadata["classes"] = sorted(map(str, y.unique()))
+    return FitResult(model_bytes=buf.getvalue(), score=candidate_score, data_hash=data_hash, metadata=metadata,
+                     champion_score=champion_score, champion_error=champion_error, sanity_problem=sanity,
+                     input_sample=X_test.head(SIGNATURE_ROWS).copy())
+
+
+class _Laps:
+    """Seconds per phase of the training task, each call closing the phase it names."""
+
+    def __init__(self):
+        self.seconds, self.last = {}, time.monotonic()
+
+    def __call__(self, name):
+        now = time.monotonic()
+        self.seconds[name] = round(now - self.last, 3)
+        self.last = now
+
+
+def drift_inputs(X: Any, plans: dict[str, Any]) -> Any:
+    """The columns the model uses as numbers or categories, as it reads them: the ones drift is
+    tested on (dates move on and ids and text never repeat, so those would drift forever)."""
+    import pandas as pd
+
+    kept = [c for c, p in plans.items() if p.used and p.type in ("numeric", "categorical")]
+    frame = X[kept]
+    text = [c for c in kept if plans[c].type == "numeric" and not pd.api.types.is_numeric_dtype(frame[c])]
+    return frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in text}) if text else frame
+
+
+EDGE_SAMPLE = 100_000  # values a numeric feature's bin edges are computed from
+SIGNATURE_ROWS = 100   # rows of FitResult.input_sample
+
+
+def reference_stats(X: Any) -> dict[str, Any]:
+    """Per-feature reference of the training inputs for the drift test, vectorised: a numeric
+    feature's inner decile edges (numpy's linear quantiles) and its row count per bin
+    [-inf, e1), [e1, e2), ... plus a last bin of missing values; a categorical feature's count
+    per top category (text, as a CSV gives it back), the rest lumped into OTHER. The bins are
+    quality.sample_counts' bins, so a check counts a sample the same way."""
+    import numpy as np
+
+    from ..core.quality import BINS, MAX_CATEGORIES, MISSING, OTHER
+
+    numeric = set(X.select_dtypes(include="number").columns)
+    out = {}
+    for column in X.columns:
+        values = X[column]
+        n = int(len(values))
+        if column in numeric:
+            present = values.to_numpy(dtype=float)
+            missing = np.isnan(present)
+            present = present[~missing]
+            edges, counts = [], [0]
+            if present.size:
+                # Edges from an evenly strided sample of at most EDGE_SAMPLE values: close to the
+                # deciles; the counts are every row's whatever the edges (the test compares counts).
+                sample = present[::-(-present.size // EDGE_SAMPLE)]
+                edges = np.unique(np.quantile(sample, np.arange(1, BINS) / BINS)).tolist()
+                # Bin k is [e_k, e_k+1): the differences of the counts at or above each edge, one
+                # vectorised comparison per edge (np.histogram sorts the values: 8 times slower)
+                above = [int(np.count_nonzero(present >= e)) for e in edges]
+                counts = [a - b for a, b in zip([present.size, *above], [*above, 0])]
+            counts.append(int(missing.sum()))
+            out[str(column)] = {"kind": "numeric", "edges": edges, "counts": counts, "n": n}
+        else:
+            labels = values.astype(str).where(values.notna(), MISSING)
+            top = labels.value_counts(sort=True).iloc[:MAX_CATEGORIES]
+            categories, counts = [str(c) for c in top.index], [int(c) for c in top.to_numpy()]
+            if n > sum(counts):
+                categories.append(OTHER)
+                counts.append(n - sum(counts))
+            out[str(column)] = {"kind": "categorical", "categories": categories, "counts": counts, "n": n}
+    return out
+
+
+def sanity_problem(task: str, model: Any, pred: Any, y_test: Any, X_test: Any) -> str | None:
+    """None if the candidate behaves like a model should on raw rows; else what is wrong."""
+    import numpy as np
+
+    if len(pred) != len(X_test):
+        return f"predicted {len(pred)} values for {len(X_test)} rows"
+    if task == "regression":
+        if not np.all(np.isfinite(np.asarray(pred, dtype=float))):
+            return "predictions contain NaN or infinite values"
+    else:
+        known = set(map(str, getattr(model, "classes_", [])))
+        missing = set(map(str, y_test.unique())) - known
+        if known and missing:
+            return f"classifier does not know class(es) {', '.join(sorted(missing))} seen in the holdout"
+    return None

@@ -1,0 +1,158 @@
+"""Observation of one model, changing nothing: its data file's fingerprint, what the log's fold
+says, its current version in the store and the quality checks -> core.decide.Observation; and the
+`status` row built from an observation and its decision."""
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..base.errors import DataError, IntegrityError
+from ..base.locks import lock_is_held
+from ..config.records import Config, ModelConfig
+from ..core.decide import Decision, Observation
+from ..core.fold import ModelState
+from ..core.outcomes import StatusRow
+from ..core.records import TriggerType
+from ..core.values import utcnow_iso
+from ..data import datasets
+from ..data.fingerprint import FingerprintCache
+from ..state.sidecars import read_running, registry_state
+from ..state.store import ModelStore, ModelVersion
+from . import evaluation
+
+QUALITY_TRIGGERS = (TriggerType.PERFORMANCE, TriggerType.DRIFT)
+
+
+class Observer:
+    """Looks at models for one command: the model store, the fingerprint cache and the clock."""
+
+    def __init__(self, config: Config, store: ModelStore | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = store if store is not None else ModelStore(config.model_dir)
+        self.clock = clock
+        self.fingerprints = FingerprintCache(config.state_dir)
+
+    def observe(self, model: ModelConfig, state: ModelState, manual: bool = False,
+                now: float | None = None) -> Observation:
+        """Everything the decision needs about `model`, whose folded log is `state`. The quality
+        checks (performance, drift) run here and only here."""
+        now = self.clock() if now is None else now
+        data, dataset = self._data(model)
+        cur = self.store.current(model.name)
+        assessment = evaluation.assess(self.config, self.store, model, cur, data["data_hash"], data["data_rows"],
+                                       state.quality_handled, self.fingerprints, dataset)
+        return Observation(now=now, manual=manual, **data, **_from_log(state, data["data_hash"]), **_from_store(cur),
+                                    **assessment.observation_fields())
+
+    def refresh(self, obs: Observation, model: ModelConfig, state: ModelState, data: bool = False) -> Observation:
+        """`obs` brought up to date with the log (`state`) and the store after an attempt (this
+        run's or another process's), without evaluating the model again. A performance or drift
+        reason is kept only while the model it was found on is still current, the data is the
+        same and no retrain has run for its evidence. With `data`, the data file is fingerprinted
+        again (from the cache while its stat is unchanged)."""
+        fields: dict[str, Any] = self._data(model)[0] if data else {}
+        data_hash = fields.get("data_hash", obs.data_hash)
+        fields.update(_from_log(state, data_hash), **_from_store(self.store.current(model.name)))
+        keys = {kind: key for kind, key in (obs.quality_keys or {}).items()
+                if fields["model_version"] == obs.model_version and data_hash == obs.data_hash
+                and state.quality_handled.get(kind) != key}
+        quality: dict[str, Any] = {kind: getattr(obs, kind) if kind in keys else None for kind in QUALITY_TRIGGERS}
+        evidence = {kind: e for kind, e in (obs.quality_evidence or {}).items() if kind in keys}
+        return dataclasses.replace(obs, now=self.clock(), quality_keys=keys or None, quality_evidence=evidence or None,
+                                   **quality, **fields)
+
+    def save(self) -> None:
+        """Keep the fingerprints computed so far for the next run."""
+        self.fingerprints.save()
+
+    def _data(self, model: ModelConfig) -> tuple[dict[str, Any], datasets.DataSet | None]:
+        """(Observation fields of the data path, its datasets.DataSet or None where unreadable)."""
+        try:
+            ds = datasets.fingerprint(self.fingerprints, model.data_path, model.csv.quotechar)
+        except DataError as exc:
+            return {"data_path": os.path.relpath(model.data_path, self.config.base_dir), "data_hash": None,
+                    "data_rows": None, "data_size": None, "data_files": None, "fit_files": None,
+                    "data_error": str(exc)}, None
+        return {"data_path": ds.label(self.config.base_dir), "data_hash": ds.hash, "data_rows": ds.rows,
+                "data_size": ds.size, "data_files": ds.files if ds.is_set else None, "fit_files": ds.fit_files,
+                "data_error": None}, ds
+
+    def status_row(self, model: ModelConfig, obs: Observation, decision: Decision, state: ModelState,
+                   verify: bool = True) -> StatusRow:
+        """The `status` row of a model observed as `obs` and decided as `decision`. `verify`
+        checks the current model file's sha256 and warns of a lost model folder."""
+        cur = self.store.current(model.name)
+        meta = cur.metadata if cur else {}
+        state_dir = self.config.state_dir
+        training_now = os.path.isdir(state_dir) and lock_is_held(state_dir, model.name)
+        registered, in_sync = registry_state(state_dir, self.config.mlflow.enabled, model.name,
+                                             cur.version if cur else None)
+        return StatusRow(
+            model_name=model.name,
+            data_path=model.data_path,
+            data_rows=obs.data_rows,
+            data_files=len(obs.data_files) if obs.data_files else None,
+            new_files=datasets.new_files(obs.data_files, meta),
+            data_hash=obs.data_hash,
+            data_error=obs.data_error,
+            data_changed=(obs.data_hash != obs.model_data_hash) if (obs.data_hash and cur) else None,
+            model_version=cur.version if cur else None,
+            model_age_seconds=round(obs.now - obs.model_trained_at, 1) if obs.model_trained_at else None,
+            metric=model.metric,
+            score=meta.get("score"),
+            columns=meta.get("columns"),
+            mlflow_run_id=meta.get("mlflow_run_id"),
+            mlflow_model_version=meta.get("mlflow_model_version"),
+            due=decision.due,
+            held=decision.held,
+            due_reasons=decision.reasons,
+            action=decision.action,
+            note="; ".join(filter(None, [decision.note, *(obs.quality or {}).get("quality_notes", ())])),
+            paused=state.paused,
+            auto_retraining=model.policy.enable_auto_retraining,
+            failures_in_row=obs.failures_on_data,
+            next_retry=utcnow_iso(decision.next_retry) if decision.next_retry else None,
+            model_integrity=_integrity(self.store, cur) if verify else None,
+            model_dir_missing=self.store.warn_if_lost(model.name, state.had_live, state.max_version) if verify else None,
+            training_now=training_now,
+            last_event=state.last_event,
+            quality=evaluation.status_fields(obs.quality),
+            executing=_executing(state_dir, model.name) if training_now else None,
+            registry_champion_version=registered,
+            registry_in_sync=in_sync,
+        )
+
+
+def _from_log(state: ModelState, data_hash: str | None) -> dict[str, Any]:
+    return {"paused": state.paused, "skipped_hash": state.skipped_hash,
+            "rejected_at": state.rejected.get(data_hash) if data_hash else None,
+            "failures_in_row": state.failures_in_row, "failure_hash": state.failure_hash,
+            "last_failure_time": state.last_failure_time}
+
+
+def _from_store(cur: ModelVersion | None) -> dict[str, Any]:
+    meta = cur.metadata if cur else {}
+    return {"model_version": cur.version if cur else None, "model_data_hash": meta.get("data_hash"),
+            "model_trained_at": meta.get("trained_at_ts")}
+
+
+def _integrity(store: ModelStore, mv: ModelVersion | None) -> str | None:
+    if mv is None:
+        return None
+    try:
+        store.verify(mv)
+        return "ok"
+    except IntegrityError as exc:
+        return str(exc)
+
+
+def _executing(state_dir: str, name: str) -> dict[str, Any] | None:
+    """Where a running fit executes, from the sidecar its controller keeps while it holds the lock."""
+    info = read_running(state_dir, name)
+    if not info:
+        return None
+    return {"executor": info.get("executor"), "state": info.get("state"), "where": info.get("where"),
+            "since": utcnow_iso(info["since"]) if isinstance(info.get("since"), (int, float)) else None,
+            "controller": info.get("controller")}

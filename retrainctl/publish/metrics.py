@@ -1,0 +1,378 @@
+"""Prometheus metrics: each run builds a fresh CollectorRegistry from the state log and the model
+store, so counters computed from the whole recorded history keep rising across stateless runs.
+The registry is printed, pushed to a Pushgateway (PUT, one group per host) or written atomically
+for node_exporter's textfile collector.
+
+prometheus_client is imported inside the functions: a run that exports nothing never loads it."""
+import functools
+import http.client
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..base.errors import FAILURE_TYPES, ConfigError, RetrainctlError, UsageError
+from ..base.fsutil import atomic_write, read_json
+from ..base.secrets import read_secret, redact
+from ..config.records import Config
+from ..core.decide import Observation
+from ..core.fold import DECISION, ModelState
+from ..core.records import TIMED_STATUSES, Held, TriggerType
+from ..core.totals import DURATION_BUCKETS, TOTALS, ModelTotals
+from ..core.values import finite_number as _number
+from ..observe.status import status
+from ..state.log import StateLog
+from ..state.schedule import CHECKS_FILE
+from ..state.store import ModelStore
+
+log = logging.getLogger(__name__)
+
+
+class PushError(RetrainctlError):
+    """The Pushgateway could not be reached or refused the push."""
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What is true of one configured model now; gathered by the shell for the pure core."""
+
+    name: str
+    max_age_seconds: float
+    data_rows: int | None = None
+    due: bool = False
+    held: Held | None = None               # why a due model is not trained now
+    paused: bool = False
+    failures_in_row: int = 0
+    trained_at: float | None = None
+    score: float | None = None
+    metric: str | None = None
+    data_unavailable: bool = False
+    auto_retraining: bool = True
+    check_interval: float | None = None
+    age_clock_start: float | None = None
+    last_failure_time: float | None = None
+    drifted: bool | None = None            # None: no drift_path, or not enough rows to judge
+    drifted_features: tuple[tuple[str, float], ...] = ()  # (feature, PSI) of the features that drifted
+    registry_in_sync: bool | None = None   # None: MLflow off, or nothing recorded yet
+
+
+def families(totals: dict[str, ModelTotals], views: list[ModelView], now: float,
+             last_check: float | None = None) -> list[Any]:
+    """The metric families for these running totals (core.totals.fold_totals) and model views.
+    Pure: values in, values out. Only configured models (the views) are exported."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+    from prometheus_client.utils import floatToGoString
+
+    names = [v.name for v in views]
+    # Every trigger type's series exists from the start at 0, so rate() and increase() see the first event.
+    triggered = Counter({(n, t.value): 0 for n in names for t in TriggerType})
+    success, rejected = Counter(dict.fromkeys(names, 0)), Counter(dict.fromkeys(names, 0))
+    failures = Counter({(n, str(e)): 0 for n in names for e in FAILURE_TYPES})
+    durations: dict[tuple[str, str], Any] = {(n, str(s)): (0, 0.0, [0] * len(DURATION_BUCKETS))
+                                             for n in names for s in TIMED_STATUSES}
+    executor_times: dict[tuple[str, str], Any] = {}
+    for name in names:
+        st = totals.get(name)
+        if st is None:
+            continue
+        for trigger, n in st.triggered.items():
+            triggered[name, trigger] += n
+        success[name] += st.successes
+        rejected[name] += st.rejections
+        for kind, n in st.failures.items():
+            failures[name, kind] += n
+        for outcome, hist in st.durations.items():
+            durations[name, outcome] = hist
+        for executor, hist in st.executor_times.items():
+            executor_times[name, executor] = hist
+
+    def counter(metric, doc, labels, counts):
+        fam = CounterMetricFamily(metric, doc, labels=labels)
+        for key, value in sorted(counts.items()):
+            fam.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+        return fam
+
+    out = [
+        counter("model_retraining_triggered_total",
+                "Retraining events by trigger: every recorded success, failure, rejection or skip.",
+                ["model_name", "trigger_type"], triggered),
+        counter("model_retraining_success_total", "Retrains whose candidate was promoted.",
+                ["model_name"], success),
+        counter("model_retraining_failure_total", "Retrains that produced no candidate, by error type.",
+                ["model_name", "error_type"], failures),
+        counter("model_retraining_rejected_total", "Retrains whose candidate the promotion gate rejected.",
+                ["model_name"], rejected),
+    ]
+    def histogram(metric, doc, label, samples):
+        hist = HistogramMetricFamily(metric, doc, labels=["model_name", label])
+        for key, (count, total, per_bucket) in sorted(samples.items()):
+            buckets = [(floatToGoString(b), n) for b, n in zip(DURATION_BUCKETS, per_bucket)]
+            hist.add_metric(list(key), buckets + [("+Inf", count)], total)
+        return hist
+
+    out.append(histogram("model_retraining_duration_seconds", "Wall time of each retraining attempt, by outcome.",
+                         "status", durations))
+    out.append(histogram("model_retraining_executor_seconds",
+                         "Seconds each fit ran on its executor (local child process or Dask worker).",
+                         "executor", executor_times))
+
+    def gauge(metric, doc, value_of, extra=None):
+        fam = GaugeMetricFamily(metric, doc, labels=["model_name"] + ([extra[0]] if extra else []))
+        for v in views:
+            value = value_of(v)
+            if value is not None:
+                fam.add_metric([v.name] + ([extra[1](v)] if extra else []), value)
+        return fam
+
+    out += [
+        gauge("model_age_seconds", "Seconds since the current model was trained.",
+              lambda v: max(0.0, now - v.trained_at) if v.trained_at is not None else None),
+        gauge("model_max_age_seconds", "The model's max_model_age_hours, in seconds.", lambda v: v.max_age_seconds),
+        gauge("model_last_retraining_success_timestamp_seconds", "Unix time the last successful retrain ended.",
+              lambda v: getattr(totals.get(v.name), "last_success_time", None)),
+        gauge("model_score", "Holdout score of the current model, in its metric.",
+              lambda v: v.score, extra=("metric", lambda v: v.metric or "unknown")),
+        gauge("model_data_rows", "Data rows in the model's data file.", lambda v: v.data_rows),
+        gauge("model_retraining_due", "1 if a trigger fires now, even if a pause, backoff or too few rows hold it "
+              "(model_retraining_held says which).", lambda v: float(v.due)),
+        gauge("model_retraining_paused", "1 if automatic retraining is paused.", lambda v: float(v.paused)),
+        gauge("model_retraining_consecutive_failures",
+              "Automatic retrains that failed in a row on the same data.", lambda v: v.failures_in_row),
+    ]
+    out.append(gauge("model_input_drifted", "1 if the drift test finds the model's recent inputs drifted "
+                     "(significant and PSI at least drift_threshold), 0 if not; absent when not evaluated.",
+                     lambda v: None if v.drifted is None else float(v.drifted)))
+    held = GaugeMetricFamily("model_retraining_held", "1 for the reason a model a trigger fires for is not "
+                             "trained now (status's DUE column): paused, disabled, too_few_rows, backoff, gave_up.",
+                             labels=["model_name", "reason"])
+    for v in views:
+        for reason in Held:
+            held.add_metric([v.name, reason], float(v.held == reason))
+    out.append(held)
+    psi = GaugeMetricFamily("model_feature_drift_psi", "PSI of each drifted feature of the model's recent inputs.",
+                            labels=["model_name", "feature"])
+    for v in views:
+        for feature, value in v.drifted_features:
+            psi.add_metric([v.name, feature], value)
+    out.append(psi)
+    last = GaugeMetricFamily("retrainctl_last_check_timestamp_seconds",
+                             "Unix time a `retrainctl check` last evaluated a model.")
+    if last_check is not None:
+        last.add_metric([], last_check)
+    out.append(last)
+    return out + alert_gauges(views)
+
+
+def alert_gauges(views: list[ModelView]) -> list[Any]:
+    """The gauges the alert rules (etc/prometheus/retrainctl-rules.yml, docs/alerts.md) need
+    besides the issue's metrics: each says what a rule must not guess."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    def gauge(metric, doc, value_of):
+        fam = GaugeMetricFamily(metric, doc, labels=["model_name"])
+        for v in views:
+            value = value_of(v)
+            if value is not None:
+                fam.add_metric([v.name], value)
+        return fam
+
+    return [
+        gauge("model_data_unavailable", "1 while the model's data file is missing or cannot be read.",
+              lambda v: float(v.data_unavailable)),
+        gauge("model_auto_retraining_enabled", "The model's enable_auto_retraining: 1 true, 0 false.",
+              lambda v: float(v.auto_retraining)),
+        gauge("model_check_interval_seconds", "The model's check_interval: a check evaluates it at most this often.",
+              lambda v: v.check_interval),
+        gauge("model_age_clock_start_timestamp_seconds",
+              "Unix time the model_age trigger counts the current model's age from: its training, or a "
+              "later rejection or rollback on the same data.", lambda v: v.age_clock_start),
+        gauge("model_last_retraining_failure_timestamp_seconds",
+              "Unix time the last automatic retrain failed (manual trains are not counted).",
+              lambda v: v.last_failure_time),
+        gauge("model_registry_in_sync",
+              "1 if MLflow's `champion` alias names the store's current model as the last command left it, "
+              "0 if they disagree or that is unknown; absent with MLflow off.",
+              lambda v: None if v.registry_in_sync is None else float(v.registry_in_sync)),
+    ]
+
+
+def last_check_time(state_dir: str) -> float | None:
+    """The newest per-model evaluation time in the scheduling cache (checks.json)."""
+    data = read_json(os.path.join(state_dir, CHECKS_FILE), default={})
+    times = [t for t in map(_number, data.values())] if isinstance(data, dict) else []
+    return max((t for t in times if t is not None), default=None)
+
+
+def gather(config: Config, clock: Callable[[], float] = time.time,
+           observed: dict[str, Observation] | None = None) -> tuple[dict[str, ModelTotals], list[ModelView], float | None]:
+    """Read what the metrics describe: the running totals, one view per configured model, last check.
+    `observed` is what a check just saw of each model (observe.status: not observed again)."""
+    store = ModelStore(config.model_dir)
+    folded = StateLog(config.state_dir).folds() if os.path.isdir(config.state_dir) else {}
+    states, totals = folded.get(DECISION.name, {}), folded.get(TOTALS.name, {})
+    views = []
+    for row in status(config, list(config.models.values()), clock=clock, verify=False, states=states,
+                      observed=observed):
+        model = config.models[row.model_name]
+        cur = store.current(model.name)
+        meta = cur.metadata if cur else {}
+        views.append(ModelView(
+            name=model.name,
+            max_age_seconds=model.policy.max_model_age_hours * 3600.0,
+            data_rows=row.data_rows,
+            due=bool(row.due_reasons),
+            held=row.held,
+            paused=row.paused,
+            failures_in_row=row.failures_in_row,
+            trained_at=_number(meta.get("trained_at_ts")),
+            score=_number(meta.get("score")),
+            metric=meta.get("metric") or model.metric,
+            data_unavailable=row.data_error is not None,
+            auto_retraining=row.auto_retraining,
+            check_interval=float(model.policy.check_interval),
+            age_clock_start=_age_clock_start(_number(meta.get("trained_at_ts")), states.get(model.name), row.data_hash),
+            last_failure_time=getattr(states.get(model.name), "last_failure_time", None),
+            drifted=row.quality.get("drifted"),
+            drifted_features=tuple((row.quality.get("drifted_features") or {}).items()),
+            registry_in_sync=row.registry_in_sync,
+        ))
+    # The counters are running totals, which summary.json caches: no full log read.
+    return totals, views, last_check_time(config.state_dir)
+
+
+def _age_clock_start(trained_at: float | None, state: ModelState | None, data_hash: str | None) -> float | None:
+    """As triggers.fire counts the age: a rejected candidate or a rollback on the current data
+    restarts the clock (the rollback records the data it abandoned as rejected)."""
+    if trained_at is None:
+        return None
+    rejected_at = state.rejected.get(data_hash) if state is not None and data_hash else None
+    return max(trained_at, rejected_at or 0.0)
+
+
+class _Snapshot:
+    """A collector that yields families computed once (the registry is built per run)."""
+
+    def __init__(self, fams: list[Any]) -> None:
+        self._fams = fams
+
+    def collect(self) -> list[Any]:
+        return list(self._fams)
+
+
+def build_registry(config: Config, clock: Callable[[], float] = time.time,
+                   observed: dict[str, Observation] | None = None) -> Any:
+    """A fresh CollectorRegistry (never the global one) describing the state now (see gather)."""
+    from prometheus_client import CollectorRegistry
+
+    totals, views, last_check = gather(config, clock, observed)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(families(totals, views, clock(), last_check)))
+    return registry
+
+
+def exposition(registry: Any) -> bytes:
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry)
+
+
+def write_textfile(path: str, registry: Any) -> None:
+    """Write the exposition for node_exporter: a temporary file in the same folder, then a rename,
+    so the collector reads the old file or the new one, never a part. World-readable, because
+    node_exporter usually runs as another user."""
+    try:
+        atomic_write(path, exposition(registry), mode=0o644)
+    except OSError as exc:
+        raise RetrainctlError(f"{path}: cannot write the metrics textfile: {exc.strerror or exc}") from None
+
+
+def _credentials(config: Config) -> tuple[str, tuple[str, str] | None]:
+    """(the gateway URL without credentials, (user, password) or None): from `username` with
+    `password_env`/`password_file`, or from a `user:password@` in the URL, as curl reads it."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    pg = config.pushgateway
+    assert pg.url is not None
+    parts = urlsplit(pg.url)
+    url, from_url = pg.url, None
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        url = urlunsplit(parts._replace(netloc=netloc))
+        from_url = (unquote(parts.username or ""), unquote(parts.password or ""))
+    if pg.username:
+        try:
+            secret = read_secret(pg.password_env, pg.password_file, "pushgateway", "password_env", "password_file")
+        except ConfigError as exc:
+            raise PushError(str(exc)) from None
+        return url, (pg.username, (secret or b"").decode("utf-8", "replace"))
+    return url, from_url
+
+
+def _why(exc: BaseException, timeout: float) -> str:
+    from urllib.error import HTTPError, URLError
+
+    if isinstance(exc, HTTPError):
+        body = exc.read(300).decode(errors="replace").strip().splitlines()
+        return f"HTTP {exc.code} {exc.reason}" + (f": {body[0]}" if body else "")
+    cause: Any = exc.reason if isinstance(exc, URLError) else exc
+    if isinstance(cause, TimeoutError):
+        return f"timed out after {timeout:g}s"
+    if type(cause) in (ConnectionRefusedError, ConnectionResetError, OSError, socket.gaierror) and cause.strerror:
+        return str(cause.strerror)
+    return str(cause) or type(cause).__name__
+
+
+def push(config: Config, registry: Any) -> None:
+    """PUT the registry to pushgateway.url under its job and `instance` grouping key, so each host
+    owns one group that every push replaces whole. Raises PushError naming the gateway."""
+    from prometheus_client import push_to_gateway
+    from prometheus_client.exposition import basic_auth_handler, default_handler
+
+    pg = config.pushgateway
+    if not pg.url:
+        raise UsageError(f"{config.path}: pushgateway.url is not set; nothing to push to")
+    url, auth = _credentials(config)
+    handler = default_handler
+    if auth is not None:
+        handler = functools.partial(basic_auth_handler, username=auth[0], password=auth[1])
+    instance = pg.instance or socket.gethostname()
+    try:
+        push_to_gateway(url, job=pg.job, registry=registry, grouping_key={"instance": instance},
+                        timeout=pg.timeout_seconds, handler=handler)
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise PushError(f"push to {redact(pg.url)} failed: {_why(exc, pg.timeout_seconds)}") from None
+    log.debug("pushed metrics to %s (job %s, instance %s)", redact(pg.url), pg.job, instance)
+
+
+def export_after_run(config: Config, clock: Callable[[], float] = time.time,
+                     observed: dict[str, Observation] | None = None) -> None:
+    """After a command: push and/or write the textfile, as configured. Never raises: a failed
+    export is a warning, the command's exit code stands, and the next run exports it all again.
+    `observed`: what a check saw of each model (see gather)."""
+    if not (config.pushgateway.url or config.textfile_path):
+        return
+    try:
+        registry = build_registry(config, clock, observed)
+    except Exception as exc:
+        log.warning("metrics not exported: %s", _describe(exc))
+        return
+    if config.pushgateway.url:
+        try:
+            push(config, registry)
+        except Exception as exc:
+            log.warning("%s", exc if isinstance(exc, PushError) else
+                        f"push to {redact(config.pushgateway.url)} failed: {_describe(exc)}")
+    if config.textfile_path:
+        try:
+            write_textfile(config.textfile_path, registry)
+        except Exception as exc:
+            log.warning("%s", _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, RetrainctlError) else f"{type(exc).__name__}: {exc}"

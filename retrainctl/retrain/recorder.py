@@ -1,0 +1,66 @@
+"""Write records to the state log, and tell the notification command, the webhooks and the chat
+URLs about the history ones."""
+from collections.abc import Callable
+from typing import Any
+
+from ..config.records import Config, ModelConfig
+from ..core.fold import ModelState
+from ..core.records import HISTORY_STATUSES, OPERATOR, Record, Status
+from ..publish.notify import Notifier, notify_command, notify_callback
+from ..state.log import StateLog
+
+# The Record fields a caller may pass by name; any other field goes to Record.extra, in order.
+_TYPED = ("duration", "data_hash", "version", "score", "error", "error_type", "attempt_id")
+
+
+class Recorder:
+    """The state log of one command, and who to tell."""
+
+    def __init__(self, config: Config, log: StateLog | None = None,
+                 callback: Callable[..., Any] | None = None) -> None:
+        self.config = config
+        self.log = log if log is not None else StateLog(config.state_dir, rotate_bytes=config.state_log_rotate_bytes)
+        self.callback = callback if callback is not None else config.defaults.notification_callback
+        self._notifier: Notifier | None = None
+        if config.notify.webhooks:
+            Notifier.check_secrets(config.notify)
+
+    def states(self) -> dict[str, ModelState]:
+        return self.log.states()
+
+    def state(self, name: str) -> ModelState:
+        return self.states().get(name, ModelState())
+
+    def write(self, model: ModelConfig, trigger_type: str, status: Status, when: float, description: str = "", *,
+              unless: Callable[[ModelState], bool] | None = None, **fields: Any) -> Record | None:
+        """Record one event of `model`; see record()."""
+        typed = {k: fields.pop(k) for k in _TYPED if k in fields}
+        if "error_type" in typed and typed["error_type"] is not None:
+            typed["error_type"] = str(typed["error_type"])
+        event = Record(model.name, trigger_type, status, when, description, metric=model.metric, extra=fields,
+                       **typed)
+        return self.record(event, unless)
+
+    def record(self, event: Record, unless: Callable[[ModelState], bool] | None = None) -> Record | None:
+        """Append `event` (and notify); with `unless(model_state)`, only if that is false under
+        the log's lock, else return None: see StateLog.append."""
+        check = None if unless is None else (lambda states: unless(states.get(event.model_name, ModelState())))
+        if not self.log.append(event, unless=check):
+            return None
+        if event.status in HISTORY_STATUSES:
+            record = event.to_dict()
+            if event.trigger_type != OPERATOR:
+                notify_callback(record, self.callback)
+                notify_command(record, self.config.notify.command, self.config.notify.timeout_seconds)
+            self.alert(record)
+        return event
+
+    def alert(self, record: dict[str, Any]) -> None:
+        """Send `record` to the webhooks and chat URLs that want it (each entry's `events` picks),
+        without writing it to the log: a drift alert is sent this way alone."""
+        section = self.config.notify
+        if not (section.webhooks or section.apprise):
+            return
+        if self._notifier is None:  # one per command: its sends share one time budget
+            self._notifier = Notifier.from_config(section, state_dir=self.config.state_dir)
+        self._notifier.send([record])

@@ -1,0 +1,355 @@
+"""events.jsonl, the state log: records appended whole under its lock (or not at all), read
+forward, backward or folded, rotated by renaming whole segments. The folds are cached in
+summary.json (summary.py), so a reader folds only the tail."""
+import errno
+import json
+import logging
+import os
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import IO, Any
+
+from ..base import faults
+from ..base.errors import LockBusy, RetrainctlError
+from ..base.fsutil import fsync_dir
+from ..base.locks import LOCK_TIMEOUT, LockTimeout, file_lock
+from ..core.fold import DECISION, Fold, ModelState
+from ..core.records import HISTORY_STATUSES, Record, Status
+from ..core.totals import TOTALS, ModelTotals
+from . import segments, summary
+
+log = logging.getLogger(__name__)
+
+EVENTS_FILE = "events.jsonl"
+# What summary.json caches, each fold in its own section.
+FOLDS = (DECISION, TOTALS)
+# The summary is rewritten once the tail a reader had to fold exceeds this many bytes.
+SUMMARY_REFRESH = 64 << 10
+
+
+class StateLog:
+    """events.jsonl: appended under `events.lock` with flush + fsync; read without the lock
+    (a reader sees whole lines plus, at worst, a torn last line, which it skips).
+
+    The log is never rewritten: a torn last line (or a record the disk had no room for) is the
+    only thing ever cut, and old segments are rotated by renaming the whole file to
+    events.<UTC time>.jsonl. Beside it, summary.json caches the folds up to a byte offset, so a
+    reader folds only the tail (see folds())."""
+
+    def __init__(self, state_dir: str, lock_timeout: float = LOCK_TIMEOUT, rotate_bytes: int | None = None) -> None:
+        self.state_dir = state_dir
+        self.path = os.path.join(state_dir, EVENTS_FILE)
+        self.summary_path = os.path.join(state_dir, summary.SUMMARY_FILE)
+        self.lock_timeout = lock_timeout
+        self.rotate_bytes = rotate_bytes
+        self._lock: Any = None
+
+    @property
+    def lock(self) -> Any:
+        if self._lock is None:
+            self._lock = file_lock(os.path.join(self.state_dir, "events.lock"), self.lock_timeout)
+        return self._lock
+
+    def ensure_dir(self) -> None:
+        try:
+            os.makedirs(self.state_dir, exist_ok=True)
+        except OSError as exc:
+            raise RetrainctlError(f"{self.state_dir}: cannot create the state directory: {exc.strerror}") from None
+        if not os.access(self.state_dir, os.W_OK | os.X_OK):
+            raise RetrainctlError(f"{self.state_dir}: state directory is not writable")
+
+    def _open(self) -> tuple[IO[bytes], os.stat_result] | tuple[None, None]:
+        """The current segment, open, and its stat; (None, None) when there is none yet."""
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            return None, None
+        except PermissionError:
+            raise RetrainctlError(f"{self.path}: permission denied reading the state log") from None
+        return fh, os.fstat(fh.fileno())
+
+    def _rotated(self, current: os.stat_result | None) -> list[str]:
+        """Rotated segment paths, oldest first, minus the one we hold open as current (it may
+        have been rotated after we opened it)."""
+        paths = [os.path.join(self.state_dir, n) for n in segments.rotated(self.state_dir)]
+        if current is None:
+            return paths
+        return [p for p in paths if not _same_file(p, current)]
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def iter_events(self) -> Iterator[dict[str, Any]]:
+        """Every complete line of every segment as it was written (a JSON object), oldest first,
+        streamed. A torn or garbled line is skipped with a warning."""
+        fh, st = self._open()
+        try:
+            for path in self._rotated(st):
+                yield from self._records(path)
+            if fh is not None:
+                for ev, *_ in segments.scan(fh, self.path):
+                    if ev is not None:
+                        yield ev
+        finally:
+            if fh is not None:
+                fh.close()
+
+    def _records(self, path: str) -> Iterator[dict[str, Any]]:
+        try:
+            with open(path, "rb") as fh:
+                for ev, *_ in segments.scan(fh, path):
+                    if ev is not None:
+                        yield ev
+        except FileNotFoundError:
+            return
+
+    def records(self) -> Iterator[Record]:
+        """Every record of ours, oldest first, read by the one tolerant reader (Record.from_dict)."""
+        return _typed(self.iter_events())
+
+    def newest_first(self, needle: bytes | None = None) -> Iterator[dict[str, Any]]:
+        """Records newest first, read backwards in blocks from the end of the current segment
+        and on into rotated segments only as far as the caller iterates. With `needle` (bytes),
+        only lines containing it are parsed."""
+        fh, st = self._open()
+        try:
+            if fh is not None:
+                yield from segments.backward(fh, self.path, needle)
+        finally:
+            if fh is not None:
+                fh.close()
+        for path in reversed(self._rotated(st)):
+            try:
+                with open(path, "rb") as seg:
+                    yield from segments.backward(seg, path, needle)
+            except FileNotFoundError:
+                continue
+
+    def events(self, model: str | None = None, statuses: Collection[Status] = HISTORY_STATUSES) -> Iterator[Record]:
+        """Records with one of `statuses` (optionally one model's), newest first, read backwards
+        only as far as the caller iterates."""
+        # Model names are plain tokens, so a record of `model` always contains its JSON string:
+        # lines without it are not even parsed. (Only an optimisation: matches are checked.)
+        needle = json.dumps(model).encode() if model is not None else None
+        for rec in _typed(self.newest_first(needle)):
+            if rec.status in statuses and (model is None or rec.model_name == model):
+                yield rec
+
+    def history(self, model: str | None = None, limit: int | None = 20,
+                statuses: Collection[Status] = HISTORY_STATUSES) -> list[Record]:
+        """History records (optionally one model's), newest first; `limit` 0 or None means all."""
+        import itertools
+
+        return list(itertools.islice(self.events(model, statuses), limit or None))
+
+    # --- the folds, from summary.json plus the tail after the offset it covers -----------------
+
+    def states(self) -> dict[str, ModelState]:
+        """{model: fold.ModelState}: what the decisions need."""
+        return self.folds()[DECISION.name]
+
+    def totals(self) -> dict[str, ModelTotals]:
+        """{model: metrics_totals.ModelTotals}: what the metrics' counters and histograms need."""
+        return self.folds()[TOTALS.name]
+
+    def folds(self) -> dict[str, dict[str, Any]]:
+        """{fold name: {model: record}} for every fold of FOLDS over every record of every segment:
+        each read from its section of summary.json plus the tail after the offset the summary
+        covers. A fold whose section is missing or of another format is rebuilt from the start
+        (the others carry on from the offset); the whole summary is rebuilt when it is missing or
+        stale (another log file, log shorter than its offset, or the bytes before its offset
+        differ). It is rewritten when rebuilt or when the tail has grown past SUMMARY_REFRESH bytes."""
+        fh, st = self._open()
+        try:
+            cached = summary.load(self.summary_path, fh, st, FOLDS)
+            if cached is None:
+                cached = summary.Cached(0, 0, [], {}, fresh=True)
+            folded = {f.name: cached.folds.get(f.name, {}) for f in FOLDS}
+            stale = [f for f in FOLDS if f.name not in cached.folds]
+            segment_names = cached.segments
+            if stale:
+                paths = self._rotated(st)
+                for path in paths:
+                    _fold(self._records(path), stale, folded)
+                if cached.fresh:
+                    segment_names = [os.path.basename(p) for p in paths]
+            start = cached.offset
+            end, lineno, last, torn = start, cached.lines, None, None
+            if fh is not None:
+                # A stale fold reads the current segment from its start, the others only its tail.
+                begin, first = (0, 0) if stale else (start, cached.lines)
+                for ev, n, pos, line, terminated in segments.scan(fh, self.path, begin, first):
+                    if not terminated:
+                        torn = ev
+                        break
+                    if ev is not None:
+                        _fold((ev,), FOLDS if pos > start else stale, folded)
+                    end, lineno, last = pos, n, line
+            if st is not None and (stale or end - start >= SUMMARY_REFRESH):
+                self._write_summary(st, end, lineno, last, segment_names, folded)
+            if torn is not None:  # seen, like any complete record, but never cached: it may be cut
+                _fold((torn,), FOLDS, folded)
+            return folded
+        finally:
+            if fh is not None:
+                fh.close()
+
+    def _write_summary(self, st: os.stat_result, offset: int, lines: int, last_line: bytes | None,
+                       segment_names: list[str], folded: dict[str, dict[str, Any]]) -> None:
+        """Best effort: a reader without write access, or a full disk, just folds more next time.
+        Not written when the file we read is no longer the current segment (rotated meanwhile)."""
+        try:
+            if _same_file(self.path, st):
+                summary.write(self.summary_path, st, offset, lines, last_line, segment_names, FOLDS, folded)
+        except OSError as exc:
+            log.debug("%s: not updated: %s", self.summary_path, exc)
+
+    # --- rotation -----------------------------------------------------------------------------
+
+    def rotate(self) -> str | None:
+        """Rename the current segment to events.<UTC time>.jsonl and start an empty one, under the
+        lock; the summary carries the folds over. Returns the rotated file's name, or None."""
+        self.ensure_dir()
+        with self.lock:
+            return self._rotate_locked()
+
+    def _rotate_locked(self) -> str | None:
+        import time
+
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            self._cut_torn_tail(fd)
+            if os.fstat(fd).st_size == 0:
+                return None
+        finally:
+            os.close(fd)
+        folded = self.folds()
+        names = [os.path.basename(p) for p in self._rotated(None)]
+        name = segments.free_rotated_name(self.state_dir, time.time())
+        os.rename(self.path, os.path.join(self.state_dir, name))
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(self.state_dir)
+        self._write_summary(st, 0, 0, None, names + [name], folded)
+        log.info("%s: rotated to %s", self.path, name)
+        return name
+
+    # --- appending ----------------------------------------------------------------------------
+
+    def append(self, *records: Record, unless: Callable[[dict[str, ModelState]], bool] | None = None) -> bool:
+        """Append records as whole lines, durably, or raise RetrainctlError naming the file and the
+        cause (a full disk, a quota, an I/O error), with nothing of them left in the log. A torn
+        last line left by a crash is cut off first (under the lock), so the new records start on
+        a fresh line and every line of the log parses. `unless(states)`, when given, is asked
+        under the lock with the decision fold as it is then: if it is true nothing is appended
+        (a record that must be written once, whatever other processes do at the same time).
+        Returns whether the records were written."""
+        if not records:
+            return False
+        self.ensure_dir()
+        payload = b"".join(json.dumps(r.to_dict(), sort_keys=True, default=str).encode() + b"\n" for r in records)
+        try:
+            with self.lock:
+                if unless is not None and unless(self.states()):
+                    return False
+                if self._append_locked(payload, records[0].status != Status.STARTED):
+                    self._rotate_when_full()
+            return True
+        except LockTimeout:
+            raise LockBusy(f"{self.lock.lock_file}: state lock still held after {self.lock.timeout:.0f}s") from None
+        except PermissionError:
+            raise RetrainctlError(f"{self.path}: permission denied writing the state log") from None
+        except OSError as exc:
+            raise RetrainctlError(f"{exc.filename or self.path}: cannot append to the state log: "
+                                  f"{exc.strerror or exc}") from None
+
+    def _append_locked(self, payload: bytes, may_fault: bool) -> bool:
+        """Write `payload` at the end of the log, whole, and fsync it; on any error cut the log
+        back to where it ended, so no part of it is ever read. Returns whether the segment is full."""
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            self._cut_torn_tail(fd)
+            size = os.fstat(fd).st_size
+            try:
+                if may_fault and os.environ.get(faults.ENV) == "mid_append":
+                    os.write(fd, payload[: len(payload) // 2])
+                    faults.point("mid_append")
+                _write_whole(fd, payload)
+                os.fsync(fd)
+            except BaseException:
+                self._cut_back(fd, size)
+                raise
+            return self.rotate_bytes is not None and self.rotate_bytes > 0 and os.fstat(fd).st_size >= self.rotate_bytes
+        finally:
+            os.close(fd)
+
+    def _cut_back(self, fd: int, size: int) -> None:
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError as exc:  # the next append cuts the torn line; the caller reports the cause
+            log.warning("%s: could not cut a partly written record back: %s", self.path, exc.strerror or exc)
+
+    def _rotate_when_full(self) -> None:
+        """The records are written: a rotation that fails now (a full disk) is retried by the
+        next append, it does not make this one fail."""
+        try:
+            self._rotate_locked()
+        except OSError as exc:
+            log.warning("%s: not rotated: %s", self.path, exc.strerror or exc)
+
+    def _cut_torn_tail(self, fd: int) -> None:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return
+        end = size
+        while end > 0:
+            start = max(0, end - (1 << 16))
+            chunk = os.pread(fd, end - start, start)
+            if end == size and chunk.endswith(b"\n"):
+                return
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                end = start + cut + 1
+                break
+            end = start
+        log.warning("%s: cut off a torn last line (%d bytes) left by an interrupted write", self.path, size - end)
+        os.ftruncate(fd, end)
+        os.fsync(fd)
+
+
+def _typed(lines: Iterable[dict[str, Any]]) -> Iterator[Record]:
+    for line in lines:
+        rec = Record.from_dict(line)
+        if rec is not None:
+            yield rec
+
+
+def _fold(lines: Iterable[dict[str, Any]], folds: Iterable[Fold], folded: dict[str, dict[str, Any]]) -> None:
+    folds = tuple(folds)
+    for rec in _typed(lines):
+        for f in folds:
+            f.fold((rec,), folded[f.name])
+
+
+def _write_whole(fd: int, data: bytes) -> None:
+    """os.write until all of `data` is in: on a nearly full disk a write is short, and the next
+    one raises the cause (ENOSPC, EDQUOT)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n == 0:  # never for a regular file, but a loop holding the lock must end
+            raise OSError(errno.EIO, "the file system accepted no bytes")
+        view = view[n:]
+
+
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        other = os.stat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
