@@ -4,17 +4,28 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= etc/retrainctl.yaml
 
-.PHONY: run test venv system-deps clean bench bench-dask bench-quality docs
+.PHONY: run test test-fast typecheck venv system-deps clean bench bench-dask bench-quality docs
 
 run: $(VENV)/.installed
 	$(BIN)/retrainctl --config $(CONFIG) check
 
-test: $(VENV)/.test-installed system-deps
-	$(BIN)/python -m pytest -q tests
+# Tests in parallel (pytest-xdist; tests that must not share a worker are grouped with
+# xdist_group), after the type checker. The Debian packages' install is timed on its own line.
+TEST_WORKERS ?= 3
+test: system-deps $(VENV)/.test-installed typecheck
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25 tests
+
+# The edit loop: the type checker and every test not marked slow (real servers, installs, fits
+# on every model).
+test-fast: $(VENV)/.test-installed typecheck
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" tests
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/python -m mypy
 
 venv: $(VENV)/.installed
 
-# Regenerates the key reference in docs/configuration.md from retrainctl/config_keys.py.
+# Regenerates the key reference in docs/configuration.md from retrainctl/config/keys.py.
 docs: $(VENV)/.installed
 	$(BIN)/python -m retrainctl.config.reference
 
@@ -27,16 +38,17 @@ bench: $(VENV)/.test-installed
 bench-quality: $(VENV)/.installed
 	$(BIN)/python bench/quality_bench.py
 
-# The stamp files make a second `make run` instant while re-installing when setup.py changes.
+# The stamp files make a second `make run` instant while re-installing when setup.py changes;
+# `make test` installs the package with its test extras in one pip run.
 $(VENV)/.installed: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	touch $@
 
-$(VENV)/.test-installed: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
-	touch $@
+$(VENV)/.test-installed: setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dask]'
+	touch $(VENV)/.installed $@
 
 # Sixteen models on a two-worker local Dask cluster against executor: local, max_parallel: 1.
 bench-dask: $(VENV)/.test-installed
@@ -132,7 +144,7 @@ uninstall:
 # jq (scheduling), and the system Python's venv (make install). One apt-get run, only for what is
 # missing; sudo only when not root.
 system-deps:
-	@missing=""; \
+	@start=$$(date +%s); missing=""; \
 	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
 	{ command -v prometheus && command -v promtool; } >/dev/null || missing="$$missing prometheus"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
@@ -144,4 +156,5 @@ system-deps:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
-	fi
+	fi; \
+	echo "system-deps: Debian packages$${missing:- (all present)} in $$(( $$(date +%s) - start ))s"

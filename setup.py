@@ -39,7 +39,12 @@ setup(
                  # the metrics tests: a bcrypt hash for the Pushgateway's basic auth, a self-signed TLS cert
                  "bcrypt>=4.0", "cryptography>=41",
                  # the notification tests post through apprise's json:// URLs to a local server
-                 "apprise>=1.6"],
+                 "apprise>=1.6",
+                 # the suite runs in parallel (a 2-core machine: ~2x) with a --dist loadgroup for
+                 # tests that must share a worker
+                 "pytest-xdist>=3.5",
+                 # `make test` type-checks the package and holds its layers to .importlinter
+                 "mypy>=1.10", "import-linter>=2.1"],
         # Fits on a Dask cluster (executor: {type: dask}); fsspec lets workers read s3:// and other URLs.
         "dask": ["dask>=2024.1", "distributed>=2024.1", "fsspec>=2024.1"],
         # Chat and mail notifications (notify.apprise: Slack, Teams, Matrix, email... URLs).

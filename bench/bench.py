@@ -494,7 +494,7 @@ def million_rows(root, n, runs, infos):
     off = Row(8, f"`train` {n:,} rows x 20 features, `mlflow.enabled: false` / the bare script", 1.15).measure(
         rc(off_cfg, "train", "million"), bare, runs)
     rss = off.a_rss / off.b_rss
-    on = Row(8, f"the same `train` with the embedded MLflow / a script logging, registering, aliasing it by hand",
+    on = Row(8, "the same `train` with the embedded MLflow / a script logging, registering, aliasing it by hand",
              0.85).measure(rc(on_cfg, "train", "million"), by_hand, runs)
     meta = json.loads((root / "off" / "var" / "models" / "million" / "current" / "metadata.json").read_text())
     phases = ", ".join(f"{k} {v:g} s" for k, v in meta.get("phase_seconds", {}).items())

@@ -28,8 +28,11 @@ sys.path.insert(0, str(REPO))
 # One sample's prediction is tiny: OpenMP threads only spin on a shared machine (5x slower here).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from retrainctl import evaluation, quality, triggers  # noqa: E402
-from retrainctl.config.load import METRICS, load_config  # noqa: E402
+from retrainctl.config.load import load_config  # noqa: E402
+from retrainctl.config.records import METRICS  # noqa: E402
+from retrainctl.core import decide as triggers  # noqa: E402
+from retrainctl.core import quality  # noqa: E402
+from retrainctl.observe import evaluation  # noqa: E402
 from retrainctl.fit.task import run_task  # noqa: E402
 
 SIZES = (30, 100, 1000)
@@ -47,15 +50,15 @@ def train(model, frame):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "train.csv")
         frame.to_csv(path, index=False)
-        result = run_task(dict(model.training_spec(), min_data_size=model.policy.min_data_size), path, None)
-    return joblib.load(io.BytesIO(result["model_bytes"])), result["metadata"]
+        result = run_task(model.training_spec(), path, None)
+    return joblib.load(io.BytesIO(result.model_bytes)), result.metadata
 
 
 def judge(model, estimator, meta, sample):
     """(degraded, drifted, due) for one sample, as a check would see it in eval_path and drift_path."""
     raw = sample.to_csv(index=False).encode()
     policy = dataclasses.replace(model.policy, drift_action="retrain")
-    spec = dict(model.training_spec(), features=meta["features"])
+    spec = model.training_spec().with_features(meta["features"])
     scored = evaluation.score_rows(estimator, raw, "sample.csv", spec, meta, model.metric, policy.quality_alpha)
     perf = quality.performance_verdict(model.metric, scored["test"], scored["rows"], METRICS[model.metric][1],
                                        policy.performance_threshold, policy.quality_alpha, policy.min_eval_rows,

@@ -1,6 +1,7 @@
 """Shared fixtures: a throw-away project folder with small copies of the demo data, a config
 that trains quickly, and two ways to run the command (CliRunner in-process, and the installed
 console script as a subprocess from another working directory, the way cron does)."""
+import copy
 import errno
 import json
 import os
@@ -140,6 +141,34 @@ def project(tmp_path):
     return Project(tmp_path / "proj")
 
 
+def copy_project(template, dest, config=None):
+    """A copy of a project folder (data, config, state, models) at `dest`, as a Project."""
+    shutil.copytree(template.root, dest, symlinks=True)
+    copied = Project.__new__(Project)
+    copied.root, copied.config_path = dest, dest / "etc" / "retrainctl.yaml"
+    copied.config = copy.deepcopy(template.config if config is None else config)
+    return copied
+
+
+@pytest.fixture(scope="session")
+def _trained_template(tmp_path_factory):
+    """The demo project after its first `check` (iris and housing trained as v1), made once per
+    test process by the installed command."""
+    template = Project(tmp_path_factory.mktemp("trained") / "proj")
+    done = template.run("check")
+    assert done.returncode == 0, done.stderr
+    assert template.current_version("iris") == template.current_version("housing") == 1
+    return template
+
+
+@pytest.fixture
+def trained(tmp_path, _trained_template):
+    """A project whose first `check` already trained both models (v1 each, with their `initial`
+    success records): the starting point of every test about what happens after, without two
+    fits of its own."""
+    return copy_project(_trained_template, tmp_path / "proj")
+
+
 class Disk:
     """A small tmpfs mounted for one test (see the `full_disk` fixture)."""
 
@@ -199,3 +228,16 @@ def installed(tmp_path_factory):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     return root
+
+
+# Tests that share a session- or module-scoped resource run on one xdist worker (`--dist
+# loadgroup`), so that the resource is made once: a `make install` into a staged root (a venv
+# build, ~45 s of CPU) and a real `mlflow server`.
+SHARED = {"installed": "install", "mlflow_server": "mlflow-server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        groups = {SHARED[f] for f in getattr(item, "fixturenames", ()) if f in SHARED}
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))

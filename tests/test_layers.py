@@ -3,7 +3,6 @@ other (directly or round a circle, lazily inside a function included), and cli.p
 module that knows click."""
 import subprocess
 import sys
-from pathlib import Path
 
 import grimp
 

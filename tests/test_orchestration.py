@@ -4,8 +4,6 @@ The real fits are tested end to end in test_e2e.py, test_gate.py and test_faults
 import pytest
 
 from retrainctl.commands.check import check as run_check
-from retrainctl.commands.shell import Shell
-from retrainctl.commands.status import status as run_status
 from retrainctl.commands.train import train as run_train
 
 from retrainctl.observe import evaluation

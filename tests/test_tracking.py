@@ -87,7 +87,8 @@ def tracking_at(uri):
 
 def use_mlflow(project, **settings):
     # A generous deadline: on a loaded test machine MLflow's imports alone can take most of 30 s.
-    project.config["mlflow"] = {"enabled": True, "timeout_seconds": 120, **settings}
+    # The report page (matplotlib, a second action of the tracking process) only where it is tested.
+    project.config["mlflow"] = {"enabled": True, "timeout_seconds": 120, "log_report": False, **settings}
     project.write_config()
 
 
@@ -121,7 +122,7 @@ def status_row(project, name):
 def test_runs_registry_and_rollback_against_a_server(project, mlflow_server):
     from mlflow import MlflowClient
 
-    use_mlflow(project, tracking_uri=mlflow_server)
+    use_mlflow(project, tracking_uri=mlflow_server, log_report=True)
     client = MlflowClient(mlflow_server)
 
     first, stderr = train_json(project, "iris")
@@ -246,7 +247,7 @@ def test_report_page_lost_with_its_process_leaves_the_training_standing(project,
     from mlflow import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    use_mlflow(project)
+    use_mlflow(project, log_report=True)
     lost = project.run("train", "iris", "--json", env={"RETRAINCTL_FAULT": "report_attaching"})
     assert lost.returncode == 0, lost.stderr
     record = json.loads(lost.stdout)["event"]
@@ -275,14 +276,19 @@ def registry_gauge(project):
 
 def test_embedded_sqlite_default_needs_no_server(project, monkeypatch, tmp_path):
     """No tracking_uri, no MLFLOW_TRACKING_URI: sqlite in the state dir, artifacts beside it, nothing
-    in the working directory. A tree model with categorical columns round-trips through skops."""
+    in the working directory. A tree model with categorical columns round-trips through skops, and
+    a data set of Parquet partitions gets its signature from the rows the fit read."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     use_mlflow(project)
-    project.set_model("housing", estimator="sklearn.ensemble.HistGradientBoostingRegressor",
-                      params={"max_iter": 20, "random_state": 0})
     df = pd.read_csv(project.data("housing"))
     df.loc[::25, "total_bedrooms"] = None  # so the imputer has work to do after the round trip
     df.to_csv(project.data("housing"), index=False)
+    parts = project.root / "data" / "housing-set"
+    for i, day in enumerate(("2026-11-01", "2026-11-02")):
+        (parts / f"date={day}").mkdir(parents=True)
+        df.iloc[i::2].to_parquet(parts / f"date={day}" / "part-0.parquet", index=False)
+    project.set_model("housing", estimator="sklearn.ensemble.HistGradientBoostingRegressor",
+                      params={"max_iter": 20, "random_state": 0}, data_path="data/housing-set")
     cwd = tmp_path / "cron-cwd"
     cwd.mkdir()
     # The tracking process ends with os._exit once it has answered: with MLflow's async logging
@@ -306,7 +312,9 @@ def test_embedded_sqlite_default_needs_no_server(project, monkeypatch, tmp_path)
         assert run.data.metrics["training_seconds"] >= 0
         assert str(client.get_model_version_by_alias("housing", "champion").version) == "1"
         loaded = mlflow.sklearn.load_model("models:/housing@champion")
+        signature = mlflow.models.get_model_info("models:/housing@champion").signature
     X = features_of(project, "housing")
+    assert signature is not None and signature.inputs.input_names() == list(X.columns)
     assert X["total_bedrooms"].isna().any() and not pd.api.types.is_numeric_dtype(X["ocean_proximity"])
     assert list(loaded.predict(X)) == list(store_model(project, "housing", 1).predict(X))
 

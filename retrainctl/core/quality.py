@@ -6,6 +6,7 @@ import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from .decide import degradation
@@ -203,12 +204,21 @@ class DriftPolicy:
         return max(1, math.ceil(self.share * tested - 1e-9))
 
 
+class Judged(StrEnum):
+    """What a quality test concluded."""
+
+    DEGRADED = "degraded"          # worse beyond chance and beyond the threshold (or drifted)
+    OK = "ok"
+    INSUFFICIENT = "insufficient"  # too few rows to say
+    ERROR = "error"                # the data or the model could not be used
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What recent data says about the current model: `degraded`, `ok` or `insufficient`
     (not enough evidence), with the numbers behind it."""
 
-    state: str
+    state: Judged
     text: str
     degradation: float | None = None
     evidence: dict[str, Any] | None = None
@@ -220,7 +230,7 @@ def drift_verdict(tests: Mapping[str, Mapping[str, float]], rows: int, policy: D
     """Drift when at least `policy.needed` features are both significant (chi-square, Holm at
     `alpha`) and have a PSI of at least their threshold."""
     if rows < min_rows:
-        return Verdict("insufficient", f"not enough evidence: {rows} row(s) in {source}, "
+        return Verdict(Judged.INSUFFICIENT, f"not enough evidence: {rows} row(s) in {source}, "
                                        f"min_eval_rows is {min_rows}")
     tested = policy.tested(list(tests))
     adjusted = holm({f: tests[f]["p"] for f in tested})
@@ -232,12 +242,12 @@ def drift_verdict(tests: Mapping[str, Mapping[str, float]], rows: int, policy: D
     rule = f"drift_threshold {policy.threshold:g}, quality_alpha {policy.alpha:g}, Holm over {len(tested)} feature(s)"
     if drifted and len(drifted) >= evidence["needed"]:
         listed = ", ".join(f"{f} {v:.3g} (p {adjusted[f]:.2g})" for f, v in drifted.items())
-        return Verdict("degraded", f"input drift in {source}: PSI {listed} ({rule})", evidence=evidence)
+        return Verdict(Judged.DEGRADED, f"input drift in {source}: PSI {listed} ({rule})", evidence=evidence)
     top = max((tests[f]["psi"] for f in tested), default=0.0)
     text = f"no input drift in {source}: max PSI {top:.3g}, min adjusted p {min(adjusted.values(), default=1):.2g} ({rule})"
     if drifted:
         text += f"; {len(drifted)} drifted feature(s), drift_share needs {evidence['needed']}"
-    return Verdict("ok", text, evidence=evidence)
+    return Verdict(Judged.OK, text, evidence=evidence)
 
 
 # --- performance: per-metric sample statistics and the test ---------------------------------------
@@ -386,7 +396,7 @@ def performance_verdict(metric: str, evidence: Mapping[str, Any] | None, rows: i
     than `threshold` (relative, in the metric's direction) and the test says so at `alpha`.
     `evidence` is performance_test's result (None: not scored, too few rows)."""
     if rows < min_rows or evidence is None:
-        return Verdict("insufficient", f"not enough evidence: {rows} labelled row(s) in {source}, "
+        return Verdict(Judged.INSUFFICIENT, f"not enough evidence: {rows} labelled row(s) in {source}, "
                                        f"min_eval_rows is {min_rows}")
     current, baseline = evidence["score"], evidence["baseline"]
     worse = degradation(baseline, current, higher_is_better)
@@ -395,14 +405,14 @@ def performance_verdict(metric: str, evidence: Mapping[str, Any] | None, rows: i
                f"vs baseline {baseline:.4g} on {evidence['baseline_n']} holdout rows ({_relative(worse)}, "
                f"p {evidence['p_value']:.2g}; performance_threshold {threshold:g}, quality_alpha {alpha:g})")
     if worse > threshold and evidence["p_value"] <= alpha:
-        return Verdict("degraded", f"performance degraded: {numbers}", worse, dict(evidence))
+        return Verdict(Judged.DEGRADED, f"performance degraded: {numbers}", worse, dict(evidence))
     detectable = evidence.get("detectable")
     note = None
     if detectable is None or detectable > threshold:
         note = (f"{rows} rows (vs {evidence['baseline_n']} holdout rows) are too few to detect a degradation of "
                 f"{threshold:g} at quality_alpha {alpha:g}"
                 + (f" (smallest detectable: {detectable:.1%})" if detectable is not None else ""))
-    return Verdict("ok", f"performance ok: {numbers}" + (f"; {note}" if note else ""), worse, dict(evidence), note)
+    return Verdict(Judged.OK, f"performance ok: {numbers}" + (f"; {note}" if note else ""), worse, dict(evidence), note)
 
 
 def _relative(worse: float) -> str:

@@ -14,6 +14,7 @@ from ..base.fsutil import atomic_write_json, best_effort, read_json
 from ..base.locks import file_lock
 from ..config.records import METRICS, CsvOptions, ModelConfig, default_record
 from ..core import quality
+from ..core.quality import Judged
 from ..core.decide import Reason
 from ..core.records import TriggerType
 from ..data import datasets
@@ -107,8 +108,8 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
         out.details.update(fields)
         if verdict is None:
             continue
-        if verdict.state != "degraded":
-            if verdict.state in ("insufficient", "error"):
+        if verdict.state != Judged.DEGRADED:
+            if verdict.state in (Judged.INSUFFICIENT, Judged.ERROR):
                 out.details["quality_notes"].append(f"{kind}: {verdict.text}")
             elif verdict.note:
                 out.details["quality_notes"].append(f"{kind}: {verdict.note}")
@@ -192,7 +193,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     fields.update(eval_source=source, eval_rows=available)
     if baseline is None or metric not in METRICS:
         fields["eval_note"] = f"model v{current.version} has no holdout score to compare with"
-        return quality.Verdict("error", fields["eval_note"]), None, fields
+        return quality.Verdict(Judged.ERROR, fields["eval_note"]), None, fields
     test = None
     if available >= policy.min_eval_rows:
         key = "|".join(map(str, (current.version, meta.get("sha256"), data_hash if not model.eval_path else "",
@@ -201,7 +202,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
                          lambda: _score(store, model, current, metric, *labelled))
         if result.get("error"):
             fields["eval_note"] = result["error"]
-            return quality.Verdict("error", result["error"]), evidence, fields
+            return quality.Verdict(Judged.ERROR, result["error"]), evidence, fields
         available = result["rows"]
         test = result["test"]
         fields.update(eval_rows=available, eval_score=result["score"], eval_ci=test["ci"],
@@ -210,7 +211,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
     verdict = quality.performance_verdict(metric, test, available, METRICS[metric][1], policy.performance_threshold,
                                           policy.quality_alpha, policy.min_eval_rows, source)
     fields.update(eval_note=verdict.text, eval_degradation=verdict.degradation,
-                  degraded=None if verdict.state == "insufficient" else verdict.state == "degraded")
+                  degraded=None if verdict.state == Judged.INSUFFICIENT else verdict.state == Judged.DEGRADED)
     return verdict, evidence, fields
 
 
@@ -295,14 +296,14 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, 
     if not reference:
         note = f"model v{current.version} has no reference statistics; retrain it to record them"
         fields["drift_note"] = note
-        return quality.Verdict("error", note), None, fields
+        return quality.Verdict(Judged.ERROR, note), None, fields
     named = [f for f in (*(policy.drift_features or ()), *(policy.drift_exclude or ()), *(policy.drift_thresholds or ()))
              if f not in reference]
     if named:
         note = (f"drift_features/drift_exclude/drift_thresholds name feature(s) model v{current.version} "
                 f"was not trained on: {', '.join(dict.fromkeys(named))}")
         fields["drift_note"] = note
-        return quality.Verdict("error", note), None, fields
+        return quality.Verdict(Judged.ERROR, note), None, fields
     fp = datasets.fingerprint(fpcache, model.drift_path, model.csv.quotechar)
     fields["drift_rows"] = fp.rows
     evidence = f"drift:{fp.hash}"
@@ -315,15 +316,15 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, 
             if fp.fit_files is None else _set_tests(model, fp.fit_files, reference, trained_rows))
         if result.get("error"):
             fields["drift_note"] = result["error"]
-            return quality.Verdict("error", result["error"]), evidence, fields
+            return quality.Verdict(Judged.ERROR, result["error"]), evidence, fields
         tests = result["tests"]
         fields.update(drift_rows=result["rows"], drift_psi={f: t["psi"] for f, t in tests.items()})
     verdict = quality.drift_verdict(tests, fields["drift_rows"], drift_policy(policy), policy.min_eval_rows, source)
-    drifted = verdict.state == "degraded"
+    drifted = verdict.state == Judged.DEGRADED
     text = verdict.text
     if drifted and policy.drift_action == "alert":
         text += "; drift_action alert: a signal, not a retrain"
-    fields.update(drift_note=text, drifted=None if verdict.state == "insufficient" else drifted,
+    fields.update(drift_note=text, drifted=None if verdict.state == Judged.INSUFFICIENT else drifted,
                   drift_p_values=verdict.evidence["p_adjusted"] if verdict.evidence else None,
                   drifted_features=verdict.evidence["drifted_features"] if verdict.evidence else None)
     return verdict, evidence, fields

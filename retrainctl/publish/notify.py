@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..base.errors import ConfigError
+from ..base.errors import ConfigError, ErrorType
 from ..base.fsutil import atomic_write_json, read_json
 from ..base.locks import LockTimeout, file_lock
 from ..config.records import NotifyConfig
@@ -129,9 +129,9 @@ def unit_failure_event(unit: str, environ: dict[str, str], log_tail: Iterable[st
     result = environ.get("MONITOR_SERVICE_RESULT") or "unknown"
     code, status = environ.get("MONITOR_EXIT_CODE"), environ.get("MONITOR_EXIT_STATUS")
     what = f"{unit} failed: result {result}" + (f", {code} {status}" if code else "")
-    return {"model_name": None, "unit": unit, "status": "failure", "trigger_type": "systemd",
+    return {"model_name": None, "unit": unit, "status": Status.FAILURE, "trigger_type": "systemd",
             "trigger_time": utcnow_iso(now), "duration": 0.0, "data_hash": None, "description": what,
-            "error": "\n".join(list(log_tail)[-20:]) or what, "error_type": "unit_failed",
+            "error": "\n".join(list(log_tail)[-20:]) or what, "error_type": ErrorType.UNIT_FAILED,
             "error_signature": f"{result}|{code}|{status}", "invocation_id": environ.get("MONITOR_INVOCATION_ID")}
 
 

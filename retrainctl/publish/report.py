@@ -29,8 +29,9 @@ TIMELINE_ROWS = 40
 WORST_SHOWN = 3
 EVAL_KNOWN = ("eval_source", "eval_rows", "eval_score", "eval_baseline", "eval_degradation", "eval_note")
 DRIFT_KNOWN = ("drift_source", "drift_rows", "drift_psi", "drifted_features", "drift_note")
-STATUS_COLORS = {"success": "#2e7d32", "rejected": "#c62828", "failure": "#6a1b9a", "skipped": "#9e9e9e",
-                 "paused": "#ef6c00", "resumed": "#0277bd", "rolled_back": "#ef6c00"}
+STATUS_COLORS = {Status.SUCCESS: "#2e7d32", Status.REJECTED: "#c62828", Status.FAILURE: "#6a1b9a",
+                 Status.SKIPPED: "#9e9e9e", Status.PAUSED: "#ef6c00", Status.RESUMED: "#0277bd",
+                 Status.ROLLED_BACK: "#ef6c00"}
 
 
 @dataclass
