@@ -6,8 +6,16 @@ measured on the bundled housing data with fixed seeds.
 The housing model of etc/retrainctl.yaml is trained by retrainctl's own training task on 70% of
 the rows (its metadata.json is what a check reads). From the other 30%, the same population,
 samples of 30, 100 and 1,000 rows are drawn (without replacement within a sample): every flag on
-them is a false alarm. At 100 rows, three shifts measure detection: a numeric feature scaled by
-1.5, a categorical feature collapsed to one value, and shuffled labels.
+them is a false alarm. At 100 rows, shifts measure detection: a numeric feature scaled by 1.5, a
+third of its values above the training maximum, two in five of its values missing, a categorical
+feature collapsed to one value, a column constant at training (`source_year`) that changes, and
+shuffled labels.
+
+A second table measures the performance trigger over time, on generated orders (bench/generate.py:
+monthly data with seasonal noise, the noise twice as large in winter as in summer): a model
+retrained on every month so far is checked on the next month's labelled rows, with `holdout:
+random` and `holdout: latest`; every alarm in a month without a break is false, and the
+broken month (prices jump, the price effect flips) must be caught.
 
 Each sample goes through the functions `check` and `status` use, minus reading the file and the
 cache: evaluation.score_rows (what _score runs on an eval file's bytes) and
@@ -25,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 # One sample's prediction is tiny: OpenMP threads only spin on a shared machine (5x slower here).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -37,7 +46,10 @@ from retrainctl.fit.task import run_task  # noqa: E402
 
 SIZES = (30, 100, 1000)
 SHIFT_ROWS = 100
-NUMERIC, CATEGORICAL = "median_income", "ocean_proximity"
+NUMERIC, CATEGORICAL, CONSTANT = "median_income", "ocean_proximity", "source_year"
+SEASONAL_SEEDS = 25      # generated years per holdout mode
+SEASONAL_MONTHS = range(4, 13)
+BROKEN_MONTH = 9
 MAX_FALSE_ALARMS, MIN_DETECTION = 0.01, 0.95
 
 
@@ -88,7 +100,8 @@ def main(argv=None):
     started = time.monotonic()
     config = load_config(str(REPO / "etc" / "retrainctl.yaml"))
     model = config.model("housing")
-    data = pd.read_csv(model.data_path)
+    model = dataclasses.replace(model, features=None)  # every column, the constant one included
+    data = pd.read_csv(model.data_path).assign(**{CONSTANT: 2013})
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(data))
     cut = int(len(data) * 0.7)
@@ -116,12 +129,33 @@ def main(argv=None):
     def collapsed(s):
         return s.assign(**{CATEGORICAL: top_category})
 
+    top = float(data.iloc[order[:cut]][NUMERIC].max())
+
+    def beyond(s):  # a third of the values above anything seen at training
+        out = s.copy()
+        out.loc[::3, NUMERIC] = top + rng.uniform(0.5, 3.0, len(out.loc[::3]))
+        return out
+
+    def constant_moved(s):
+        return s.assign(**{CONSTANT: 2099})
+
+    def gaps(s):
+        out = s.copy()
+        out.loc[rng.random(len(out)) < 0.4, NUMERIC] = np.nan
+        return out
+
     def shuffled(s):
         return s.assign(**{model.target: rng.permutation(s[model.target].to_numpy())})
 
     rows.append((f"detection, drift: {NUMERIC} x 1.5, n = {SHIFT_ROWS}", rates(scaled, SHIFT_ROWS)[1], ">=", MIN_DETECTION))
     rows.append((f"detection, drift: {CATEGORICAL} all '{top_category}', n = {SHIFT_ROWS}",
                  rates(collapsed, SHIFT_ROWS)[1], ">=", MIN_DETECTION))
+    rows.append((f"detection, drift: a third of {NUMERIC} above the training max, n = {SHIFT_ROWS}",
+                 rates(beyond, SHIFT_ROWS)[1], ">=", MIN_DETECTION))
+    rows.append((f"detection, drift: {CONSTANT} constant at training, then changed, n = {SHIFT_ROWS}",
+                 rates(constant_moved, SHIFT_ROWS)[1], ">=", MIN_DETECTION))
+    rows.append((f"detection, drift: 40% of {NUMERIC} missing, n = {SHIFT_ROWS}",
+                 rates(gaps, SHIFT_ROWS)[1], ">=", MIN_DETECTION))
     rows.append((f"detection, performance: shuffled labels, n = {SHIFT_ROWS}", rates(shuffled, SHIFT_ROWS)[0],
                  ">=", MIN_DETECTION))
 
@@ -139,8 +173,61 @@ def main(argv=None):
         missed += not ok
         print(f"| {name} | {rate:.1%} ({round(rate * args.samples)}/{args.samples}) | {op} {target:.0%} | "
               f"{'PASS' if ok else 'MISS'} |")
+    print("\nThe performance trigger over a generated year (seasonal noise, a break in month "
+          f"{BROKEN_MONTH}), {SEASONAL_SEEDS} years per row, months {SEASONAL_MONTHS.start}-{SEASONAL_MONTHS.stop - 1}:\n")
+    print("| measured | rate | target | |")
+    print("| --- | --- | --- | --- |")
+    for holdout in ("random", "latest"):
+        false_alarms, months, caught = seasonal(holdout)
+        for name, rate, op, target in (
+                (f"holdout: {holdout}, false alarm per healthy month", false_alarms / months, "<=", 0.05),
+                (f"holdout: {holdout}, broken month detected", caught / SEASONAL_SEEDS, ">=", 0.9)):
+            ok = rate <= target if op == "<=" else rate >= target
+            missed += not ok and holdout == "latest"  # `latest` is what the docs recommend for data over time
+            print(f"| {name} | {rate:.1%} | {op} {target:.0%} | {'PASS' if ok else 'MISS'} |")
     print(f"\n{time.monotonic() - started:.0f} s")
     return 1 if missed else 0
+
+
+def seasonal(holdout):
+    """(false alarms, healthy months, broken months caught) of the performance trigger, each month
+    judged by a model trained on every month before it, as a monthly retrain would."""
+    import io
+
+    import joblib
+    import pandas as pd
+
+    from generate import orders
+
+    from retrainctl.config.records import CsvOptions, TrainingSpec
+
+    spec = TrainingSpec(name="orders", target="units", task="regression", metric="mae",
+                        features=("store", "promo", "price", "temp"), estimator="sklearn.linear_model.Ridge",
+                        trainer=None, params={}, test_size=0.2, random_state=0, csv=CsvOptions(), feature_types={},
+                        holdout=holdout, time_column="ts")
+    policy = load_config(str(REPO / "etc" / "retrainctl.yaml")).defaults
+    false_alarms = healthy = caught = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "train.csv")
+        for seed in range(SEASONAL_SEEDS):
+            frames = orders(months=12, rows_per_month=500, seed=1000 + seed, break_months=(BROKEN_MONTH,))
+            for month in SEASONAL_MONTHS:
+                pd.concat(frames[:month - 1], ignore_index=True).to_csv(path, index=False)
+                result = run_task(spec, path, None)
+                estimator = joblib.load(io.BytesIO(result.model_bytes))
+                raw = frames[month - 1].to_csv(index=False).encode()
+                scored = evaluation.score_rows(estimator, raw, "month.csv", spec, result.metadata, "mae",
+                                               policy.quality_alpha)
+                verdict = quality.performance_verdict("mae", scored["test"], scored["rows"], False,
+                                                      policy.performance_threshold, policy.quality_alpha,
+                                                      policy.min_eval_rows, "month.csv")
+                alarm = verdict.state == "degraded"
+                if month == BROKEN_MONTH:
+                    caught += alarm
+                else:
+                    healthy += 1
+                    false_alarms += alarm
+    return false_alarms, healthy, caught
 
 
 if __name__ == "__main__":

@@ -122,8 +122,9 @@ def _due(due, held):
     return "yes" if due else held or "no"
 
 
-def _why(reasons, note=""):
-    return ",".join(r.trigger_type for r in reasons) or note
+def _why(reasons, note="", alert=""):
+    """The triggers that fire; else a quality signal that only alerts; else the note."""
+    return ",".join(r.trigger_type for r in reasons) or alert or note
 
 
 @click.group(cls=RetrainctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -163,7 +164,7 @@ def check(obj, models, dry_run, as_json):
                     "models": [o.to_dict() for o in report.outcomes]})
     else:
         click.echo(_table(["MODEL", "DUE", "WHY", "ACTION", "RESULT"],
-                          [[o.model_name, _due(o.due, o.held), _why(o.reasons, o.note), o.action, o.result]
+                          [[o.model_name, _due(o.due, o.held), _why(o.reasons, o.note, o.alert), o.action, o.result]
                            for o in report.outcomes]))
     sys.exit(report.exit_code)
 
@@ -220,7 +221,7 @@ def status(obj, models, as_json):
             r.model_name, r.data_rows if r.data_error is None else "error",
             {True: "yes", False: "no", None: None}[r.data_changed],
             f"v{r.model_version}" if r.model_version else None, _age(r.model_age_seconds),
-            _due(r.due, r.held), _why(r.due_reasons, r.note) if (r.due_reasons or r.note) else None,
+            _due(r.due, r.held), _why(r.due_reasons, r.note, r.alert) or None,
             "paused" if r.paused else None, last_text, r.failures_in_row,
             "yes" if r.training_now else "no", _where(r.executing),
         ])
@@ -231,6 +232,8 @@ def status(obj, models, as_json):
             shown = r.new_files[:5]
             click.echo(f"{r.model_name}: {len(r.new_files)} of {r.data_files} files new since "
                        f"v{r.model_version}: {', '.join(shown)}{', ...' if len(r.new_files) > 5 else ''}")
+        for warning in r.column_warnings:  # what training left out without being asked (ids, free text)
+            click.echo(f"{r.model_name}: v{r.model_version}: {warning}")
         for problem in (r.data_error, r.model_integrity if r.model_integrity != "ok" else None):
             if problem:
                 click.echo(f"{r.model_name}: {problem}", err=True)

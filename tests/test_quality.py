@@ -55,13 +55,26 @@ def test_reference_counts_match_the_check_time_binning():
                       "k": [1.0] * 60 + [2.0] * 65})
     ref = reference_stats(X)
     assert ref["x"]["edges"] == pytest.approx(np.quantile(np.arange(100.0), np.arange(1, 10) / 10).tolist())
-    assert ref["x"]["counts"] == [10] * 10 + [25] and ref["x"]["n"] == 125
-    assert ref["c"] == {"kind": "categorical", "categories": ["a", "b", "<missing>"], "counts": [60, 40, 25], "n": 125}
-    assert ref["k"]["edges"] == [1.0, 2.0]     # duplicate quantiles collapse
+    # below the minimum, ten deciles up to the maximum, above the maximum; missing values apart
+    assert ref["x"]["counts"] == [0] + [10] * 10 + [0] and (ref["x"]["missing"], ref["x"]["n"]) == (25, 125)
+    assert (ref["x"]["min"], ref["x"]["max"]) == (0.0, 99.0)
+    assert ref["c"] == {"kind": "categorical", "layout": 2, "categories": ["a", "b"], "counts": [60, 40],
+                        "missing": 25, "n": 125}
+    assert ref["k"]["edges"] == [2.0] and ref["k"]["counts"] == [0, 60, 65, 0]  # duplicate quantiles collapse
     for name, stats in ref.items():
         values = [None if pd.isna(v) else v for v in X[name]]
         assert quality.sample_counts(stats, values) == quality.reference_counts(stats), name
-    assert quality.sample_counts(ref["c"], ["a", "zzz", None]) == [1, 0, 1, 1]   # unseen -> <other>
+    assert quality.sample_counts(ref["c"], ["a", "zzz", None]) == [1, 0, 1]   # unseen -> <other>; missing apart
+    assert quality.sample_counts(ref["x"], [-5.0, 0.0, 99.0, 150.0]) == [1, 1] + [0] * 8 + [1, 1]
+
+
+def test_a_reference_of_0_1_is_binned_as_it_was_made():
+    """A model trained by 0.1 keeps its binning: decile bins open at both ends, missing values in a
+    last bin of their own, and a missing category."""
+    old = {"kind": "numeric", "edges": [1.0, 2.0], "counts": [3, 3, 3, 1], "n": 10}
+    assert quality.sample_counts(old, [0.5, 1.5, 2.5, 99.0, None]) == [1, 1, 2, 1]
+    tests = quality.feature_tests({"x": old}, {"x": [0.5, 1.5, 2.5, None] * 10})
+    assert list(tests) == ["x"]
 
 
 def test_a_big_column_bins_on_sampled_edges_but_counts_every_row():
@@ -76,10 +89,12 @@ def test_a_big_column_bins_on_sampled_edges_but_counts_every_row():
     stats = reference_stats(pd.DataFrame({"x": values}))["x"]
     present = values[~np.isnan(values)]
     assert stats["edges"] == pytest.approx(np.quantile(present, np.arange(1, 10) / 10), rel=0.02)
-    assert stats["counts"][:-1] == np.bincount(np.searchsorted(stats["edges"], present, side="right")).tolist()
-    assert stats["counts"][-1] == int(np.isnan(values).sum()) and sum(stats["counts"]) == stats["n"] == len(values)
+    inner = np.bincount(np.searchsorted(stats["edges"], present, side="right")).tolist()
+    assert stats["counts"] == [0, *inner, 0]  # nothing outside the training range, at training
+    assert stats["missing"] == int(np.isnan(values).sum())
+    assert sum(stats["counts"]) + stats["missing"] == stats["n"] == len(values)
     sample = [None if np.isnan(v) else v for v in values[:5000]]
-    assert sum(quality.sample_counts(stats, sample)) == 5000
+    assert sum(quality.sample_counts(stats, sample)) == 5000 - sum(v is None for v in sample)
 
 
 def test_a_reference_with_shares_only_rebuilds_its_counts_from_the_rows():

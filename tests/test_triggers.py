@@ -7,6 +7,7 @@ from retrainctl.core.records import Action
 
 TRAIN, HOLD, NOTHING, WAIT, BACKOFF, GAVE_UP, ERROR = (Action.TRAIN, Action.HOLD, Action.NOTHING, Action.WAIT,
                                                       Action.BACKOFF, Action.GAVE_UP, Action.ERROR)
+UNCHANGED = Action.UNCHANGED
 SKIP_SMALL = Action.SKIP
 
 NOW = 1_000_000.0
@@ -26,13 +27,36 @@ CASES = [
     ("fresh model, same data", {}, {}, NOTHING, []),
     ("no model yet", {}, dict(model_version=None, model_data_hash=None, model_trained_at=None), TRAIN, ["initial"]),
     ("data changed", {}, dict(data_hash="h2"), TRAIN, ["data_change"]),
-    ("model too old", {}, dict(model_trained_at=NOW - 25 * H), TRAIN, ["model_age"]),
-    ("fractional max age", dict(max_model_age_hours=0.5), dict(model_trained_at=NOW - 0.6 * H), TRAIN, ["model_age"]),
+    ("model too old, new data", {}, dict(data_hash="h2", model_trained_at=NOW - 25 * H), TRAIN,
+     ["data_change", "model_age"]),
+    ("model too old, same data and config: no copy", {}, dict(model_trained_at=NOW - 25 * H), UNCHANGED,
+     ["model_age"]),
+    ("fractional max age", dict(max_model_age_hours=0.5), dict(model_trained_at=NOW - 0.6 * H), UNCHANGED,
+     ["model_age"]),
     ("changed and old", {}, dict(data_hash="h2", model_trained_at=NOW - 30 * H), TRAIN, ["data_change", "model_age"]),
-    ("performance seam", {}, dict(performance=Reason("performance", "accuracy fell 10%")), TRAIN, ["performance"]),
-    ("manual on fresh model", {}, dict(manual=True), TRAIN, ["manual"]),
-    ("manual while paused", {}, dict(manual=True, paused=True), TRAIN, ["manual"]),
-    ("manual with auto off", dict(enable_auto_retraining=False), dict(manual=True), TRAIN, ["manual"]),
+    ("performance on the same training data: nothing to retrain on", {},
+     dict(performance=Reason("performance", "accuracy fell 10%")), UNCHANGED, ["performance"]),
+    ("performance and new data", {}, dict(data_hash="h2", performance=Reason("performance", "accuracy fell 10%")),
+     TRAIN, ["data_change", "performance"]),
+    ("drift retrain on the same training data", dict(drift_action="retrain"), dict(drift=Reason("drift", "x")),
+     UNCHANGED, ["drift"]),
+    ("manual on unchanged data and config", {}, dict(manual=True), UNCHANGED, ["manual"]),
+    ("manual --force on unchanged data and config", {}, dict(manual=True, force=True), TRAIN, ["manual"]),
+    ("manual while paused", {}, dict(manual=True, paused=True, data_hash="h2"), TRAIN, ["manual", "data_change"]),
+    ("manual with auto off", dict(enable_auto_retraining=False), dict(manual=True, data_hash="h2"), TRAIN,
+     ["manual", "data_change"]),
+    ("config changed", {}, dict(config_hash="c2", model_config_hash="c1", config_changes=("params",)), TRAIN,
+     ["config_change"]),
+    ("config change rejected: no loop", {}, dict(config_hash="c2", model_config_hash="c1", rejected_at=NOW - 60),
+     NOTHING, []),
+    ("model from before config hashes: no config_change", {}, dict(config_hash="c2", model_config_hash=None),
+     NOTHING, []),
+    ("failures under another config: a fixed config retries now", {},
+     dict(data_hash="h2", config_hash="c2", failures_in_row=3, failure_hash="h2|c1", last_failure_time=NOW - 1),
+     TRAIN, ["data_change"]),
+    ("failures under this config: backoff", {},
+     dict(data_hash="h2", config_hash="c1", failures_in_row=1, failure_hash="h2|c1", last_failure_time=NOW - 100),
+     BACKOFF, ["data_change"]),
     ("manual names the event first", {}, dict(manual=True, data_hash="h2"), TRAIN, ["manual", "data_change"]),
     ("paused holds automatic", {}, dict(paused=True, data_hash="h2"), HOLD, ["data_change"]),
     ("auto retraining disabled", dict(enable_auto_retraining=False), dict(data_hash="h2"), HOLD, ["data_change"]),
@@ -68,6 +92,14 @@ def test_decide(name, policy, observed, action, kinds):
     assert d.action == action
     assert [r.trigger_type for r in d.reasons] == kinds
     assert d.due == (action == TRAIN)
+
+
+def test_a_config_change_names_the_keys_that_changed():
+    d = decide(POLICY, obs(config_hash="c2", model_config_hash="c1", config_changes=("estimator", "params")))
+    assert d.describe() == "config changed since v1: estimator, params"
+    unchanged = decide(POLICY, obs(model_trained_at=NOW - 25 * H))
+    assert unchanged.note == "the training data and config have not changed since v1: a retrain would only copy it"
+    assert unchanged.held == "unchanged" and not unchanged.due
 
 
 def test_descriptions_name_the_file_and_age():

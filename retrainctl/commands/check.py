@@ -85,13 +85,15 @@ def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, f
         if decision.action == Action.TRAIN and not dry_run:
             claim = shell.attempts.claim(model, obs)
             if isinstance(claim, Refused):
-                slots.append(Outcome.of(model.name, decision, claim.note))
+                slots.append(Outcome.of(model.name, decision, claim.note, alert=decide.alerts(obs)))
             else:
                 report.observed[model.name] = claim.obs
                 claims[len(slots)] = claim
                 slots.append(None)  # filled in when its fit comes back
         else:
-            slots.append(settle(shell.recorder, model, decision, obs, dry_run))
+            out = settle(shell.recorder, model, decision, obs, dry_run)
+            out.alert = decide.alerts(obs)
+            slots.append(out)
         if decision.action != Action.ERROR:  # an unreadable data file is looked at again next run
             evaluated[model.name] = now
     return evaluated

@@ -7,6 +7,7 @@ from ..config.records import Config, ModelConfig
 from ..core.records import OPERATOR, Record, Status
 from ..core.values import utcnow_iso
 from ..publish.tracking import CHAMPION, Tracked, move_champion
+from ..state.lineage import previous_promoted
 from ..state.store import ModelVersion
 from .shell import Clock, Shell, model_lock, operator
 
@@ -23,7 +24,7 @@ def rollback(config: Config, name: str, to: int | None = None, clock: Clock = ti
         if current is None:
             raise UsageError(f"{name}: no current model to roll back")
         if to is None:
-            to = _previous_promoted(shell, name, current)
+            to = previous_promoted(shell.log, store, name, current)
             if to is None:
                 raise UsageError(f"{name}: no earlier promoted version on disk to roll back to (current is v{current})")
         if to == current:
@@ -64,14 +65,3 @@ def _move_champion_back(shell: Shell, model: ModelConfig, target: ModelVersion, 
     if tracked.model_version is not None and tracked.model_version != target.metadata.get("mlflow_model_version"):
         shell.store.update_metadata(target, **tracked.ids())  # registered just now
     return tracked
-
-
-def _previous_promoted(shell: Shell, name: str, current: int) -> int | None:
-    """The newest version below `current` that was promoted (a `success` record) and is still on
-    disk. Versions are numbered in the order they are trained, so reading the log backwards the
-    first such record is the one: no need to read years of log."""
-    on_disk = set(shell.store.versions(name))
-    for rec in shell.log.events(name, (Status.SUCCESS,)):
-        if rec.version is not None and rec.version < current and rec.version in on_disk:
-            return rec.version
-    return None

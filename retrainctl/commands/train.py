@@ -22,12 +22,14 @@ def train(config: Config, name: str, reason: str | None = None, force: bool = Fa
     shell.prepare_to_train()
     with model_lock(config, name, "already being trained by another process"):
         state = shell.recovery.close_dead_attempts(model)  # see retrain.attempt.Attempts.claim
-        obs = shell.observer.observe(model, state, manual=True)
+        obs = shell.observer.observe(model, state, manual=True, force=force)
         shell.observer.save()
         decision = decide.decide(model.policy, obs)
         if reason:
             decision = decide.Decision(decision.action, (decide.Reason(TriggerType.MANUAL, reason),)
                                        + decision.reasons[1:], decision.note)
+        if decision.action == Action.UNCHANGED:  # nothing to train on: recorded, and not a failure
+            return settle(shell.recorder, model, decision, obs, trigger=TriggerType.MANUAL)
         if decision.action in (Action.ERROR, Action.SKIP):
             out = settle(shell.recorder, model, decision, obs, trigger=TriggerType.MANUAL)
             out.failed = True  # asked for a model and got none

@@ -95,7 +95,7 @@ TASKS = ("classification", "regression")
 EXECUTOR_TYPES = ("local", "dask")
 
 # What a column can be declared as in `feature_types` (features.py says what each becomes).
-FEATURE_TYPES = ("numeric", "categorical", "datetime", "text", "id", "drop")
+FEATURE_TYPES = ("numeric", "calendar", "categorical", "datetime", "text", "id", "drop")
 
 
 def _ascii_codec(name: str) -> bool:
@@ -139,6 +139,9 @@ POLICY = (
     Key("keep_versions", "int", 5, "newest versions kept on disk, besides `current` and the newest promoted "
         "version before it (the rollback target), which are never pruned", ge(1)),
     Key("test_size", "float", 0.2, "holdout fraction", OPEN_UNIT),
+    Key("holdout", "str", "random", "`random`: a fixed random share of the rows; `latest`: the newest rows (by "
+        "`time_column`, else the newest files of a data set, else the last rows of a file), so that the gate "
+        "and the performance baseline score out of time", one_of("random", "latest")),
     Key("random_state", "int", 0, "salt of the holdout split", ge(0)),
     Key("train_timeout_seconds", "float", 3600.0, "a fit that takes longer is killed and recorded as a "
         "`timeout` failure", seconds(7 * 86400)),
@@ -191,7 +194,10 @@ MODEL = (
     Key("drift_path", "str", None, "unlabelled recent inputs (CSV) for the `drift` trigger",
         nullable=True, path=True),
     Key("feature_types", "dict", {}, "what a column is, overriding what training infers: column -> `numeric`, "
+        "`calendar` (a number such as a year or a week that moves on by design: used, never drift-tested), "
         "`categorical`, `datetime`, `text`, `id` or `drop`", FEATURE_TYPE_MAP),
+    Key("time_column", "str", None, "the column that says when a row happened (a date, a time or a number): "
+        "`holdout: latest` holds out the newest rows by it, and it is never drift-tested", nullable=True),
 )
 
 MLFLOW = (

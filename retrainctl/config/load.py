@@ -234,6 +234,8 @@ def _model(v, name, data, defaults, base_dir):
             v.fail(f"{prefix}.feature_types.{column}", "is the target column; only features have a type")
         if features and column not in features:
             v.fail(f"{prefix}.feature_types.{column}", f"is not one of the model's features ({', '.join(features)})")
+    if m.get("time_column") is not None and m["time_column"] == m["target"]:
+        v.fail(f"{prefix}.time_column", f"is the target column '{m['target']}'")
     policy = {k.name: build(k, m[k.name], base_dir) for k in keys.POLICY if k.name in m and k.name != "csv"}
     if "csv" in m:  # merged key by key over defaults.csv
         policy["csv"] = _csv(v, m["csv"], f"{prefix}.csv", defaults.csv)

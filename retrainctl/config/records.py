@@ -119,6 +119,7 @@ class RetrainingConfig:
     enable_auto_retraining: bool
     keep_versions: int
     test_size: float
+    holdout: str
     random_state: int
     train_timeout_seconds: float
     max_memory_mb: int | None
@@ -155,6 +156,8 @@ class TrainingSpec:
     random_state: int
     csv: CsvOptions
     feature_types: Mapping[str, str]
+    holdout: str = "random"
+    time_column: str | None = None
     min_data_size: int = 1
 
     def with_features(self, features: list[str] | tuple[str, ...] | None) -> "TrainingSpec":
@@ -175,6 +178,7 @@ class ModelConfig:
     eval_path: str | None
     drift_path: str | None
     feature_types: dict[str, str]
+    time_column: str | None
     policy: RetrainingConfig = field(default_factory=lambda: default_record(RetrainingConfig))
 
     @property
@@ -190,7 +194,26 @@ class ModelConfig:
                             features=tuple(self.features) if self.features else None, estimator=self.estimator,
                             trainer=self.trainer, params=dict(self.params), test_size=self.policy.test_size,
                             random_state=self.policy.random_state, csv=self.csv,
-                            feature_types=dict(self.feature_types), min_data_size=self.policy.min_data_size)
+                            feature_types=dict(self.feature_types), holdout=self.policy.holdout,
+                            time_column=self.time_column, min_data_size=self.policy.min_data_size)
+
+    @property
+    def config_hash(self) -> str:
+        """A fingerprint of training_config(): what metadata.json and the records remember."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.training_config(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def training_config(self) -> dict[str, Any]:
+        """What shapes the model a fit makes, as plain data: a change to any of it is a
+        `config_change` (the live version's is in its metadata.json)."""
+        spec = self.training_spec()
+        return {"estimator": spec.estimator, "trainer": spec.trainer, "params": dict(spec.params),
+                "features": list(spec.features) if spec.features else None, "target": spec.target,
+                "task": spec.task, "csv": dataclasses.asdict(spec.csv), "feature_types": dict(spec.feature_types),
+                "test_size": spec.test_size, "random_state": spec.random_state, "holdout": spec.holdout,
+                "time_column": spec.time_column}
 
 
 @declared(keys.WEBHOOK)

@@ -3,7 +3,7 @@ which triggers fire and what to do. Pure functions of values: no files, no clock
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .records import Action, Held, TriggerType
+from .records import Action, Held, TriggerType, candidate_key
 
 
 class Policy(Protocol):
@@ -59,12 +59,33 @@ class Observation:
     quality_alerts: dict[str, str] | None = None     # {trigger: evidence key} of the signals that only alert
     data_files: tuple[tuple[str, str], ...] | None = None  # a data set's (relative path, hash) pairs; None for one file
     fit_files: list[list[str]] | None = None  # what the fit reads (data.datasets.DataSet.fit_files)
+    config_hash: str | None = None            # the model's training config now (ModelConfig.training_config)
+    model_config_hash: str | None = None      # the live version's; None for a version trained before 0.2
+    config_changes: tuple[str, ...] = ()      # the training config keys that differ from the live version's
+    force: bool = False                       # `train --force`: train even when nothing changed
+
+    @property
+    def candidate(self) -> str | None:
+        """What a candidate trained now would be made of (core.records.candidate_key)."""
+        return candidate_key(self.data_hash, self.config_hash)
 
     @property
     def failures_on_data(self) -> int:
-        """Failures in a row that count against the data the model has now (the retry policy's
-        count): failures on other data, or while the file was unreadable, no longer do."""
-        return self.failures_in_row if self.failure_hash == self.data_hash else 0
+        """Failures in a row that count against the data and config the model has now (the retry
+        policy's count): failures on other data or another config (a config error fixed), or
+        while the file was unreadable, no longer do."""
+        return self.failures_in_row if self.failure_hash in (self.candidate, self.data_hash) else 0
+
+    @property
+    def config_changed(self) -> bool:
+        return self.model_config_hash is not None and self.config_hash != self.model_config_hash
+
+    @property
+    def unchanged(self) -> bool:
+        """The training data and config are those of the live version: a retrain would only make
+        a copy of it."""
+        return (self.model_version is not None and self.data_hash is not None
+                and self.data_hash == self.model_data_hash and not self.config_changed)
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,17 @@ class Decision:
         return "; ".join(r.description for r in self.reasons)
 
 
+def alerts(obs: Observation) -> str:
+    """The quality signals that only alert (drift with drift_action alert), as the WHY column says
+    them: `drift alert: period, wait_time`; "" when there is none."""
+    parts = []
+    for kind in sorted(obs.quality_alerts or {}):
+        evidence = (obs.quality_evidence or {}).get(kind) or {}
+        named = list(evidence.get("drifted_features") or ())
+        parts.append(f"{kind} alert" + (f": {', '.join(named)}" if named else ""))
+    return "; ".join(parts)
+
+
 def fire(policy: Policy, obs: Observation) -> list[Reason]:
     """Every trigger that fires now: manual first (it names the event), then initial,
     data_change, model_age, performance and drift (with drift_action retrain)."""
@@ -99,6 +131,9 @@ def fire(policy: Policy, obs: Observation) -> list[Reason]:
         return reasons + ([Reason(TriggerType.INITIAL, "no current model")] if obs.rejected_at is None else [])
     if obs.data_hash != obs.model_data_hash and obs.rejected_at is None:
         reasons.append(Reason(TriggerType.DATA_CHANGE, f"data file changed: {obs.data_path}"))
+    if obs.config_changed and obs.rejected_at is None:
+        changed = ", ".join(obs.config_changes) or "training config"
+        reasons.append(Reason(TriggerType.CONFIG_CHANGE, f"config changed since v{obs.model_version}: {changed}"))
     if obs.model_trained_at is not None:
         # A rejected candidate for this same data resets the clock: retraining on the same data
         # again and again would only produce the same rejected model.
@@ -144,6 +179,9 @@ def decide(policy: Policy, obs: Observation) -> Decision:
         reasons = tuple(fire(policy, obs))
         if obs.data_rows is not None and obs.data_rows < policy.min_data_size:
             return Decision(Action.SKIP, reasons, _too_small(policy, obs), held=Held.TOO_FEW_ROWS)
+        if obs.unchanged and not obs.force:
+            return Decision(Action.UNCHANGED, reasons, _unchanged(obs) + " (--force trains anyway)",
+                            held=Held.UNCHANGED)
         return Decision(Action.TRAIN, reasons)
     reasons = tuple(fire(policy, obs))
     if not reasons:
@@ -159,6 +197,8 @@ def decide(policy: Policy, obs: Observation) -> Decision:
         if obs.skipped_hash == obs.data_hash:
             return Decision(Action.HOLD, reasons, _too_small(policy, obs) + " (already recorded)", held=Held.TOO_FEW_ROWS)
         return Decision(Action.SKIP, reasons, _too_small(policy, obs), held=Held.TOO_FEW_ROWS)
+    if obs.unchanged:
+        return Decision(Action.UNCHANGED, reasons, _unchanged(obs), held=Held.UNCHANGED)
     failures = obs.failures_on_data
     if failures:
         if failures >= policy.max_retries:
@@ -171,6 +211,11 @@ def decide(policy: Policy, obs: Observation) -> Decision:
                             f"{failures} failure(s) in a row; next retry in {next_retry - obs.now:.0f}s",
                             next_retry=next_retry, held=Held.BACKOFF)
     return Decision(Action.TRAIN, reasons)
+
+
+def _unchanged(obs: Observation) -> str:
+    return (f"the training data and config have not changed since v{obs.model_version}: a retrain would only "
+            f"copy it")
 
 
 def _too_small(policy: Policy, obs: Observation) -> str:

@@ -5,7 +5,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .records import HISTORY_STATUSES, Record, Status, TriggerType
+from ..base.errors import ErrorType
+from .records import HISTORY_STATUSES, Record, Status, TriggerType, candidate_key
 
 # The fold remembers the data hashes of this many most recent rejected candidates per model
 # (only the current data's matters to a decision; data reverted to a hash rejected longer ago
@@ -31,11 +32,13 @@ class ModelState:
     paused: bool = False
     last_event: Record | None = None  # newest history record
     failures_in_row: int = 0          # automatic failures since the last success/rejection/new data
-    failure_hash: str | None = None   # data hash those failures were for
+    failure_hash: str | None = None   # candidate (data and config, core.records.candidate_key) those failures were for
     last_failure_time: float | None = None
     skipped_hash: str | None = None   # data hash that already got its `skipped` event
     error_signature: str | None = None  # last recorded data/config error, recorded once until it changes
-    rejected: dict[str | None, float | None] = field(default_factory=dict)  # data hash -> time of a rejected candidate
+    # candidate key (or a data hash, from records before config hashes) -> when a candidate made of
+    # it was rejected, rolled back from, or found unchanged
+    rejected: dict[str | None, float | None] = field(default_factory=dict)
     open_attempts: dict[str | None, Record] = field(default_factory=dict)  # attempt_id -> started record
     # trigger -> evidence key of the last performance/drift retrain it caused
     quality_handled: dict[str, str] = field(default_factory=dict)
@@ -66,14 +69,19 @@ def fold(records: Iterable[Record], states: dict[str, Any] | None = None) -> dic
             st.had_live = True
         when = ev.end_time
         data_hash = ev.data_hash
-        if status in (Status.SUCCESS, Status.REJECTED):
+        config_hash = ev.get("config_hash") if isinstance(ev.get("config_hash"), str) else None
+        key = candidate_key(data_hash, config_hash)
+        unchanged = status == Status.SKIPPED and ev.error_type == ErrorType.UNCHANGED
+        if status in (Status.SUCCESS, Status.REJECTED) or unchanged:
             keys = ev.get("quality_keys")
             if isinstance(keys, dict):
                 st.quality_handled.update(keys)
         if status == Status.ROLLED_BACK and ev.get("abandoned_data_hash"):
             # The data of the version an operator rolled back from counts as rejected: the rollback
             # sticks until new data arrives, instead of being undone by the next check.
-            _remember_rejected(st, ev.get("abandoned_data_hash"), when)
+            abandoned_config = ev.get("abandoned_config_hash")
+            _remember_rejected(st, candidate_key(ev.get("abandoned_data_hash"),
+                                                 abandoned_config if isinstance(abandoned_config, str) else None), when)
         if status == Status.PAUSED:
             st.paused = True
         elif status == Status.RESUMED:
@@ -85,16 +93,20 @@ def fold(records: Iterable[Record], states: dict[str, Any] | None = None) -> dic
         elif status == Status.REJECTED:
             st.failures_in_row = 0
             st.failure_hash = None
-            _remember_rejected(st, data_hash, when)
+            _remember_rejected(st, key, when)
         elif status == Status.FAILURE:
             if ev.get("error_signature"):
                 st.error_signature = ev.get("error_signature")
             if ev.trigger_type != TriggerType.MANUAL:
-                if st.failure_hash != data_hash:
+                if st.failure_hash != key:
                     st.failures_in_row = 0
                 st.failures_in_row += 1
-                st.failure_hash = data_hash
+                st.failure_hash = key
                 st.last_failure_time = when
+        elif unchanged:
+            # Nothing was trained on purpose: like a rejection, it resets the age clock and is not
+            # tried again on the same data and config.
+            _remember_rejected(st, key, when)
         elif status == Status.SKIPPED:
             st.skipped_hash = data_hash
     return states
@@ -108,5 +120,6 @@ def _remember_rejected(st: ModelState, data_hash: str | None, when: float | None
 
 
 # 4 held the metrics' running totals too (they are their own fold now, totals.py); 6 keeps
-# typed records (last_event, open_attempts) where 5 kept the log's dicts.
-DECISION = Fold("decision", 6, ModelState, fold)
+# typed records (last_event, open_attempts) where 5 kept the log's dicts; 7 keys rejections and
+# failures by data and config.
+DECISION = Fold("decision", 7, ModelState, fold)

@@ -23,13 +23,14 @@ class Outcome:
     event: Record | None = None
     failed: bool = False
     held: Held | None = None
+    alert: str = ""  # quality signals that only alert (core.decide.alerts)
 
     @classmethod
     def of(cls, model_name: str, decision: Decision, result: str = "", event: Record | None = None,
-           failed: bool = False) -> "Outcome":
+           failed: bool = False, alert: str = "") -> "Outcome":
         """The outcome of acting on `decision`."""
         return cls(model_name, decision.action, decision.reasons, decision.note, result, event, failed,
-                   decision.held)
+                   decision.held, alert)
 
     @property
     def due(self) -> bool:
@@ -48,6 +49,7 @@ class Outcome:
             "due_reasons": reasons_dict(self.reasons),
             "action": self.action,
             "note": self.note,
+            "alert": self.alert or None,
             "result": self.result,
             "failed": self.failed,
             "event": self.record,
@@ -106,6 +108,8 @@ class StatusRow:
     last_event: Record | None
     quality: dict[str, Any]
     executing: dict[str, Any] | None = None
+    alert: str = ""                      # quality signals that only alert (core.decide.alerts)
+    column_warnings: tuple[str, ...] = ()  # what the live version's training said about its columns
     registry_champion_version: int | None = None  # what MLflow's `champion` names (state.sidecars.registry_state)
     registry_in_sync: bool | None = None
 
@@ -113,6 +117,8 @@ class StatusRow:
         row = {name: getattr(self, name) for name in _ROW_KEYS}
         row["due_reasons"] = reasons_dict(self.due_reasons)
         row["last_event"] = self.last_event.to_dict() if self.last_event is not None else None
+        row["alert"] = self.alert or None
+        row["column_warnings"] = list(self.column_warnings)
         return dict(row, **self.quality, executing=self.executing)
 
 

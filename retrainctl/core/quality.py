@@ -38,6 +38,14 @@ def to_number(text: Any) -> float | None:
 
 # --- drift: reference bins, sample counts, PSI, chi-square, Holm ----------------------------------
 
+MISSING_SUFFIX = ":missing"  # the missing-value rate's own test, named after its feature
+RANGE_SUFFIX = ":range"      # the share of values outside the training range, likewise
+# The reference layout since 0.2: numeric bins open at both ends beyond the training range, and
+# missing values apart from the bins (tested on their own). References without it (0.1) bin as
+# they were made: a last bin of missing values, categories with a missing category.
+LAYOUT = 2
+
+
 def _categorical_bins(stats: Mapping[str, Any]) -> list[str]:
     categories = list(stats["categories"])
     return categories if OTHER in categories else categories + [OTHER]
@@ -59,9 +67,15 @@ def reference_counts(stats: Mapping[str, Any], rows: int | None = None) -> list[
 
 
 def sample_counts(stats: Mapping[str, Any], values: Iterable[Any]) -> list[int]:
-    """How many of `values` fall in each bin of the reference `stats`: numeric bins are
-    [-inf, e1), [e1, e2), ... plus a last bin of missing values; categorical ones are the
-    reference's categories plus OTHER."""
+    """How many of `values` fall in each bin of the reference `stats`. Since layout 2, numeric
+    bins are (-inf, min), [min, e1), ..., [ek, max], (max, inf) of the training values, the first
+    and last empty at training, so that values outside the training range are their own bins
+    (a constant column that changes, a year beyond the training years); categorical bins are the
+    reference's categories plus OTHER; missing values are left out (missing_counts counts them).
+    Before layout 2: numeric [-inf, e1), ..., [ek, inf) plus a last bin of missing values, and
+    missing values as a category."""
+    if stats.get("layout") == LAYOUT:
+        return _layout2_counts(stats, values)
     if stats["kind"] == "numeric":
         edges = stats["edges"]
         counts = [0] * (len(edges) + 2)
@@ -75,6 +89,57 @@ def sample_counts(stats: Mapping[str, Any], values: Iterable[Any]) -> list[int]:
     for v in values:
         counts[index.get(MISSING if is_missing(v) else str(v), other)] += 1
     return counts
+
+
+def _layout2_counts(stats: Mapping[str, Any], values: Iterable[Any]) -> list[int]:
+    if stats["kind"] == "numeric":
+        edges, lo, hi = stats["edges"], stats["min"], stats["max"]
+        counts = [0] * (len(edges) + 3)
+        if lo is None:  # no value at training: everything present is out of range
+            for v in values:
+                if not is_missing(v):
+                    counts[-1] += 1
+            return counts
+        for v in values:
+            if is_missing(v):
+                continue
+            x = float(v)
+            if x < lo:
+                counts[0] += 1
+            elif x > hi:
+                counts[-1] += 1
+            else:
+                counts[1 + bisect.bisect_right(edges, x)] += 1
+        return counts
+    bins = _categorical_bins(stats)
+    index = {c: i for i, c in enumerate(bins)}
+    other = index[OTHER]
+    counts = [0] * len(bins)
+    for v in values:
+        if not is_missing(v):
+            counts[index.get(str(v), other)] += 1
+    return counts
+
+
+def feature_of(test: str) -> str:
+    """The feature a test is about: `x` for `x`, `x:missing` and `x:range`."""
+    for suffix in (MISSING_SUFFIX, RANGE_SUFFIX):
+        if test.endswith(suffix):
+            return test[:-len(suffix)]
+    return test
+
+
+def missing_counts(stats: Mapping[str, Any], values: Sequence[Any]) -> tuple[list[int], list[int]] | None:
+    """([present, missing] of the reference, [present, missing] of `values`) for the missing-value
+    rate's own test; None for a reference before layout 2 (its missing values are a bin) or when
+    neither side has a missing value."""
+    if stats.get("layout") != LAYOUT:
+        return None
+    ref_missing, ref_n = int(stats.get("missing", 0)), int(stats["n"])
+    got_missing = sum(1 for v in values if is_missing(v))
+    if not ref_missing and not got_missing:
+        return None
+    return [ref_n - ref_missing, ref_missing], [len(values) - got_missing, got_missing]
 
 
 def shares(counts: Sequence[float]) -> list[float]:
@@ -154,18 +219,51 @@ def chi_square_homogeneity(ref: Sequence[int], sample: Sequence[int]) -> tuple[f
 
 def feature_tests(reference: Mapping[str, Any], columns: Mapping[str, Sequence[Any]],
                   rows: int | None = None) -> dict[str, dict[str, float]]:
-    """{feature: {"psi", "p"}}: the PSI of a sample {feature: values} against the reference, and
-    the p-value of the chi-square homogeneity test on the reference bins (sparse ones merged)."""
+    """{test: {"psi", "p"}} of a sample {feature: values} against the reference. Per feature: the
+    distribution of its values (chi-square homogeneity on the reference bins, sparse ones merged;
+    since layout 2 the values inside the training range); `<feature>:range`, the share of values
+    outside the training range, where there are any (Fisher's exact test: with nothing outside the
+    range at training, its p-value is the chance that all of them fall in the sample when reference
+    and sample are alike); `<feature>:missing`, the missing-value rate, where either side has a
+    missing value (Fisher's exact test, two-sided). PSI is each test's effect size."""
     out = {}
     for name, stats in reference.items():
         if name not in columns:
             continue
+        values = columns[name]
         ref = reference_counts(stats, rows)
-        got = sample_counts(stats, columns[name])
-        merged_ref, merged_got = merge_sparse(ref, got, ordered=stats["kind"] == "numeric")
-        _, _, p = chi_square_homogeneity(merged_ref, merged_got)
-        out[name] = {"psi": round(psi(shares(ref), shares(got)), 6), "p": p}
+        got = sample_counts(stats, values)
+        if stats.get("layout") != LAYOUT:
+            out[name] = _chi_square(ref, got, ordered=stats["kind"] == "numeric")
+        else:
+            inner_ref, inner_got = (ref[1:-1], got[1:-1]) if stats["kind"] == "numeric" else (ref, got)
+            if sum(inner_got):
+                out[name] = _chi_square(inner_ref, inner_got, ordered=stats["kind"] == "numeric")
+            outside = got[0] + got[-1] if stats["kind"] == "numeric" else 0
+            if outside:
+                inside = sum(got) - outside
+                out[name + RANGE_SUFFIX] = _exact([sum(ref) - ref[0] - ref[-1], ref[0] + ref[-1]],
+                                                  [inside, outside], "greater")
+        rates = missing_counts(stats, values)
+        if rates is not None:
+            out[name + MISSING_SUFFIX] = _exact(*rates, "two-sided")
     return out
+
+
+def _chi_square(ref: Sequence[int], got: Sequence[int], ordered: bool) -> dict[str, float]:
+    merged_ref, merged_got = merge_sparse(ref, got, ordered=ordered)
+    _, _, p = chi_square_homogeneity(merged_ref, merged_got)
+    return {"psi": round(psi(shares(ref), shares(got)), 6), "p": p}
+
+
+def _exact(ref: Sequence[int], got: Sequence[int], alternative: str) -> dict[str, float]:
+    """Fisher's exact test on the 2 x 2 table [ref, got] of [usual, unusual] counts: `greater`
+    asks whether the sample holds a larger share of the second kind."""
+    from scipy.stats import fisher_exact
+
+    table = [[ref[0], ref[1]], [got[0], got[1]]]
+    p = float(fisher_exact(table, alternative=alternative)[1])  # odds ratio > 1: more of the second kind
+    return {"psi": round(psi(shares(ref), shares(got)), 6), "p": p}
 
 
 def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
@@ -192,11 +290,12 @@ class DriftPolicy:
     thresholds: Mapping[str, float] | None = None    # per-feature PSI thresholds overriding `threshold`
 
     def tested(self, available: Sequence[str]) -> list[str]:
-        chosen = [f for f in available if self.features is None or f in self.features]
-        return [f for f in chosen if f not in self.exclude]
+        """The tests of `available` (features and their `:missing` tests) the policy wants."""
+        chosen = [f for f in available if self.features is None or feature_of(f) in self.features]
+        return [f for f in chosen if feature_of(f) not in self.exclude]
 
-    def threshold_of(self, feature: str) -> float:
-        return (self.thresholds or {}).get(feature, self.threshold)
+    def threshold_of(self, test: str) -> float:
+        return (self.thresholds or {}).get(feature_of(test), self.threshold)
 
     def needed(self, tested: int) -> int:
         """Drifted features that make the model count as drifted: drift_share of those tested,
@@ -291,6 +390,59 @@ def metric_sample(metric: str, y_true: Any, y_pred: Any) -> dict[str, Any]:
             "sd": float(values.std(ddof=1)) if n > 1 else 0.0}
 
 
+PERIODS = 6              # consecutive chunks of the holdout the period-to-period spread is measured on
+PERIOD_MIN_ROWS = 30     # rows a chunk needs to count
+
+
+def period_spread(metric: str, y_true: Any, y_pred: Any, order: Any, periods: int = PERIODS) -> dict[str, Any] | None:
+    """How much a score varies from period to period beyond its sampling error, as NannyML
+    derives thresholds from per-chunk scores of a reference period: the rows in time order cut into
+    up to `periods` consecutive chunks, the variance of their scores less the mean of their
+    sampling variances (never below 0). {"period_sd", "periods", "loss"}: `loss` is the mean
+    loss over the chunks (1 - score for accuracy and r2, the score for mae and rmse), so that a
+    spread measured in-sample can be scaled to out-of-sample losses. None where there are too few
+    rows for two chunks, or for f1_macro (its sampling variance has no closed form here)."""
+    import numpy as np
+
+    n = len(y_true)
+    count = min(periods, n // PERIOD_MIN_ROWS)
+    if count < 2 or metric == "f1_macro":
+        return None
+    by_time = np.argsort(np.asarray(order, dtype=float), kind="stable")
+    truth, pred = np.asarray(y_true)[by_time], np.asarray(y_pred)[by_time]
+    scores, variances = [], []
+    for part in np.array_split(np.arange(n), count):
+        sample = metric_sample(metric, truth[part], pred[part])
+        if sample["method"] == "exact":
+            share = sample["correct"] / sample["n"]
+            scores.append(share)
+            variances.append(share * (1 - share) / sample["n"])
+        else:
+            scores.append(sample["mean"])
+            variances.append(sample["sd"] ** 2 / sample["n"])
+    between = float(np.var(scores, ddof=1)) - float(np.mean(variances))
+    mean = float(np.mean(scores))
+    return {"period_sd": math.sqrt(between) if between > 0 else 0.0, "periods": count,
+            "loss": mean if metric in ("mae", "rmse") else 1.0 - mean}
+
+
+def combined_spread(holdout: dict[str, Any] | None, training: dict[str, Any] | None,
+                    holdout_loss: float) -> dict[str, Any] | None:
+    """The period spread the performance test allows for: the larger of the one measured on the
+    holdout's chunks (out of sample, but only as long as the holdout) and the one measured on the
+    training rows' chunks (in sample, over the whole span of the data, seasons included), the
+    latter scaled from in-sample to out-of-sample losses."""
+    candidates = []
+    if holdout:
+        candidates.append((holdout["period_sd"], holdout["periods"]))
+    if training and training["loss"] > 0 and holdout_loss > 0:
+        candidates.append((training["period_sd"] * holdout_loss / training["loss"], training["periods"]))
+    if not candidates:
+        return None
+    sd, periods = max(candidates)
+    return {"period_sd": sd, "periods": periods}
+
+
 def _macro_f1(confusion: Any) -> Any:
     """Macro F1 of confusion matrices (..., k, k), as scikit-learn computes it (0 where undefined)."""
     import numpy as np
@@ -322,6 +474,9 @@ def performance_test(metric: str, baseline: Any, sample: Mapping[str, Any], high
     from scipy import stats
 
     n = sample["n"]
+    # How much the score moves from period to period beyond sampling error (period_spread): the
+    # new rows are one more period, so a difference of that size is not a degradation.
+    tau = float(baseline.get("period_sd") or 0.0) if isinstance(baseline, dict) else 0.0
     if sample["method"] == "exact":
         k1 = sample["correct"]
         p1 = k1 / n
@@ -331,6 +486,13 @@ def performance_test(metric: str, baseline: Any, sample: Mapping[str, Any], high
         else:  # a bare score: its holdout size comes with it
             n0, k0 = baseline[1], round(baseline[0] * baseline[1])
         p0 = k0 / n0
+        if tau > 0:  # the exact test knows no extra variance: a normal test with it added
+            se = math.sqrt(p0 * (1 - p0) / n0 + p1 * (1 - p1) / n + tau ** 2)
+            crit = float(stats.norm.ppf(1 - alpha)) * se
+            return {"score": p1, "ci": [float(lo), float(hi)], "baseline": p0, "baseline_n": n0, "n": n,
+                    "p_value": float(stats.norm.sf((p0 - p1) / se)) if se > 0 else float(p1 >= p0),
+                    "detectable": crit / p0 if p0 else None, "period_sd": tau,
+                    "method": "normal test with the holdout's period-to-period spread, Clopper-Pearson"}
 
         def pvalue(k: int) -> float:
             return float(stats.fisher_exact([[k0, n0 - k0], [k, n - k]], alternative="greater")[1])
@@ -364,6 +526,8 @@ def performance_test(metric: str, baseline: Any, sample: Mapping[str, Any], high
             base_draws = _macro_f1(rng.multinomial(n0, (c0 / n0).ravel(), size=BOOTSTRAP_DRAWS)
                                    .reshape(-1, len(labels), len(labels)))
         worse = sign * (base_draws - f1)
+        if tau > 0:
+            worse = worse + rng.normal(0.0, tau, BOOTSTRAP_DRAWS)
         p_value = float((1 + np.sum(worse <= 0)) / (BOOTSTRAP_DRAWS + 1))
         lo, hi = np.quantile(f1, [alpha, 1 - alpha])
         spread = float(np.std(worse, ddof=1)) * float(stats.norm.ppf(1 - alpha))
@@ -375,9 +539,11 @@ def performance_test(metric: str, baseline: Any, sample: Mapping[str, Any], high
         m0, n0, se0 = baseline["mean"], baseline["n"], baseline["sd"] / math.sqrt(baseline["n"])
     else:
         m0, n0, se0 = float(baseline[0]), baseline[1], 0.0
-    se = math.sqrt(se0 ** 2 + se1 ** 2)
-    # Welch-Satterthwaite degrees of freedom (n - 1 of the sample when the baseline is exact)
-    parts = [v for v in ((se1 ** 2, n - 1), (se0 ** 2, (n0 or 2) - 1)) if v[0] > 0]
+    se = math.sqrt(se0 ** 2 + se1 ** 2 + tau ** 2)
+    # Welch-Satterthwaite degrees of freedom (n - 1 of the sample when the baseline is exact); the
+    # period spread is estimated from a handful of chunks: its own degrees of freedom count too
+    periods = int(baseline.get("periods") or 0) if isinstance(baseline, dict) else 0
+    parts = [v for v in ((se1 ** 2, n - 1), (se0 ** 2, (n0 or 2) - 1), (tau ** 2, max(periods - 1, 1))) if v[0] > 0]
     df = (se ** 4 / sum(v ** 2 / d for v, d in parts)) if parts else float(n - 1)
     worse = sign * (m0 - m1)
     if se > 0:
@@ -387,7 +553,9 @@ def performance_test(metric: str, baseline: Any, sample: Mapping[str, Any], high
     half = float(stats.t.ppf(1 - alpha, max(n - 1, 1))) * se1
     crit = float(stats.t.ppf(1 - alpha, df)) * se
     return {"score": m1, "ci": [m1 - half, m1 + half], "baseline": m0, "baseline_n": n0, "n": n,
-            "p_value": p_value, "detectable": crit / abs(m0) if m0 else None, "method": "Welch t-test"}
+            "p_value": p_value, "detectable": crit / abs(m0) if m0 else None,
+            **({"period_sd": tau} if tau else {}),
+            "method": "Welch t-test" + (" with the holdout's period-to-period spread" if tau else "")}
 
 
 def performance_verdict(metric: str, evidence: Mapping[str, Any] | None, rows: int, higher_is_better: bool,

@@ -57,6 +57,7 @@ class Action(StrEnum):
     HOLD = "hold"          # due, but automatic retraining is paused or disabled
     BACKOFF = "backoff"    # due, but the last automatic attempt failed and the retry is not yet due
     GAVE_UP = "gave_up"    # max_retries failures for this data: waits for new data or a manual train
+    UNCHANGED = "unchanged"  # due, but the training data and config are the live version's: one `skipped` record
     ERROR = "error"        # the data could not be read
 
 
@@ -69,6 +70,7 @@ class Held(StrEnum):
     TOO_FEW_ROWS = "too_few_rows"
     BACKOFF = "backoff"
     GAVE_UP = "gave_up"
+    UNCHANGED = "unchanged"
 
 
 class NotifyEvent(StrEnum):
@@ -193,6 +195,15 @@ _TYPED = frozenset({"model_name", "trigger_type", "trigger_time", "status", "des
                     "version", "score", "metric", "error", "error_type", "attempt_id"})
 
 
+def candidate_key(data_hash: str | None, config_hash: str | None) -> str | None:
+    """What a candidate model is made from: its training data and its training config. A rejected
+    candidate, a failure or an unchanged skip is remembered under this key, so that changing
+    either (new data, a config edit) tries again."""
+    if data_hash is None or config_hash is None:
+        return data_hash
+    return f"{data_hash}|{config_hash}"
+
+
 def quality_fields(keys: Mapping[str, str] | None, evidence: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The record fields naming the evidence a performance/drift retrain ran for, so it does not
     loop (`quality_keys`), and the tests' numbers behind it (`quality_evidence`)."""
@@ -217,6 +228,6 @@ class FitResult:
     input_sample: Any = None
 
 
-__all__ = ["Action", "DEFAULT_EVENTS", "ErrorType", "FitResult", "HISTORY_STATUSES", "Held", "NotifyEvent",
+__all__ = ["Action", "DEFAULT_EVENTS", "candidate_key", "ErrorType", "FitResult", "HISTORY_STATUSES", "Held", "NotifyEvent",
            "OPERATOR", "OPERATOR_STATUSES", "RETRAIN_STATUSES", "Record", "Status", "TIMED_STATUSES",
            "TriggerType", "quality_fields"]

@@ -13,6 +13,7 @@ from .read import parse_csv, read_data
 if TYPE_CHECKING:
     import pandas as pd
 
+
 PARQUET = (".parquet", ".pq")
 SUFFIXES = (".csv", ".csv.gz") + PARQUET
 GLOB_CHARS = "*?["
@@ -214,17 +215,33 @@ def new_files(files: tuple[tuple[str, str], ...] | None, metadata: dict[str, Any
 
 # --- reading ---------------------------------------------------------------------------------
 
-def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> "tuple[pd.DataFrame, str, list[str] | None]":
+@dataclass
+class Loaded:
+    """The decided files read into one frame."""
+
+    frame: "pd.DataFrame"
+    data_hash: str
+    files: list[str] | None        # a set's file names (None for one file)
+    sizes: list[int]               # rows of each file, in order
+    notes: list[str]               # columns the model does not use that differ between files
+
+
+def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> Loaded:
     """One DataFrame of the decided files (pairs of relative path and content hash), each hashed
     as it is read: a file changed or gone since the decision is a TrainingError('data_changed')
-    naming it, so the fit trains on exactly the bytes that were decided on. Every file must have
-    the same columns (any order) of compatible kinds. `path` may be a URL where the workers read
-    from object storage. Returns (frame, data hash, the set's file names or None for one file)."""
+    naming it, so the fit trains on exactly the bytes that were decided on. The columns the model
+    uses (its features, target and time column; every column but those declared `drop` or `id`
+    when `features` is not given) must be in every file with compatible kinds; another column
+    that differs between files is left out with a note. `path` may be a URL where the workers
+    read from object storage."""
     single = files[0][0] == ""
     root = path if single or not is_glob(path) else root_of(path)
+    used = used_columns(spec)
+    unused = {c for c, kind in spec.feature_types.items() if kind in ("drop", "id")}
     parts: list[Any] = []
     first: str | None = None
     schema: dict[str, str | None] | None = None
+    differ: dict[str, str] = {}
     for rel, decided in files:
         name = path if single else os.path.join(root, rel)
         part = _read_file(name, decided, spec)
@@ -232,12 +249,24 @@ def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> "tuple[
         if schema is None:
             first, schema = name, kinds
         else:
-            _check_schema(name, kinds, first, schema)
+            for column, why in _check_schema(name, kinds, first, schema, used, unused).items():
+                differ.setdefault(column, why)
         parts.append(part)
     assert schema is not None
+    sizes = [len(p) for p in parts]
+    columns = [c for c in schema if c not in differ]
+    notes = [f"column '{c}' left out: {why}; the model does not use it" for c, why in differ.items()]
+    frame = _combine(path, parts, columns)
     if single:
-        return _combine(path, parts, list(schema)), files[0][1], None
-    return _combine(path, parts, list(schema)), set_hash([tuple(f) for f in files]), [rel for rel, _ in files]
+        return Loaded(frame, files[0][1], None, sizes, notes)
+    return Loaded(frame, set_hash([(f[0], f[1]) for f in files]), [rel for rel, _ in files], sizes, notes)
+
+
+def used_columns(spec: TrainingSpec) -> set[str] | None:
+    """The columns a model reads (None: every column but those declared `drop` or `id`)."""
+    if not spec.features:
+        return None
+    return {*spec.features, spec.target, *([spec.time_column] if spec.time_column else [])}
 
 
 def _read_file(name: str, decided: str, spec: TrainingSpec) -> Any:
@@ -287,8 +316,10 @@ def _kinds(part: Any) -> dict[str, str | None]:
                 out[field.name] = None
             elif t.is_integer(field.type) or t.is_floating(field.type) or t.is_decimal(field.type):
                 out[field.name] = "number"
-            elif t.is_string(field.type) or t.is_large_string(field.type):
-                out[field.name] = "text"
+            elif t.is_string(field.type) or t.is_large_string(field.type) or (
+                    t.is_dictionary(field.type) and (t.is_string(field.type.value_type)
+                                                     or t.is_large_string(field.type.value_type))):
+                out[field.name] = "text"  # a category column (dictionary-encoded text) too
             else:
                 out[field.name] = str(field.type)
         return out
@@ -299,7 +330,9 @@ def _kinds(part: Any) -> dict[str, str | None]:
             out[str(name)] = None
         elif col.dtype.kind in "iuf":
             out[str(name)] = "number"
-        elif col.dtype.kind == "O" or str(col.dtype) == "string":
+        elif col.dtype.kind == "O" and all(isinstance(v, bool) for v in col[col.notna()].iloc[:1000]):
+            out[str(name)] = "bool"  # True/False with gaps: what a CSV gives back of a nullable bool
+        elif col.dtype.kind == "O" or str(col.dtype) in ("string", "str"):
             out[str(name)] = "text"
         else:
             out[str(name)] = str(col.dtype)
@@ -307,18 +340,31 @@ def _kinds(part: Any) -> dict[str, str | None]:
 
 
 def _check_schema(name: str, kinds: dict[str, str | None], first: str | None,
-                  schema: dict[str, str | None]) -> None:
-    missing = [c for c in schema if c not in kinds]
-    if missing:
-        raise DataError(f"{name}: column '{missing[0]}' is missing (it is in {first})")
-    extra = [c for c in kinds if c not in schema]
-    if extra:
-        raise DataError(f"{name}: column '{extra[0]}' is not in the other files (e.g. {first})")
-    for col, kind in kinds.items():
-        if kind and schema[col] and kind != schema[col]:
-            raise DataError(f"{name}: column '{col}' holds {kind} values, but {schema[col]} in {first}")
-        if kind and not schema[col]:
-            schema[col] = kind
+                  schema: dict[str, str | None], used: set[str] | None, unused: set[str]) -> dict[str, str]:
+    """Check a file's columns against the first file's: a DataError for a used column that is
+    missing, extra or of another kind; {column: how it differs} for the others."""
+    def is_used(column: str) -> bool:
+        return column in used if used is not None else column not in unused
+
+    differ = {}
+    for column in schema:
+        if column not in kinds:
+            if is_used(column):
+                raise DataError(f"{name}: column '{column}' is missing (it is in {first})")
+            differ[column] = f"missing in {name}"
+    for column in kinds:
+        if column not in schema and is_used(column):
+            raise DataError(f"{name}: column '{column}' is not in the other files (e.g. {first})")
+    for column, kind in kinds.items():
+        if column not in schema:
+            continue
+        if kind and schema[column] and kind != schema[column]:
+            if is_used(column):
+                raise DataError(f"{name}: column '{column}' holds {kind} values, but {schema[column]} in {first}")
+            differ[column] = f"{kind} values in {name}, {schema[column]} in {first}"
+        if kind and not schema[column]:
+            schema[column] = kind
+    return differ
 
 
 def _combine(path: str, parts: list[Any], columns: list[str]) -> "pd.DataFrame":

@@ -3,10 +3,11 @@ categories only), datetime (numeric parts), or dropped (free text, ids, `drop`),
 the training rows unless `feature_types` says. The transformers here are pickled into models,
 so this module imports scikit-learn: only training and model loading import it, never `check`."""
 import re
+from typing import Any
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 
 # One-hot columns per categorical feature, the last for every rarer or unseen category: a column
 # of 100,000 distinct strings costs 32 dense columns, not 100,000.
@@ -19,7 +20,11 @@ DATE_SHARE = 0.95   # share of sampled values that must look like dates (or numb
 DATE = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})"
                   r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?\s*$")
 DATE_PARTS = ("year", "month", "day", "weekday", "hour")
-USED = ("numeric", "categorical", "datetime")  # types a built-in pipeline keeps
+USED = ("numeric", "calendar", "categorical", "datetime")  # types a built-in pipeline keeps
+# Types whose columns the drift test compares: dates, calendar numbers (a year, a week number) and
+# the time column move on by design, ids and text never repeat.
+DRIFT_TESTED = ("numeric", "categorical")
+ROW_ID_MIN = 20     # rows before a run of increasing integers counts as a row number
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ def _infer(series):
     if pd.api.types.is_bool_dtype(series):
         return "categorical", None
     if pd.api.types.is_numeric_dtype(series):
+        if _row_number(series):
+            return "id", "unique, increasing whole numbers, like a row number or an order id"
         return "numeric", None
     values = series.dropna()
     if values.empty:
@@ -81,9 +88,21 @@ def _infer(series):
     return "categorical", None
 
 
+def _row_number(series: Any) -> bool:
+    """Whole numbers, one per row, each larger than the one before: a row number or an id handed
+    out in order, which a model would learn the time (or the file order) from."""
+    import pandas as pd
+
+    if len(series) < ROW_ID_MIN or series.isna().any() or not pd.api.types.is_integer_dtype(series):
+        return False
+    return bool(series.is_monotonic_increasing and series.is_unique)
+
+
 def _treatment(kind, source, why, series):
     if kind == "numeric":
         return "median-imputed"
+    if kind == "calendar":
+        return "median-imputed; not drift-tested (a calendar number moves on by design)"
     if kind == "categorical":
         distinct = series.nunique()
         if distinct > MAX_CATEGORIES - 1:
@@ -116,6 +135,8 @@ def transformers(plans, X):
     by_type: dict[str, list[str]] = {}
     for name, p in plans.items():
         kind = p.type
+        if kind == "calendar":
+            kind = "numeric"  # a number to the model; only the drift test leaves it out
         if kind == "numeric" and not pd.api.types.is_numeric_dtype(X[name]):
             kind = "numeric text"  # declared numeric, read as strings: parsed, the rest missing
         by_type.setdefault(kind, []).append(name)
@@ -199,3 +220,30 @@ class DateParts(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         return np.array([f"{c}_{p}" for c in self.columns_ for p in DATE_PARTS], dtype=object)
 
+
+class EncodedLabels(ClassifierMixin, BaseEstimator):
+    """A classifier for class labels scikit-learn refuses as they are (fractional numbers, which it
+    takes for a regression target): fit on the labels' integer codes, it predicts the labels
+    themselves, in their own type."""
+
+    def __init__(self, estimator=None):
+        self.estimator = estimator
+
+    def fit(self, X, y):
+        from sklearn.base import clone
+
+        self.classes_ = np.unique(np.asarray(y))
+        self.estimator_ = clone(self.estimator).fit(X, np.searchsorted(self.classes_, np.asarray(y)))
+        return self
+
+    def predict(self, X):
+        return self.classes_[np.asarray(self.estimator_.predict(X), dtype=int)]
+
+    def predict_proba(self, X):
+        return self.estimator_.predict_proba(X)
+
+
+def needs_encoding(y) -> bool:
+    """Whether class labels must go through EncodedLabels: numbers that are not whole."""
+    values = np.asarray(y)
+    return values.dtype.kind == "f" and not bool(np.all(values == np.round(values)))

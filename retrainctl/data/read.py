@@ -2,19 +2,22 @@
 into features and target, and the exact bytes a decision to train was made on. Errors name the
 file and the column. pandas is imported inside the functions: importing this module is cheap."""
 import io
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from ..base.errors import DataError, ErrorType, TrainingError
 from ..config.records import CsvOptions, TrainingSpec
 from .fingerprint import csv_rows, hash_bytes
+
+# feature_types read as numbers (every other declared type is read as the text it is written as).
+NUMERIC_TYPES = ("numeric", "calendar")
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
 def load_frame(raw: bytes, data_path: str, spec: TrainingSpec) -> "tuple[pd.DataFrame, pd.Series]":
-    """Parse CSV bytes into (X, y), with errors that name the file and column."""
-    return frame_xy(parse_csv(raw, data_path, spec), data_path, spec)
+    """Parse CSV bytes into the labelled rows (X, y), with errors that name the file and column."""
+    return labelled(*frame_xy(parse_csv(raw, data_path, spec), data_path, spec))
 
 
 def parse_csv(raw: bytes, data_path: str, spec: TrainingSpec) -> "pd.DataFrame":
@@ -28,7 +31,7 @@ def parse_csv(raw: bytes, data_path: str, spec: TrainingSpec) -> "pd.DataFrame":
     opts = spec.csv
     header = _header(raw, opts)
     # Declared non-numeric columns are read as written: a category `007` stays `007`.
-    as_text = [c for c, kind in spec.feature_types.items() if kind != "numeric" and c in header]
+    as_text = [c for c, kind in spec.feature_types.items() if kind not in NUMERIC_TYPES and c in header]
     try:
         df = pd.read_csv(io.BytesIO(raw), sep=opts.delimiter, quotechar=opts.quotechar,
                          encoding=opts.encoding, dtype=dict.fromkeys(as_text, str) or None)
@@ -49,9 +52,9 @@ def parse_csv(raw: bytes, data_path: str, spec: TrainingSpec) -> "pd.DataFrame":
 
 
 def frame_xy(df: "pd.DataFrame", data_path: str, spec: TrainingSpec) -> "tuple[pd.DataFrame, pd.Series]":
-    """(X, y) of a parsed data file or set, with errors that name it and the column."""
-    import pandas as pd
-
+    """(X, y) of every row of a parsed data file or set, rows without a target included (y is
+    missing there: they are inputs the model sees in production, which the drift reference must
+    count), with errors that name the file and the column. y keeps its type (see target_values)."""
     target = spec.target
     if target not in df.columns:
         raise DataError(f"{data_path}: target column '{target}' not found (columns: {', '.join(map(str, df.columns))})")
@@ -64,19 +67,44 @@ def frame_xy(df: "pd.DataFrame", data_path: str, spec: TrainingSpec) -> "tuple[p
     unknown = [c for c in spec.feature_types if c not in df.columns]
     if unknown:
         raise DataError(f"{data_path}: feature_types names column(s) not in the file: {', '.join(unknown)}")
-    df = df[df[target].notna()]
-    if df.empty:
-        raise DataError(f"{data_path}: every row lacks the target '{target}'")
-    X = df[features]
     y = df[target]
-    if spec.task == "regression":
+    if not y.notna().any():
+        raise DataError(f"{data_path}: every row lacks the target '{target}'")
+    return df[features], target_values(y, spec.task, data_path, target)
+
+
+def labelled(X: "pd.DataFrame", y: "pd.Series") -> "tuple[pd.DataFrame, pd.Series]":
+    """The rows of (X, y) that have a target, y as the labels a model is fit on: integral numbers
+    as integers (a CSV column with one empty cell reads as floats), booleans as booleans."""
+    import pandas as pd
+
+    keep = y.notna()
+    if not keep.all():
+        X, y = X[keep], y[keep]
+    if pd.api.types.is_bool_dtype(y.dtype) or (y.dtype == object and all(isinstance(v, bool) for v in y)):
+        return X, y.astype(bool)
+    if pd.api.types.is_numeric_dtype(y.dtype) and not isinstance(y.dtype, pd.CategoricalDtype):
+        values = y.astype("float64")
+        if len(values) and bool((values == values.round()).all()) and bool(values.abs().max() < 2 ** 53):
+            return X, values.astype("int64")
+        return X, values
+    if isinstance(y.dtype, pd.CategoricalDtype):
+        return X, y.cat.remove_unused_categories()
+    return X, y
+
+
+def target_values(y: "pd.Series", task: str, data_path: str, target: str) -> "pd.Series":
+    """The target column as the task reads it, missing values kept: numbers for a regression; for
+    a classification the labels as they are (labelled() makes integral numbers integers, so a CSV
+    column of 0/1 with a gap and a Parquet Int8 column give the same classes)."""
+    import pandas as pd
+
+    if task == "regression":
         try:
-            y = pd.to_numeric(y)
+            return pd.to_numeric(y)
         except (ValueError, TypeError):
             raise DataError(f"{data_path}: target column '{target}' is not numeric, but the task is regression") from None
-    else:
-        y = y.astype(str)
-    return X, y
+    return y
 
 
 def _header(raw: bytes, opts: CsvOptions) -> list[str]:
@@ -134,12 +162,13 @@ def _take(fh: IO[bytes], limit: int | None) -> tuple[bytes, bool]:
 
 
 def read_decided(spec: TrainingSpec, data_path: str, expected_hash: str | None,
-                 size: int | None) -> "tuple[pd.DataFrame, pd.Series, str, int, bool]":
-    """(X, y, hash, rows, grown): the bytes the decision to train was made on (the first `size`
-    bytes, the fingerprinted prefix), parsed. A file that has grown since is read up to the size it
-    had then: if those bytes still hash as decided, it was only appended to, and the fit uses them
-    (minus a last line still being written). Otherwise it changed: TrainingError. The hash and the
-    row count run on a thread beside the parse (blake3 and pandas' tokenizer release the GIL)."""
+                 size: int | None) -> "tuple[pd.DataFrame, str, int, bool]":
+    """(frame, hash, rows, grown): the bytes the decision to train was made on (the first `size`
+    bytes, the fingerprinted prefix), parsed. A file that has grown since is read up to the size
+    it had then: if those bytes still hash as decided, it was only appended to, and the fit uses
+    them (minus a last line still being written). Otherwise it changed: TrainingError. The hash
+    and the row count run on a thread beside the parse (blake3 and pandas' tokenizer release the
+    GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
     size = size if expected_hash else None
@@ -152,14 +181,41 @@ def read_decided(spec: TrainingSpec, data_path: str, expected_hash: str | None,
     with ThreadPoolExecutor(1, thread_name_prefix="hash") as pool:
         hashing = pool.submit(lambda: (hash_bytes(raw), csv_rows(whole, quotechar)))
         try:
-            X, y = load_frame(whole, data_path, spec)
+            df = parse_csv(whole, data_path, spec)
         finally:  # a file that changed is "data changed", even where it no longer parses
             data_hash, rows = hashing.result()
             if expected_hash and data_hash != expected_hash:
                 how = " (rewritten, not appended to)" if size is not None else ""
                 raise TrainingError(f"{data_path}: data changed after the decision to train{how}; "
                                     f"will retry on the next check", ErrorType.DATA_CHANGED)
-    return X, y, data_hash, rows, grown
+    return df, data_hash, rows, grown
 
 
-__all__ = ["frame_xy", "load_frame", "parse_csv", "read_data", "read_decided", "repeated_columns"]
+def time_order(df: "pd.DataFrame", spec: TrainingSpec, data_path: str, sizes: list[int] | None = None) -> Any:
+    """A sortable key per row, oldest first: the `time_column` (numbers as they are, anything else
+    as dates; a row whose time cannot be read counts as the oldest), else the file a row came from
+    (a set's files sort oldest first by name: `date=2026-11-01/...`), else the row's position."""
+    import numpy as np
+    import pandas as pd
+
+    if spec.time_column:
+        if spec.time_column not in df.columns:
+            raise DataError(f"{data_path}: time_column '{spec.time_column}' not found "
+                            f"(columns: {', '.join(map(str, df.columns))})")
+        column = df[spec.time_column]
+        if pd.api.types.is_numeric_dtype(column.dtype):
+            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+        else:
+            when = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
+            values = when.to_numpy(dtype="datetime64[ns]").astype("int64").astype(float)
+            values[when.isna().to_numpy()] = np.nan
+        if np.isnan(values).all():
+            raise DataError(f"{data_path}: time_column '{spec.time_column}' holds no readable time")
+        return np.where(np.isnan(values), -np.inf, values)
+    if sizes and len(sizes) > 1:
+        return np.repeat(np.arange(len(sizes), dtype=float), sizes)
+    return np.arange(len(df), dtype=float)
+
+
+__all__ = ["frame_xy", "labelled", "load_frame", "parse_csv", "read_data", "read_decided", "repeated_columns",
+           "target_values", "time_order"]

@@ -18,7 +18,7 @@ from ..base.errors import ConfigError, DataError, ErrorType, TrainingError
 from ..config.records import Config, TrainingSpec
 from ..core.records import FitResult
 from ..data.datasets import read_frame
-from ..data.read import frame_xy, read_decided
+from ..data.read import frame_xy, labelled, read_decided, time_order
 
 
 def resolve_callable(path: str, keypath: str, config_path: str) -> Any:
@@ -63,7 +63,7 @@ def validate_models(config: Config) -> None:
                 raise ConfigError(f"{config.path}: {prefix}.trainer: '{m.trainer}' is not callable")
 
 
-def build_pipeline(spec: TrainingSpec, X: Any, plans: dict[str, Any] | None = None) -> Any:
+def build_pipeline(spec: TrainingSpec, X: Any, plans: dict[str, Any] | None = None, y: Any = None) -> Any:
     """Raw rows in, predictions out: each column as `features.plan` says (impute numbers; one-hot
     encode the top categories; date parts; drop ids, free text and `drop` columns)."""
     from sklearn.compose import ColumnTransformer
@@ -77,11 +77,37 @@ def build_pipeline(spec: TrainingSpec, X: Any, plans: dict[str, Any] | None = No
     if not transformers:
         raise DataError("no usable feature columns: every one is dropped (see feature_types)")
     cls = resolve_callable(spec.estimator or "", f"models.{spec.name}.estimator", "config")
-    return Pipeline([("preprocess", ColumnTransformer(transformers)), ("model", cls(**dict(spec.params)))])
+    estimator = cls(**dict(spec.params))
+    if spec.task == "classification" and y is not None and features.needs_encoding(y):
+        estimator = features.EncodedLabels(estimator)
+    return Pipeline([("preprocess", ColumnTransformer(transformers)), ("model", estimator)])
+
+
+def comparable(pred: Any, y_true: Any) -> Any:
+    """Predictions in the labels' own type. A model stored by retrainctl 0.1 predicts text for
+    numeric classes ('1' or '1.0'); compared as text with the integers the labels are now, every
+    prediction would count as wrong. Text predictions are read as numbers where the labels are
+    numbers; anything else is returned as it is."""
+    import numpy as np
+    import pandas as pd
+
+    values = np.asarray(pred)
+    truth = np.asarray(y_true)
+    if values.dtype.kind in "OUS" and truth.dtype.kind in "iuf":
+        numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
+        if not np.isnan(numbers).any():
+            return numbers.astype(truth.dtype) if truth.dtype.kind in "iu" and (numbers == np.round(numbers)).all() \
+                else numbers
+    return pred
 
 
 def score(metric: str, y_true: Any, y_pred: Any) -> float:
+    import numpy as np
     from sklearn import metrics as m
+
+    if metric in ("accuracy", "f1_macro") and np.asarray(y_true).dtype.kind == "f":
+        # fractional class labels, which scikit-learn's metrics take for a regression target
+        y_true, y_pred = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
 
     if metric == "accuracy":
         return float(m.accuracy_score(y_true, y_pred))
@@ -96,11 +122,15 @@ def score(metric: str, y_true: Any, y_pred: Any) -> float:
     raise ValueError(metric)
 
 
-def holdout_split(spec: TrainingSpec, X: Any, y: Any, data_path: str) -> Any:
-    """A fixed holdout: a row is held out when the salted hash of its content falls below
-    test_size. Rows keep their side as the file grows, duplicates share a side, so a champion
-    is never scored on rows it was trained on. Being random per row, it is stratified in
-    expectation; a class too small to be split that way falls back to a seeded stratified split."""
+def holdout_split(spec: TrainingSpec, X: Any, y: Any, data_path: str, order: Any = None) -> Any:
+    """(X_train, X_test, y_train, y_test, the test rows' time order). `holdout: latest` holds out
+    the newest test_size of the rows by `order` (core of an out-of-time evaluation: the gate and
+    the performance baseline then score the model on the period after the one it learnt from).
+    `holdout: random` is a fixed random holdout: a row is held out when the salted hash of its
+    content falls below test_size. Rows keep their side as the file grows, duplicates share a
+    side, so a champion is never scored on rows it was trained on. Being random per row, it is
+    stratified in expectation; a class too small to be split that way falls back to a seeded
+    stratified split."""
     import numpy as np
     import pandas as pd
 
@@ -108,16 +138,30 @@ def holdout_split(spec: TrainingSpec, X: Any, y: Any, data_path: str) -> Any:
         raise DataError(f"{data_path}: only {len(y)} usable rows; too few to train and hold out a test set")
     if spec.task == "classification" and y.nunique() < 2:
         raise DataError(f"{data_path}: target '{spec.target}' has a single class; nothing to learn")
+    order = np.arange(len(y), dtype=float) if order is None else np.asarray(order, dtype=float)
+    if spec.holdout == "latest":
+        newest = np.argsort(order, kind="stable")[len(y) - max(1, int(round(spec.test_size * len(y)))):]
+        held = np.zeros(len(y), dtype=bool)
+        held[newest] = True
+        if spec.task == "classification" and y[~held].nunique() < 2:
+            raise DataError(f"{data_path}: the rows before the latest holdout hold a single class of "
+                            f"'{spec.target}'; nothing to learn")
+        return X[~held], X[held], y[~held], y[held], order[~held], order[held]
     salt = f"{spec.random_state:016d}"[-16:]
-    hashes = pd.util.hash_pandas_object(pd.concat([X, y], axis=1), index=False, hash_key=salt).to_numpy()
+    # Labels hashed as text, as retrainctl 0.1 held them: rows keep their side across the upgrade.
+    side_key = y.astype(str) if spec.task == "classification" else y
+    hashes = pd.util.hash_pandas_object(pd.concat([X, side_key], axis=1), index=False, hash_key=salt).to_numpy()
     held = hashes < np.uint64(int(spec.test_size * 2**64))
     if _split_ok(spec, y, held):
-        return X[~held], X[held], y[~held], y[held]
+        return X[~held], X[held], y[~held], y[held], order[~held], order[held]
     from sklearn.model_selection import train_test_split
 
     counts = y.value_counts() if spec.task == "classification" else None
     stratify = y if counts is not None and counts.min() >= 2 and round(len(y) * spec.test_size) >= len(counts) else None
-    return train_test_split(X, y, test_size=spec.test_size, random_state=spec.random_state, stratify=stratify)
+    positions = np.arange(len(y))
+    train_at, test_at = train_test_split(positions, test_size=spec.test_size, random_state=spec.random_state,
+                                         stratify=stratify)
+    return X.iloc[train_at], X.iloc[test_at], y.iloc[train_at], y.iloc[test_at], order[train_at], order[test_at]
 
 
 def _split_ok(spec: TrainingSpec, y: Any, held: Any) -> bool:
@@ -142,19 +186,25 @@ def run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cham
 
     started = time.monotonic()
     lap = _Laps()
-    files, names = data_files, None
-    if files:  # a data set, Parquet or gzip: exactly the decided files, each checked against its hash
-        df, data_hash, names = read_frame(data_path, files, spec)
+    names, notes = None, []
+    if data_files:  # a data set, Parquet or gzip: exactly the decided files, each checked against its hash
+        loaded = read_frame(data_path, data_files, spec)
+        df, data_hash, names, notes, sizes = loaded.frame, loaded.data_hash, loaded.files, loaded.notes, loaded.sizes
+        del loaded
         if expected_hash and data_hash != expected_hash:
             raise TrainingError(f"{data_path}: data changed after the decision to train; will retry on the next check",
                                 error_type=ErrorType.DATA_CHANGED)
-        X, y = frame_xy(df, data_path, spec)
-        del df
         data_lines = grown = None
     else:
         # data_lines: lines after the header when trained (missing targets included): the performance
         # check scores the rows appended after these when no eval_path is configured.
-        X, y, data_hash, data_lines, grown = read_decided(spec, data_path, expected_hash, data_size)
+        df, data_hash, data_lines, grown = read_decided(spec, data_path, expected_hash, data_size)
+        sizes = None
+    X_all, y_all = frame_xy(df, data_path, spec)
+    order_all = time_order(df, spec, data_path, sizes)
+    del df
+    X, y = labelled(X_all, y_all)
+    order = order_all[y_all.notna().to_numpy()]
     lap("read_hash_parse")
     if len(y) < spec.min_data_size:
         raise DataError(f"{data_path}: only {len(y)} usable rows, min_data_size is {spec.min_data_size}")
@@ -163,9 +213,12 @@ def run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cham
     if spec.trainer:  # the trainer's model is given (and later fed) only the columns it gets
         X = X[features.used(plans)]
     features_in = [str(c) for c in X.columns]
-    reference = reference_stats(drift_inputs(X, plans))
+    # The drift reference counts every input row, those whose target is missing (not labelled
+    # yet, or never to be) included: production sees them too.
+    reference = reference_stats(drift_inputs(X_all, plans, spec.time_column))
+    X_all = y_all = order_all = None
     lap("plan_columns_and_reference")
-    X_train, X_test, y_train, y_test = holdout_split(spec, X, y, data_path)
+    X_train, X_test, y_train, y_test, train_order, test_order = holdout_split(spec, X, y, data_path, order)
     X = None  # the two parts are copies: the whole frame is not kept through the fit
     lap("holdout_split")
 
@@ -175,7 +228,7 @@ def run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cham
         if not hasattr(model, "predict"):
             raise TrainingError(f"trainer {spec.trainer} returned {type(model).__name__}, which has no predict()")
     else:
-        model = build_pipeline(spec, X_train, plans)
+        model = build_pipeline(spec, X_train, plans, y_train)
         try:
             model.fit(X_train, y_train)
         except (ValueError, TypeError) as exc:
@@ -186,16 +239,26 @@ def run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cham
     pred = model.predict(X_test)
     sanity = sanity_problem(spec.task, model, pred, y_test, X_test)
     candidate_score = score(spec.metric, y_test, pred)
-    from ..core.quality import metric_sample
+    from ..core.quality import combined_spread, metric_sample, period_spread
 
+    # What the performance test needs of the holdout score: it is a sample too, and (in time
+    # order) a sample of periods whose scores vary by more than sampling error alone.
     baseline = metric_sample(spec.metric, y_test, pred)
+    loss = candidate_score if spec.metric in ("mae", "rmse") else 1.0 - candidate_score
+    # In-sample, on an even sample of at most SPREAD_SAMPLE training rows: a predict over the whole
+    # training set would cost a big model seconds.
+    step = -(-len(y_train) // SPREAD_SAMPLE)
+    spread = combined_spread(period_spread(spec.metric, y_test, pred, test_order),
+                             period_spread(spec.metric, y_train.iloc[::step], model.predict(X_train.iloc[::step]),
+                                           train_order[::step], periods=TRAINING_PERIODS), loss)
+    baseline.update(spread or {})
 
     champion_score = None
     champion_error = None
     if champion_bytes is not None:
         try:
             champion = joblib.load(io.BytesIO(champion_bytes))
-            champion_score = score(spec.metric, y_test, champion.predict(X_test))
+            champion_score = score(spec.metric, y_test, comparable(champion.predict(X_test), y_test))
         except Exception as exc:  # a champion that cannot score these rows is no bar to clear
             champion_error = f"{type(exc).__name__}: {exc}"
 
@@ -220,7 +283,7 @@ def run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cham
         "data_hash": data_hash,
         "data_grown": grown,  # appended to since the decision: trained on the bytes decided on
         "columns": columns,
-        "column_warnings": features.warnings(plans),
+        "column_warnings": [*notes, *features.warnings(plans)],
         # where the fit ran: a cluster worker, a child process of the controller, ...
         "fit_host": socket.gethostname(),
         "fit_pid": os.getpid(),
@@ -234,6 +297,7 @@ def run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cham
         metadata["data_files"] = names
     if spec.task == "classification":
         metadata["classes"] = sorted(map(str, y.unique()))
+        metadata["target_dtype"] = str(y.dtype)
     return FitResult(model_bytes=buf.getvalue(), score=candidate_score, data_hash=data_hash, metadata=metadata,
                      champion_score=champion_score, champion_error=champion_error, sanity_problem=sanity,
                      input_sample=X_test.head(SIGNATURE_ROWS).copy())
@@ -251,12 +315,15 @@ class _Laps:
         self.last = now
 
 
-def drift_inputs(X: Any, plans: dict[str, Any]) -> Any:
+def drift_inputs(X: Any, plans: dict[str, Any], time_column: str | None = None) -> Any:
     """The columns the model uses as numbers or categories, as it reads them: the ones drift is
-    tested on (dates move on and ids and text never repeat, so those would drift forever)."""
+    tested on (dates, calendar numbers and the time column move on, ids and text never repeat, so
+    those would drift forever)."""
     import pandas as pd
 
-    kept = [c for c, p in plans.items() if p.used and p.type in ("numeric", "categorical")]
+    from ..data.features import DRIFT_TESTED
+
+    kept = [c for c, p in plans.items() if p.used and p.type in DRIFT_TESTED and c != time_column]
     frame = X[kept]
     text = [c for c in kept if plans[c].type == "numeric" and not pd.api.types.is_numeric_dtype(frame[c])]
     return frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce") for c in text}) if text else frame
@@ -264,17 +331,20 @@ def drift_inputs(X: Any, plans: dict[str, Any]) -> Any:
 
 EDGE_SAMPLE = 100_000  # values a numeric feature's bin edges are computed from
 SIGNATURE_ROWS = 100   # rows of FitResult.input_sample
+SPREAD_SAMPLE = 50_000  # training rows the in-sample period spread is measured on
+TRAINING_PERIODS = 12  # chunks of the training rows, in time order, the in-sample period spread is measured on
 
 
 def reference_stats(X: Any) -> dict[str, Any]:
-    """Per-feature reference of the training inputs for the drift test, vectorised: a numeric
-    feature's inner decile edges (numpy's linear quantiles) and its row count per bin
-    [-inf, e1), [e1, e2), ... plus a last bin of missing values; a categorical feature's count
-    per top category (text, as a CSV gives it back), the rest lumped into OTHER. The bins are
-    quality.sample_counts' bins, so a check counts a sample the same way."""
+    """Per-feature reference of the training inputs for the drift test, vectorised (the bins are
+    core.quality.sample_counts' bins, so a check counts a sample the same way): a numeric
+    feature's minimum, maximum, inner decile edges (numpy's linear quantiles) and its row count per
+    bin (-inf, min), [min, e1), ..., [ek, max], (max, inf); a categorical feature's count per top
+    category (text, as a CSV gives it back), the rest lumped into OTHER; and each feature's count
+    of missing values, tested on its own."""
     import numpy as np
 
-    from ..core.quality import BINS, MAX_CATEGORIES, MISSING, OTHER
+    from ..core.quality import BINS, LAYOUT, MAX_CATEGORIES, OTHER
 
     numeric = set(X.select_dtypes(include="number").columns)
     out = {}
@@ -285,26 +355,30 @@ def reference_stats(X: Any) -> dict[str, Any]:
             present = values.to_numpy(dtype=float)
             missing = np.isnan(present)
             present = present[~missing]
-            edges, counts = [], [0]
+            lo = hi = None
+            edges, counts = [], [0, 0]
             if present.size:
+                lo, hi = float(present.min()), float(present.max())
                 # Edges from an evenly strided sample of at most EDGE_SAMPLE values: close to the
                 # deciles; the counts are every row's whatever the edges (the test compares counts).
                 sample = present[::-(-present.size // EDGE_SAMPLE)]
-                edges = np.unique(np.quantile(sample, np.arange(1, BINS) / BINS)).tolist()
-                # Bin k is [e_k, e_k+1): the differences of the counts at or above each edge, one
+                edges = [e for e in np.unique(np.quantile(sample, np.arange(1, BINS) / BINS)).tolist() if lo < e <= hi]
+                # Inner bin k is [e_k, e_k+1): the differences of the counts at or above each edge, one
                 # vectorised comparison per edge (np.histogram sorts the values: 8 times slower)
                 above = [int(np.count_nonzero(present >= e)) for e in edges]
-                counts = [a - b for a, b in zip([present.size, *above], [*above, 0])]
-            counts.append(int(missing.sum()))
-            out[str(column)] = {"kind": "numeric", "edges": edges, "counts": counts, "n": n}
+                counts = [0, *(a - b for a, b in zip([present.size, *above], [*above, 0])), 0]
+            out[str(column)] = {"kind": "numeric", "layout": LAYOUT, "min": lo, "max": hi, "edges": edges,
+                                "counts": counts, "missing": int(missing.sum()), "n": n}
         else:
-            labels = values.astype(str).where(values.notna(), MISSING)
+            present_values = values[values.notna()]
+            labels = present_values.astype(str)
             top = labels.value_counts(sort=True).iloc[:MAX_CATEGORIES]
             categories, counts = [str(c) for c in top.index], [int(c) for c in top.to_numpy()]
-            if n > sum(counts):
+            if len(labels) > sum(counts):
                 categories.append(OTHER)
-                counts.append(n - sum(counts))
-            out[str(column)] = {"kind": "categorical", "categories": categories, "counts": counts, "n": n}
+                counts.append(len(labels) - sum(counts))
+            out[str(column)] = {"kind": "categorical", "layout": LAYOUT, "categories": categories, "counts": counts,
+                                "missing": n - len(labels), "n": n}
     return out
 
 

@@ -19,7 +19,7 @@ from ..core.decide import Reason
 from ..core.records import TriggerType
 from ..data import datasets
 from ..data.fingerprint import FingerprintCache, hash_bytes, row_offset, set_hash
-from ..data.read import frame_xy, load_frame, repeated_columns
+from ..data.read import frame_xy, labelled, load_frame, repeated_columns
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def _loader(model, path, expected_hash, skip_lines, files):
     checked against its hash; else one CSV file's rows after its first `skip_lines` data rows."""
     def load(spec):
         if files:
-            return frame_xy(datasets.read_frame(path, files, spec)[0], path, spec)
+            return labelled(*frame_xy(datasets.read_frame(path, files, spec).frame, path, spec))
         raw = _read(path, expected_hash)
         quotechar = model.csv.quotechar
         raw = raw[:row_offset(raw, 0, quotechar)] + raw[row_offset(raw, skip_lines, quotechar):]
@@ -261,10 +261,10 @@ def score_rows(estimator, raw, path, spec, meta, metric, alpha, name="the model"
 
 
 def _score_xy(estimator, X, y, path, meta, metric, alpha, name):
-    from ..fit.task import score
+    from ..fit.task import comparable, score
 
     try:
-        pred = estimator.predict(X)
+        pred = comparable(estimator.predict(X), y)
         sample = quality.metric_sample(metric, y, pred)
         result: dict[str, Any] = {"rows": int(len(y)), "score": score(metric, y, pred)}
     except Exception as exc:  # an eval set the model cannot score is reported, not fatal
@@ -384,7 +384,7 @@ def frame_columns(model: ModelConfig, files: list[list[str]],
     path = model.drift_path
     assert path is not None
     try:
-        df = datasets.read_frame(path, files, model.training_spec())[0]
+        df = datasets.read_frame(path, files, model.training_spec()).frame
     except (DataError, TrainingError) as exc:
         raise RecentInputError(str(exc)) from None
     missing = [f for f in reference if f not in df.columns]

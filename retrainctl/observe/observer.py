@@ -10,10 +10,11 @@ from typing import Any
 from ..base.errors import DataError, IntegrityError
 from ..base.locks import lock_is_held
 from ..config.records import Config, ModelConfig
+from ..core import decide
 from ..core.decide import Decision, Observation
 from ..core.fold import ModelState
 from ..core.outcomes import StatusRow
-from ..core.records import TriggerType
+from ..core.records import TriggerType, candidate_key
 from ..core.values import utcnow_iso
 from ..data import datasets
 from ..data.fingerprint import FingerprintCache
@@ -35,7 +36,7 @@ class Observer:
         self.fingerprints = FingerprintCache(config.state_dir)
 
     def observe(self, model: ModelConfig, state: ModelState, manual: bool = False,
-                now: float | None = None) -> Observation:
+                now: float | None = None, force: bool = False) -> Observation:
         """Everything the decision needs about `model`, whose folded log is `state`. The quality
         checks (performance, drift) run here and only here."""
         now = self.clock() if now is None else now
@@ -43,8 +44,10 @@ class Observer:
         cur = self.store.current(model.name)
         assessment = evaluation.assess(self.config, self.store, model, cur, data["data_hash"], data["data_rows"],
                                        state.quality_handled, self.fingerprints, dataset)
-        return Observation(now=now, manual=manual, **data, **_from_log(state, data["data_hash"]), **_from_store(cur),
-                                    **assessment.observation_fields())
+        config = _config(model, cur)
+        return Observation(now=now, manual=manual, force=force, **data, **config,
+                           **_from_log(state, data["data_hash"], config["config_hash"]), **_from_store(cur),
+                           **assessment.observation_fields())
 
     def refresh(self, obs: Observation, model: ModelConfig, state: ModelState, data: bool = False) -> Observation:
         """`obs` brought up to date with the log (`state`) and the store after an attempt (this
@@ -54,7 +57,9 @@ class Observer:
         again (from the cache while its stat is unchanged)."""
         fields: dict[str, Any] = self._data(model)[0] if data else {}
         data_hash = fields.get("data_hash", obs.data_hash)
-        fields.update(_from_log(state, data_hash), **_from_store(self.store.current(model.name)))
+        cur = self.store.current(model.name)
+        config = _config(model, cur)
+        fields.update(_from_log(state, data_hash, config["config_hash"]), **_from_store(cur), **config)
         keys = {kind: key for kind, key in (obs.quality_keys or {}).items()
                 if fields["model_version"] == obs.model_version and data_hash == obs.data_hash
                 and state.quality_handled.get(kind) != key}
@@ -120,14 +125,28 @@ class Observer:
             last_event=state.last_event,
             quality=evaluation.status_fields(obs.quality),
             executing=_executing(state_dir, model.name) if training_now else None,
+            alert=decide.alerts(obs),
+            column_warnings=tuple(w for w in meta.get("column_warnings") or () if isinstance(w, str)),
             registry_champion_version=registered,
             registry_in_sync=in_sync,
         )
 
 
-def _from_log(state: ModelState, data_hash: str | None) -> dict[str, Any]:
+def _config(model: ModelConfig, cur: ModelVersion | None) -> dict[str, Any]:
+    """The training config now against the live version's: its hash, and the keys that changed."""
+    meta = cur.metadata if cur else {}
+    live = meta.get("training_config")
+    now = model.training_config()
+    changes = tuple(k for k in now if isinstance(live, dict) and live.get(k) != now[k])
+    return {"config_hash": model.config_hash, "model_config_hash": meta.get("config_hash"), "config_changes": changes}
+
+
+def _from_log(state: ModelState, data_hash: str | None, config_hash: str | None) -> dict[str, Any]:
+    rejected = None
+    if data_hash:  # records from before config hashes remember the data alone
+        rejected = state.rejected.get(candidate_key(data_hash, config_hash), state.rejected.get(data_hash))
     return {"paused": state.paused, "skipped_hash": state.skipped_hash,
-            "rejected_at": state.rejected.get(data_hash) if data_hash else None,
+            "rejected_at": rejected,
             "failures_in_row": state.failures_in_row, "failure_hash": state.failure_hash,
             "last_failure_time": state.last_failure_time}
 

@@ -12,6 +12,7 @@ from ..base import faults
 from ..base.errors import (DataError, ErrorType, IntegrityError, RetrainctlError, TrainingError,
                            error_type_of)
 from ..base.locks import LockTimeout, training_lock
+from ..base.version import __version__
 from ..config.records import Config, ModelConfig
 from ..core import decide
 from ..core.decide import Decision, Observation
@@ -20,6 +21,7 @@ from ..core.records import Action, FitResult, Record, Status, TriggerType, quali
 from ..core.values import host_info, new_attempt_id, utcnow_iso
 from ..fit.executors import FitRequest, OpenExecutor, open_executor
 from ..observe.observer import Observer
+from ..state.lineage import previous_promoted
 from ..state.sidecars import clear_running, mark_running
 from ..state.store import ModelStore, ModelVersion
 from .recorder import Recorder
@@ -172,8 +174,8 @@ class Attempts:
                   self.clock())
         self.recorder.record(Record(model.name, job.trigger_type, Status.STARTED, job.start, data_hash=obs.data_hash,
                                     attempt_id=job.attempt_id,
-                                    extra={"executor": executor, **quality_fields(obs.quality_keys, obs.quality_evidence),
-                                           **host_info()}))
+                                    extra={"executor": executor, "config_hash": obs.config_hash,
+                                           **quality_fields(obs.quality_keys, obs.quality_evidence), **host_info()}))
         log.info("%s: training (%s)", model.name, job.description)
         job.champion = self.store.current(model.name)
         if job.champion is not None:
@@ -225,7 +227,7 @@ class Attempts:
         """Record how the attempt ended and return its Outcome."""
         event = self.recorder.write(job.model, job.trigger_type, status, job.start, text,
                                     duration=round(self.clock() - job.start, 3), data_hash=job.claim.obs.data_hash,
-                                    attempt_id=job.attempt_id,
+                                    attempt_id=job.attempt_id, config_hash=job.claim.obs.config_hash,
                                     **quality_fields(job.claim.obs.quality_keys, job.claim.obs.quality_evidence),
                                     **job.extra, **fields)
         return Outcome.of(job.model.name, job.claim.decision, result, event, failed)
@@ -268,7 +270,8 @@ class Attempts:
                                 has_champion=champion_bytes is not None)
         meta = dict(result.metadata, trained_at=utcnow_iso(self.clock()), trained_at_ts=self.clock(),
                     trigger_type=job.trigger_type, attempt_id=job.attempt_id, model_name=model.name,
-                    promoted=verdict.promote)
+                    promoted=verdict.promote, config_hash=job.claim.obs.config_hash,
+                    training_config=model.training_config(), retrainctl_version=__version__)
         faults.point("before_save")
         mv = self.store.save(model.name, result.model_bytes, meta, at_least=self.recorder.state(model.name).max_version)
         faults.point("after_save")
@@ -286,6 +289,12 @@ class Attempts:
             return self._track_and_promote(job, result, mv, verdict, tracked, fields, text)
         finally:
             tracked.close()
+
+    def _prune(self, model: ModelConfig, keep: int) -> None:
+        """Prune old versions, never the one a rollback goes back to."""
+        current = self.store.current_version(model.name)
+        target = previous_promoted(self.recorder.log, self.store, model.name, current) if current else None
+        self.store.prune(model.name, keep, protect=(target,))
 
     def _track_and_promote(self, job: "Job", result: FitResult, mv: ModelVersion, verdict: decide.GateResult,
                            tracked: Any, fields: dict[str, Any], text: str) -> Outcome:
@@ -306,12 +315,12 @@ class Attempts:
         if verdict.promote:
             self.store.promote(model.name, mv.version)
             faults.point("after_promote")
-            self.store.prune(model.name, policy.keep_versions)
+            self._prune(model, policy.keep_versions)
             out = self._outcome(job, f"promoted v{mv.version} ({model.metric} {result.score:.4g})", Status.SUCCESS,
                                 text, promoted=True, forced=force, **fields)
             log.info("%s: promoted v%d (%s %.4g)", model.name, mv.version, model.metric, result.score)
         else:
-            self.store.prune(model.name, policy.keep_versions)
+            self._prune(model, policy.keep_versions)
             out = self._outcome(job, f"rejected v{mv.version}: {verdict.reason}", Status.REJECTED, text,
                                 promoted=False, **fields)
             log.warning("%s: candidate v%d rejected: %s", model.name, mv.version, verdict.reason)

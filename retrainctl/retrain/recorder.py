@@ -1,8 +1,10 @@
 """Write records to the state log, and tell the notification command, the webhooks and the chat
 URLs about the history ones."""
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from ..base.version import __version__
 from ..config.records import Config, ModelConfig
 from ..core.fold import ModelState
 from ..core.records import HISTORY_STATUSES, OPERATOR, Record, Status
@@ -44,6 +46,8 @@ class Recorder:
     def record(self, event: Record, unless: Callable[[ModelState], bool] | None = None) -> Record | None:
         """Append `event` (and notify); with `unless(model_state)`, only if that is false under
         the log's lock, else return None: see StateLog.append."""
+        if event.raw is None and "retrainctl_version" not in event.extra:  # which release wrote it
+            event = dataclasses.replace(event, extra={**event.extra, "retrainctl_version": __version__})
         check = None if unless is None else (lambda states: unless(states.get(event.model_name, ModelState())))
         if not self.log.append(event, unless=check):
             return None

@@ -8,7 +8,7 @@ from ..base.errors import ErrorType
 from ..config.records import ModelConfig
 from ..core.decide import Decision, Observation
 from ..core.outcomes import Outcome
-from ..core.records import Action, Status, TriggerType
+from ..core.records import Action, Status, TriggerType, quality_fields
 from ..core.values import utcnow_iso
 from .recorder import Recorder
 
@@ -26,6 +26,7 @@ def settle(recorder: Recorder, model: ModelConfig, decision: Decision, obs: Obse
             event = recorder.write(model, trigger, Status.FAILURE, obs.now,
                                    "data file could not be read", error=decision.note,
                                    error_type=ErrorType.DATA_ERROR, error_signature=decision.note,
+                                   config_hash=obs.config_hash,
                                    unless=lambda st: st.error_signature == decision.note)
         return Outcome.of(model.name, decision, f"error: {decision.note}", event, failed=True)
     if decision.action == Action.SKIP:
@@ -34,15 +35,44 @@ def settle(recorder: Recorder, model: ModelConfig, decision: Decision, obs: Obse
             event = recorder.write(model, decision.trigger_type or TriggerType.MANUAL, Status.SKIPPED, obs.now,
                                    f"{decision.describe()}; not trained: {decision.note}",
                                    data_hash=obs.data_hash, error=decision.note, error_type=ErrorType.TOO_FEW_ROWS,
+                                   config_hash=obs.config_hash,
                                    unless=lambda st: st.skipped_hash == obs.data_hash)
             if event is not None:
                 log.warning("%s: skipped: %s", model.name, decision.note)
         return Outcome.of(model.name, decision, f"skipped: {decision.note}", event)
+    if decision.action == Action.UNCHANGED:
+        return _unchanged(recorder, model, decision, obs, dry_run)
     # A due model reaches here only on a dry run: real fits are claimed and trained together
     # (retrain.attempt.Attempts.claim, Attempts.run).
     result = {Action.TRAIN: "would train", Action.NOTHING: "up to date",
               Action.WAIT: "not evaluated"}.get(decision.action, "not trained")
     return Outcome.of(model.name, decision, result)
+
+
+def _unchanged(recorder: Recorder, model: ModelConfig, decision: Decision, obs: Observation,
+               dry_run: bool) -> Outcome:
+    """A trigger fired, but the training data and config are the live version's: a retrain would
+    make a copy of it, pushing real versions out of the store. Recorded once (a `skipped` record,
+    error_type `unchanged`), which restarts the age clock and answers the quality evidence; a
+    drift or performance trigger says the production inputs moved while the training data did not
+    (the notifications carry it as a drift or performance event)."""
+    if dry_run:
+        return Outcome.of(model.name, decision, f"unchanged: {decision.note}")
+    why = []
+    if any(r.trigger_type == TriggerType.DRIFT for r in decision.reasons):
+        why.append("drift in production inputs; the training data has not changed")
+    if any(r.trigger_type == TriggerType.PERFORMANCE for r in decision.reasons):
+        why.append("performance degraded on new labelled rows; the training data has not changed")
+    text = "; ".join([decision.describe(), *why, f"not trained: {decision.note}"])
+    seen = obs.rejected_at or 0.0
+    event = recorder.write(model, decision.trigger_type or TriggerType.MANUAL, Status.SKIPPED, obs.now, text,
+                           data_hash=obs.data_hash, error=decision.note, error_type=ErrorType.UNCHANGED,
+                           version=obs.model_version, config_hash=obs.config_hash,
+                           **quality_fields(obs.quality_keys, obs.quality_evidence),
+                           unless=lambda st: (st.rejected.get(obs.candidate) or 0.0) > seen)
+    if event is not None:
+        log.warning("%s: not trained: %s", model.name, "; ".join(why) or decision.note)
+    return Outcome.of(model.name, decision, f"unchanged: {decision.note}", event)
 
 
 def drift_alert(model: ModelConfig, obs: Observation) -> dict[str, Any]:

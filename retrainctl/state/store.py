@@ -194,20 +194,14 @@ class ModelStore:
                         name, gone, max(highest, *self.versions(name), 0) + 1)
         return gone is not None
 
-    def prune(self, name: str, keep: int) -> None:
-        """Keep the newest `keep` versions, the current one, and the newest promoted version
-        before it (what `rollback` goes back to), however many rejected candidates came since."""
+    def prune(self, name: str, keep: int, protect: tuple[int | None, ...] = ()) -> None:
+        """Keep the newest `keep` versions, the current one, and `protect` (the rollback target:
+        state.lineage.previous_promoted), however many rejected candidates came since."""
         import shutil
 
         current = self.current_version(name)
         versions = self.versions(name)
-        keep_set = set(versions[-keep:]) | {current}
-        for version in reversed(versions):
-            if current is not None and version < current:
-                mv = self.get(name, version)
-                if mv is not None and mv.metadata.get("promoted", True):
-                    keep_set.add(version)
-                    break
+        keep_set = set(versions[-keep:]) | {current, *protect}
         for version in versions:
             if version not in keep_set:
                 shutil.rmtree(os.path.join(self.folder(name), f"v{version}"), ignore_errors=True)
