@@ -6,6 +6,7 @@ import os
 import threading
 
 import pandas as pd
+import yaml
 import pytest
 
 from retrainctl.data import datasets
@@ -13,7 +14,7 @@ from retrainctl.base.errors import DataError, TrainingError
 from retrainctl.data.fingerprint import FingerprintCache
 from retrainctl.config.records import CsvOptions, TrainingSpec
 from retrainctl.fit.task import run_task
-from conftest import Project, copy_project
+from conftest import Project, copy_project, made_once
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
 
@@ -63,25 +64,31 @@ def metadata(project, name="housing"):
 
 
 # A housing-only project trained (v1) on the partitions of partitions(), by the installed
-# command, is the starting point of several tests. It is made once per test process per format
-# (the tests that take it share an xdist group, so once per `make test`), and each test gets a
-# copy: the same files, config, state and models a `check` of its own would have left.
+# command, is the starting point of several tests. It is made once per `make test` per format
+# (conftest.made_once), and each test gets a copy: the same files, config, state and models a
+# `check` of its own would have left.
 def set_template(tmp_path_factory, fmt):
-    template = Project(tmp_path_factory.mktemp(f"set-{fmt}") / "proj")
-    partitions(template, fmt)
-    housing_only(template, data_path="data/events")
-    done = template.run("check")
-    assert done.returncode == 0, done.stderr
-    assert template.current_version("housing") == 1
+    def make(folder):
+        template = Project(folder / "proj")
+        partitions(template, fmt)
+        housing_only(template, data_path="data/events")
+        done = template.run("check")
+        assert done.returncode == 0, done.stderr
+        assert template.current_version("housing") == 1
+
+    folder = made_once(tmp_path_factory, f"set-{fmt}", make)
+    template = Project.__new__(Project)
+    template.root, template.config_path = folder / "proj", folder / "proj" / "etc" / "retrainctl.yaml"
+    template.config = yaml.safe_load(template.config_path.read_text())
     return template
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def _parquet_set(tmp_path_factory):
     return set_template(tmp_path_factory, "parquet")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def _csv_set(tmp_path_factory):
     return set_template(tmp_path_factory, "csv")
 
@@ -98,12 +105,8 @@ def csv_set(tmp_path, _csv_set):
     return copy_project(_csv_set, tmp_path / "proj")
 
 
-PARQUET_SET = pytest.mark.xdist_group("datasets-parquet-set")
-CSV_SET = pytest.mark.xdist_group("datasets-csv-set")
-IRIS_SET = pytest.mark.xdist_group("datasets-iris-set")
 
 
-@PARQUET_SET
 def test_a_directory_of_parquet_partitions_is_one_data_set(parquet_set):
     project = parquet_set  # partitions(), housing only, data_path data/events; its `check` exited 0
     root = project.root / "data" / "events"
@@ -199,7 +202,6 @@ def bad_check(project, expect_code=1):
     return errors[0], project.history()
 
 
-@CSV_SET
 def test_a_csv_partition_with_another_header_is_a_data_error_naming_file_and_column(csv_set):
     project = csv_set
     root = project.root / "data" / "events"
@@ -212,7 +214,6 @@ def test_a_csv_partition_with_another_header_is_a_data_error_naming_file_and_col
     assert project.current_version("housing") == 1
 
 
-@PARQUET_SET
 def test_a_partition_with_another_column_type_is_a_data_error(parquet_set):
     project = parquet_set
     root = project.root / "data" / "events"
@@ -225,7 +226,6 @@ def test_a_partition_with_another_column_type_is_a_data_error(parquet_set):
     assert history[-1]["status"] == "failure" and project.current_version("housing") == 1
 
 
-@PARQUET_SET
 def test_a_truncated_parquet_file_is_a_data_error_naming_it(parquet_set):
     project = parquet_set
     root = project.root / "data" / "events"
@@ -240,7 +240,6 @@ def test_a_truncated_parquet_file_is_a_data_error_naming_it(parquet_set):
     assert len(project.history()) == 2
 
 
-@PARQUET_SET
 def test_an_unreadable_partition_is_a_data_error_naming_it(parquet_set):
     project = parquet_set
     root = project.root / "data" / "events"
@@ -252,7 +251,6 @@ def test_an_unreadable_partition_is_a_data_error_naming_it(parquet_set):
     assert history[-1]["status"] == "failure" and project.current_version("housing") == 1
 
 
-@PARQUET_SET
 def test_a_symlink_loop_in_the_directory_is_a_data_error_naming_it(parquet_set):
     project = parquet_set
     root = project.root / "data" / "events"
@@ -271,7 +269,6 @@ def test_an_empty_match_is_a_data_error_naming_the_pattern(project):
     assert len(history) == 1 and history[0]["status"] == "failure"
 
 
-@CSV_SET
 def test_a_partition_being_written_is_skipped_this_run(csv_set):
     """A file that grows while it is hashed is read again, then left for the next run."""
     project = csv_set
@@ -348,18 +345,26 @@ def test_set_hash_depends_on_names_and_contents_not_order(project):
 RELABEL = {"Iris-setosa": "Iris-versicolor", "Iris-versicolor": "Iris-virginica", "Iris-virginica": "Iris-setosa"}
 
 
-@pytest.fixture(scope="module")
-def _iris_set(tmp_path_factory):
-    """An iris-only project whose data is three Parquet partitions, after its first `check`
-    (made once per test process; the tests that take it share an xdist group)."""
-    project = Project(tmp_path_factory.mktemp("iris-set") / "proj")
+def iris_set_project(folder):
+    """An iris-only project whose data is three Parquet partitions, after its first `check`."""
+    project = Project(folder / "proj")
     df = pd.read_csv(project.data("iris"))
     root = project.root / "data" / "iris"
     for i, day in enumerate(DAYS[:3]):
         write_partition(root, day, df.iloc[i::3])
     project.config["models"] = {"iris": dict(project.config["models"]["iris"], data_path="data/iris")}
     project.write_config()
-    assert project.cli("check").exit_code == 0
+    done = project.run("check")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="session")
+def _iris_set(tmp_path_factory):
+    """iris_set_project, made once per `make test` (conftest.made_once)."""
+    folder = made_once(tmp_path_factory, "iris-set", iris_set_project)
+    project = Project.__new__(Project)
+    project.root, project.config_path = folder / "proj", folder / "proj" / "etc" / "retrainctl.yaml"
+    project.config = yaml.safe_load(project.config_path.read_text())
     return project
 
 
@@ -369,7 +374,6 @@ def iris_set(template, dest):
     return project, project.root / "data" / "iris", pd.read_csv(project.data("iris"))
 
 
-@IRIS_SET
 def test_new_partitions_are_the_performance_triggers_eval_data(_iris_set, tmp_path):
     project, root, df = iris_set(_iris_set, tmp_path / "proj")
     write_partition(root, DAYS[3], df.head(40))
@@ -385,7 +389,6 @@ def test_new_partitions_are_the_performance_triggers_eval_data(_iris_set, tmp_pa
         "vs baseline")
 
 
-@IRIS_SET
 def test_a_drift_set_of_parquet_inputs(_iris_set, tmp_path):
     project, root, df = iris_set(_iris_set, tmp_path / "proj")
     recent = project.root / "data" / "recent"
@@ -399,7 +402,6 @@ def test_a_drift_set_of_parquet_inputs(_iris_set, tmp_path):
     assert list(st["drifted_features"]) == ["PetalLengthCm"]
 
 
-@IRIS_SET
 def test_dask_workers_read_the_same_set(_iris_set, tmp_path):
     from test_dask import Cluster, use_dask
 
