@@ -150,14 +150,40 @@ def copy_project(template, dest, config=None):
     return copied
 
 
-@pytest.fixture(scope="session")
-def _trained_template(tmp_path_factory):
-    """The demo project after its first `check` (iris and housing trained as v1), made once per
-    test process by the installed command."""
-    template = Project(tmp_path_factory.mktemp("trained") / "proj")
+def made_once(tmp_path_factory, name, build):
+    """A folder made by `build(folder)` once for the whole run: the first xdist worker (or the one
+    pytest process) to ask makes it under a file lock, the others wait for it and reuse it. Tests
+    copy it (or only read it), never change it."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by every worker of this run
+    folder, made = root / f"made-once-{name}", root / f"made-once-{name}.made"
+    with FileLock(str(folder) + ".lock"):
+        if not made.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            made.touch()
+    return folder
+
+
+def trained_project(folder):
+    """The demo project after its first `check` (iris and housing trained as v1), made by the
+    installed command."""
+    template = Project(folder / "proj")
     done = template.run("check")
     assert done.returncode == 0, done.stderr
     assert template.current_version("iris") == template.current_version("housing") == 1
+
+
+@pytest.fixture(scope="session")
+def _trained_template(tmp_path_factory):
+    folder = made_once(tmp_path_factory, "trained", trained_project)
+    template = Project.__new__(Project)
+    template.root, template.config_path = folder / "proj", folder / "proj" / "etc" / "retrainctl.yaml"
+    template.config = base_config(iris=dict(IRIS), housing=dict(HOUSING))
     return template
 
 
@@ -217,27 +243,16 @@ def full_disk():
         subprocess.run(["umount", str(path)], check=True)
 
 
-@pytest.fixture(scope="session")
-def installed(tmp_path_factory):
-    """`make install DESTDIR=<tmp>`, once per session (it builds a venv, about a minute).
-    The DESTDIR starts as a target root with systemd in it (a copy of the system's unit folder),
-    so `systemd-analyze verify --root=DESTDIR` resolves sysinit.target and the ExecStart paths."""
-    root = tmp_path_factory.mktemp("destdir")
+def staged_install(root):
     shutil.copytree("/usr/lib/systemd/system", root / "usr" / "lib" / "systemd" / "system", symlinks=True)
     done = subprocess.run(["make", "-C", str(REPO), "install", f"DESTDIR={root}"],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
-    return root
 
 
-# Tests that share a session- or module-scoped resource run on one xdist worker (`--dist
-# loadgroup`), so that the resource is made once: a `make install` into a staged root (a venv
-# build, ~45 s of CPU) and a real `mlflow server`.
-SHARED = {"installed": "install", "mlflow_server": "mlflow-server"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        groups = {SHARED[f] for f in getattr(item, "fixturenames", ()) if f in SHARED}
-        if groups:
-            item.add_marker(pytest.mark.xdist_group(sorted(groups)[0]))
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """`make install DESTDIR=<tmp>`, once per run (it builds a venv: about 45 s of CPU). The
+    DESTDIR starts as a target root with systemd in it (a copy of the system's unit folder), so
+    `systemd-analyze verify --root=DESTDIR` resolves sysinit.target and the ExecStart paths."""
+    return made_once(tmp_path_factory, "installed", staged_install)

@@ -101,9 +101,11 @@ def test_train_busy_model_exits_1(project):
     assert project.history() == []
 
 
-def test_rollback(project):
-    for _ in range(3):
+def test_rollback(trained):
+    project = trained  # iris v1 from its first check
+    for _ in range(2):
         assert project.cli("train", "iris").exit_code == 0
+    assert project.current_version("iris") == 3
     r = project.cli("rollback", "iris")
     assert r.exit_code == 0 and r.stdout.startswith("iris: rolled back from v3 to v2 by ")
     assert project.current_version("iris") == 2

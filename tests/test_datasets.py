@@ -6,6 +6,7 @@ import os
 import threading
 
 import pandas as pd
+import yaml
 import pytest
 
 from retrainctl.data import datasets
@@ -13,6 +14,7 @@ from retrainctl.base.errors import DataError, TrainingError
 from retrainctl.data.fingerprint import FingerprintCache
 from retrainctl.config.records import CsvOptions, TrainingSpec
 from retrainctl.fit.task import run_task
+from conftest import Project, copy_project, made_once
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
 
@@ -61,11 +63,53 @@ def metadata(project, name="housing"):
     return json.loads((project.model_dir / name / f"v{project.current_version(name)}" / "metadata.json").read_text())
 
 
-def test_a_directory_of_parquet_partitions_is_one_data_set(project):
-    root = partitions(project)
-    housing_only(project, data_path="data/events")
-    done = project.run("check")
-    assert done.returncode == 0, done.stderr
+# A housing-only project trained (v1) on the partitions of partitions(), by the installed
+# command, is the starting point of several tests. It is made once per `make test` per format
+# (conftest.made_once), and each test gets a copy: the same files, config, state and models a
+# `check` of its own would have left.
+def set_template(tmp_path_factory, fmt):
+    def make(folder):
+        template = Project(folder / "proj")
+        partitions(template, fmt)
+        housing_only(template, data_path="data/events")
+        done = template.run("check")
+        assert done.returncode == 0, done.stderr
+        assert template.current_version("housing") == 1
+
+    folder = made_once(tmp_path_factory, f"set-{fmt}", make)
+    template = Project.__new__(Project)
+    template.root, template.config_path = folder / "proj", folder / "proj" / "etc" / "retrainctl.yaml"
+    template.config = yaml.safe_load(template.config_path.read_text())
+    return template
+
+
+@pytest.fixture(scope="session")
+def _parquet_set(tmp_path_factory):
+    return set_template(tmp_path_factory, "parquet")
+
+
+@pytest.fixture(scope="session")
+def _csv_set(tmp_path_factory):
+    return set_template(tmp_path_factory, "csv")
+
+
+@pytest.fixture
+def parquet_set(tmp_path, _parquet_set):
+    """A copy of the project after `check` trained housing v1 on the Parquet partitions of partitions()."""
+    return copy_project(_parquet_set, tmp_path / "proj")
+
+
+@pytest.fixture
+def csv_set(tmp_path, _csv_set):
+    """A copy of the project after `check` trained housing v1 on the CSV partitions of partitions()."""
+    return copy_project(_csv_set, tmp_path / "proj")
+
+
+
+
+def test_a_directory_of_parquet_partitions_is_one_data_set(parquet_set):
+    project = parquet_set  # partitions(), housing only, data_path data/events; its `check` exited 0
+    root = project.root / "data" / "events"
     expected = [f"date={day}/part-0000.parquet" for day in DAYS]
     meta = metadata(project)
     assert meta["data_files"] == expected  # markers, temporary and hidden files ignored
@@ -137,9 +181,9 @@ def test_a_single_parquet_file_keeps_its_own_hash(project):
     assert status(project)["data_files"] is None
 
 
-def test_the_single_csv_file_of_today_is_unchanged(project):
+def test_the_single_csv_file_of_today_is_unchanged(trained):
+    project = trained  # housing v1 trained on the single CSV file by the first `check`
     housing_only(project)
-    assert project.run("check").returncode == 0
     from retrainctl.data.fingerprint import hash_bytes
 
     meta = metadata(project)
@@ -158,15 +202,9 @@ def bad_check(project, expect_code=1):
     return errors[0], project.history()
 
 
-def trained_set(project, fmt="parquet"):
-    root = partitions(project, fmt)
-    housing_only(project, data_path="data/events")
-    assert project.run("check").returncode == 0
-    return root
-
-
-def test_a_csv_partition_with_another_header_is_a_data_error_naming_file_and_column(project):
-    root = trained_set(project, "csv")
+def test_a_csv_partition_with_another_header_is_a_data_error_naming_file_and_column(csv_set):
+    project = csv_set
+    root = project.root / "data" / "events"
     df = pd.read_csv(project.data("housing")).head(40).rename(columns={"households": "homes"})
     bad = write_partition(root, "2026-11-05", df, "csv")
     line, history = bad_check(project)
@@ -176,8 +214,9 @@ def test_a_csv_partition_with_another_header_is_a_data_error_naming_file_and_col
     assert project.current_version("housing") == 1
 
 
-def test_a_partition_with_another_column_type_is_a_data_error(project):
-    root = trained_set(project)
+def test_a_partition_with_another_column_type_is_a_data_error(parquet_set):
+    project = parquet_set
+    root = project.root / "data" / "events"
     df = pd.read_csv(project.data("housing")).head(40)
     df["total_rooms"] = "many"
     bad = write_partition(root, "2026-11-05", df)
@@ -187,8 +226,9 @@ def test_a_partition_with_another_column_type_is_a_data_error(project):
     assert history[-1]["status"] == "failure" and project.current_version("housing") == 1
 
 
-def test_a_truncated_parquet_file_is_a_data_error_naming_it(project):
-    root = trained_set(project)
+def test_a_truncated_parquet_file_is_a_data_error_naming_it(parquet_set):
+    project = parquet_set
+    root = project.root / "data" / "events"
     bad = write_partition(root, "2026-11-05", pd.read_csv(project.data("housing")).head(40))
     bad.write_bytes(bad.read_bytes()[:-100])
     line, history = bad_check(project)
@@ -200,8 +240,9 @@ def test_a_truncated_parquet_file_is_a_data_error_naming_it(project):
     assert len(project.history()) == 2
 
 
-def test_an_unreadable_partition_is_a_data_error_naming_it(project):
-    root = trained_set(project)
+def test_an_unreadable_partition_is_a_data_error_naming_it(parquet_set):
+    project = parquet_set
+    root = project.root / "data" / "events"
     bad = root / "date=2026-11-05" / "part-0000.csv"
     bad.parent.mkdir()
     os.mkfifo(bad)  # unreadable even for root, who reads a chmod 0 file
@@ -210,8 +251,9 @@ def test_an_unreadable_partition_is_a_data_error_naming_it(project):
     assert history[-1]["status"] == "failure" and project.current_version("housing") == 1
 
 
-def test_a_symlink_loop_in_the_directory_is_a_data_error_naming_it(project):
-    root = trained_set(project)
+def test_a_symlink_loop_in_the_directory_is_a_data_error_naming_it(parquet_set):
+    project = parquet_set
+    root = project.root / "data" / "events"
     loop = root / "date=2026-11-02" / "again"
     os.symlink("..", loop)
     line, history = bad_check(project)
@@ -227,9 +269,10 @@ def test_an_empty_match_is_a_data_error_naming_the_pattern(project):
     assert len(history) == 1 and history[0]["status"] == "failure"
 
 
-def test_a_partition_being_written_is_skipped_this_run(project):
+def test_a_partition_being_written_is_skipped_this_run(csv_set):
     """A file that grows while it is hashed is read again, then left for the next run."""
-    root = trained_set(project, "csv")
+    project = csv_set
+    root = project.root / "data" / "events"
     growing = root / "date=2026-11-05" / "part-0000.csv"
     growing.parent.mkdir()
     row = project.data("housing").read_text().splitlines()[1] + "\n"
@@ -302,19 +345,37 @@ def test_set_hash_depends_on_names_and_contents_not_order(project):
 RELABEL = {"Iris-setosa": "Iris-versicolor", "Iris-versicolor": "Iris-virginica", "Iris-virginica": "Iris-setosa"}
 
 
-def iris_set(project):
+def iris_set_project(folder):
+    """An iris-only project whose data is three Parquet partitions, after its first `check`."""
+    project = Project(folder / "proj")
     df = pd.read_csv(project.data("iris"))
     root = project.root / "data" / "iris"
     for i, day in enumerate(DAYS[:3]):
         write_partition(root, day, df.iloc[i::3])
     project.config["models"] = {"iris": dict(project.config["models"]["iris"], data_path="data/iris")}
     project.write_config()
-    assert project.cli("check").exit_code == 0
-    return root, df
+    done = project.run("check")
+    assert done.returncode == 0, done.stderr
 
 
-def test_new_partitions_are_the_performance_triggers_eval_data(project):
-    root, df = iris_set(project)
+@pytest.fixture(scope="session")
+def _iris_set(tmp_path_factory):
+    """iris_set_project, made once per `make test` (conftest.made_once)."""
+    folder = made_once(tmp_path_factory, "iris-set", iris_set_project)
+    project = Project.__new__(Project)
+    project.root, project.config_path = folder / "proj", folder / "proj" / "etc" / "retrainctl.yaml"
+    project.config = yaml.safe_load(project.config_path.read_text())
+    return project
+
+
+def iris_set(template, dest):
+    """A copy of the _iris_set project at `dest`: (project, its partitions' folder, the iris data)."""
+    project = copy_project(template, dest)
+    return project, project.root / "data" / "iris", pd.read_csv(project.data("iris"))
+
+
+def test_new_partitions_are_the_performance_triggers_eval_data(_iris_set, tmp_path):
+    project, root, df = iris_set(_iris_set, tmp_path / "proj")
     write_partition(root, DAYS[3], df.head(40))
     dry = json.loads(project.cli("check", "--dry-run", "--json").stdout)["models"][0]
     assert [r["trigger_type"] for r in dry["due_reasons"]] == ["data_change"]
@@ -328,8 +389,8 @@ def test_new_partitions_are_the_performance_triggers_eval_data(project):
         "vs baseline")
 
 
-def test_a_drift_set_of_parquet_inputs(project):
-    root, df = iris_set(project)
+def test_a_drift_set_of_parquet_inputs(_iris_set, tmp_path):
+    project, root, df = iris_set(_iris_set, tmp_path / "proj")
     recent = project.root / "data" / "recent"
     shifted = df.drop(columns=["Species"]).assign(PetalLengthCm=df["PetalLengthCm"] + 5)
     write_partition(recent, DAYS[0], shifted.iloc[::2])
@@ -341,10 +402,10 @@ def test_a_drift_set_of_parquet_inputs(project):
     assert list(st["drifted_features"]) == ["PetalLengthCm"]
 
 
-def test_dask_workers_read_the_same_set(project, tmp_path):
+def test_dask_workers_read_the_same_set(_iris_set, tmp_path):
     from test_dask import Cluster, use_dask
 
-    root, df = iris_set(project)
+    project, root, df = iris_set(_iris_set, tmp_path / "proj")
     write_partition(root, DAYS[3], df.head(30), "csv.gz")
     logs = tmp_path / "dask"
     logs.mkdir()

@@ -33,8 +33,8 @@ def test_first_run_trains_both_then_nothing(project):
     assert len(project.history()) == 2
 
 
-def test_append_retrains_only_that_model_and_touch_does_nothing(project):
-    assert project.run("check").returncode == 0
+def test_append_retrains_only_that_model_and_touch_does_nothing(trained):
+    project = trained
     os.utime(project.data("iris"))
     touched = project.run("check")
     assert touched.returncode == 0 and len(project.history()) == 2
@@ -95,8 +95,8 @@ def test_pause_resume_and_auto_retraining_off(project):
     assert summary(project, "iris")[-1] == ("iris", "manual", "success")
 
 
-def test_model_age_trigger(project):
-    assert project.run("check", "iris").returncode == 0
+def test_model_age_trigger(trained):
+    project = trained
     project.set_model("iris", max_model_age_hours=0.0001)  # 0.36 s
     import time
 
@@ -107,7 +107,8 @@ def test_model_age_trigger(project):
     assert "(max_model_age_hours 0.0001)" in project.history()[-1]["description"]
 
 
-def test_check_interval_holds_across_runs(project):
+def test_check_interval_holds_across_runs(trained):
+    project = trained  # iris v1 from the first check, which also started its check_interval
     project.config["defaults"]["check_interval"] = 3600
     project.write_config()
     assert project.run("check", "iris").returncode == 0
@@ -115,13 +116,15 @@ def test_check_interval_holds_across_runs(project):
     r = project.run("check", "iris", "--json")
     row = json.loads(r.stdout)["models"][0]
     assert row["action"] == "wait" and row["note"].endswith("(check_interval 3600s)")
-    assert len(project.history()) == 1
+    assert len(project.history()) == 2  # the first check's two records, nothing since
     # a dry run still tells the truth about the triggers only once the interval has passed
     status = json.loads(project.run("status", "--json").stdout)["models"]
     assert status[0]["due"] is True and status[0]["due_reasons"][0]["trigger_type"] == "data_change"
 
 
 def test_dry_run_exit_codes_and_no_side_effects(project):
+    project.config["models"].pop("housing")  # iris alone makes every point; housing would only add a fit
+    project.write_config()
     r = project.run("check", "--dry-run")
     assert r.returncode == 3, r.stderr
     assert project.history() == [] and project.current_version("iris") is None
@@ -141,8 +144,8 @@ def test_missing_data_file_fails_that_model_only(project):
     assert again.returncode == 1 and len(project.history()) == 2  # recorded once, not every run
 
 
-def test_bad_data_files_fail_with_the_file_named_and_keep_the_live_model(project):
-    assert project.run("check", "iris").returncode == 0
+def test_bad_data_files_fail_with_the_file_named_and_keep_the_live_model(trained):
+    project = trained
     model_bytes = (project.model_dir / "iris" / "v1" / "model.joblib").read_bytes()
     path = project.data("iris")
     header = path.read_text().splitlines()[0]
@@ -179,8 +182,8 @@ def test_usage_and_config_errors_exit_2(project):
     assert r.returncode == 2
 
 
-def test_saved_model_is_a_whole_pipeline(project):
-    assert project.run("check").returncode == 0
+def test_saved_model_is_a_whole_pipeline(trained):
+    project = trained
     raw = pd.read_csv(project.data("housing"))
     assert raw["total_bedrooms"].isna().any()  # the gaps really are in the test data
     model = joblib.load(project.model_dir / "housing" / "current" / "model.joblib")
@@ -195,9 +198,10 @@ def test_saved_model_is_a_whole_pipeline(project):
     assert "Id" not in iris_meta["features"] and iris_meta["classes"] == ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
 
 
-def test_keeps_the_last_versions_never_current(project):
+def test_keeps_the_last_versions_never_current(trained):
+    project = trained  # v1 from the first check, then v2, v3, v4
     project.set_model("iris", keep_versions=2)
-    for _ in range(4):
+    for _ in range(3):
         assert project.run("train", "iris").returncode == 0
     assert sorted(os.listdir(project.model_dir / "iris")) == ["current", "v3", "v4"]
 
@@ -231,7 +235,8 @@ def test_runs_from_the_config_folder_and_home_alike(project, tmp_path):
     assert not (home / "var").exists()
 
 
-def test_dry_run_ignores_check_interval_and_a_missing_file_is_never_hidden(project):
+def test_dry_run_ignores_check_interval_and_a_missing_file_is_never_hidden(trained):
+    project = trained
     project.config["defaults"]["check_interval"] = 3600
     project.write_config()
     assert project.run("check", "iris").returncode == 0
@@ -247,9 +252,9 @@ def test_dry_run_ignores_check_interval_and_a_missing_file_is_never_hidden(proje
         assert r.returncode == 1 and "data file not found" in r.stderr
 
 
-def test_rejected_candidates_never_push_out_the_rollback_target(project):
+def test_rejected_candidates_never_push_out_the_rollback_target(trained):
+    project = trained  # v1 from the first check
     project.set_model("iris", keep_versions=2)
-    assert project.run("train", "iris").returncode == 0
     assert project.run("train", "iris").returncode == 0  # v2 current, v1 the rollback target
     project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
     for _ in range(3):

@@ -52,9 +52,9 @@ def test_six_concurrent_checks_train_each_model_once(project):
 
 
 @pytest.mark.parametrize("point", ["before_save", "after_save", "after_promote", "mid_append"])
-def test_kill_at_each_point_then_recover(project, point):
+def test_kill_at_each_point_then_recover(trained, point):
+    project = trained  # iris v1 from its `initial` training; the crash and the recovery are this test's
     project.set_model("iris", retry_backoff_seconds=0)
-    assert project.run("check", "iris").returncode == 0
     project.append_rows("iris", 10)
     crashed = project.run("check", "iris", env={"RETRAINCTL_FAULT": point})
     assert crashed.returncode == -signal.SIGKILL
@@ -81,9 +81,9 @@ def test_kill_at_each_point_then_recover(project, point):
     assert not [f for f in os.listdir(project.model_dir / "iris") if f.startswith(".tmp")]
 
 
-def test_kill_dash_9_mid_fit(project, tmp_path):
+def test_kill_dash_9_mid_fit(trained, tmp_path):
+    project = trained  # iris v1 from its `initial` training
     project.set_model("iris", retry_backoff_seconds=0)
-    assert project.run("check", "iris").returncode == 0
     marker = tmp_path / "child.pid"
     project.set_model("iris", estimator=None, trainer="tests.slowfit:fit", params={"sleep": 60, "marker": str(marker)})
     project.append_rows("iris", 10)
@@ -153,8 +153,8 @@ def test_a_fit_that_exits_under_a_memory_limit_says_the_limit_may_be_why(project
                              "native code that cannot allocate often exits like this; try a higher limit)")
 
 
-def test_flipped_byte_in_current_model(project):
-    assert project.run("check", "iris").returncode == 0
+def test_flipped_byte_in_current_model(trained):
+    project = trained  # iris v1 is current
     path = project.model_dir / "iris" / "current" / "model.joblib"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -202,15 +202,20 @@ def test_backoff_schedule_with_an_injected_clock(project):
     assert run_train(load_config(str(project.config_path)), "iris").record["status"] == "success"
 
 
-def test_torn_line_by_hand_then_normal_runs(project):
-    assert project.run("check", "iris").returncode == 0
-    with open(project.state_dir / "events.jsonl", "a") as fh:
+def test_torn_line_by_hand_then_normal_runs(trained):
+    project = trained  # the log holds the first check's records of iris and housing
+    log = project.state_dir / "events.jsonl"
+    before = log.read_text().splitlines()
+    with open(log, "a") as fh:
         fh.write('{"model_name": "iris", "stat')
     r = project.run("train", "iris")
     assert r.returncode == 0
     assert "skipped a torn last line" in r.stderr and "cut off a torn last line (28 bytes)" in r.stderr
-    lines = (project.state_dir / "events.jsonl").read_text().splitlines()
-    assert [json.loads(line)["status"] for line in lines] == ["started", "success", "started", "success"]
+    lines = log.read_text().splitlines()
+    assert lines[:len(before)] == before  # the torn part is gone, nothing before it touched
+    events = [json.loads(line) for line in lines]
+    assert [e["status"] for e in events[len(before):]] == ["started", "success"]
+    assert [e["status"] for e in events if e["model_name"] == "iris"] == ["started", "success", "started", "success"]
 
 
 def test_state_dir_that_is_a_file(project):
@@ -338,12 +343,12 @@ def concurrently(project, *args, n=8):
     return [p.communicate(timeout=300) + (p.returncode,) for p in procs]
 
 
-def test_concurrent_runs_record_one_incident_once(project):
+def test_concurrent_runs_record_one_incident_once(trained):
     """Records that are written once per cause (an unreadable data file, too few rows, a pause)
     are decided under the log's lock: eight runs meeting the same cause write one record."""
-    project.config["models"].pop("housing")
-    project.write_config()
-    assert project.run("check").returncode == 0
+    # iris v1 from its `initial` training. The config stays the one that was validated, so that no
+    # run pays the ML imports of validating a new one; housing, untouched, has nothing to do.
+    project = trained
     project.data("iris").unlink()
     assert [code for _, _, code in concurrently(project, "check")] == [1] * 8
     assert statuses(project) == [("initial", "success", None), ("data_change", "failure", "data_error")]
@@ -359,12 +364,12 @@ def test_concurrent_runs_record_one_incident_once(project):
     assert sum("already paused" in out for out, _, _ in results) == 7
 
 
-def test_ctrl_c_mid_fit_is_one_line_and_leaves_nothing_running(project, tmp_path):
+def test_ctrl_c_mid_fit_is_one_line_and_leaves_nothing_running(trained, tmp_path):
     """Ctrl-C signals the whole process group: exit 130 with `Error: interrupted`, no traceback
     from the controller or the fit process, the fit process gone, and the next run records the
     attempt as interrupted."""
+    project = trained  # iris v1 from its `initial` training
     project.set_model("iris", retry_backoff_seconds=0)
-    assert project.run("check", "iris").returncode == 0
     marker = tmp_path / "child.pid"
     project.set_model("iris", estimator=None, trainer="tests.slowfit:fit", params={"sleep": 60, "marker": str(marker)})
     env = dict(os.environ, **ENV)
@@ -405,21 +410,21 @@ def test_sigint_to_the_controller_alone_stops_its_fit(project, tmp_path):
     assert proc.returncode == 130 and err.splitlines()[-1] == "Error: interrupted", err
 
 
-def test_failures_in_a_row_count_for_the_data_they_happened_on(project):
+def test_failures_in_a_row_count_for_the_data_they_happened_on(trained):
     """An unreadable data file is a failure; once the file is back (and the model is up to date
     with it), status and the consecutive-failures gauge read 0 again, so the alert clears."""
     from retrainctl.publish import metrics
 
-    project.config["models"].pop("housing")
-    project.write_config()
-    assert project.run("check").returncode == 0
+    # iris v1 from its `initial` training; housing, untouched, has nothing to do (the config stays
+    # the one already validated, so no run pays the ML imports of validating another)
+    project = trained
     saved = project.data("iris").read_bytes()
     project.data("iris").unlink()
     assert project.run("check").returncode == 1
     cfg = load_config(str(project.config_path))
-    assert run_status(cfg)[0].failures_in_row == 1
+    assert run_status(cfg, ["iris"])[0].failures_in_row == 1
     project.data("iris").write_bytes(saved)
     assert project.run("check").returncode == 0
-    assert run_status(cfg)[0].failures_in_row == 0
+    assert run_status(cfg, ["iris"])[0].failures_in_row == 0
     assert 'model_retraining_consecutive_failures{model_name="iris"} 0.0' in metrics.exposition(
         metrics.build_registry(cfg)).decode()

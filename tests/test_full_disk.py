@@ -4,6 +4,7 @@ beside it (summary.json, checks.json) never fail a command."""
 import json
 import os
 import resource
+import shutil
 
 import pytest
 
@@ -12,6 +13,17 @@ from tests.conftest import IRIS, REPO
 ENV = {"PYTHONPATH": str(REPO)}  # the test trainer lives in tests/slowfit.py
 
 PAGE = resource.getpagesize()
+
+
+def onto_tmpfs(full_disk, path, size):
+    """full_disk(path, size) for a folder the trained copy already filled: its files are moved
+    onto the new tmpfs (they take the same room there as if the first check had written them)."""
+    aside = path.with_name(path.name + ".aside")
+    path.rename(aside)
+    disk = full_disk(path, size)
+    shutil.copytree(aside, path, symlinks=True, dirs_exist_ok=True)
+    shutil.rmtree(aside)
+    return disk
 
 
 def paused(project):
@@ -54,11 +66,11 @@ def test_resume_on_a_full_disk_fails_loudly_and_records_nothing(project, full_di
     assert [e["status"] for e in project.events() if e["model_name"] == "iris"] == ["paused", "resumed"]
 
 
-def test_a_full_disk_never_fails_a_check_over_its_caches(project, full_disk):
+def test_a_full_disk_never_fails_a_check_over_its_caches(trained, full_disk):
     """Nothing to train, so a check only reads the log and writes caches: the schedule cache it
     cannot write is a warning, the summary it cannot refresh is silent, the exit code is 0."""
-    disk = full_disk(project.state_dir, "1m")
-    assert project.run("check").returncode == 0
+    project = trained  # after its first check, the state dir moved onto the tmpfs
+    disk = onto_tmpfs(full_disk, project.state_dir, "1m")
     (project.state_dir / "summary.json").unlink(missing_ok=True)
     os.unlink(project.state_dir / "checks.json")
     disk.fill()
@@ -86,12 +98,12 @@ def table(stdout):
     return {line.split()[0]: (line.split()[3], " ".join(line.split()[4:])) for line in lines[1:]}
 
 
-def test_side_files_on_a_full_disk_never_abort_a_check(project, full_disk):
+def test_side_files_on_a_full_disk_never_abort_a_check(trained, full_disk):
     """Both models due, the state dir without a free page (the log's last page still has room):
     the `running` side files and the caches warn, both models train and are recorded, and
     nothing is left open for the next run to call an interrupted attempt."""
-    disk = full_disk(project.state_dir, "1m")
-    assert project.run("check").returncode == 0
+    project = trained  # after its first check, the state dir moved onto the tmpfs
+    disk = onto_tmpfs(full_disk, project.state_dir, "1m")
     project.append_rows("iris", 5)
     project.append_rows("housing", 5)
     end_short_of_a_page(project.state_dir / "events.jsonl", PAGE - 1)
@@ -116,15 +128,15 @@ def test_side_files_on_a_full_disk_never_abort_a_check(project, full_disk):
     assert ends(project) == [("iris", "success", None), ("housing", "success", None)] * 2  # nothing interrupted
 
 
-def test_a_disk_filling_during_a_fit_fails_each_model_alone_as_disk_full(project, full_disk):
+def test_a_disk_filling_during_a_fit_fails_each_model_alone_as_disk_full(trained, full_disk):
     """State and models on one tmpfs that iris's trainer fills: iris's save fails and is
     recorded as `disk_full` naming its folder, housing is still fitted (and meets the same full
     disk), the table is printed, exit 1; once space is back nothing is called interrupted."""
+    project = trained  # after its first check, var/ (state and models) moved onto the tmpfs
     var = project.root / "var"
-    disk = full_disk(var, "4m")
+    disk = onto_tmpfs(full_disk, var, "4m")
     project.set_model("iris", retry_backoff_seconds=0)
     project.set_model("housing", retry_backoff_seconds=0)
-    assert project.run("check").returncode == 0
     project.set_model("iris", estimator=None, trainer="tests.slowfit:fill_disk", params={"disk": str(var)})
     project.append_rows("iris", 5)
     project.append_rows("housing", 5)

@@ -52,8 +52,8 @@ def last(project, name="iris"):
     return project.history(name)[-1]
 
 
-def test_dummy_candidate_is_rejected_and_force_promotes(project):
-    assert project.run("check", "iris").returncode == 0
+def test_dummy_candidate_is_rejected_and_force_promotes(trained):
+    project = trained
     assert project.current_version("iris") == 1
     project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
 
@@ -93,8 +93,8 @@ def one_class_short(X, y, params):
     return DecisionTreeClassifier(random_state=0).fit(X[keep], y[keep])
 
 
-def test_insane_candidate_is_rejected(project):
-    assert project.cli("check", "iris").exit_code == 0
+def test_insane_candidate_is_rejected(trained):
+    project = trained
     project.set_model("iris", estimator=None, trainer="test_gate:one_class_short")
     out = project.cli("train", "iris")
     assert out.exit_code == 0
@@ -103,8 +103,8 @@ def test_insane_candidate_is_rejected(project):
     assert last(project)["status"] == "rejected" and project.current_version("iris") == 1
 
 
-def test_rollback_previous_to_and_errors(project):
-    assert project.run("check", "iris").returncode == 0
+def test_rollback_previous_to_and_errors(trained):
+    project = trained  # iris v1 from the first check
     assert project.run("train", "iris").returncode == 0
     assert project.current_version("iris") == 2
     project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
@@ -154,10 +154,10 @@ def test_rollback_refuses_a_tampered_version_and_a_model_without_history(project
     assert project.current_version("iris") == 2 and project.events() == before
 
 
-def test_rollback_sticks_until_new_data(project):
+def test_rollback_sticks_until_new_data(trained):
+    project = trained  # iris v1 from the first check (its `initial` record starts the history below)
     # The appended rows copy training rows; a wide tolerance keeps this test about rollback, not the gate.
     project.set_model("iris", promotion_tolerance=0.5)
-    assert project.run("check", "iris").returncode == 0
     project.append_rows("iris", 20)
     assert project.run("check", "iris").returncode == 0
     assert project.current_version("iris") == 2

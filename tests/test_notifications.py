@@ -3,6 +3,7 @@ failed check and a drift alert POSTed to a real loopback server, `notify-failure
 OnFailure= hook runs it."""
 import json
 
+from conftest import Project
 from test_quality import write_inputs
 from test_webhooks import Endpoint
 
@@ -28,12 +29,16 @@ def _bodies(endpoint):
 
 # --- report --------------------------------------------------------------------------------------
 
-def test_report_before_and_after_training(project, tmp_path):
-    never = project.run("report", "iris", "--format", "md")
+def test_report_before_and_after_training(trained, tmp_path):
+    # before: the demo project as it is made, never checked; after: the same project after its
+    # first `check` (the shared `trained` copy), instead of training it here
+    fresh = Project(tmp_path / "fresh")
+    never = fresh.run("report", "iris", "--format", "md")
     assert never.returncode == 0, never.stderr
     assert "never trained" in never.stdout and "housing" not in never.stdout
 
-    assert project.run("check").returncode == 0
+    project = trained
+    assert (project.current_version("iris"), project.current_version("housing")) == (1, 1)
     html = project.run("report")
     assert html.returncode == 0, html.stderr
     assert html.stdout.startswith("<!DOCTYPE html>") and "iris" in html.stdout and "housing" in html.stdout

@@ -321,8 +321,8 @@ def iris_history(project):
 # --- performance trigger ------------------------------------------------------------------------
 
 
-def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(project):
-    assert project.run("check").returncode == 0
+def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(trained):
+    project = trained  # after its first check: iris v1 and housing v1, each with its initial success
     _, rows = iris_rows(project)
     write_eval(project, rows)
     project.set_model("iris", eval_path="data/eval.csv")
@@ -371,8 +371,8 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(pro
     assert len(project.history("iris")) == 3
 
 
-def test_too_few_eval_rows_is_only_a_note(project):
-    assert project.cli("check").exit_code == 0
+def test_too_few_eval_rows_is_only_a_note(trained):
+    project = trained
     _, rows = iris_rows(project)
     write_eval(project, rows[:12], relabel=True)
     project.set_model("iris", eval_path="data/eval.csv")
@@ -388,8 +388,8 @@ def test_too_few_eval_rows_is_only_a_note(project):
     assert json.loads(out.stdout)["models"][0]["due_reasons"][0]["trigger_type"] == "performance"
 
 
-def test_appended_rows_are_the_eval_data_without_eval_path(project):
-    assert project.cli("check").exit_code == 0
+def test_appended_rows_are_the_eval_data_without_eval_path(trained):
+    project = trained
     header, rows = iris_rows(project)
     path = project.data("iris")
     original = path.read_text()
@@ -438,8 +438,8 @@ def test_rmse_direction_on_regression(project):
     assert st["eval_score"] > st["eval_baseline"] and st["eval_degradation"] > 0.05 and st["degraded"] is True
 
 
-def test_eval_file_problems_are_notes_not_failures(project):
-    assert project.cli("check", "iris").exit_code == 0
+def test_eval_file_problems_are_notes_not_failures(trained):
+    project = trained
     project.set_model("iris", eval_path="data/missing.csv")
     out = project.cli("check", "iris")
     assert out.exit_code == 0
@@ -454,8 +454,8 @@ def test_eval_file_problems_are_notes_not_failures(project):
         f"performance: {project.root}/data/bad.csv: target column 'Species' not found (columns: a, b)"]
 
 
-def test_model_is_checksummed_before_it_is_scored(project):
-    assert project.cli("check", "iris").exit_code == 0
+def test_model_is_checksummed_before_it_is_scored(trained):
+    project = trained
     _, rows = iris_rows(project)
     write_eval(project, rows, relabel=True)
     model_file = project.model_dir / "iris" / "v1" / "model.joblib"
@@ -484,8 +484,8 @@ def write_inputs(project, shift=0.0, name="recent.csv"):
     return path
 
 
-def test_unshifted_inputs_do_not_drift_and_shifted_ones_alert_without_retraining(project):
-    assert project.run("check").returncode == 0
+def test_unshifted_inputs_do_not_drift_and_shifted_ones_alert_without_retraining(trained):
+    project = trained  # iris v1 as its first check wrote it
     meta = json.loads((project.model_dir / "iris" / "v1" / "metadata.json").read_text())
     assert set(meta["reference"]) == {"SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"}
     petal = meta["reference"]["PetalLengthCm"]
@@ -525,8 +525,8 @@ def test_unshifted_inputs_do_not_drift_and_shifted_ones_alert_without_retraining
         'model_feature_drift_psi{feature="PetalLengthCm",model_name="iris"}']
 
 
-def test_drift_action_retrain_retrains_once_per_drift_evidence(project):
-    assert project.run("check").returncode == 0
+def test_drift_action_retrain_retrains_once_per_drift_evidence(trained):
+    project = trained
     write_inputs(project, shift=3.0)
     project.set_model("iris", drift_path="data/recent.csv", drift_action="retrain")
     out = project.run("check")
@@ -551,8 +551,8 @@ def test_drift_action_retrain_retrains_once_per_drift_evidence(project):
                           "waiting for either to change")
 
 
-def test_a_model_trained_before_counts_and_baselines_still_gets_both_tests(project):
-    assert project.run("check", "iris").returncode == 0
+def test_a_model_trained_before_counts_and_baselines_still_gets_both_tests(trained):
+    project = trained
     path = project.model_dir / "iris" / "v1" / "metadata.json"
     meta = json.loads(path.read_text())
     del meta["baseline"]
@@ -570,8 +570,8 @@ def test_a_model_trained_before_counts_and_baselines_still_gets_both_tests(proje
     assert st["degraded"] is True and st["eval_baseline_rows"] == 42 and st["eval_p_value"] < 1e-30
 
 
-def test_categorical_drift_and_threshold(project):
-    assert project.cli("check", "housing").exit_code == 0
+def test_categorical_drift_and_threshold(trained):
+    project = trained
     lines = project.data("housing").read_text().splitlines()
     header = lines[0]
     ocean = header.split(",").index("ocean_proximity")
@@ -602,8 +602,8 @@ def test_categorical_drift_and_threshold(project):
                                    "model v1 was not trained on: ocaen_proximity"]
 
 
-def test_drift_inputs_missing_a_feature(project):
-    assert project.cli("check", "iris").exit_code == 0
+def test_drift_inputs_missing_a_feature(trained):
+    project = trained
     (project.root / "data" / "recent.csv").write_text("SepalLengthCm\n" + "5.0\n" * 40)
     project.set_model("iris", drift_path="data/recent.csv")
     assert project.cli("check", "iris").exit_code == 0
@@ -613,8 +613,8 @@ def test_drift_inputs_missing_a_feature(project):
 
 
 
-def test_malformed_drift_file_is_a_note_not_a_crash(project):
-    assert project.cli("check").exit_code == 0
+def test_malformed_drift_file_is_a_note_not_a_crash(trained):
+    project = trained
     header = "SepalLengthCm,SepalWidthCm,PetalLengthCm,PetalWidthCm\n"
     (project.root / "data" / "recent.csv").write_text(header + "1,2,3," + "x" * 200_000 + "\n" + "5,3,1,0\n" * 40)
     project.set_model("iris", drift_path="data/recent.csv")

@@ -11,7 +11,7 @@ import zlib
 
 import pytest
 
-from conftest import Project
+from conftest import copy_project
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOW = 2_000_000_000.0
@@ -33,11 +33,12 @@ def _ok(result):
 
 
 @pytest.fixture(scope="module")
-def history(tmp_path_factory):
+def history(tmp_path_factory, _trained_template):
     """iris: v1, v2 (appended rows), v3 rejected (a worse estimator, manual train), a rollback to
     v1, then a failure from a missing data file; a drift file shifted on PetalLengthCm and an
-    eval file. housing: v1 only. fresh: configured, never trained."""
-    project = Project(tmp_path_factory.mktemp("report") / "proj")
+    eval file. housing: v1 only. fresh: configured, never trained.
+    It starts from a copy of the demo project after its first `check` (iris v1 and housing v1)."""
+    project = copy_project(_trained_template, tmp_path_factory.mktemp("report") / "proj")
     iris = project.data("iris")
     lines = iris.read_text().splitlines()
     drift = project.root / "data" / "raw" / "iris-recent.csv"
@@ -51,7 +52,8 @@ def history(tmp_path_factory):
     drift.write_text("\n".join(shifted) + "\n")
     evalf = project.root / "data" / "raw" / "iris-eval.csv"
     evalf.write_text("\n".join([lines[0]] + lines[1::3]) + "\n")
-    _ok(project.cli("check"))
+    assert [(e["model_name"], e["trigger_type"], e["status"]) for e in project.history()] == [
+        ("iris", "initial", "success"), ("housing", "initial", "success")]
     project.append_rows("iris", 30)
     _ok(project.cli("check", "iris"))
     project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={"strategy": "prior"})
