@@ -56,7 +56,7 @@ def test_a_script_without_a_main_guard_trains_once(project, tmp_path):
 
         with open(sys.argv[2], "a") as fh:
             fh.write(f"{os.getpid()}\\n")
-        print(train(load_config(sys.argv[1]), "iris").result)
+        print(train(load_config(sys.argv[1]), "iris", force=True).result)
         """))
     done = subprocess.run([sys.executable, str(script), str(project.config_path), str(side_effect)], cwd=tmp_path,
                           env=dict(os.environ, **ENV), capture_output=True, text=True, timeout=240)

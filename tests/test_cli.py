@@ -103,8 +103,8 @@ def test_train_busy_model_exits_1(project):
 
 def test_rollback(trained):
     project = trained  # iris v1 from its first check
-    for _ in range(2):
-        assert project.cli("train", "iris").exit_code == 0
+    for _ in range(2):  # versions of the same data and config: --force
+        assert project.cli("train", "iris", "--force").exit_code == 0
     assert project.current_version("iris") == 3
     r = project.cli("rollback", "iris")
     assert r.exit_code == 0 and r.stdout.startswith("iris: rolled back from v3 to v2 by ")
@@ -133,7 +133,7 @@ def test_notify_command_and_callback(project, tmp_path):
 
     calls = []
     cfg = retrainctl.load_config(str(project.config_path))
-    retrainctl.train(cfg, "iris", notification_callback=lambda name, status, duration, **kw: calls.append(
+    retrainctl.train(cfg, "iris", force=True, notification_callback=lambda name, status, duration, **kw: calls.append(
         (name, status, duration > 0, kw["version"])))
     assert calls == [("iris", "success", True, 2)]
 

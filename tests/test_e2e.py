@@ -54,9 +54,15 @@ def test_manual_train_and_trigger_alias(project):
     out = json.loads(r.stdout)
     assert out["event"]["trigger_type"] == "manual" and out["event"]["status"] == "success"
     assert out["event"]["description"].startswith("new labels from QA")
-    r2 = project.run("trigger", "iris")
+    same = project.run("trigger", "iris")  # the same data and config: nothing to train on
+    assert same.returncode == 0
+    assert same.stdout == ("iris: unchanged: the training data and config have not changed since v1: a retrain "
+                           "would only copy it (--force trains anyway)\n")
+    r2 = project.run("trigger", "iris", "--force")
     assert r2.returncode == 0 and r2.stdout.startswith("iris: promoted v2")
-    assert summary(project) == [("iris", "manual", "success"), ("iris", "manual", "success")]
+    assert summary(project) == [("iris", "manual", "success"), ("iris", "manual", "skipped"),
+                                ("iris", "manual", "success")]
+    assert project.history()[1]["error_type"] == "unchanged"
 
 
 def test_too_few_rows_gives_one_skipped_event(project):
@@ -103,7 +109,16 @@ def test_model_age_trigger(trained):
     time.sleep(0.5)
     r = project.run("check", "iris")
     assert r.returncode == 0, r.stderr
-    assert summary(project)[-1] == ("iris", "model_age", "success")
+    # The data has not changed: a retrain would only copy v1. Recorded once, and the age clock restarts.
+    assert summary(project)[-1] == ("iris", "model_age", "skipped")
+    last = project.history()[-1]
+    assert "(max_model_age_hours 0.0001)" in last["description"] and last["error_type"] == "unchanged"
+    assert project.current_version("iris") == 1
+    project.append_rows("iris", 5)
+    time.sleep(0.5)
+    r = project.run("check", "iris")
+    assert r.returncode == 0, r.stderr
+    assert summary(project)[-1] == ("iris", "data_change", "success")
     assert "(max_model_age_hours 0.0001)" in project.history()[-1]["description"]
 
 
@@ -202,7 +217,7 @@ def test_keeps_the_last_versions_never_current(trained):
     project = trained  # v1 from the first check, then v2, v3, v4
     project.set_model("iris", keep_versions=2)
     for _ in range(3):
-        assert project.run("train", "iris").returncode == 0
+        assert project.run("train", "iris", "--force").returncode == 0
     assert sorted(os.listdir(project.model_dir / "iris")) == ["current", "v3", "v4"]
 
 
@@ -255,7 +270,7 @@ def test_dry_run_ignores_check_interval_and_a_missing_file_is_never_hidden(train
 def test_rejected_candidates_never_push_out_the_rollback_target(trained):
     project = trained  # v1 from the first check
     project.set_model("iris", keep_versions=2)
-    assert project.run("train", "iris").returncode == 0  # v2 current, v1 the rollback target
+    assert project.run("train", "iris", "--force").returncode == 0  # v2 current, v1 the rollback target
     project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
     for _ in range(3):
         r = project.run("train", "iris")

@@ -208,7 +208,7 @@ def test_torn_line_by_hand_then_normal_runs(trained):
     before = log.read_text().splitlines()
     with open(log, "a") as fh:
         fh.write('{"model_name": "iris", "stat')
-    r = project.run("train", "iris")
+    r = project.run("train", "--force", "iris")
     assert r.returncode == 0
     assert "skipped a torn last line" in r.stderr and "cut off a torn last line (28 bytes)" in r.stderr
     lines = log.read_text().splitlines()
@@ -233,7 +233,7 @@ def test_data_path_that_is_a_directory_of_files_that_disagree(project):
     r = project.run("check", "iris")
     assert r.returncode == 1
     [line] = [x for x in r.stderr.splitlines() if "ERROR" in x]
-    assert "is missing" in line and f"{project.root / 'data' / 'raw' / 'housing.csv'}" in line
+    assert "is not in the other files" in line and f"{project.root / 'data' / 'raw' / 'housing.csv'}" in line
     assert project.current_version("iris") is None
 
 

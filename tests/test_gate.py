@@ -105,7 +105,7 @@ def test_insane_candidate_is_rejected(trained):
 
 def test_rollback_previous_to_and_errors(trained):
     project = trained  # iris v1 from the first check
-    assert project.run("train", "iris").returncode == 0
+    assert project.run("train", "--force", "iris").returncode == 0
     assert project.current_version("iris") == 2
     project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
     assert project.run("train", "iris").returncode == 0          # v3 rejected
@@ -145,7 +145,7 @@ def test_rollback_refuses_a_tampered_version_and_a_model_without_history(project
     never = project.cli("rollback", "housing")
     assert never.exit_code == 2 and never.stderr.endswith("Error: housing: no current model to roll back\n")
 
-    assert project.cli("train", "iris").exit_code == 0
+    assert project.cli("train", "--force", "iris").exit_code == 0
     model_file = project.model_dir / "iris" / "v1" / "model.joblib"
     model_file.write_bytes(model_file.read_bytes()[:-10])
     before = project.events()
@@ -196,7 +196,7 @@ def test_rollback_reads_the_log_backwards_only_as_far_as_it_needs(project, monke
     StateLog(str(project.state_dir)).append(Record.from_dict({  # hand-edited: `true` is no version
         "model_name": "iris", "trigger_type": "manual", "status": "success", "version": True,
         "trigger_time": "2026-01-01T00:00:00+00:00"}))
-    assert project.cli("train", "iris").exit_code == 0
+    assert project.cli("train", "--force", "iris").exit_code == 0
     parsed = []
     real = logfile.parse
     monkeypatch.setattr(logfile, "parse", lambda line: parsed.append(line) or real(line))

@@ -147,7 +147,7 @@ def test_counters_rise_across_stateless_runs_and_count_a_failure(iris_project, g
     assert {lab["instance"] for _, lab, _ in s} == {"host-a"}
     assert {lab["job"] for _, lab, _ in s} == {"retrainctl"}
 
-    second = project.run("train", "iris")
+    second = project.run("train", "--force", "iris")
     assert second.returncode == 0, second.stderr
     s = gateway.samples()
     assert value(s, "model_retraining_triggered_total", model_name="iris", trigger_type="manual") == 2

@@ -104,8 +104,8 @@ def test_drift_that_only_alerts_is_sent_once_per_evidence(project, request):
         assert out.returncode == 0, out.stderr
     [alert] = _bodies(drift)
     assert (alert["event"], alert["status"], alert["model_name"], alert["version"]) == ("drift", "drift", "iris", 1)
-    assert alert["description"].startswith("input drift in data/recent.csv: PSI PetalLengthCm ")
-    assert list(alert["quality_evidence"]["drift"]["drifted_features"]) == ["PetalLengthCm"]
+    assert alert["description"].startswith("input drift in data/recent.csv: PSI PetalLengthCm:range ")
+    assert set(alert["quality_evidence"]["drift"]["drifted_features"]) == {"PetalLengthCm:range", "PetalLengthCm"}
     assert [e["event"] for e in _bodies(everything)] == ["success"]  # drift is not a default event
     assert [e["status"] for e in project.history("iris")] == ["success"]  # and not a history record
 

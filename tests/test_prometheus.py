@@ -159,7 +159,7 @@ def trained(tmp_path_factory):
     project = Project(tmp_path_factory.mktemp("trained") / "proj")
     del project.config["models"]["housing"]
     project.write_config()
-    for args in (("check",), ("train", "iris")):
+    for args in (("check",), ("train", "--force", "iris")):
         result = project.run(*args)
         assert result.returncode == 0, result.stderr
     assert project.current_version("iris") == 2
@@ -285,8 +285,12 @@ def test_too_old_only_while_retraining_is_enabled_and_after_a_rollback_as_status
     assert prometheus.ever_active() == set()
 
     project.set_model("iris", enable_auto_retraining=True, train_timeout_seconds=0.001)
+    data = project.data("iris")  # a real retrain: on unchanged data the age trigger only restarts the clock
+    rows = data.read_text()
+    data.write_text(rows + rows.splitlines()[-1] + "\n")
     assert "train_timeout_seconds" in run(project, "check", code=1).stderr  # the retrain fails
     prometheus.wait_alert("RetrainctlModelTooOld", "iris")
+    data.write_text(rows)  # back to v2's data, which the rollback then abandons
 
     rolled = run(project, "rollback", "iris").stdout  # the age clock restarts
     assert rolled.startswith("iris: rolled back from v2 to v1 by ")
@@ -371,7 +375,7 @@ def test_normal_operation_on_two_hosts_fires_nothing_and_every_panel_has_data(
     run(host_a, "check")  # nothing due
     run(host_b, "metrics", "--push")
     prometheus.settle(gateway)
-    run(host_a, "train", "iris")
+    run(host_a, "train", "--force", "iris")
     run(host_b, "metrics", "--push")
     assert host_a.current_version("iris") == 3
     prometheus.settle(gateway)
@@ -439,11 +443,17 @@ def test_alert_gauges_and_zero_series_from_records():
 
 
 def test_the_age_clock_restarts_at_a_rollback_on_the_current_data():
-    rolled = fold([Record.from_dict({"model_name": "m", "trigger_type": "operator", "status": "rolled_back",
-                                     "duration": 0, "trigger_time": "2026-01-01T01:00:00+00:00",
-                                     "abandoned_data_hash": "h2"})])["m"]
+    def rolled_back(**fields):
+        return fold([Record.from_dict({"model_name": "m", "trigger_type": "operator", "status": "rolled_back",
+                                       "duration": 0, "trigger_time": "2026-01-01T01:00:00+00:00",
+                                       "abandoned_data_hash": "h2", **fields})])["m"]
+
+    rolled = rolled_back(abandoned_config_hash="c1")
     trained_at = parse_iso("2026-01-01T00:00:00+00:00")
-    assert metrics._age_clock_start(trained_at, rolled, "h2") == trained_at + 3600
-    assert metrics._age_clock_start(trained_at, rolled, "h3") == trained_at  # new data
-    assert metrics._age_clock_start(trained_at, None, None) == trained_at
-    assert metrics._age_clock_start(None, rolled, "h2") is None
+    assert metrics._age_clock_start(trained_at, rolled, "h2", "c1") == trained_at + 3600
+    assert metrics._age_clock_start(trained_at, rolled, "h3", "c1") == trained_at  # new data
+    assert metrics._age_clock_start(trained_at, rolled, "h2", "c2") == trained_at  # a config edit
+    assert metrics._age_clock_start(trained_at, None, None, None) == trained_at
+    assert metrics._age_clock_start(None, rolled, "h2", "c1") is None
+    # a rollback recorded before config hashes remembers the data alone
+    assert metrics._age_clock_start(trained_at, rolled_back(), "h2", "c1") == trained_at + 3600

@@ -341,9 +341,13 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(tra
     write_eval(project, rows, relabel=True)
     second = project.run("check")
     assert second.returncode == 0, second.stderr
-    assert second.stdout.splitlines()[1].split()[:4] == ["iris", "yes", "performance", "train"]
+    # the training data has not changed since v1: a retrain could only copy it
+    assert second.stdout.splitlines()[1].split()[:4] == ["iris", "unchanged", "performance", "unchanged"]
+    assert second.stderr == ("retrainctl: WARNING: iris: not trained: performance degraded on new labelled rows; "
+                             "the training data has not changed\n")
     record = project.history("iris")[-1]
-    assert (record["trigger_type"], record["status"], record["version"]) == ("performance", "success", 2)
+    assert (record["trigger_type"], record["status"], record["error_type"], record["version"]) == (
+        "performance", "skipped", "unchanged", 1)
     assert record["description"].startswith(
         "performance degraded: accuracy 0 (98% CI 0..0.03023) on 150 rows of data/eval.csv vs baseline 0.9524 "
         "on 42 holdout rows (100.0% worse, p ")
@@ -356,19 +360,30 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(tra
     for _ in range(2):
         again = project.run("check")
         assert again.returncode == 0 and again.stdout.splitlines()[1].split()[:3] == ["iris", "no", "-"]
-    assert iris_history(project) == [("initial", "success"), ("performance", "success")]
+    assert iris_history(project) == [("initial", "success"), ("performance", "skipped")]
     st_bad = status_of(project, "iris")
     assert st_bad["due"] is False and st_bad["degraded"] is True
     assert st_bad["eval_score"] == 0.0 and st_bad["eval_degradation"] == 1.0
-    assert st_bad["note"] == ("performance still degraded, but a retrain already ran for this data and "
-                              "eval data; waiting for either to change")
+    assert st_bad["note"] == ("performance still degraded, but already answered for this training data and "
+                              "eval data (a retrain, or none because the training data had not changed); "
+                              "waiting for either to change")
 
-    # New evidence (other eval rows) may fire once more.
+    # New training rows with the same evidence: a real retrain, on both triggers.
+    data = project.data("iris")
+    data.write_text(data.read_text() + "".join(line + "\n" for line in data.read_text().splitlines()[1:11]))
+    third = project.run("check")
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.splitlines()[1].split()[:3] == ["iris", "yes", "data_change,performance"]
+    record = project.history("iris")[-1]
+    assert (record["status"], record["version"]) == ("success", 2)
+    assert record["quality_keys"]["performance"].startswith(record["data_hash"] + "|eval:")
+
+    # New evidence (other eval rows) may fire once more; the model is now trained on this data.
     write_eval(project, rows[:120], relabel=True)
     assert project.run("check").returncode == 0
-    assert iris_history(project)[-1] == ("performance", "success")
+    assert iris_history(project)[-1] == ("performance", "skipped")
     assert project.run("check").returncode == 0
-    assert len(project.history("iris")) == 3
+    assert len(project.history("iris")) == 4
 
 
 def test_too_few_eval_rows_is_only_a_note(trained):
@@ -510,45 +525,55 @@ def test_unshifted_inputs_do_not_drift_and_shifted_ones_alert_without_retraining
     for _ in range(2):
         out = project.run("check")
         assert out.returncode == 0, out.stderr
-        assert out.stdout.splitlines()[1].split()[:3] == ["iris", "no", "-"]
+        # shifted by 3 cm, most values are beyond the training maximum: the range test sees them first
+        assert out.stdout.splitlines()[1].split()[:6] == ["iris", "no", "drift", "alert:", "PetalLengthCm:range,",
+                                                          "PetalLengthCm"]
     assert iris_history(project) == [("initial", "success")]
     st = status_of(project, "iris")
-    assert st["due"] is False and st["drifted"] is True and list(st["drifted_features"]) == ["PetalLengthCm"]
-    assert st["drift_p_values"]["PetalLengthCm"] < 1e-6
-    assert st["drift_note"].startswith("input drift in data/recent.csv: PSI PetalLengthCm ")
+    assert st["due"] is False and st["drifted"] is True
+    assert list(st["drifted_features"]) == ["PetalLengthCm:range", "PetalLengthCm"]
+    assert st["drift_p_values"]["PetalLengthCm"] < 1e-6 and st["drift_p_values"]["PetalLengthCm:range"] < 1e-6
+    assert st["drift_note"].startswith("input drift in data/recent.csv: PSI PetalLengthCm:range ")
+    assert "Holm over 5 test(s) of 4 feature(s)" in st["drift_note"]
     assert st["drift_note"].endswith("; drift_action alert: a signal, not a retrain")
     metrics = project.run("metrics")
     assert metrics.returncode == 0, metrics.stderr
     lines = metrics.stdout.splitlines()
     assert 'model_input_drifted{model_name="iris"} 1.0' in lines
     assert [line.split(" ")[0] for line in lines if line.startswith("model_feature_drift_psi{")] == [
+        'model_feature_drift_psi{feature="PetalLengthCm:range",model_name="iris"}',
         'model_feature_drift_psi{feature="PetalLengthCm",model_name="iris"}']
 
 
-def test_drift_action_retrain_retrains_once_per_drift_evidence(trained):
+def test_drift_action_retrain_answers_once_per_drift_evidence(trained):
     project = trained
     write_inputs(project, shift=3.0)
     project.set_model("iris", drift_path="data/recent.csv", drift_action="retrain")
     out = project.run("check")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[1].split()[:4] == ["iris", "yes", "drift", "train"]
+    # the training data has not changed: a retrain could only copy v1, so none runs, and it says why
+    assert out.stdout.splitlines()[1].split()[:4] == ["iris", "unchanged", "drift", "unchanged"]
+    assert out.stderr == ("retrainctl: WARNING: iris: not trained: drift in production inputs; "
+                          "the training data has not changed\n")
     record = project.history("iris")[-1]
-    assert (record["trigger_type"], record["status"]) == ("drift", "success")
-    assert record["description"].startswith("input drift in data/recent.csv: PSI PetalLengthCm ")
+    assert (record["trigger_type"], record["status"], record["error_type"]) == ("drift", "skipped", "unchanged")
+    assert record["description"].startswith("input drift in data/recent.csv: PSI PetalLengthCm:range ")
+    assert "; drift in production inputs; the training data has not changed; not trained: " in record["description"]
     assert record["quality_keys"]["drift"].startswith(record["data_hash"] + "|drift:")
     evidence = record["quality_evidence"]["drift"]
-    assert evidence["tested"] == 4 and list(evidence["drifted_features"]) == ["PetalLengthCm"]
+    assert evidence["tested"] == 4 and set(evidence["drifted_features"]) == {"PetalLengthCm:range", "PetalLengthCm"}
     assert evidence["p_adjusted"]["PetalLengthCm"] < 1e-6
 
-    # No loop: the retrained model sees the same drift on the same data, and does not retrain again.
+    # No loop: the same drift on the same data is not answered again.
     for _ in range(2):
         assert project.run("check").returncode == 0
-    assert iris_history(project) == [("initial", "success"), ("drift", "success")]
+    assert iris_history(project) == [("initial", "success"), ("drift", "skipped")]
     st = status_of(project, "iris")
-    assert st["due"] is False and st["drifted"] is True
-    assert list(st["drifted_features"]) == ["PetalLengthCm"] and st["drifted_features"]["PetalLengthCm"] > 0.2
-    assert st["note"] == ("drift still degraded, but a retrain already ran for this data and drift inputs; "
-                          "waiting for either to change")
+    assert st["due"] is False and st["drifted"] is True and st["model_version"] == 1
+    assert st["drifted_features"]["PetalLengthCm"] > 0.2
+    assert st["note"] == ("drift still degraded, but already answered for this training data and drift inputs "
+                          "(a retrain, or none because the training data had not changed); waiting for either "
+                          "to change")
 
 
 def test_a_model_trained_before_counts_and_baselines_still_gets_both_tests(trained):
@@ -556,9 +581,12 @@ def test_a_model_trained_before_counts_and_baselines_still_gets_both_tests(train
     path = project.model_dir / "iris" / "v1" / "metadata.json"
     meta = json.loads(path.read_text())
     del meta["baseline"]
-    for stats in meta["reference"].values():   # the older format: shares only
-        stats["proportions"] = [c / stats["n"] for c in stats.pop("counts")]
-        del stats["n"]
+    for stats in meta["reference"].values():   # the older format: shares only, missing as a bin
+        c, n = stats.pop("counts"), stats.pop("n")
+        old = [c[0] + c[1], *c[2:-2], c[-2] + c[-1], stats.pop("missing", 0)]
+        stats["proportions"] = [k / n for k in old]
+        for key in ("layout", "min", "max"):
+            stats.pop(key, None)
     path.write_text(json.dumps(meta))
     write_inputs(project, shift=3.0)
     _, rows = iris_rows(project)

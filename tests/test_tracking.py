@@ -259,7 +259,7 @@ def test_report_page_lost_with_its_process_leaves_the_training_standing(project,
     assert [a.path for a in client.list_artifacts(record["mlflow_run_id"])] == ["columns.json"]  # no page
 
     use_mlflow(project, log_report=False)
-    quiet = project.run("train", "iris", "--json")
+    quiet = project.run("train", "iris", "--force", "--json")
     assert quiet.returncode == 0, quiet.stderr
     run_id = json.loads(quiet.stdout)["event"]["mlflow_run_id"]
     assert "report page" not in quiet.stderr
@@ -519,7 +519,7 @@ def test_required_tracking_failure_fails_and_promotes_nothing(project):
     assert project.run("train", "iris").returncode == 0  # v1, tracking disabled
     use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}", required=True)
 
-    proc = project.run("train", "iris")
+    proc = project.run("train", "iris", "--force")
     assert proc.returncode == 1, proc.stderr
     assert "iris: v2 not promoted: MLflow tracking failed and mlflow.required is true:" in proc.stderr
     assert proc.stdout.startswith("iris: failed: MLflow tracking failed and mlflow.required is true:")

@@ -63,6 +63,7 @@ class Observation:
     model_config_hash: str | None = None      # the live version's; None for a version trained before 0.2
     config_changes: tuple[str, ...] = ()      # the training config keys that differ from the live version's
     force: bool = False                       # `train --force`: train even when nothing changed
+    model_damaged: bool = False               # the live model file fails its checksum (asked only when it matters)
 
     @property
     def candidate(self) -> str | None:
@@ -85,7 +86,8 @@ class Observation:
         """The training data and config are those of the live version: a retrain would only make
         a copy of it."""
         return (self.model_version is not None and self.data_hash is not None
-                and self.data_hash == self.model_data_hash and not self.config_changed)
+                and self.data_hash == self.model_data_hash and not self.config_changed
+                and not self.model_damaged)
 
 
 @dataclass(frozen=True)

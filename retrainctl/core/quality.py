@@ -336,16 +336,21 @@ def drift_verdict(tests: Mapping[str, Mapping[str, float]], rows: int, policy: D
     drifted = {f: tests[f]["psi"] for f in tested
                if adjusted[f] <= policy.alpha and tests[f]["psi"] >= policy.threshold_of(f)}
     drifted = dict(sorted(drifted.items(), key=lambda kv: -kv[1]))
-    evidence: dict[str, Any] = {"tested": len(tested), "needed": policy.needed(len(tested)), "alpha": policy.alpha,
+    # drift_share counts features: a feature drifts when any of its tests (values, range, missing) does
+    features = {feature_of(t) for t in tested}
+    drifted_count = len({feature_of(t) for t in drifted})
+    evidence: dict[str, Any] = {"tested": len(features), "needed": policy.needed(len(features)), "alpha": policy.alpha,
                 "p_adjusted": {f: float(f"{adjusted[f]:.4g}") for f in tested}, "drifted_features": drifted}
-    rule = f"drift_threshold {policy.threshold:g}, quality_alpha {policy.alpha:g}, Holm over {len(tested)} feature(s)"
-    if drifted and len(drifted) >= evidence["needed"]:
+    tests_text = f"{len(tested)} test(s) of {len(features)} feature(s)" if len(tested) != len(features) \
+        else f"{len(features)} feature(s)"
+    rule = f"drift_threshold {policy.threshold:g}, quality_alpha {policy.alpha:g}, Holm over {tests_text}"
+    if drifted and drifted_count >= evidence["needed"]:
         listed = ", ".join(f"{f} {v:.3g} (p {adjusted[f]:.2g})" for f, v in drifted.items())
         return Verdict(Judged.DEGRADED, f"input drift in {source}: PSI {listed} ({rule})", evidence=evidence)
     top = max((tests[f]["psi"] for f in tested), default=0.0)
     text = f"no input drift in {source}: max PSI {top:.3g}, min adjusted p {min(adjusted.values(), default=1):.2g} ({rule})"
     if drifted:
-        text += f"; {len(drifted)} drifted feature(s), drift_share needs {evidence['needed']}"
+        text += f"; {drifted_count} drifted feature(s), drift_share needs {evidence['needed']}"
     return Verdict(Judged.OK, text, evidence=evidence)
 
 

@@ -120,8 +120,9 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
         key = f"{data_hash}|{evidence}"
         if not alert and handled.get(kind) == key:
             out.details["quality_notes"].append(
-                f"{kind} still degraded, but a retrain already ran for this data and "
-                f"{'eval data' if kind == 'performance' else 'drift inputs'}; waiting for either to change")
+                f"{kind} still degraded, but already answered for this training data and "
+                f"{'eval data' if kind == 'performance' else 'drift inputs'} (a retrain, or none because "
+                f"the training data had not changed); waiting for either to change")
             continue
         setattr(out, kind, Reason(kind, verdict.text))
         out.evidence[kind] = verdict.evidence

@@ -45,9 +45,13 @@ class Observer:
         assessment = evaluation.assess(self.config, self.store, model, cur, data["data_hash"], data["data_rows"],
                                        state.quality_handled, self.fingerprints, dataset)
         config = _config(model, cur)
-        return Observation(now=now, manual=manual, force=force, **data, **config,
-                           **_from_log(state, data["data_hash"], config["config_hash"]), **_from_store(cur),
-                           **assessment.observation_fields())
+        obs = Observation(now=now, manual=manual, force=force, **data, **config,
+                          **_from_log(state, data["data_hash"], config["config_hash"]), **_from_store(cur),
+                          **assessment.observation_fields())
+        if obs.unchanged and (manual or decide.fire(model.policy, obs)):
+            # about to keep the live model rather than train: only if its file is sound
+            obs = dataclasses.replace(obs, model_damaged=_integrity(self.store, cur) not in (None, "ok"))
+        return obs
 
     def refresh(self, obs: Observation, model: ModelConfig, state: ModelState, data: bool = False) -> Observation:
         """`obs` brought up to date with the log (`state`) and the store after an attempt (this
@@ -60,6 +64,7 @@ class Observer:
         cur = self.store.current(model.name)
         config = _config(model, cur)
         fields.update(_from_log(state, data_hash, config["config_hash"]), **_from_store(cur), **config)
+        fields["model_damaged"] = obs.model_damaged and fields["model_version"] == obs.model_version
         keys = {kind: key for kind, key in (obs.quality_keys or {}).items()
                 if fields["model_version"] == obs.model_version and data_hash == obs.data_hash
                 and state.quality_handled.get(kind) != key}

@@ -21,7 +21,7 @@ from ..base.secrets import read_secret, redact
 from ..config.records import Config
 from ..core.decide import Observation
 from ..core.fold import DECISION, ModelState
-from ..core.records import TIMED_STATUSES, Held, TriggerType
+from ..core.records import TIMED_STATUSES, Held, TriggerType, candidate_key
 from ..core.totals import DURATION_BUCKETS, TOTALS, ModelTotals
 from ..core.values import finite_number as _number
 from ..observe.status import status
@@ -234,7 +234,8 @@ def gather(config: Config, clock: Callable[[], float] = time.time,
             data_unavailable=row.data_error is not None,
             auto_retraining=row.auto_retraining,
             check_interval=float(model.policy.check_interval),
-            age_clock_start=_age_clock_start(_number(meta.get("trained_at_ts")), states.get(model.name), row.data_hash),
+            age_clock_start=_age_clock_start(_number(meta.get("trained_at_ts")), states.get(model.name), row.data_hash,
+                                             model.config_hash),
             last_failure_time=getattr(states.get(model.name), "last_failure_time", None),
             drifted=row.quality.get("drifted"),
             drifted_features=tuple((row.quality.get("drifted_features") or {}).items()),
@@ -244,12 +245,16 @@ def gather(config: Config, clock: Callable[[], float] = time.time,
     return totals, views, last_check_time(config.state_dir)
 
 
-def _age_clock_start(trained_at: float | None, state: ModelState | None, data_hash: str | None) -> float | None:
-    """As triggers.fire counts the age: a rejected candidate or a rollback on the current data
-    restarts the clock (the rollback records the data it abandoned as rejected)."""
+def _age_clock_start(trained_at: float | None, state: ModelState | None, data_hash: str | None,
+                     config_hash: str | None) -> float | None:
+    """As core.decide.fire counts the age: a rejected candidate, an unchanged skip or a rollback
+    on the current data and config restarts the clock (the rollback records what it abandoned as
+    rejected; records from before config hashes remember the data alone)."""
     if trained_at is None:
         return None
-    rejected_at = state.rejected.get(data_hash) if state is not None and data_hash else None
+    rejected_at = None
+    if state is not None and data_hash:
+        rejected_at = state.rejected.get(candidate_key(data_hash, config_hash), state.rejected.get(data_hash))
     return max(trained_at, rejected_at or 0.0)
 
 

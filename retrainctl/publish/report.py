@@ -12,7 +12,7 @@ from typing import Any
 
 from ..config.records import Config, ModelConfig
 from ..core.decide import degradation
-from ..core.quality import OTHER, sample_counts, shares
+from ..core.quality import LAYOUT, OTHER, feature_of, sample_counts, shares
 from ..core.records import RETRAIN_STATUSES, Record, Status
 from ..core.values import finite_number, utcnow_iso
 from ..data.fingerprint import FingerprintCache
@@ -107,7 +107,8 @@ def _add_recent(features: list[FeatureDrift], model: ModelConfig, fpcache: Finge
     leaves a note, not an error."""
     if not features or not model.drift_path or not isinstance(reference, dict):
         return
-    wanted = {f.name: reference[f.name] for f in features if isinstance(reference.get(f.name), dict)}
+    wanted = {feature_of(f.name): reference[feature_of(f.name)] for f in features
+              if f.bins and isinstance(reference.get(feature_of(f.name)), dict)}
     try:
         _, columns = recent_columns(model, fpcache, wanted)
     except Exception as exc:  # the page shows what it can
@@ -115,11 +116,12 @@ def _add_recent(features: list[FeatureDrift], model: ModelConfig, fpcache: Finge
             f.note = f"recent values not read from {model.drift_path}: {exc}"
         return
     for f in features:
-        stats = wanted.get(f.name)
-        if stats is None or f.name not in columns:
+        feature = feature_of(f.name)
+        stats = wanted.get(feature)
+        if stats is None or not f.bins or feature not in columns:
             continue
         try:
-            f.recent = shares(sample_counts(stats, columns[f.name]))
+            f.recent = shares(sample_counts(stats, columns[feature]))
         except (KeyError, TypeError, ValueError) as exc:
             f.note = f"reference statistics not understood: {type(exc).__name__}: {exc}"
             f.bins = []
@@ -168,18 +170,32 @@ def feature_drift(row: dict[str, Any], reference: dict[str, Any]) -> list[Featur
     for name, value in psis.items():
         drifted = None if flagged is None else name in flagged
         extra = {k[len("drift_"):]: v[name] for k, v in per_feature.items() if name in v}
-        f = FeatureDrift(name, finite_number(value), drifted, extra)
-        f.bins, f.reference = reference_bins(reference.get(name))
-        out.append(f)
-    return sorted(out, key=lambda f: (-(f.psi if f.psi is not None else -1), f.name))
+        out.append(FeatureDrift(name, finite_number(value), drifted, extra))
+    out.sort(key=lambda f: (-(f.psi if f.psi is not None else -1), f.name))
+    charted: set[str] = set()
+    for f in out:  # one chart per feature, on its worst test (`x`, `x:range` or `x:missing`)
+        feature = feature_of(f.name)
+        if feature not in charted:
+            charted.add(feature)
+            f.bins, f.reference = reference_bins(reference.get(feature))
+    return out
 
 
 def reference_bins(stats: Any) -> tuple[list[str], list[float]]:
     """(bin labels, reference shares) of one feature's reference statistics; ([], []) if unknown."""
     if not isinstance(stats, dict):
         return [], []
-    if stats.get("kind") == "numeric":
-        edges = [e for e in stats.get("edges") or () if finite_number(e) is not None]
+    edges = [e for e in stats.get("edges") or () if finite_number(e) is not None]
+    lo, hi = finite_number(stats.get("min")), finite_number(stats.get("max"))
+    if stats.get("kind") == "numeric" and stats.get("layout") == LAYOUT:
+        # outside the training range at both ends; missing values are a test of their own
+        if lo is None or hi is None:
+            labels = ["no value at training", "", "any value"]
+        else:
+            inner = [lo, *edges, hi]
+            labels = ([f"< {lo:.4g}"] + [f"{a:.4g} to {b:.4g}" for a, b in zip(inner, inner[1:])]
+                      + [f"> {hi:.4g}"])
+    elif stats.get("kind") == "numeric":
         labels = ([f"< {edges[0]:.4g}"] + [f"{a:.4g} to {b:.4g}" for a, b in zip(edges, edges[1:])]
                   + [f">= {edges[-1]:.4g}"]) if edges else ["all values"]
         labels.append("missing")
@@ -364,7 +380,7 @@ def distribution_chart(feature, salt):
     ax.set_xticks(list(xs), feature.bins, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("share of rows")
     psi = f", PSI {feature.psi:.3g}" if feature.psi is not None else ""
-    ax.set_title(f"{feature.name}: reference vs recent{psi}")
+    ax.set_title(f"{feature_of(feature.name)}: reference vs recent{psi}")
     ax.legend(fontsize=8)
     return _svg(fig, salt)
 
@@ -392,7 +408,9 @@ def charts(facts, index):
            "drift": psi_chart(facts, f"m{index}-drift"),
            "timeline": timeline_chart(facts, f"m{index}-timeline")}
     for i, f in enumerate(facts.drift[:WORST_SHOWN]):
-        out[f"distribution:{f.name}"] = distribution_chart(f, f"m{index}-dist{i}")
+        if not f.bins:  # the feature's chart is drawn on its worst test
+            continue
+        out[f"distribution:{feature_of(f.name)}"] = distribution_chart(f, f"m{index}-dist{i}")
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -518,8 +536,8 @@ def _html_model(facts, index):
                 for f in facts.drift]
         out.append(_table(["feature", "PSI", "verdict", *extra_keys], rows))
         for f in facts.drift[:WORST_SHOWN]:
-            key = f"distribution:{f.name}"
-            if key in svgs:
+            key = f"distribution:{feature_of(f.name)}"
+            if f.bins and key in svgs:
                 out.append(f'<div class="chart" data-chart="{_e(key)}">{svgs[key]}</div>')
             elif f.note:
                 out.append(f'<p class="note">{_e(f.name)}: {_e(f.note)}</p>')
@@ -619,7 +637,7 @@ def _md_model(facts):
         out += [_md_table(["feature", "PSI", "verdict"], [[f.name, _num(f.psi, ".3g"), _verdict(f)] for f in facts.drift]), ""]
         for f in facts.drift[:WORST_SHOWN]:
             if f.bins and len(f.recent) == len(f.bins):
-                out += [f"{f.name}: reference vs recent share per bin", "",
+                out += [f"{feature_of(f.name)}: reference vs recent share per bin", "",
                         _md_table(["bin", "reference", "recent"],
                                   [[b, f"{r:.1%}", f"{c:.1%}"] for b, r, c in zip(f.bins, f.reference, f.recent)]), ""]
     out += ["### Timeline", ""]
