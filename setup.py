@@ -17,6 +17,8 @@ setup(
     packages=find_packages(include=["retrainctl", "retrainctl.*"]),
     install_requires=[
         "click>=8.1",
+        # release versions compared as PEP 440 (`status` warns of state written by a newer release)
+        "packaging>=23",
         "PyYAML>=6.0",
         "filelock>=3.12",
         # BLAKE3 hashes data files at several GB/s, 2-5x faster than md5/sha256 here.

@@ -1,6 +1,8 @@
 """Paths an unprivileged service user cannot read or write give a one-line error naming the
 path and the documented exit code. Root reads everything, so these run the command as `nobody`
-(setpriv) with the system Python and this checkout plus the venv's packages on its path."""
+(setpriv) with the system Python, a readable copy of this checkout's package and the venv's
+packages on its path: the checkout may sit in a folder only its owner can enter (a home
+directory, /root, a `mktemp -d` folder), so `nobody` gets them from a folder of its own."""
 import json
 import os
 import shutil
@@ -16,6 +18,41 @@ from tests.conftest import IRIS, REPO, base_config
 
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture(scope="module")
+def nobody_path():
+    """PYTHONPATH for `nobody`: a copy of the retrainctl package and the venv's site-packages,
+    bind-mounted (hard-linked where mounting is not allowed) under a folder anyone may enter."""
+    root = tempfile.mkdtemp(prefix="retrainctl-nobody-", dir="/tmp")
+    os.chmod(root, 0o755)
+    shutil.copytree(REPO / "retrainctl", os.path.join(root, "code", "retrainctl"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    mounted, entries = [], [os.path.join(root, "code")]
+    for i, packages in enumerate(p for p in site.getsitepackages() if os.path.isdir(p)):
+        target = os.path.join(root, f"site{i}")
+        os.mkdir(target)
+        if subprocess.run(["mount", "--bind", "-o", "ro", packages, target], capture_output=True).returncode == 0:
+            mounted.append(target)
+        else:  # no mount here: the same files, hard-linked (copied across file systems)
+            os.rmdir(target)
+            shutil.copytree(packages, target, symlinks=True, copy_function=_link_or_copy)
+        entries.append(target)
+    for folder, dirs, files in os.walk(os.path.join(root, "code")):
+        for name in dirs + files:
+            os.chmod(os.path.join(folder, name), 0o755 if name in dirs else 0o644)
+    os.chmod(os.path.join(root, "code"), 0o755)
+    yield os.pathsep.join(entries)
+    for target in mounted:
+        subprocess.run(["umount", target], check=True)
+    shutil.rmtree(root)
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 @pytest.fixture
@@ -38,17 +75,22 @@ def open_project():
     shutil.rmtree(root, ignore_errors=True)
 
 
-def as_nobody(root, *args):
+@pytest.fixture
+def as_nobody(nobody_path):
+    return lambda root, *args: _as_nobody(nobody_path, root, *args)
+
+
+def _as_nobody(python_path, root, *args):
     version = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
                              capture_output=True, text=True).stdout.strip()
     assert version == str(tuple(sys.version_info[:2])), "the system Python must match the venv's to load its packages"
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join([str(REPO), *site.getsitepackages()])}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": python_path}
     return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", SYSTEM_PYTHON,
                            "-m", "retrainctl", "--config", os.path.join(root, "etc", "retrainctl.yaml"), *args],
                           cwd="/", env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_unreadable_config(open_project):
+def test_unreadable_config(open_project, as_nobody):
     path = os.path.join(open_project, "etc", "retrainctl.yaml")
     os.chmod(path, 0o600)
     r = as_nobody(open_project, "check")
@@ -56,7 +98,7 @@ def test_unreadable_config(open_project):
     assert r.stderr.strip() == f"Error: {path}: permission denied reading the config file"
 
 
-def test_state_dir_not_writable(open_project):
+def test_state_dir_not_writable(open_project, as_nobody):
     r = as_nobody(open_project, "check")
     assert r.returncode == 1
     state = os.path.join(open_project, "var", "state")
@@ -65,7 +107,7 @@ def test_state_dir_not_writable(open_project):
     assert not os.path.exists(state)
 
 
-def test_unreadable_data_file(open_project):
+def test_unreadable_data_file(open_project, as_nobody):
     os.chown(os.path.join(open_project, "var"), NOBODY, NOBODY)
     data = os.path.join(open_project, "data", "iris.csv")
     os.chmod(data, 0o600)
@@ -98,7 +140,7 @@ def trained_read_only(root):
     return state_files(root)
 
 
-def test_read_only_state_dir_still_answers_status_and_metrics(open_project):
+def test_read_only_state_dir_still_answers_status_and_metrics(open_project, as_nobody):
     """An operator (or a monitoring user) who may read the state but not write it: `status`,
     `history` and `metrics` answer; nothing there needs a write, not even a lock probe."""
     before = trained_read_only(open_project)
@@ -114,7 +156,7 @@ def test_read_only_state_dir_still_answers_status_and_metrics(open_project):
     assert state_files(open_project) == before
 
 
-def test_dry_run_answers_on_a_read_only_state_dir(open_project):
+def test_dry_run_answers_on_a_read_only_state_dir(open_project, as_nobody):
     """A dry run is a question: on a state dir it may not write it answers (exit 0 nothing due,
     3 due) and writes nothing there, no lock file, no cache."""
     before = trained_read_only(open_project)
@@ -131,7 +173,7 @@ def test_dry_run_answers_on_a_read_only_state_dir(open_project):
     assert state_files(open_project) == before
 
 
-def test_dry_run_without_a_state_dir_creates_none(open_project):
+def test_dry_run_without_a_state_dir_creates_none(open_project, as_nobody):
     r = as_nobody(open_project, "check", "--dry-run", "--json")
     assert r.returncode == 3, r.stderr
     assert [(m["model_name"], m["action"]) for m in json.loads(r.stdout)["models"]] == [("iris", "train")]

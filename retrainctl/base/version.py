@@ -1,2 +1,2 @@
 """The release version (semantic versioning; CHANGELOG.md at the root says what each one changed)."""
-__version__ = "0.1.0"
+__version__ = "0.3.0"

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..base.errors import ErrorType
 from .records import HISTORY_STATUSES, Record, Status, TriggerType, candidate_key
+from .values import newer_version
 
 # The fold remembers the data hashes of this many most recent rejected candidates per model
 # (only the current data's matters to a decision; data reverted to a hash rejected longer ago
@@ -47,6 +48,7 @@ class ModelState:
     # and its loss is worth a warning (ModelStore.save, ModelStore.warn_if_lost).
     max_version: int = 0
     had_live: bool = False
+    newest_writer: str | None = None  # the newest retrainctl release that wrote one of its records
 
 
 def fold(records: Iterable[Record], states: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -56,6 +58,8 @@ def fold(records: Iterable[Record], states: dict[str, Any] | None = None) -> dic
     for ev in records:
         st = states.setdefault(ev.model_name, ModelState())
         status = ev.status
+        if "retrainctl_version" in ev.extra:
+            st.newest_writer = newer_version(st.newest_writer, ev.extra["retrainctl_version"])
         if status == Status.STARTED:
             st.open_attempts[ev.attempt_id] = ev
             continue
@@ -122,4 +126,4 @@ def _remember_rejected(st: ModelState, data_hash: str | None, when: float | None
 # 4 held the metrics' running totals too (they are their own fold now, totals.py); 6 keeps
 # typed records (last_event, open_attempts) where 5 kept the log's dicts; 7 keys rejections and
 # failures by data and config.
-DECISION = Fold("decision", 7, ModelState, fold)
+DECISION = Fold("decision", 8, ModelState, fold)

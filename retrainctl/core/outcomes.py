@@ -112,6 +112,7 @@ class StatusRow:
     column_warnings: tuple[str, ...] = ()  # what the live version's training said about its columns
     registry_champion_version: int | None = None  # what MLflow's `champion` names (state.sidecars.registry_state)
     registry_in_sync: bool | None = None
+    written_by_newer: str | None = None  # a newer retrainctl release that wrote its records or live model
 
     def to_dict(self) -> dict[str, Any]:
         row = {name: getattr(self, name) for name in _ROW_KEYS}
@@ -126,4 +127,4 @@ _ROW_KEYS = ("model_name", "data_path", "data_rows", "data_files", "new_files", 
              "data_changed", "model_version", "model_age_seconds", "metric", "score", "columns", "mlflow_run_id",
              "mlflow_model_version", "due", "held", "due_reasons", "action", "note", "paused", "auto_retraining",
              "failures_in_row", "next_retry", "model_integrity", "model_dir_missing", "training_now", "last_event",
-             "registry_champion_version", "registry_in_sync")
+             "registry_champion_version", "registry_in_sync", "written_by_newer")

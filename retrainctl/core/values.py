@@ -25,6 +25,23 @@ def finite_number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def newer_version(a: str | None, b: Any) -> str | None:
+    """The newer of two release versions (PEP 440), ignoring what is not one (a hand-edited
+    record); None when neither is."""
+    from packaging.version import InvalidVersion, Version
+
+    def parsed(v: Any) -> Version | None:
+        try:
+            return Version(v) if isinstance(v, str) else None
+        except InvalidVersion:
+            return None
+
+    pa, pb = parsed(a), parsed(b)
+    if pb is None:
+        return a if pa is not None else None
+    return b if pa is None or pb > pa else a
+
+
 def new_attempt_id() -> str:
     import uuid  # imported here: a no-op check records no attempt
 

@@ -9,13 +9,14 @@ from typing import Any
 
 from ..base.errors import DataError, IntegrityError
 from ..base.locks import lock_is_held
+from ..base.version import __version__
 from ..config.records import Config, ModelConfig
 from ..core import decide
 from ..core.decide import Decision, Observation
 from ..core.fold import ModelState
 from ..core.outcomes import StatusRow
 from ..core.records import TriggerType, candidate_key
-from ..core.values import utcnow_iso
+from ..core.values import newer_version, utcnow_iso
 from ..data import datasets
 from ..data.fingerprint import FingerprintCache
 from ..state.sidecars import read_running, registry_state
@@ -134,6 +135,7 @@ class Observer:
             column_warnings=tuple(w for w in meta.get("column_warnings") or () if isinstance(w, str)),
             registry_champion_version=registered,
             registry_in_sync=in_sync,
+            written_by_newer=_newer_than_this(state.newest_writer, meta.get("retrainctl_version")),
         )
 
 
@@ -160,6 +162,15 @@ def _from_store(cur: ModelVersion | None) -> dict[str, Any]:
     meta = cur.metadata if cur else {}
     return {"model_version": cur.version if cur else None, "model_data_hash": meta.get("data_hash"),
             "model_trained_at": meta.get("trained_at_ts")}
+
+
+def _newer_than_this(*written_by: Any) -> str | None:
+    """The newest of the releases that wrote a model's state, if it is newer than this one: its
+    records or files may hold what this release does not understand."""
+    newest = None
+    for version in written_by:
+        newest = newer_version(newest, version)
+    return newest if newest is not None and newer_version(__version__, newest) != __version__ else None
 
 
 def _integrity(store: ModelStore, mv: ModelVersion | None) -> str | None:
