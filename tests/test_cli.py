@@ -164,6 +164,28 @@ def test_log_format_json_and_log_file(project, tmp_path):
     assert "iris: promoted v1" in log_file.read_text()
 
 
+def test_log_file_in_a_folder_that_does_not_exist_yet(project):
+    """`log_file` in a new folder is created as state_dir is (it made every command fail, even
+    `config`); a path that cannot be a folder is one line and exit 2."""
+    log_file = project.root / "var" / "log" / "retrainctl" / "retrainctl.log"
+    project.config["log_file"] = str(log_file)
+    project.write_config()
+    shown = project.run("config")
+    assert shown.returncode == 0, shown.stderr
+    assert f"log_file: {log_file}" in shown.stdout
+    trained = project.run("check", "iris")
+    assert trained.returncode == 0, trained.stderr
+    assert "iris: promoted v1" in log_file.read_text()
+
+    (project.root / "var" / "blocked").write_text("a file, not a folder")
+    project.config["log_file"] = str(project.root / "var" / "blocked" / "retrainctl.log")
+    project.write_config()
+    r = project.run("status")
+    assert r.returncode == 2
+    assert r.stderr == (f"Error: {project.root}/var/blocked/retrainctl.log: cannot open log_file: "
+                        "Not a directory\n")
+
+
 def test_quiet_hides_info(project):
     r = project.cli("-q", "check", "iris")
     assert r.exit_code == 0 and r.stderr == ""

@@ -1,4 +1,5 @@
 """Logging to stderr (text or one JSON object per line) and optionally to a file."""
+import errno
 import json
 import logging
 import os
@@ -71,7 +72,10 @@ def setup(verbosity: int = 0, fmt: str = "text", log_file: str | None = None) ->
 
 def add_file(path: str, fmt: str = "text") -> None:
     """Also append log lines to `path`, creating its folder as the state dir is created."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.lexists(folder) and not os.path.isdir(folder):  # makedirs would say "File exists"
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder)
+    os.makedirs(folder, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
