@@ -25,9 +25,11 @@ typecheck: $(VENV)/.test-installed
 
 venv: $(VENV)/.installed
 
-# Regenerates the key reference in docs/configuration.md from retrainctl/config/keys.py.
+# Regenerates the key reference in docs/configuration.md from retrainctl/config/keys.py, and the
+# --json outputs' JSON Schemas (retrainctl/schemas/*.json) and their reference in docs/json.md.
 docs: $(VENV)/.installed
 	$(BIN)/python -m retrainctl.config.reference
+	$(BIN)/python -m retrainctl.schemas.build
 
 # Ratios against md5sum, `python -c pass` and a bare fit script, measured side by side (a few
 # minutes). With the test extras, so that the Dask row (7) runs too.
@@ -75,10 +77,13 @@ HARDENED       := retrainctl-check.service retrainctl-train@.service retrainctl-
 # The failure hook's own settings, a second drop-in after hardening.conf.
 NOTIFY_DROP_IN := retrainctl-notify-failure@.service.d/notify-failure.conf
 IVENV          := $(DESTDIR)$(PREFIX)/venv
+# Bash completion: system-wide for a root or a staged (DESTDIR) install, else the user's own folder,
+# which bash-completion searches when `retrainctl` is first completed.
+COMPLETIONDIR  ?= $(if $(DESTDIR)$(filter 0,$(shell id -u)),/etc/bash_completion.d,$(HOME)/.local/share/bash-completion/completions)
 
-.PHONY: install install-venv install-config install-data install-units uninstall
+.PHONY: install install-venv install-config install-data install-units install-completion uninstall
 
-install: install-venv install-config install-data install-units
+install: install-venv install-config install-data install-units install-completion
 	@echo "installed: $(PREFIX)/bin/retrainctl; enable the timer with: systemctl enable --now retrainctl-check.timer"
 
 install-venv:
@@ -92,6 +97,14 @@ install-venv:
 	fi
 	install -d $(DESTDIR)$(PREFIX)/bin
 	ln -sfn ../venv/bin/retrainctl $(DESTDIR)$(PREFIX)/bin/retrainctl
+
+# click's bash script, written by the installed venv (or, without one, the development venv of
+# `make venv`); it runs `retrainctl` from PATH. zsh and fish: see the README.
+install-completion: $(if $(filter install,$(MAKECMDGOALS)),install-venv)
+	py=$(IVENV)/bin/python; test -x $$py || py=$(BIN)/python; \
+	install -d $(DESTDIR)$(COMPLETIONDIR) && \
+	_RETRAINCTL_COMPLETE=bash_source $$py -I -m retrainctl > $(DESTDIR)$(COMPLETIONDIR)/retrainctl.tmp && \
+	mv $(DESTDIR)$(COMPLETIONDIR)/retrainctl.tmp $(DESTDIR)$(COMPLETIONDIR)/retrainctl
 
 # Never overwrites: an existing config is the operator's.
 install-config:
@@ -133,6 +146,7 @@ uninstall:
 	rm -f $(DESTDIR)$(UNITDIR)/$(NOTIFY_DROP_IN)
 	for u in $(HARDENED); do rm -f $(DESTDIR)$(UNITDIR)/$$u.d/hardening.conf; rmdir $(DESTDIR)$(UNITDIR)/$$u.d 2>/dev/null || true; done
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/retrainctl.conf
+	rm -f $(DESTDIR)$(COMPLETIONDIR)/retrainctl
 	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	rm -rf $(IVENV)
 	rm -f $(DESTDIR)$(PREFIX)/bin/retrainctl

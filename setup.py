@@ -15,6 +15,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["retrainctl", "retrainctl.*"]),
+    # The JSON Schema of each --json output, for programs that read them (docs/json.md).
+    package_data={"retrainctl.schemas": ["*.json"]},
     install_requires=[
         "click>=8.1",
         # release versions compared as PEP 440 (`status` warns of state written by a newer release)
@@ -46,7 +48,9 @@ setup(
                  # tests that must share a worker
                  "pytest-xdist>=3.5",
                  # `make test` type-checks the package and holds its layers to .importlinter
-                 "mypy>=1.10", "import-linter>=2.1"],
+                 "mypy>=1.10", "import-linter>=2.1",
+                 # the --json outputs are validated against their shipped JSON Schemas (draft 2020-12)
+                 "jsonschema>=4.18"],
         # Fits on a Dask cluster (executor: {type: dask}); fsspec lets workers read s3:// and other URLs.
         "dask": ["dask>=2024.1", "distributed>=2024.1", "fsspec>=2024.1"],
         # Chat and mail notifications (notify.apprise: Slack, Teams, Matrix, email... URLs).

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from . import schemas
 from .base.version import __version__
 
 from .base import logsetup
@@ -24,8 +25,54 @@ class Failure(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]  # click declares it on the class
 
 
+class JsonError(click.ClickException):
+    """An error of a command run with --json: a JSON object on stdout ({"error", "exit_code",
+    "schema"}), and on stderr what the error prints without --json."""
+
+    def __init__(self, cause: click.ClickException) -> None:
+        super().__init__(cause.format_message())
+        self.cause = cause
+        self.exit_code = cause.exit_code  # type: ignore[misc]  # click declares it on the class
+
+    def show(self, file=None):
+        click.echo(json.dumps({"schema": schemas.VERSIONS["error"], "error": self.message,
+                               "exit_code": self.exit_code}, indent=2))
+        self.cause.show(file)
+
+
+# ctx.meta keys: the command line's words, and the parsed --json flag once a command has parsed it.
+ARGV_META = "retrainctl.argv"
+JSON_META = "retrainctl.json"
+
+
+def _wants_json(meta, argv):
+    """The command's --json flag where parsing got that far; else whether `--json` is on the
+    command line (a usage error: an unknown option, a missing argument, an unknown command)."""
+    flag = meta.get(JSON_META)
+    return flag if flag is not None else "--json" in argv
+
+
 class RetrainctlGroup(click.Group):
+    def make_context(self, info_name, args, parent=None, **extra):
+        argv = list(args)
+        try:
+            ctx = super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:  # a usage error in the global options
+            if _wants_json({}, argv):
+                raise JsonError(exc) from None
+            raise
+        ctx.meta[ARGV_META] = argv
+        return ctx
+
     def invoke(self, ctx):
+        try:
+            return self._invoke(ctx)
+        except click.ClickException as exc:
+            if _wants_json(ctx.meta, ctx.meta.get(ARGV_META, ())):
+                raise JsonError(exc) from None
+            raise
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except RetrainctlError as exc:
@@ -73,8 +120,46 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-models_argument = click.argument("models", nargs=-1, metavar="[MODEL]...")
+
+
+def _remember_json(ctx, param, value):
+    ctx.meta[JSON_META] = value
+    return value
+
+
+# Eager: the flag is known before any other parameter of the command can fail (a missing MODEL).
+json_option = click.option("--json", "as_json", is_flag=True, is_eager=True, callback=_remember_json,
+                           help="Print the result as JSON on stdout (errors too).")
+
+
+def _model_names(ctx, param, incomplete):
+    """Shell completion of a model name: the names in the config (the --config given on the
+    command line, else the usual lookup) that start with `incomplete`, leaving out those already
+    named. None when the config cannot be read: completion never prints into the shell."""
+    import warnings
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from .config.load import load_config
+
+            names = list(load_config(ctx.find_root().params.get("config_path")).models)
+    except Exception:  # whatever is wrong with the config, `retrainctl config` says it, not a Tab
+        return []
+    finally:
+        logging.disable(previous)
+    given = set(ctx.params.get(param.name) or ()) if param.nargs == -1 else set()
+    return [name for name in names if name.startswith(incomplete) and name not in given]
+
+
+models_argument = click.argument("models", nargs=-1, metavar="[MODEL]...", shell_complete=_model_names)
+model_argument = click.argument("model", shell_complete=_model_names)
+
+
+def model_option(help):
+    return click.option("--model", "model", metavar="MODEL", shell_complete=_model_names, help=help)
 
 
 def exports_metrics(command):
@@ -92,8 +177,9 @@ def exports_metrics(command):
     return wrapper
 
 
-def _emit_json(obj):
-    click.echo(json.dumps(obj, indent=2, default=str))
+def _emit_json(output, obj):
+    """An output's JSON, led by the version of its shape (retrainctl/schemas/<output>.json)."""
+    click.echo(json.dumps({"schema": schemas.VERSIONS[output], **obj}, indent=2, default=str))
 
 
 def _table(headers, rows):
@@ -160,8 +246,8 @@ def check(obj, models, dry_run, as_json):
     report = run_check(obj.config(), models, dry_run=dry_run)
     obj.observed = report.observed
     if as_json:
-        _emit_json({"dry_run": dry_run, "exit_code": report.exit_code,
-                    "models": [o.to_dict() for o in report.outcomes]})
+        _emit_json("check", {"dry_run": dry_run, "exit_code": report.exit_code,
+                             "models": [o.to_dict() for o in report.outcomes]})
     else:
         click.echo(_table(["MODEL", "DUE", "WHY", "ACTION", "RESULT"],
                           [[o.model_name, _due(o.due, o.held), _why(o.reasons, o.note, o.alert), o.action, o.result]
@@ -170,7 +256,7 @@ def check(obj, models, dry_run, as_json):
 
 
 @main.command()
-@click.argument("model")
+@model_argument
 @click.option("--reason", metavar="TEXT", help="Why; goes into the history record.")
 @click.option("--force", is_flag=True, help="Promote the new model even if the promotion gate would reject it.")
 @json_option
@@ -184,7 +270,7 @@ def train(obj, model, reason, force, as_json):
 
     out = run_train(obj.config(), model, reason=reason, force=force)
     if as_json:
-        _emit_json(out.to_dict())
+        _emit_json("train", out.to_dict())
     else:
         click.echo(f"{out.model_name}: {out.result}")
     sys.exit(1 if out.failed else 0)
@@ -211,7 +297,7 @@ def status(obj, models, as_json):
 
     rows = run_status(obj.config(), models)
     if as_json:
-        _emit_json({"models": [r.to_dict() for r in rows]})
+        _emit_json("status", {"models": [r.to_dict() for r in rows]})
         return
     table = []
     for r in rows:
@@ -240,7 +326,7 @@ def status(obj, models, as_json):
 
 
 @main.command()
-@click.option("--model", "model", metavar="MODEL", help="Only this model's events.")
+@model_option("Only this model's events.")
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="How many events (0: all).")
 @json_option
 @pass_ctx
@@ -250,7 +336,7 @@ def history(obj, model, limit, as_json):
 
     events = run_history(obj.config(), model, limit)
     if as_json:
-        _emit_json({"history": [e.to_dict() for e in events]})
+        _emit_json("history", {"history": [e.to_dict() for e in events]})
         return
     click.echo(_table(["TIME", "MODEL", "TRIGGER", "STATUS", "VERSION", "SCORE", "DURATION", "DESCRIPTION"], [
         [e.trigger_time, e.model_name, e.trigger_type, e.status, f"v{e.version}" if e.version else None,
@@ -259,7 +345,7 @@ def history(obj, model, limit, as_json):
 
 
 @main.command("config")
-@click.option("--model", "model", metavar="MODEL", help="Only this model's effective settings.")
+@model_option("Only this model's effective settings.")
 @pass_ctx
 def config_cmd(obj, model):
     """Print the effective config (defaults merged, paths resolved) as YAML; exit 2 if it is invalid."""
@@ -293,7 +379,7 @@ main.command("resume")(_pause_command(False))
 
 
 @main.command()
-@click.argument("model")
+@model_argument
 @click.option("--to", "to", type=click.IntRange(min=1), metavar="VERSION", help="Version number to make current.")
 @json_option
 @pass_ctx
@@ -304,7 +390,7 @@ def rollback(obj, model, to, as_json):
 
     event = run_rollback(obj.config(), model, to)
     if as_json:
-        _emit_json(event.to_dict())
+        _emit_json("rollback", event.to_dict())
     else:
         click.echo(f"{model}: {event.description}")
 

@@ -235,7 +235,7 @@ def test_python_dash_m_and_env_config(project):
     r = subprocess.run([sys.executable, "-m", "retrainctl", "history", "--json"], capture_output=True, text=True,
                        cwd="/", env=dict(os.environ, RETRAINCTL_CONFIG=str(project.config_path)))
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"history": []}
+    assert json.loads(r.stdout) == {"schema": 1, "history": []}
 
 
 def test_runs_from_the_config_folder_and_home_alike(project, tmp_path):
