@@ -194,6 +194,8 @@ STATUS_ROW_KEYS: dict[str, Schema] = {
                                        "names, as last set"),
     "registry_in_sync": value(("boolean", "null"), "`champion` names the live version (null with MLflow off or not "
                               "yet known)"),
+    "written_by_newer": value(("string", "null"), "a retrainctl release newer than this one that wrote the model's "
+                              "records or live model (status then warns on stderr); null otherwise"),
     "alert": OUTCOME_KEYS["alert"],
     "column_warnings": list_of(value("string", "a warning"), "what the live version's training left out without "
                                "being asked (`column 'Id' dropped: id-like (...)`)"),
