@@ -16,6 +16,12 @@ from .records import (DEFAULT_METRIC, METRICS, CsvOptions, build, default_record
 
 SEARCH_PATH = ("./etc/retrainctl.yaml", "/etc/retrainctl/retrainctl.yaml")
 ENV_VAR = "RETRAINCTL_CONFIG"
+# Bounds on what a config may cost to load (docs/configuration.md): its size on disk, and its YAML
+# nodes with every alias expanded. A megabyte of plain YAML holds about half a million nodes at
+# most, so only aliases reach the second bound: an alias bomb (nested anchors, each used several
+# times) is refused before it is built, instead of exhausting memory when something walks it.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 1_000_000
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -108,7 +114,8 @@ def find_config(explicit=None, environ=None):
 def read_config_text(path):
     try:
         with open(path, "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+            size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
@@ -117,6 +124,9 @@ def read_config_text(path):
         raise ConfigError(f"{path}: permission denied reading the config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        size_text = f" ({size} bytes)" if size > MAX_CONFIG_BYTES else ""  # a pipe has no size to tell
+        raise ConfigError(f"{path}: the config file is larger than 1 MiB{size_text}, the limit for a config")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -130,17 +140,57 @@ def load_config(path=None, environ=None):
     return parse_config(text, path)
 
 
-class _DuplicateKey(Exception):
-    pass
+class _Refused(Exception):
+    """What the loader refuses beyond YAML syntax; its message follows the file name."""
+
+
+def _children(node):
+    if node.id == "mapping":
+        return [part for pair in node.value for part in pair]
+    return node.value if node.id == "sequence" else ()
+
+
+def _check_expansion(root, limit):
+    """Refuse a composed document that would hold more than `limit` nodes built, or a cycle.
+    An alias is the very node its anchor marks, so the graph is small however often one is used;
+    building it (and anything that walks the result, such as json.dumps) counts a node once per
+    use. Sizes are summed bottom-up once per distinct node, so a bomb is measured in linear time."""
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()  # on the path from the root: met again, it contains itself
+    stack = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            open_nodes.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(child)] for child in _children(node))
+            if size[id(node)] > limit:
+                raise _Refused(f"YAML aliases expand the config past the limit of {limit} values (at line "
+                               f"{node.start_mark.line + 1}): each use of an alias repeats all that its anchor "
+                               f"holds")
+        elif id(node) in open_nodes:
+            raise _Refused(f"the YAML anchor at line {node.start_mark.line + 1} is used inside itself; a config "
+                           f"cannot hold a recursive structure")
+        elif id(node) not in size:
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
 
 
 def _loader(yaml):
     """A safe loader that refuses a key given twice in one mapping (YAML says keys are unique;
-    PyYAML would silently keep the last). libyaml's parser when PyYAML was built with it:
-    several times faster on a big config."""
+    PyYAML would silently keep the last) and a document too big once its aliases are expanded.
+    libyaml's parser when PyYAML was built with it: several times faster on a big config."""
     base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
     class Loader(base):
+        def get_single_data(self):
+            """PyYAML's own, with the composed node graph measured before anything is built."""
+            node = self.get_single_node()
+            if node is None:
+                return None
+            _check_expansion(node, MAX_CONFIG_NODES)
+            return self.construct_document(node)
+
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
@@ -154,8 +204,8 @@ def _loader(yaml):
                     continue
                 if duplicate:
                     mark = key_node.start_mark
-                    raise _DuplicateKey(f"duplicate key {key!r} (line {mark.line + 1}, column {mark.column + 1}); "
-                                        f"a key may appear once per mapping")
+                    raise _Refused(f"duplicate key {key!r} (line {mark.line + 1}, column {mark.column + 1}); "
+                                   f"a key may appear once per mapping")
             return super().construct_mapping(node, deep)
 
     return Loader
@@ -166,7 +216,7 @@ def parse_config(text, path):
 
     try:
         data = yaml.load(text, Loader=_loader(yaml))
-    except _DuplicateKey as exc:
+    except _Refused as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -1,0 +1,97 @@
+"""What a config may cost and what it may say: bounds on its size and on YAML alias expansion,
+a holdout too small for the gate, model names YAML reads as something else, and `x-` templates
+for many similar models. Through the installed command; the messages are those
+docs/configuration.md shows."""
+import time
+
+from tests.conftest import REPO
+
+DOC = (REPO / "docs" / "configuration.md").read_text()
+MODEL = """  iris:
+    data_path: data/raw/iris.csv
+    target: Species
+    task: classification
+"""
+
+
+def refused(project, *args):
+    """Run the installed command: exit 2 with one line naming the config file; the rest of it,
+    which docs/configuration.md shows as it is."""
+    result = project.run(*args or ("config",))
+    prefix = f"Error: {project.config_path}: "
+    assert result.returncode == 2 and result.stdout == "", result
+    assert result.stderr.startswith(prefix) and result.stderr.count("\n") == 1, result.stderr
+    message = result.stderr[len(prefix):-1]
+    assert f"    Error: /etc/retrainctl/retrainctl.yaml: {message}\n" in DOC
+    return message
+
+
+def billion_laughs(levels=9, fan_out=10):
+    """A trainer's params holding `fan_out ** levels` strings through nested aliases, in a few
+    hundred bytes of YAML."""
+    lines = [f"      l0: &l0 [{', '.join(['lol'] * fan_out)}]"]
+    lines += [f"      l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * fan_out)}]" for i in range(1, levels + 1)]
+    return "models:\n" + MODEL + "    trainer: mypkg.train:fit\n    params:\n" + "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_in_a_trainers_params_fails_fast_naming_the_file(project):
+    text = billion_laughs()
+    assert len(text) < 1000
+    project.config_path.write_text(text)
+    started = time.monotonic()
+    message = refused(project, "check", "--dry-run")
+    assert time.monotonic() - started < 10  # it took 67 s and ended in a MemoryError
+    # line 13 is l5: a million strings and the lists that hold them, the first anchor over the limit
+    assert message == ("YAML aliases expand the config past the limit of 1000000 values (at line 13): each use "
+                       "of an alias repeats all that its anchor holds")
+
+
+def test_an_anchor_used_inside_itself_is_refused(project):
+    project.config_path.write_text("models:\n" + MODEL + "    estimator: sklearn.tree.DecisionTreeClassifier\n"
+                                   "    params:\n      class_weight: &w {0: *w}\n")
+    assert refused(project) == ("the YAML anchor at line 8 is used inside itself; a config cannot hold a recursive "
+                                "structure")
+
+
+def test_a_config_over_one_mib_is_refused_and_one_of_exactly_one_mib_is_read(project):
+    text = project.config_path.read_text()
+    project.config_path.write_text(text + "#" * (10 * 2**20 - len(text) - 1) + "\n")
+    assert refused(project) == ("the config file is larger than 1 MiB (10485760 bytes), the limit for a "
+                                "config")
+    project.config_path.write_text(text + "#" * (2**20 - len(text) - 1) + "\n")
+    assert project.config_path.stat().st_size == 2**20
+    result = project.run("config")
+    assert result.returncode == 0 and "  iris:\n" in result.stdout, result.stderr
+
+
+def test_a_config_with_a_few_anchors_still_works(project):
+    project.config_path.write_text(f"""base_dir: ..
+mlflow: {{enabled: false}}
+defaults: &policy {{check_interval: 0, min_data_size: 50}}
+models:
+  iris:
+    data_path: data/raw/iris.csv
+    target: Species
+    task: classification
+    features: &measures [SepalLengthCm, SepalWidthCm, PetalLengthCm, PetalWidthCm]
+    estimator: sklearn.tree.DecisionTreeClassifier
+    params: &tree {{random_state: 0, max_depth: 3}}
+  iris_shallow:
+    <<: *policy
+    data_path: data/raw/iris.csv
+    target: Species
+    task: classification
+    features: *measures
+    estimator: sklearn.tree.DecisionTreeClassifier
+    params: {{<<: *tree, max_depth: 1}}
+""")
+    result = project.run("config")
+    assert result.returncode == 0, result.stderr
+    import yaml
+
+    models = yaml.safe_load(result.stdout)["models"]
+    assert models["iris"]["params"] == {"random_state": 0, "max_depth": 3}
+    assert models["iris_shallow"]["params"] == {"random_state": 0, "max_depth": 1}
+    assert models["iris"]["features"] == models["iris_shallow"]["features"] == [
+        "SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"]
+    assert models["iris_shallow"]["min_data_size"] == 50
