@@ -4,6 +4,8 @@ for many similar models. Through the installed command; the messages are those
 docs/configuration.md shows."""
 import time
 
+import pytest
+
 from tests.conftest import REPO
 
 DOC = (REPO / "docs" / "configuration.md").read_text()
@@ -14,15 +16,15 @@ MODEL = """  iris:
 """
 
 
-def refused(project, *args):
+def refused(project, *args, documented=True):
     """Run the installed command: exit 2 with one line naming the config file; the rest of it,
-    which docs/configuration.md shows as it is."""
+    which docs/configuration.md shows as it is (when `documented`)."""
     result = project.run(*args or ("config",))
     prefix = f"Error: {project.config_path}: "
     assert result.returncode == 2 and result.stdout == "", result
     assert result.stderr.startswith(prefix) and result.stderr.count("\n") == 1, result.stderr
     message = result.stderr[len(prefix):-1]
-    assert f"    Error: /etc/retrainctl/retrainctl.yaml: {message}\n" in DOC
+    assert not documented or f"    Error: /etc/retrainctl/retrainctl.yaml: {message}\n" in DOC
     return message
 
 
@@ -95,3 +97,38 @@ models:
     assert models["iris"]["features"] == models["iris_shallow"]["features"] == [
         "SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"]
     assert models["iris_shallow"]["min_data_size"] == 50
+
+
+def write_model(project, name):
+    project.config_path.write_text("models:\n" + MODEL.replace("iris", name)
+                                   + "    estimator: sklearn.tree.DecisionTreeClassifier\n")
+
+
+@pytest.mark.parametrize("written, kind", [("123", "a number"), ("true", "a boolean"), ("on", "a boolean"),
+                                           ("1.5", "a number"), ("null", "null (no value)"),
+                                           ("2024-01-01", "a date")])
+def test_a_model_name_yaml_reads_as_another_type_says_so_and_how_to_quote_it(project, written, kind):
+    write_model(project, written)
+    result = project.cli("config")
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: {project.config_path}: models.{written}: YAML read the key {written} as "
+                             f"{kind}; quote it to make it a model name: '{written}':\n")
+    write_model(project, f"'{written}'")
+    quoted = project.cli("config")
+    assert quoted.exit_code == 0 and f"\n  '{written}':\n" in quoted.stdout, quoted.stderr
+
+
+def test_the_documented_model_name_errors_through_the_installed_command(project):
+    write_model(project, "123")
+    assert refused(project) == "models.123: YAML read the key 123 as a number; quote it to make it a model name: '123':"
+    write_model(project, "true")
+    assert refused(project) == ("models.true: YAML read the key true as a boolean; quote it to make it a model "
+                                "name: 'true':")
+    write_model(project, "a" * 300)
+    assert refused(project) == ("models.aaaaaaaaaaaaaaaaaaaa...: a model name has at most 100 characters; this "
+                                "one has 300")
+    write_model(project, "a" * 100)
+    assert project.run("config").returncode == 0
+    write_model(project, "-" + "a" * 300)  # what is wrong besides its length comes first
+    assert refused(project, documented=False) == ("models.-aaaaaaaaaaaaaaaaaaa...: model names use letters, digits, "
+                                                  "'.', '_' and '-' and start with a letter or digit")

@@ -290,7 +290,8 @@ TOP = (
     Key("notify", "section", help="who hears about events: a program, webhooks, chat", keys=NOTIFY),
     Key("executor", "section", help="where fits run", keys=EXECUTOR),
     Key("defaults", "section", help="any policy key, applied to every model unless it overrides", keys=POLICY),
-    Key("models", "named", help="one entry per model, keyed by name (letters, digits, `.`, `_`, `-`)",
+    Key("models", "named", help="one entry per model, keyed by name (letters, digits, `.`, `_`, `-`; at most "
+        "100 characters)",
         keys=MODEL + POLICY),
 )
 

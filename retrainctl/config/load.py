@@ -22,7 +22,11 @@ ENV_VAR = "RETRAINCTL_CONFIG"
 # times) is refused before it is built, instead of exhausting memory when something walks it.
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_NODES = 1_000_000
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MODEL_NAME_MAX = 100
+# What YAML made of a key it did not read as a string, as an error names it ("YAML read the key
+# 123 as a number").
+_KINDS = {bool: "a boolean", int: "a number", float: "a number", type(None): "null (no value)"}
 
 
 def _type_ok(kind, value):
@@ -42,11 +46,31 @@ def _type_ok(kind, value):
 
 
 class _Validator:
-    def __init__(self, path):
+    def __init__(self, path, written=None):
         self.path = path
+        self.written = written or {}  # (type, key) -> the text of a key YAML did not read as a string
 
     def fail(self, keypath, message):
         raise ConfigError(f"{self.path}: {keypath}: {message}")
+
+    def key_text(self, key):
+        """A key as the file spells it: `true`, not True; `1e3`, not 1000.0."""
+        if isinstance(key, str):
+            return key
+        try:
+            return self.written.get((type(key), key), str(key))
+        except TypeError:
+            return str(key)
+
+    def typed_key(self, key):
+        """What YAML read a key as when not as a string ('a number'), to say so in an error."""
+        import datetime
+
+        if isinstance(key, datetime.datetime):
+            return "a timestamp"
+        if isinstance(key, datetime.date):
+            return "a date"
+        return _KINDS.get(type(key), f"a {type(key).__name__}")
 
     def section(self, data, declaration, prefix):
         """Check one mapping against its declared keys, nested sections and lists included;
@@ -56,11 +80,12 @@ class _Validator:
         schema = {k.name: k for k in declaration}
         out = {}
         for name, value in data.items():
-            keypath = f"{prefix}.{name}" if prefix else str(name)
+            text = self.key_text(name)
+            keypath = f"{prefix}.{text}" if prefix else text
             key = schema.get(name)
             if key is None:
-                hint = close_match(str(name), schema)
-                self.fail(keypath, f"unknown key '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
+                hint = close_match(text, schema)
+                self.fail(keypath, f"unknown key '{text}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
             out[name] = self.value(key, value, keypath)
         for key in declaration:
             if key.required and out.get(key.name) is None:
@@ -183,6 +208,10 @@ def _loader(yaml):
     base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
     class Loader(base):
+        def __init__(self, stream):
+            super().__init__(stream)
+            self.written = {}
+
         def get_single_data(self):
             """PyYAML's own, with the composed node graph measured before anything is built."""
             node = self.get_single_node()
@@ -200,6 +229,8 @@ def _loader(yaml):
                 try:
                     duplicate = key in seen
                     seen.add(key)
+                    if not isinstance(key, str) and key_node.id == "scalar":
+                        self.written[(type(key), key)] = key_node.value
                 except TypeError:  # unhashable: the base class says so
                     continue
                 if duplicate:
@@ -214,8 +245,9 @@ def _loader(yaml):
 def parse_config(text, path):
     import yaml
 
+    loader = _loader(yaml)(text)  # as yaml.load does, keeping the loader for the keys' text
     try:
-        data = yaml.load(text, Loader=_loader(yaml))
+        data = loader.get_single_data()
     except _Refused as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
@@ -225,9 +257,11 @@ def parse_config(text, path):
         raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise ConfigError(f"{path}: cannot parse YAML: {exc}") from None
+    finally:
+        loader.dispose()
     if data is None:
         data = {}
-    v = _Validator(path)
+    v = _Validator(path, loader.written)
     top = v.section(data, keys.TOP, "")
     config_dir = os.path.dirname(os.path.abspath(path))
     base_dir = resolve(config_dir, top.get("base_dir", "."))
@@ -240,14 +274,25 @@ def parse_config(text, path):
         v.fail("models", "no models configured")
     models = {}
     for name, mdata in models_raw.items():
-        if not isinstance(name, str) or not MODEL_NAME.match(name):
-            v.fail(f"models.{name}", "model names use letters, digits, '.', '_' and '-' and start with a letter or digit")
+        _check_model_name(v, name)
         models[name] = _model(v, name, mdata, defaults, base_dir)
 
     _check_pushgateway(v, top.get("pushgateway") or {})
     _check_executor(v, top.get("executor") or {})
     return build_record(keys.TOP, top, base_dir, path=path, base_dir=base_dir, defaults=defaults, models=models,
                          executor=_executor(top.get("executor") or {}, base_dir), raw=data)
+
+
+def _check_model_name(v, name):
+    text = v.key_text(name)
+    keypath = "models." + (text if len(text) <= MODEL_NAME_MAX else text[:20] + "...")
+    if not isinstance(name, str) and MODEL_NAME.match(text) and len(text) <= MODEL_NAME_MAX:
+        v.fail(keypath, f"YAML read the key {text} as {v.typed_key(name)}; quote it to make it a model name: "
+                        f"'{text}':")
+    if not isinstance(name, str) or not MODEL_NAME.match(name):
+        v.fail(keypath, "model names use letters, digits, '.', '_' and '-' and start with a letter or digit")
+    if len(name) > MODEL_NAME_MAX:
+        v.fail(keypath, f"a model name has at most {MODEL_NAME_MAX} characters; this one has {len(name)}")
 
 
 def _check_pushgateway(v, push):
