@@ -5,6 +5,7 @@ docs/configuration.md shows."""
 import time
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
 
@@ -89,8 +90,6 @@ models:
 """)
     result = project.run("config")
     assert result.returncode == 0, result.stderr
-    import yaml
-
     models = yaml.safe_load(result.stdout)["models"]
     assert models["iris"]["params"] == {"random_state": 0, "max_depth": 3}
     assert models["iris_shallow"]["params"] == {"random_state": 0, "max_depth": 1}
@@ -132,3 +131,46 @@ def test_the_documented_model_name_errors_through_the_installed_command(project)
     write_model(project, "-" + "a" * 300)  # what is wrong besides its length comes first
     assert refused(project, documented=False) == ("models.-aaaaaaaaaaaaaaaaaaa...: model names use letters, digits, "
                                                   "'.', '_' and '-' and start with a letter or digit")
+
+
+def template_example():
+    """The config of docs/configuration.md's section on templates."""
+    section = DOC[DOC.index("## Many similar models: templates"):]
+    block = section[section.index("```yaml\n") + len("```yaml\n"):]
+    return block[:block.index("```\n")]
+
+
+def test_the_documented_template_validates_and_each_model_gets_its_keys(project):
+    text = template_example()
+    assert text.startswith("base_dir: /srv/retrainctl\n\nx-route: &route ")
+    project.config_path.write_text(text.replace("/srv/retrainctl", str(project.root)))
+    result = project.run("config", "--model", "route_31")
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout.replace(str(project.root), "/srv/retrainctl")
+    documented = DOC[DOC.index("    $ retrainctl config --model route_31\n"):].split("\n\n")[0].split("\n")[1:]
+    assert shown.startswith("\n".join(line[4:] for line in documented) + "\n")
+    full = project.run("config")
+    assert full.returncode == 0, full.stderr
+    models = yaml.safe_load(full.stdout)["models"]
+    assert list(models) == ["route_12", "route_14", "route_31"]
+    for name, model in models.items():
+        assert model["data_path"] == str(project.root / "data" / "routes" / f"{name[6:]}.csv")
+        assert (model["target"], model["task"], model["max_model_age_hours"]) == ("minutes_late", "regression", 168)
+        assert model["features"] == ["hour", "weekday", "temperature", "rain_mm"]
+    assert models["route_12"]["params"] == models["route_14"]["params"] == {"max_iter": 200, "learning_rate": 0.1}
+    assert models["route_31"]["params"] == {"max_iter": 400, "learning_rate": 0.1}
+    # `config` prints the effective config: no template, and no YAML anchors for the values models share
+    assert "x-route" not in full.stdout and "&id" not in full.stdout and "*id" not in full.stdout
+
+
+def test_only_top_level_keys_starting_with_x_are_left_out_of_validation(project):
+    text = template_example().replace("/srv/retrainctl", str(project.root))
+    project.config_path.write_text(text + "x-notes: [any, value]\nx-: 3\n")
+    assert project.run("config").returncode == 0
+    project.config_path.write_text(text.replace("x-route:", "route:"))
+    assert refused(project) == "route: unknown key 'route'"
+    project.config_path.write_text(text.replace("x-route:", "x_route:"))
+    assert refused(project, documented=False) == "x_route: unknown key 'x_route'"
+    project.config_path.write_text(text.replace("    data_path: data/routes/12.csv\n",
+                                                "    data_path: data/routes/12.csv\n    x-owner: ops\n"))
+    assert refused(project, documented=False) == "models.route_12.x-owner: unknown key 'x-owner'"

@@ -262,6 +262,8 @@ def parse_config(text, path):
     if data is None:
         data = {}
     v = _Validator(path, loader.written)
+    if isinstance(data, dict):  # `x-` keys hold YAML anchors for templates (the Docker Compose convention)
+        data = {k: value for k, value in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     top = v.section(data, keys.TOP, "")
     config_dir = os.path.dirname(os.path.abspath(path))
     base_dir = resolve(config_dir, top.get("base_dir", "."))
@@ -384,10 +386,20 @@ def effective(config, model=None):
         return dict(_plain(m, keys.MODEL, hide=(None,)), **_plain(m.policy, keys.POLICY, hide=(None,)))
 
     if model is not None:
-        return {"models": {model: model_dict(config.model(model))}}
+        return _unshared({"models": {model: model_dict(config.model(model))}})
     out = {"config_file": config.path}
     out.update(_plain(config, keys.TOP[:-3]))
     out["executor"] = _plain(config.executor, keys.EXECUTOR, hide=(None, {}))
     out["defaults"] = _plain(config.defaults, keys.POLICY)
     out["models"] = {name: model_dict(m) for name, m in config.models.items()}
-    return out
+    return _unshared(out)
+
+
+def _unshared(value):
+    """Plain data in which no mapping or list appears twice: models share values with `defaults:`
+    and with their templates, and PyYAML would print each shared one as an `&id001` anchor."""
+    if isinstance(value, dict):
+        return {k: _unshared(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unshared(v) for v in value]
+    return value
