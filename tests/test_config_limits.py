@@ -2,6 +2,7 @@
 a holdout too small for the gate, model names YAML reads as something else, and `x-` templates
 for many similar models. Through the installed command; the messages are those
 docs/configuration.md shows."""
+import json
 import time
 
 import pytest
@@ -174,3 +175,70 @@ def test_only_top_level_keys_starting_with_x_are_left_out_of_validation(project)
     project.config_path.write_text(text.replace("    data_path: data/routes/12.csv\n",
                                                 "    data_path: data/routes/12.csv\n    x-owner: ops\n"))
     assert refused(project, documented=False) == "models.route_12.x-owner: unknown key 'x-owner'"
+
+
+def test_a_holdout_under_10_rows_fails_the_training_as_a_data_error_saying_what_would_do(project):
+    project.config["models"].pop("housing")
+    project.set_model("iris", test_size=0.01)
+    train = project.run("train", "iris")
+    assert train.returncode == 1
+    line = (f"iris: failed: {project.data('iris')}: test_size 0.01 of 150 labelled rows holds out 1, fewer than "
+            f"the 10 holdout rows the promotion gate needs: raise test_size to 0.07, or have at least 1000 labelled "
+            f"rows\n")
+    assert train.stdout == line
+    documented = (REPO / "docs" / "triggers-and-quality.md").read_text()
+    assert "    " + line.replace(str(project.root), "/srv/retrainctl") in documented
+    check = project.run("check")
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    assert [(e["trigger_type"], e["status"], e["error_type"]) for e in project.history()] == [
+        ("manual", "failure", "data_error"), ("initial", "failure", "data_error")]
+    assert project.current_version("iris") is None
+    project.set_model("iris", test_size=0.07)  # 10.5 rows
+    trained = project.run("train", "iris")
+    assert trained.returncode == 0 and trained.stdout.startswith("iris: promoted v1"), trained.stderr
+    meta = json.loads((project.model_dir / "iris" / "v1" / "metadata.json").read_text())
+    assert meta["holdout_rows"] >= 10
+
+
+def test_a_holdout_too_small_on_few_rows_says_to_add_rows(project):
+    """Where no test_size up to a half would do, the message asks for rows only."""
+    project.config["models"].pop("housing")
+    iris = project.data("iris")
+    iris.write_text("".join(iris.read_text().splitlines(keepends=True)[::8]))  # the header and 18 rows, 3 classes
+    project.set_model("iris", min_data_size=10)
+    train = project.run("train", "iris")
+    assert train.returncode == 1
+    assert train.stdout == (f"iris: failed: {iris}: test_size 0.2 of 18 labelled rows holds out 3, fewer than the 10 "
+                            f"holdout rows the promotion gate needs: have at least 50 labelled rows\n")
+
+
+def test_a_test_size_of_1_or_more_is_refused_as_a_row_count(project):
+    project.set_model("iris", test_size=5)
+    result = project.cli("config")
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: {project.config_path}: models.iris.test_size: must be a share of the rows between "
+                             f"0 and 1 (exclusive), e.g. 0.2; not a row count, got 5\n")
+
+
+def test_a_random_holdout_of_few_rows_has_at_least_10():
+    """50 rows at test_size 0.2: the hash draw alone holds out fewer than 10 rows for about two
+    data sets in five. The rows of the next lowest hashes make up the floor, and as the file grows
+    a row only ever leaves the holdout, so a champion is never scored on rows it was trained on."""
+    import numpy as np
+    import pandas as pd
+
+    from retrainctl.config.records import CsvOptions, TrainingSpec
+    from retrainctl.fit.task import holdout_split
+
+    spec = TrainingSpec(name="m", target="y", task="regression", metric="r2", features=None, estimator="e",
+                        trainer=None, params={}, test_size=0.2, random_state=0, csv=CsvOptions(), feature_types={})
+    sizes = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        X = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+        y = pd.Series(rng.normal(size=60))
+        small = holdout_split(spec, X[:50], y[:50], "d.csv")[1]
+        grown = holdout_split(spec, X, y, "d.csv")[1]
+        sizes.append(len(small))
+        assert set(grown.index) & set(range(50)) <= set(small.index)
+    assert min(sizes) == 10 and sizes.count(10) > 3  # the floor was needed, and held
