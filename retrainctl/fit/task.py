@@ -128,9 +128,9 @@ def holdout_split(spec: TrainingSpec, X: Any, y: Any, data_path: str, order: Any
     the newest test_size of the rows by `order` (core of an out-of-time evaluation: the gate and
     the performance baseline then score the model on the period after the one it learnt from).
     `holdout: random` is a fixed random holdout: a row is held out when the salted hash of its
-    content falls below test_size, and at least MIN_HOLDOUT_ROWS of the lowest hashes: rows keep
-    their side as the file grows (the threshold only falls), duplicates share a side, so a champion
-    is never scored on rows it was trained on. Being random per row, it is stratified in
+    content falls below test_size, or among the MIN_HOLDOUT_ROWS lowest hashes: as the file grows,
+    the threshold never rises and a row can only leave the holdout; duplicates share a side; so a
+    champion is never scored on rows it was trained on. Being random per row, it is stratified in
     expectation; a class too small to be split that way falls back to a seeded stratified split."""
     import numpy as np
     import pandas as pd
