@@ -304,16 +304,17 @@ def test_holdout_latest_holds_out_the_newest_rows():
     """By time_column, else the newest files of a set, else the last rows of a file."""
     from retrainctl.fit.task import holdout_split
 
-    X = pd.DataFrame({"x": np.arange(10.0)})
-    y = pd.Series(np.arange(10.0) * 2)
+    X = pd.DataFrame({"x": np.arange(40.0)})  # a holdout has at least 10 rows: 0.25 of 40
+    y = pd.Series(np.arange(40.0) * 2)
     spec = TrainingSpec(name="m", target="y", task="regression", metric="r2", features=None, estimator="e",
-                        trainer=None, params={}, test_size=0.3, random_state=0, csv=CsvOptions(), feature_types={},
+                        trainer=None, params={}, test_size=0.25, random_state=0, csv=CsvOptions(), feature_types={},
                         holdout="latest")
-    when = np.array([5, 1, 9, 3, 8, 0, 2, 7, 4, 6], dtype=float)
+    when = np.random.default_rng(0).permutation(40).astype(float)
     _, X_test, _, y_test, _, order = holdout_split(spec, X, y, "d.csv", when)
-    assert sorted(X_test["x"]) == [2.0, 4.0, 7.0] and sorted(order) == [7.0, 8.0, 9.0]
+    newest = list(np.arange(30.0, 40.0))
+    assert sorted(X_test["x"]) == sorted(np.flatnonzero(when >= 30).astype(float)) and sorted(order) == newest
     _, X_test, *_ = holdout_split(spec, X, y, "d.csv")
-    assert list(X_test["x"]) == [7.0, 8.0, 9.0]
+    assert list(X_test["x"]) == newest
 
 
 def test_a_seasonal_year_alarms_only_on_the_broken_month(project):

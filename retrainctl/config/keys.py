@@ -49,7 +49,12 @@ def non_empty(message: str) -> Rule:
     return Rule(lambda v: len(v) > 0, message, "not empty")
 
 
-OPEN_UNIT = Rule(lambda v: 0 < v < 1, "must be between 0 and 1 (exclusive)", "0 to 1, exclusive")
+HOLDOUT_SHARE = Rule(lambda v: 0 < v < 1, "must be a share of the rows between 0 and 1 (exclusive), e.g. 0.2; "
+                    "not a row count", "0 to 1, exclusive")
+# Fewest rows a holdout may have: the promotion gate compares a candidate and the live model on
+# it, and the performance test takes its score as the baseline; on fewer rows one row's luck
+# decides both. A fit whose test_size x labelled rows comes to less fails as a data error.
+MIN_HOLDOUT_ROWS = 10
 
 # The YAML types, and how an error names them ("must be an integer, got '5m'").
 # `section`: a mapping whose own keys are declared; `list`: a list of such mappings;
@@ -138,7 +143,8 @@ POLICY = (
     Key("enable_auto_retraining", "bool", True, "false: `check` never trains this model; `train` still does"),
     Key("keep_versions", "int", 5, "newest versions kept on disk, besides `current` and the newest promoted "
         "version before it (the rollback target), which are never pruned", ge(1)),
-    Key("test_size", "float", 0.2, "holdout fraction", OPEN_UNIT),
+    Key("test_size", "float", 0.2, f"share of the labelled rows held out to score the model on; it must come "
+        f"to at least {MIN_HOLDOUT_ROWS} rows, else the training fails as a data error", HOLDOUT_SHARE),
     Key("holdout", "str", "random", "`random`: a fixed random share of the rows; `latest`: the newest rows (by "
         "`time_column`, else the newest files of a data set, else the last rows of a file), so that the gate "
         "and the performance baseline score out of time", one_of("random", "latest")),
@@ -290,7 +296,8 @@ TOP = (
     Key("notify", "section", help="who hears about events: a program, webhooks, chat", keys=NOTIFY),
     Key("executor", "section", help="where fits run", keys=EXECUTOR),
     Key("defaults", "section", help="any policy key, applied to every model unless it overrides", keys=POLICY),
-    Key("models", "named", help="one entry per model, keyed by name (letters, digits, `.`, `_`, `-`)",
+    Key("models", "named", help="one entry per model, keyed by name (letters, digits, `.`, `_`, `-`; at most "
+        "100 characters)",
         keys=MODEL + POLICY),
 )
 

@@ -16,7 +16,17 @@ from .records import (DEFAULT_METRIC, METRICS, CsvOptions, build, default_record
 
 SEARCH_PATH = ("./etc/retrainctl.yaml", "/etc/retrainctl/retrainctl.yaml")
 ENV_VAR = "RETRAINCTL_CONFIG"
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# Bounds on what a config may cost to load (docs/configuration.md): its size on disk, and its YAML
+# nodes with every alias expanded. A megabyte of plain YAML holds about half a million nodes at
+# most, so only aliases reach the second bound: an alias bomb (nested anchors, each used several
+# times) is refused before it is built, instead of exhausting memory when something walks it.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 1_000_000
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MODEL_NAME_MAX = 100
+# What YAML made of a key it did not read as a string, as an error names it ("YAML read the key
+# 123 as a number").
+_KINDS = {bool: "a boolean", int: "a number", float: "a number", type(None): "null (no value)"}
 
 
 def _type_ok(kind, value):
@@ -36,11 +46,31 @@ def _type_ok(kind, value):
 
 
 class _Validator:
-    def __init__(self, path):
+    def __init__(self, path, written=None):
         self.path = path
+        self.written = written or {}  # (type, key) -> the text of a key YAML did not read as a string
 
     def fail(self, keypath, message):
         raise ConfigError(f"{self.path}: {keypath}: {message}")
+
+    def key_text(self, key):
+        """A key as the file spells it: `true`, not True; `1e3`, not 1000.0."""
+        if isinstance(key, str):
+            return key
+        try:
+            return self.written.get((type(key), key), str(key))
+        except TypeError:
+            return str(key)
+
+    def typed_key(self, key):
+        """What YAML read a key as when not as a string ('a number'), to say so in an error."""
+        import datetime
+
+        if isinstance(key, datetime.datetime):
+            return "a timestamp"
+        if isinstance(key, datetime.date):
+            return "a date"
+        return _KINDS.get(type(key), f"a {type(key).__name__}")
 
     def section(self, data, declaration, prefix):
         """Check one mapping against its declared keys, nested sections and lists included;
@@ -50,11 +80,12 @@ class _Validator:
         schema = {k.name: k for k in declaration}
         out = {}
         for name, value in data.items():
-            keypath = f"{prefix}.{name}" if prefix else str(name)
+            text = self.key_text(name)
+            keypath = f"{prefix}.{text}" if prefix else text
             key = schema.get(name)
             if key is None:
-                hint = close_match(str(name), schema)
-                self.fail(keypath, f"unknown key '{name}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
+                hint = close_match(text, schema)
+                self.fail(keypath, f"unknown key '{text}'" + (f"; did you mean '{hint[0]}'?" if hint else ""))
             out[name] = self.value(key, value, keypath)
         for key in declaration:
             if key.required and out.get(key.name) is None:
@@ -108,7 +139,8 @@ def find_config(explicit=None, environ=None):
 def read_config_text(path):
     try:
         with open(path, "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+            size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
@@ -117,6 +149,9 @@ def read_config_text(path):
         raise ConfigError(f"{path}: permission denied reading the config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        size_text = f" ({size} bytes)" if size > MAX_CONFIG_BYTES else ""  # a pipe has no size to tell
+        raise ConfigError(f"{path}: the config file is larger than 1 MiB{size_text}, the limit for a config")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -130,17 +165,61 @@ def load_config(path=None, environ=None):
     return parse_config(text, path)
 
 
-class _DuplicateKey(Exception):
-    pass
+class _Refused(Exception):
+    """What the loader refuses beyond YAML syntax; its message follows the file name."""
+
+
+def _children(node):
+    if node.id == "mapping":
+        return [part for pair in node.value for part in pair]
+    return node.value if node.id == "sequence" else ()
+
+
+def _check_expansion(root, limit):
+    """Refuse a composed document that would hold more than `limit` nodes built, or a cycle.
+    An alias is the very node its anchor marks, so the graph is small however often one is used;
+    building it (and anything that walks the result, such as json.dumps) counts a node once per
+    use. Sizes are summed bottom-up once per distinct node, so a bomb is measured in linear time."""
+    size: dict[int, int] = {}
+    open_nodes: set[int] = set()  # on the path from the root: met again, it contains itself
+    stack = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            open_nodes.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(child)] for child in _children(node))
+            if size[id(node)] > limit:
+                raise _Refused(f"YAML aliases expand the config past the limit of {limit} values (at line "
+                               f"{node.start_mark.line + 1}): each use of an alias repeats all that its anchor "
+                               f"holds")
+        elif id(node) in open_nodes:
+            raise _Refused(f"the YAML anchor at line {node.start_mark.line + 1} is used inside itself; a config "
+                           f"cannot hold a recursive structure")
+        elif id(node) not in size:
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
 
 
 def _loader(yaml):
     """A safe loader that refuses a key given twice in one mapping (YAML says keys are unique;
-    PyYAML would silently keep the last). libyaml's parser when PyYAML was built with it:
-    several times faster on a big config."""
+    PyYAML would silently keep the last) and a document too big once its aliases are expanded.
+    libyaml's parser when PyYAML was built with it: several times faster on a big config."""
     base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
     class Loader(base):
+        def __init__(self, stream):
+            super().__init__(stream)
+            self.written = {}
+
+        def get_single_data(self):
+            """PyYAML's own, with the composed node graph measured before anything is built."""
+            node = self.get_single_node()
+            if node is None:
+                return None
+            _check_expansion(node, MAX_CONFIG_NODES)
+            return self.construct_document(node)
+
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
@@ -150,12 +229,14 @@ def _loader(yaml):
                 try:
                     duplicate = key in seen
                     seen.add(key)
+                    if not isinstance(key, str) and key_node.id == "scalar":
+                        self.written[(type(key), key)] = key_node.value
                 except TypeError:  # unhashable: the base class says so
                     continue
                 if duplicate:
                     mark = key_node.start_mark
-                    raise _DuplicateKey(f"duplicate key {key!r} (line {mark.line + 1}, column {mark.column + 1}); "
-                                        f"a key may appear once per mapping")
+                    raise _Refused(f"duplicate key {key!r} (line {mark.line + 1}, column {mark.column + 1}); "
+                                   f"a key may appear once per mapping")
             return super().construct_mapping(node, deep)
 
     return Loader
@@ -164,9 +245,10 @@ def _loader(yaml):
 def parse_config(text, path):
     import yaml
 
+    loader = _loader(yaml)(text)  # as yaml.load does, keeping the loader for the keys' text
     try:
-        data = yaml.load(text, Loader=_loader(yaml))
-    except _DuplicateKey as exc:
+        data = loader.get_single_data()
+    except _Refused as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -175,9 +257,13 @@ def parse_config(text, path):
         raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise ConfigError(f"{path}: cannot parse YAML: {exc}") from None
+    finally:
+        loader.dispose()
     if data is None:
         data = {}
-    v = _Validator(path)
+    v = _Validator(path, loader.written)
+    if isinstance(data, dict):  # `x-` keys hold YAML anchors for templates (the Docker Compose convention)
+        data = {k: value for k, value in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     top = v.section(data, keys.TOP, "")
     config_dir = os.path.dirname(os.path.abspath(path))
     base_dir = resolve(config_dir, top.get("base_dir", "."))
@@ -190,14 +276,25 @@ def parse_config(text, path):
         v.fail("models", "no models configured")
     models = {}
     for name, mdata in models_raw.items():
-        if not isinstance(name, str) or not MODEL_NAME.match(name):
-            v.fail(f"models.{name}", "model names use letters, digits, '.', '_' and '-' and start with a letter or digit")
+        _check_model_name(v, name)
         models[name] = _model(v, name, mdata, defaults, base_dir)
 
     _check_pushgateway(v, top.get("pushgateway") or {})
     _check_executor(v, top.get("executor") or {})
     return build_record(keys.TOP, top, base_dir, path=path, base_dir=base_dir, defaults=defaults, models=models,
                          executor=_executor(top.get("executor") or {}, base_dir), raw=data)
+
+
+def _check_model_name(v, name):
+    text = v.key_text(name)
+    keypath = "models." + (text if len(text) <= MODEL_NAME_MAX else text[:20] + "...")
+    if not isinstance(name, str) and MODEL_NAME.match(text) and len(text) <= MODEL_NAME_MAX:
+        v.fail(keypath, f"YAML read the key {text} as {v.typed_key(name)}; quote it to make it a model name: "
+                        f"'{text}':")
+    if not isinstance(name, str) or not MODEL_NAME.match(name):
+        v.fail(keypath, "model names use letters, digits, '.', '_' and '-' and start with a letter or digit")
+    if len(name) > MODEL_NAME_MAX:
+        v.fail(keypath, f"a model name has at most {MODEL_NAME_MAX} characters; this one has {len(name)}")
 
 
 def _check_pushgateway(v, push):
@@ -289,10 +386,20 @@ def effective(config, model=None):
         return dict(_plain(m, keys.MODEL, hide=(None,)), **_plain(m.policy, keys.POLICY, hide=(None,)))
 
     if model is not None:
-        return {"models": {model: model_dict(config.model(model))}}
+        return _unshared({"models": {model: model_dict(config.model(model))}})
     out = {"config_file": config.path}
     out.update(_plain(config, keys.TOP[:-3]))
     out["executor"] = _plain(config.executor, keys.EXECUTOR, hide=(None, {}))
     out["defaults"] = _plain(config.defaults, keys.POLICY)
     out["models"] = {name: model_dict(m) for name, m in config.models.items()}
-    return out
+    return _unshared(out)
+
+
+def _unshared(value):
+    """Plain data in which no mapping or list appears twice: models share values with `defaults:`
+    and with their templates, and PyYAML would print each shared one as an `&id001` anchor."""
+    if isinstance(value, dict):
+        return {k: _unshared(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unshared(v) for v in value]
+    return value

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ..base.errors import ConfigError, DataError, ErrorType, TrainingError
+from ..config.keys import MIN_HOLDOUT_ROWS
 from ..config.records import Config, TrainingSpec
 from ..core.records import FitResult
 from ..data.datasets import read_frame
@@ -127,15 +128,14 @@ def holdout_split(spec: TrainingSpec, X: Any, y: Any, data_path: str, order: Any
     the newest test_size of the rows by `order` (core of an out-of-time evaluation: the gate and
     the performance baseline then score the model on the period after the one it learnt from).
     `holdout: random` is a fixed random holdout: a row is held out when the salted hash of its
-    content falls below test_size. Rows keep their side as the file grows, duplicates share a
-    side, so a champion is never scored on rows it was trained on. Being random per row, it is
-    stratified in expectation; a class too small to be split that way falls back to a seeded
-    stratified split."""
+    content falls below test_size, or among the MIN_HOLDOUT_ROWS lowest hashes: as the file grows,
+    the threshold never rises and a row can only leave the holdout; duplicates share a side; so a
+    champion is never scored on rows it was trained on. Being random per row, it is stratified in
+    expectation; a class too small to be split that way falls back to a seeded stratified split."""
     import numpy as np
     import pandas as pd
 
-    if len(y) < 4:
-        raise DataError(f"{data_path}: only {len(y)} usable rows; too few to train and hold out a test set")
+    _check_holdout_size(spec, len(y), data_path)
     if spec.task == "classification" and y.nunique() < 2:
         raise DataError(f"{data_path}: target '{spec.target}' has a single class; nothing to learn")
     order = np.arange(len(y), dtype=float) if order is None else np.asarray(order, dtype=float)
@@ -152,6 +152,8 @@ def holdout_split(spec: TrainingSpec, X: Any, y: Any, data_path: str, order: Any
     side_key = y.astype(str) if spec.task == "classification" else y
     hashes = pd.util.hash_pandas_object(pd.concat([X, side_key], axis=1), index=False, hash_key=salt).to_numpy()
     held = hashes < np.uint64(int(spec.test_size * 2**64))
+    if held.sum() < MIN_HOLDOUT_ROWS:  # an unlucky draw on few rows: the next lowest hashes make up the floor
+        held = hashes <= np.partition(hashes, MIN_HOLDOUT_ROWS - 1)[MIN_HOLDOUT_ROWS - 1]
     if _split_ok(spec, y, held):
         return X[~held], X[held], y[~held], y[held], order[~held], order[held]
     from sklearn.model_selection import train_test_split
@@ -162,6 +164,20 @@ def holdout_split(spec: TrainingSpec, X: Any, y: Any, data_path: str, order: Any
     train_at, test_at = train_test_split(positions, test_size=spec.test_size, random_state=spec.random_state,
                                          stratify=stratify)
     return X.iloc[train_at], X.iloc[test_at], y.iloc[train_at], y.iloc[test_at], order[train_at], order[test_at]
+
+
+def _check_holdout_size(spec: TrainingSpec, rows: int, data_path: str) -> None:
+    """A holdout of fewer than MIN_HOLDOUT_ROWS rows would leave the promotion gate and the
+    performance baseline to chance: a data error that says what would do."""
+    import math
+
+    if spec.test_size * rows >= MIN_HOLDOUT_ROWS - 1e-9:
+        return
+    share = math.ceil(MIN_HOLDOUT_ROWS / rows * 100) / 100
+    fix = f"raise test_size to {share:g}, or " if share <= 0.5 else ""
+    raise DataError(f"{data_path}: test_size {spec.test_size:g} of {rows} labelled rows holds out "
+                    f"{int(spec.test_size * rows)}, fewer than the {MIN_HOLDOUT_ROWS} holdout rows the promotion gate "
+                    f"needs: {fix}have at least {math.ceil(round(MIN_HOLDOUT_ROWS / spec.test_size, 6))} labelled rows")
 
 
 def _split_ok(spec: TrainingSpec, y: Any, held: Any) -> bool:
