@@ -44,6 +44,9 @@ setup(
                  "bcrypt>=4.0", "cryptography>=41",
                  # the notification tests post through apprise's json:// URLs to a local server
                  "apprise>=1.6",
+                 # webhook deliveries are checked by the Standard Webhooks verifier receivers use, and
+                 # the Markdown report by a CommonMark renderer that lets raw HTML through
+                 "standardwebhooks>=1.0", "markdown-it-py>=3.0",
                  # the suite runs in parallel (a 2-core machine: ~2x) with a --dist loadgroup for
                  # tests that must share a worker
                  "pytest-xdist>=3.5",

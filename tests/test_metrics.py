@@ -45,9 +45,10 @@ def free_port():
 class Gateway:
     """A real prometheus-pushgateway on a loopback port, kept in memory only."""
 
-    def __init__(self, folder, web_config=None, scheme="http", auth=None, cafile=None):
+    def __init__(self, folder, web_config=None, scheme="http", auth=None, cafile=None, route_prefix=""):
         assert PUSHGATEWAY, "prometheus-pushgateway is missing: `make test` installs it"
         self.folder = folder
+        self.route_prefix = route_prefix  # e.g. "/pg/<token>": the gateway serves below it
         self.port = free_port()
         self.web_config = web_config
         self.scheme = scheme
@@ -57,13 +58,15 @@ class Gateway:
 
     @property
     def url(self):
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{self.route_prefix}"
 
     def start(self):
         args = [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{self.port}", "--persistence.file=",
                 "--log.level=warn"]
         if self.web_config:
             args.append(f"--web.config.file={self.web_config}")
+        if self.route_prefix:
+            args.append(f"--web.route-prefix={self.route_prefix}")
         self.log = open(self.folder / f"pushgateway-{self.port}.log", "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20

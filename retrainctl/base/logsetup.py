@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from .secrets import redact_text
+
 _LEVELS = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
 
 
@@ -28,6 +30,16 @@ class OneLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return super().format(record).replace("\n", " | ")
+
+
+class LibraryUrls(logging.Filter):
+    """Log lines of apprise, which writes a notification URL with its path (and a chat service's
+    token may be its host): every URL in them shown as its scheme alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".")[0] == "apprise":
+            record.msg, record.args = redact_text(record.getMessage(), host=False), ()
+        return True
 
 
 class JournalFormatter(logging.Formatter):
@@ -62,9 +74,10 @@ def setup(verbosity: int = 0, fmt: str = "text", log_file: str | None = None) ->
     handler = logging.StreamHandler()
     formatter = JsonFormatter() if fmt == "json" else OneLineFormatter("retrainctl: %(levelname)s: %(message)s")
     handler.setFormatter(JournalFormatter(formatter) if connected_to_journal(sys.stderr) else formatter)
+    handler.addFilter(LibraryUrls())
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("filelock", "urllib3", "alembic", "mlflow", "git"):
+    for noisy in ("filelock", "urllib3", "alembic", "mlflow", "git", "apprise"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     if log_file:
         add_file(log_file, fmt)
@@ -79,4 +92,5 @@ def add_file(path: str, fmt: str = "text") -> None:
     handler = logging.FileHandler(path)
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(LibraryUrls())
     logging.getLogger().addHandler(handler)

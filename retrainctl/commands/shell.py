@@ -12,6 +12,7 @@ from ..base.errors import RetrainctlError
 from ..base.fsutil import atomic_write_json, best_effort, read_json
 from ..base.locks import LockTimeout, training_lock
 from ..config.records import Config, ModelConfig
+from ..core.values import one_line
 from ..fit.executors import OpenExecutor
 from ..observe.observer import Observer
 from ..retrain.attempt import Attempts
@@ -101,10 +102,11 @@ def model_lock(config: Config, name: str, busy: str) -> Iterator[None]:
 
 
 def operator() -> str:
-    """Who runs the command, for the history record of an operator's action."""
+    """Who runs the command, for the history record of an operator's action: from $LOGNAME or
+    $USER first, so made one line like any text an operator gives."""
     import getpass
 
     try:
-        return getpass.getuser()
+        return one_line(getpass.getuser()) or f"uid {os.getuid()}"
     except (KeyError, OSError):
         return f"uid {os.getuid()}"

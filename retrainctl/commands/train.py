@@ -6,6 +6,7 @@ from ..config.records import Config
 from ..core import decide
 from ..core.outcomes import Outcome
 from ..core.records import Action, TriggerType
+from ..core.values import one_line
 from ..fit.executors import OpenExecutor
 from ..retrain.settle import settle
 from ..state.log import StateLog
@@ -16,7 +17,9 @@ from .shell import Callback, Clock, Shell, model_lock
 def train(config: Config, name: str, reason: str | None = None, force: bool = False, clock: Clock = time.time,
           callback: Callback | None = None, store: ModelStore | None = None, log: StateLog | None = None,
           open_executor: OpenExecutor | None = None) -> Outcome:
-    """Retrain `name` now; `force` promotes the candidate whatever the gate says."""
+    """Retrain `name` now; `force` promotes the candidate whatever the gate says. `reason` is
+    recorded as one line (core.values.one_line)."""
+    reason = one_line(reason) if reason else None
     shell = Shell(config, clock, callback, store, log, open_executor)
     model = config.model(name)
     shell.prepare_to_train()

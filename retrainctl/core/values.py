@@ -1,7 +1,8 @@
 """Small values every record holds: times as the log writes them, numbers read from records that
-may be hand-edited or garbled, attempt ids and where an attempt runs."""
+may be hand-edited or garbled, free text made one line, attempt ids and where an attempt runs."""
 import math
 import os
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -40,6 +41,22 @@ def newer_version(a: str | None, b: Any) -> str | None:
     if pb is None:
         return a if pa is not None else None
     return b if pa is None or pb > pa else a
+
+
+# Line breaks and other white-space controls (a `\r` would send the rest of a `history` row back
+# over its start), and the controls that are never text: C0 and C1 (an ESC starts a terminal
+# sequence), DEL, and the bidirectional overrides that make a line show other than it reads.
+_BREAKS = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]+")
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """Free text an operator gives (a `--reason`, the user name) as it is recorded: one printable
+    line. A run of line breaks or tabs becomes one space, any other control character its visible
+    escape (`\\x1b`, `\\u202e`), and the ends are stripped."""
+    text = _BREAKS.sub(" ", text)
+    text = _CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+    return text.strip()
 
 
 def new_attempt_id() -> str:

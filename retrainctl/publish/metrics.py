@@ -17,7 +17,7 @@ from typing import Any
 
 from ..base.errors import FAILURE_TYPES, ConfigError, RetrainctlError, UsageError
 from ..base.fsutil import atomic_write, read_json
-from ..base.secrets import read_secret, redact
+from ..base.secrets import read_secret, redact, split_credentials
 from ..config.records import Config
 from ..core.decide import Observation
 from ..core.fold import DECISION, ModelState
@@ -298,17 +298,9 @@ def write_textfile(path: str, registry: Any) -> None:
 def _credentials(config: Config) -> tuple[str, tuple[str, str] | None]:
     """(the gateway URL without credentials, (user, password) or None): from `username` with
     `password_env`/`password_file`, or from a `user:password@` in the URL, as curl reads it."""
-    from urllib.parse import unquote, urlsplit, urlunsplit
-
     pg = config.pushgateway
     assert pg.url is not None
-    parts = urlsplit(pg.url)
-    url, from_url = pg.url, None
-    if parts.username is not None or parts.password is not None:
-        host = parts.hostname or ""
-        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-        url = urlunsplit(parts._replace(netloc=netloc))
-        from_url = (unquote(parts.username or ""), unquote(parts.password or ""))
+    url, from_url = split_credentials(pg.url)
     if pg.username:
         try:
             secret = read_secret(pg.password_env, pg.password_file, "pushgateway", "password_env", "password_file")

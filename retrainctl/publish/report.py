@@ -14,7 +14,7 @@ from ..config.records import Config, ModelConfig
 from ..core.decide import degradation
 from ..core.quality import LAYOUT, OTHER, feature_of, sample_counts, shares
 from ..core.records import RETRAIN_STATUSES, Record, Status
-from ..core.values import finite_number, utcnow_iso
+from ..core.values import finite_number, one_line, utcnow_iso
 from ..data.fingerprint import FingerprintCache
 from ..observe.evaluation import recent_columns
 from ..observe.status import status
@@ -595,9 +595,32 @@ def render_html(facts_list, generated_at):
 
 # --- Markdown ------------------------------------------------------------------------------------
 
+# Markdown's inline markup, escaped with a backslash wherever interpolated text holds it: code
+# spans, emphasis, strikethrough, the table's pipes, and a backslash (that would escape ours). An
+# underscore inside a word (`data_error`) cannot open emphasis and stays as it is; `[` is kept
+# but a `]` that would close a link or image (`](`, `][`) is escaped.
+_MD_INLINE = re.compile(r"[\\`*~|]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])|\](?=[(\[])")
+# What would start a block at the start of a paragraph: a heading, a list item, a setext underline.
+_MD_BLOCK = re.compile(r"^(?:[#=+-]|\d+(?=[.)]))")
+
+
+class _Md(str):
+    """Markdown the report writes itself (`**(live)**`), which _m() leaves as it is."""
+
+
 def _m(value):
-    text = "-" if value is None or value == "" else str(_plain(value))
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Interpolated text as GitHub-flavoured Markdown shows it literally: one line (control
+    characters made visible), HTML escaped (a `<script>` or `<img onerror=...>` never becomes a
+    tag, `&` never an entity), Markdown's inline markup and table pipes escaped."""
+    if isinstance(value, _Md):
+        return value
+    text = "-" if value is None or value == "" else one_line(str(_plain(value)))
+    return _MD_INLINE.sub(lambda m: "\\" + m[0], html.escape(text, quote=False))
+
+
+def _md_para(value):
+    """_m() for text that starts a paragraph, which must not start a block either."""
+    return _MD_BLOCK.sub(lambda m: m[0] + "\\" if m[0][0].isdigit() else "\\" + m[0], _m(value))
 
 
 def _md_table(headers, rows):
@@ -607,14 +630,14 @@ def _md_table(headers, rows):
 
 
 def _md_model(facts):
-    out = [f"## {facts.name}", "", f"**{headline(facts)}**", ""]
+    out = [f"## {_m(facts.name)}", "", f"**{_m(headline(facts))}**", ""]
     hours, limit = age(facts)
     if hours is not None:
         over = " (over the limit)" if hours > limit else ""
         out += [f"Age: {hours:.1f} h of max_model_age_hours {limit:g}{over}", ""]
     out += ["### Versions", ""]
     if facts.versions:
-        rows = [[f"v{v.version}" + (" **(live)**" if v.live else ""), _time(v.time), _num(v.score),
+        rows = [[_Md(f"v{v.version}" + (" **(live)**" if v.live else "")), _time(v.time), _num(v.score),
                  v.outcome + (", rolled back" if v.rolled_back else ""), v.trigger] for v in facts.versions]
         out += [_md_table(["version", "trained", facts.metric, "outcome", "trigger"], rows), ""]
     else:
@@ -632,12 +655,12 @@ def _md_model(facts):
         out += [_md_table(["fact", "value"], items), ""]
     items = performance_items(facts.status)
     out += ["### Recent performance", "", _md_table(["fact", "value"], items) if items else "No evaluation data.", ""]
-    out += ["### Drift", "", _m(facts.status.get("drift_note") or "no drift check configured or run"), ""]
+    out += ["### Drift", "", _md_para(facts.status.get("drift_note") or "no drift check configured or run"), ""]
     if facts.drift:
         out += [_md_table(["feature", "PSI", "verdict"], [[f.name, _num(f.psi, ".3g"), _verdict(f)] for f in facts.drift]), ""]
         for f in facts.drift[:WORST_SHOWN]:
             if f.bins and len(f.recent) == len(f.bins):
-                out += [f"{feature_of(f.name)}: reference vs recent share per bin", "",
+                out += [_md_para(f"{feature_of(f.name)}: reference vs recent share per bin"), "",
                         _md_table(["bin", "reference", "recent"],
                                   [[b, f"{r:.1%}", f"{c:.1%}"] for b, r, c in zip(f.bins, f.reference, f.recent)]), ""]
     out += ["### Timeline", ""]

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from ..base.version import __version__
 from ..base import faults
 from ..base.errors import ErrorType
-from ..base.secrets import redact
+from ..base.secrets import redact, scrub
 from ..config.records import Config, ModelConfig, TrainingSpec
 from ..core.records import FitResult
 from ..fit import child
@@ -313,7 +313,7 @@ def _run_child(action: str, job: dict[str, Any], warm: "Warm | None" = None, kee
             tracked.session = proc
         else:
             proc.close()
-    log.debug("mlflow output:\n%s", proc.output)
+    log.debug("mlflow output:\n%s", scrub(proc.output, job["uri"]))
     return tracked
 
 
@@ -322,7 +322,7 @@ def _child_error(exc: child.ChildError, job: dict[str, Any]) -> str:
         return f"no answer within mlflow.timeout_seconds={job['timeout']:g}"
     if isinstance(exc, child.Died):
         return f"the tracking process exited with code {exc.code}"
-    return str(exc)
+    return scrub(str(exc), job["uri"])  # MLflow's errors repeat the tracking URI, credentials and all
 
 
 REPORT_ARTIFACT = "report.html"
@@ -344,7 +344,7 @@ def attach_report(config: Config, model: ModelConfig, tracked: Tracked) -> str |
         error = _child_error(exc, job)
     finally:
         proc.close()
-    log.debug("mlflow output:\n%s", proc.output)
+    log.debug("mlflow output:\n%s", scrub(proc.output, job["uri"]))
     if error:
         log.warning("%s: report page not attached to MLflow run %s: %s", model.name, tracked.run_id, error)
     else:

@@ -9,9 +9,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ..base.secrets import origin, read_secret, redact
+from ..base.secrets import origin, read_secret, redact, split_credentials
 from ..core.records import DEFAULT_EVENTS
 
 SIGNATURE_HEADER = "X-Retrainctl-Signature-256"
@@ -48,12 +47,13 @@ def signature(secret: bytes, body: bytes) -> str:
 
 def standard_key(secret: bytes) -> bytes:
     """The HMAC key of the Standard Webhooks signature: a `whsec_<base64>` secret is its decoded
-    bytes, as the specification and its libraries read it; any other secret is used as it is
-    (a receiver's library then takes it as `whsec_` + base64 of those bytes)."""
+    bytes (padded or not), as the specification and its libraries read it; any other secret is
+    used as it is (a receiver's library then takes it as bytes, or as `whsec_` + base64 of them)."""
     text = secret.decode("utf-8", "replace")
     if text.startswith(STANDARD_SECRET_PREFIX):
+        encoded = text[len(STANDARD_SECRET_PREFIX):].rstrip("=")
         try:
-            return base64.b64decode(text[len(STANDARD_SECRET_PREFIX):], validate=True)
+            return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         except ValueError:
             pass
     return secret
@@ -82,25 +82,10 @@ def request_parts(hook: Webhook, record: dict[str, Any], event: str, secret: byt
     if secret is not None:
         headers[SIGNATURE_HEADER] = signature(secret, body)
         headers["webhook-signature"] = standard_signature(secret, msg_id, timestamp, body)
-    url, auth = without_credentials(hook.url)
-    if auth is not None:
-        headers["Authorization"] = auth
+    url, credentials = split_credentials(hook.url)  # sent as HTTP basic auth, as curl does
+    if credentials is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
     return url, body, headers
-
-
-def without_credentials(url: str) -> tuple[str, str | None]:
-    """(the URL without `user:password@`, the `Authorization: Basic` value it implies, or None),
-    as curl and Prometheus' clients read a URL: urllib would take the userinfo for part of the host."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url, None
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return urlunsplit(parts._replace(netloc=netloc)), f"Basic {token}"
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, str]:
