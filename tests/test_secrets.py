@@ -192,3 +192,11 @@ def test_a_library_message_loses_the_secrets_of_its_url():
                                    "with url: /***?***/api/2.0/runs (password ***)")
     assert redact("/srv/mlruns") == "/srv/mlruns" and redact("databricks") == "databricks"
     assert redact("http://u:p@[::1]:9091/") == "http://[::1]:9091"
+
+
+def test_a_rejected_url_in_a_config_error_loses_its_secrets(project):
+    """Config validation quotes what it rejects: never the password or a token of a URL."""
+    line = project.config_error(pushgateway={"url": "ftp://pushuser:PUSHPASS@gw.example:9091/pg/PATHTOKEN?t=QTOKEN"})
+    assert line == ("pushgateway.url: must be an http:// or https:// URL, got 'ftp://gw.example:9091/***?***'")
+    line = project.config_error(pushgateway={"url": ["https://u:LISTPASS@gw.example"]})
+    assert "LISTPASS" not in line and line.endswith("got ['https://gw.example']")

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from ..base.errors import ConfigError
+from ..base.secrets import redact_text
 from . import keys
 from .records import (DEFAULT_METRIC, METRICS, CsvOptions, build, default_record,
                       build_record, close_match, resolve)
@@ -102,11 +103,11 @@ class _Validator:
                 return None
             self.fail(keypath, f"must be {keys.TYPES[key.type]}, not empty")
         if not _type_ok(key.type, value):
-            self.fail(keypath, f"must be {keys.TYPES[key.type]}, got {value!r}")
+            self.fail(keypath, f"must be {keys.TYPES[key.type]}, got {_shown(value)}")
         if key.type == "list":
             return [self.item(key, item, f"{keypath}[{i}]") for i, item in enumerate(value)]
         if key.rule is not None and not key.rule.check(value):
-            self.fail(keypath, f"{key.rule.message}, got {value!r}")
+            self.fail(keypath, f"{key.rule.message}, got {_shown(value)}")
         if key.type == "float":
             return float(value)
         if key.type == "section":
@@ -403,3 +404,9 @@ def _unshared(value):
     if isinstance(value, (list, tuple)):
         return [_unshared(v) for v in value]
     return value
+
+
+def _shown(value: Any) -> str:
+    """A rejected value as an error message quotes it: a URL in it redacted, since a config's
+    URLs may hold a password, a path or query token (`ftp://user:PASS@host/...`)."""
+    return redact_text(repr(value))
