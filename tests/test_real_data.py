@@ -317,6 +317,34 @@ def test_holdout_latest_holds_out_the_newest_rows():
     assert list(X_test["x"]) == newest
 
 
+def test_random_state_salts_the_random_holdout_of_numbers_too():
+    """pandas salts only text when it hashes rows: an all-numeric frame split alike for every
+    random_state. random_state 0 (the default) and frames with text keep the split they had."""
+    from retrainctl.fit.task import holdout_split
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"x": rng.normal(size=400), "z": rng.normal(size=400)})
+    y = pd.Series(rng.normal(size=400))
+
+    def held(frame, random_state):
+        spec = TrainingSpec(name="m", target="y", task="regression", metric="r2", features=None, estimator="e",
+                            trainer=None, params={}, test_size=0.25, random_state=random_state, csv=CsvOptions(),
+                            feature_types={})
+        return set(holdout_split(spec, frame, y, "d.csv")[1].index)
+
+    def unsalted(frame, random_state):  # 0.2's split: the salted hash of the row's content alone
+        hashes = pd.util.hash_pandas_object(pd.concat([frame, y], axis=1), index=False,
+                                            hash_key=f"{random_state:016d}").to_numpy()
+        return set(np.flatnonzero(hashes < np.uint64(int(0.25 * 2**64))))
+
+    splits = [held(X, r) for r in (0, 1, 2)]
+    assert splits[0] != splits[1] != splits[2] != splits[0]
+    assert all(80 <= len(s) <= 120 for s in splits)
+    assert splits[0] == unsalted(X, 0)
+    text = X.assign(store=[f"s{i % 7}" for i in range(400)])
+    assert held(text, 1) == unsalted(text, 1) != held(text, 2)
+
+
 def test_a_seasonal_year_alarms_only_on_the_broken_month(project):
     """A year of monthly partitions in mixed formats, with seasonal noise, cancelled orders and a
     real break in month 9 (prices jump and the price effect flips). Inputs arrive before their

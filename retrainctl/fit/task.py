@@ -150,7 +150,11 @@ def holdout_split(spec: TrainingSpec, X: Any, y: Any, data_path: str, order: Any
     salt = f"{spec.random_state:016d}"[-16:]
     # Labels hashed as text, as retrainctl 0.1 held them: rows keep their side across the upgrade.
     side_key = y.astype(str) if spec.task == "classification" else y
-    hashes = pd.util.hash_pandas_object(pd.concat([X, side_key], axis=1), index=False, hash_key=salt).to_numpy()
+    rows = pd.concat([X, side_key], axis=1)
+    hashes = pd.util.hash_pandas_object(rows, index=False, hash_key=salt).to_numpy()
+    if spec.random_state and rows.select_dtypes(include=["object", "string", "category"]).shape[1] == 0:
+        # pandas salts only the hashes of text: numbers alone would split alike for every random_state
+        hashes = pd.util.hash_array(hashes ^ np.uint64(spec.random_state % 2**64))
     held = hashes < np.uint64(int(spec.test_size * 2**64))
     if held.sum() < MIN_HOLDOUT_ROWS:  # an unlucky draw on few rows: the next lowest hashes make up the floor
         held = hashes <= np.partition(hashes, MIN_HOLDOUT_ROWS - 1)[MIN_HOLDOUT_ROWS - 1]
