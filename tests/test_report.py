@@ -259,3 +259,41 @@ def test_page_in_headless_chromium(facts, tmp_path):
     width, height, colors = _png_pixels(png.read_bytes())
     assert (width, height) == (1200, 2000)
     assert len(colors) > 20, len(colors)
+
+
+def test_the_page_reads_drift_inputs_as_the_drift_check_does(project):
+    """The page's reference-vs-recent shares come from the drift path read with the model's
+    `csv:` options (a `;`-separated cp1252 file here) and as a data set (a directory of CSV and
+    Parquet partitions); it read one UTF-8, comma-separated file of its own before."""
+    import pandas as pd
+
+    frame = pd.read_csv(project.data("iris")).rename(columns={"PetalLengthCm": "PétalLengthCm"})
+    data = project.root / "data" / "iris-semicolon.csv"
+    frame.to_csv(data, sep=";", encoding="cp1252", index=False)
+    recent = frame.iloc[:80].assign(**{"PétalLengthCm": frame["PétalLengthCm"].iloc[:80] + 3})
+    recent.to_csv(project.root / "data" / "recent.csv", sep=";", encoding="cp1252", index=False)
+    project.config["models"].pop("housing")
+    project.set_model("iris", data_path="data/iris-semicolon.csv", drift_path="data/recent.csv",
+                      features=["SepalLengthCm", "SepalWidthCm", "PétalLengthCm", "PetalWidthCm"],
+                      csv={"delimiter": ";", "encoding": "cp1252"})
+    _ok(project.cli("check"))
+
+    def distribution(md):
+        section = md[md.index("PétalLengthCm: reference vs recent share per bin"):]
+        rows = [line for line in section.splitlines()[4:] if line.startswith("|")]
+        return {row.split("|")[1].strip(): row.split("|")[3].strip() for row in rows}
+
+    md = _ok(project.cli("report", "--format", "md")).stdout
+    shares = distribution(md)
+    assert shares["&gt; 6.9"] == "30.0%"  # the shifted values beyond the training range (">" escaped)
+    assert "recent values not read" not in md
+
+    folder = project.root / "data" / "recent"
+    folder.mkdir()
+    recent.iloc[:40].to_csv(folder / "part-1.csv", sep=";", encoding="cp1252", index=False)
+    recent.iloc[40:].to_parquet(folder / "part-2.parquet", index=False)
+    project.set_model("iris", drift_path="data/recent")
+    md = _ok(project.cli("report", "--format", "md")).stdout
+    assert distribution(md) == shares and "recent values not read" not in md
+    html = _ok(project.cli("report")).stdout
+    assert 'data-chart="distribution:PétalLengthCm"' in html
