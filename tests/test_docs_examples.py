@@ -8,7 +8,8 @@ Conventions a page follows:
   being the installed command; the lines up to the next `$ ` are its expected stdout. A command
   shown without output must exit 0 (`; echo "exit $?"` shows another exit code).
 - `<!-- example-setup: COMMAND -->` runs COMMAND at that point, unseen (to bring the project into
-  the state the prose describes).
+  the state the prose describes); `<!-- example-config -->` makes the ```yaml block above it the
+  project's config from there on.
 - Compared after masking what differs from run to run: timestamps, durations and ages, "N s ago",
   and numbers with decimals (scores depend on the scikit-learn release); runs of spaces count as
   one, so column widths may differ.
@@ -40,11 +41,18 @@ def sessions(page):
     """[(kind, command, expected lines)] of a page, in order: kind `run` for a `$ ` line of an
     indented block, `setup` for an example-setup comment."""
     steps, lines, i = [], (REPO / page).read_text().splitlines(), 0
+    block: list[str] = []
     while i < len(lines):
         line = lines[i]
         setup = SETUP.match(line.strip())
+        if line == "```yaml":
+            end = lines.index("```", i + 1)
+            block, i = lines[i + 1:end], end + 1
+            continue
         if setup:
             steps.append(("setup", setup.group(1), []))
+        elif line.strip() == "<!-- example-config -->":
+            steps.append(("config", "\n".join(block) + "\n", []))
         elif re.match(r"^ {4,}\$ ", line) and (i == 0 or not lines[i - 1].strip() or lines[i - 1].startswith(" " * 4)):
             indent = len(line) - len(line.lstrip())
             while i < len(lines) and lines[i].startswith(" " * indent) and lines[i].strip():
@@ -91,6 +99,9 @@ def run_page(page, root):
     env.pop("MLFLOW_TRACKING_URI", None)
     checked = 0
     for kind, command, expected in sessions(page):
+        if kind == "config":
+            (root / "etc" / "retrainctl.yaml").write_text(command)
+            continue
         command = command.replace("/var/www/", f"{root}/www/")
         done = subprocess.run(["bash", "-c", command], cwd=root, env=env, capture_output=True, text=True, timeout=300)
         where = f"{page}: `$ {command}`"
