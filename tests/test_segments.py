@@ -71,10 +71,11 @@ def test_check_trains_each_store_once_and_skips_the_small_ones(shop):
         assert not (shop.model_dir / f"sales:{store}").exists()
     # one record per trained store, none for a skipped one
     assert sorted(e["model_name"] for e in shop.history()) == [f"sales:{s}" for s in big]
-    # every store trained on its own rows
+    # every store trained on its own rows, in one fit process (it imported scikit-learn once)
     metas = [json.loads((shop.model_dir / f"sales:{s}" / "v1" / "metadata.json").read_text()) for s in big]
     labelled = pd.concat(shop.frames[:3]).dropna(subset=["units"])["store"].value_counts()
     assert [m["rows"] for m in metas] == [labelled[s] for s in big]
+    assert len({m["fit_pid"] for m in metas}) == 1
     again = shop.checked("--dry-run")
     assert {o["action"] for o in again.values()} == {"none", "hold"}
 
@@ -171,3 +172,19 @@ def test_more_segments_than_max_segments_is_a_data_error(shop):
     assert [(m["model_name"], m["note"]) for m in out] == [
         ("sales", f"{shop.root}/data/sales: 8 segments by store, more than max_segments (5) of model 'sales'")]
 
+
+
+def test_fits_share_a_process_and_one_that_kills_it_fails_alone(project):
+    """Models due in the same run are fitted one after another in one process (one import of
+    scikit-learn); a fit that takes its process down is that model's `crashed` failure, and the
+    next fit gets a fresh process."""
+    models = {name: dict(IRIS, estimator=None, trainer=f"tests.slowfit:{how}")
+              for name, how in (("a", "fit"), ("b", "exit_hard"), ("c", "fit"), ("d", "fit"))}
+    project.write_config(base_config(**models))
+    result = project.run("check", "--json")
+    assert result.returncode == 1, result.stderr
+    outcomes = {m["model_name"]: m for m in json.loads(result.stdout)["models"]}
+    assert [outcomes[n]["failed"] for n in "abcd"] == [False, True, False, False]
+    assert outcomes["b"]["event"]["error_type"] == "crashed"
+    pids = {n: json.loads((project.model_dir / n / "v1" / "metadata.json").read_text())["fit_pid"] for n in "acd"}
+    assert pids["c"] == pids["d"] != pids["a"]
