@@ -89,6 +89,10 @@ def test_a_new_partition_makes_only_its_stores_due(shop):
     due = {m["model_name"]: m for m in json.loads(result.stdout)["models"] if m["due"]}
     assert sorted(due) == ["sales:s000", "sales:s002"]
     assert due["sales:s000"]["due_reasons"][0]["trigger_type"] == "data_change"
+    text = shop.cli("check", "--dry-run").stdout.splitlines()  # the due segments named, the rest counted
+    assert [line.split()[:3] for line in text[1:3]] == [["sales:s000", "yes", "data_change"],
+                                                        ["sales:s002", "yes", "data_change"]]
+    assert text[-1].split() == ["sales", "8", "3", "2", "0", "0", "3", "0", "0"]
     shop.checked()
     assert shop.current_version("sales:s000") == shop.current_version("sales:s002") == 2
     assert shop.current_version("sales:s001") == 1
@@ -188,3 +192,28 @@ def test_fits_share_a_process_and_one_that_kills_it_fails_alone(project):
     assert outcomes["b"]["event"]["error_type"] == "crashed"
     pids = {n: json.loads((project.model_dir / n / "v1" / "metadata.json").read_text())["fit_pid"] for n in "acd"}
     assert pids["c"] == pids["d"] != pids["a"]
+
+
+def test_status_and_check_sum_up_each_entry_and_list_segments_when_asked(shop):
+    shop.config["models"]["iris"] = dict(IRIS)
+    shop.write_config()
+    first = shop.cli("check")
+    assert first.exit_code == 0, first.output
+    lines = first.stdout.splitlines()
+    assert lines[:2] == ["MODEL  DUE  WHY      ACTION  RESULT", lines[1]] and lines[1].startswith("iris   yes  initial")
+    assert lines[3:] == ["ENTRY  SEGMENTS  UP TO DATE  DUE  TRAINED  FAILED  SKIPPED  PAUSED  NO DATA",
+                         "sales  8         0           5    5        0       3        0       0"]
+    assert shop.cli("pause", "sales:s001").exit_code == 0
+    status = shop.cli("status").stdout.splitlines()
+    assert status[-2].split() == ["ENTRY", "SEGMENTS", "UP", "TO", "DATE", "DUE", "OLDEST", "FAILED", "SKIPPED",
+                                  "PAUSED", "NO", "DATA"]
+    row = status[-1].split()
+    assert row[:4] == ["sales", "8", "5", "0"] and row[5:] == ["0", "3", "1", "0"]
+    assert status[1].startswith("iris ")
+    every = shop.cli("check", "-v").stdout.splitlines()
+    assert [line.split()[0] for line in every[1:]] == [*[f"sales:{s}" for s in sorted(shop.rows().index)], "iris"]
+    named = shop.cli("status", "sales").stdout.splitlines()
+    assert [line.split()[0] for line in named[1:]] == [f"sales:{s}" for s in sorted(shop.rows().index)]
+    history = json.loads(shop.cli("history", "--model", "sales", "--json", "--limit", "0").stdout)["history"]
+    assert sorted({e["model_name"] for e in history}) == ["sales:s000", "sales:s001", "sales:s002", "sales:s003",
+                                                          "sales:s004"]
