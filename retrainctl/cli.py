@@ -233,15 +233,19 @@ def main(ctx, config_path, verbose, quiet, log_format):
 @main.command()
 @models_argument
 @click.option("-n", "--dry-run", is_flag=True, help="Decide and report, but train and record nothing; exit 3 if any model is due.")
+@click.option("-v", "--verbose", "every", is_flag=True,
+              help="A line per segment, not only per-entry counts (failed segments, and due ones in a dry "
+                   "run, are always listed).")
 @json_option
 @pass_ctx
 @exports_metrics
-def check(obj, models, dry_run, as_json):
+def check(obj, models, dry_run, every, as_json):
     """Evaluate every trigger of every model (or the named ones) and retrain those that are due.
 
     Exit codes: 0 done (nothing due, or every due retrain finished); 1 a retrain or data file
     failed; 2 usage or config error; 3 with --dry-run, at least one model is due."""
     from .commands.check import check as run_check
+    from .core.outcomes import check_counts
 
     report = run_check(obj.config(), models, dry_run=dry_run)
     obj.observed = report.observed
@@ -249,10 +253,26 @@ def check(obj, models, dry_run, as_json):
         _emit_json("check", {"dry_run": dry_run, "exit_code": report.exit_code,
                              "models": [o.to_dict() for o in report.outcomes]})
     else:
-        click.echo(_table(["MODEL", "DUE", "WHY", "ACTION", "RESULT"],
-                          [[o.model_name, _due(o.due, o.held), _why(o.reasons, o.note, o.alert), o.action, o.result]
-                           for o in report.outcomes]))
+        counts = [] if every else check_counts(report.outcomes)
+        # a segment is listed when it failed, or is due in a dry run (the answer to "what would train?")
+        shown = [o for o in report.outcomes if not counts or ":" not in o.model_name or o.failed
+                 or (dry_run and o.due)]
+        if shown or not counts:
+            click.echo(_table(["MODEL", "DUE", "WHY", "ACTION", "RESULT"],
+                              [[o.model_name, _due(o.due, o.held), _why(o.reasons, o.note, o.alert), o.action,
+                                o.result] for o in shown]))
+        if counts:
+            click.echo(("\n" if shown else "") + _entries(counts, "trained"))
     sys.exit(report.exit_code)
+
+
+def _entries(counts, extra):
+    """Per-entry counts of segments (core.outcomes.EntryCounts); `extra`: `trained` (check) or
+    `oldest` (status)."""
+    header = ["ENTRY", "SEGMENTS", "UP TO DATE", "DUE", extra.upper(), "FAILED", "SKIPPED", "PAUSED", "NO DATA"]
+    return _table(header, [[c.entry, c.segments, c.up_to_date, c.due,
+                           c.trained if extra == "trained" else _age(c.oldest_model_age_seconds),
+                           c.failed, c.skipped, c.paused, c.no_data] for c in counts])
 
 
 @main.command()
@@ -295,10 +315,15 @@ def status(obj, models, as_json):
     failures in a row, training now?"""
     from .commands.status import status as run_status
 
+    from .core.outcomes import status_counts
+
     rows = run_status(obj.config(), models)
     if as_json:
         _emit_json("status", {"models": [r.to_dict() for r in rows]})
         return
+    counts = [] if models else status_counts(rows)  # named: a line per segment
+    if counts:
+        rows = [r for r in rows if r.entry is None]
     table = []
     for r in rows:
         last = r.last_event
@@ -311,8 +336,11 @@ def status(obj, models, as_json):
             "paused" if r.paused else None, last_text, r.failures_in_row,
             "yes" if r.training_now else "no", _where(r.executing),
         ])
-    click.echo(_table(["MODEL", "ROWS", "CHANGED", "VERSION", "AGE", "DUE", "WHY", "PAUSED", "LAST EVENT",
-                       "FAILS", "TRAINING", "WHERE"], table))
+    if table or not counts:
+        click.echo(_table(["MODEL", "ROWS", "CHANGED", "VERSION", "AGE", "DUE", "WHY", "PAUSED", "LAST EVENT",
+                           "FAILS", "TRAINING", "WHERE"], table))
+    if counts:
+        click.echo(("\n" if table else "") + _entries(counts, "oldest"))
     for r in rows:
         if r.new_files:  # a data set's partitions the current model was not trained on
             shown = r.new_files[:5]

@@ -27,7 +27,7 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
     """Evaluate every trigger of the selected models, retrain the due ones, record everything.
     The report carries what was observed of each model, for the metrics export."""
     shell = Shell(config, clock, callback, store, log, open_executor)
-    models = select(config, names)
+    models = select(config, names, shell.observer)
     shell.prepare_to_train(dry_run)
     schedule = ScheduleCache(config.state_dir)
     report = CheckReport(dry_run=dry_run)

@@ -9,7 +9,7 @@ from ..core.values import utcnow_iso
 from ..publish.tracking import CHAMPION, Tracked, move_champion
 from ..state.lineage import previous_promoted
 from ..state.store import ModelVersion
-from .shell import Clock, Shell, model_lock, operator
+from .shell import Clock, Shell, model_lock, one, operator
 
 
 def rollback(config: Config, name: str, to: int | None = None, clock: Clock = time.time) -> Record:
@@ -17,7 +17,8 @@ def rollback(config: Config, name: str, to: int | None = None, clock: Clock = ti
     Returns the `rolled_back` record."""
     shell = Shell(config, clock)
     store = shell.store
-    model = config.model(name)
+    model = one(config, name, shell.observer)
+    name = model.name
     shell.log.ensure_dir()
     with model_lock(config, name, "being trained by another process; try the rollback again later"):
         current = store.current_version(name)

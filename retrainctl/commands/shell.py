@@ -5,15 +5,16 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..base.errors import RetrainctlError
+from ..base.errors import RetrainctlError, UsageError
 from ..base.fsutil import atomic_write_json, best_effort, read_json
 from ..base.locks import LockTimeout, training_lock
 from ..config.records import Config, ModelConfig
 from ..core.values import one_line
 from ..fit.executors import OpenExecutor
+from ..observe.fleet import Fleet, segmented
 from ..observe.observer import Observer
 from ..retrain.attempt import Attempts
 from ..retrain.recorder import Recorder
@@ -80,11 +81,26 @@ def _ensure_models_valid(config: Config, remember: bool = True) -> None:
             atomic_write_json(path, {"key": key})
 
 
-def select(config: Config, names: tuple[str, ...] | list[str] | None) -> list[ModelConfig]:
-    """The named models (each once), or every configured model when none is named."""
-    if not names:
-        return list(config.models.values())
-    return [config.model(n) for n in dict.fromkeys(names)]
+def select(config: Config, names: tuple[str, ...] | list[str] | None, observer: Observer | None = None,
+           known: Iterable[str] | None = None) -> list[ModelConfig]:
+    """The named models (each once), or every configured model when none is named; an entry with
+    segment_by is its segments (observe.fleet). `known`: the model names of the state log."""
+    if not segmented(config):
+        if not names:
+            return list(config.models.values())
+        return [config.model(n) for n in dict.fromkeys(names)]
+    if known is None:
+        known = StateLog(config.state_dir).states() if os.path.isdir(config.state_dir) else ()
+    return Fleet(config, observer or Observer(config), known).select(names)
+
+
+def one(config: Config, name: str, observer: Observer | None = None) -> ModelConfig:
+    """The one model `name` stands for (a model or a segment); UsageError for an entry or a glob
+    that stands for several."""
+    models = select(config, [name], observer)
+    if len(models) != 1:
+        raise UsageError(f"'{name}' stands for {len(models)} models; name one of them (e.g. '{models[0].name}')")
+    return models[0]
 
 
 @contextlib.contextmanager

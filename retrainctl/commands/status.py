@@ -7,6 +7,7 @@ from ..config.records import Config
 from ..core.outcomes import StatusRow
 from ..core.values import newer_version
 from ..observe import status as observe
+from ..observe.observer import Observer
 from .shell import Clock, select
 
 log = logging.getLogger("retrainctl")
@@ -14,7 +15,8 @@ log = logging.getLogger("retrainctl")
 
 def status(config: Config, names: tuple[str, ...] | list[str] | None = None,
            clock: Clock = time.time) -> list[StatusRow]:
-    rows = observe.status(config, select(config, names), clock=clock)
+    observer = Observer(config, clock=clock)
+    rows = observe.status(config, select(config, names, observer), clock=clock, observer=observer)
     newest = None
     for r in rows:
         newest = newer_version(newest, r.written_by_newer)

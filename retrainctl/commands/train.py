@@ -11,7 +11,7 @@ from ..fit.executors import OpenExecutor
 from ..retrain.settle import settle
 from ..state.log import StateLog
 from ..state.store import ModelStore
-from .shell import Callback, Clock, Shell, model_lock
+from .shell import Callback, Clock, Shell, model_lock, one
 
 
 def train(config: Config, name: str, reason: str | None = None, force: bool = False, clock: Clock = time.time,
@@ -21,9 +21,9 @@ def train(config: Config, name: str, reason: str | None = None, force: bool = Fa
     recorded as one line (core.values.one_line)."""
     reason = one_line(reason) if reason else None
     shell = Shell(config, clock, callback, store, log, open_executor)
-    model = config.model(name)
+    model = one(config, name, shell.observer)
     shell.prepare_to_train()
-    with model_lock(config, name, "already being trained by another process"):
+    with model_lock(config, model.name, "already being trained by another process"):
         state = shell.recovery.close_dead_attempts(model)  # see retrain.attempt.Attempts.claim
         obs = shell.observer.observe(model, state, manual=True, force=force)
         shell.observer.save()

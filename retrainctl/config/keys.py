@@ -97,6 +97,7 @@ PATH_MAP = Rule(lambda v: all(isinstance(k, str) and k and isinstance(t, str) an
                 "must map path prefixes to path or URL prefixes (strings)", "path prefix: path or URL prefix")
 
 TASKS = ("classification", "regression")
+MAX_SEGMENTS = 100_000  # max_segments when not set
 EXECUTOR_TYPES = ("local", "dask")
 
 # What a column can be declared as in `feature_types` (features.py says what each becomes).
@@ -204,6 +205,14 @@ MODEL = (
         "`categorical`, `datetime`, `text`, `id` or `drop`", FEATURE_TYPE_MAP),
     Key("time_column", "str", None, "the column that says when a row happened (a date, a time or a number): "
         "`holdout: latest` holds out the newest rows by it, and it is never drift-tested", nullable=True),
+    Key("segment_by", "strlist", None, "one model per distinct value of these columns (per combination of "
+        "several), named `<entry>:<value>[:<value>]`: see many-models.md", non_empty("must list at least one column"),
+        nullable=True, convert=tuple, show=list),
+    Key("min_segment_rows", "int", None, "with `segment_by`: a segment with fewer rows gets no model and is "
+        "counted as skipped in `status` (no record, no notification)", ge(1), nullable=True,
+        doc_default="none (only `min_data_size`)"),
+    Key("max_segments", "int", None, "with `segment_by`: more distinct segments than this is a data error",
+        ge(1), nullable=True, doc_default=f"`{MAX_SEGMENTS}`"),
 )
 
 MLFLOW = (

@@ -334,11 +334,33 @@ def _model(v, name, data, defaults, base_dir):
             v.fail(f"{prefix}.feature_types.{column}", f"is not one of the model's features ({', '.join(features)})")
     if m.get("time_column") is not None and m["time_column"] == m["target"]:
         v.fail(f"{prefix}.time_column", f"is the target column '{m['target']}'")
+    _check_segments(v, prefix, m)
     policy = {k.name: build(k, m[k.name], base_dir) for k in keys.POLICY if k.name in m and k.name != "csv"}
     if "csv" in m:  # merged key by key over defaults.csv
         policy["csv"] = _csv(v, m["csv"], f"{prefix}.csv", defaults.csv)
     return build_record(keys.MODEL, m, base_dir, name=name, metric=metric,
                          policy=dataclasses.replace(defaults, **policy))
+
+
+def _check_segments(v, prefix, m):
+    """`segment_by` names key columns (not the target, a listed feature or the time column, each
+    once); `min_segment_rows` and `max_segments` only go with it."""
+    segment_by = m.get("segment_by")
+    if not segment_by:
+        for key in ("min_segment_rows", "max_segments"):
+            if key in m:
+                v.fail(f"{prefix}.{key}", "applies only with segment_by")
+        return
+    for column in segment_by:
+        if column == m["target"]:
+            v.fail(f"{prefix}.segment_by", f"lists the target column '{column}'")
+        if column in (m.get("features") or ()):
+            v.fail(f"{prefix}.segment_by", f"lists '{column}', which is also a feature (a segment's key is the "
+                                           f"same on all of its rows)")
+        if column == m.get("time_column"):
+            v.fail(f"{prefix}.segment_by", f"lists the time_column '{column}'")
+        if segment_by.count(column) > 1:
+            v.fail(f"{prefix}.segment_by", f"names '{column}' twice")
 
 
 def _csv(v, data, prefix, base):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, dataclass_transform
 
 from ..base.errors import UsageError
+from ..core.segment_names import SEPARATOR, parse_name
 from . import keys
 
 # metric name -> (task it applies to, higher is better)
@@ -159,6 +160,8 @@ class TrainingSpec:
     holdout: str = "random"
     time_column: str | None = None
     min_data_size: int = 1
+    segment_by: tuple[str, ...] = ()        # the entry's key columns (read as text, never features)
+    segment: tuple[str | None, ...] = ()    # a segment model's key values: the fit keeps only its rows
 
     def with_features(self, features: list[str] | tuple[str, ...] | None) -> "TrainingSpec":
         return dataclasses.replace(self, features=tuple(features) if features else None)
@@ -179,7 +182,13 @@ class ModelConfig:
     drift_path: str | None
     feature_types: dict[str, str]
     time_column: str | None
+    segment_by: tuple[str, ...] | None
+    min_segment_rows: int | None
+    max_segments: int | None
     policy: RetrainingConfig = field(default_factory=lambda: default_record(RetrainingConfig))
+    # A segment model (config.segments.segment_model): the entry it belongs to and its key values.
+    entry: str | None = None
+    segment: tuple[str | None, ...] = ()
 
     @property
     def higher_is_better(self) -> bool:
@@ -189,13 +198,27 @@ class ModelConfig:
     def csv(self) -> CsvOptions:
         return self.policy.csv
 
+    @property
+    def segment_limit(self) -> int:
+        return self.max_segments or keys.MAX_SEGMENTS
+
+    def for_segment(self, key: str) -> "ModelConfig":
+        """The model of one segment of this entry (`key`: its name after `<entry>:`), which has
+        the entry's config under its own name. Built by copying the record's fields, not by
+        dataclasses.replace: an entry may have tens of thousands of segments."""
+        name = f"{self.name}{SEPARATOR}{key}"
+        seg = object.__new__(ModelConfig)
+        seg.__dict__.update(self.__dict__, name=name, entry=self.name, segment=parse_name(name)[1])
+        return seg
+
     def training_spec(self) -> TrainingSpec:
         return TrainingSpec(name=self.name, target=self.target, task=self.task, metric=self.metric,
                             features=tuple(self.features) if self.features else None, estimator=self.estimator,
                             trainer=self.trainer, params=dict(self.params), test_size=self.policy.test_size,
                             random_state=self.policy.random_state, csv=self.csv,
                             feature_types=dict(self.feature_types), holdout=self.policy.holdout,
-                            time_column=self.time_column, min_data_size=self.policy.min_data_size)
+                            time_column=self.time_column, min_data_size=self.policy.min_data_size,
+                            segment_by=tuple(self.segment_by or ()), segment=self.segment)
 
     @property
     def config_hash(self) -> str:
@@ -213,7 +236,9 @@ class ModelConfig:
                 "features": list(spec.features) if spec.features else None, "target": spec.target,
                 "task": spec.task, "csv": dataclasses.asdict(spec.csv), "feature_types": dict(spec.feature_types),
                 "test_size": spec.test_size, "random_state": spec.random_state, "holdout": spec.holdout,
-                "time_column": spec.time_column}
+                "time_column": spec.time_column,
+                # only where set: a model without it keeps the hash its live version remembers
+                **({"segment_by": list(spec.segment_by)} if spec.segment_by else {})}
 
 
 @declared(keys.WEBHOOK)

@@ -64,6 +64,8 @@ class Observation:
     config_changes: tuple[str, ...] = ()      # the training config keys that differ from the live version's
     force: bool = False                       # `train --force`: train even when nothing changed
     model_damaged: bool = False               # the live model file fails its checksum (asked only when it matters)
+    no_data: bool = False                     # a segment model whose rows are gone from its entry's data
+    min_segment_rows: int | None = None       # a segment model's entry's min_segment_rows
 
     @property
     def candidate(self) -> str | None:
@@ -179,6 +181,8 @@ def decide(policy: Policy, obs: Observation) -> Decision:
         return Decision(Action.ERROR, note=obs.data_error)
     if obs.manual:
         reasons = tuple(fire(policy, obs))
+        if too_few_segment_rows(obs):
+            return Decision(Action.SKIP, reasons, _too_small_segment(obs), held=Held.TOO_FEW_ROWS)
         if obs.data_rows is not None and obs.data_rows < policy.min_data_size:
             return Decision(Action.SKIP, reasons, _too_small(policy, obs), held=Held.TOO_FEW_ROWS)
         if obs.unchanged and not obs.force:
@@ -186,6 +190,8 @@ def decide(policy: Policy, obs: Observation) -> Decision:
                             held=Held.UNCHANGED)
         return Decision(Action.TRAIN, reasons)
     reasons = tuple(fire(policy, obs))
+    if obs.no_data:
+        return Decision(Action.NOTHING, note=NO_DATA)
     if not reasons:
         note = ""
         if obs.rejected_at is not None and obs.data_hash != obs.model_data_hash:
@@ -195,6 +201,8 @@ def decide(policy: Policy, obs: Observation) -> Decision:
         return Decision(Action.HOLD, reasons, "paused", held=Held.PAUSED)
     if not policy.enable_auto_retraining:
         return Decision(Action.HOLD, reasons, "enable_auto_retraining is false", held=Held.DISABLED)
+    if too_few_segment_rows(obs):
+        return Decision(Action.HOLD, reasons, _too_small_segment(obs), held=Held.TOO_FEW_ROWS)
     if obs.data_rows is not None and obs.data_rows < policy.min_data_size:
         if obs.skipped_hash == obs.data_hash:
             return Decision(Action.HOLD, reasons, _too_small(policy, obs) + " (already recorded)", held=Held.TOO_FEW_ROWS)
@@ -218,6 +226,18 @@ def decide(policy: Policy, obs: Observation) -> Decision:
 def _unchanged(obs: Observation) -> str:
     return (f"the training data and config have not changed since v{obs.model_version}: a retrain would only "
             f"copy it")
+
+
+NO_DATA = "no data"  # the note of a segment whose rows are gone: it keeps its model, nothing fails
+
+
+def too_few_segment_rows(obs: Observation) -> bool:
+    """A segment below its entry's min_segment_rows: no model, no record, counted as skipped."""
+    return obs.min_segment_rows is not None and obs.data_rows is not None and obs.data_rows < obs.min_segment_rows
+
+
+def _too_small_segment(obs: Observation) -> str:
+    return f"segment has only {obs.data_rows} rows, min_segment_rows is {obs.min_segment_rows}"
 
 
 def _too_small(policy: Policy, obs: Observation) -> str:

@@ -3,8 +3,9 @@ model's `status` row. Plain values, shaped for `--json` by their to_dict()."""
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decide import Decision, Observation, Reason
+from .decide import NO_DATA, Decision, Observation, Reason
 from .records import Action, Held, Record
+from .segment_names import entry_of, is_segment_name
 
 
 def reasons_dict(reasons: tuple[Reason, ...]) -> list[dict[str, str]]:
@@ -113,6 +114,9 @@ class StatusRow:
     registry_champion_version: int | None = None  # what MLflow's `champion` names (state.sidecars.registry_state)
     registry_in_sync: bool | None = None
     written_by_newer: str | None = None  # a newer retrainctl release that wrote its records or live model
+    entry: str | None = None             # a segment model's entry, and its key: {column: value}
+    segment: dict[str, str | None] | None = None
+    no_data: bool = False                # a segment whose rows are gone from its entry's data
 
     def to_dict(self) -> dict[str, Any]:
         row = {name: getattr(self, name) for name in _ROW_KEYS}
@@ -127,4 +131,63 @@ _ROW_KEYS = ("model_name", "data_path", "data_rows", "data_files", "new_files", 
              "data_changed", "model_version", "model_age_seconds", "metric", "score", "columns", "mlflow_run_id",
              "mlflow_model_version", "due", "held", "due_reasons", "action", "note", "paused", "auto_retraining",
              "failures_in_row", "next_retry", "model_integrity", "model_dir_missing", "training_now", "last_event",
-             "registry_champion_version", "registry_in_sync", "written_by_newer")
+             "registry_champion_version", "registry_in_sync", "written_by_newer", "entry", "segment", "no_data")
+
+
+@dataclass
+class EntryCounts:
+    """An entry with segment_by, as `status` and `check` sum it up: how many of its segments are
+    in each state (a segment may count in several: paused and due), and its oldest live model."""
+
+    entry: str
+    segments: int = 0
+    up_to_date: int = 0
+    due: int = 0
+    trained: int = 0
+    failed: int = 0
+    skipped: int = 0       # fewer rows than min_segment_rows: no model, no record
+    paused: int = 0
+    no_data: int = 0       # rows gone from the data; the model is kept
+    oldest_model_age_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def status_counts(rows: list[StatusRow]) -> list[EntryCounts]:
+    """One EntryCounts per entry among the segment rows of `status`, in their order."""
+    out: dict[str, EntryCounts] = {}
+    for r in rows:
+        if r.entry is None:
+            continue
+        c = out.setdefault(r.entry, EntryCounts(r.entry))
+        c.segments += 1
+        c.due += r.due
+        c.failed += r.failures_in_row > 0
+        c.skipped += r.held == Held.TOO_FEW_ROWS
+        c.paused += r.paused
+        c.no_data += r.no_data
+        c.up_to_date += (r.model_version is not None and r.action == Action.NOTHING and not r.no_data
+                         and r.failures_in_row == 0)
+        if r.model_age_seconds is not None:
+            c.oldest_model_age_seconds = max(c.oldest_model_age_seconds or 0.0, r.model_age_seconds)
+    return list(out.values())
+
+
+def check_counts(outcomes: list[Outcome]) -> list[EntryCounts]:
+    """One EntryCounts per entry among the segment models of a check's outcomes."""
+    out: dict[str, EntryCounts] = {}
+    for o in outcomes:
+        if not is_segment_name(o.model_name):
+            continue
+        entry = entry_of(o.model_name)
+        c = out.setdefault(entry, EntryCounts(entry))
+        c.segments += 1
+        c.due += o.due
+        c.trained += o.due and not o.failed and o.event is not None
+        c.failed += o.failed
+        c.skipped += o.held == Held.TOO_FEW_ROWS
+        c.paused += o.held == Held.PAUSED
+        c.no_data += o.action == Action.NOTHING and o.note == NO_DATA
+        c.up_to_date += o.action == Action.NOTHING and o.note != NO_DATA
+    return list(out.values())

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..base.errors import DataError, ErrorType, TrainingError
 from ..config.records import TrainingSpec
+from ..core.segment_names import SEPARATOR, encode_value
+from . import segment_keys
 from .fingerprint import CHUNK, FingerprintCache, count_rows, hash_bytes, set_hash
 from .read import parse_csv, read_data
 
@@ -237,14 +239,14 @@ def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> Loaded:
     single = files[0][0] == ""
     root = path if single or not is_glob(path) else root_of(path)
     used = used_columns(spec)
-    unused = {c for c, kind in spec.feature_types.items() if kind in ("drop", "id")}
+    unused = {c for c, kind in spec.feature_types.items() if kind in ("drop", "id")} | set(spec.segment_by)
     parts: list[Any] = []
     first: str | None = None
     schema: dict[str, str | None] | None = None
     differ: dict[str, str] = {}
     for rel, decided in files:
         name = path if single else os.path.join(root, rel)
-        part = _read_file(name, decided, spec)
+        part = _segment_part(path, name, decided, spec) if spec.segment_by else _read_file(name, decided, spec)
         kinds = _kinds(part)
         if schema is None:
             first, schema = name, kinds
@@ -256,7 +258,7 @@ def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> Loaded:
     sizes = [len(p) for p in parts]
     columns = [c for c in schema if c not in differ]
     notes = [f"column '{c}' left out: {why}; the model does not use it" for c, why in differ.items()]
-    frame = _combine(path, parts, columns)
+    frame = _combine(path, parts, columns, keep=bool(spec.segment_by))
     if single:
         return Loaded(frame, files[0][1], None, sizes, notes)
     return Loaded(frame, set_hash([(f[0], f[1]) for f in files]), [rel for rel, _ in files], sizes, notes)
@@ -302,6 +304,31 @@ def _read_file(name: str, decided: str, spec: TrainingSpec) -> Any:
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{name}: not a readable gzip file: {_first_line(exc)}") from None
     return parse_csv(raw, name, spec)
+
+
+# A fit process given a batch of one entry's segments parses each file once: its parsed rows and
+# their segments' row positions, by (file, content hash, how it is parsed). Only the files of the
+# data path fitted last are kept.
+_PARTS: dict[Any, tuple[Any, dict[str, Any] | None]] = {}
+
+
+def _segment_part(path: str, name: str, decided: str, spec: TrainingSpec) -> Any:
+    """The rows of segment `spec.segment` in one file (all of them in a Hive-style partition,
+    whose folders say its segment), the file read and hashed only the first time in this process."""
+    import numpy as np
+
+    key = (path, name, decided, spec.csv, spec.segment_by, tuple(sorted(spec.feature_types.items())))
+    cached = _PARTS.get(key)
+    if cached is None:
+        if any(k[0] != path for k in _PARTS):
+            _PARTS.clear()
+        part = _read_file(name, decided, spec)
+        cached = _PARTS[key] = (part, segment_keys.groups(part, spec.segment_by))
+    part, groups = cached
+    if groups is None:
+        return part
+    wanted = SEPARATOR.join(encode_value(v) for v in spec.segment)
+    return segment_keys.take(part, groups.get(wanted, np.zeros(0, dtype=np.int64)))
 
 
 def _kinds(part: Any) -> dict[str, str | None]:
@@ -367,9 +394,10 @@ def _check_schema(name: str, kinds: dict[str, str | None], first: str | None,
     return differ
 
 
-def _combine(path: str, parts: list[Any], columns: list[str]) -> "pd.DataFrame":
+def _combine(path: str, parts: list[Any], columns: list[str], keep: bool = False) -> "pd.DataFrame":
     """Arrow tables are concatenated without copying and converted once, as pandas.read_parquet
-    would; CSV frames (or a mix) are concatenated by pandas."""
+    would (freeing them as it goes, unless `keep`: a segment's parts may be its file's cached
+    table); CSV frames (or a mix) are concatenated by pandas."""
     import pandas as pd
 
     if all(hasattr(p, "schema") for p in parts):
@@ -380,7 +408,7 @@ def _combine(path: str, parts: list[Any], columns: list[str]) -> "pd.DataFrame":
         except pyarrow.ArrowException as exc:
             raise DataError(f"{path}: the files' column types do not combine: {_first_line(exc)}") from None
         del parts[:]
-        return table.to_pandas(split_blocks=True, self_destruct=True)
+        return table.to_pandas(split_blocks=True, self_destruct=not keep)
     frames = [p.to_pandas() if hasattr(p, "schema") else p for p in parts]
     return pd.concat([f[columns] for f in frames], ignore_index=True)
 

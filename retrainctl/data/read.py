@@ -32,6 +32,7 @@ def parse_csv(raw: bytes, data_path: str, spec: TrainingSpec) -> "pd.DataFrame":
     header = _header(raw, opts)
     # Declared non-numeric columns are read as written: a category `007` stays `007`.
     as_text = [c for c, kind in spec.feature_types.items() if kind not in NUMERIC_TYPES and c in header]
+    as_text += [c for c in spec.segment_by if c in header and c not in as_text]  # keys as their names spell them
     try:
         df = pd.read_csv(io.BytesIO(raw), sep=opts.delimiter, quotechar=opts.quotechar,
                          encoding=opts.encoding, dtype=dict.fromkeys(as_text, str) or None)
@@ -58,7 +59,8 @@ def frame_xy(df: "pd.DataFrame", data_path: str, spec: TrainingSpec) -> "tuple[p
     target = spec.target
     if target not in df.columns:
         raise DataError(f"{data_path}: target column '{target}' not found (columns: {', '.join(map(str, df.columns))})")
-    features = list(spec.features) if spec.features else [c for c in df.columns if c != target]
+    features = list(spec.features) if spec.features else [c for c in df.columns
+                                                          if c != target and c not in spec.segment_by]
     missing = [c for c in features if c not in df.columns]
     if missing:
         raise DataError(f"{data_path}: feature column(s) not found: {', '.join(missing)}")

@@ -7,6 +7,7 @@ distributed is imported only when `executor: {type: dask}` is configured."""
 import concurrent.futures
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -129,13 +130,56 @@ def local_fit(request: FitRequest) -> tuple[Any, ...]:
         return ("error", *classify(exc, r.max_memory_mb), traceback.format_exc())
 
 
-def run_local(request: FitRequest, children: child.Group) -> FitResult:
-    """Run the training task in a fresh child process of `children`; raise TrainingError with an
-    error_type (timeout, memory, crashed, data_error, ...) when it does not return a model."""
+class Spares:
+    """Fit processes that answered and may take the next fit: a process imports pandas and
+    scikit-learn once and fits many models (the segments of an entry read their data once, see
+    data.datasets). Only fits without max_memory_mb share processes, since an address-space limit
+    cannot be lifted once set; a process that timed out, died or failed outside the task is
+    never reused."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.idle: list[child.Child] = []
+
+    def take(self) -> "child.Child | None":
+        with self.lock:
+            while self.idle:
+                proc = self.idle.pop()
+                if proc.alive:
+                    return proc
+                proc.close()
+        return None
+
+    def give(self, proc: "child.Child") -> None:
+        with self.lock:
+            self.idle.append(proc)
+
+    def close(self) -> None:
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for proc in idle:
+            proc.close()
+
+
+def run_local(request: FitRequest, children: child.Group, spares: Spares | None = None) -> FitResult:
+    """Run the training task in a child process of `children` (a spare one when it may share);
+    raise TrainingError with an error_type (timeout, memory, crashed, data_error, ...) when it
+    does not return a model."""
     r = request
+    shared = spares is not None and r.max_memory_mb is None
     try:
-        with children.start(f"retrainctl-fit-{r.model_name}", max_memory_mb=r.max_memory_mb) as proc:
+        proc = (spares.take() if spares is not None and shared else None) or \
+            children.start("retrainctl-fit" if shared else f"retrainctl-fit-{r.model_name}",
+                           max_memory_mb=r.max_memory_mb)
+        try:
             message = proc.call(local_fit, r, timeout=r.timeout)
+        except BaseException:
+            proc.close()
+            raise
+        if shared and spares is not None:
+            spares.give(proc)
+        else:
+            proc.close()
     except child.Timeout:
         raise TrainingError(f"fit did not finish within train_timeout_seconds={r.timeout:g}",
                             ErrorType.TIMEOUT) from None
@@ -168,6 +212,7 @@ class LocalExecutor:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=config.max_parallel,
                                                           thread_name_prefix="retrainctl-fit")
         self.children = child.Group()
+        self.spares = Spares()
         self.pending: dict[Any, _Pending] = {}
 
     def __enter__(self):
@@ -177,6 +222,7 @@ class LocalExecutor:
         if exc[0] is not None:
             self.children.kill_all()  # else the pool's threads keep the process alive until their fits end
         self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        self.spares.close()
 
     def submit(self, request):
         p = _Pending(request, None, time.monotonic())
@@ -188,7 +234,7 @@ class LocalExecutor:
         p.started = time.monotonic()
         p.where = self.where
         self.on_running(p.request, self.where)
-        return run_local(p.request, self.children)
+        return run_local(p.request, self.children, self.spares)
 
     def completed(self):
         while self.pending:

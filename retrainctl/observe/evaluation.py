@@ -89,7 +89,7 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
     set of (trigger, evidence key) a quality-triggered retrain already ran for (no retrain loops);
     `dataset` is the data path's datasets.DataSet (its files, for a set's new partitions)."""
     out = Assessment(details=status_fields(None))
-    if current is None or data_hash is None:
+    if current is None or data_hash is None or model.segment_by:  # segments: not yet on their own rows
         return out
     cache = QualityCache(config.state_dir)
     for kind, evaluate in ((TriggerType.PERFORMANCE, _performance), (TriggerType.DRIFT, _drift)):

@@ -16,9 +16,11 @@ from ..core.decide import Decision, Observation
 from ..core.fold import ModelState
 from ..core.outcomes import StatusRow
 from ..core.records import TriggerType, candidate_key
+from ..core.segment_names import entry_key
 from ..core.values import newer_version, utcnow_iso
-from ..data import datasets
+from ..data import datasets, segment_index
 from ..data.fingerprint import FingerprintCache
+from ..data.segment_index import SegmentIndex
 from ..state.sidecars import read_running, registry_state
 from ..state.store import ModelStore, ModelVersion
 from . import evaluation
@@ -35,6 +37,7 @@ class Observer:
         self.store = store if store is not None else ModelStore(config.model_dir)
         self.clock = clock
         self.fingerprints = FingerprintCache(config.state_dir)
+        self._indexes: dict[str, SegmentIndex | DataError] = {}  # entry -> its segments (or why not), per command
 
     def observe(self, model: ModelConfig, state: ModelState, manual: bool = False,
                 now: float | None = None, force: bool = False) -> Observation:
@@ -78,9 +81,25 @@ class Observer:
         """Keep the fingerprints computed so far for the next run."""
         self.fingerprints.save()
 
+    def segments(self, entry: ModelConfig) -> SegmentIndex:
+        """The segments of an entry with segment_by, discovered once per command; DataError when
+        its data cannot be split into segments."""
+        found = self._indexes.get(entry.name)
+        if found is None:
+            try:
+                found = segment_index.discover(self.fingerprints, self.config.state_dir, entry)
+            except DataError as exc:
+                found = exc
+            self._indexes[entry.name] = found
+        if isinstance(found, DataError):
+            raise found
+        return found
+
     def _data(self, model: ModelConfig) -> tuple[dict[str, Any], datasets.DataSet | None]:
         """(Observation fields of the data path, its datasets.DataSet or None where unreadable)."""
         try:
+            if model.segment_by:
+                return self._segment_data(model), None
             ds = datasets.fingerprint(self.fingerprints, model.data_path, model.csv.quotechar)
         except DataError as exc:
             return {"data_path": os.path.relpath(model.data_path, self.config.base_dir), "data_hash": None,
@@ -89,6 +108,20 @@ class Observer:
         return {"data_path": ds.label(self.config.base_dir), "data_hash": ds.hash, "data_rows": ds.rows,
                 "data_size": ds.size, "data_files": ds.files if ds.is_set else None, "fit_files": ds.fit_files,
                 "data_error": None}, ds
+
+    def _segment_data(self, model: ModelConfig) -> dict[str, Any]:
+        """The Observation fields of a segment model: its own rows' count and hash, and the files
+        that hold them; `no_data` where its rows are gone. An entry itself (which stands in for
+        its segments only when they cannot be discovered) raises the discovery's DataError."""
+        index = self.segments(self.config.model(model.entry or model.name))
+        key = entry_key(model.name)
+        seg = index.segments.get(key)
+        label = f"{index.dataset.label(self.config.base_dir)} [{key}]"
+        fields = {"data_path": label, "data_size": None, "data_files": None, "data_error": None,
+                  "min_segment_rows": model.min_segment_rows}
+        if seg is None:
+            return dict(fields, data_hash=None, data_rows=0, fit_files=None, no_data=True)
+        return dict(fields, data_hash=seg.hash, data_rows=seg.rows, fit_files=index.fit_files(seg))
 
     def status_row(self, model: ModelConfig, obs: Observation, decision: Decision, state: ModelState,
                    verify: bool = True) -> StatusRow:
@@ -136,6 +169,9 @@ class Observer:
             registry_champion_version=registered,
             registry_in_sync=in_sync,
             written_by_newer=_newer_than_this(state.newest_writer, meta.get("retrainctl_version")),
+            entry=model.entry,
+            segment=dict(zip(model.segment_by or (), model.segment)) if model.entry else None,
+            no_data=obs.no_data,
         )
 
 

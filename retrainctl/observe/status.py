@@ -15,13 +15,13 @@ from .observer import Observer
 
 def status(config: Config, models: list[ModelConfig], clock: Callable[[], float] = time.time, verify: bool = True,
            states: dict[str, ModelState] | None = None,
-           observed: dict[str, Observation] | None = None) -> list[StatusRow]:
+           observed: dict[str, Observation] | None = None, observer: Observer | None = None) -> list[StatusRow]:
     """One StatusRow per model: data, current version, age, due and why, last event, failures,
     training now. `verify` checks each current model file's sha256 (skipped where only counters
     are wanted); `states` is the log's fold when the caller has already read it; `observed`
     ({model: Observation}) is what a check saw, brought up to date instead of observing (and
     evaluating) those models again."""
-    observer = Observer(config, clock=clock)
+    observer = observer or Observer(config, clock=clock)
     has_state = os.path.isdir(config.state_dir)
     if states is None:
         states = StateLog(config.state_dir).states() if has_state else {}

@@ -85,8 +85,7 @@ def gather(config: Config, models: list[ModelConfig], clock: Callable[[], float]
     log, store = StateLog(config.state_dir), ModelStore(config.model_dir)
     fpcache = FingerprintCache(config.state_dir)
     facts = []
-    for row in (r.to_dict() for r in status(config, models, clock=clock)):
-        model = config.model(row["model_name"])
+    for model, row in zip(models, (r.to_dict() for r in status(config, models, clock=clock))):
         history = log.history(model.name, HISTORY_LIMIT)
         metas = {v: mv.metadata for v in store.versions(model.name) if (mv := store.get(model.name, v))}
         live = store.current_version(model.name)

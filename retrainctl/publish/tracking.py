@@ -105,6 +105,12 @@ def _job(config: Config, uri: str) -> dict[str, Any]:
     }
 
 
+def tracks(config: Config, model: ModelConfig) -> bool:
+    """Whether `model` goes to MLflow: not a segment model, whose entry's one registered model
+    routing rows by segment is not built yet (docs/many-models.md)."""
+    return config.mlflow.enabled and model.entry is None
+
+
 def log_training(config: Config, model: ModelConfig, mv: ModelVersion, result: FitResult, trigger_type: str,
                  promoted: bool, description: str = "", warm: "Warm | None" = None,
                  training_time: float | None = None) -> "Tracked":
@@ -113,7 +119,7 @@ def log_training(config: Config, model: ModelConfig, mv: ModelVersion, result: F
     seconds so far (fit, gate, save). Never raises: a failure comes back as Tracked.error, with
     whatever ids were obtained before it. With `mlflow.log_report` the process that logged the
     run is kept in Tracked.session for attach_report; the caller closes it (Tracked.close)."""
-    if not config.mlflow.enabled:
+    if not tracks(config, model):
         return Tracked(enabled=False)
     uri = tracking_uri(config)
     metrics = {model.metric: result.score, "training_seconds": mv.metadata.get("fit_seconds"),
@@ -179,7 +185,7 @@ def log_failure(config: Config, model: ModelConfig, trigger_type: str, attempt_i
                 error: BaseException | str, error_type: ErrorType, description: str = "", warm: "Warm | None" = None,
                 training_time: float | None = None) -> "Tracked":
     """Log a failed attempt (no candidate) as a FAILED run carrying its error. Never raises."""
-    if not config.mlflow.enabled:
+    if not tracks(config, model):
         return Tracked(enabled=False)
     uri = tracking_uri(config)
     job = dict(
@@ -209,7 +215,7 @@ def move_champion(config: Config, model: ModelConfig, target: ModelVersion | Non
     (None: remove the alias), registering it first if it never was: from its run when it has one,
     else as a new run of its model file. `tags` go on the version the alias lands on;
     `other_tags` is {registered version: tags}. Never raises: see Tracked.error."""
-    if not config.mlflow.enabled:
+    if not tracks(config, model):
         return Tracked(enabled=False)
     uri = tracking_uri(config)
     meta = target.metadata if target is not None else {}

@@ -116,7 +116,7 @@ class Attempts:
         returns, so a remote fit is never duplicated."""
         if not claims:
             return []
-        from ..publish.tracking import start_warm  # MLflow's side: imported only when something trains
+        from ..publish.tracking import start_warm, tracks  # MLflow's side: imported only when something trains
 
         state_dir = self.config.state_dir
 
@@ -127,6 +127,7 @@ class Attempts:
         outcomes: dict[str, Outcome] = {}
         order: list[str | Outcome] = []  # per claim: its job's attempt id, or the Outcome of one that could not start
         warm = None
+        tracking = any(tracks(self.config, c.model) for c in claims)
         # Connecting comes first: an unreachable scheduler leaves no `started` record behind.
         with (self.open_executor or open_executor)(self.config.executor, on_running) as executor:
             try:
@@ -140,7 +141,7 @@ class Attempts:
                     executor.submit(self.fit_request(job))
                 # One tracking process warms up (imports MLflow) beside the fits; each finished
                 # fit takes it, and the next one is started while fits remain.
-                warm = start_warm(self.config)
+                warm = start_warm(self.config) if tracking else None
                 for done in executor.completed():
                     job = jobs[done.request.attempt_id]
                     job.extra = {"executor": executor.name, "worker": done.where,
@@ -148,7 +149,7 @@ class Attempts:
                     job.warm, warm = warm, None
                     outcomes[job.attempt_id] = self._finish_safely(job, done.result, done.error)
                     clear_running(state_dir, job.model.name)
-                    if len(outcomes) < len(jobs):
+                    if len(outcomes) < len(jobs) and tracking:
                         warm = start_warm(self.config)
             finally:
                 if warm is not None:

@@ -194,6 +194,12 @@ STATUS_ROW_KEYS: dict[str, Schema] = {
                                        "names, as last set"),
     "registry_in_sync": value(("boolean", "null"), "`champion` names the live version (null with MLflow off or not "
                               "yet known)"),
+    "entry": value(("string", "null"), "a segment model's entry (the config entry with `segment_by`); null for "
+                   "a declared model"),
+    "segment": {"type": ["object", "null"], "additionalProperties": {"type": ["string", "null"]},
+                "description": "a segment model's key: {segment_by column: value} (null for a missing value); null "
+                               "for a declared model"},
+    "no_data": value("boolean", "a segment whose rows are gone from its entry's data: its model is kept"),
     "written_by_newer": value(("string", "null"), "a retrainctl release newer than this one that wrote the model's "
                               "records or live model (status then warns on stderr); null otherwise"),
     "alert": OUTCOME_KEYS["alert"],

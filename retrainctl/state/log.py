@@ -123,22 +123,29 @@ class StateLog:
             except FileNotFoundError:
                 continue
 
-    def events(self, model: str | None = None, statuses: Collection[Status] = HISTORY_STATUSES) -> Iterator[Record]:
-        """Records with one of `statuses` (optionally one model's), newest first, read backwards
-        only as far as the caller iterates."""
-        # Model names are plain tokens, so a record of `model` always contains its JSON string:
-        # lines without it are not even parsed. (Only an optimisation: matches are checked.)
+    def events(self, model: str | None = None, statuses: Collection[Status] = HISTORY_STATUSES,
+               segments: bool = False) -> Iterator[Record]:
+        """Records with one of `statuses` (optionally one model's, with `segments` its segments'
+        too), newest first, read backwards only as far as the caller iterates."""
+        # Model names are plain tokens, so a record of `model` always contains its JSON string
+        # (a segment's, that string without its closing quote): lines without it are not even
+        # parsed. (Only an optimisation: matches are checked.)
         needle = json.dumps(model).encode() if model is not None else None
+        if needle is not None and segments:
+            needle = needle[:-1]
+        prefix = f"{model}:"
         for rec in _typed(self.newest_first(needle)):
-            if rec.status in statuses and (model is None or rec.model_name == model):
+            if rec.status in statuses and (model is None or rec.model_name == model
+                                           or segments and rec.model_name.startswith(prefix)):
                 yield rec
 
     def history(self, model: str | None = None, limit: int | None = 20,
-                statuses: Collection[Status] = HISTORY_STATUSES) -> list[Record]:
-        """History records (optionally one model's), newest first; `limit` 0 or None means all."""
+                statuses: Collection[Status] = HISTORY_STATUSES, segments: bool = False) -> list[Record]:
+        """History records (optionally one model's, or an entry's and its segments'), newest first;
+        `limit` 0 or None means all."""
         import itertools
 
-        return list(itertools.islice(self.events(model, statuses), limit or None))
+        return list(itertools.islice(self.events(model, statuses, segments), limit or None))
 
     # --- the folds, from summary.json plus the tail after the offset it covers -----------------
 

@@ -1,0 +1,54 @@
+"""Which segment each row of a parsed file belongs to, spelled as in the segment's name, and a
+segment's rows taken out of a file: discovery (segment_index.py) and the fit (datasets.read_frame)
+key the rows the same way. pandas and numpy are imported inside the functions."""
+from typing import TYPE_CHECKING, Any
+
+from ..core.segment_names import MISSING, SEPARATOR, encode_value
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def key_text(column: "pd.Series") -> Any:
+    """Each row's key value as the name spells it (core.segment_names.encode_value), as a numpy
+    object array: text as written (CSV key columns are read as text), other values as str() of
+    what pandas holds (a Parquet integer 42 is `42`), missing values `~NA`. Encoded once per
+    distinct value."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    encoded = [encode_value(v if isinstance(v, str) else str(v)) for v in uniques]
+    return np.array([*encoded, MISSING], dtype=object)[codes]  # code -1 (missing) takes the last
+
+
+def row_keys(frame: "pd.DataFrame", columns: tuple[str, ...]) -> Any:
+    """Each row's segment key (the name after `<entry>:`), as a numpy object array."""
+    keys = key_text(frame[columns[0]])
+    for column in columns[1:]:
+        keys = keys + SEPARATOR + key_text(frame[column])
+    return keys
+
+
+def groups(part: Any, columns: tuple[str, ...]) -> dict[str, Any] | None:
+    """{key: row positions} of a parsed file (a DataFrame or a pyarrow Table); None when the file
+    holds none of the key columns (a Hive-style partition: its folders say its segment)."""
+    import numpy as np
+    import pandas as pd
+
+    names = list(part.column_names) if hasattr(part, "column_names") else list(part.columns)
+    if not any(c in names for c in columns):
+        return None
+    keys_frame = part.select(list(columns)).to_pandas() if hasattr(part, "column_names") else part
+    codes, uniques = pd.factorize(row_keys(keys_frame, columns))
+    order = np.argsort(codes, kind="stable")
+    ends = np.cumsum(np.bincount(codes, minlength=len(uniques)))
+    starts = np.concatenate(([0], ends[:-1]))
+    return {str(k): order[a:b] for k, a, b in zip(uniques, starts.tolist(), ends.tolist())}
+
+
+def take(part: Any, rows: Any) -> Any:
+    """The rows at `rows` of a DataFrame or a pyarrow Table, as a new one."""
+    if hasattr(part, "column_names"):
+        return part.take(rows)
+    return part.iloc[rows]
