@@ -379,3 +379,24 @@ def test_a_seasonal_year_alarms_only_on_the_broken_month(project):
     assert {m for m, (_, perf) in alarms.items() if perf} == {9}, alarms
     hashes = [json.loads(p.read_text())["data_hash"] for p in (project.model_dir / "orders").glob("v*/metadata.json")]
     assert len(hashes) == len(set(hashes)) >= 10
+
+
+def test_a_flag_column_alone_is_a_feature_in_every_format(project):
+    """A bool column with no gap (CSV True/False, Parquet bool) failed every fit: SimpleImputer
+    refuses a bool array. With pandas' nullable boolean and gaps it trained."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"promo": rng.random(300) < 0.3, "x": rng.normal(size=300)})
+    frame["units"] = 3 * frame["promo"] + frame["x"] + rng.normal(size=300)
+    gaps = frame.assign(promo=frame["promo"].astype("boolean").mask(frame.index < 10))
+    frame.to_csv(project.root / "data" / "flag.csv", index=False)
+    frame.to_parquet(project.root / "data" / "flag.parquet", index=False)
+    gaps.to_parquet(project.root / "data" / "gaps.parquet", index=False)
+    model = {"target": "units", "task": "regression", "estimator": "sklearn.linear_model.Ridge", "features": ["promo"]}
+    project.write_config(base_config(**{name: dict(model, data_path=f"data/{name.replace('_', '.')}")
+                                        for name in ("flag_csv", "flag_parquet", "gaps_parquet")}))
+    done = project.run("check")
+    assert done.returncode == 0, done.stdout
+    for name in ("flag_csv", "flag_parquet", "gaps_parquet"):
+        pipeline = joblib.load(project.model_dir / name / "current" / "model.joblib")
+        with_promo, without = pipeline.predict(pd.DataFrame({"promo": [True, False]}))
+        assert 2.5 < with_promo - without < 3.5, name

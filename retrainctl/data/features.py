@@ -148,6 +148,7 @@ def transformers(plans, X):
                     by_type["numeric text"]))
     if by_type.get("categorical"):
         out.append(("cat", Pipeline([
+            ("values", AsObjects()),  # SimpleImputer refuses an all-bool column (a flag with no gap)
             ("impute", SimpleImputer(strategy="most_frequent")),
             ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=MAX_CATEGORIES,
                                      sparse_output=False)),
@@ -174,6 +175,25 @@ class ToNumeric(TransformerMixin, BaseEstimator):
         if all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
             return frame
         return frame.apply(pd.to_numeric, errors="coerce")
+
+    def get_feature_names_out(self, input_features=None):
+        return input_features
+
+
+class AsObjects(TransformerMixin, BaseEstimator):
+    """Categorical columns as Python objects, missing values as NaN: what SimpleImputer takes from
+    any column (a bool dtype, pandas' nullable `boolean` with NA, categories, text)."""
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        import numpy as np
+        import pandas as pd
+
+        frame = pd.DataFrame(X).astype(object)
+        return frame.where(frame.notna(), np.nan)
 
     def get_feature_names_out(self, input_features=None):
         return input_features
