@@ -398,5 +398,10 @@ def test_a_flag_column_alone_is_a_feature_in_every_format(project):
     assert done.returncode == 0, done.stdout
     for name in ("flag_csv", "flag_parquet", "gaps_parquet"):
         pipeline = joblib.load(project.model_dir / name / "current" / "model.joblib")
-        with_promo, without = pipeline.predict(pd.DataFrame({"promo": [True, False]}))
-        assert 2.5 < with_promo - without < 3.5, name
+        for promo in ([True, False], pd.array([True, False], dtype="boolean")):  # with or without gaps
+            with_promo, without = pipeline.predict(pd.DataFrame({"promo": promo}))
+            assert 2.5 < with_promo - without < 3.5, name
+        assert len(pipeline.predict(pd.DataFrame({"promo": pd.array([None, True], dtype="boolean")}))) == 2
+    from retrainctl.publish.tracking import serialization_format  # plain scikit-learn parts only
+
+    assert serialization_format(pipeline, pd.DataFrame({"promo": [True, False]}))[0] == "skops"

@@ -139,6 +139,8 @@ def transformers(plans, X):
             kind = "numeric"  # a number to the model; only the drift test leaves it out
         if kind == "numeric" and not pd.api.types.is_numeric_dtype(X[name]):
             kind = "numeric text"  # declared numeric, read as strings: parsed, the rest missing
+        if kind in ("numeric", "categorical") and pd.api.types.is_bool_dtype(X[name]):
+            kind = "flag"  # True/False (pandas' boolean: with gaps); SimpleImputer refuses a bool array
         by_type.setdefault(kind, []).append(name)
     out = []
     if by_type.get("numeric"):
@@ -148,11 +150,12 @@ def transformers(plans, X):
                     by_type["numeric text"]))
     if by_type.get("categorical"):
         out.append(("cat", Pipeline([
-            ("values", AsObjects()),  # SimpleImputer refuses an all-bool column (a flag with no gap)
             ("impute", SimpleImputer(strategy="most_frequent")),
             ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=MAX_CATEGORIES,
                                      sparse_output=False)),
         ]), by_type["categorical"]))
+    if by_type.get("flag"):  # missing is a value of its own where seen at fit; else it encodes as neither
+        out.append(("flag", OneHotEncoder(handle_unknown="ignore", sparse_output=False), by_type["flag"]))
     if by_type.get("datetime"):
         out.append(("date", Pipeline([("parts", DateParts()), ("impute", SimpleImputer(strategy="median",
                                                                                         keep_empty_features=True))]),
@@ -175,25 +178,6 @@ class ToNumeric(TransformerMixin, BaseEstimator):
         if all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes):
             return frame
         return frame.apply(pd.to_numeric, errors="coerce")
-
-    def get_feature_names_out(self, input_features=None):
-        return input_features
-
-
-class AsObjects(TransformerMixin, BaseEstimator):
-    """Categorical columns as Python objects, missing values as NaN: what SimpleImputer takes from
-    any column (a bool dtype, pandas' nullable `boolean` with NA, categories, text)."""
-
-    def fit(self, X, y=None):
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def transform(self, X):
-        import numpy as np
-        import pandas as pd
-
-        frame = pd.DataFrame(X).astype(object)
-        return frame.where(frame.notna(), np.nan)
 
     def get_feature_names_out(self, input_features=None):
         return input_features
