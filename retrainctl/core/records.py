@@ -223,9 +223,10 @@ class FitResult:
     champion_error: str | None = None
     sanity_problem: str | None = None
     worker: str | None = None  # the Dask worker that ran it
-    # The first training rows as the model reads them (a small DataFrame), for the MLflow
-    # signature; never stored with the model.
-    input_sample: Any = None
+    # The first training rows as the model reads them (a small DataFrame, pickled: unpickled
+    # only by the MLflow tracking process, so a run without MLflow never imports pandas to read
+    # a fit's result), for the MLflow signature; never stored with the model.
+    input_sample: bytes | None = None
 
 
 __all__ = ["Action", "DEFAULT_EVENTS", "candidate_key", "ErrorType", "FitResult", "HISTORY_STATUSES", "Held", "NotifyEvent",

@@ -9,6 +9,7 @@ imported inside the functions: importing this module is cheap.
 import importlib
 import io
 import os
+import pickle
 import platform
 import socket
 import time
@@ -322,7 +323,7 @@ def run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cham
         metadata["target_dtype"] = str(y.dtype)
     return FitResult(model_bytes=buf.getvalue(), score=candidate_score, data_hash=data_hash, metadata=metadata,
                      champion_score=champion_score, champion_error=champion_error, sanity_problem=sanity,
-                     input_sample=X_test.head(SIGNATURE_ROWS).copy())
+                     input_sample=pickle.dumps(X_test.head(SIGNATURE_ROWS), protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class _Laps:

@@ -6,6 +6,7 @@ hanging or unreachable tracking server costs bounded time and never a trained mo
 controller itself never imports mlflow (about a second) or prints what mlflow prints."""
 import logging
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,7 +144,7 @@ def log_training(config: Config, model: ModelConfig, mv: ModelVersion, result: F
 
 
 def _log_job(config: Config, uri: str, model: ModelConfig, mv: ModelVersion, trigger_type: str, outcome: str,
-             description: str, metrics: dict[str, Any], register: bool, sample: Any = None) -> dict[str, Any]:
+             description: str, metrics: dict[str, Any], register: bool, sample: bytes | None = None) -> dict[str, Any]:
     """The tracking process's job for logging store version `mv` as a run (and registering it)."""
     meta = mv.metadata
     kind = "estimator" if model.estimator else "trainer"
@@ -574,10 +575,11 @@ def _signature(job: dict[str, Any], model: Any) -> tuple[Any, Any]:
     registered later without them (a rollback to a version never registered) gets none."""
     from mlflow.models import infer_signature
 
-    sample = job.get("sample")
-    if sample is None:
+    raw = job.get("sample")
+    if raw is None:
         return None, None
     try:
+        sample = pickle.loads(raw)  # our own fit's bytes (FitResult.input_sample)
         return sample, infer_signature(sample, model.predict(sample))
     except Exception:  # a sample this model cannot predict: logged without a signature
         return None, None
