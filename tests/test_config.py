@@ -47,10 +47,13 @@ def test_search_order(tmp_path, monkeypatch):
 
 
 def test_no_config_anywhere(tmp_path, monkeypatch):
+    import retrainctl.config.load as load
+
     monkeypatch.chdir(tmp_path)
-    if os.path.exists("/etc/retrainctl/retrainctl.yaml"):
-        pytest.skip("a system-wide config is installed on this machine")
-    with pytest.raises(ConfigError, match=r"no config file: pass --config FILE, set \$RETRAINCTL_CONFIG"):
+    # The system-wide path moved into tmp_path: a config installed on this machine does not count.
+    monkeypatch.setattr(load, "SEARCH_PATH", ["./etc/retrainctl.yaml", str(tmp_path / "system" / "retrainctl.yaml")])
+    with pytest.raises(ConfigError, match=r"no config file: pass --config FILE, set \$RETRAINCTL_CONFIG, or "
+                                          r"create \./etc/retrainctl\.yaml or .*/system/retrainctl\.yaml$"):
         find_config(environ={})
 
 
