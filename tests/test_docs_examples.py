@@ -1,7 +1,7 @@
 """Every shell session shown in the docs is real: each indented block of README.md and docs/*.md
 that starts with `$ ` is run, in order, page by page, in a fresh copy of the bundled demo project
-(etc/retrainctl.yaml and data/raw, MLflow off to keep it quick; nothing the sessions print comes
-from MLflow), and what each command prints on stdout is compared with the lines shown under it.
+(etc/retrainctl.yaml and data/raw, MLflow off and smaller ensembles to keep it quick; nothing the
+sessions print comes from MLflow, and scores are masked), and what each command prints on stdout is compared with the lines shown under it.
 
 Conventions a page follows:
 - `$ COMMAND` lines run with bash in the project's root, `.venv/bin/retrainctl` and `retrainctl`
@@ -88,6 +88,9 @@ def demo(tmp_path):
         shutil.copy(REPO / "data" / "raw" / name, root / "data" / "raw")
     config = yaml.safe_load((root / "etc" / "retrainctl.yaml").read_text())
     config["mlflow"] = {"enabled": False}
+    # Smaller ensembles: the sessions show the same rows and words, and scores are masked.
+    config["models"]["iris"]["params"]["n_estimators"] = 10
+    config["models"]["housing"]["params"]["max_iter"] = 20
     (root / "etc" / "retrainctl.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     os.symlink(BIN.parent, root / ".venv")
     return root
