@@ -9,16 +9,16 @@ CONFIG ?= etc/retrainctl.yaml
 run: $(VENV)/.installed
 	$(BIN)/retrainctl --config $(CONFIG) check
 
-# Tests in parallel (pytest-xdist; tests that must not share a worker are grouped with
-# xdist_group), after the type checker. The Debian packages' install is timed on its own line.
+# Tests in parallel (pytest-xdist; what several tests share is made once, see made_once in
+# tests/conftest.py). The type checker and the import layers are tests too (test_types.py,
+# test_layers.py). The Debian packages' install is timed on its own line.
 TEST_WORKERS ?= 3
-test: system-deps $(VENV)/.test-installed typecheck
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=25 tests
+test: system-deps $(VENV)/.test-installed
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25 tests
 
-# The edit loop: the type checker and every test not marked slow (real servers, installs, fits
-# on every model).
-test-fast: $(VENV)/.test-installed typecheck
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" tests
+# The edit loop: every test not marked slow (real servers, installs, fits on every model).
+test-fast: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" tests
 
 typecheck: $(VENV)/.test-installed
 	$(BIN)/python -m mypy
@@ -49,7 +49,9 @@ $(VENV)/.installed: setup.py
 
 $(VENV)/.test-installed: setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dask]'
+	@# Byte-compiled afterwards on both cores: pip compiles one file at a time (11 s more).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e '.[test,dask]'
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 	touch $(VENV)/.installed $@
 
 # Sixteen models on a two-worker local Dask cluster against executor: local, max_parallel: 1.
@@ -66,6 +68,9 @@ PREFIX         ?= /opt/retrainctl
 DESTDIR        ?=
 # The system interpreter: a pyenv or home-directory Python is unreadable to the service user.
 INSTALL_PYTHON ?= /usr/bin/python3
+# Extra pip options for the installed venv (the tests' staged installs pass --no-compile: byte-
+# compiling every dependency costs 15 s of CPU that a throw-away tree never earns back).
+INSTALL_PIP_FLAGS ?=
 ETCDIR         := /etc/retrainctl
 VARDIR         := /var/lib/retrainctl
 UNITDIR        := /etc/systemd/system
@@ -90,7 +95,7 @@ install-venv:
 	test -x $(IVENV)/bin/python || $(INSTALL_PYTHON) -m venv $(IVENV)
 	@# A stale build/ folder would put deleted modules into the wheel.
 	rm -rf build
-	$(IVENV)/bin/python -m pip install --quiet .
+	$(IVENV)/bin/python -m pip install --quiet $(INSTALL_PIP_FLAGS) .
 	@# pip wrote $(DESTDIR) into the scripts' #! lines; point them at the final location.
 	if [ -n "$(DESTDIR)" ]; then \
 	  grep -lIr -- '$(IVENV)' $(IVENV)/bin $(IVENV)/pyvenv.cfg | xargs -r sed -i 's|$(IVENV)|$(PREFIX)/venv|g'; \
