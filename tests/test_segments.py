@@ -185,7 +185,7 @@ def test_fits_share_a_process_and_one_that_kills_it_fails_alone(project):
     models = {name: dict(IRIS, estimator=None, trainer=f"tests.slowfit:{how}")
               for name, how in (("a", "fit"), ("b", "exit_hard"), ("c", "fit"), ("d", "fit"))}
     project.write_config(base_config(**models))
-    result = project.run("check", "--json")
+    result = project.run("check", "--json", env={"PYTHONPATH": str(REPO)})  # the trainers of tests/slowfit.py
     assert result.returncode == 1, result.stderr
     outcomes = {m["model_name"]: m for m in json.loads(result.stdout)["models"]}
     assert [outcomes[n]["failed"] for n in "abcd"] == [False, True, False, False]
