@@ -406,9 +406,24 @@ main.command("pause")(_pause_command(True))
 main.command("resume")(_pause_command(False))
 
 
+class VersionType(click.ParamType):
+    """A store version as the tables show it (`v3`) or as a number (`3`)."""
+
+    name = "version"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        digits = text[1:] if text[:1] in ("v", "V") else text
+        if not digits.isdecimal() or int(digits) < 1:
+            self.fail(f"expected a version such as 3 or v3, got {value!r}", param, ctx)
+        return int(digits)
+
+
 @main.command()
 @model_argument
-@click.option("--to", "to", type=click.IntRange(min=1), metavar="VERSION", help="Version number to make current.")
+@click.option("--to", "to", type=VersionType(), metavar="VERSION", help="Version to make current: 3 or v3.")
 @json_option
 @pass_ctx
 @exports_metrics

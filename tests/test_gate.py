@@ -129,8 +129,13 @@ def test_rollback_previous_to_and_errors(trained):
     missing = project.run("rollback", "iris", "--to", "9")
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1] == "Error: iris: version 9 does not exist (available: v1, v2, v3)"
-    same = project.run("rollback", "iris", "--to", "3")
+    same = project.run("rollback", "iris", "--to", "v3")  # as the tables write it
     assert same.returncode == 2 and same.stderr.strip().endswith("Error: iris: v3 is already current")
+    for bad in ("v", "x3", "0", "-1", "v1.5"):
+        wrong = project.cli("rollback", "iris", "--to", bad)
+        assert wrong.exit_code == 2
+        assert wrong.stderr.splitlines()[-1] == (f"Error: Invalid value for '--to': expected a version such as 3 "
+                                                 f"or v3, got {bad!r}")
     unknown = project.run("rollback", "irs")
     assert unknown.returncode == 2 and "model 'irs' is not configured" in unknown.stderr
     assert "did you mean 'iris'?" in unknown.stderr
