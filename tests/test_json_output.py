@@ -181,7 +181,7 @@ def test_an_unknown_model_is_a_json_error_exit_2(trained):
     (["history", "--json", "--bogus"], "No such option '--bogus'."),
     (["rollback", "--json"], "Missing argument 'MODEL'."),
     (["history", "--limit", "x", "--json"], "Invalid value for '--limit': 'x' is not a valid integer range."),
-    (["rollback", "iris", "--to", "0", "--json"], "Invalid value for '--to': 0 is not in the range x>=1."),
+    (["rollback", "iris", "--to", "0", "--json"], "Invalid value for '--to': expected a version such as 3 or v3, got '0'"),
     (["stauts", "--json"], "No such command 'stauts'. Did you mean 'status'?"),
     (["config", "--json"], "No such option '--json'."),
     (["--log-format", "xml", "status", "--json"],
