@@ -209,3 +209,70 @@ def test_rollback_reads_the_log_backwards_only_as_far_as_it_needs(project, monke
     assert out.exit_code == 0, out.output
     assert out.stdout.startswith("iris: rolled back from v2 to v1 by ")
     assert parsed and not [line for line in parsed if b'"skipped"' in line]  # stopped at v1's success record
+
+
+# --- skill: a candidate no better than a constant prediction ----------------------------------------
+
+
+def test_skill_is_the_share_of_a_constant_predictions_loss_removed():
+    assert triggers.skill(0.9, 0.5, True) == pytest.approx(0.8)  # accuracy: loss 0.1 against 0.5
+    assert triggers.skill(0.6, 0.0, True) == pytest.approx(0.6)  # r2
+    assert triggers.skill(2.0, 4.0, False) == pytest.approx(0.5)  # mae
+    assert triggers.skill(5.0, 4.0, False) == pytest.approx(-0.25)
+    assert triggers.skill(1.0, 1.0, True) is None and triggers.skill(0.9, None, True) is None  # constant target
+    live = (0.61, 0.0, 1e-9)
+    assert triggers.skill_problem((0.01, 0.0, 0.3), live, True, "r2", 3) == (
+        "no better than a constant prediction: candidate r2 0.01 vs 0 for predicting the same value for every "
+        "row, where v3 scored 0.61 vs 0 at its training (are the labels shuffled or misaligned?)")
+    assert triggers.skill_problem((0.3, 0.0, 0.2), live, True, "r2", 3) is not None  # large, but by chance
+    assert triggers.skill_problem((0.01, 0.0, 1e-6), live, True, "r2", 3) is not None  # real, but negligible
+    assert triggers.skill_problem((0.2, 0.0, 1e-6), live, True, "r2", 3) is None  # has some skill
+    assert triggers.skill_problem((0.01, 0.0, 0.3), (0.1, 0.0, 1e-9), True, "r2", 3) is None  # the live one had little
+    assert triggers.skill_problem((0.01, 0.0, 0.3), (0.61, 0.0, 0.05), True, "r2", 3) is None  # ... or by chance
+    assert triggers.skill_problem((0.01, 0.0, 0.3), (0.61, None, None), True, "r2", 3) is None  # stored before 0.3
+    assert triggers.skill_problem((0.01, 0.0, 0.3), None, True, "r2") is None  # nothing live
+    no_skill = triggers.skill_problem((0.01, 0.0, 0.3), live, True, "r2", 3)
+    assert not triggers.gate(0.01, 0.0, True, 0.02, no_skill=no_skill).promote
+    assert triggers.gate(0.01, 0.0, True, 0.02, no_skill=no_skill, force=True).reason == "forced by operator (--force)"
+    assert triggers.gate(0.01, None, True, 0.02, has_champion=False, no_skill=None).promote
+
+
+def shuffle_labels(path, column, seed=0):
+    import numpy as np
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    df[column] = df[column].to_numpy()[np.random.default_rng(seed).permutation(len(df))]
+    df.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize("name,target", [("housing", "median_house_value"), ("iris", "Species")])
+def test_a_model_trained_on_shuffled_labels_is_not_promoted_over_one_that_learnt(trained, name, target):
+    """An export that shuffles the labels: the candidate and the live model are both near a
+    constant prediction on the new holdout, so neither is "worse"; the candidate is rejected
+    because it learnt nothing where the live model had. --force still promotes it."""
+    project = trained
+    shuffle_labels(project.data(name), target)
+    out = project.run("check", name, "--json")
+    assert out.returncode == 0, out.stderr
+    record = last(project, name)
+    assert (record["trigger_type"], record["status"], record["version"]) == ("data_change", "rejected", 2)
+    assert "no better than a constant prediction: candidate " in record["description"], record["description"]
+    assert "where v1 scored " in record["description"] and "(are the labels shuffled or misaligned?)" in record["description"]
+    assert project.current_version(name) == 1
+    meta = json.loads((project.model_dir / name / "v2" / "metadata.json").read_text())
+    assert triggers.has_skill((meta["score"], meta["constant_score"], meta["constant_p"]), True,
+                              triggers.NO_SKILL) is False
+
+    forced = project.run("train", name, "--force")
+    assert forced.returncode == 0 and forced.stdout.startswith(f"{name}: promoted v3"), forced.stdout + forced.stderr
+
+
+def test_the_first_model_has_nothing_to_lose_to_a_constant(project):
+    """No live model: a model trained on shuffled labels is promoted as before (nothing to
+    compare with), and its skill is recorded."""
+    shuffle_labels(project.data("iris"), "Species")
+    assert project.run("train", "iris").returncode == 0
+    assert project.current_version("iris") == 1
+    meta = json.loads((project.model_dir / "iris" / "v1" / "metadata.json").read_text())
+    assert 0.25 < meta["constant_score"] < 0.45 and meta["constant_p"] > triggers.SKILL_ALPHA

@@ -251,6 +251,57 @@ def degradation(baseline: float, current: float, higher_is_better: bool) -> floa
     return diff / abs(baseline) if baseline else diff
 
 
+# A model "has skill" when it removes at least NO_SKILL of a constant prediction's loss on its
+# holdout (core.decide.skill) and its row losses are lower than the constant's at SKILL_ALPHA
+# (fit.task.beats_constant_p). A live model that had skill, at least LIVE_SKILL, at its training
+# is not replaced by a candidate without (labels shuffled or misaligned by an export, say).
+NO_SKILL = 0.05
+LIVE_SKILL = 0.2
+SKILL_ALPHA = 0.01
+
+
+def skill(score: float | None, constant: float | None, higher_is_better: bool) -> float | None:
+    """The share of a constant prediction's loss that a model removes on the same rows: 1 for a
+    perfect model, 0 for one no better than always predicting the training labels' mean (or
+    median, or most frequent class), negative for a worse one. The loss is 1 - score for a
+    score where higher is better (accuracy, f1, r2), else the score itself (mae, rmse). None
+    when either score is missing or the constant's loss is 0 (a constant target)."""
+    if score is None or constant is None:
+        return None
+    loss, constant_loss = ((1 - score, 1 - constant) if higher_is_better else (score, constant))
+    if constant_loss <= 0:
+        return None
+    return 1 - loss / constant_loss
+
+
+Skill = tuple[float | None, float | None, float | None]  # (score, constant_score, constant_p)
+
+
+def has_skill(result: Skill, higher_is_better: bool, at_least: float) -> bool | None:
+    """Whether a model removed at least `at_least` of a constant prediction's loss on its holdout,
+    significantly (p below SKILL_ALPHA); None when that was not recorded."""
+    score, constant, p = result
+    share = skill(score, constant, higher_is_better)
+    if share is None or p is None:
+        return None
+    return share >= at_least and p < SKILL_ALPHA
+
+
+def skill_problem(candidate: Skill, live: Skill | None, higher_is_better: bool, metric: str,
+                  live_version: int | None = None) -> str | None:
+    """Why a candidate must not replace a live model that had skill: it has none. `candidate` and
+    `live` are (score, constant_score, constant_p), each on its own holdout (the live one from its
+    training); None when the live model had no skill or did not record it (stored before 0.3)."""
+    if live is None or has_skill(live, higher_is_better, LIVE_SKILL) is not True:
+        return None
+    if has_skill(candidate, higher_is_better, NO_SKILL) is not False:
+        return None
+    (score, constant, _), (live_score, live_constant, _) = candidate, live
+    return (f"no better than a constant prediction: candidate {metric} {score:.4g} vs {constant:.4g} for "
+            f"predicting the same value for every row, where v{live_version} scored {live_score:.4g} vs "
+            f"{live_constant:.4g} at its training (are the labels shuffled or misaligned?)")
+
+
 @dataclass(frozen=True)
 class GateResult:
     promote: bool
@@ -258,9 +309,12 @@ class GateResult:
 
 
 def gate(candidate_score: float, champion_score: float | None, higher_is_better: bool, tolerance: float,
-         sanity_problem: str | None = None, force: bool = False, has_champion: bool = True) -> GateResult:
-    """Promote a candidate only if it is sane and not worse than the champion on the same
-    holdout rows by more than `tolerance` (relative)."""
+         sanity_problem: str | None = None, force: bool = False, has_champion: bool = True,
+         no_skill: str | None = None) -> GateResult:
+    """Promote a candidate only if it is sane, not worse than the champion on the same holdout
+    rows by more than `tolerance` (relative), and has skill where the live model had some
+    (`no_skill`: skill_problem's answer; a candidate and a champion both near a constant
+    prediction on rows whose labels are noise are "not worse" than each other)."""
     if force:
         why = "forced by operator (--force)"
         if sanity_problem:
@@ -271,10 +325,14 @@ def gate(candidate_score: float, champion_score: float | None, higher_is_better:
     if not has_champion:
         return GateResult(True, "nothing to compare with")
     if champion_score is None:
+        if no_skill:
+            return GateResult(False, no_skill)
         return GateResult(True, "current model could not be scored on the holdout")
     worse = degradation(champion_score, candidate_score, higher_is_better)
     verdict = (f"candidate {candidate_score:.4g} vs current {champion_score:.4g} on the same holdout"
                f" (tolerance {tolerance:g})")
     if worse > tolerance:
         return GateResult(False, f"worse than the current model: {verdict}")
+    if no_skill:  # not worse on these rows, but these rows may be noise to both (shuffled labels)
+        return GateResult(False, f"{no_skill}; {verdict}")
     return GateResult(True, verdict)

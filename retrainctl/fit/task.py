@@ -262,6 +262,9 @@ def run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cham
     pred = model.predict(X_test)
     sanity = sanity_problem(spec.task, model, pred, y_test, X_test)
     candidate_score = score(spec.metric, y_test, pred)
+    constant = constant_prediction(spec, y_train, len(y_test))
+    constant_score = score(spec.metric, y_test, constant)
+    constant_p = beats_constant_p(spec.metric, y_test, pred, constant)
     from ..core.quality import combined_spread, metric_sample, period_spread
 
     # What the performance test needs of the holdout score: it is a sample too, and (in time
@@ -298,6 +301,9 @@ def run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cham
         "task": spec.task,
         "metric": spec.metric,
         "score": candidate_score,
+        # a constant prediction's score on the same holdout: the promotion gate's skill bar
+        "constant_score": constant_score,
+        "constant_p": constant_p,  # one-sided p-value that the model's row losses are lower
         # what the performance test needs of the holdout score: it is a sample too
         "baseline": baseline,
         "estimator": spec.estimator or spec.trainer,
@@ -403,6 +409,45 @@ def reference_stats(X: Any) -> dict[str, Any]:
             out[str(column)] = {"kind": "categorical", "layout": LAYOUT, "categories": categories, "counts": counts,
                                 "missing": n - len(labels), "n": n}
     return out
+
+
+def constant_prediction(spec: TrainingSpec, y_train: Any, rows: int) -> Any:
+    """What a model without skill predicts for `rows` rows: the training labels' most frequent
+    class, their median (for mae) or their mean: the bar a model must clear to have learnt
+    anything (core.decide.skill)."""
+    import numpy as np
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    if spec.task == "classification":
+        dummy: Any = DummyClassifier(strategy="most_frequent")
+    else:
+        dummy = DummyRegressor(strategy="median" if spec.metric == "mae" else "mean")
+    dummy.fit(np.zeros((len(y_train), 1)), y_train)
+    return dummy.predict(np.zeros((rows, 1)))
+
+
+def beats_constant_p(metric: str, y_true: Any, pred: Any, constant: Any) -> float:
+    """One-sided p-value of "the model's loss per holdout row is lower than the constant
+    prediction's": an exact sign test on the rows only one of the two gets right (McNemar) for a
+    classifier, a Wilcoxon signed-rank test of the differences of absolute (mae) or squared
+    errors for a regressor. 1.0 when the two never differ."""
+    import numpy as np
+    from scipy import stats
+
+    if metric in ("accuracy", "f1_macro"):
+        truth = np.asarray(y_true).astype(str)
+        right, constant_right = np.asarray(pred).astype(str) == truth, np.asarray(constant).astype(str) == truth
+        wins, losses = int(np.sum(right & ~constant_right)), int(np.sum(constant_right & ~right))
+        if wins + losses == 0:
+            return 1.0
+        return float(stats.binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
+    y = np.asarray(y_true, dtype=float)
+    loss = np.abs if metric == "mae" else np.square
+    diff = loss(y - np.asarray(constant, dtype=float)) - loss(y - np.asarray(pred, dtype=float))
+    diff = diff[np.isfinite(diff) & (diff != 0)]
+    if diff.size == 0:
+        return 1.0
+    return float(stats.wilcoxon(diff, alternative="greater").pvalue)
 
 
 def sanity_problem(task: str, model: Any, pred: Any, y_test: Any, X_test: Any) -> str | None:

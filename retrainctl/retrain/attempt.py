@@ -266,9 +266,16 @@ class Attempts:
         for warning in result.metadata.get("column_warnings", ()):
             log.warning("%s: %s", model.name, warning)
         champion, champion_bytes = job.champion, job.champion_bytes
+        def skill_of(meta: dict) -> decide.Skill:
+            return meta.get("score"), meta.get("constant_score"), meta.get("constant_p")
+
+        live = skill_of(champion.metadata) if champion is not None and champion_bytes is not None else None
+        no_skill = decide.skill_problem(skill_of(dict(result.metadata, score=result.score)), live,
+                                        model.higher_is_better, model.metric,
+                                        champion.version if champion is not None else None)
         verdict = decide.gate(result.score, result.champion_score, model.higher_is_better,
                                 policy.promotion_tolerance, result.sanity_problem, force=force,
-                                has_champion=champion_bytes is not None)
+                                has_champion=champion_bytes is not None, no_skill=no_skill)
         meta = dict(result.metadata, trained_at=utcnow_iso(self.clock()), trained_at_ts=self.clock(),
                     trigger_type=job.trigger_type, attempt_id=job.attempt_id, model_name=model.name,
                     promoted=verdict.promote, config_hash=job.claim.obs.config_hash,
