@@ -17,6 +17,10 @@ retrained on every month so far is checked on the next month's labelled rows, wi
 random` and `holdout: latest`; every alarm in a month without a break is false, and the
 broken month (prices jump, the price effect flips) must be caught.
 
+A third table measures the promotion gate against a live model that learnt something: candidates
+trained on shuffled labels must be rejected, retrains on new rows of the same population must not
+be rejected for want of skill (gate_rates).
+
 Each sample goes through the functions `check` and `status` use, minus reading the file and the
 cache: evaluation.score_rows (what _score runs on an eval file's bytes) and
 evaluation.drift_tests (what _drift runs on a drift file's bytes), then quality's verdicts with the
@@ -197,7 +201,7 @@ def main(argv=None):
     print("| measured | rate | target | |")
     print("| --- | --- | --- | --- |")
     for name, rate, op, target in gate_rates(model, data.drop(columns=[CONSTANT])):
-        ok = rate is None or (rate <= target if op == "<=" else rate >= target)
+        ok = target is None or (rate <= target if op == "<=" else rate >= target)
         missed += not ok and target is not None
         verdict = ("PASS" if ok else "MISS") if target is not None else "(for comparison)"
         print(f"| {name} | {rate:.1%} | {op + ' ' + format(target, '.0%') if target is not None else '-'} | {verdict} |")
