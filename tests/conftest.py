@@ -254,6 +254,22 @@ def staged_install(root):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def copy_install(installed, dest):
+    """A copy of the staged install that a test may change: the venv's files hard-linked (1 s
+    instead of copying 1 GB; pip and `sed -i` replace a file rather than write into it, so the
+    shared tree is never touched), everything else (config, data, units) copied."""
+    venv = os.path.join(str(installed), "opt", "retrainctl", "venv") + os.sep
+
+    def link_or_copy(src, dst):
+        if src.startswith(venv):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(installed, dest, symlinks=True, copy_function=link_or_copy)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory):
     """`make install DESTDIR=<tmp>`, once per run (it builds a venv: about 25 s of CPU, without byte-compiling). The

@@ -2,12 +2,11 @@
 script sets; model names come from the config (--config, else the usual lookup), and a config
 that cannot be read gives no completions and no error. `make install` installs the bash script."""
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from conftest import BIN, REPO, RETRAINCTL
+from conftest import BIN, REPO, RETRAINCTL, copy_install
 
 BOTH = "plain,iris\nplain,housing\n"
 
@@ -87,7 +86,7 @@ def test_make_install_installs_the_bash_completion(installed, project, tmp_path)
     assert bash_completions(script, f"retrainctl --config {project.config_path} history --model h", BIN) == ["housing"]
 
     root = tmp_path / "root"
-    shutil.copytree(installed, root, symlinks=True)
+    copy_install(installed, root)
     done = subprocess.run(["make", "-C", str(REPO), "uninstall", f"DESTDIR={root}"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

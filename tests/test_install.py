@@ -1,12 +1,11 @@
 """`make install` / `make uninstall` into a temporary DESTDIR: the venv, the config (never
 overwritten), the demo data and the units; uninstall keeps config, data, state and models."""
 import os
-import shutil
 import subprocess
 
 import yaml
 
-from conftest import REPO
+from conftest import REPO, copy_install
 from retrainctl import __version__
 
 PREFIX = "opt/retrainctl"
@@ -100,7 +99,7 @@ def test_install_config_never_overwrites(tmp_path):
 
 def test_reinstall_then_uninstall_keeps_config_data_state_and_models(installed, tmp_path):
     root = tmp_path / "root"
-    shutil.copytree(installed, root, symlinks=True)
+    copy_install(installed, root)
     (root / CONFIG).write_text((root / CONFIG).read_text().replace("check_interval: 300", "check_interval: 60"))
     (root / VAR / "data/raw/iris.csv").write_text("operator data\n")
     kept = {CONFIG: (root / CONFIG).read_text(), f"{VAR}/data/raw/iris.csv": "operator data\n",
