@@ -63,10 +63,7 @@ def train(model, frame):
 
     import joblib
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "train.csv")
-        frame.to_csv(path, index=False)
-        result = run_task(model.training_spec(), path, None)
+    result = fit(model, frame)
     return joblib.load(io.BytesIO(result.model_bytes)), result.metadata
 
 
@@ -240,7 +237,8 @@ def gate_rates(model, data):
             shuffled = new_rows.assign(**{m.target: new_rows[m.target].to_numpy()[rng.permutation(len(new_rows))]})
             for candidate_rows, noise in ((shuffled, True), (new_rows, False)):
                 cand = fit(m, candidate_rows, live.model_bytes)
-                no_skill = triggers.skill_problem(skill_of(cand.metadata), skill_of(live.metadata), higher, m.metric, 1)
+                no_skill = triggers.skill_problem(triggers.skill_of(cand.metadata), triggers.skill_of(live.metadata),
+                                                  higher, m.metric, 1)
                 verdict = triggers.gate(cand.score, cand.champion_score, higher, tolerance, cand.sanity_problem,
                                         no_skill=no_skill)
                 if noise:
@@ -254,10 +252,6 @@ def gate_rates(model, data):
                  (f"{label}: a retrain on new rows of the same population rejected for no skill",
                   wrongly / GATE_SEEDS, "<=", MAX_FALSE_ALARMS)]
     return rows
-
-
-def skill_of(meta):
-    return meta["score"], meta.get("constant_score"), meta.get("constant_p")
 
 
 def fit(model, frame, champion_bytes=None):

@@ -277,6 +277,11 @@ def skill(score: float | None, constant: float | None, higher_is_better: bool) -
 Skill = tuple[float | None, float | None, float | None]  # (score, constant_score, constant_p)
 
 
+def skill_of(metadata: dict[str, Any]) -> Skill:
+    """A version's (score, constant_score, constant_p), from its metadata.json (or a fit's)."""
+    return metadata.get("score"), metadata.get("constant_score"), metadata.get("constant_p")
+
+
 def has_skill(result: Skill, higher_is_better: bool, at_least: float) -> bool | None:
     """Whether a model removed at least `at_least` of a constant prediction's loss on its holdout,
     significantly (p below SKILL_ALPHA); None when that was not recorded."""

@@ -266,16 +266,13 @@ class Attempts:
         for warning in result.metadata.get("column_warnings", ()):
             log.warning("%s: %s", model.name, warning)
         champion, champion_bytes = job.champion, job.champion_bytes
-        def skill_of(meta: dict) -> decide.Skill:
-            return meta.get("score"), meta.get("constant_score"), meta.get("constant_p")
-
         # Only on a random holdout, whose rows come from the training rows' own population: there
         # a model that learnt anything scores above a constant, so none means nothing learnable
         # (shuffled labels). With `holdout: latest` the newest period may be a new regime that one
         # period of training data cannot teach yet, and its candidate still beats the live model.
-        live = (skill_of(champion.metadata) if champion is not None and champion_bytes is not None
+        live = (decide.skill_of(champion.metadata) if champion is not None and champion_bytes is not None
                 and policy.holdout == "random" else None)
-        no_skill = decide.skill_problem(skill_of(dict(result.metadata, score=result.score)), live,
+        no_skill = decide.skill_problem(decide.skill_of(result.metadata), live,
                                         model.higher_is_better, model.metric,
                                         champion.version if champion is not None else None)
         verdict = decide.gate(result.score, result.champion_score, model.higher_is_better,
