@@ -1,11 +1,13 @@
 """events.jsonl, the state log: records appended whole under its lock (or not at all), read
 forward, backward or folded, rotated by renaming whole segments. The folds are cached in
 summary.json (summary.py), so a reader folds only the tail."""
+import copy
 import errno
 import json
 import logging
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 from ..base import faults
@@ -42,6 +44,7 @@ class StateLog:
         self.lock_timeout = lock_timeout
         self.rotate_bytes = rotate_bytes
         self._lock: Any = None
+        self._memo: _Memo | None = None  # the folds as last read (folds())
 
     @property
     def lock(self) -> Any:
@@ -163,41 +166,71 @@ class StateLog:
         covers. A fold whose section is missing or of another format is rebuilt from the start
         (the others carry on from the offset); the whole summary is rebuilt when it is missing or
         stale (another log file, log shorter than its offset, or the bytes before its offset
-        differ). It is rewritten when rebuilt or when the tail has grown past SUMMARY_REFRESH bytes."""
+        differ). It is rewritten when rebuilt or when the tail has grown past SUMMARY_REFRESH bytes.
+
+        Within one command (one StateLog) the folds are kept in memory and only the records
+        appended since the last call are read and folded: a check that records ten thousand
+        segments does not read the summary ten thousand times. The records a caller got are
+        never changed afterwards (a model's record is copied before a newer line is folded in)."""
         fh, st = self._open()
         try:
-            cached = summary.load(self.summary_path, fh, st, FOLDS)
-            if cached is None:
-                cached = summary.Cached(0, 0, [], {}, fresh=True)
-            folded = {f.name: cached.folds.get(f.name, {}) for f in FOLDS}
-            stale = [f for f in FOLDS if f.name not in cached.folds]
-            segment_names = cached.segments
-            if stale:
-                paths = self._rotated(st)
-                for path in paths:
-                    _fold(self._records(path), stale, folded)
-                if cached.fresh:
-                    segment_names = [os.path.basename(p) for p in paths]
-            start = cached.offset
-            end, lineno, last, torn = start, cached.lines, None, None
-            if fh is not None:
-                # A stale fold reads the current segment from its start, the others only its tail.
-                begin, first = (0, 0) if stale else (start, cached.lines)
-                for ev, n, pos, line, terminated in segments.scan(fh, self.path, begin, first):
-                    if not terminated:
-                        torn = ev
-                        break
-                    if ev is not None:
-                        _fold((ev,), FOLDS if pos > start else stale, folded)
-                    end, lineno, last = pos, n, line
-            if st is not None and (stale or end - start >= SUMMARY_REFRESH):
-                self._write_summary(st, end, lineno, last, segment_names, folded)
-            if torn is not None:  # seen, like any complete record, but never cached: it may be cut
-                _fold((torn,), FOLDS, folded)
-            return folded
+            if fh is None or st is None:
+                return self._load(None, None).folded
+            memo = self._memo
+            if memo is None or not memo.describes(fh, st):
+                memo = self._memo = self._load(fh, st)
+            torn = None
+            for ev, n, pos, line, terminated in segments.scan(fh, self.path, memo.end, memo.lines):
+                if not terminated:
+                    torn = ev
+                    break
+                if ev is not None:
+                    _fold((ev,), FOLDS, memo.folded, copy_first=True)
+                memo.end, memo.lines, memo.last = pos, n, line
+            memo.seal(fh)
+            if memo.end - memo.summarized >= SUMMARY_REFRESH:
+                self._write_summary(st, memo.end, memo.lines, memo.last, memo.segment_names, memo.folded)
+                memo.summarized = memo.end
+            out = {name: dict(models) for name, models in memo.folded.items()}
+            if torn is not None:  # seen, like any complete record, but never kept: it may be cut
+                _fold((torn,), FOLDS, out, copy_first=True)
+            return out
         finally:
             if fh is not None:
                 fh.close()
+
+    def _load(self, fh: IO[bytes] | None, st: os.stat_result | None) -> "_Memo":
+        """The folds up to the last whole line of the open segment `fh` (stat `st`), from
+        summary.json and the rotated segments where needed, as described in folds()."""
+        cached = summary.load(self.summary_path, fh, st, FOLDS)
+        if cached is None:
+            cached = summary.Cached(0, 0, [], {}, fresh=True)
+        folded = {f.name: cached.folds.get(f.name, {}) for f in FOLDS}
+        stale = [f for f in FOLDS if f.name not in cached.folds]
+        segment_names = cached.segments
+        if stale:
+            paths = self._rotated(st)
+            for path in paths:
+                _fold(self._records(path), stale, folded)
+            if cached.fresh:
+                segment_names = [os.path.basename(p) for p in paths]
+        start = cached.offset
+        end, lineno, last = start, cached.lines, None
+        if fh is not None and stale:  # a stale fold reads the current segment from its start, the others its tail
+            for ev, n, pos, line, terminated in segments.scan(fh, self.path, 0, 0):
+                if pos > start or not terminated:
+                    break
+                if ev is not None:
+                    _fold((ev,), stale, folded)
+                end, lineno, last = pos, n, line
+        memo = _Memo(st.st_dev if st else 0, st.st_ino if st else 0, end, lineno, last, segment_names, folded,
+                     summarized=start)
+        if fh is not None:
+            memo.seal(fh)
+        if st is not None and stale:
+            self._write_summary(st, end, lineno, last, segment_names, folded)
+            memo.summarized = end
+        return memo
 
     def _write_summary(self, st: os.stat_result, offset: int, lines: int, last_line: bytes | None,
                        segment_names: list[str], folded: dict[str, dict[str, Any]]) -> None:
@@ -336,11 +369,47 @@ def _typed(lines: Iterable[dict[str, Any]]) -> Iterator[Record]:
             yield rec
 
 
-def _fold(lines: Iterable[dict[str, Any]], folds: Iterable[Fold], folded: dict[str, dict[str, Any]]) -> None:
+def _fold(lines: Iterable[dict[str, Any]], folds: Iterable[Fold], folded: dict[str, dict[str, Any]],
+          copy_first: bool = False) -> None:
+    """Fold `lines` into `folded`; `copy_first`: replace a model's record by a copy before
+    changing it, as a caller may hold the record (StateLog.folds)."""
     folds = tuple(folds)
     for rec in _typed(lines):
         for f in folds:
-            f.fold((rec,), folded[f.name])
+            models = folded[f.name]
+            if copy_first and rec.model_name in models:
+                models[rec.model_name] = copy.deepcopy(models[rec.model_name])
+            f.fold((rec,), models)
+
+
+@dataclass
+class _Memo:
+    """The folds of one StateLog up to byte `end` of the current segment (dev, ino), where the line
+    `last` ends (None: not read by this process); `summarized`: the offset summary.json covers;
+    `before_end`: the bytes just before `end`, to see that the folded part is still there."""
+
+    dev: int
+    ino: int
+    end: int
+    lines: int
+    last: bytes | None
+    segment_names: list[str]
+    folded: dict[str, dict[str, Any]]
+    summarized: int = 0
+    before_end: bytes = b""
+
+    def seal(self, fh: IO[bytes]) -> None:
+        self.before_end = self._before_end(fh)
+
+    def _before_end(self, fh: IO[bytes]) -> bytes:
+        size = min(self.end, 256)
+        return os.pread(fh.fileno(), size, self.end - size) if size else b""
+
+    def describes(self, fh: IO[bytes], st: os.stat_result) -> bool:
+        """Whether the open segment is still the one folded, grown or not, ending the same way."""
+        if (st.st_dev, st.st_ino) != (self.dev, self.ino) or st.st_size < self.end:
+            return False
+        return self._before_end(fh) == self.before_end
 
 
 def _write_whole(fd: int, data: bytes) -> None:
