@@ -12,7 +12,7 @@ from . import schemas
 from .base.version import __version__
 
 from .base import logsetup
-from .base.errors import RetrainctlError
+from .base.errors import RetrainctlError, UsageError
 
 log = logging.getLogger("retrainctl")
 
@@ -245,7 +245,6 @@ def check(obj, models, dry_run, every, as_json):
     Exit codes: 0 done (nothing due, or every due retrain finished); 1 a retrain or data file
     failed; 2 usage or config error; 3 with --dry-run, at least one model is due."""
     from .commands.check import check as run_check
-    from .core.outcomes import check_counts
 
     report = run_check(obj.config(), models, dry_run=dry_run)
     obj.observed = report.observed
@@ -253,17 +252,26 @@ def check(obj, models, dry_run, every, as_json):
         _emit_json("check", {"dry_run": dry_run, "exit_code": report.exit_code,
                              "models": [o.to_dict() for o in report.outcomes]})
     else:
-        counts = [] if every else check_counts(report.outcomes)
-        # a segment is listed when it failed, or is due in a dry run (the answer to "what would train?")
-        shown = [o for o in report.outcomes if not counts or ":" not in o.model_name or o.failed
-                 or (dry_run and o.due)]
-        if shown or not counts:
-            click.echo(_table(["MODEL", "DUE", "WHY", "ACTION", "RESULT"],
-                              [[o.model_name, _due(o.due, o.held), _why(o.reasons, o.note, o.alert), o.action,
-                                o.result] for o in shown]))
-        if counts:
-            click.echo(("\n" if shown else "") + _entries(counts, "trained"))
+        _outcomes(report.outcomes, every, dry_run)
     sys.exit(report.exit_code)
+
+
+def _outcomes(outcomes, every, dry_run=False):
+    """The table of a check's (or a train's) outcomes: a line per declared model, and per entry
+    the counts of its segments, naming those that failed, whose performance or drift is
+    signalled, or (dry run) that are due; `every`: a line per segment instead of counts."""
+    from .core.outcomes import check_counts
+    from .core.records import QUALITY_TRIGGERS
+
+    counts = [] if every else check_counts(outcomes)
+    shown = [o for o in outcomes if not counts or ":" not in o.model_name or o.failed
+             or (dry_run and o.due) or o.alert or any(r.trigger_type in QUALITY_TRIGGERS for r in o.reasons)]
+    if shown or not counts:
+        click.echo(_table(["MODEL", "DUE", "WHY", "ACTION", "RESULT"],
+                          [[o.model_name, _due(o.due, o.held), _why(o.reasons, o.note, o.alert), o.action,
+                            o.result] for o in shown]))
+    if counts:
+        click.echo(("\n" if shown else "") + _entries(counts, "trained"))
 
 
 def _entries(counts, extra):
@@ -279,21 +287,43 @@ def _entries(counts, extra):
 @model_argument
 @click.option("--reason", metavar="TEXT", help="Why; goes into the history record.")
 @click.option("--force", is_flag=True, help="Promote the new model even if the promotion gate would reject it.")
+@click.option("-v", "--verbose", "every", is_flag=True,
+              help="With an entry or a glob: a line per segment, not only per-entry counts.")
 @json_option
 @pass_ctx
 @exports_metrics
-def train(obj, model, reason, force, as_json):
+def train(obj, model, reason, force, every, as_json):
     """Retrain MODEL now (trigger `manual`), even when automatic retraining is paused or disabled.
+    An entry with segment_by retrains all of its segments, a quoted glob ('sales:s00*') those it
+    matches, fitted together as `check` fits them.
 
-    Exits 1 when no candidate was produced (bad data, too few rows, already being trained)."""
-    from .commands.train import train as run_train
+    Exits 1 when no candidate was produced (bad data, too few rows, already being trained); for
+    several models, when any of them failed."""
+    from .commands.train import train as run_train, train_many
 
-    out = run_train(obj.config(), model, reason=reason, force=force)
+    config = obj.config()
+    if not _several(config, model):
+        out = run_train(config, model, reason=reason, force=force)
+        if as_json:
+            _emit_json("train", out.to_dict())
+        else:
+            click.echo(f"{out.model_name}: {out.result}")
+        sys.exit(1 if out.failed else 0)
+    outcomes = train_many(config, [model], reason=reason, force=force)
+    code = 1 if any(o.failed for o in outcomes) else 0
     if as_json:
-        _emit_json("train", out.to_dict())
+        _emit_json("train", {"exit_code": code, "models": [o.to_dict() for o in outcomes]})
     else:
-        click.echo(f"{out.model_name}: {out.result}")
-    sys.exit(1 if out.failed else 0)
+        _outcomes(outcomes, every)
+    sys.exit(code)
+
+
+def _several(config, name):
+    """Whether `name` may stand for several models: an entry with segment_by, or a glob."""
+    from .core.segment_names import is_pattern
+
+    declared = config.models.get(name)
+    return is_pattern(name) or (declared is not None and bool(declared.segment_by))
 
 
 main.add_command(train, "trigger")
@@ -428,14 +458,37 @@ class VersionType(click.ParamType):
 @pass_ctx
 @exports_metrics
 def rollback(obj, model, to, as_json):
-    """Make the previous promoted version (or --to VERSION) of MODEL current again."""
-    from .commands.rollback import rollback as run_rollback
+    """Make the previous promoted version (or --to VERSION) of MODEL current again. An entry with
+    segment_by rolls back each of its segments that has an earlier promoted version, a quoted
+    glob those it matches; exit 1 if any of them could not be rolled back."""
+    from .commands.rollback import rollback as run_rollback, rollback_many
 
-    event = run_rollback(obj.config(), model, to)
+    config = obj.config()
+    if not _several(config, model):
+        event = run_rollback(config, model, to)
+        if as_json:
+            _emit_json("rollback", event.to_dict())
+        else:
+            click.echo(f"{model}: {event.description}")
+        return
+    if to is not None:
+        raise UsageError(f"--to names a version of one model; '{model}' may stand for several (versions are per "
+                         f"segment): name the segment")
+    done = rollback_many(config, [model])
+    code = 1 if any(r.failed for r in done) else 0
     if as_json:
-        _emit_json("rollback", event.to_dict())
+        _emit_json("rollback", {"exit_code": code, "models": [r.to_dict() for r in done]})
     else:
-        click.echo(f"{model}: {event.description}")
+        for r in done:
+            if r.event is not None:
+                click.echo(f"{r.model_name}: {r.event.description}")
+            elif r.failed:
+                click.echo(f"{r.model_name}: not rolled back: {r.error}")
+        kept = sum(1 for r in done if r.event is None and not r.failed)
+        click.echo(f"{model}: {sum(1 for r in done if r.event)} of {len(done)} rolled back"
+                   + (f"; {kept} had nothing to roll back to" if kept else "")
+                   + (f"; {sum(r.failed for r in done)} failed" if code else ""))
+    sys.exit(code)
 
 
 @main.command("metrics")

@@ -137,8 +137,6 @@ def test_segment_names_in_every_command(shop):
     status = json.loads(shop.cli("status", "--json", "sales").stdout)["models"]
     assert [r["model_name"] for r in status] == [f"sales:{s}" for s in sorted(shop.rows().index)]
     assert [r["paused"] for r in status[:3]] == [True, True, False]
-    whole = shop.cli("train", "sales")
-    assert whole.exit_code == 2 and whole.stderr.startswith("Error: 'sales' stands for 8 models; name one of them")
 
 
 def test_one_stores_failed_fit_fails_only_that_store(shop):
@@ -217,3 +215,114 @@ def test_status_and_check_sum_up_each_entry_and_list_segments_when_asked(shop):
     history = json.loads(shop.cli("history", "--model", "sales", "--json", "--limit", "0").stdout)["history"]
     assert sorted({e["model_name"] for e in history}) == ["sales:s000", "sales:s001", "sales:s002", "sales:s003",
                                                           "sales:s004"]
+
+
+def test_performance_and_drift_run_on_each_stores_own_rows(shop):
+    """eval_path and drift_path hold rows of every store; in store s000's rows prices jumped and
+    how they drive units flipped. Only s000's performance and drift fire, on its own rows (a
+    signal while its training data is unchanged, as for any model); the other stores' tests pass
+    on theirs, a store with too few rows is not judged; when s000's new rows arrive it retrains
+    once, and the evidence it answered does not retrain it again."""
+    from generate import orders
+
+    broken = orders(months=4, rows_per_month=300, stores=8, seed=4, break_months=(4,))[3]
+    normal = shop.frames[3]
+    recent = pd.concat([broken[broken["store"] == "s000"], normal[normal["store"] != "s000"]])
+    recent.to_csv(shop.root / "data" / "eval.csv", index=False)
+    recent.drop(columns="units").to_csv(shop.root / "data" / "recent.csv", index=False)
+    shop.checked()
+    shop.set_model("sales", eval_path="data/eval.csv", drift_path="data/recent.csv")
+    outcomes = shop.checked("--dry-run")
+    assert not any(out["due"] for out in outcomes.values())  # no new training data: a signal, not a retrain
+    s000 = outcomes["sales:s000"]
+    assert ([r["trigger_type"] for r in s000["due_reasons"]], s000["held"]) == (["performance"], "unchanged")
+    assert s000["alert"] == "drift alert: price, price:range"
+    signalled = [n for n, o in outcomes.items()
+                 if o["alert"] or {r["trigger_type"] for r in o["due_reasons"]} & {"performance", "drift"}]
+    assert signalled == ["sales:s000"]
+    text = shop.cli("check").stdout.splitlines()  # the segment with a signal is named, the rest counted
+    assert [line.split()[:3] for line in text[1:2]] == [["sales:s000", "unchanged", "performance"]]
+    rows = {r["model_name"]: r for r in json.loads(shop.cli("status", "--json", "sales").stdout)["models"]}
+    own = recent["store"].value_counts()
+    s000, s002 = rows["sales:s000"], rows["sales:s002"]
+    labelled = recent.dropna(subset=["units"])["store"].value_counts()
+    assert (s000["eval_source"], s000["eval_rows"]) == ("data/eval.csv [s000]", labelled["s000"])
+    assert (s000["degraded"], s000["drifted"], s000["drift_rows"]) == (True, True, own["s000"])
+    assert sorted(s000["drifted_features"]) == ["price", "price:range"]
+    assert (s002["eval_source"], s002["degraded"], s002["drifted"]) == ("data/eval.csv [s002]", False, False)
+    assert (s002["eval_rows"], s002["drift_rows"]) == (labelled["s002"], own["s002"])
+    small = rows["sales:s007"]  # a store with too few rows of its own is not judged
+    assert own["s007"] < 30 and small["degraded"] is None and small["drifted"] is None
+    cache = json.loads((shop.state_dir / "quality.json").read_text())
+    assert {"sales:s000", "sales:s002"} <= set(cache)
+    for role in ("eval", "drift"):
+        index = json.loads((shop.state_dir / "segment-index" / f"sales@{role}.json").read_text())
+        assert sorted(index["set"]["segments"]) == sorted(own.index)
+    # s000's new rows arrive: it retrains, on data_change and its performance evidence, once
+    shop.write_month(4, broken[broken["store"] == "s000"])
+    due = {n: o for n, o in shop.checked("--dry-run").items() if o["due"]}
+    assert sorted(due) == ["sales:s000"]
+    assert [r["trigger_type"] for r in due["sales:s000"]["due_reasons"]] == ["data_change", "performance"]
+    shop.checked()
+    assert [(e["trigger_type"], e["status"]) for e in shop.history("sales:s000")] == [
+        ("initial", "success"), ("performance", "skipped"), ("data_change", "success")]
+    assert {e["model_name"] for e in shop.history()} == {f"sales:s00{i}" for i in range(5)}  # no other store's
+    assert not any(o["due"] for o in shop.checked("--dry-run").values())  # answered: no retrain loop
+    # an eval file without the key column: a note on each segment, not a failed check
+    recent.drop(columns="store").to_csv(shop.root / "data" / "eval.csv", index=False)
+    assert shop.cli("check").exit_code == 0
+    row = json.loads(shop.cli("status", "--json", "sales:s002").stdout)["models"][0]
+    assert row["quality_notes"] == [f"performance: {shop.root}/data/eval.csv: segment_by column 'store' not found "
+                                    f"(columns: order_id, ts, promo, price, temp, year, units, late)"]
+
+
+def test_train_and_rollback_an_entry_or_a_glob(shop):
+    """`train sales` retrains every segment of the entry, fitted together in one process, the
+    small ones skipped as a check skips them; `rollback` of a glob or of the entry rolls back each
+    segment that has an earlier version; both print per-entry counts, and `--json` matches its
+    schema."""
+    import jsonschema
+
+    def valid(output, text):
+        data = json.loads(text)
+        schema = json.loads((REPO / "retrainctl" / "schemas" / f"{output}.json").read_text())
+        assert list(jsonschema.Draft202012Validator(schema).iter_errors(data)) == []
+        return data
+
+    shop.checked()
+    same = shop.cli("train", "sales", "--reason", "new promo calendar")  # nothing new: each would only copy itself
+    assert same.exit_code == 0, same.output
+    assert same.stdout.splitlines()[-1].split() == ["sales", "8", "0", "0", "0", "0", "3", "0", "0"]
+    forced = shop.cli("train", "sales", "--force", "--reason", "new promo calendar", "--json")
+    assert forced.exit_code == 0, forced.output
+    outcomes = {m["model_name"]: m for m in valid("train", forced.stdout)["models"]}
+    big = [f"sales:s00{i}" for i in range(5)]
+    assert [n for n, o in outcomes.items() if o["result"].startswith("promoted v2")] == big
+    assert [(o["held"], o["failed"], o["event"]) for n, o in outcomes.items() if n not in big] == [
+        ("too_few_rows", False, None)] * 3
+    assert outcomes["sales:s000"]["due_reasons"][0] == {"trigger_type": "manual", "description": "new promo calendar"}
+    pids = {json.loads((shop.model_dir / n / "v2" / "metadata.json").read_text())["fit_pid"] for n in big}
+    assert len(pids) == 1  # one fit process for the five
+    assert [e["status"] for e in shop.history("sales:s001")] == ["success", "skipped", "success"]
+
+    glob = shop.cli("rollback", "sales:s00[01]")
+    assert glob.exit_code == 0, glob.output
+    lines = glob.stdout.splitlines()
+    assert [line.split(" by ")[0] for line in lines] == ["sales:s000: rolled back from v2 to v1",
+                                                         "sales:s001: rolled back from v2 to v1",
+                                                         "sales:s00[01]: 2 of 2 rolled back"]
+    assert shop.current_version("sales:s000") == shop.current_version("sales:s001") == 1
+    assert shop.cli("rollback", "sales", "--to", "1").stderr == (
+        "Error: --to names a version of one model; 'sales' may stand for several (versions are per segment): "
+        "name the segment\n")
+    whole = shop.cli("rollback", "sales", "--json")
+    assert whole.exit_code == 0, whole.output
+    done = {m["model_name"]: m for m in valid("rollback", whole.stdout)["models"]}
+    assert [n for n, m in done.items() if m["rolled_back"]] == ["sales:s002", "sales:s003", "sales:s004"]
+    assert (done["sales:s002"]["version"], done["sales:s002"]["previous_version"]) == (1, 2)
+    assert done["sales:s000"]["error"] == "sales:s000: no earlier promoted version on disk to roll back to (current is v1)"
+    assert done["sales:s007"]["error"] == "sales:s007: no current model to roll back"
+    assert not any(m["failed"] for m in done.values())
+    assert all(shop.current_version(n) == 1 for n in big)
+    text = shop.cli("rollback", "sales").stdout.splitlines()
+    assert text == ["sales: 0 of 8 rolled back; 8 had nothing to roll back to"]

@@ -73,7 +73,7 @@ def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, f
                     now = clock()  # decided after the failure just recorded, never before it
             obs = shell.observer.observe(model, state, now=now)
             decision = decide.decide(model.policy, obs)
-            shell.observer.save()
+            shell.observer.save(final=False)
         except (OSError, ValueError, TypeError, KeyError) as exc:  # one model's bad state must not stop the rest
             log.error("%s: %s: %s", model.name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             slots.append(Outcome(model.name, Action.ERROR, note=str(exc),
@@ -96,4 +96,5 @@ def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, f
             slots.append(out)
         if decision.action != Action.ERROR:  # an unreadable data file is looked at again next run
             evaluated[model.name] = now
+    shell.observer.save()
     return evaluated

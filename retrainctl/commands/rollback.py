@@ -1,26 +1,69 @@
 """`retrainctl rollback MODEL [--to VERSION]`: make an earlier version current again, move the
-registry's `champion` with it, and record it."""
+registry's `champion` with it, and record it; for an entry with segment_by or a glob, each of the
+segments it stands for."""
 import time
+from dataclasses import dataclass
+from typing import Any
 
-from ..base.errors import TrackingError, UsageError
+from ..base.errors import RetrainctlError, TrackingError, UsageError
 from ..config.records import Config, ModelConfig
 from ..core.records import OPERATOR, Record, Status
 from ..core.values import utcnow_iso
 from ..publish.tracking import CHAMPION, Tracked, move_champion
 from ..state.lineage import previous_promoted
 from ..state.store import ModelVersion
-from .shell import Clock, Shell, model_lock, one, operator
+from .shell import Clock, Shell, model_lock, one, operator, select
+
+BUSY = "being trained by another process; try the rollback again later"
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """One model of a rollback of several: its `rolled_back` record, or why it was not rolled back."""
+
+    model_name: str
+    event: Record | None = None
+    error: str | None = None
+    failed: bool = False  # not only nothing to roll back to: busy, a damaged file, the registry
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "rolled_back": self.event is not None, "failed": self.failed,
+                "version": self.event.version if self.event else None,
+                "previous_version": self.event.extra.get("previous_version") if self.event else None,
+                "error": self.error, "event": self.event.to_dict() if self.event else None}
 
 
 def rollback(config: Config, name: str, to: int | None = None, clock: Clock = time.time) -> Record:
     """Make the previous promoted version (or `to`) current again, after checking its checksum.
     Returns the `rolled_back` record."""
     shell = Shell(config, clock)
-    store = shell.store
     model = one(config, name, shell.observer)
-    name = model.name
     shell.log.ensure_dir()
-    with model_lock(config, name, "being trained by another process; try the rollback again later"):
+    return _rollback(shell, model, to)
+
+
+def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clock = time.time) -> list[RolledBack]:
+    """Roll back each model `names` stand for (an entry's segments, a glob's matches) to its
+    previous promoted version, each under its own training lock. One with nothing to roll back to
+    (no model, no earlier version) keeps its version; one that cannot be rolled back (being
+    trained, a damaged file, the registry with mlflow.required) is `failed`; the others still are."""
+    shell = Shell(config, clock)
+    models = select(config, names, shell.observer)
+    shell.log.ensure_dir()
+    out = []
+    for model in models:
+        try:
+            out.append(RolledBack(model.name, event=_rollback(shell, model, None)))
+        except UsageError as exc:
+            out.append(RolledBack(model.name, error=str(exc)))
+        except RetrainctlError as exc:
+            out.append(RolledBack(model.name, error=str(exc), failed=True))
+    return out
+
+
+def _rollback(shell: Shell, model: ModelConfig, to: int | None) -> Record:
+    config, store, clock, name = shell.config, shell.store, shell.clock, model.name
+    with model_lock(config, name, BUSY):
         current = store.current_version(name)
         if current is None:
             raise UsageError(f"{name}: no current model to roll back")

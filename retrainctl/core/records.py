@@ -43,6 +43,8 @@ class TriggerType(StrEnum):
     DRIFT = "drift"
 
 
+QUALITY_TRIGGERS = (TriggerType.PERFORMANCE, TriggerType.DRIFT)  # evaluated on recent rows (observe.evaluation)
+
 # The trigger_type of records an operator caused (pause, resume, rollback): no trigger fired.
 OPERATOR = "operator"
 

@@ -308,8 +308,9 @@ def _read_file(name: str, decided: str, spec: TrainingSpec) -> Any:
 
 # A fit process given a batch of one entry's segments parses each file once: its parsed rows and
 # their segments' row positions, by (file, content hash, how it is parsed). Only the files of the
-# data path fitted last are kept.
+# last three paths read are kept, each in its latest content.
 _PARTS: dict[Any, tuple[Any, dict[str, Any] | None]] = {}
+KEEP_PATHS = 3  # an entry's data_path, eval_path and drift_path (the quality checks of its segments)
 
 
 def _segment_part(path: str, name: str, decided: str, spec: TrainingSpec) -> Any:
@@ -320,8 +321,12 @@ def _segment_part(path: str, name: str, decided: str, spec: TrainingSpec) -> Any
     key = (path, name, decided, spec.csv, spec.segment_by, tuple(sorted(spec.feature_types.items())))
     cached = _PARTS.get(key)
     if cached is None:
-        if any(k[0] != path for k in _PARTS):
-            _PARTS.clear()
+        paths = list(dict.fromkeys(k[0] for k in _PARTS))
+        if path not in paths and len(paths) >= KEEP_PATHS:  # forget the path read longest ago
+            for old in [k for k in _PARTS if k[0] == paths[0]]:
+                del _PARTS[old]
+        for old in [k for k in _PARTS if k[:2] == key[:2]]:  # an older content of this file
+            del _PARTS[old]
         part = _read_file(name, decided, spec)
         cached = _PARTS[key] = (part, segment_keys.groups(part, spec.segment_by))
     part, groups = cached

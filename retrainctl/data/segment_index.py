@@ -59,28 +59,31 @@ def cache_path(state_dir: str, entry: str) -> str:
     return os.path.join(state_dir, CACHE_DIR, f"{entry}.json")
 
 
-def discover(fpcache: FingerprintCache, state_dir: str, model: ModelConfig) -> SegmentIndex:
-    """The segments of `model` (an entry with segment_by) now. DataError for a data path that
-    cannot be read, a key column missing from a file, a name too long or too many segments."""
+def discover(fpcache: FingerprintCache, state_dir: str, model: ModelConfig, data_path: str | None = None,
+             role: str = "") -> SegmentIndex:
+    """The segments of `model` (an entry with segment_by) now, in its data path or in `data_path`
+    (its eval_path or drift_path, `role` "eval" or "drift", cached apart). DataError for a path
+    that cannot be read, a key column missing from a file, a name too long or too many segments."""
     columns = tuple(model.segment_by or ())
-    ds = datasets.fingerprint(fpcache, model.data_path, model.csv.quotechar)
-    path = cache_path(state_dir, model.name)
+    data_path = data_path or model.data_path
+    ds = datasets.fingerprint(fpcache, data_path, model.csv.quotechar)
+    path = cache_path(state_dir, f"{model.name}@{role}" if role else model.name)
     cached = read_json(path, default={}) or {}
     how = [VERSION, list(columns), _csv_key(model.csv)]
     if not isinstance(cached, dict) or cached.get("how") != how:
         cached = {}
     whole = cached.get("set") or {}
     if whole.get("hash") == ds.hash and isinstance(whole.get("segments"), dict):
-        return _index(ds, columns, whole["segments"], model)
+        return _index(ds, columns, whole["segments"], model, data_path)
     files = cached.get("files") or {}
-    root = datasets.root_of(model.data_path) if ds.is_set else os.path.dirname(model.data_path)
+    root = datasets.root_of(data_path) if ds.is_set else os.path.dirname(data_path)
     per_file: dict[str, Any] = {}
     for (rel, digest), rows in zip(ds.files, ds.counts):
         known = files.get(rel)
         if isinstance(known, dict) and known.get("hash") == digest:
             per_file[rel] = known
             continue
-        name = os.path.join(root, rel) if ds.is_set else model.data_path
+        name = os.path.join(root, rel) if ds.is_set else data_path
         per_file[rel] = {"hash": digest, "segments": _file_segments(name, rel if ds.is_set else "", digest, rows,
                                                                     columns, model.csv)}
     combined = _combine(ds, per_file)
@@ -88,7 +91,7 @@ def discover(fpcache: FingerprintCache, state_dir: str, model: ModelConfig) -> S
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write(path, json.dumps({"how": how, "files": per_file, "set": {"hash": ds.hash, "segments": combined}},
                                       separators=(",", ":")), durable=False)
-    return _index(ds, columns, combined, model)
+    return _index(ds, columns, combined, model, data_path)
 
 
 def _csv_key(csv: CsvOptions) -> list[str]:
@@ -107,9 +110,10 @@ def _combine(ds: datasets.DataSet, per_file: dict[str, Any]) -> dict[str, list[A
     return {key: [rows, set_hash(pairs)[:32], indices] for key, (rows, pairs, indices) in sorted(found.items())}
 
 
-def _index(ds: datasets.DataSet, columns: tuple[str, ...], combined: dict[str, Any], model: ModelConfig) -> SegmentIndex:
+def _index(ds: datasets.DataSet, columns: tuple[str, ...], combined: dict[str, Any], model: ModelConfig,
+           data_path: str) -> SegmentIndex:
     if len(combined) > model.segment_limit:
-        raise DataError(f"{model.data_path}: {len(combined)} segments by {', '.join(columns)}, more than "
+        raise DataError(f"{data_path}: {len(combined)} segments by {', '.join(columns)}, more than "
                         f"max_segments ({model.segment_limit}) of model '{model.name}'")
     segments = {key: SegmentData(key, rows, digest, tuple(ds.files[i] for i in indices))
                 for key, (rows, digest, indices) in combined.items()}

@@ -6,6 +6,8 @@ import csv
 import io
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,7 @@ from ..core import quality
 from ..core.quality import Judged
 from ..core.decide import Reason
 from ..core.records import TriggerType
+from ..core.segment_names import entry_key
 from ..data import datasets
 from ..data.fingerprint import FingerprintCache, hash_bytes, row_offset, set_hash
 from ..data.read import frame_xy, labelled, load_frame, repeated_columns
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "quality.json"
 LOCK_TIMEOUT = 60.0
+FLUSH_SECONDS = 1.0
 # What pandas reads as missing in a text column, so drift inputs are binned as training saw them.
 NA_TEXT = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                      "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
@@ -37,29 +41,48 @@ STATUS_FIELDS = ("eval_source", "eval_rows", "eval_score", "eval_ci", "eval_base
 
 class QualityCache:
     """The last evaluation of each model per kind ("performance", "drift"), with the key it was
-    computed under. A cache, not history: losing it costs one re-evaluation, never a wrong answer."""
+    computed under. A cache, not history: losing it costs one re-evaluation, never a wrong answer.
+    Read once per command; what a command computes is merged into the file under its lock by
+    flush(), so that ten thousand segments evaluated in one check write it once, not each time."""
 
-    def __init__(self, state_dir):
+    def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
         self.path = os.path.join(state_dir, CACHE_FILE)
-        data = read_json(self.path, default={})
-        self.entries = data if isinstance(data, dict) else {}
+        self._entries: dict[str, Any] | None = None
+        self.pending: dict[tuple[str, str], dict[str, Any]] = {}
+        self.flushed = time.monotonic()
 
-    def get(self, model, kind, key):
+    @property
+    def entries(self) -> dict[str, Any]:
+        if self._entries is None:  # read when first needed: a check of models without eval or drift paths never does
+            data = read_json(self.path, default={})
+            self._entries = data if isinstance(data, dict) else {}
+        return self._entries
+
+    def get(self, model: str, kind: str, key: str) -> dict[str, Any] | None:
         entry = (self.entries.get(model) or {}).get(kind)
         if isinstance(entry, dict) and entry.get("key") == key and isinstance(entry.get("result"), dict):
             return entry["result"]
         return None
 
-    def put(self, model, kind, key, result):
+    def put(self, model: str, kind: str, key: str, result: dict[str, Any]) -> None:
         entry = {"key": key, "result": result}
         self.entries.setdefault(model, {})[kind] = entry
+        self.pending[model, kind] = entry
+
+    def flush(self, final: bool = True) -> None:
+        """Merge this command's results into the file; unless `final`, at most once a second."""
+        if not self.pending or (not final and time.monotonic() - self.flushed < FLUSH_SECONDS):
+            return
+        pending, self.pending = self.pending, {}
+        self.flushed = time.monotonic()
         if not os.access(self.state_dir, os.W_OK):
             return  # `status` before the first check, or on a read-only state dir, writes nothing
         with best_effort(self.path), file_lock(os.path.join(self.state_dir, "quality.lock"), LOCK_TIMEOUT):
             data = read_json(self.path, default={})
             data = data if isinstance(data, dict) else {}
-            data.setdefault(model, {})[kind] = entry
+            for (model, kind), entry in pending.items():
+                data.setdefault(model, {})[kind] = entry
             atomic_write_json(self.path, data)
 
 
@@ -84,18 +107,23 @@ def status_fields(details):
     return {k: details.get(k, [] if k == "quality_notes" else None) for k in STATUS_FIELDS}
 
 
-def assess(config, store, model, current, data_hash, data_rows, handled, fpcache, dataset=None):
+SegmentOf = Callable[[ModelConfig, str], "tuple[Any, list[list[str]]] | None"]
+
+
+def assess(config, store, model, current, data_hash, data_rows, handled, fpcache, cache, dataset=None,
+           segment_of: SegmentOf | None = None):
     """Evaluate the performance and drift triggers of `model`'s current version. `handled` is the
     set of (trigger, evidence key) a quality-triggered retrain already ran for (no retrain loops);
-    `dataset` is the data path's datasets.DataSet (its files, for a set's new partitions)."""
+    `cache` the command's QualityCache; `dataset` is the data path's datasets.DataSet (its files,
+    for a set's new partitions). A segment model is evaluated on its own rows of its entry's
+    eval_path and drift_path: `segment_of(model, "eval" | "drift")` gives them (observe.observer)."""
     out = Assessment(details=status_fields(None))
-    if current is None or data_hash is None or model.segment_by:  # segments: not yet on their own rows
+    if current is None or data_hash is None:
         return out
-    cache = QualityCache(config.state_dir)
     for kind, evaluate in ((TriggerType.PERFORMANCE, _performance), (TriggerType.DRIFT, _drift)):
         try:
             verdict, evidence, fields = evaluate(config, store, model, current, data_hash, data_rows, fpcache, cache,
-                                                 dataset)
+                                                 dataset, segment_of)
         except (DataError, IntegrityError) as exc:
             log.warning("%s: %s check: %s", model.name, kind, exc)
             out.details["quality_notes"].append(f"{kind}: {exc}")
@@ -161,14 +189,25 @@ def _cached(cache, model, kind, key, compute):
 
 # --- performance ---------------------------------------------------------------------------------
 
-def _performance(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None):
+def _performance(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None, segment_of=None):
     meta = current.metadata
     policy = model.policy
     metric = meta.get("metric") or model.metric
     baseline = meta.get("score")
     fields = {"eval_baseline": baseline, "eval_baseline_rows": meta.get("holdout_rows")}
     new = datasets.new_files(dataset.files, meta) if dataset is not None and dataset.is_set else None
-    if model.eval_path:
+    if segment_of is not None:  # a segment: its own rows of eval_path; no other source (see docs/many-models.md)
+        if not model.eval_path:
+            return None, None, {}
+        found = segment_of(model, "eval")
+        source = f"{_relpath(config, model.eval_path)} [{entry_key(model.name)}]"
+        if found is None:
+            fields.update(eval_source=source, eval_rows=0)
+            return None, None, fields
+        seg, files = found
+        available, evidence = seg.rows, f"eval:{seg.hash}"
+        labelled = _loader(model, model.eval_path, None, 0, files)
+    elif model.eval_path:
         fp = datasets.fingerprint(fpcache, model.eval_path, model.csv.quotechar)
         source = _relpath(config, model.eval_path)
         available, evidence = fp.rows, f"eval:{fp.hash}"
@@ -284,11 +323,13 @@ def drift_policy(policy):
                                thresholds=policy.drift_thresholds)
 
 
-def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None):
+def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None, segment_of=None):
     if not model.drift_path:
         return None, None, {}
     policy = model.policy
     source = _relpath(config, model.drift_path)
+    if segment_of is not None:
+        source += f" [{entry_key(model.name)}]"
     fields = {"drift_source": source, "drift_action": policy.drift_action}
     reference = current.metadata.get("reference")
     if reference:  # in the training column order, not metadata.json's sorted keys
@@ -305,16 +346,21 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, 
                 f"was not trained on: {', '.join(dict.fromkeys(named))}")
         fields["drift_note"] = note
         return quality.Verdict(Judged.ERROR, note), None, fields
-    fp = datasets.fingerprint(fpcache, model.drift_path, model.csv.quotechar)
-    fields["drift_rows"] = fp.rows
-    evidence = f"drift:{fp.hash}"
+    if segment_of is not None:  # a segment: its own rows of drift_path, read with pandas
+        found = segment_of(model, "drift")
+        rows, digest, files = (found[0].rows, found[0].hash, found[1]) if found else (0, "none", None)
+    else:
+        fp = datasets.fingerprint(fpcache, model.drift_path, model.csv.quotechar)
+        rows, digest, files = fp.rows, fp.hash, fp.fit_files
+    fields["drift_rows"] = rows
+    evidence = f"drift:{digest}"
     tests = {}
-    if fp.rows >= policy.min_eval_rows:
+    if rows >= policy.min_eval_rows:
         key = f"{current.version}|{current.metadata.get('sha256')}|{evidence}"
         trained_rows = current.metadata.get("rows")
         result = _cached(cache, model, "drift", key, lambda: drift_tests(
-            _read(model.drift_path, fp.hash), model.drift_path, reference, trained_rows, model.csv)
-            if fp.fit_files is None else _set_tests(model, fp.fit_files, reference, trained_rows))
+            _read(model.drift_path, digest), model.drift_path, reference, trained_rows, model.csv)
+            if files is None else _set_tests(model, files, reference, trained_rows))
         if result.get("error"):
             fields["drift_note"] = result["error"]
             return quality.Verdict(Judged.ERROR, result["error"]), evidence, fields

@@ -15,17 +15,15 @@ from ..core import decide
 from ..core.decide import Decision, Observation
 from ..core.fold import ModelState
 from ..core.outcomes import StatusRow
-from ..core.records import TriggerType, candidate_key
+from ..core.records import QUALITY_TRIGGERS, candidate_key
 from ..core.segment_names import entry_key
 from ..core.values import newer_version, utcnow_iso
 from ..data import datasets, segment_index
 from ..data.fingerprint import FingerprintCache
-from ..data.segment_index import SegmentIndex
+from ..data.segment_index import SegmentData, SegmentIndex
 from ..state.sidecars import read_running, registry_state
 from ..state.store import ModelStore, ModelVersion
 from . import evaluation
-
-QUALITY_TRIGGERS = (TriggerType.PERFORMANCE, TriggerType.DRIFT)
 
 
 class Observer:
@@ -37,7 +35,8 @@ class Observer:
         self.store = store if store is not None else ModelStore(config.model_dir)
         self.clock = clock
         self.fingerprints = FingerprintCache(config.state_dir)
-        self._indexes: dict[str, SegmentIndex | DataError] = {}  # entry -> its segments (or why not), per command
+        self._indexes: dict[tuple[str, str], SegmentIndex | DataError] = {}  # (entry, role) -> its segments, per command
+        self.quality = evaluation.QualityCache(config.state_dir)
 
     def observe(self, model: ModelConfig, state: ModelState, manual: bool = False,
                 now: float | None = None, force: bool = False) -> Observation:
@@ -47,7 +46,8 @@ class Observer:
         data, dataset = self._data(model)
         cur = self.store.current(model.name)
         assessment = evaluation.assess(self.config, self.store, model, cur, data["data_hash"], data["data_rows"],
-                                       state.quality_handled, self.fingerprints, dataset)
+                                       state.quality_handled, self.fingerprints, self.quality, dataset,
+                                       self._segment_of if model.entry else None)
         config = _config(model, cur)
         obs = Observation(now=now, manual=manual, force=force, **data, **config,
                           **_from_log(state, data["data_hash"], config["config_hash"]), **_from_store(cur),
@@ -77,20 +77,32 @@ class Observer:
         return dataclasses.replace(obs, now=self.clock(), quality_keys=keys or None, quality_evidence=evidence or None,
                                    **quality, **fields)
 
-    def save(self) -> None:
-        """Keep the fingerprints computed so far for the next run."""
+    def save(self, final: bool = True) -> None:
+        """Keep the fingerprints and quality results computed so far for the next run; `final`
+        False (between the models of one command) writes the quality cache at most once a second."""
         self.fingerprints.save()
+        self.quality.flush(final)
 
-    def segments(self, entry: ModelConfig) -> SegmentIndex:
-        """The segments of an entry with segment_by, discovered once per command; DataError when
-        its data cannot be split into segments."""
-        found = self._indexes.get(entry.name)
+    def _segment_of(self, model: ModelConfig, role: str) -> tuple[SegmentData, list[list[str]]] | None:
+        """A segment model's own rows in its entry's eval_path or drift_path (`role`), and the
+        files that hold them; None where it has none. DataError where that path cannot be split
+        into segments."""
+        index = self.segments(self.config.model(model.entry or model.name), role)
+        seg = index.segments.get(entry_key(model.name))
+        return None if seg is None else (seg, index.fit_files(seg))
+
+    def segments(self, entry: ModelConfig, role: str = "") -> SegmentIndex:
+        """The segments of an entry with segment_by, discovered once per command in its data path
+        (or, `role` "eval" or "drift", in its eval_path or drift_path); DataError when that path
+        cannot be split into segments."""
+        found = self._indexes.get((entry.name, role))
         if found is None:
+            path = getattr(entry, f"{role}_path") if role else None
             try:
-                found = segment_index.discover(self.fingerprints, self.config.state_dir, entry)
+                found = segment_index.discover(self.fingerprints, self.config.state_dir, entry, path, role)
             except DataError as exc:
                 found = exc
-            self._indexes[entry.name] = found
+            self._indexes[entry.name, role] = found
         if isinstance(found, DataError):
             raise found
         return found

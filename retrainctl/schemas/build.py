@@ -238,8 +238,18 @@ STATUS_ROW = obj("one model in `status`", STATUS_ROW_KEYS)
 DEFS = {"reason": REASON, "record": RECORD, "outcome": OUTCOME, "column": COLUMN, "executing": EXECUTING,
         "status_row": STATUS_ROW}
 # What each output uses of DEFS (what a $ref in it, or in a definition it uses, names).
-USES = {"check": ("outcome", "reason", "record"), "train": ("reason", "record"), "status": ("status_row", "reason",
-        "record", "column", "executing"), "history": ("record",), "rollback": (), "error": ()}
+USES = {"check": ("outcome", "reason", "record"), "train": ("outcome", "reason", "record"),
+        "status": ("status_row", "reason", "record", "column", "executing"), "history": ("record",),
+        "rollback": ("record",), "error": ()}
+
+SEVERAL = ("an entry with `segment_by` or a quoted glob, which may stand for several models (the shape does not "
+           "depend on how many it matched)")
+
+
+def one_or_several(description: str, one: Schema, several: Schema) -> Schema:
+    """An output whose shape depends on what the command was given: one model, or a name that
+    may stand for several."""
+    return {"description": description, "oneOf": [one, several]}
 
 OUTPUTS: dict[str, Schema] = {
     "check": obj("`retrainctl check --json`", {
@@ -249,8 +259,15 @@ OUTPUTS: dict[str, Schema] = {
                            "found a due model)", enum=[0, 1, 3]),
         "models": list_of(ref("outcome", "a model"), "one outcome per model"),
     }),
-    "train": obj("`retrainctl train MODEL --json`: the outcome, as in `check`", {
-        "schema": schema_key("train"), **OUTCOME_KEYS}),
+    "train": one_or_several("`retrainctl train MODEL --json`", obj("MODEL names one model: its outcome, as in "
+                                                                    "`check`", {"schema": schema_key("train"),
+                                                                                **OUTCOME_KEYS}),
+                            obj(f"MODEL is {SEVERAL}", {
+                                "schema": schema_key("train"),
+                                "exit_code": value("integer", "the command's exit code: 0, or 1 when any model failed",
+                                                   enum=[0, 1]),
+                                "models": list_of(ref("outcome", "a model"), "one outcome per model"),
+                            })),
     "status": obj("`retrainctl status --json`", {
         "schema": schema_key("status"),
         "models": list_of(ref("status_row", "a model"), "one row per model"),
@@ -259,9 +276,22 @@ OUTPUTS: dict[str, Schema] = {
         "schema": schema_key("history"),
         "history": list_of(ref("record", "a record"), "the records, newest first (`started` records left out)"),
     }),
-    "rollback": obj("`retrainctl rollback MODEL --json`: the `rolled_back` record written",
-                    {"schema": schema_key("rollback"), **RECORD_KEYS},
-                    optional=tuple(k for k in RECORD_KEYS if k not in RECORD_REQUIRED)),
+    "rollback": one_or_several("`retrainctl rollback MODEL --json`", obj(
+        "MODEL names one model: the `rolled_back` record written", {"schema": schema_key("rollback"), **RECORD_KEYS},
+        optional=tuple(k for k in RECORD_KEYS if k not in RECORD_REQUIRED)), obj(f"MODEL is {SEVERAL}", {
+            "schema": schema_key("rollback"),
+            "exit_code": value("integer", "the command's exit code: 0, or 1 when any model could not be rolled back "
+                               "(being trained, a damaged file)", enum=[0, 1]),
+            "models": list_of(obj("one model of the rollback", {
+                "model_name": value("string", "the model"),
+                "rolled_back": value("boolean", "an earlier version is current now"),
+                "failed": value("boolean", "could not be rolled back (not only: had nothing to roll back to)"),
+                "version": value(("integer", "null"), "the version current now, when rolled back"),
+                "previous_version": value(("integer", "null"), "the version current before, when rolled back"),
+                "error": value(("string", "null"), "why it was not rolled back"),
+                "event": ref("record", "the `rolled_back` record written", nullable=True),
+            }), "one entry per model"),
+        })),
     "error": obj("any command's error with `--json`, on stdout", {
         "schema": schema_key("error"),
         "error": value("string", "the one-line message (the same as on stderr)"),
@@ -327,11 +357,14 @@ def render_doc() -> str:
     for output, s in OUTPUTS.items():
         out += [f"### {output}", "", s["description"][:1].upper() + s["description"][1:]
                 + f" (`retrainctl/schemas/{output}.json`).", ""]
-        if output in SPREADS:
-            name = SPREADS[output]
-            out += [f"`schema` ({_type(s['properties']['schema'])}), then the keys of [{name}](#{name}).", ""]
-        else:
-            out += [*_table(s), ""]
+        for i, part in enumerate(s.get("oneOf", [s])):
+            if "oneOf" in s:
+                out += [f"When {part['description']}:", ""]
+            if i == 0 and output in SPREADS:
+                name = SPREADS[output]
+                out += [f"`schema` ({_type(part['properties']['schema'])}), then the keys of [{name}](#{name}).", ""]
+            else:
+                out += [*_table(part), ""]
     for name, s in DEFS.items():
         out += [f"### {name.replace('_', ' ')}", "", s["description"][:1].upper() + s["description"][1:] + ".", "",
                 *_table(s), ""]
