@@ -1,6 +1,7 @@
 """The state log at scale: summary.json caches the fold up to an offset and must always agree
 with a full fold of every segment; history reads backwards only as far as it needs; rotation
 renames whole segments and loses nothing."""
+import copy
 import dataclasses
 import errno
 import json
@@ -51,6 +52,7 @@ records = st.fixed_dictionaries(
 COMPLETE_WITHOUT_NEWLINE = b'{"model_name": "a", "status": "paused", "trigger_type": "operator"}'
 operations = st.lists(st.one_of(
     st.tuples(st.just("append"), st.lists(records, min_size=1, max_size=4)),
+    st.tuples(st.just("append elsewhere"), st.lists(records, min_size=1, max_size=4)),
     st.tuples(st.just("torn"), st.sampled_from([b'{"model_name": "a", "sta', COMPLETE_WITHOUT_NEWLINE])),
     st.tuples(st.just("garbage"), st.sampled_from([b"not json\n", b"[1, 2]\n", b"\n"])),
     st.tuples(st.just("rotate"), st.none()),
@@ -85,18 +87,23 @@ def write_raw(log, data):
 @settings(max_examples=150, deadline=None)
 @given(operations, st.sampled_from([0, 300, 1 << 16]), st.sampled_from([0, 40]))
 def test_summary_always_agrees_with_a_full_fold(ops, refresh, block):
-    """After appends, torn and garbled lines, rotations and lost summaries, the folded state
-    (summary + tail) equals the fold of every record of every segment, and history equals the
-    newest-first filter of all records."""
+    """After appends (by this StateLog, which keeps its folds in memory, or by another process's),
+    torn and garbled lines, rotations and lost summaries, the folded state (summary + tail)
+    equals the fold of every record of every segment, what an earlier call returned is never
+    changed by a later one, and history equals the newest-first filter of all records."""
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
         mp.setattr(eventlog, "SUMMARY_REFRESH", refresh)
         if block:  # tiny blocks: every line straddles a block boundary somewhere
             mp.setattr(logfile, "BLOCK", block)
             mp.setattr(logfile, "BACK_BLOCK", block)
         log = StateLog(os.path.join(tmp, "state"))
+        given_before = log.states()
+        kept = copy.deepcopy(given_before)
         for op, arg in ops:
             if op == "append":
                 log.append(*[Record.from_dict(d) for d in arg])
+            elif op == "append elsewhere":
+                StateLog(log.state_dir).append(*[Record.from_dict(d) for d in arg])
             elif op in ("torn", "garbage"):
                 write_raw(log, arg)
             elif op == "rotate":
@@ -106,7 +113,10 @@ def test_summary_always_agrees_with_a_full_fold(ops, refresh, block):
             elif op == "drop summary" and os.path.exists(log.summary_path):
                 os.unlink(log.summary_path)
             full, totals = fold(log.records()), fold_totals(log.records())
-            assert log.states() == full
+            assert given_before == kept  # what a caller holds does not change under it
+            given_before = log.states()
+            kept = copy.deepcopy(given_before)
+            assert given_before == full
             assert log.states() == full  # and again, from whatever summary the first call left
             assert log.totals() == totals
             for model in (None, "a", "c.d"):
