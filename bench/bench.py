@@ -289,7 +289,7 @@ def long_history(config_root, n):
 
 # --- rows -----------------------------------------------------------------------------------------
 
-ROWS = range(1, 10)
+ROWS = range(1, 11)
 
 
 def positive_int(text):
@@ -317,7 +317,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=positive_int, default=9, help="runs per command for the fast rows (default 9)")
     parser.add_argument("--rows", type=row_numbers, default=set(ROWS), help="which rows to run, e.g. 1,6 (default all)")
-    parser.add_argument("--quick", action="store_true", help="smaller data (64 MiB, 100 models, 100,000 events): a smoke test")
+    parser.add_argument("--quick", action="store_true", help="smaller data (64 MiB, 100 models, 100,000 events, 1,000 "
+                        "segments): a smoke test")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     wanted = args.rows
@@ -447,6 +448,9 @@ def main():
 
         if 9 in wanted:
             data_set_rows(tmp, rows, infos, runs, big_size)
+
+        if 10 in wanted:
+            segment_rows(tmp, rows, infos, runs, args.quick)
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
@@ -594,6 +598,73 @@ def data_set_rows(tmp, rows, infos, runs, big_size):
     rows.append(RssRatio(9, "peak RSS of that `train housing` / of the bare script", 1.2, training))
 
 
+def segment_rows(tmp, rows, infos, runs, quick):
+    """Row 10: many models from one entry (bench/segments_bench.py)."""
+    import segments_bench as sb
+
+    one_root = tmp / "one-model"
+    one = project(one_root, {"iris": dict(IRIS)}, mlflow={"enabled": False})
+    shutil.copy(DATA / "iris.csv", one_root / "data" / "iris.csv")
+    age(one_root / "data" / "iris.csv")
+    run(rc(one, "check"))
+    run(rc(one, "check"))
+
+    n = 1_000 if quick else 10_000
+    t = time.monotonic()
+    fleet_root = tmp / "fleet"
+    fleet = sb.fleet(fleet_root, project, run, rc, age, stores=n)
+    infos.append(f"row 10: {n:,} trained stores (3 monthly partitions, skewed sizes) built in {time.monotonic() - t:.0f} s")
+    noop = Row(10, f"no-op `check`, {n:,} segments / no-op `check`, one model", 3).measure(
+        rc(fleet, "check"), rc(one, "check"), runs)
+    rows.append(noop)
+    rows.append(Check(10, f"wall of that no-op `check` with {n:,} segments", statistics.median(noop.a), "s", 1.0))
+    rows.append(Check(10, f"peak RSS of that no-op `check` with {n:,} segments", noop.a_rss, "MB", 200))
+    status = Row(10, f"`status`, {n:,} segments / no-op `check`, one model", 3).measure(
+        rc(fleet, "status"), rc(one, "check"), runs)
+    rows.append(status)
+    rows.append(Check(10, f"wall of that `status` with {n:,} segments", statistics.median(status.a), "s", 1.0))
+    rows.append(Check(10, f"peak RSS of that `status` with {n:,} segments", status.a_rss, "MB", 200))
+
+    touched = [f"s{i:05d}" for i in range(100, 150)]
+    new = fleet_root / "data" / "sales" / "month=2025-04" / "part-0.csv"
+    new.parent.mkdir()
+
+    def new_partition(i):  # rows of the same 50 stores, other rows each time: hashed anew by each run
+        part = sb.store_rows(n, 2, seed=100 + i, month=4)
+        part[part["store"].isin(touched)].to_csv(new, index=False)
+        time.sleep(RACY_SECONDS)
+
+    new_partition(-1)
+    out = subprocess.run(rc(fleet, "check", "--dry-run", "--json"), capture_output=True, text=True)
+    due = sorted(m["model_name"] for m in json.loads(out.stdout)["models"] if m["due"])
+    if out.returncode != 3 or due != [f"sales:{s}" for s in touched]:
+        sys.exit(f"bench: row 10: the dry run after a partition of 50 stores named {len(due)} due: {due[:5]}...")
+    import shlex
+
+    read = [PYTHON, "-c", f"import pandas; pandas.read_csv({str(new)!r})"]
+    rows.append(Row(10, f"`check --dry-run` after a partition touching 50 of {n:,} segments (names exactly those) / "
+                        "no-op `check`, one model + pandas reading the partition", 2).measure(
+        rc(fleet, "check", "--dry-run"), ["sh", "-c", f"{shlex.join(rc(one, 'check'))} && {shlex.join(read)}"], runs,
+        before=new_partition, expect_a=(3,)))
+    shutil.rmtree(fleet_root)
+
+    first_root = tmp / "first"
+    first, data = sb.first_training(first_root, project, age, stores=200 if quick else 1_000)
+    slow = max(3, runs // 3)
+    training = Row(10, f"first `check` of {200 if quick else 1_000:,} segments x 500 rows (2 fit processes) / bare "
+                       "read + groupby + fit per group", 1.3)
+    rows.append(training.measure(rc(first, "check"), [PYTHON, str(REPO / "bench" / "bare_segments.py"), str(data),
+                                                       str(first_root / "bare")], slow,
+                                 before=sb.fresh_state(first_root)))
+    rows.append(RssRatio(10, "peak RSS of that first `check` / of the bare script", 1.5, training))
+    declared_root = tmp / "declared"
+    declared, folder = sb.declared(declared_root, project, age, n=60 if quick else 300)
+    rows.append(Row(10, f"first `check` of {60 if quick else 300} declared models / bare loop over their files", 1.3)
+                .measure(rc(declared, "check"), [PYTHON, str(REPO / "bench" / "bare_segments.py"), str(folder),
+                                                 str(declared_root / "bare")], slow,
+                         before=sb.fresh_state(declared_root)))
+
+
 def mlflow_state(config):
     """Whether the last `train` was tracked in MLflow: its history record or model metadata name a run."""
     out = subprocess.run(rc(config, "history", "--json", "--limit", "1"), capture_output=True, text=True)
@@ -628,7 +699,8 @@ def print_report(rows, infos, seconds, runs):
     header = ["#", "benchmark", "measured", "baseline", "ratio", "target", "result", "peak RSS"]
     print(f"Machine: {machine()}")
     print(f"Load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}; "
-          f"medians of {runs} runs (rows 2, 6 and 9's training: {max(3, runs // 2)}; row 8: {max(3, runs // 3)}); "
+          f"medians of {runs} runs (rows 2, 6 and 9's training: {max(3, runs // 2)}; row 8 and row 10's "
+          f"trainings: {max(3, runs // 3)}); "
           f"{seconds:.0f} s in all\n")
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")

@@ -207,6 +207,7 @@ class ModelConfig:
         the entry's config under its own name. Built by copying the record's fields, not by
         dataclasses.replace: an entry may have tens of thousands of segments."""
         name = f"{self.name}{SEPARATOR}{key}"
+        self.config_hash  # noqa: B018 - computed on the entry once, copied to each segment below
         seg = object.__new__(ModelConfig)
         seg.__dict__.update(self.__dict__, name=name, entry=self.name, segment=parse_name(name)[1])
         return seg
@@ -222,15 +223,28 @@ class ModelConfig:
 
     @property
     def config_hash(self) -> str:
-        """A fingerprint of training_config(): what metadata.json and the records remember."""
-        import hashlib
-        import json
+        """A fingerprint of training_config(): what metadata.json and the records remember.
+        Computed once per entry: its segments share it (see training_config)."""
+        found = self.__dict__.get("_config_hash")
+        if found is None:
+            import hashlib
+            import json
 
-        return hashlib.sha256(json.dumps(self.training_config(), sort_keys=True).encode()).hexdigest()[:16]
+            found = hashlib.sha256(json.dumps(self.training_config(), sort_keys=True).encode()).hexdigest()[:16]
+            self.__dict__["_config_hash"] = found
+        return found
 
     def training_config(self) -> dict[str, Any]:
         """What shapes the model a fit makes, as plain data: a change to any of it is a
-        `config_change` (the live version's is in its metadata.json)."""
+        `config_change` (the live version's is in its metadata.json). The same for every segment
+        of an entry (the segment's values are not in it), so it is built once per entry and
+        copied with it by for_segment (a check of ten thousand segments built it 20,000 times)."""
+        found = self.__dict__.get("_training_config")
+        if found is None:
+            found = self.__dict__["_training_config"] = self._training_config()
+        return dict(found)
+
+    def _training_config(self) -> dict[str, Any]:
         spec = self.training_spec()
         return {"estimator": spec.estimator, "trainer": spec.trainer, "params": dict(spec.params),
                 "features": list(spec.features) if spec.features else None, "target": spec.target,

@@ -44,7 +44,6 @@ class StateLog:
         self.lock_timeout = lock_timeout
         self.rotate_bytes = rotate_bytes
         self._lock: Any = None
-        self._memo: _Memo | None = None  # the folds as last read (folds())
 
     @property
     def lock(self) -> Any:
@@ -168,17 +167,23 @@ class StateLog:
         stale (another log file, log shorter than its offset, or the bytes before its offset
         differ). It is rewritten when rebuilt or when the tail has grown past SUMMARY_REFRESH bytes.
 
-        Within one command (one StateLog) the folds are kept in memory and only the records
-        appended since the last call are read and folded: a check that records ten thousand
-        segments does not read the summary ten thousand times. The records a caller got are
+        Within one process the folds are kept in memory (per log path, for every StateLog of it)
+        and only the records appended since the last call, by this process or another, are read
+        and folded: a check that records ten thousand segments does not read the summary ten
+        thousand times. Whether the file is still the one folded is checked each time (the same
+        file, not shorter, the same bytes before the folded end). The records a caller got are
         never changed afterwards (a model's record is copied before a newer line is folded in)."""
         fh, st = self._open()
         try:
             if fh is None or st is None:
                 return self._load(None, None).folded
-            memo = self._memo
+            memo = _MEMOS.get(self.path)
             if memo is None or not memo.describes(fh, st):
-                memo = self._memo = self._load(fh, st)
+                memo = self._load(fh, st)
+                _MEMOS.pop(self.path, None)
+                while len(_MEMOS) >= KEEP_MEMOS:  # the logs read longest ago go first
+                    del _MEMOS[next(iter(_MEMOS))]
+                _MEMOS[self.path] = memo
             torn = None
             for ev, n, pos, line, terminated in segments.scan(fh, self.path, memo.end, memo.lines):
                 if not terminated:
@@ -367,6 +372,11 @@ def _typed(lines: Iterable[dict[str, Any]]) -> Iterator[Record]:
         rec = Record.from_dict(line)
         if rec is not None:
             yield rec
+
+
+# The folds of the logs this process read last, by path (StateLog.folds).
+_MEMOS: dict[str, "_Memo"] = {}
+KEEP_MEMOS = 4
 
 
 def _fold(lines: Iterable[dict[str, Any]], folds: Iterable[Fold], folded: dict[str, dict[str, Any]],

@@ -25,11 +25,11 @@ def running_path(state_dir: str, model_name: str) -> str:
 def mark_running(state_dir: str, model_name: str, attempt_id: str, executor: str, state: str,
                  where: str | None = None, when: float | None = None) -> None:
     path = running_path(state_dir, model_name)
-    with best_effort(path):
+    with best_effort(path):  # not durable: read only while its controller holds the lock, so never after a crash
         atomic_write_json(path, {
             "model_name": model_name, "attempt_id": attempt_id, "executor": executor, "state": state,
             "where": where, "since": when if when is not None else time.time(),
-            "controller": {"host": socket.gethostname(), "pid": os.getpid()}})
+            "controller": {"host": socket.gethostname(), "pid": os.getpid()}}, durable=False)
 
 
 def read_running(state_dir: str, model_name: str) -> dict[str, Any] | None:
