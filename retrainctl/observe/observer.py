@@ -37,6 +37,7 @@ class Observer:
         self.fingerprints = FingerprintCache(config.state_dir)
         self._indexes: dict[tuple[str, str], SegmentIndex | DataError] = {}  # (entry, role) -> its segments, per command
         self.quality = evaluation.QualityCache(config.state_dir)
+        self._last: tuple[str, ModelVersion | None] | None = None  # the model observe() saw last, and its version
 
     def observe(self, model: ModelConfig, state: ModelState, manual: bool = False,
                 now: float | None = None, force: bool = False) -> Observation:
@@ -45,6 +46,7 @@ class Observer:
         now = self.clock() if now is None else now
         data, dataset = self._data(model)
         cur = self.store.current(model.name)
+        self._last = (model.name, cur)
         assessment = evaluation.assess(self.config, self.store, model, cur, data["data_hash"], data["data_rows"],
                                        state.quality_handled, self.fingerprints, self.quality, dataset,
                                        self._segment_of if model.entry else None)
@@ -66,6 +68,7 @@ class Observer:
         fields: dict[str, Any] = self._data(model)[0] if data else {}
         data_hash = fields.get("data_hash", obs.data_hash)
         cur = self.store.current(model.name)
+        self._last = (model.name, cur)
         config = _config(model, cur)
         fields.update(_from_log(state, data_hash, config["config_hash"]), **_from_store(cur), **config)
         fields["model_damaged"] = obs.model_damaged and fields["model_version"] == obs.model_version
@@ -139,7 +142,8 @@ class Observer:
                    verify: bool = True) -> StatusRow:
         """The `status` row of a model observed as `obs` and decided as `decision`. `verify`
         checks the current model file's sha256 and warns of a lost model folder."""
-        cur = self.store.current(model.name)
+        # the version observe() just read, when it was this model's (status observes, then asks for the row)
+        cur = self._last[1] if self._last and self._last[0] == model.name else self.store.current(model.name)
         meta = cur.metadata if cur else {}
         state_dir = self.config.state_dir
         training_now = os.path.isdir(state_dir) and lock_is_held(state_dir, model.name)
