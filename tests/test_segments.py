@@ -326,3 +326,27 @@ def test_train_and_rollback_an_entry_or_a_glob(shop):
     assert all(shop.current_version(n) == 1 for n in big)
     text = shop.cli("rollback", "sales").stdout.splitlines()
     assert text == ["sales: 0 of 8 rolled back; 8 had nothing to roll back to"]
+
+
+def test_a_check_trusts_a_segments_brief_only_while_its_metadata_is_unchanged(shop):
+    """A check reads each segment's live version from briefs.json (not ten thousand
+    metadata.json files), trusted only while the version's metadata.json is unchanged."""
+    shop.checked()
+    big = [f"sales:s00{i}" for i in range(5)]
+    assert shop.checked()["sales:s002"]["action"] == "none"
+    briefs = json.loads((shop.state_dir / "briefs.json").read_text())
+    assert briefs["sales:s002"]["key"][0] == 1 and set(briefs["sales:s002"]["brief"]) == {
+        "data_hash", "trained_at_ts", "config_hash", "sha256"}
+    meta_path = shop.model_dir / "sales:s002" / "v1" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(meta, data_hash="0" * 32)))
+    due = {n: o for n, o in shop.checked("--dry-run").items() if o["due"]}
+    assert [(n, o["due_reasons"][0]["trigger_type"]) for n, o in due.items()] == [("sales:s002", "data_change")]
+    meta_path.write_text(json.dumps(meta))
+    shop.set_model("sales", params={"alpha": 2.0})
+    due = {n: o for n, o in shop.checked("--dry-run").items() if o["due"]}
+    assert sorted(due) == big
+    assert due["sales:s003"]["due_reasons"] == [{"trigger_type": "config_change",
+                                                 "description": "config changed since v1: params"}]
+
+

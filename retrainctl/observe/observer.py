@@ -21,6 +21,7 @@ from ..core.values import newer_version, utcnow_iso
 from ..data import datasets, segment_index
 from ..data.fingerprint import FingerprintCache
 from ..data.segment_index import SegmentData, SegmentIndex
+from ..state.briefs import Briefs
 from ..state.sidecars import read_running, registry_state
 from ..state.store import ModelStore, ModelVersion
 from . import evaluation
@@ -38,6 +39,7 @@ class Observer:
         self._indexes: dict[tuple[str, str], SegmentIndex | DataError] = {}  # (entry, role) -> its segments, per command
         self.quality = evaluation.QualityCache(config.state_dir)
         self._last: tuple[str, ModelVersion | None] | None = None  # the model observe() saw last, and its version
+        self.briefs = Briefs(config.state_dir, self.store)
 
     def observe(self, model: ModelConfig, state: ModelState, manual: bool = False,
                 now: float | None = None, force: bool = False) -> Observation:
@@ -45,8 +47,15 @@ class Observer:
         checks (performance, drift) run here and only here."""
         now = self.clock() if now is None else now
         data, dataset = self._data(model)
-        cur = self.store.current(model.name)
-        self._last = (model.name, cur)
+        if model.entry and not (model.eval_path or model.drift_path):
+            # a segment without quality checks needs only the fields of its brief (state.briefs)
+            cur = self.briefs.current(model.name)
+            self._last = None
+            if cur is not None and cur.metadata.get("config_hash") != model.config_hash:
+                cur = self.store.current(model.name)  # config_change: its keys are in the whole metadata
+        else:
+            cur = self.store.current(model.name)
+            self._last = (model.name, cur)
         assessment = evaluation.assess(self.config, self.store, model, cur, data["data_hash"], data["data_rows"],
                                        state.quality_handled, self.fingerprints, self.quality, dataset,
                                        self._segment_of if model.entry else None)
@@ -85,6 +94,8 @@ class Observer:
         False (between the models of one command) writes the quality cache at most once a second."""
         self.fingerprints.save()
         self.quality.flush(final)
+        if final:
+            self.briefs.save()
 
     def _segment_of(self, model: ModelConfig, role: str) -> tuple[SegmentData, list[list[str]]] | None:
         """A segment model's own rows in its entry's eval_path or drift_path (`role`), and the
