@@ -1,7 +1,8 @@
 """What a config may cost and what it may say: bounds on its size and on YAML alias expansion,
 a holdout too small for the gate, model names YAML reads as something else, and `x-` templates
-for many similar models. Through the installed command; the messages are those
-docs/configuration.md shows."""
+for many similar models. The refusals go through the installed command (refused()); the messages
+are those docs/configuration.md shows. What trains or validates models runs in-process, where the
+config validation's scikit-learn imports are already paid."""
 import json
 import time
 
@@ -145,13 +146,13 @@ def test_the_documented_template_validates_and_each_model_gets_its_keys(project)
     text = template_example()
     assert text.startswith("base_dir: /srv/retrainctl\n\nx-route: &route ")
     project.config_path.write_text(text.replace("/srv/retrainctl", str(project.root)))
-    result = project.run("config", "--model", "route_31")
-    assert result.returncode == 0, result.stderr
+    result = project.cli("config", "--model", "route_31")
+    assert result.exit_code == 0, result.stderr
     shown = result.stdout.replace(str(project.root), "/srv/retrainctl")
     documented = DOC[DOC.index("    $ retrainctl config --model route_31 | head -n 15\n"):].split("\n\n")[0].split("\n")[1:]
     assert shown.startswith("\n".join(line[4:] for line in documented) + "\n")
-    full = project.run("config")
-    assert full.returncode == 0, full.stderr
+    full = project.cli("config")
+    assert full.exit_code == 0, full.stderr
     models = yaml.safe_load(full.stdout)["models"]
     assert list(models) == ["route_12", "route_14", "route_31"]
     for name, model in models.items():
@@ -180,22 +181,22 @@ def test_only_top_level_keys_starting_with_x_are_left_out_of_validation(project)
 def test_a_holdout_under_10_rows_fails_the_training_as_a_data_error_saying_what_would_do(project):
     project.config["models"].pop("housing")
     project.set_model("iris", test_size=0.01)
-    train = project.run("train", "iris")
-    assert train.returncode == 1
+    train = project.cli("train", "iris")
+    assert train.exit_code == 1
     line = (f"iris: failed: {project.data('iris')}: test_size 0.01 of 150 labelled rows holds out 1, fewer than "
             f"the 10 holdout rows the promotion gate needs: raise test_size to 0.07, or have at least 1000 labelled "
             f"rows\n")
     assert train.stdout == line
     documented = (REPO / "docs" / "triggers-and-quality.md").read_text()
     assert "    " + line.replace(str(project.root), "/srv/retrainctl") in documented
-    check = project.run("check")
-    assert check.returncode == 1 and "Traceback" not in check.stderr
+    check = project.cli("check")
+    assert check.exit_code == 1 and "Traceback" not in check.stderr
     assert [(e["trigger_type"], e["status"], e["error_type"]) for e in project.history()] == [
         ("manual", "failure", "data_error"), ("initial", "failure", "data_error")]
     assert project.current_version("iris") is None
     project.set_model("iris", test_size=0.07)  # 10.5 rows
-    trained = project.run("train", "iris")
-    assert trained.returncode == 0 and trained.stdout.startswith("iris: promoted v1"), trained.stderr
+    trained = project.cli("train", "iris")
+    assert trained.exit_code == 0 and trained.stdout.startswith("iris: promoted v1"), trained.stderr
     meta = json.loads((project.model_dir / "iris" / "v1" / "metadata.json").read_text())
     assert meta["holdout_rows"] >= 10
 
@@ -206,8 +207,8 @@ def test_a_holdout_too_small_on_few_rows_says_to_add_rows(project):
     iris = project.data("iris")
     iris.write_text("".join(iris.read_text().splitlines(keepends=True)[::8]))  # the header and 18 rows, 3 classes
     project.set_model("iris", min_data_size=10)
-    train = project.run("train", "iris")
-    assert train.returncode == 1
+    train = project.cli("train", "iris")
+    assert train.exit_code == 1
     assert train.stdout == (f"iris: failed: {iris}: test_size 0.2 of 18 labelled rows holds out 3, fewer than the 10 "
                             f"holdout rows the promotion gate needs: have at least 50 labelled rows\n")
 

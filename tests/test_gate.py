@@ -57,8 +57,8 @@ def test_dummy_candidate_is_rejected_and_force_promotes(trained):
     assert project.current_version("iris") == 1
     project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
 
-    out = project.run("train", "iris")
-    assert out.returncode == 0, out.stderr
+    out = project.cli("train", "iris")
+    assert out.exit_code == 0, out.stderr
     assert out.stdout.startswith("iris: rejected v2: worse than the current model: candidate 0.2857 vs current 0.9524")
     record = last(project)
     assert (record["trigger_type"], record["status"], record["version"], record["promoted"]) == (
@@ -71,13 +71,13 @@ def test_dummy_candidate_is_rejected_and_force_promotes(trained):
     assert json.loads((kept / "metadata.json").read_text())["estimator"] == "sklearn.dummy.DummyClassifier"
 
     # The rejection is not a failure, and the same data is not retried by check.
-    again = project.run("check", "iris", "--json")
-    assert again.returncode == 0
+    again = project.cli("check", "iris", "--json")
+    assert again.exit_code == 0
     assert json.loads(again.stdout)["models"][0]["due"] is False
     assert project.current_version("iris") == 1
 
-    forced = project.run("train", "iris", "--force", "--reason", "accept the baseline model")
-    assert forced.returncode == 0, forced.stderr
+    forced = project.cli("train", "iris", "--force", "--reason", "accept the baseline model")
+    assert forced.exit_code == 0, forced.stderr
     assert forced.stdout.startswith("iris: promoted v3")
     record = last(project)
     assert (record["status"], record["version"], record["forced"], record["promoted"]) == ("success", 3, True, True)
@@ -105,14 +105,14 @@ def test_insane_candidate_is_rejected(trained):
 
 def test_rollback_previous_to_and_errors(trained):
     project = trained  # iris v1 from the first check
-    assert project.run("train", "--force", "iris").returncode == 0
+    assert project.cli("train", "--force", "iris").exit_code == 0
     assert project.current_version("iris") == 2
     project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
-    assert project.run("train", "iris").returncode == 0          # v3 rejected
+    assert project.cli("train", "iris").exit_code == 0          # v3 rejected
     assert project.current_version("iris") == 2
 
-    out = project.run("rollback", "iris")
-    assert out.returncode == 0, out.stderr
+    out = project.cli("rollback", "iris")
+    assert out.exit_code == 0, out.stderr
     assert out.stdout.startswith("iris: rolled back from v2 to v1 by ")
     assert project.current_version("iris") == 1
     record = last(project)
@@ -120,24 +120,24 @@ def test_rollback_previous_to_and_errors(trained):
         "operator", "rolled_back", 1, 2)
 
     # --to may name any version on disk, even the rejected candidate, kept for inspection.
-    to = project.run("rollback", "iris", "--to", "3", "--json")
-    assert to.returncode == 0, to.stderr
+    to = project.cli("rollback", "iris", "--to", "3", "--json")
+    assert to.exit_code == 0, to.stderr
     assert json.loads(to.stdout)["description"].startswith("rolled back from v1 to v3 by ")
     assert project.current_version("iris") == 3
 
     before = project.events()
-    missing = project.run("rollback", "iris", "--to", "9")
-    assert missing.returncode == 2
+    missing = project.cli("rollback", "iris", "--to", "9")
+    assert missing.exit_code == 2
     assert missing.stderr.strip().splitlines()[-1] == "Error: iris: version 9 does not exist (available: v1, v2, v3)"
-    same = project.run("rollback", "iris", "--to", "v3")  # as the tables write it
-    assert same.returncode == 2 and same.stderr.strip().endswith("Error: iris: v3 is already current")
+    same = project.cli("rollback", "iris", "--to", "v3")  # as the tables write it
+    assert same.exit_code == 2 and same.stderr.strip().endswith("Error: iris: v3 is already current")
     for bad in ("v", "x3", "0", "-1", "v1.5"):
         wrong = project.cli("rollback", "iris", "--to", bad)
         assert wrong.exit_code == 2
         assert wrong.stderr.splitlines()[-1] == (f"Error: Invalid value for '--to': expected a version such as 3 "
                                                  f"or v3, got {bad!r}")
-    unknown = project.run("rollback", "irs")
-    assert unknown.returncode == 2 and "model 'irs' is not configured" in unknown.stderr
+    unknown = project.cli("rollback", "irs")
+    assert unknown.exit_code == 2 and "model 'irs' is not configured" in unknown.stderr
     assert "did you mean 'iris'?" in unknown.stderr
     assert project.events() == before and project.current_version("iris") == 3
 
@@ -164,21 +164,21 @@ def test_rollback_sticks_until_new_data(trained):
     # The appended rows copy training rows; a wide tolerance keeps this test about rollback, not the gate.
     project.set_model("iris", promotion_tolerance=0.5)
     project.append_rows("iris", 20)
-    assert project.run("check", "iris").returncode == 0
+    assert project.cli("check", "iris").exit_code == 0
     assert project.current_version("iris") == 2
 
     # v1 was trained on older data, but the data v2 was trained on counts as rolled back from:
     # the next check does not undo the rollback.
-    assert project.run("rollback", "iris").returncode == 0
-    after = project.run("check", "iris", "--json")
-    assert after.returncode == 0
+    assert project.cli("rollback", "iris").exit_code == 0
+    after = project.cli("check", "iris", "--json")
+    assert after.exit_code == 0
     model = json.loads(after.stdout)["models"][0]
     assert (model["due"], model["action"]) == (False, "none")
     assert model["note"] == "candidate for this data was rejected or rolled back; waiting for new data"
     assert project.current_version("iris") == 1
 
     project.append_rows("iris", 5)  # new data: retrained and gated against the rolled-back model
-    assert project.run("check", "iris").returncode == 0
+    assert project.cli("check", "iris").exit_code == 0
     assert project.current_version("iris") == 3
     assert [(e["trigger_type"], e["status"]) for e in project.history("iris")] == [
         ("initial", "success"), ("data_change", "success"), ("operator", "rolled_back"),
@@ -253,8 +253,8 @@ def test_a_model_trained_on_shuffled_labels_is_not_promoted_over_one_that_learnt
     because it learnt nothing where the live model had. --force still promotes it."""
     project = trained
     shuffle_labels(project.data(name), target)
-    out = project.run("check", name, "--json")
-    assert out.returncode == 0, out.stderr
+    out = project.cli("check", name, "--json")
+    assert out.exit_code == 0, out.stderr
     record = last(project, name)
     assert (record["trigger_type"], record["status"], record["version"]) == ("data_change", "rejected", 2)
     assert "no better than a constant prediction: candidate " in record["description"], record["description"]
@@ -264,15 +264,15 @@ def test_a_model_trained_on_shuffled_labels_is_not_promoted_over_one_that_learnt
     assert triggers.has_skill((meta["score"], meta["constant_score"], meta["constant_p"]), True,
                               triggers.NO_SKILL) is False
 
-    forced = project.run("train", name, "--force")
-    assert forced.returncode == 0 and forced.stdout.startswith(f"{name}: promoted v3"), forced.stdout + forced.stderr
+    forced = project.cli("train", name, "--force")
+    assert forced.exit_code == 0 and forced.stdout.startswith(f"{name}: promoted v3"), forced.stdout + forced.stderr
 
 
 def test_the_first_model_has_nothing_to_lose_to_a_constant(project):
     """No live model: a model trained on shuffled labels is promoted as before (nothing to
     compare with), and its skill is recorded."""
     shuffle_labels(project.data("iris"), "Species")
-    assert project.run("train", "iris").returncode == 0
+    assert project.cli("train", "iris").exit_code == 0
     assert project.current_version("iris") == 1
     meta = json.loads((project.model_dir / "iris" / "v1" / "metadata.json").read_text())
     assert 0.25 < meta["constant_score"] < 0.45 and meta["constant_p"] > triggers.SKILL_ALPHA

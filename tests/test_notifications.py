@@ -1,5 +1,6 @@
 """The report and notifications through the installed command: `report` in both formats, a
-failed check and a drift alert POSTed to a real loopback server, `notify-failure` as systemd's
+failed check and a drift alert POSTed to a real loopback server (these two checks in-process: they
+train or validate, which costs a subprocess the scikit-learn imports), `notify-failure` as systemd's
 OnFailure= hook runs it."""
 import json
 
@@ -67,8 +68,8 @@ def test_a_failed_check_posts_a_signed_failure_once(project, request):
     _hooks(project, {"url": server.url, "secret_env": "HOOK_SECRET"})
     project.data("iris").unlink()
     env = {"HOOK_SECRET": SECRET}
-    out = project.run("check", "iris", env=env)
-    assert out.returncode == 1, out.stderr
+    out = project.cli("check", "iris", env=env)
+    assert out.exit_code == 1, out.stderr
     [(headers, body, path)] = server.requests
     event = json.loads(body)
     assert path == "/hook" and headers["X-Retrainctl-Event"] == "failure"
@@ -78,7 +79,7 @@ def test_a_failed_check_posts_a_signed_failure_once(project, request):
         "description": "data file could not be read"}
     assert event == {"event": "failure", **project.history("iris")[-1]}
     # the same failure again is not news
-    assert project.run("check", "iris", env=env).returncode == 1
+    assert project.cli("check", "iris", env=env).exit_code == 1
     assert len(server.requests) == 1
 
 
@@ -94,14 +95,14 @@ def test_a_secret_that_cannot_be_had_is_a_config_error(project, request):
 def test_drift_that_only_alerts_is_sent_once_per_evidence(project, request):
     drift, everything = _endpoint(request), _endpoint(request)
     _hooks(project, {"url": drift.url, "events": ["drift"]}, {"url": everything.url})
-    assert project.run("check", "iris").returncode == 0
+    assert project.cli("check", "iris").exit_code == 0
     assert [e["event"] for e in _bodies(everything)] == ["success"] and drift.requests == []
 
     write_inputs(project, shift=3.0)
     project.set_model("iris", drift_path="data/recent.csv")
     for _ in range(2):
-        out = project.run("check", "iris")
-        assert out.returncode == 0, out.stderr
+        out = project.cli("check", "iris")
+        assert out.exit_code == 0, out.stderr
     [alert] = _bodies(drift)
     assert (alert["event"], alert["status"], alert["model_name"], alert["version"]) == ("drift", "drift", "iris", 1)
     assert alert["description"].startswith("input drift in data/recent.csv: PSI PetalLengthCm:range ")
@@ -110,7 +111,7 @@ def test_drift_that_only_alerts_is_sent_once_per_evidence(project, request):
     assert [e["status"] for e in project.history("iris")] == ["success"]  # and not a history record
 
     write_inputs(project, shift=4.0)  # new evidence
-    assert project.run("check", "iris").returncode == 0
+    assert project.cli("check", "iris").exit_code == 0
     assert len(drift.requests) == 2 and _bodies(drift)[1]["quality_keys"] != alert["quality_keys"]
 
 

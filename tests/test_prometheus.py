@@ -1,7 +1,8 @@
 """The shipped alert rules and dashboard against a real Prometheus scraping a real Pushgateway,
-driven by real `retrainctl` runs: each alert fires for what it names and resolves when that is
-fixed, none fires in normal operation, the first failure counts in increase(), no counter resets,
-and every dashboard panel returns data. Only the rules' `for:` durations are shortened here."""
+driven by real `retrainctl` runs (in-process, see run()): each alert fires for what it names and
+resolves when that is fixed, none fires in normal operation, the first failure counts in increase(),
+no counter resets, and every dashboard panel returns data. Only the rules' `for:` durations are
+shortened here."""
 import copy
 import json
 import math
@@ -160,8 +161,8 @@ def trained(tmp_path_factory):
     del project.config["models"]["housing"]
     project.write_config()
     for args in (("check",), ("train", "--force", "iris")):
-        result = project.run(*args)
-        assert result.returncode == 0, result.stderr
+        result = project.cli(*args)
+        assert result.exit_code == 0, result.stderr
     assert project.current_version("iris") == 2
     return project
 
@@ -196,8 +197,11 @@ def push_to(project, gw, instance="host-a", job="retrainctl"):
 
 
 def run(project, *args, code=0):
-    result = project.run(*args)
-    assert result.returncode == code, result.stderr
+    """The command, in-process: each run builds a fresh metrics registry from the state log (never
+    the global one), so it pushes what the installed command would, without a subprocess's imports
+    and, after a config edit, the validation's."""
+    result = project.cli(*args)
+    assert result.exit_code == code, result.stderr
     return result
 
 

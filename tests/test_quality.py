@@ -1,5 +1,7 @@
 """Performance and drift triggers: the pure PSI / verdict math, and the triggers end to end
-(relabelled eval data, a lower-is-better metric, shifted inputs, no retrain loops, caching)."""
+(relabelled eval data, a lower-is-better metric, shifted inputs, no retrain loops, caching). The
+command runs in-process (a subprocess would add its imports and, after each config edit, a
+validation that imports scikit-learn) except where a fresh process is the point."""
 import json
 import math
 import subprocess
@@ -309,8 +311,8 @@ def write_eval(project, rows, relabel=False, name="eval.csv"):
 
 
 def status_of(project, name):
-    out = project.run("status", "--json")
-    assert out.returncode == 0, out.stderr
+    out = project.cli("status", "--json")
+    assert out.exit_code == 0, out.stderr
     return next(m for m in json.loads(out.stdout)["models"] if m["model_name"] == name)
 
 
@@ -327,8 +329,8 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(tra
     write_eval(project, rows)
     project.set_model("iris", eval_path="data/eval.csv")
 
-    first = project.run("check", "--json")
-    assert first.returncode == 0, first.stderr
+    first = project.cli("check", "--json")
+    assert first.exit_code == 0, first.stderr
     assert [(m["model_name"], m["due"]) for m in json.loads(first.stdout)["models"]] == [
         ("iris", False), ("housing", False)]
     st_ok = status_of(project, "iris")
@@ -339,8 +341,8 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(tra
                              "of 0.05 at quality_alpha 0.01 (smallest detectable: 16.7%)")
 
     write_eval(project, rows, relabel=True)
-    second = project.run("check")
-    assert second.returncode == 0, second.stderr
+    second = project.cli("check")
+    assert second.exit_code == 0, second.stderr
     # the training data has not changed since v1: a retrain could only copy it
     assert second.stdout.splitlines()[1].split()[:4] == ["iris", "unchanged", "performance", "unchanged"]
     assert second.stderr == ("retrainctl: WARNING: iris: not trained: performance degraded on new labelled rows; "
@@ -358,8 +360,8 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(tra
 
     # No loop: the same data and eval data do not fire again, but status still says degraded.
     for _ in range(2):
-        again = project.run("check")
-        assert again.returncode == 0 and again.stdout.splitlines()[1].split()[:3] == ["iris", "no", "-"]
+        again = project.cli("check")
+        assert again.exit_code == 0 and again.stdout.splitlines()[1].split()[:3] == ["iris", "no", "-"]
     assert iris_history(project) == [("initial", "success"), ("performance", "skipped")]
     st_bad = status_of(project, "iris")
     assert st_bad["due"] is False and st_bad["degraded"] is True
@@ -371,8 +373,8 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(tra
     # New training rows with the same evidence: a real retrain, on both triggers.
     data = project.data("iris")
     data.write_text(data.read_text() + "".join(line + "\n" for line in data.read_text().splitlines()[1:11]))
-    third = project.run("check")
-    assert third.returncode == 0, third.stderr
+    third = project.cli("check")
+    assert third.exit_code == 0, third.stderr
     assert third.stdout.splitlines()[1].split()[:3] == ["iris", "yes", "data_change,performance"]
     record = project.history("iris")[-1]
     assert (record["status"], record["version"]) == ("success", 2)
@@ -380,9 +382,9 @@ def test_relabelled_eval_data_triggers_performance_and_correct_data_does_not(tra
 
     # New evidence (other eval rows) may fire once more; the model is now trained on this data.
     write_eval(project, rows[:120], relabel=True)
-    assert project.run("check").returncode == 0
+    assert project.cli("check").exit_code == 0
     assert iris_history(project)[-1] == ("performance", "skipped")
-    assert project.run("check").returncode == 0
+    assert project.cli("check").exit_code == 0
     assert len(project.history("iris")) == 4
 
 
@@ -511,8 +513,8 @@ def test_unshifted_inputs_do_not_drift_and_shifted_ones_alert_without_retraining
     _, rows = iris_rows(project)
     write_eval(project, rows)
     project.set_model("iris", drift_path="data/recent.csv", eval_path="data/eval.csv")
-    out = project.run("check", "--json")
-    assert out.returncode == 0, out.stderr
+    out = project.cli("check", "--json")
+    assert out.exit_code == 0, out.stderr
     assert json.loads(out.stdout)["models"][0]["due"] is False
     st = status_of(project, "iris")
     assert (st["drifted"], st["drifted_features"], st["drift_rows"], st["drift_action"]) == (False, {}, 150, "alert")
@@ -523,8 +525,8 @@ def test_unshifted_inputs_do_not_drift_and_shifted_ones_alert_without_retraining
     # drift_action alert (the default): drift is a signal in status, not a retrain
     write_inputs(project, shift=3.0)
     for _ in range(2):
-        out = project.run("check")
-        assert out.returncode == 0, out.stderr
+        out = project.cli("check")
+        assert out.exit_code == 0, out.stderr
         # shifted by 3 cm, most values are beyond the training maximum: the range test sees them first
         assert out.stdout.splitlines()[1].split()[:6] == ["iris", "no", "drift", "alert:", "PetalLengthCm:range,",
                                                           "PetalLengthCm"]
@@ -536,8 +538,8 @@ def test_unshifted_inputs_do_not_drift_and_shifted_ones_alert_without_retraining
     assert st["drift_note"].startswith("input drift in data/recent.csv: PSI PetalLengthCm:range ")
     assert "Holm over 5 test(s) of 4 feature(s)" in st["drift_note"]
     assert st["drift_note"].endswith("; drift_action alert: a signal, not a retrain")
-    metrics = project.run("metrics")
-    assert metrics.returncode == 0, metrics.stderr
+    metrics = project.cli("metrics")
+    assert metrics.exit_code == 0, metrics.stderr
     lines = metrics.stdout.splitlines()
     assert 'model_input_drifted{model_name="iris"} 1.0' in lines
     assert [line.split(" ")[0] for line in lines if line.startswith("model_feature_drift_psi{")] == [
@@ -549,8 +551,8 @@ def test_drift_action_retrain_answers_once_per_drift_evidence(trained):
     project = trained
     write_inputs(project, shift=3.0)
     project.set_model("iris", drift_path="data/recent.csv", drift_action="retrain")
-    out = project.run("check")
-    assert out.returncode == 0, out.stderr
+    out = project.cli("check")
+    assert out.exit_code == 0, out.stderr
     # the training data has not changed: a retrain could only copy v1, so none runs, and it says why
     assert out.stdout.splitlines()[1].split()[:4] == ["iris", "unchanged", "drift", "unchanged"]
     assert out.stderr == ("retrainctl: WARNING: iris: not trained: drift in production inputs; "
@@ -566,7 +568,7 @@ def test_drift_action_retrain_answers_once_per_drift_evidence(trained):
 
     # No loop: the same drift on the same data is not answered again.
     for _ in range(2):
-        assert project.run("check").returncode == 0
+        assert project.cli("check").exit_code == 0
     assert iris_history(project) == [("initial", "success"), ("drift", "skipped")]
     st = status_of(project, "iris")
     assert st["due"] is False and st["drifted"] is True and st["model_version"] == 1
@@ -678,8 +680,8 @@ def test_noop_check_with_quality_triggers_imports_nothing_heavy(project):
     write_eval(project, rows)
     write_inputs(project)
     project.set_model("iris", eval_path="data/eval.csv", drift_path="data/recent.csv")
-    assert project.run("check").returncode == 0         # trains, then evaluates and caches
-    assert project.run("status").returncode == 0
+    assert project.cli("check").exit_code == 0         # trains, then evaluates and caches
+    assert project.cli("status").exit_code == 0
     cache = json.loads((project.state_dir / "quality.json").read_text())
     assert set(cache["iris"]) == {"performance", "drift"}
 

@@ -1,8 +1,9 @@
-"""What a real year of data brings, each finding on a small generated file through the installed
-command: labels keep their type, the drift reference counts every input row and sees outside the
-training range, retrains on unchanged data make no copies, config edits are a trigger, drift alerts
-show in the tables, the schema is checked on the columns the model uses, and row numbers are not
-features by accident."""
+"""What a real year of data brings, each finding on a small generated file, the command run
+in-process (tests/test_e2e.py runs the installed one; here a subprocess would only add its imports
+and, after each config edit, a validation that imports scikit-learn: ~2 s of CPU a run): labels keep
+their type, the drift reference counts every input row and sees outside the training range, retrains
+on unchanged data make no copies, config edits are a trigger, drift alerts show in the tables, the
+schema is checked on the columns the model uses, and row numbers are not features by accident."""
 import io
 import json
 import sys
@@ -104,14 +105,14 @@ def int_label_project(project):
 
 def test_numeric_labels_with_a_gap_predict_integers_and_score_right(project):
     frame = int_label_project(project)
-    done = project.run("check")
-    assert done.returncode == 0, done.stderr
+    done = project.cli("check")
+    assert done.exit_code == 0, done.stderr
     model = joblib.load(project.model_dir / "labels" / "v1" / "model.joblib")
     pred = model.predict(frame[["x1", "x2"]].head(5))
     assert pred.dtype.kind == "i" and set(pred) <= {0, 1}
-    row = json.loads(project.run("status", "--json").stdout)["models"][0]
+    row = json.loads(project.cli("status", "--json").stdout)["models"][0]
     assert row["eval_score"] > 0.8 and row["degraded"] is False, row["eval_note"]
-    again = project.run("check", "--json")
+    again = project.cli("check", "--json")
     assert json.loads(again.stdout)["models"][0]["action"] == "none"
     assert [e["status"] for e in project.history()] == ["success"]
 
@@ -139,12 +140,12 @@ def test_a_model_stored_with_text_classes_keeps_working_and_its_next_version_is_
         "score": 0.9, "features": ["x1", "x2"], "trained_at_ts": 1.0e9, "promoted": True, "classes": ["0.0", "1.0"],
         "baseline": metric_sample("accuracy", holdout["label"].astype(str), old.predict(holdout[["x1", "x2"]]))})
     store.promote("labels", mv.version)
-    row = json.loads(project.run("status", "--json").stdout)["models"][0]
+    row = json.loads(project.cli("status", "--json").stdout)["models"][0]
     assert row["eval_score"] > 0.8 and row["degraded"] is False, row["eval_note"]
-    same = project.run("train", "labels")  # the same data: nothing to train on without --force
-    assert same.returncode == 0 and same.stdout.startswith("labels: unchanged: ")
-    done = project.run("train", "labels", "--force")
-    assert done.returncode == 0, done.stderr
+    same = project.cli("train", "labels")  # the same data: nothing to train on without --force
+    assert same.exit_code == 0 and same.stdout.startswith("labels: unchanged: ")
+    done = project.cli("train", "labels", "--force")
+    assert done.exit_code == 0, done.stderr
     new = joblib.load(project.model_dir / "labels" / "v2" / "model.joblib")
     assert new.predict(frame[["x1", "x2"]].head(3)).dtype.kind == "i"
 
@@ -170,8 +171,8 @@ def test_the_drift_reference_counts_rows_without_a_label(project):
     month.loc[cancelled, "price"] = np.nan  # the inputs of cancelled orders: no price
     write_month(month, project.root / "data" / "orders", 1)
     month.drop(columns=["units"]).to_csv(project.root / "data" / "recent.csv", index=False)
-    assert project.run("check").returncode == 0
-    row = json.loads(project.run("status", "--json").stdout)["models"][0]
+    assert project.cli("check").exit_code == 0
+    row = json.loads(project.cli("status", "--json").stdout)["models"][0]
     assert row["drifted"] is False, row["drift_note"]
     assert max(row["drift_psi"].values()) < 0.05
     assert "price:missing" in row["drift_psi"]
@@ -182,17 +183,17 @@ def test_drift_sees_values_outside_the_training_range_and_a_missing_rate(project
                           features=["store", "price", "temp", "level", "year"], feature_types={"year": "calendar"})
     month = frames[0].assign(level=2013.0)
     write_month(month, project.root / "data" / "orders", 1)
-    assert project.run("check").returncode == 0
+    assert project.cli("check").exit_code == 0
     recent = month.assign(level=2099.0, year=2099)  # the same month's inputs, but for these
     recent.loc[::2, "temp"] = np.nan  # half the thermometers stopped reporting
     recent.drop(columns=["units"]).to_csv(project.root / "data" / "recent.csv", index=False)
-    row = json.loads(project.run("status", "--json").stdout)["models"][0]
+    row = json.loads(project.cli("status", "--json").stdout)["models"][0]
     assert row["drifted"] is True
     assert set(row["drifted_features"]) == {"level:range", "temp:missing"}, row["drift_note"]
     assert "year" not in row["drift_psi"]  # a calendar number moves on by design
     below = month.assign(level=1900.0)
     below.drop(columns=["units"]).to_csv(project.root / "data" / "recent.csv", index=False)
-    row = json.loads(project.run("status", "--json").stdout)["models"][0]
+    row = json.loads(project.cli("status", "--json").stdout)["models"][0]
     assert list(row["drifted_features"]) == ["level:range"]
 
 
@@ -200,74 +201,74 @@ def test_retrains_on_unchanged_data_make_no_copies(project):
     """drift_action retrain and the age trigger on training data that has not changed: recorded
     once each, no new version; with new data the age trigger trains again."""
     frames = year_project(project, months=1, drift_path="data/recent.csv", drift_action="retrain")
-    assert project.run("check").returncode == 0
+    assert project.cli("check").exit_code == 0
     shifted = frames[0].assign(price=frames[0]["price"] * 3)  # production prices tripled
     shifted.drop(columns=["units"]).to_csv(project.root / "data" / "recent.csv", index=False)
-    first = project.run("check", "--json")
-    assert first.returncode == 0, first.stderr
+    first = project.cli("check", "--json")
+    assert first.exit_code == 0, first.stderr
     row = json.loads(first.stdout)["models"][0]
     assert (row["action"], row["held"], row["due_reasons"][0]["trigger_type"]) == ("unchanged", "unchanged", "drift")
     skipped = project.history()[-1]
     assert (skipped["status"], skipped["error_type"], skipped["trigger_type"]) == ("skipped", "unchanged", "drift")
     assert "drift in production inputs; the training data has not changed" in skipped["description"]
-    assert project.run("check").returncode == 0  # the same evidence: not recorded again
+    assert project.cli("check").exit_code == 0  # the same evidence: not recorded again
     assert [e["status"] for e in project.history()] == ["success", "skipped"]
 
-    project.set_model("orders", max_model_age_hours=0.0001, drift_path=None)
-    aged = project.run("check", "--json")
+    project.set_model("orders", max_model_age_hours=0.000001, drift_path=None)  # 3.6 ms: aged by now
+    aged = project.cli("check", "--json")
     assert json.loads(aged.stdout)["models"][0]["result"].startswith("unchanged: the training data and config")
     assert sorted(p.name for p in (project.model_dir / "orders").iterdir()) == ["current", "v1"]
     write_month(frames[1], project.root / "data" / "orders", 2)  # new data: the age trigger trains
-    assert project.run("check").returncode == 0
+    assert project.cli("check").exit_code == 0
     assert [(e["trigger_type"], e["status"]) for e in project.history()][-1] == ("data_change", "success")
-    forced = project.run("train", "orders", "--force")
-    assert forced.returncode == 0 and forced.stdout.startswith("orders: promoted v3")
+    forced = project.cli("train", "orders", "--force")
+    assert forced.exit_code == 0 and forced.stdout.startswith("orders: promoted v3")
 
 
 def test_pruning_never_removes_the_version_before_the_live_one(project):
     frames = year_project(project, months=1, keep_versions=1, promotion_tolerance=1.0)
-    assert project.run("check").returncode == 0
+    assert project.cli("check").exit_code == 0
     for m in (2, 3, 4):
         write_month(frames[m - 1], project.root / "data" / "orders", m)
-        assert project.run("check").returncode == 0
+        assert project.cli("check").exit_code == 0
     assert project.current_version("orders") == 4
     assert sorted(p.name for p in (project.model_dir / "orders").iterdir()) == ["current", "v3", "v4"]
-    back = project.run("rollback", "orders")
-    assert back.returncode == 0 and "to v3" in back.stdout
+    back = project.cli("rollback", "orders")
+    assert back.exit_code == 0 and "to v3" in back.stdout
 
 
 def test_a_config_edit_is_a_trigger_and_a_fixed_config_clears_its_backoff(project):
     year_project(project, months=1, promotion_tolerance=1.0)
-    assert project.run("check").returncode == 0
+    assert project.cli("check").exit_code == 0
     project.set_model("orders", params={"alpha": 5.0})
-    dry = project.run("check", "--dry-run")
-    assert dry.returncode == 3 and "config_change" in dry.stdout
-    status = json.loads(project.run("status", "--json").stdout)["models"][0]
+    dry = project.cli("check", "--dry-run")
+    assert dry.exit_code == 3 and "config_change" in dry.stdout
+    status = json.loads(project.cli("status", "--json").stdout)["models"][0]
     assert status["due_reasons"] == [{"trigger_type": "config_change", "description": "config changed since v1: params"}]
-    assert project.run("check").returncode == 0
+    assert project.cli("check").exit_code == 0
     assert project.history()[-1]["trigger_type"] == "config_change" and project.current_version("orders") == 2
-    assert json.loads(project.run("check", "--json").stdout)["models"][0]["action"] == "none"  # no loop
+    assert json.loads(project.cli("check", "--json").stdout)["models"][0]["action"] == "none"  # no loop
 
     project.set_model("orders", features=["store", "price", "no_such_column"])  # fails at every fit
-    broken = project.run("check")
-    assert broken.returncode == 1 and "no_such_column" in broken.stdout
-    held = json.loads(project.run("check", "--json").stdout)["models"][0]
+    broken = project.cli("check")
+    assert broken.exit_code == 1 and "no_such_column" in broken.stdout
+    held = json.loads(project.cli("check", "--json").stdout)["models"][0]
     assert held["held"] == "backoff"
     project.set_model("orders", features=["store", "price"])  # fixed: tried again at once
-    fixed = project.run("check", "--json")
+    fixed = project.cli("check", "--json")
     row = json.loads(fixed.stdout)["models"][0]
     assert (row["action"], row["event"]["status"]) == ("train", "success"), row
 
 
 def test_drift_alerts_show_in_the_check_and_status_tables(project):
     frames = year_project(project, months=1, drift_path="data/recent.csv")
-    assert project.run("check").returncode == 0
+    assert project.cli("check").exit_code == 0
     frames[0].assign(price=frames[0]["price"] * 3, temp=frames[0]["temp"] + 30).drop(columns=["units"]).to_csv(
         project.root / "data" / "recent.csv", index=False)
-    check = project.run("check")
+    check = project.cli("check")
     line = check.stdout.splitlines()[1]
     assert line == "orders  no   drift alert: temp:range, price:range  none    up to date"
-    status = project.run("status").stdout.splitlines()[1]
+    status = project.cli("status").stdout.splitlines()[1]
     assert "  no   drift alert: temp:range, price:range  " in status
 
 
@@ -277,26 +278,26 @@ def test_the_schema_is_checked_on_the_columns_the_model_uses(project):
     frames = year_project(project, months=1)
     month = frames[1].assign(late=frames[1]["late"].map({True: "yes", False: "no"}))
     write_month(month, project.root / "data" / "orders", 2)  # an export that spells booleans out
-    done = project.run("check")
-    assert done.returncode == 0, done.stderr
+    done = project.cli("check")
+    assert done.exit_code == 0, done.stderr
     assert ("column 'late' left out: text values in " in done.stderr
             and ", bool in " in done.stderr and "; the model does not use it" in done.stderr)
     project.set_model("orders", features=["store", "price", "late"])
-    broken = project.run("check")
-    assert broken.returncode == 1
+    broken = project.cli("check")
+    assert broken.exit_code == 1
     assert "column 'late' holds text values, but bool in" in broken.stdout
 
 
 def test_a_row_number_is_not_a_feature_by_accident(project):
     """Iris' `Id` is a row number: without `features` it would give accuracy 1.0 on a sorted file."""
     project.set_model("iris", features=None)
-    done = project.run("check", "iris")
-    assert done.returncode == 0, done.stderr
+    done = project.cli("check", "iris")
+    assert done.exit_code == 0, done.stderr
     assert "column 'Id' dropped: id-like (unique, increasing whole numbers" in done.stderr
     meta = json.loads((project.model_dir / "iris" / "v1" / "metadata.json").read_text())
     assert meta["features"] == ["Id", "SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm"]
     assert meta["columns"]["Id"]["used"] is False
-    status = project.run("status", "iris")
+    status = project.cli("status", "iris")
     assert "iris: v1: column 'Id' dropped: id-like" in status.stdout
 
 
@@ -394,8 +395,8 @@ def test_a_flag_column_alone_is_a_feature_in_every_format(project):
     model = {"target": "units", "task": "regression", "estimator": "sklearn.linear_model.Ridge", "features": ["promo"]}
     project.write_config(base_config(**{name: dict(model, data_path=f"data/{name.replace('_', '.')}")
                                         for name in ("flag_csv", "flag_parquet", "gaps_parquet")}))
-    done = project.run("check")
-    assert done.returncode == 0, done.stdout
+    done = project.cli("check")
+    assert done.exit_code == 0, done.stdout
     for name in ("flag_csv", "flag_parquet", "gaps_parquet"):
         pipeline = joblib.load(project.model_dir / name / "current" / "model.joblib")
         for promo in ([True, False], pd.array([True, False], dtype="boolean")):  # with or without gaps

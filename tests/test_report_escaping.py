@@ -48,8 +48,8 @@ def hostile(tmp_path_factory):
     project.write_config()
     for args, env in ((("check",), None), (("train", "m", "--force", "--reason", REASON), None),
                       (("pause", "m"), _as(OPERATOR)), (("rollback", "m"), _as(ROLLER))):
-        done = project.run(*args, env=env)
-        assert done.returncode == 0, (args, done.stderr)
+        done = project.cli(*args, env=env)
+        assert done.exit_code == 0, (args, done.stderr)
     return project
 
 
@@ -76,8 +76,8 @@ class Tags(HTMLParser):
 
 
 def test_markdown_report_shows_markup_as_text(hostile):
-    done = hostile.run("report", "--format", "md")
-    assert done.returncode == 0, done.stderr
+    done = hostile.cli("report", "--format", "md")
+    assert done.exit_code == 0, done.stderr
     md = done.stdout
     for raw in ("<script", "<img", "<b ", "<i"):
         assert raw not in md
@@ -100,8 +100,8 @@ def test_markdown_report_shows_markup_as_text(hostile):
 
 
 def test_html_report_shows_markup_as_text(hostile):
-    done = hostile.run("report")
-    assert done.returncode == 0, done.stderr
+    done = hostile.cli("report")
+    assert done.exit_code == 0, done.stderr
     page = Tags(done.stdout)
     assert {"script", "img", "i"} & set(page.tags) == set()
     assert {name for _, name, _ in page.attrs} & {"onerror", "onmouseover"} == set()
@@ -114,19 +114,19 @@ def test_html_report_shows_markup_as_text(hostile):
 def test_control_characters_in_reasons_and_operator_names_are_recorded_as_one_line(trained):
     project = trained
     reason = "relabelled\r\nQA batch\tfrom \x1b[31mred\x1b[0m team\u202e"
-    done = project.run("train", "iris", "--force", "--reason", reason)
-    assert done.returncode == 0, done.stderr
-    assert project.run("pause", "iris", env=_as("ops\rroot\x07")).returncode == 0
-    assert project.run("rollback", "iris", env=_as("a\nb")).returncode == 0
-    listed = project.run("history", "--model", "iris", "--json")
-    assert listed.returncode == 0, listed.stderr
+    done = project.cli("train", "iris", "--force", "--reason", reason)
+    assert done.exit_code == 0, done.stderr
+    assert project.cli("pause", "iris", env=_as("ops\rroot\x07")).exit_code == 0
+    assert project.cli("rollback", "iris", env=_as("a\nb")).exit_code == 0
+    listed = project.cli("history", "--model", "iris", "--json")
+    assert listed.exit_code == 0, listed.stderr
     records = json.loads(listed.stdout)["history"]
     assert [r["description"] for r in records[:3]] == [
         "rolled back from v2 to v1 by a b",
         "automatic retraining paused by ops root\\x07",
         "relabelled QA batch from \\x1b[31mred\\x1b[0m team\\u202e; forced by operator (--force)"]
-    table = project.run("history", "--model", "iris")
-    assert table.returncode == 0, table.stderr
+    table = project.cli("history", "--model", "iris")
+    assert table.exit_code == 0, table.stderr
     lines = table.stdout.splitlines()
     assert len(lines) == 1 + len(records) and lines[0].startswith("TIME ")
     assert all(line.startswith(r["trigger_time"]) for line, r in zip(lines[1:], records))

@@ -25,8 +25,8 @@ def onto_tmpfs(full_disk, path, size):
 
 
 def status_json(project):
-    r = project.run("status", "--json")
-    assert r.returncode == 0, r.stderr
+    r = project.cli("status", "--json")
+    assert r.exit_code == 0, r.stderr
     return {m["model_name"]: m for m in json.loads(r.stdout)["models"]}, r.stderr
 
 
@@ -57,7 +57,7 @@ def test_save_numbers_after_the_disk_and_the_floor(tmp_path):
 
 def test_a_deleted_model_folder_never_reuses_its_version_numbers(trained):
     project = trained  # iris and housing v1 from the first check
-    assert project.run("train", "iris", "--force").stdout.startswith("iris: promoted v2")
+    assert project.cli("train", "iris", "--force").stdout.startswith("iris: promoted v2")
     folder = project.model_dir / "iris"
     shutil.rmtree(folder)
 
@@ -66,8 +66,8 @@ def test_a_deleted_model_folder_never_reuses_its_version_numbers(trained):
     assert warnings(stderr) == [line]
     assert rows["iris"]["model_dir_missing"] is True and rows["housing"]["model_dir_missing"] is False
 
-    r = project.run("check")
-    assert r.returncode == 0, r.stderr
+    r = project.cli("check")
+    assert r.exit_code == 0, r.stderr
     assert warnings(r.stderr) == [line]
     assert r.stdout.splitlines()[1].split()[:6] == ["iris", "yes", "initial", "train", "promoted", "v3"]
     assert [e["version"] for e in project.history("iris")] == [1, 2, 3]
@@ -85,8 +85,8 @@ def test_a_lost_current_link_is_warned_and_numbering_goes_on(trained):
     assert warnings(stderr) == [f"retrainctl: WARNING: housing: {link} is gone, though the history has a live "
                                 f"model; the next training makes v2"]
     assert rows["housing"]["model_dir_missing"] is True and rows["iris"]["model_dir_missing"] is False
-    r = project.run("check")
-    assert r.returncode == 0 and "promoted v2" in r.stdout.splitlines()[2]
+    r = project.cli("check")
+    assert r.exit_code == 0 and "promoted v2" in r.stdout.splitlines()[2]
     assert project.current_version("housing") == 2
 
 

@@ -15,7 +15,7 @@ import joblib
 import pandas as pd
 import pytest
 
-from conftest import BIN
+from conftest import BIN, made_once
 from retrainctl import __version__
 from retrainctl.config.load import parse_config
 from retrainctl.base.secrets import redact
@@ -85,6 +85,36 @@ def tracking_at(uri):
         mlflow.set_tracking_uri(None)
 
 
+def empty_store(folder):
+    """The embedded database as retrainctl creates it (every MLflow migration, under a temporary
+    name; tracking._ensure_database), at <folder>/mlflow.db."""
+    from retrainctl.publish.tracking import _ensure_database
+
+    _ensure_database(f"sqlite:///{folder}/mlflow.db")
+
+
+@pytest.fixture(scope="session")
+def _empty_store(tmp_path_factory):
+    return made_once(tmp_path_factory, "mlflow-store", empty_store) / "mlflow.db"
+
+
+@pytest.fixture
+def embedded(_empty_store, monkeypatch):
+    """embedded(project): MLflow on with the embedded sqlite store (no tracking_uri, no
+    MLFLOW_TRACKING_URI), that store already created: a copy of the one made once per run. Creating
+    it runs MLflow's migrations, 1-2 s of CPU per test that is not about creating it (those that are
+    make their own: test_embedded_sqlite_default_needs_no_server, a kill while it is created, a file
+    system without hard links)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    def make(project, **settings):
+        project.state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_empty_store, project.state_dir / "mlflow.db")
+        use_mlflow(project, **settings)
+
+    return make
+
+
 def use_mlflow(project, **settings):
     # A generous deadline: on a loaded test machine MLflow's imports alone can take most of 30 s.
     # The report page (matplotlib, a second action of the tracking process) only where it is tested.
@@ -92,12 +122,19 @@ def use_mlflow(project, **settings):
     project.write_config()
 
 
-def train_json(project, *args):
-    """Train through the installed command (stdout must stay pure JSON whatever MLflow prints)."""
-    proc = project.run("train", *args, "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert "View run" not in proc.stderr and "Successfully registered" not in proc.stderr
-    return json.loads(proc.stdout)["event"], proc.stderr
+def train_json(project, *args, installed=True):
+    """Train through the installed command (stdout must stay pure JSON whatever MLflow prints), or
+    in-process where a test only needs the tracked version (no subprocess's imports, nor the
+    validation's after a config edit)."""
+    if installed:
+        proc = project.run("train", *args, "--json")
+        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    else:
+        done = project.cli("train", *args, "--json")
+        code, stdout, stderr = done.exit_code, done.stdout, done.stderr
+    assert code == 0, stderr
+    assert "View run" not in stderr and "Successfully registered" not in stderr
+    return json.loads(stdout)["event"], stderr
 
 
 def features_of(project, name):
@@ -241,15 +278,15 @@ def report_artifact(client, run_id):
         return open(client.download_artifacts(run_id, "report.html", folder), encoding="utf-8").read()
 
 
-def test_report_page_lost_with_its_process_leaves_the_training_standing(project, monkeypatch):
+def test_report_page_lost_with_its_process_leaves_the_training_standing(project, embedded):
     """The tracking process is killed while it draws the report page: a warning naming the run,
     the candidate is still promoted and recorded, exit 0. With `log_report: false` no page."""
     from mlflow import MlflowClient
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    use_mlflow(project, log_report=True)
-    lost = project.run("train", "iris", "--json", env={"RETRAINCTL_FAULT": "report_attaching"})
-    assert lost.returncode == 0, lost.stderr
+    embedded(project, log_report=True)
+    # In-process: the fault point is in the tracking process, which the command starts either way.
+    lost = project.cli("train", "iris", "--json", env={"RETRAINCTL_FAULT": "report_attaching"})
+    assert lost.exit_code == 0, lost.stderr
     record = json.loads(lost.stdout)["event"]
     assert (record["status"], record["version"], record["mlflow_model_version"]) == ("success", 1, 1)
     assert (f"iris: report page not attached to MLflow run {record['mlflow_run_id']}: "
@@ -259,8 +296,8 @@ def test_report_page_lost_with_its_process_leaves_the_training_standing(project,
     assert [a.path for a in client.list_artifacts(record["mlflow_run_id"])] == ["columns.json"]  # no page
 
     use_mlflow(project, log_report=False)
-    quiet = project.run("train", "iris", "--force", "--json")
-    assert quiet.returncode == 0, quiet.stderr
+    quiet = project.cli("train", "iris", "--force", "--json")  # in-process: no second validation's imports
+    assert quiet.exit_code == 0, quiet.stderr
     run_id = json.loads(quiet.stdout)["event"]["mlflow_run_id"]
     assert "report page" not in quiet.stderr
     assert [a.path for a in client.list_artifacts(run_id)] == ["columns.json"]
@@ -268,9 +305,9 @@ def test_report_page_lost_with_its_process_leaves_the_training_standing(project,
 
 def registry_gauge(project):
     """The model_registry_in_sync sample of iris in `retrainctl metrics`."""
-    proc = project.run("metrics")
-    assert proc.returncode == 0, proc.stderr
-    [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith('model_registry_in_sync{model_name="iris"}')]
+    done = project.cli("metrics")
+    assert done.exit_code == 0, done.stderr
+    [line] = [ln for ln in done.stdout.splitlines() if ln.startswith('model_registry_in_sync{model_name="iris"}')]
     return line.rsplit(" ", 1)[1]
 
 
@@ -319,17 +356,16 @@ def test_embedded_sqlite_default_needs_no_server(project, monkeypatch, tmp_path)
     assert list(loaded.predict(X)) == list(store_model(project, "housing", 1).predict(X))
 
 
-def test_kill_between_registry_and_store_moves_the_alias_back(project, monkeypatch):
+def test_kill_between_registry_and_store_moves_the_alias_back(project, embedded):
     """Registering a promoted candidate moves `champion` just before the store's `current` does;
     a kill -9 between the two must not leave the alias on a version that never went live."""
     import signal
 
     from mlflow import MlflowClient
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    use_mlflow(project)
+    embedded(project)
     project.set_model("iris", retry_backoff_seconds=0)
-    first, _ = train_json(project, "iris")
+    first, _ = train_json(project, "iris", installed=False)
     assert (first["version"], first["mlflow_model_version"]) == (1, 1)
 
     crashed = project.run("train", "iris", "--force", env={"RETRAINCTL_FAULT": "after_track"})
@@ -360,16 +396,17 @@ def test_kill_between_registry_and_store_moves_the_alias_back(project, monkeypat
     assert sorted(tags) == ["1", "2", "3"]
 
 
-def test_kill_during_the_first_training_removes_the_alias(project, monkeypatch):
+def test_kill_during_the_first_training_removes_the_alias(project, embedded):
     """The same crash on the very first training: nothing is live, so no alias is better than one
-    naming a version that never served. The next run trains again and registers it."""
+    naming a version that never served. The next run trains again and registers it. (The runs
+    after the crash are in-process: each follows a config edit, whose validation would cost a
+    subprocess the scikit-learn imports.)"""
     import signal
 
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    use_mlflow(project)
+    embedded(project)
     project.set_model("iris", retry_backoff_seconds=0)
     crashed = project.run("check", "iris", env={"RETRAINCTL_FAULT": "after_track"})
     assert crashed.returncode == -signal.SIGKILL
@@ -378,8 +415,8 @@ def test_kill_during_the_first_training_removes_the_alias(project, monkeypatch):
     assert project.current_version("iris") is None
 
     project.set_model("iris", enable_auto_retraining=False)  # recover, but train nothing yet
-    after = project.run("check", "iris")
-    assert after.returncode == 0, after.stderr
+    after = project.cli("check", "iris")
+    assert after.exit_code == 0, after.stderr
     assert ("iris: MLflow alias 'champion' removed: it named a version that never went live, and the live "
             "model does not exist") in after.stderr
     with pytest.raises(MlflowException, match="champion"):
@@ -388,18 +425,17 @@ def test_kill_during_the_first_training_removes_the_alias(project, monkeypatch):
     assert (interrupted["error_type"], "tracking_error" in interrupted) == ("interrupted", False)
 
     project.set_model("iris", enable_auto_retraining=True)
-    assert project.run("check", "iris").returncode == 0
+    assert project.cli("check", "iris").exit_code == 0
     retrained = project.history("iris")[-1]
     assert (retrained["status"], retrained["version"], retrained["mlflow_model_version"]) == ("success", 2, 2)
     assert str(client.get_model_version_by_alias("iris", "champion").version) == "2"
 
 
-def test_mlflow_serves_the_champion(project, monkeypatch):
+def test_mlflow_serves_the_champion(project, embedded):
     """The documented way to serve the champion, with MLflow's own server (its uvicorn is found
     through PATH): it answers as the store's current model does."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    use_mlflow(project)
-    event, _ = train_json(project, "iris")
+    embedded(project)
+    event, _ = train_json(project, "iris", installed=False)
     assert event["mlflow_model_version"] == 1
     port = free_port()
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", MLFLOW_DISABLE_TELEMETRY="true",
@@ -514,13 +550,12 @@ def test_hanging_server_costs_at_most_the_timeout(project):
     assert record["duration"] < 3 + 30  # the fit's own seconds plus the deadline, not MLflow's 7 x 120 s
 
 
-def test_required_tracking_failure_fails_and_promotes_nothing(project):
-    project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
-    assert project.run("train", "iris").returncode == 0  # v1, tracking disabled
+def test_required_tracking_failure_fails_and_promotes_nothing(trained):
+    project = trained  # iris v1, trained by the first check with tracking disabled
     use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}", required=True)
 
-    proc = project.run("train", "iris", "--force")
-    assert proc.returncode == 1, proc.stderr
+    proc = project.cli("train", "iris", "--force")  # in-process: no validation's imports after the edit
+    assert proc.exit_code == 1, proc.stderr
     assert "iris: v2 not promoted: MLflow tracking failed and mlflow.required is true:" in proc.stderr
     assert proc.stdout.startswith("iris: failed: MLflow tracking failed and mlflow.required is true:")
     record = project.history("iris")[-1]
@@ -528,14 +563,13 @@ def test_required_tracking_failure_fails_and_promotes_nothing(project):
     assert "Connection refused" in record["tracking_error"]
     assert project.current_version("iris") == 1
 
-    forced = project.run("train", "iris", "--force")
-    assert forced.returncode == 1 and project.current_version("iris") == 1
+    forced = project.cli("train", "iris", "--force")
+    assert forced.exit_code == 1 and project.current_version("iris") == 1
 
 
-def test_required_rollback_refuses_without_a_registry_version(project):
-    project.set_model("iris", estimator="sklearn.dummy.DummyClassifier", params={})
-    for _ in range(2):
-        assert project.run("train", "iris", "--force").returncode == 0  # v1, v2 without tracking
+def test_required_rollback_refuses_without_a_registry_version(trained):
+    project = trained  # iris v1 from the first check, without tracking
+    assert project.cli("train", "iris", "--force").exit_code == 0  # v2, without tracking too
     use_mlflow(project, tracking_uri=f"http://127.0.0.1:{free_port()}", required=True)
     back = project.cli("rollback", "iris")
     assert back.exit_code == 1
@@ -552,15 +586,14 @@ def test_required_rollback_refuses_without_a_registry_version(project):
     assert status_row(project, "iris")["registry_in_sync"] is False
 
 
-def test_rollback_registers_a_version_trained_without_tracking(project, monkeypatch):
+def test_rollback_registers_a_version_trained_without_tracking(trained, embedded):
     """A version that was never tracked is logged as a new run and registered, so `champion`
     still names what the store serves."""
     from mlflow import MlflowClient
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for _ in range(2):
-        assert project.run("train", "iris", "--force").returncode == 0  # v1, v2 without tracking
-    use_mlflow(project, required=True)
+    project = trained  # iris v1 from the first check, without tracking
+    assert project.cli("train", "iris", "--force").exit_code == 0  # v2, without tracking too
+    embedded(project, required=True)
     back = project.cli("rollback", "iris", "--json")
     assert back.exit_code == 0, back.output
     record = json.loads(back.stdout)
