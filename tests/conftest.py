@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,13 @@ from click.testing import CliRunner
 # numpy) would only fight over them. The commands the tests start inherit these.
 for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
+
+# A shell starts a background job (`make test &`, a CI runner's step) with SIGINT ignored, and an
+# ignored signal stays ignored across exec: every command a test starts would then shrug off the
+# Ctrl-C the interruption tests send it. The commands a test starts get the default, as from a
+# terminal, cron or systemd (a handler, unlike "ignored", is reset by exec).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "raw"
