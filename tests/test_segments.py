@@ -326,6 +326,13 @@ def test_train_and_rollback_an_entry_or_a_glob(shop):
     assert all(shop.current_version(n) == 1 for n in big)
     text = shop.cli("rollback", "sales").stdout.splitlines()
     assert text == ["sales: 0 of 8 rolled back; 8 had nothing to roll back to"]
+    # below min_data_size: among many, a recorded skip as in a check, not a failure
+    shop.set_model("sales", min_data_size=int(shop.rows().max()) + 1)
+    skipped = shop.cli("train", "sales", "--json")
+    assert skipped.exit_code == 0, skipped.output
+    outcomes = {m["model_name"]: m for m in json.loads(skipped.stdout)["models"]}
+    assert {(o["action"], o["failed"]) for n, o in outcomes.items() if n in big} == {("skip", False)}
+    assert shop.history("sales:s000")[-1]["status"] == "skipped"
 
 
 def test_a_check_trusts_a_segments_brief_only_while_its_metadata_is_unchanged(shop):

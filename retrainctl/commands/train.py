@@ -40,7 +40,8 @@ def train_many(config: Config, names: list[str] | tuple[str, ...], reason: str |
     segments, a shell glob for those it matches), one Outcome each. Each is decided under its own
     training lock, and the ones to train are fitted together on the executor, in batches, as a
     check fits its due models. A segment with too few rows of its own, or none, is skipped as a
-    check skips it (no record, not a failure); one another process is training is a failure."""
+    check skips it (no record, not a failure), one below min_data_size too (a `skipped` record,
+    not a failure); one another process is training is a failure."""
     shell = Shell(config, clock, callback, store, log, open_executor)
     models = select(config, names, shell.observer)
     shell.prepare_to_train()
@@ -95,6 +96,7 @@ def _decide(shell: Shell, model: ModelConfig, reason: str | None, force: bool, a
         return settle(shell.recorder, model, decision, obs, trigger=TriggerType.MANUAL)
     if decision.action in (Action.ERROR, Action.SKIP):
         out = settle(shell.recorder, model, decision, obs, trigger=TriggerType.MANUAL)
-        out.failed = True  # asked for a model and got none
+        # asked for a model and got none; among many, too few rows is a skip, as in a check
+        out.failed = alone or decision.action == Action.ERROR
         return out
     return Claim(model, decision, obs, force=force)
