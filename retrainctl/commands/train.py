@@ -67,6 +67,7 @@ def train_many(config: Config, names: list[str] | tuple[str, ...], reason: str |
                 out.lock = lock
                 claims[len(slots)] = out
                 slots.append(None)  # filled in when its fit comes back
+        shell.observer.save()  # what was evaluated between the models is written at most once a second
         for index, done in zip(claims, shell.attempts.run(list(claims.values()))):
             slots[index] = done
     finally:
