@@ -148,24 +148,25 @@ def test_a_check_observes_each_model_once(project, monkeypatch):
     assert sorted(seen) == ["housing", "iris"]
 
 
-def test_a_started_record_the_log_refuses_fails_that_model_alone(project):
-    """The state log refuses housing's `started` record (as a full disk does): housing fails
-    without a fit, iris, started before it, is still fitted and recorded, nothing stays open."""
+def test_started_records_the_log_refuses_fail_their_models_without_a_fit(project):
+    """The `started` records of a command's due models are appended in one write (one fsync for
+    a batch): when the state log refuses it (as a full disk does), every one of those models
+    fails without a fit, and nothing is left open for the next run to call dead."""
     from retrainctl.base.errors import RetrainctlError
 
     class Refusing(StateLog):
         def append(self, *records, unless=None):
-            if records[0].model_name == "housing" and records[0].status == "started":
+            if any(r.model_name == "housing" and r.status == "started" for r in records):
                 raise RetrainctlError(f"{self.path}: cannot append to the state log: No space left on device")
             return super().append(*records, unless=unless)
 
     fake = fake_executor(iris=fitted(0.9), housing=fitted(0.8))
     report = check(project, fake, log=Refusing(str(project.state_dir)))
     assert report.exit_code == 1
+    refused = (f"failed: {project.state_dir / 'events.jsonl'}: cannot append to the state log: "
+               "No space left on device")
     assert [(o.model_name, o.result, o.failed) for o in report.outcomes] == [
-        ("iris", "promoted v1 (accuracy 0.9)", False),
-        ("housing", f"failed: {project.state_dir / 'events.jsonl'}: cannot append to the state log: "
-                    "No space left on device", True)]
-    assert [r.model_name for r in fake.sessions[0]] == ["iris"]
-    assert statuses(project) == [("iris", "initial", "success", None)]
-    assert {m: s.open_attempts for m, s in StateLog(str(project.state_dir)).states().items()} == {"iris": {}}
+        ("iris", refused, True), ("housing", refused, True)]
+    assert fake.sessions == [[]]
+    assert statuses(project) == []
+    assert {m: s.open_attempts for m, s in StateLog(str(project.state_dir)).states().items()} == {}

@@ -309,15 +309,13 @@ def _read_file(name: str, decided: str, spec: TrainingSpec) -> Any:
 # A fit process given a batch of one entry's segments parses each file once: its parsed rows and
 # their segments' row positions, by (file, content hash, how it is parsed). Only the files of the
 # last three paths read are kept, each in its latest content.
-_PARTS: dict[Any, tuple[Any, dict[str, Any] | None]] = {}
+_PARTS: dict[Any, tuple[Any, dict[str, tuple[int, int]] | None]] = {}
 KEEP_PATHS = 3  # an entry's data_path, eval_path and drift_path (the quality checks of its segments)
 
 
 def _segment_part(path: str, name: str, decided: str, spec: TrainingSpec) -> Any:
     """The rows of segment `spec.segment` in one file (all of them in a Hive-style partition,
     whose folders say its segment), the file read and hashed only the first time in this process."""
-    import numpy as np
-
     key = (path, name, decided, spec.csv, spec.segment_by, tuple(sorted(spec.feature_types.items())))
     cached = _PARTS.get(key)
     if cached is None:
@@ -327,13 +325,12 @@ def _segment_part(path: str, name: str, decided: str, spec: TrainingSpec) -> Any
                 del _PARTS[old]
         for old in [k for k in _PARTS if k[:2] == key[:2]]:  # an older content of this file
             del _PARTS[old]
-        part = _read_file(name, decided, spec)
-        cached = _PARTS[key] = (part, segment_keys.groups(part, spec.segment_by))
-    part, groups = cached
-    if groups is None:
+        cached = _PARTS[key] = segment_keys.groups(_read_file(name, decided, spec), spec.segment_by)
+    part, spans = cached
+    if spans is None:
         return part
     wanted = SEPARATOR.join(encode_value(v) for v in spec.segment)
-    return segment_keys.take(part, groups.get(wanted, np.zeros(0, dtype=np.int64)))
+    return segment_keys.rows(part, spans.get(wanted, (0, 0)))
 
 
 def _kinds(part: Any) -> dict[str, str | None]:

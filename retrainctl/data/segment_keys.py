@@ -30,25 +30,30 @@ def row_keys(frame: "pd.DataFrame", columns: tuple[str, ...]) -> Any:
     return keys
 
 
-def groups(part: Any, columns: tuple[str, ...]) -> dict[str, Any] | None:
-    """{key: row positions} of a parsed file (a DataFrame or a pyarrow Table); None when the file
-    holds none of the key columns (a Hive-style partition: its folders say its segment)."""
+def groups(part: Any, columns: tuple[str, ...]) -> tuple[Any, dict[str, tuple[int, int]] | None]:
+    """(the rows of a parsed file (a DataFrame or a pyarrow Table) ordered by segment, each
+    segment's rows in their order in the file, {key: (start, end)} of each segment's rows in it);
+    (part, None) when the file holds none of the key columns (a Hive-style partition: its folders
+    say its segment). Reordered once, so that each segment is then a slice: taking rows by position
+    per segment costs the whole column each time with some column types (chunked Arrow text)."""
     import numpy as np
     import pandas as pd
 
     names = list(part.column_names) if hasattr(part, "column_names") else list(part.columns)
     if not any(c in names for c in columns):
-        return None
+        return part, None
     keys_frame = part.select(list(columns)).to_pandas() if hasattr(part, "column_names") else part
     codes, uniques = pd.factorize(row_keys(keys_frame, columns))
     order = np.argsort(codes, kind="stable")
     ends = np.cumsum(np.bincount(codes, minlength=len(uniques)))
     starts = np.concatenate(([0], ends[:-1]))
-    return {str(k): order[a:b] for k, a, b in zip(uniques, starts.tolist(), ends.tolist())}
+    ordered = part.take(order) if hasattr(part, "column_names") else part.iloc[order]
+    return ordered, {str(k): (a, b) for k, a, b in zip(uniques, starts.tolist(), ends.tolist())}
 
 
-def take(part: Any, rows: Any) -> Any:
-    """The rows at `rows` of a DataFrame or a pyarrow Table, as a new one."""
+def rows(part: Any, span: tuple[int, int]) -> Any:
+    """Rows start..end of a DataFrame or a pyarrow Table (as ordered by groups()), as a new one."""
+    start, end = span
     if hasattr(part, "column_names"):
-        return part.take(rows)
-    return part.iloc[rows]
+        return part.slice(start, end - start)
+    return part.iloc[start:end].copy()

@@ -237,20 +237,30 @@ class LocalExecutor:
         return run_local(p.request, self.children, self.spares)
 
     def completed(self):
+        for group in self.completed_groups():
+            yield from group
+
+    def completed_groups(self):
+        """The fits that finished, in the groups found finished together: the caller commits
+        each group at once, and while it does so the next group's fits run on."""
         while self.pending:
             # In slices: a Ctrl-C handled by another thread does not wake a wait without a timeout.
             done, _ = concurrent.futures.wait(list(self.pending), timeout=self.poll,
                                               return_when=concurrent.futures.FIRST_COMPLETED)
+            group = []
             for future in done:
                 p = self.pending.pop(future)
                 try:
                     result = future.result()
                 except RetrainctlError as exc:
-                    yield _done(p, error=exc)
+                    group.append(_done(p, error=exc))
                 except Exception as exc:  # a bug in the runner thread: that fit failed, the others go on
-                    yield _done(p, error=TrainingError(f"{type(exc).__name__}: {exc}", ErrorType.EXECUTOR_ERROR))
+                    group.append(_done(p, error=TrainingError(f"{type(exc).__name__}: {exc}",
+                                                              ErrorType.EXECUTOR_ERROR)))
                 else:
-                    yield _done(p, result=result)
+                    group.append(_done(p, result=result))
+            if group:
+                yield group
 
 
 def remote_fit(request: FitRequest) -> FitResult:

@@ -4,7 +4,7 @@ through prepare (record `started`) -> fit on the executor -> gate -> save -> tra
 import errno
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from ..fit.executors import FitRequest, OpenExecutor, open_executor
 from ..observe.observer import Observer
 from ..state.lineage import previous_promoted
 from ..state.sidecars import clear_running, mark_running
-from ..state.store import ModelStore, ModelVersion
+from ..state.store import ModelStore, ModelVersion, Staged
 from .recorder import Recorder
 from .recovery import Recovery
 
@@ -131,8 +131,7 @@ class Attempts:
         # Connecting comes first: an unreachable scheduler leaves no `started` record behind.
         with (self.open_executor or open_executor)(self.config.executor, on_running) as executor:
             try:
-                for claim in claims:
-                    job = self._prepare_safely(claim, executor.name)
+                for job in self._prepare_all(claims, executor.name):
                     order.append(job if isinstance(job, Outcome) else job.attempt_id)
                     if isinstance(job, Outcome):
                         continue
@@ -140,43 +139,78 @@ class Attempts:
                     mark_running(state_dir, job.model.name, job.attempt_id, executor.name, "queued")
                     executor.submit(self.fit_request(job))
                 # One tracking process warms up (imports MLflow) beside the fits; each finished
-                # fit takes it, and the next one is started while fits remain.
+                # fit that is tracked takes it, and the next one is started while fits remain.
                 warm = start_warm(self.config) if tracking else None
-                for done in executor.completed():
-                    job = jobs[done.request.attempt_id]
-                    job.extra = {"executor": executor.name, "worker": done.where,
-                                 "executor_seconds": done.run_seconds, "queued_seconds": done.queued_seconds}
-                    job.warm, warm = warm, None
-                    outcomes[job.attempt_id] = self._finish_safely(job, done.result, done.error)
-                    clear_running(state_dir, job.model.name)
-                    if len(outcomes) < len(jobs) and tracking:
-                        warm = start_warm(self.config)
+                for group in _completed_groups(executor):
+                    plain: list[tuple[Job, FitResult]] = []
+                    for done in group:
+                        job = jobs[done.request.attempt_id]
+                        job.extra = {"executor": executor.name, "worker": done.where,
+                                     "executor_seconds": done.run_seconds, "queued_seconds": done.queued_seconds}
+                        if done.error is None and done.result is not None and not tracks(self.config, job.model) \
+                                and done.result.data_hash == job.claim.obs.data_hash:
+                            plain.append((job, done.result))
+                            continue
+                        if tracks(self.config, job.model):
+                            job.warm, warm = warm, None
+                        outcomes[job.attempt_id] = self._finish_safely(job, done.result, done.error)
+                        clear_running(state_dir, job.model.name)
+                        if warm is None and tracking and len(outcomes) + len(plain) < len(jobs):
+                            warm = start_warm(self.config)
+                    if plain:
+                        outcomes.update(self._finish_group(plain))
+                        for job, _ in plain:
+                            clear_running(state_dir, job.model.name)
             finally:
                 if warm is not None:
                     warm.close()
                 for job in jobs.values():
-                    clear_running(state_dir, job.model.name)
+                    if job.attempt_id not in outcomes:
+                        clear_running(state_dir, job.model.name)
         return [outcomes[key] if isinstance(key, str) else key for key in order]
 
-    def _prepare_safely(self, claim: Claim, executor: str) -> "Job | Outcome":
-        """prepare(), or the failed Outcome of a model whose `started` record could not be written
-        (the state log on a full disk): the attempts already started are still fitted and
-        recorded, never left open for the next run to call dead."""
+    def _prepare_all(self, claims: list[Claim], executor: str) -> "list[Job | Outcome]":
+        """prepare() each claim, their `started` records appended in one write (one fsync for a
+        batch of models). When that write fails (the state log on a full disk) none of them
+        starts: each is a failed Outcome, and nothing is left open for the next run to call dead."""
+        jobs = [self._job(claim) for claim in claims]
         try:
-            return self.prepare(claim, executor)
+            self.recorder.record_many([self._started(job, executor) for job in jobs])
         except RetrainctlError as exc:
-            log.error("%s: not trained: %s", claim.model.name, exc)
-            return Outcome.of(claim.model.name, claim.decision, f"failed: {exc}", failed=True)
+            for job in jobs:
+                log.error("%s: not trained: %s", job.model.name, exc)
+            return [Outcome.of(job.model.name, job.claim.decision, f"failed: {exc}", failed=True) for job in jobs]
+        out: list[Job | Outcome] = []
+        for job in jobs:
+            try:
+                out.append(self._champion(job))
+            except RetrainctlError as exc:
+                log.error("%s: not trained: %s", job.model.name, exc)
+                out.append(self._outcome(job, f"failed: {exc}", Status.FAILURE, job.description, failed=True,
+                                         error=str(exc), error_type=error_type_of(exc, ErrorType.ERROR)))
+        return out
 
     def prepare(self, claim: Claim, executor: str = "local") -> "Job":
         """Record the `started` event and gather what the fit needs: the champion to compare with."""
-        model, decision, obs = claim.model, claim.decision, claim.obs
-        job = Job(claim, decision.trigger_type or TriggerType.MANUAL, decision.describe(), new_attempt_id(),
-                  self.clock())
-        self.recorder.record(Record(model.name, job.trigger_type, Status.STARTED, job.start, data_hash=obs.data_hash,
-                                    attempt_id=job.attempt_id,
-                                    extra={"executor": executor, "config_hash": obs.config_hash,
-                                           **quality_fields(obs.quality_keys, obs.quality_evidence), **host_info()}))
+        job = self._job(claim)
+        self.recorder.record(self._started(job, executor))
+        return self._champion(job)
+
+    def _job(self, claim: Claim) -> "Job":
+        decision = claim.decision
+        return Job(claim, decision.trigger_type or TriggerType.MANUAL, decision.describe(), new_attempt_id(),
+                   self.clock())
+
+    def _started(self, job: "Job", executor: str) -> Record:
+        obs = job.claim.obs
+        return Record(job.model.name, job.trigger_type, Status.STARTED, job.start, data_hash=obs.data_hash,
+                      attempt_id=job.attempt_id,
+                      extra={"executor": executor, "config_hash": obs.config_hash,
+                             **quality_fields(obs.quality_keys, obs.quality_evidence), **host_info()})
+
+    def _champion(self, job: "Job") -> "Job":
+        """The live version the candidate is compared with, read and checked once."""
+        model = job.model
         log.info("%s: training (%s)", model.name, job.description)
         job.champion = self.store.current(model.name)
         if job.champion is not None:
@@ -200,18 +234,23 @@ class Attempts:
         try:
             return self.finish(job, result, error)
         except Exception as exc:
-            error_type, text = self._cause(job, exc)
-            log.error("%s: %s", job.model.name, text, exc_info=log.isEnabledFor(logging.DEBUG))
-            try:
-                return self._outcome(job, f"failed: {text}", Status.FAILURE, job.description, failed=True,
-                                     error=text, error_type=error_type)
-            except RetrainctlError as unrecorded:  # the state log cannot take it either: said, not hidden
-                log.error("%s: failure not recorded: %s", job.model.name, unrecorded)
-                return Outcome.of(job.model.name, job.claim.decision, f"failed: {text}; not recorded: {unrecorded}",
-                                  failed=True)
+            return self._failed(job, exc)
         finally:
             if job.warm is not None:  # not needed after all (the fit failed): dismissed
                 job.warm.close()
+
+    def _failed(self, job: "Job", exc: Exception) -> Outcome:
+        """Close the attempt as failed by `exc`, an error while finishing it; if even that cannot be
+        recorded, an Outcome that says so."""
+        error_type, text = self._cause(job, exc)
+        log.error("%s: %s", job.model.name, text, exc_info=log.isEnabledFor(logging.DEBUG))
+        try:
+            return self._outcome(job, f"failed: {text}", Status.FAILURE, job.description, failed=True,
+                                 error=text, error_type=error_type)
+        except RetrainctlError as unrecorded:  # the state log cannot take it either: said, not hidden
+            log.error("%s: failure not recorded: %s", job.model.name, unrecorded)
+            return Outcome.of(job.model.name, job.claim.decision, f"failed: {text}; not recorded: {unrecorded}",
+                              failed=True)
 
     def _cause(self, job: "Job", exc: Exception) -> tuple[ErrorType, str]:
         """(error_type, message) of an error raised while finishing an attempt: a full disk or a
@@ -223,14 +262,18 @@ class Attempts:
             return error_type_of(exc, ErrorType.INTERNAL), str(exc)
         return ErrorType.INTERNAL, f"{type(exc).__name__}: {exc}"
 
+    def _event(self, job: "Job", status: Status, text: str, **fields: Any) -> Record:
+        """The record of how the attempt ended."""
+        return self.recorder.event(job.model, job.trigger_type, status, job.start, text,
+                                   duration=round(self.clock() - job.start, 3), data_hash=job.claim.obs.data_hash,
+                                   attempt_id=job.attempt_id, config_hash=job.claim.obs.config_hash,
+                                   **quality_fields(job.claim.obs.quality_keys, job.claim.obs.quality_evidence),
+                                   **job.extra, **fields)
+
     def _outcome(self, job: "Job", result: str, status: Status, text: str, failed: bool = False,
                  **fields: Any) -> Outcome:
         """Record how the attempt ended and return its Outcome."""
-        event = self.recorder.write(job.model, job.trigger_type, status, job.start, text,
-                                    duration=round(self.clock() - job.start, 3), data_hash=job.claim.obs.data_hash,
-                                    attempt_id=job.attempt_id, config_hash=job.claim.obs.config_hash,
-                                    **quality_fields(job.claim.obs.quality_keys, job.claim.obs.quality_evidence),
-                                    **job.extra, **fields)
+        event = self.recorder.record(self._event(job, status, text, **fields))
         return Outcome.of(job.model.name, job.claim.decision, result, event, failed)
 
     def finish(self, job: "Job", result: FitResult | None = None, error: RetrainctlError | None = None) -> Outcome:
@@ -261,6 +304,24 @@ class Attempts:
 
     def _keep(self, job: "Job", result: FitResult) -> Outcome:
         """Gate the candidate, save it, track it, and promote it if the gate passes."""
+        model = job.model
+        verdict, meta = self._judge(job, result)
+        faults.point("before_save")
+        mv = self.store.save(model.name, result.model_bytes, meta, at_least=self.recorder.state(model.name).max_version)
+        faults.point("after_save")
+        fields, text = self._fields(job, result, mv, verdict)
+        # Tracked before promotion, so that with mlflow.required a tracking failure keeps the candidate out.
+        from ..publish.tracking import log_training
+
+        tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text, job.warm,
+                               training_time=self.clock() - job.start)
+        try:
+            return self._track_and_promote(job, result, mv, verdict, tracked, fields, text)
+        finally:
+            tracked.close()
+
+    def _judge(self, job: "Job", result: FitResult) -> tuple[decide.GateResult, dict[str, Any]]:
+        """The gate's verdict on the candidate, and the metadata its version is saved with."""
         model, force = job.model, job.claim.force
         policy = model.policy
         for warning in result.metadata.get("column_warnings", ()):
@@ -276,29 +337,99 @@ class Attempts:
                                         model.higher_is_better, model.metric,
                                         champion.version if champion is not None else None)
         verdict = decide.gate(result.score, result.champion_score, model.higher_is_better,
-                                policy.promotion_tolerance, result.sanity_problem, force=force,
-                                has_champion=champion_bytes is not None, no_skill=no_skill)
+                              policy.promotion_tolerance, result.sanity_problem, force=force,
+                              has_champion=champion_bytes is not None, no_skill=no_skill)
         meta = dict(result.metadata, trained_at=utcnow_iso(self.clock()), trained_at_ts=self.clock(),
                     trigger_type=job.trigger_type, attempt_id=job.attempt_id, model_name=model.name,
                     promoted=verdict.promote, config_hash=job.claim.obs.config_hash,
                     training_config=model.training_config(), retrainctl_version=__version__)
-        faults.point("before_save")
-        mv = self.store.save(model.name, result.model_bytes, meta, at_least=self.recorder.state(model.name).max_version)
-        faults.point("after_save")
-        fields = dict(version=mv.version, score=result.score, rows=meta["rows"],
-                      champion_score=result.champion_score,
-                      champion_version=champion.version if champion is not None and champion_bytes is not None
-                      else None)
-        text = f"{job.description}; {verdict.reason}{job.champion_note}"
-        # Tracked before promotion, so that with mlflow.required a tracking failure keeps the candidate out.
-        from ..publish.tracking import log_training
+        return verdict, meta
 
-        tracked = log_training(self.config, model, mv, result, job.trigger_type, verdict.promote, text, job.warm,
-                               training_time=self.clock() - job.start)
+    def _fields(self, job: "Job", result: FitResult, mv: ModelVersion,
+                verdict: decide.GateResult) -> tuple[dict[str, Any], str]:
+        """The outcome record's fields for saved version `mv`, and its description."""
+        champion = job.champion
+        fields = dict(version=mv.version, score=result.score, rows=mv.metadata["rows"],
+                      champion_score=result.champion_score,
+                      champion_version=champion.version if champion is not None and job.champion_bytes is not None
+                      else None)
+        return fields, f"{job.description}; {verdict.reason}{job.champion_note}"
+
+    def _finish_group(self, fits: list[tuple["Job", FitResult]]) -> dict[str, Outcome]:
+        """finish() for fits that came back together and are not tracked in MLflow, with group
+        commits: their versions saved with one fsync round (store.commit), promoted with one
+        (store.promote_many), their outcomes appended in one write. The order of what becomes
+        durable is each model's as in finish(): version folder, then `current`, then the
+        record; a crash in between leaves what recovery.close_dead_attempts closes for one model.
+        A model's own error (a gate or a save that fails) fails it alone."""
+        outcomes: dict[str, Outcome] = {}
+        staged: list[tuple[Job, FitResult, decide.GateResult, Staged]] = []
+        for job, result in fits:
+            try:
+                verdict, meta = self._judge(job, result)
+                faults.point("before_save")
+                at_least = self.recorder.state(job.model.name).max_version
+                staged.append((job, result, verdict, self.store.stage(job.model.name, result.model_bytes, meta,
+                                                                      at_least=at_least)))
+            except Exception as exc:
+                outcomes[job.attempt_id] = self._failed(job, exc)
+        if not staged:
+            return outcomes
         try:
-            return self._track_and_promote(job, result, mv, verdict, tracked, fields, text)
-        finally:
-            tracked.close()
+            self.store.commit([st for *_, st in staged])
+        except Exception as exc:
+            for job, *_ in staged:
+                outcomes[job.attempt_id] = self._failed(job, exc)
+            return outcomes
+        faults.point("after_save")
+        faults.point("after_track")
+        linked: list[tuple[Job, FitResult, decide.GateResult, Staged]] = []
+        for item in staged:
+            job, _, verdict, st = item
+            if not verdict.promote:
+                linked.append(item)
+                continue
+            try:
+                self.store.link_current(job.model.name, st.mv.version)
+                linked.append(item)
+            except Exception as exc:
+                outcomes[job.attempt_id] = self._failed(job, exc)
+        try:
+            self.store.sync_folders([job.model.name for job, _, verdict, _ in linked if verdict.promote])
+        except Exception as exc:
+            for job, *_ in linked:
+                outcomes[job.attempt_id] = self._failed(job, exc)
+            return outcomes
+        if any(verdict.promote for _, _, verdict, _ in linked):
+            faults.point("after_promote")
+        events: list[tuple[Job, Record, Outcome]] = []
+        for job, result, verdict, st in linked:
+            model, mv = job.model, st.mv
+            try:
+                self._prune(model, model.policy.keep_versions)
+            except Exception as exc:  # a version left behind is pruned next time
+                log.warning("%s: old versions not pruned: %s", model.name, exc)
+            fields, text = self._fields(job, result, mv, verdict)
+            if verdict.promote:
+                result_text = f"promoted v{mv.version} ({model.metric} {result.score:.4g})"
+                event = self._event(job, Status.SUCCESS, text, promoted=True, forced=job.claim.force, **fields)
+                log.info("%s: promoted v%d (%s %.4g)", model.name, mv.version, model.metric, result.score)
+            else:
+                result_text = f"rejected v{mv.version}: {verdict.reason}"
+                event = self._event(job, Status.REJECTED, text, promoted=False, **fields)
+                log.warning("%s: candidate v%d rejected: %s", model.name, mv.version, verdict.reason)
+            events.append((job, event, Outcome.of(model.name, job.claim.decision, result_text, event)))
+        try:
+            self.recorder.record_many([event for _, event, _ in events])
+        except RetrainctlError as exc:
+            for job, _, outcome in events:
+                log.error("%s: outcome not recorded: %s", job.model.name, exc)
+                outcomes[job.attempt_id] = Outcome.of(job.model.name, job.claim.decision,
+                                                      f"{outcome.result}; not recorded: {exc}", failed=True)
+            return outcomes
+        for job, _, outcome in events:
+            outcomes[job.attempt_id] = outcome
+        return outcomes
 
     def _prune(self, model: ModelConfig, keep: int) -> None:
         """Prune old versions, never the one a rollback goes back to."""
@@ -336,3 +467,14 @@ class Attempts:
             log.warning("%s: candidate v%d rejected: %s", model.name, mv.version, verdict.reason)
         attach_report(self.config, model, tracked)  # after the record, so that the page shows this attempt
         return out
+
+
+def _completed_groups(executor: Any) -> Iterator[list[Any]]:
+    """The executor's finished fits, in the groups that finished together when it can tell
+    (LocalExecutor.completed_groups), else one by one."""
+    groups = getattr(executor, "completed_groups", None)
+    if groups is not None:
+        yield from groups()
+    else:
+        for done in executor.completed():
+            yield [done]

@@ -33,31 +33,46 @@ class Recorder:
     def state(self, name: str) -> ModelState:
         return self.states().get(name, ModelState())
 
-    def write(self, model: ModelConfig, trigger_type: str, status: Status, when: float, description: str = "", *,
-              unless: Callable[[ModelState], bool] | None = None, **fields: Any) -> Record | None:
-        """Record one event of `model`; see record()."""
+    def event(self, model: ModelConfig, trigger_type: str, status: Status, when: float, description: str = "",
+              **fields: Any) -> Record:
+        """The Record of one event of `model`: the typed fields by name, any other in `extra`."""
         typed = {k: fields.pop(k) for k in _TYPED if k in fields}
         if "error_type" in typed and typed["error_type"] is not None:
             typed["error_type"] = str(typed["error_type"])
-        event = Record(model.name, trigger_type, status, when, description, metric=model.metric, extra=fields,
-                       **typed)
-        return self.record(event, unless)
+        return Record(model.name, trigger_type, status, when, description, metric=model.metric, extra=fields,
+                      **typed)
+
+    def write(self, model: ModelConfig, trigger_type: str, status: Status, when: float, description: str = "", *,
+              unless: Callable[[ModelState], bool] | None = None, **fields: Any) -> Record | None:
+        """Record one event of `model`; see record()."""
+        return self.record(self.event(model, trigger_type, status, when, description, **fields), unless)
 
     def record(self, event: Record, unless: Callable[[ModelState], bool] | None = None) -> Record | None:
         """Append `event` (and notify); with `unless(model_state)`, only if that is false under
         the log's lock, else return None: see StateLog.append."""
-        if event.raw is None and "retrainctl_version" not in event.extra:  # which release wrote it
-            event = dataclasses.replace(event, extra={**event.extra, "retrainctl_version": __version__})
+        event = _versioned(event)
         check = None if unless is None else (lambda states: unless(states.get(event.model_name, ModelState())))
         if not self.log.append(event, unless=check):
             return None
+        self._tell(event)
+        return event
+
+    def record_many(self, events: list[Record]) -> list[Record]:
+        """Append `events` in one write and one fsync (a group commit: a batch of models' outcomes),
+        then notify each as record() does."""
+        events = [_versioned(event) for event in events]
+        self.log.append(*events)
+        for event in events:
+            self._tell(event)
+        return events
+
+    def _tell(self, event: Record) -> None:
         if event.status in HISTORY_STATUSES:
             record = event.to_dict()
             if event.trigger_type != OPERATOR:
                 notify_callback(record, self.callback)
                 notify_command(record, self.config.notify.command, self.config.notify.timeout_seconds)
             self.alert(record)
-        return event
 
     def alert(self, record: dict[str, Any]) -> None:
         """Send `record` to the webhooks and chat URLs that want it (each entry's `events` picks),
@@ -68,3 +83,10 @@ class Recorder:
         if self._notifier is None:  # one per command: its sends share one time budget
             self._notifier = Notifier.from_config(section, state_dir=self.config.state_dir)
         self._notifier.send([record])
+
+
+def _versioned(event: Record) -> Record:
+    """`event` naming the release that wrote it."""
+    if event.raw is None and "retrainctl_version" not in event.extra:
+        return dataclasses.replace(event, extra={**event.extra, "retrainctl_version": __version__})
+    return event

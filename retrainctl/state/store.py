@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base.errors import ErrorType, IntegrityError, StoreError, UsageError
-from ..base.fsutil import atomic_write_json, fsync_dir
+from ..base.fsutil import atomic_write_json, fsync_all
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,15 @@ def _writing(path: str, what: str) -> Iterator[None]:
     except OSError as exc:
         kind = ErrorType.DISK_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ErrorType.STORE_ERROR
         raise StoreError(f"{path}: {what}: {exc.strerror or exc}", kind) from exc
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A version written by ModelStore.stage(), waiting for commit(): `mv` as it will be, its
+    files in the temporary folder `tmp`."""
+
+    mv: ModelVersion
+    tmp: str
 
 
 class ModelStore:
@@ -130,6 +139,11 @@ class ModelStore:
         a model folder deleted since must not hand out its numbers again. The caller holds the
         model's training lock, so version numbers cannot collide. A failed write (a full disk)
         raises StoreError naming the version folder and leaves nothing of it behind."""
+        return self.commit([self.stage(name, model_bytes, metadata, at_least)])[0]
+
+    def stage(self, name: str, model_bytes: bytes, metadata: dict[str, Any], at_least: int = 0) -> "Staged":
+        """The first half of save(): the version's files written in a temporary folder beside
+        it, not yet durable nor visible. commit() finishes several at once."""
         import shutil
         import tempfile
 
@@ -147,17 +161,35 @@ class ModelStore:
                                     (META_FILE, (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())):
                     with open(os.path.join(tmp, fname), "wb") as fh:
                         fh.write(data)
-                        fh.flush()
-                        os.fsync(fh.fileno())
                     os.chmod(os.path.join(tmp, fname), 0o640)
                 os.chmod(tmp, 0o750)
-                fsync_dir(tmp)
-                os.rename(tmp, final)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            fsync_dir(folder)
-        return ModelVersion(name, version, final, meta)
+        return Staged(ModelVersion(name, version, final, meta), tmp)
+
+    def commit(self, staged: list["Staged"]) -> list[ModelVersion]:
+        """Make staged versions durable and visible, in two group commits: their files and
+        temporary folders fsynced together, then each folder renamed to v<N> and the model
+        folders fsynced together. A version folder appears whole or not at all. On an error
+        (named StoreError) the versions not yet renamed are removed; the ones renamed stay, as
+        a crash at that moment would leave them (not current, pruned later)."""
+        import shutil
+
+        renamed = 0
+        try:
+            with _writing(staged[0].mv.path if len(staged) == 1 else self.model_dir, "cannot save the model"):
+                fsync_all([os.path.join(s.tmp, f) for s in staged for f in (MODEL_FILE, META_FILE)]
+                          + [s.tmp for s in staged])
+                for s in staged:
+                    os.rename(s.tmp, s.mv.path)
+                    renamed += 1
+                fsync_all([os.path.dirname(s.mv.path) for s in staged])
+        except BaseException:
+            for s in staged[renamed:]:
+                shutil.rmtree(s.tmp, ignore_errors=True)
+            raise
+        return [s.mv for s in staged]
 
     def update_metadata(self, mv: ModelVersion, **fields: Any) -> ModelVersion:
         """Add fields to a version's metadata.json, replaced atomically; the model file and the
@@ -168,6 +200,23 @@ class ModelStore:
 
     def promote(self, name: str, version: int) -> None:
         """Point `current` at v<version>: a new symlink renamed over the old one, atomically."""
+        self.promote_many([(name, version)])
+
+    def promote_many(self, targets: list[tuple[str, int]]) -> None:
+        """promote() each (name, version), then the model folders fsynced together: one group
+        commit for a batch of models."""
+        for name, version in targets:
+            self.link_current(name, version)
+        if len(targets) == 1:
+            name, version = targets[0]
+            with _writing(os.path.join(self.folder(name), "current"), f"cannot promote v{version}"):
+                fsync_all([self.folder(name)])
+        else:
+            self.sync_folders([name for name, _ in targets])
+
+    def link_current(self, name: str, version: int) -> None:
+        """Point `current` at v<version> (a new symlink renamed over the old one), not yet durable:
+        sync_folders() makes it so."""
         folder = self.folder(name)
         if not os.path.isdir(os.path.join(folder, f"v{version}")):
             raise UsageError(f"{name}: version {version} does not exist in {folder}")
@@ -179,7 +228,12 @@ class ModelStore:
         with _writing(os.path.join(folder, "current"), f"cannot promote v{version}"):
             os.symlink(f"v{version}", tmp)
             os.replace(tmp, os.path.join(folder, "current"))
-            fsync_dir(folder)
+
+    def sync_folders(self, names: list[str]) -> None:
+        """Make what was renamed in these models' folders durable, all in one group commit."""
+        if names:
+            with _writing(self.model_dir, "cannot sync the model folders"):
+                fsync_all([self.folder(name) for name in names])
 
     def warn_if_lost(self, name: str, had_live: bool, highest: int) -> bool:
         """Warn when the history says `name` had a live model (`had_live`) but its folder, or
