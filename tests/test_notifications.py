@@ -207,12 +207,14 @@ def test_the_failures_of_a_fleet_are_one_message_per_entry(tmp_path, request):
     assert chat["message"] == ("sales:s001: data_error: " + project.history("sales:s001")[-1]["error"]
                                + "\n12 more as before (already notified)")
 
-    # an operator's action on the whole entry is one message too
+    # an operator's action: on one segment alone, its own event; on the entry, one message
+    assert project.cli("pause", "sales:s000", env=env).exit_code == 0
     assert project.cli("pause", "sales", env=env).exit_code == 0
-    [(_, body, path)] = server.requests[4:]
-    paused = json.loads(body)
-    assert (path, paused["event"], paused["count"], paused["more"]) == ("/hook/ops", "paused", 40, 30)
-    assert paused["description"].startswith("40 of 40 segments of sales were paused: sales:s000, sales:s001, ")
+    [(_, one, path), (_, rest, _)] = server.requests[4:]
+    assert (path, json.loads(one)) == ("/hook/ops", {"event": "paused", **project.history("sales:s000")[-1]})
+    paused = json.loads(rest)
+    assert (paused["event"], paused["segments"], paused["count"], paused["more"]) == ("paused", 40, 39, 29)
+    assert paused["description"].startswith("39 of 40 segments of sales were paused: sales:s001, sales:s002, ")
 
 
 # --- notify-failure ------------------------------------------------------------------------------
