@@ -179,6 +179,7 @@ def test_the_failures_of_a_fleet_are_one_message_per_entry(tmp_path, request):
     assert out.exit_code == 1, out.output
     [(headers, body)], [chat] = sent(0)
     Webhook(WHSEC).verify(body, {k.lower(): v for k, v in headers.items()})  # raises unless signed right
+    assert headers["X-Retrainctl-Signature-256"] == webhooks.signature(WHSEC.encode(), body)
     event = json.loads(body)
     named = [f"sales:{s}" for s in FAILING[:10]]
     assert {k: event[k] for k in ("event", "entry", "segments", "count", "models", "more", "already_notified",
