@@ -1,10 +1,15 @@
 """The report and notifications through the installed command: `report` in both formats, a
 failed check and a drift alert POSTed to a real loopback server (these two checks in-process: they
-train or validate, which costs a subprocess the scikit-learn imports), `notify-failure` as systemd's
-OnFailure= hook runs it."""
+train or validate, which costs a subprocess the scikit-learn imports), the failures of a fleet of
+segments as one message per entry, `notify-failure` as systemd's OnFailure= hook runs it."""
+import base64
 import json
 
-from conftest import Project
+import numpy as np
+import pandas as pd
+from standardwebhooks import Webhook
+
+from conftest import Project, base_config
 from test_quality import write_inputs
 from test_webhooks import Endpoint
 
@@ -122,6 +127,95 @@ def test_operator_events_reach_the_endpoints_that_ask_for_them(project, request)
     assert project.run("resume", "iris").returncode == 0
     assert [(e["event"], e["model_name"], e["trigger_type"]) for e in _bodies(server)] == [
         ("paused", "iris", "operator"), ("resumed", "iris", "operator")]
+
+
+# --- a fleet of segments -------------------------------------------------------------------------
+
+WHSEC = "whsec_" + base64.b64encode(bytes(range(32))).decode()
+STORES = [f"s{i:03d}" for i in range(40)]
+FAILING = STORES[2::3][:12]  # their labels have not arrived: too few usable rows to train on
+FLEET = {"data_path": "data/sales/", "segment_by": ["store"], "min_segment_rows": 30, "min_data_size": 30,
+         "retry_backoff_seconds": 0, "target": "units", "task": "regression", "features": ["price", "temp"],
+         "estimator": "sklearn.linear_model.Ridge"}
+
+
+def write_fleet(root, unlabelled):
+    """Two monthly partitions of orders from 40 stores of skewed sizes (34 to 180 rows a month),
+    some prices missing, some orders cancelled (no label), and no label at all for `unlabelled`."""
+    rng = np.random.default_rng(26)
+    for month in (1, 2):
+        store = np.repeat(STORES, [30 + 150 // (i + 1) for i in range(len(STORES))])
+        n = len(store)
+        ts = pd.Timestamp(f"2025-0{month}-01", tz="UTC") + pd.to_timedelta(np.sort(rng.uniform(0, 28 * 86400, n)), "s")
+        price, temp = rng.normal(20, 4, n).round(2), rng.normal(12, 3, n).round(1)
+        units = (60 - 1.2 * price + 0.8 * temp + rng.normal(0, 5, n)).round(1)
+        frame = pd.DataFrame({"ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "store": store, "price": price, "temp": temp,
+                              "units": units}).sort_values("ts")
+        frame.loc[rng.random(n) < 0.05, "price"] = np.nan
+        frame.loc[(rng.random(n) < 0.05) | frame["store"].isin(unlabelled), "units"] = np.nan
+        folder = root / "data" / "sales" / f"month=2025-0{month}"
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(folder / "part-0.csv", index=False)
+
+
+def test_the_failures_of_a_fleet_are_one_message_per_entry(tmp_path, request):
+    server = _endpoint(request)
+    project = Project(tmp_path / "proj")
+    write_fleet(project.root, FAILING)
+    project.config = base_config(sales=dict(FLEET))
+    project.config["notify"] = {"webhooks": [{"url": server.url, "secret_env": "HOOK_SECRET", "events": ["failure"]},
+                                             {"url": server.url + "/ops", "events": ["paused"]}],
+                                "apprise": [server.url.replace("http://", "json://") + "/chat"],
+                                "apprise_events": ["failure"]}
+    project.write_config()
+    env = {"HOOK_SECRET": WHSEC}
+
+    def sent(first):
+        hooks = [(h, b) for h, b, p in server.requests[first:] if p == "/hook"]
+        chats = [json.loads(b) for _, b, p in server.requests[first:] if p == "/hook/chat"]
+        return hooks, chats
+
+    out = project.cli("check", env=env)
+    assert out.exit_code == 1, out.output
+    [(headers, body)], [chat] = sent(0)
+    Webhook(WHSEC).verify(body, {k.lower(): v for k, v in headers.items()})  # raises unless signed right
+    assert headers["X-Retrainctl-Signature-256"] == webhooks.signature(WHSEC.encode(), body)
+    event = json.loads(body)
+    named = [f"sales:{s}" for s in FAILING[:10]]
+    assert {k: event[k] for k in ("event", "entry", "segments", "count", "models", "more", "already_notified",
+                                  "error_types")} == {
+        "event": "failure", "entry": "sales", "segments": 40, "count": 12, "models": named, "more": 2,
+        "already_notified": 0, "error_types": {"data_error": 12}}
+    assert event["description"] == f"12 of 40 segments of sales failed: {', '.join(named)} and 2 more"
+    assert event["records"] == [project.history(name)[-1] for name in named]
+    assert chat["title"] == "retrainctl: 12 of 40 segments of sales failed"
+    assert chat["message"].splitlines()[-1] == "and 2 more" and len(chat["message"].splitlines()) == 11
+    assert {e["model_name"] for e in project.history() if e["status"] == "success"} == {
+        f"sales:{s}" for s in STORES if s not in FAILING}
+
+    # the same failures again (each retried: no backoff) are not news
+    assert project.cli("check", env=env).exit_code == 1
+    assert [e["status"] for e in project.history(named[0])] == ["failure", "failure"]
+    assert len(server.requests) == 2
+
+    # one more store's labels go missing: one message about it alone
+    write_fleet(project.root, [*FAILING, "s001"])
+    assert project.cli("check", env=env).exit_code == 1
+    [(_, body)], [chat] = sent(2)
+    news = json.loads(body)
+    assert (news["count"], news["models"], news["more"], news["already_notified"]) == (1, ["sales:s001"], 0, 12)
+    assert chat["title"] == "retrainctl: 1 of 40 segments of sales failed"
+    assert chat["message"] == ("sales:s001: data_error: " + project.history("sales:s001")[-1]["error"]
+                               + "\n12 more as before (already notified)")
+
+    # an operator's action: on one segment alone, its own event; on the entry, one message
+    assert project.cli("pause", "sales:s000", env=env).exit_code == 0
+    assert project.cli("pause", "sales", env=env).exit_code == 0
+    [(_, one, path), (_, rest, _)] = server.requests[4:]
+    assert (path, json.loads(one)) == ("/hook/ops", {"event": "paused", **project.history("sales:s000")[-1]})
+    paused = json.loads(rest)
+    assert (paused["event"], paused["segments"], paused["count"], paused["more"]) == ("paused", 40, 39, 29)
+    assert paused["description"].startswith("39 of 40 segments of sales were paused: sales:s001, sales:s002, ")
 
 
 # --- notify-failure ------------------------------------------------------------------------------

@@ -245,3 +245,64 @@ def test_an_apprise_url_that_fails_is_logged(endpoints, caplog):
     results = notify.Notifier(apprise=target).send([FAILURE])
     assert [(r.outcome, r.detail) for r in results] == [("failed", "not delivered to every URL")]
     assert "apprise: failure event for iris: not delivered to every URL" in caplog.text
+
+
+# --- the segments of an entry: one message per entry and event -----------------------------------
+
+def _segment(store, status="failure", **changes):
+    base = FAILURE if status == "failure" else SUCCESS
+    return dict(base, model_name=f"sales:{store}", data_hash=f"h-{store}", **changes)
+
+
+def test_the_segments_of_an_entry_are_one_message_per_event(endpoints, tmp_path):
+    server = endpoints()
+    stores = [f"s{i:03d}" for i in range(40)]
+    failing = stores[3::3][:12]  # s003, s006, ..., s036
+    records = [_segment(s, "failure" if s in failing else "success") for s in stores]
+    notifier = notify.Notifier([_hook(server, events=["failure"])], state_dir=str(tmp_path), segments={"sales": 40})
+    assert notifier.send(records[:20]) == [] and notifier.send(records[20:]) == [] and server.requests == []
+    results = notifier.flush()
+    assert [(r.event, r.outcome) for r in results] == [("failure", "sent")] * 12
+    [(headers, body, _)] = server.requests
+    event = json.loads(body)
+    assert headers["X-Retrainctl-Event"] == "failure" and "X-Retrainctl-Signature-256" not in headers
+    assert {k: v for k, v in event.items() if k != "records"} == {
+        "event": "failure", "aggregate": True, "entry": "sales", "status": "failure", "segments": 40, "count": 12,
+        "models": [f"sales:{s}" for s in failing[:10]], "more": 2, "already_notified": 0,
+        "error_types": {"fit_error": 12}, "trigger_time": "2026-12-02T10:00:00+00:00",
+        "description": "12 of 40 segments of sales failed: " + ", ".join(f"sales:{s}" for s in failing[:10])
+                       + " and 2 more"}
+    assert event["records"] == [_segment(s) for s in failing[:10]]
+    # once per cause, per segment: the same failures again are not news; one more failing segment is
+    again = notify.Notifier([_hook(server, events=["failure"])], state_dir=str(tmp_path), segments={"sales": 40})
+    again.send([_segment(s) for s in failing])
+    assert {r.outcome for r in again.flush()} == {"duplicate"} and len(server.requests) == 1
+    more = notify.Notifier([_hook(server, events=["failure"])], state_dir=str(tmp_path), segments={"sales": 40})
+    more.send([_segment(s) for s in failing] + [_segment("s001")])
+    assert [r.outcome for r in more.flush()] == ["duplicate"] * 12 + ["sent"]
+    news = json.loads(server.requests[1][1])
+    assert (news["count"], news["models"], news["more"], news["already_notified"]) == (1, ["sales:s001"], 0, 12)
+    assert news["description"] == "1 of 40 segments of sales failed: sales:s001; 12 more as before, already notified"
+    saved = json.loads((tmp_path / notify.SENT_FILE).read_text())[_hook(server).key]
+    assert sorted(saved) == sorted(f"sales:{s}" for s in [*failing, "s001"])  # the memory is per segment
+
+
+def test_aggregates_follow_each_endpoints_events_and_apprise_gets_the_same(endpoints):
+    hook, chat = endpoints(), endpoints()
+    records = [_segment("s000", "success"), _segment("s001"), _segment("s002", "success"),
+               _segment("s003", error_type="interrupted", error="interrupted: the training process died"),
+               dict(FAILURE), _segment("s004", "success", trigger_type="drift")]
+    target = notify.AppriseTarget((chat.url.replace("http://", "json://"),), ("failure", "interrupted"))
+    notifier = notify.Notifier([_hook(hook)], apprise=target, segments={"sales": 5})
+    assert [(r.event, r.outcome) for r in notifier.send(records)] == [("failure", "sent")] * 2  # iris at once
+    notifier.flush()
+    bodies = [json.loads(b) for _, b, _ in hook.requests]
+    assert [(b["event"], b["models"] if b.get("aggregate") else b["model_name"]) for b in bodies] == [
+        ("failure", "iris"), ("success", ["sales:s000", "sales:s002", "sales:s004"]), ("failure", ["sales:s001"]),
+        ("interrupted", ["sales:s003"])]
+    assert bodies[1]["description"] == "3 of 5 segments of sales retrained: sales:s000, sales:s002, sales:s004"
+    messages = [json.loads(b) for _, b, _ in chat.requests]
+    assert [m["title"] for m in messages] == [
+        "retrainctl: iris failure", "retrainctl: 1 of 5 segments of sales failed",
+        "retrainctl: 1 of 5 segments of sales were interrupted"]
+    assert messages[1]["message"] == "sales:s001: fit_error: fit failed: boom"

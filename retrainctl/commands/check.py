@@ -28,6 +28,7 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
     The report carries what was observed of each model, for the metrics export."""
     shell = Shell(config, clock, callback, store, log, open_executor)
     models = select(config, names, shell.observer)
+    shell.recorder.gather(models)  # one notification per entry and event for its segments
     shell.prepare_to_train(dry_run)
     schedule = ScheduleCache(config.state_dir)
     report = CheckReport(dry_run=dry_run)
@@ -41,6 +42,7 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
     finally:
         for claim in claims.values():
             claim.lock.release()
+        shell.recorder.flush()
     report.outcomes = [out for out in slots if out is not None]
     if not dry_run:
         schedule.record(evaluated)

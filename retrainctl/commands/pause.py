@@ -14,10 +14,15 @@ def set_paused(config: Config, names: tuple[str, ...] | list[str] | None, paused
     recorder.log.ensure_dir()
     results = []
     status_word = Status.PAUSED if paused else Status.RESUMED
-    for model in select(config, names):
-        # Decided under the log's lock: concurrent pauses write one `paused` record between them.
-        event = recorder.write(model, OPERATOR, status_word, clock(),
-                               f"automatic retraining {status_word} by {operator()}",
-                               unless=lambda st: st.paused == paused)
-        results.append((model.name, event is not None))
+    models = select(config, names)
+    recorder.gather(models)  # one notification per entry for its segments
+    try:
+        for model in models:
+            # Decided under the log's lock: concurrent pauses write one `paused` record between them.
+            event = recorder.write(model, OPERATOR, status_word, clock(),
+                                   f"automatic retraining {status_word} by {operator()}",
+                                   unless=lambda st: st.paused == paused)
+            results.append((model.name, event is not None))
+    finally:
+        recorder.flush()
     return results

@@ -50,14 +50,18 @@ def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clo
     shell = Shell(config, clock)
     models = select(config, names, shell.observer)
     shell.log.ensure_dir()
+    shell.recorder.gather(models)  # one notification per entry for its segments
     out = []
-    for model in models:
-        try:
-            out.append(RolledBack(model.name, event=_rollback(shell, model, None)))
-        except UsageError as exc:
-            out.append(RolledBack(model.name, error=str(exc)))
-        except RetrainctlError as exc:
-            out.append(RolledBack(model.name, error=str(exc), failed=True))
+    try:
+        for model in models:
+            try:
+                out.append(RolledBack(model.name, event=_rollback(shell, model, None)))
+            except UsageError as exc:
+                out.append(RolledBack(model.name, error=str(exc)))
+            except RetrainctlError as exc:
+                out.append(RolledBack(model.name, error=str(exc), failed=True))
+    finally:
+        shell.recorder.flush()
     return out
 
 

@@ -44,6 +44,7 @@ def train_many(config: Config, names: list[str] | tuple[str, ...], reason: str |
     not a failure); one another process is training is a failure."""
     shell = Shell(config, clock, callback, store, log, open_executor)
     models = select(config, names, shell.observer)
+    shell.recorder.gather(models)  # one notification per entry and event for its segments
     shell.prepare_to_train()
     slots: list[Outcome | None] = []
     claims: dict[int, Claim] = {}  # index in slots -> Claim holding the model's training lock
@@ -73,6 +74,7 @@ def train_many(config: Config, names: list[str] | tuple[str, ...], reason: str |
     finally:
         for claim in claims.values():
             claim.lock.release()
+        shell.recorder.flush()
     return [out for out in slots if out is not None]
 
 

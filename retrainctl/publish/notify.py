@@ -1,15 +1,17 @@
 """Telling people about events: the Python callback, the notification command (the event as JSON
 on its stdin), signed webhooks (publish/webhooks.py) and chat or mail through apprise. All the
 sends of one command share one time budget; an alert whose cause persists is sent once per cause
-(and again after a day), remembered in notified.json. A failing or slow notifier is logged and
-never fails a retrain."""
+(and again after a day), remembered in notified.json. The events of an entry's segments are sent
+as one message per entry and event at the end of a command, when the command gathers them. A
+failing or slow notifier is logged and never fails a retrain."""
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ from ..base.fsutil import atomic_write_json, read_json
 from ..base.locks import LockTimeout, file_lock
 from ..config.records import NotifyConfig
 from ..core.records import DEFAULT_EVENTS, NotifyEvent, Status
+from ..core.segment_names import entry_of, is_segment_name
 from ..core.values import utcnow_iso
 from . import webhooks
 from .webhooks import Webhook
@@ -32,6 +35,13 @@ SENT_FILE = "notified.json"
 # An alert whose cause persists is repeated this often, so a failure that outlives its first
 # alert (or a unit that fails the same way a week later) is not silenced for good.
 REMIND_AFTER_SECONDS = 24 * 3600
+NAMED = 10                 # segments an aggregate names; the rest it counts
+# What the segments of an aggregate did, after "12 of 1,000 segments of sales".
+DID: dict[str, str] = {
+    NotifyEvent.SUCCESS: "retrained", NotifyEvent.FAILURE: "failed", NotifyEvent.INTERRUPTED: "were interrupted",
+    NotifyEvent.REJECTED: "had their candidate rejected", NotifyEvent.SKIPPED: "were skipped",
+    NotifyEvent.DRIFT: "drifted", NotifyEvent.PERFORMANCE: "lost performance", NotifyEvent.PAUSED: "were paused",
+    NotifyEvent.RESUMED: "were resumed", NotifyEvent.ROLLED_BACK: "were rolled back"}
 
 
 # --- the callback and the command ----------------------------------------------------------------
@@ -152,8 +162,9 @@ def cause(record: dict[str, Any]) -> str | None:
 
 
 def subject(record: dict[str, Any]) -> str:
-    """Who the once-per-cause memory is kept for: the model, or the failed unit."""
-    return str(record.get("model_name") or record.get("unit") or "-")
+    """Who the once-per-cause memory is kept for: the model (a segment: each its own), or the
+    failed unit; who an aggregate is about: its entry."""
+    return str(record.get("model_name") or record.get("unit") or record.get("entry") or "-")
 
 
 def slot(record: dict[str, Any]) -> str:
@@ -165,7 +176,15 @@ def slot(record: dict[str, Any]) -> str:
 
 
 def chat_message(record: dict[str, Any]) -> tuple[str, str]:
-    """(title, body) of a chat or mail notification."""
+    """(title, body) of a chat or mail notification: of a model's own event, or of an aggregate
+    (its description as the title, a line per segment named)."""
+    if record.get("aggregate"):
+        lines = [f"{r['model_name']}: {_one_line(r)}" for r in record["records"]]
+        if record["more"]:
+            lines.append(f"and {record['more']:,} more")
+        if record["already_notified"]:
+            lines.append(f"{record['already_notified']:,} more as before (already notified)")
+        return f"retrainctl: {_headline(record)}", "\n".join(lines)
     event = primary_name(record)
     who = record.get("model_name") or record.get("unit") or "retrainctl"
     title = f"retrainctl: {who} {event}"
@@ -177,28 +196,105 @@ def chat_message(record: dict[str, Any]) -> tuple[str, str]:
     return title, "\n".join(line for line in lines if line)
 
 
+# --- many segments, one message ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Message:
+    """What one delivery tells: a model's own record (`body` is the record), or the aggregate of
+    an entry's segments (`records` are the ones it stands for)."""
+
+    event: str
+    body: dict[str, Any]
+    records: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> "Message":
+        return cls(primary_name(record), record, (record,))
+
+
+def segment_entry(record: dict[str, Any]) -> str | None:
+    """The entry of a segment's record; None for a declared model's or a unit's."""
+    name = record.get("model_name")
+    return entry_of(name) if isinstance(name, str) and is_segment_name(name) else None
+
+
+def aggregate(entry: str, event: str, records: list[dict[str, Any]], segments: int,
+              already_notified: int = 0) -> dict[str, Any]:
+    """The one event that tells of the `records` of an entry's segments sent under `event` by one
+    command: how many of its `segments` (those the command covered), the first NAMED of them by
+    name with their records, the rest counted; `already_notified`: segments with the same event
+    whose cause this endpoint was told of already (not named, not counted in `count`)."""
+    last = {r["model_name"]: r for r in records}
+    names = sorted(last)
+    named = names[:NAMED]
+    errors = Counter(str(r["error_type"]) for r in last.values() if r.get("error_type"))
+    times = sorted(str(r["trigger_time"]) for r in last.values() if r.get("trigger_time"))
+    body = {"aggregate": True, "entry": entry, "status": records[0].get("status"),
+            "segments": max(segments, len(names)), "count": len(names), "models": named,
+            "more": len(names) - len(named), "already_notified": already_notified,
+            "error_types": dict(sorted(errors.items())), "trigger_time": times[0] if times else None,
+            "records": [last[n] for n in named]}
+    return {**body, "description": _headline(body, event) + ": " + ", ".join(named)
+            + (f" and {body['more']:,} more" if body["more"] else "")
+            + (f"; {already_notified:,} more as before, already notified" if already_notified else "")}
+
+
+def aggregates(fresh: list[dict[str, Any]], repeated: list[dict[str, Any]],
+               segments: Mapping[str, int]) -> list[Message]:
+    """One Message per entry and event for the segments' records an endpoint is to be told of
+    (`fresh`), in the order of their first record; `repeated`: the ones it was told of already."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in fresh:
+        groups.setdefault((segment_entry(record) or "-", primary_name(record)), []).append(record)
+    told: dict[tuple[str, str], set[str]] = {}
+    for record in repeated:
+        told.setdefault((segment_entry(record) or "-", primary_name(record)), set()).add(record["model_name"])
+    out = []
+    for (entry, event), group in groups.items():
+        again = told.get((entry, event), set()) - {r["model_name"] for r in group}
+        out.append(Message(event, aggregate(entry, event, group, segments.get(entry, 0), len(again)), tuple(group)))
+    return out
+
+
+def _headline(body: dict[str, Any], event: str | None = None) -> str:
+    event = event or primary_name(body["records"][0])
+    return (f"{body['count']:,} of {body['segments']:,} segments of {body['entry']} "
+            f"{DID.get(event, event)}")
+
+
+def _one_line(record: dict[str, Any]) -> str:
+    """A segment's record in an aggregate's chat message: its error, else its description."""
+    text = (f"{record['error_type']}: {record['error']}" if record.get("error")
+            else record.get("description") or str(record.get("status")))
+    return str(text).strip().splitlines()[0] if str(text).strip() else ""
+
+
 # --- sending -------------------------------------------------------------------------------------
 
 class Notifier:
     """One command's notifications: its send() calls share one time budget, counted while they
-    run (an hour of training between two events does not use it up)."""
+    run (an hour of training between two events does not use it up). With `segments` (entry ->
+    how many of its segments the command covers), the records of those entries' segments are
+    held by send() and sent by flush() as one aggregate per entry and event."""
 
     def __init__(self, webhooks: Iterable[Webhook] = (), apprise: AppriseTarget | None = None,
                  state_dir: str | None = None, budget: float = BUDGET_SECONDS, timeout: float = TIMEOUT_SECONDS,
                  retries: int = RETRIES, backoff: float = BACKOFF_SECONDS,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, segments: Mapping[str, int] | None = None) -> None:
         self.webhooks = tuple(webhooks)
         self.apprise = apprise
         self.state_dir = state_dir
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.budget, self.spent = budget, 0.0
         self.clock = clock
+        self.segments: Mapping[str, int] = segments if segments is not None else {}
+        self.held: list[dict[str, Any]] = []
 
     @classmethod
     def from_config(cls, notify: NotifyConfig, state_dir: str | None = None,
-                    clock: Callable[[], float] = time.time) -> "Notifier":
+                    clock: Callable[[], float] = time.time, segments: Mapping[str, int] | None = None) -> "Notifier":
         hooks, apprise = targets(notify)
-        return cls(hooks, apprise, state_dir=state_dir, clock=clock)
+        return cls(hooks, apprise, state_dir=state_dir, clock=clock, segments=segments)
 
     @staticmethod
     def check_secrets(notify: NotifyConfig) -> None:
@@ -209,28 +305,45 @@ class Notifier:
 
     def send(self, records: list[dict[str, Any]]) -> list[Delivery]:
         """Deliver `records` to every endpoint that wants them, in parallel threads joined by
-        the deadline; returns a Delivery per (endpoint, record) considered."""
+        the deadline; returns a Delivery per (endpoint, record) considered. The records of the
+        segments of an entry in `segments` are held for flush() instead."""
+        now: list[dict[str, Any]] = []
+        for record in records:
+            (self.held if segment_entry(record) in self.segments else now).append(record)
+        return self._deliver(now, together=False)
+
+    def flush(self) -> list[Delivery]:
+        """Send what send() held, one aggregate per entry and event at each endpoint; a Delivery
+        per (endpoint, record) considered, the records of one aggregate sharing its Delivery."""
+        records, self.held = self.held, []
+        return self._deliver(records, together=True)
+
+    def _deliver(self, records: list[dict[str, Any]], together: bool) -> list[Delivery]:
         targets_: list[Target] = [*self.webhooks, *([self.apprise] if self.apprise else [])]
         if not targets_ or not records:
             return []
         start = time.monotonic()
         try:
-            return self._send(targets_, records, start + max(0.0, self.budget - self.spent))
+            return self._send(targets_, records, start + max(0.0, self.budget - self.spent), together)
         finally:
             self.spent += time.monotonic() - start
 
-    def _send(self, targets_: list[Target], records: list[dict[str, Any]], deadline: float) -> list[Delivery]:
+    def _send(self, targets_: list[Target], records: list[dict[str, Any]], deadline: float,
+              together: bool) -> list[Delivery]:
         sent = self._load_sent()
         results: list[Delivery] = []
         jobs = []
         changes: list[tuple[str, str, dict[str, Any] | None]] = []
         for target in targets_:
-            todo = [r for r in records if event_names(r) & set(target.events)]
-            for record in list(todo):
+            fresh, repeated = [], []
+            for record in (r for r in records if event_names(r) & set(target.events)):
                 why = cause(record)
                 if why is not None and self._already_sent(sent, target, record, why):
                     results.append(Delivery(target.label, primary_name(record), "duplicate"))
-                    todo.remove(record)
+                    repeated.append(record)
+                else:
+                    fresh.append(record)
+            todo = aggregates(fresh, repeated, self.segments) if together else [Message.of(r) for r in fresh]
             out: list[Delivery] = []
             worker = None
             if todo:
@@ -241,32 +354,34 @@ class Notifier:
         for target, todo, out, worker in jobs:
             if worker is not None:  # one left running past the deadline is abandoned (a daemon thread)
                 worker.join(max(0.0, deadline - time.monotonic()))
-            done = dict(zip(map(id, todo), list(out)))
-            for record in todo:
-                if id(record) not in done:
-                    done[id(record)] = _budget_used_up(target.label, record)
-                results.append(done[id(record)])
+            delivered = list(out)
+            done: dict[int, Delivery] = {}
+            for i, message in enumerate(todo):
+                result = delivered[i] if i < len(delivered) else _budget_used_up(target.label, message)
+                for record in message.records:
+                    done[id(record)] = result
+                    results.append(result)
             changes += _changes(target, records, done, self.clock())
         self._save_sent(changes, deadline)
         return results
 
-    def _work(self, target: Target, records: list[dict[str, Any]], out: list[Delivery], deadline: float) -> None:
+    def _work(self, target: Target, messages: list[Message], out: list[Delivery], deadline: float) -> None:
         if isinstance(target, AppriseTarget):
-            for record in records:
-                out.append(self._apprise_one(target, record))
+            for message in messages:
+                out.append(self._apprise_one(target, message))
             return
         try:
             secret = target.secret()
         except ConfigError as exc:
             log.warning("%s: not notified: %s", target.label, exc)
-            out.extend(Delivery(target.label, primary_name(r), "failed", detail=str(exc)) for r in records)
+            out.extend(Delivery(target.label, m.event, "failed", detail=str(exc)) for m in messages)
             return
-        for record in records:
-            out.append(self._post_one(target, record, secret, deadline))
+        for message in messages:
+            out.append(self._post_one(target, message, secret, deadline))
 
-    def _post_one(self, hook: Webhook, record: dict[str, Any], secret: bytes | None, deadline: float) -> Delivery:
-        label, event = hook.label, primary_name(record)
-        url, body, headers = webhooks.request_parts(hook, record, event, secret, _user_agent())
+    def _post_one(self, hook: Webhook, message: Message, secret: bytes | None, deadline: float) -> Delivery:
+        label, event, who = hook.label, message.event, subject(message.body)
+        url, body, headers = webhooks.request_parts(hook, message.body, event, secret, _user_agent())
         detail, attempt = "", 0
         while attempt <= self.retries:
             left = deadline - time.monotonic()
@@ -275,7 +390,7 @@ class Notifier:
             attempt += 1
             code, detail = webhooks.post(url, body, headers, min(self.timeout, left))
             if code is not None and 200 <= code < 300:
-                log.info("%s: %s event for %s delivered (HTTP %d)", label, event, subject(record), code)
+                log.info("%s: %s event for %s delivered (HTTP %d)", label, event, who, code)
                 return Delivery(label, event, "sent", attempt, f"HTTP {code}")
             if code is not None and code < 500 and code != 429:
                 break  # the endpoint refuses this request: asking again will not change its mind
@@ -284,13 +399,13 @@ class Notifier:
                 break
             time.sleep(pause)
         if attempt == 0:  # the command's budget was spent before this one's turn: as if abandoned
-            return _budget_used_up(label, record)
+            return _budget_used_up(label, message)
         log.warning("%s: %s event for %s not delivered after %d attempt(s): %s", label, event,
-                    subject(record), attempt, detail or "time budget used up")
+                    who, attempt, detail or "time budget used up")
         return Delivery(label, event, "failed", attempt, detail or "time budget used up")
 
-    def _apprise_one(self, target: AppriseTarget, record: dict[str, Any]) -> Delivery:
-        event = primary_name(record)
+    def _apprise_one(self, target: AppriseTarget, message: Message) -> Delivery:
+        event = message.event
         try:
             import apprise
         except ImportError:
@@ -300,14 +415,14 @@ class Notifier:
         sender = apprise.Apprise()
         for url in target.urls:
             sender.add(url)
-        title, text = chat_message(record)
+        title, text = chat_message(message.body)
         detail = "not delivered to every URL"
         try:
             ok = bool(sender.notify(title=title, body=text))
         except Exception as exc:  # a plugin's own failure must not reach the retrain
             ok, detail = False, f"{type(exc).__name__}: {exc}"
         if not ok:
-            log.warning("apprise: %s event for %s: %s", event, subject(record), detail)
+            log.warning("apprise: %s event for %s: %s", event, subject(message.body), detail)
         return Delivery("apprise", event, "sent" if ok else "failed", 1, "" if ok else detail)
 
     def _already_sent(self, sent: dict[str, Any], target: Target, record: dict[str, Any], why: str) -> bool:
@@ -359,11 +474,11 @@ def _changes(target: Target, records: list[dict[str, Any]], done: dict[int, Deli
     return out
 
 
-def _budget_used_up(label: str, record: dict[str, Any]) -> Delivery:
+def _budget_used_up(label: str, message: Message) -> Delivery:
     """The Delivery of an event the command's notification budget left no time for, logged."""
-    log.warning("%s: %s event for %s not delivered: time budget used up", label, primary_name(record),
-                subject(record))
-    return Delivery(label, primary_name(record), "timed_out", detail="notification time budget used up")
+    log.warning("%s: %s event for %s not delivered: time budget used up", label, message.event,
+                subject(message.body))
+    return Delivery(label, message.event, "timed_out", detail="notification time budget used up")
 
 
 def _user_agent() -> str:

@@ -1,7 +1,8 @@
 """Write records to the state log, and tell the notification command, the webhooks and the chat
 URLs about the history ones."""
 import dataclasses
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..base.version import __version__
@@ -24,6 +25,7 @@ class Recorder:
         self.log = log if log is not None else StateLog(config.state_dir, rotate_bytes=config.state_log_rotate_bytes)
         self.callback = callback if callback is not None else config.defaults.notification_callback
         self._notifier: Notifier | None = None
+        self._segments: dict[str, int] = {}
         if config.notify.webhooks:
             Notifier.check_secrets(config.notify)
 
@@ -81,8 +83,20 @@ class Recorder:
         if not (section.webhooks or section.apprise):
             return
         if self._notifier is None:  # one per command: its sends share one time budget
-            self._notifier = Notifier.from_config(section, state_dir=self.config.state_dir)
+            self._notifier = Notifier.from_config(section, state_dir=self.config.state_dir, segments=self._segments)
         self._notifier.send([record])
+
+    def gather(self, models: Iterable[ModelConfig]) -> None:
+        """Until flush(), hold the webhook and chat notifications of these models' segments, to
+        send one message per entry and event (publish.notify.aggregate); a segment alone of its
+        entry is told of as any model is. Call before recording."""
+        covered = Counter(m.entry for m in models if m.entry)
+        self._segments.update({entry: n for entry, n in covered.items() if n > 1})
+
+    def flush(self) -> None:
+        """Send what gather() held back."""
+        if self._notifier is not None:
+            self._notifier.flush()
 
 
 def _versioned(event: Record) -> Record:
