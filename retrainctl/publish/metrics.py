@@ -20,9 +20,10 @@ from ..base.errors import FAILURE_TYPES, ConfigError, DataError, RetrainctlError
 from ..base.fsutil import atomic_write, read_json
 from ..base.secrets import read_secret, redact, split_credentials
 from ..config.records import Config, ModelConfig
+from ..core import decide
 from ..core.decide import Observation
 from ..core.fold import DECISION, ModelState
-from ..core.records import TIMED_STATUSES, Held, TriggerType, candidate_key
+from ..core.records import TIMED_STATUSES, Action, Held, TriggerType, candidate_key
 from ..core.outcomes import StatusRow, status_counts
 from ..core.segment_names import entry_key, entry_of, is_segment_name
 from ..core.totals import DURATION_BUCKETS, TOTALS, ModelTotals, entry_totals
@@ -270,37 +271,87 @@ def gather(config: Config, clock: Callable[[], float] = time.time,
     states, totals = folded.get(DECISION.name, {}), folded.get(TOTALS.name, {})
     observer = Observer(config, store, clock)
     models = Fleet(config, observer, states).all() if segmented(config) else list(config.models.values())
-    rows = status(config, models, clock=clock, verify=False, states=states, observed=observed, observer=observer)
+    per_segment = config.metrics.per_segment
+    rows = status(config, [m for m in models if per_segment or m.entry is None], clock=clock, verify=False,
+                  states=states, observed=observed, observer=observer)
     by_name = {m.name: m for m in models}
     now = clock()
     views: list[ModelView] = []
-    segments: dict[str, list[tuple[ModelConfig, StatusRow]]] = {}
+    seen: dict[str, list[SegmentSeen]] = {}
+    changes = {m.name: _segment_changes(observer, m) for m in config.models.values() if m.segment_by}
     for row in rows:
         model = by_name[row.model_name]
-        if row.entry is not None:
-            segments.setdefault(row.entry, []).append((model, row))
+        state = states.get(model.name)
+        if model.entry is not None:  # with per_segment: its own series, from its status row
+            trained_at = None if row.model_age_seconds is None else now - row.model_age_seconds
+            views.append(_view(model, row, state, trained_at, row.metric, changes[model.entry](model)))
+            seen.setdefault(model.entry, []).append(_seen_in_row(row, views[-1]))
             continue
         cur = store.current(model.name)
         meta = cur.metadata if cur else {}
-        trained_at = _number(meta.get("trained_at_ts"))
-        views.append(_view(model, row, states.get(model.name), trained_at, meta.get("metric") or model.metric,
+        views.append(_view(model, row, state, _number(meta.get("trained_at_ts")), meta.get("metric") or model.metric,
                            _data_changed_at(model.data_path) if row.data_error is None else None))
         if model.segment_by:  # its segments cannot be listed now: the entry stands alone, its data unavailable
             views[-1] = dataclasses.replace(views[-1], entry=EntrySegments({}), due=False, held=None,
                                             failures_in_row=0, score=None, drifted=None, drifted_features=())
-    for name, members in segments.items():
-        entry = config.models[name]
-        changed = _segment_changes(observer, entry)
-        seg_views = [_view(m, r, states.get(m.name), None if r.model_age_seconds is None else now - r.model_age_seconds,
-                           r.metric, changed(m)) for m, r in members]
-        views.append(_entry_view(entry, [r for _, r in members], seg_views, now))
-        if config.metrics.per_segment:
-            views += seg_views
+    if not per_segment:
+        for model in models:
+            if model.entry is not None:
+                seen.setdefault(model.entry, []).append(
+                    _seen(model, observer, states.get(model.name) or ModelState(), changes[model.entry](model)))
+        if os.path.isdir(config.state_dir):
+            observer.save()
+    views += [_entry_view(config.models[name], members, now) for name, members in seen.items()]
     entries = {m.name for m in config.models.values() if m.segment_by}
     totals = dict(totals, **entry_totals(totals, {n: entry_of(n) for n in totals
                                                   if is_segment_name(n) and entry_of(n) in entries}))
     # The counters are running totals, which summary.json caches: no full log read.
     return totals, views, last_check_time(config.state_dir)
+
+
+@dataclass(frozen=True)
+class SegmentSeen:
+    """What an entry's series need of one of its segments (core.outcomes.status_counts reads it as
+    it reads a status row)."""
+
+    entry: str | None
+    due: bool
+    held: Held | None
+    action: Action
+    paused: bool
+    no_data: bool
+    failures_in_row: int
+    model_version: int | None
+    model_age_seconds: float | None
+    data_rows: int | None
+    age_clock_start: float | None
+    data_changed_at: float | None
+    alerting: frozenset[str]               # the QUALITY_CHECKS whose alert is open
+
+
+def _seen(model: ModelConfig, observer: Observer, state: ModelState, changed_at: float | None) -> SegmentSeen:
+    """A segment from its observation and decision alone: observed from its brief (state.briefs),
+    without the status row, which reads each segment's metadata.json (seconds at 10,000)."""
+    obs = observer.observe(model, state)
+    decision = decide.decide(model.policy, obs)
+    trained_at = obs.model_trained_at
+    quality = obs.quality or {}
+    return SegmentSeen(
+        entry=model.entry, due=decision.due, held=decision.held, action=decision.action, paused=state.paused,
+        no_data=obs.no_data, failures_in_row=obs.failures_on_data, model_version=obs.model_version,
+        model_age_seconds=round(obs.now - trained_at, 1) if trained_at else None, data_rows=obs.data_rows,
+        age_clock_start=_age_clock_start(trained_at, state, obs.data_hash, model.config_hash),
+        data_changed_at=changed_at,
+        alerting=frozenset(check for check, fld in QUALITY_CHECKS.items() if quality.get(fld) is True))
+
+
+def _seen_in_row(row: StatusRow, view: ModelView) -> SegmentSeen:
+    return SegmentSeen(
+        entry=row.entry, due=row.due, held=row.held, action=row.action, paused=row.paused, no_data=row.no_data,
+        failures_in_row=row.failures_in_row, model_version=row.model_version,
+        model_age_seconds=row.model_age_seconds, data_rows=row.data_rows, age_clock_start=view.age_clock_start,
+        data_changed_at=view.data_changed_at,
+        alerting=frozenset(check for check, fld in QUALITY_CHECKS.items() if row.quality.get(fld) is True))
 
 
 def _view(model: ModelConfig, row: StatusRow, state: ModelState | None, trained_at: float | None,
@@ -328,28 +379,27 @@ def _view(model: ModelConfig, row: StatusRow, state: ModelState | None, trained_
     )
 
 
-def _entry_view(entry: ModelConfig, rows: list[StatusRow], segments: list[ModelView], now: float) -> ModelView:
+def _entry_view(entry: ModelConfig, segments: list[SegmentSeen], now: float) -> ModelView:
     """An entry summed up over its segments: counts by state (as `status` counts them), its oldest
     live model, and the oldest age clock among the segments that are meant to be kept fresh (not
     paused, rows still in the data), so that RetrainctlModelTooOld fires for the entry when one of
     them is past max_model_age_hours."""
-    [counts] = status_counts(rows)
-    kept = [v.age_clock_start for v, r in zip(segments, rows)
-            if v.age_clock_start is not None and not r.paused and not r.no_data]
-    alerting = {check: sum(r.quality.get(fld) is True for r in rows) for check, fld in QUALITY_CHECKS.items()}
+    [counts] = status_counts(segments)
+    kept = [s.age_clock_start for s in segments if s.age_clock_start is not None and not s.paused and not s.no_data]
     oldest = counts.oldest_model_age_seconds
-    changed = [v.data_changed_at for v in segments if v.data_changed_at is not None]
+    changed = [s.data_changed_at for s in segments if s.data_changed_at is not None]
     return ModelView(
         name=entry.name,
         max_age_seconds=entry.policy.max_model_age_hours * 3600.0,
-        data_rows=sum(r.data_rows or 0 for r in rows),
-        paused=bool(rows) and all(r.paused for r in rows),
+        data_rows=sum(s.data_rows or 0 for s in segments),
+        paused=all(s.paused for s in segments),
         auto_retraining=entry.policy.enable_auto_retraining,
         check_interval=float(entry.policy.check_interval),
         trained_at=None if oldest is None else now - oldest,
         age_clock_start=min(kept, default=None),
         data_changed_at=max(changed, default=None),
-        entry=EntrySegments({state: getattr(counts, state) for state in SEGMENT_STATES}, counts.segments, alerting),
+        entry=EntrySegments({state: getattr(counts, state) for state in SEGMENT_STATES}, counts.segments,
+                            {check: sum(check in s.alerting for s in segments) for check in QUALITY_CHECKS}),
     )
 
 
