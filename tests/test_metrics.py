@@ -775,3 +775,12 @@ def test_an_entry_is_exported_per_entry_and_per_segment_only_when_asked(tmp_path
     assert every["model_data_last_change_timestamp_seconds", s001] == 1_700_000_003  # not in month 4
     assert not any(n == "model_score" for n, k in every.items() if k == s007)  # never trained
     assert size > 50_000
+
+    # a partition without the key column: the segments cannot be listed; the entry's data is
+    # unavailable, its counters stay, and no segment's series are left over
+    shop.write_month(5, shop.frames[3].drop(columns="store"))
+    broken, _ = exposed(shop)
+    assert broken["model_data_unavailable", sales] == 1 and broken["retrainctl_entry_segments", sales] == 0
+    assert broken["model_retraining_success_total", sales] == 5
+    assert broken["model_retraining_failure_total", (("error_type", "timeout"),) + sales] == 5
+    assert not any(":" in dict(labels).get("model_name", "") for _, labels in broken)
