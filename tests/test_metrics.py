@@ -718,6 +718,7 @@ def exposed(project):
 
 
 def test_an_entry_is_exported_per_entry_and_per_segment_only_when_asked(tmp_path):
+    import pandas as pd
     from test_segments import Shop
 
     shop = Shop(tmp_path / "shop")  # 8 stores of skewed sizes: 5 with enough rows, 3 skipped
@@ -746,9 +747,19 @@ def test_an_entry_is_exported_per_entry_and_per_segment_only_when_asked(tmp_path
     assert shop.cli("train", "sales").exit_code == 0  # the operator retrains the five
     assert shop.cli("pause", "sales:s001").exit_code == 0
     shop.write_month(4, shop.frames[3][shop.frames[3]["store"].isin(["s000", "s002"])])  # new rows of two stores
+    # recent rows of every store, in which s000's prices jumped and how they drive units flipped
+    from generate import orders
+
+    broken, normal = orders(months=4, rows_per_month=300, stores=8, seed=4, break_months=(4,))[3], shop.frames[3]
+    recent = pd.concat([broken[broken["store"] == "s000"], normal[normal["store"] != "s000"]])
+    recent.to_csv(shop.root / "data" / "eval.csv", index=False)
+    recent.drop(columns="units").to_csv(shop.root / "data" / "recent.csv", index=False)
+    shop.set_model("sales", eval_path="data/eval.csv", drift_path="data/recent.csv")
     got, _ = exposed(shop)
     assert {s: got["retrainctl_segments", sales + (("state", s),)] for s in metrics.SEGMENT_STATES} == {
         "up_to_date": 3, "due": 2, "failed": 0, "skipped": 3, "paused": 1, "no_data": 0}
+    assert {c: got["retrainctl_segments_alerting", (("check", c),) + sales] for c in ("performance", "drift")} == {
+        "performance": 1, "drift": 1}  # s000's
     # counted over the whole history: the failures stay, the manual retrains add to them
     assert got["model_retraining_failure_total", (("error_type", "timeout"),) + sales] == 5
     assert got["model_retraining_success_total", sales] == 5
@@ -774,6 +785,7 @@ def test_an_entry_is_exported_per_entry_and_per_segment_only_when_asked(tmp_path
     assert every["model_data_last_change_timestamp_seconds", s000] == 1_700_000_004
     assert every["model_data_last_change_timestamp_seconds", s001] == 1_700_000_003  # not in month 4
     assert not any(n == "model_score" for n, k in every.items() if k == s007)  # never trained
+    assert every["model_input_drifted", s000] == 1 and every["model_input_drifted", s001] == 0
     assert size > 50_000
 
     # a partition without the key column: the segments cannot be listed; the entry's data is
