@@ -154,11 +154,16 @@ def project(root, models, **top):
 
 def with_textfile(config):
     """A copy of the config that also writes the metrics textfile after every run."""
+    return with_keys(config, "textfile.yaml", textfile_path="var/metrics.prom")
+
+
+def with_keys(config, name="changed.yaml", **top):
+    """A copy of the config (beside it, as `name`) with these top-level keys set."""
     import yaml
 
     data = yaml.safe_load(Path(config).read_text())
-    data["textfile_path"] = "var/metrics.prom"
-    path = Path(config).with_name("textfile.yaml")
+    data.update(top)
+    path = Path(config).with_name(name)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
 
@@ -289,7 +294,7 @@ def long_history(config_root, n):
 
 # --- rows -----------------------------------------------------------------------------------------
 
-ROWS = range(1, 11)
+ROWS = range(1, 12)
 
 
 def positive_int(text):
@@ -451,6 +456,9 @@ def main():
 
         if 10 in wanted:
             segment_rows(tmp, rows, infos, runs, args.quick)
+
+        if 11 in wanted:
+            metrics_rows(tmp, rows, infos, args.quick)
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
@@ -663,6 +671,35 @@ def segment_rows(tmp, rows, infos, runs, quick):
                 .measure(rc(declared, "check"), [PYTHON, str(REPO / "bench" / "bare_segments.py"), str(folder),
                                                  str(declared_root / "bare")], slow,
                          before=sb.fresh_state(declared_root)))
+
+
+def metrics_rows(tmp, rows, infos, quick):
+    """Row 11: the metrics exposition (what is pushed to the Pushgateway or written for the
+    textfile collector) of an entry with 10,000 trained segments, bench/segments_bench.py's fleet:
+    per entry by default, under 1 MB; with `metrics.per_segment: true`, for information."""
+    import segments_bench as sb
+
+    n = 1_000 if quick else 10_000
+    t = time.monotonic()
+    fleet = sb.fleet(tmp / "metrics-fleet", project, run, rc, age, stores=n)
+    infos.append(f"row 11: {n:,} trained stores built in {time.monotonic() - t:.0f} s")
+
+    def exposition(config):
+        began = time.monotonic()
+        proc = subprocess.run(rc(config, "metrics"), capture_output=True)
+        if proc.returncode != 0:
+            sys.exit(f"bench: row 11: `retrainctl metrics` exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
+        body = proc.stdout
+        series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+        return len(body), series, time.monotonic() - began
+
+    size, series, seconds = exposition(fleet)
+    rows.append(Check(11, f"metrics body, {n:,} trained segments, default config (per entry)", size / 1e6, "MB", 1.0))
+    infos.append(f"row 11: per entry: {size:,} bytes, {series} series; `retrainctl metrics` took {seconds:.1f} s")
+    size, series, seconds = exposition(with_keys(fleet, metrics={"per_segment": True}))
+    infos.append(f"row 11: with `metrics.per_segment: true`: {size / 1e6:.1f} MB, {series:,} series; "
+                 f"`retrainctl metrics` took {seconds:.1f} s")
+    shutil.rmtree(tmp / "metrics-fleet")
 
 
 def mlflow_state(config):

@@ -613,6 +613,30 @@ def test_executor_seconds_histogram():
     assert got["model_retraining_executor_seconds_count", (("executor", "local"), ("model_name", "m"))] == 1
 
 
+def test_an_entrys_totals_sum_its_segments_and_never_go_down():
+    from retrainctl.core.totals import entry_totals
+
+    def rec(name, status, duration, **extra):
+        return Record.from_dict({"model_name": name, "trigger_type": "initial", "status": status,
+                                 "duration": duration, "trigger_time": "2026-01-01T00:00:00+00:00", **extra})
+
+    records = [rec("sales:s1", "success", 2), rec("sales:s2", "failure", 40, error_type="timeout"),
+               rec("sales:s3", "rejected", 700), rec("iris", "success", 1), rec("sales:s1", "success", 3)]
+    totals = fold_totals(records)
+    members = {n: "sales" for n in totals if n.startswith("sales:")}
+    sales = entry_totals(totals, members)["sales"]
+    assert (sales.successes, sales.rejections, sales.failures, sales.triggered) == (2, 1, {"timeout": 1}, {"initial": 4})
+    assert sales.durations["success"][:2] == [2, 5.0] and sales.durations["rejected"][2][7] == 0  # 700 s > 600
+    assert sales.durations["rejected"][2][8] == 1 and sales.durations["failure"][2][:4] == [0, 0, 0, 0]
+    assert sales.last_success_time == totals["sales:s1"].last_success_time
+    assert set(entry_totals(totals, members)) == {"sales"}  # a declared model is not an entry's
+    # a segment whose rows left the data keeps its records: the sum does not drop
+    fold_totals([rec("sales:s2", "failure", 1, error_type="data_error")], totals)
+    again = entry_totals(totals, members)["sales"]
+    assert again.failures == {"timeout": 1, "data_error": 1} and again.triggered == {"initial": 5}
+    assert totals["sales:s1"].durations["success"][0] == 2  # the segments' own totals are left alone
+
+
 def test_families_of_a_model_never_trained():
     fams = metrics.families({}, [metrics.ModelView("m", 3600.0)], now=0.0)
     names = {s.name for f in fams for s in f.samples}
@@ -633,7 +657,7 @@ def test_promtool_checks_and_tests_the_rules():
     check = subprocess.run([PROMTOOL, "check", "rules", str(RULES / "retrainctl-rules.yml")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 7 rules found" in check.stdout
+    assert "SUCCESS: 9 rules found" in check.stdout
     test = subprocess.run([PROMTOOL, "test", "rules", "retrainctl-rules.test.yml"], cwd=RULES,
                           capture_output=True, text=True)
     assert test.returncode == 0, test.stdout + test.stderr
@@ -681,3 +705,94 @@ def test_status_and_metrics_agree_during_a_backoff(project):
     assert {reason: got["model_retraining_held", (("model_name", "iris"), ("reason", reason))]
             for reason in ("paused", "disabled", "too_few_rows", "backoff", "gave_up")} == {
         "paused": 0, "disabled": 0, "too_few_rows": 0, "backoff": 1, "gave_up": 0}
+
+
+# --- an entry with segment_by: per entry by default, per segment when asked ------------------------
+
+def exposed(project):
+    """{(name, labels): value} of `retrainctl metrics`, in-process, and the body's size."""
+    result = project.cli("metrics")
+    assert result.exit_code == 0, result.stderr
+    fams = text_string_to_metric_families(result.stdout)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams for s in f.samples}, len(result.stdout)
+
+
+def test_an_entry_is_exported_per_entry_and_per_segment_only_when_asked(tmp_path):
+    import pandas as pd
+    from test_segments import Shop
+
+    shop = Shop(tmp_path / "shop")  # 8 stores of skewed sizes: 5 with enough rows, 3 skipped
+    shop.set_model("sales", train_timeout_seconds=0.001)  # each retrain fails at once, without a fit
+    assert shop.cli("check").exit_code == 1
+    got, size = exposed(shop)
+    sales = (("model_name", "sales"),)
+    assert not any(":" in dict(labels).get("model_name", "") for _, labels in got)  # no segment's series
+    assert {s: got["retrainctl_segments", sales + (("state", s),)] for s in metrics.SEGMENT_STATES} == {
+        "up_to_date": 0, "due": 0, "failed": 5, "skipped": 3, "paused": 0, "no_data": 0}  # in backoff: not due
+    assert shop.cli("status").stdout.splitlines()[-1].split() == ["sales", "8", "0", "0", "-", "5", "3", "0", "0"]
+    assert got["retrainctl_entry_segments", sales] == 8
+    failures = {dict(k)["error_type"]: v for (n, k), v in got.items()
+                if n == "model_retraining_failure_total" and dict(k)["model_name"] == "sales"}
+    assert failures == {**dict.fromkeys(FAILURE_TYPES, 0), "timeout": 5}
+    assert got["model_retraining_triggered_total", sales + (("trigger_type", "initial"),)] == 5
+    assert got["model_retraining_duration_seconds_count", sales + (("status", "failure"),)] == 5
+    assert got["model_data_rows", sales] == 900
+    assert got["model_data_last_change_timestamp_seconds", sales] == 1_700_000_003  # month 3's file
+    for absent in ("model_retraining_consecutive_failures", "model_retraining_due", "model_score",
+                   "model_last_retraining_failure_timestamp_seconds", "model_age_seconds"):
+        assert not any(n == absent for n, _ in got), absent
+    assert size < 16_000
+
+    shop.set_model("sales", train_timeout_seconds=600)
+    assert shop.cli("train", "sales").exit_code == 0  # the operator retrains the five
+    assert shop.cli("pause", "sales:s001").exit_code == 0
+    shop.write_month(4, shop.frames[3][shop.frames[3]["store"].isin(["s000", "s002"])])  # new rows of two stores
+    # recent rows of every store, in which s000's prices jumped and how they drive units flipped
+    from generate import orders
+
+    broken, normal = orders(months=4, rows_per_month=300, stores=8, seed=4, break_months=(4,))[3], shop.frames[3]
+    recent = pd.concat([broken[broken["store"] == "s000"], normal[normal["store"] != "s000"]])
+    recent.to_csv(shop.root / "data" / "eval.csv", index=False)
+    recent.drop(columns="units").to_csv(shop.root / "data" / "recent.csv", index=False)
+    shop.set_model("sales", eval_path="data/eval.csv", drift_path="data/recent.csv")
+    got, _ = exposed(shop)
+    assert {s: got["retrainctl_segments", sales + (("state", s),)] for s in metrics.SEGMENT_STATES} == {
+        "up_to_date": 3, "due": 2, "failed": 0, "skipped": 3, "paused": 1, "no_data": 0}
+    assert {c: got["retrainctl_segments_alerting", (("check", c),) + sales] for c in ("performance", "drift")} == {
+        "performance": 1, "drift": 1}  # s000's
+    # counted over the whole history: the failures stay, the manual retrains add to them
+    assert got["model_retraining_failure_total", (("error_type", "timeout"),) + sales] == 5
+    assert got["model_retraining_success_total", sales] == 5
+    assert got["model_retraining_triggered_total", sales + (("trigger_type", "manual"),)] == 5
+    assert got["model_data_last_change_timestamp_seconds", sales] == 1_700_000_004
+    assert 0 < got["model_age_seconds", sales] < 600
+    assert got["model_age_clock_start_timestamp_seconds", sales] == pytest.approx(
+        min(json.loads((shop.model_dir / f"sales:{s}" / "v1" / "metadata.json").read_text())["trained_at_ts"]
+            for s in ("s000", "s002", "s003", "s004")), abs=0.2)  # s001 is paused: not kept fresh
+
+    shop.config["metrics"] = {"per_segment": True}
+    shop.write_config()
+    every, size = exposed(shop)
+    # the entry's series are the same; each segment adds its own, as a declared model's
+    moving = ("model_age_seconds", "model_age_clock_start_timestamp_seconds")  # from ages rounded to 0.1 s
+    assert {k: v for k, v in every.items() if ":" not in dict(k[1]).get("model_name", "") and k[0] not in moving} == {
+        k: v for k, v in got.items() if k[0] not in moving}
+    s000, s001, s007 = ((("model_name", f"sales:{s}"),) for s in ("s000", "s001", "s007"))
+    assert every["model_retraining_due", s000] == 1 and every["model_retraining_paused", s001] == 1
+    assert every["model_retraining_held", s007 + (("reason", "too_few_rows"),)] == 1
+    assert every["model_retraining_failure_total", (("error_type", "timeout"),) + s000] == 1
+    assert every["model_retraining_success_total", s000] == 1
+    assert every["model_data_last_change_timestamp_seconds", s000] == 1_700_000_004
+    assert every["model_data_last_change_timestamp_seconds", s001] == 1_700_000_003  # not in month 4
+    assert not any(n == "model_score" for n, k in every.items() if k == s007)  # never trained
+    assert every["model_input_drifted", s000] == 1 and every["model_input_drifted", s001] == 0
+    assert size > 50_000
+
+    # a partition without the key column: the segments cannot be listed; the entry's data is
+    # unavailable, its counters stay, and no segment's series are left over
+    shop.write_month(5, shop.frames[3].drop(columns="store"))
+    broken, _ = exposed(shop)
+    assert broken["model_data_unavailable", sales] == 1 and broken["retrainctl_entry_segments", sales] == 0
+    assert broken["model_retraining_success_total", sales] == 5
+    assert broken["model_retraining_failure_total", (("error_type", "timeout"),) + sales] == 5
+    assert not any(":" in dict(labels).get("model_name", "") for _, labels in broken)

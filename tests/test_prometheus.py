@@ -361,11 +361,80 @@ def test_push_failing_alerts_for_any_job_name(tmp_path, gateway, prometheus):
     prometheus.wait_alert("RetrainctlPushFailing", "host-a", firing=False)
 
 
+# --- an entry with segment_by: alerts per entry ---------------------------------------------------
+
+def set_mtime(files, ago):
+    t = time.time() - ago
+    for f in files:
+        os.utime(f, (t, t))
+
+
+def test_an_entry_alerts_on_failed_segments_its_oldest_segment_and_stale_data(tmp_path, gateway, prometheus):
+    """Eight stores of one entry `sales`, exported per entry: more than a tenth of them failing,
+    the oldest segment model past max_model_age_hours, and data that stopped arriving each fire one
+    alert for `sales` and resolve when fixed; nothing else is ever pending, and the dashboard's
+    entry panels have data."""
+    from test_segments import Shop
+
+    shop = Shop(tmp_path / "shop")
+    files = sorted((shop.root / "data" / "sales").rglob("part-0.*"))
+    set_mtime(files, 60)  # the shop's months, arriving now
+    shop.set_model("sales", train_timeout_seconds=0.001, max_model_age_hours=1)  # every retrain fails at once
+    push_to(shop, gateway)
+    run(shop, "metrics", "--push")
+    prometheus.settle(gateway)
+    assert prometheus.alerts("pending") == prometheus.alerts() == set()
+
+    run(shop, "check", code=1)  # 5 of the 8 stores fail; the 3 small ones are skipped
+    prometheus.wait_alert("RetrainctlSegmentsFailing", "sales")
+    got = prometheus.query('retrainctl_segments{state="failed"} / ignoring (state) retrainctl_entry_segments')
+    assert list(got.values()) == [5 / 8]
+    shop.set_model("sales", train_timeout_seconds=600)
+    run(shop, "train", "sales")  # the operator retrains them
+    prometheus.wait_alert("RetrainctlSegmentsFailing", "sales", firing=False)
+
+    meta = shop.model_dir / "sales:s002" / "v1" / "metadata.json"  # one store's model is 2 h old
+    data = json.loads(meta.read_text())
+    meta.write_text(json.dumps(dict(data, trained_at_ts=time.time() - 7200)))
+    run(shop, "metrics", "--push")
+    prometheus.wait_alert("RetrainctlModelTooOld", "sales")
+    run(shop, "pause", "sales:s002")  # a paused store is not kept fresh: no longer the entry's oldest
+    prometheus.wait_alert("RetrainctlModelTooOld", "sales", firing=False)
+
+    set_mtime(files, 7200)  # no file changed for 2 h, over max_model_age_hours
+    run(shop, "metrics", "--push")
+    prometheus.wait_alert("RetrainctlDataStale", "sales")
+    shop.write_month(4, shop.frames[3])
+    set_mtime(files[-1:] + sorted((shop.root / "data" / "sales").glob("month=2025-04/*")), 60)
+    run(shop, "metrics", "--push")
+    prometheus.wait_alert("RetrainctlDataStale", "sales", firing=False)
+
+    assert prometheus.counter_resets() == set()
+    assert {dict(k)["alertname"] for k in prometheus.ever_active()} == {
+        "RetrainctlSegmentsFailing", "RetrainctlModelTooOld", "RetrainctlDataStale"}
+    assert {dict(k)["model_name"] for k in prometheus.ever_active()} == {"sales"}
+    variables = {"$job": "retrainctl", "$instance": ".*", "$model": "sales", "$__range": "10m"}
+    entry_panels = panel_queries(entries=True)
+    assert {t for t, _, _ in entry_panels} == {"Segments by state", "Segments failed", "Segments with a quality alert"}
+    for title, ref, expr in entry_panels:
+        values = prometheus.query(substitute(expr, variables)).values()
+        assert any(math.isfinite(v) for v in values), f"{title} {ref}: {substitute(expr, variables)} returns {values}"
+
+
 # --- normal operation, two hosts, and the dashboard ----------------------------------------------
 
-def panel_queries():
+def panel_queries(entries=False):
+    """(title, refId, expr) of the dashboard's panels about declared models, or (`entries`) about
+    entries with segment_by (those on the retrainctl_segments families)."""
     dashboard = json.loads(DASHBOARD.read_text())
-    return [(p["title"], t["refId"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]
+    return [(p["title"], t["refId"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])
+            if ("retrainctl_segments" in t["expr"] or "retrainctl_entry_segments" in t["expr"]) == entries]
+
+
+def substitute(text, variables):
+    for name, value in variables.items():
+        text = text.replace(name, value)
+    return text
 
 
 def test_normal_operation_on_two_hosts_fires_nothing_and_every_panel_has_data(
@@ -387,23 +456,18 @@ def test_normal_operation_on_two_hosts_fires_nothing_and_every_panel_has_data(
     assert prometheus.ever_active() == set()
     assert prometheus.counter_resets() == set()
     variables = {"$job": "ml-retrain", "$instance": ".*", "$model": "iris", "$__range": "10m"}
-
-    def substitute(text):
-        for name, value in variables.items():
-            text = text.replace(name, value)
-        return text
-
     for title, ref, expr in panel_queries():
-        values = prometheus.query(substitute(expr)).values()
-        assert any(math.isfinite(v) for v in values), f"{title} {ref}: {substitute(expr)} returns {values}"
+        values = prometheus.query(substitute(expr, variables)).values()
+        assert any(math.isfinite(v) for v in values), f"{title} {ref}: {substitute(expr, variables)} returns {values}"
     expected = {"job": {"ml-retrain"}, "instance": {"host-a", "host-b"}, "model": {"iris"}}
     for var in json.loads(DASHBOARD.read_text())["templating"]["list"]:  # as Grafana's label_values() asks
         selector, label = re.fullmatch(r"label_values\((.*), (\w+)\)", var["query"]["query"]).groups()
-        assert set(prometheus.api(f"label/{label}/values", **{"match[]": substitute(selector)})) == expected[var["name"]]
+        assert set(prometheus.api(f"label/{label}/values", **{"match[]": substitute(selector, variables)})) == \
+            expected[var["name"]]
 
     # Each host reports the shared history: one promotion per host's series, and max by model
     # (the dashboard's aggregation) counts it once where sum would count it twice.
-    promoted = substitute(next(e for t, r, e in panel_queries() if t == "Retrains by outcome" and r == "A"))
+    promoted = substitute(next(e for t, r, e in panel_queries() if t == "Retrains by outcome" and r == "A"), variables)
     per_host = prometheus.query(promoted.replace("max by (model_name)", "sum by (instance)"))
     assert len(per_host) == 2
     assert round(prometheus.query(promoted)[(("model_name", "iris"),)]) == 1

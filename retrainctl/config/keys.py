@@ -287,6 +287,12 @@ EXECUTOR = (
         "workers see the same files", PATH_MAP, only_with=_DASK),
 )
 
+METRICS = (
+    Key("per_segment", "bool", False, "also export each segment of an entry with `segment_by` as a model of "
+        "its own (`model_name=\"sales:s0042\"`); by default an entry's series are per entry, at a bounded "
+        "number of series however many segments it has"),
+)
+
 # In the order `retrainctl config` prints them.
 TOP = (
     Key("base_dir", "str", ".", "where relative paths start", doc_default="the config file's folder"),
@@ -302,6 +308,7 @@ TOP = (
         gt(0), nullable=True),
     Key("mlflow", "section", help="MLflow tracking and registry", keys=MLFLOW),
     Key("pushgateway", "section", help="pushing the metrics to a Prometheus Pushgateway", keys=PUSHGATEWAY),
+    Key("metrics", "section", help="what the Prometheus metrics describe", keys=METRICS),
     Key("notify", "section", help="who hears about events: a program, webhooks, chat", keys=NOTIFY),
     Key("executor", "section", help="where fits run", keys=EXECUTOR),
     Key("defaults", "section", help="any policy key, applied to every model unless it overrides", keys=POLICY),

@@ -292,6 +292,11 @@ class PushgatewayConfig:
     password_file: str | None
 
 
+@declared(keys.METRICS)
+class MetricsConfig:
+    per_segment: bool
+
+
 @declared(keys.EXECUTOR)
 class ExecutorConfig:
     """Where fits run: child processes on this host (`local`) or a Dask cluster (`dask`)."""
@@ -325,6 +330,7 @@ class Config:
     state_log_rotate_mb: float | None
     mlflow: MlflowConfig
     pushgateway: PushgatewayConfig
+    metrics: MetricsConfig
     notify: NotifyConfig
     executor: ExecutorConfig
     defaults: RetrainingConfig

@@ -1,7 +1,8 @@
 """What a command reports: one model's outcome in a `check` or `train`, a whole `check`, and a
 model's `status` row. Plain values, shaped for `--json` by their to_dict()."""
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .decide import NO_DATA, Decision, Observation, Reason
 from .records import Action, Held, Record
@@ -154,7 +155,30 @@ class EntryCounts:
         return dict(self.__dict__)
 
 
-def status_counts(rows: list[StatusRow]) -> list[EntryCounts]:
+class SegmentRow(Protocol):
+    """What status_counts reads of a row: a StatusRow, or the metrics' lighter view of a segment."""
+
+    @property
+    def entry(self) -> str | None: ...
+    @property
+    def due(self) -> bool: ...
+    @property
+    def held(self) -> Held | None: ...
+    @property
+    def action(self) -> Action: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def no_data(self) -> bool: ...
+    @property
+    def failures_in_row(self) -> int: ...
+    @property
+    def model_version(self) -> int | None: ...
+    @property
+    def model_age_seconds(self) -> float | None: ...
+
+
+def status_counts(rows: Sequence[SegmentRow]) -> list[EntryCounts]:
     """One EntryCounts per entry among the segment rows of `status`, in their order."""
     out: dict[str, EntryCounts] = {}
     for r in rows:

@@ -70,3 +70,36 @@ def _observe(histograms: dict[str, Histogram], key: str, value: float) -> None:
 
 
 TOTALS = Fold("metrics_totals", 1, ModelTotals, fold_totals)
+
+
+def entry_totals(totals: dict[str, ModelTotals], entry_of: dict[str, str]) -> dict[str, ModelTotals]:
+    """The running totals summed over each entry's models: `entry_of` maps a model (a segment) to
+    its entry. Sums of counts that only grow only grow, so an entry's counters never reset, also
+    when a segment leaves the data (its records stay in the log)."""
+    out: dict[str, ModelTotals] = {}
+    for name, t in totals.items():
+        entry = entry_of.get(name)
+        if entry is None:
+            continue
+        s = out.setdefault(entry, ModelTotals())
+        for trigger, n in t.triggered.items():
+            s.triggered[trigger] = s.triggered.get(trigger, 0) + n
+        s.successes += t.successes
+        s.rejections += t.rejections
+        for kind, n in t.failures.items():
+            s.failures[kind] = s.failures.get(kind, 0) + n
+        _add(s.durations, t.durations)
+        _add(s.executor_times, t.executor_times)
+        if t.last_success_time is not None:
+            s.last_success_time = max(s.last_success_time or t.last_success_time, t.last_success_time)
+    return out
+
+
+def _add(into: dict[str, Histogram], histograms: dict[str, Histogram]) -> None:
+    for key, (count, total, per_bucket) in histograms.items():
+        hist = into.get(key)
+        if hist is None:
+            hist = into[key] = [0, 0.0, [0] * len(DURATION_BUCKETS)]
+        hist[0] += count
+        hist[1] += total
+        hist[2] = [a + b for a, b in zip(hist[2], per_bucket)]

@@ -4,6 +4,7 @@ The registry is printed, pushed to a Pushgateway (PUT, one group per host) or wr
 for node_exporter's textfile collector.
 
 prometheus_client is imported inside the functions: a run that exports nothing never loads it."""
+import dataclasses
 import functools
 import http.client
 import logging
@@ -12,18 +13,24 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..base.errors import FAILURE_TYPES, ConfigError, RetrainctlError, UsageError
+from ..base.errors import FAILURE_TYPES, ConfigError, DataError, RetrainctlError, UsageError
 from ..base.fsutil import atomic_write, read_json
 from ..base.secrets import read_secret, redact, split_credentials
-from ..config.records import Config
+from ..config.records import Config, ModelConfig
+from ..core import decide
 from ..core.decide import Observation
 from ..core.fold import DECISION, ModelState
-from ..core.records import TIMED_STATUSES, Held, TriggerType, candidate_key
-from ..core.totals import DURATION_BUCKETS, TOTALS, ModelTotals
+from ..core.records import TIMED_STATUSES, Action, Held, TriggerType, candidate_key
+from ..core.outcomes import StatusRow, status_counts
+from ..core.segment_names import entry_key, entry_of, is_segment_name
+from ..core.totals import DURATION_BUCKETS, TOTALS, ModelTotals, entry_totals
+from ..data import datasets
 from ..core.values import finite_number as _number
+from ..observe.fleet import Fleet, segmented
+from ..observe.observer import Observer
 from ..observe.status import status
 from ..state.log import StateLog
 from ..state.schedule import CHECKS_FILE
@@ -38,7 +45,9 @@ class PushError(RetrainctlError):
 
 @dataclass(frozen=True)
 class ModelView:
-    """What is true of one configured model now; gathered by the shell for the pure core."""
+    """What is true of one configured model now; gathered by the shell for the pure core. An entry
+    with segment_by is one too (`entry` set), its fields summing up its segments; the fields that
+    say nothing about a fleet (due, held, failures in a row, score, drift) are left out for it."""
 
     name: str
     max_age_seconds: float
@@ -58,6 +67,23 @@ class ModelView:
     drifted: bool | None = None            # None: no drift_path, or not enough rows to judge
     drifted_features: tuple[tuple[str, float], ...] = ()  # (feature, PSI) of the features that drifted
     registry_in_sync: bool | None = None   # None: MLflow off, or nothing recorded yet
+    data_changed_at: float | None = None   # the newest modification time of its data files
+    entry: "EntrySegments | None" = None   # an entry with segment_by: its segments counted
+
+
+@dataclass(frozen=True)
+class EntrySegments:
+    """An entry's segments by state, as `status` counts them (core.outcomes.EntryCounts; a segment
+    may be in several states), and how many have a quality alert open, by check."""
+
+    counts: dict[str, int]                 # state (SEGMENT_STATES) -> segments
+    segments: int = 0
+    alerting: dict[str, int] = field(default_factory=dict)  # "performance" / "drift" -> segments
+
+
+# The states of retrainctl_segments, as status's per-entry columns (EntryCounts' fields).
+SEGMENT_STATES = ("up_to_date", "due", "failed", "skipped", "paused", "no_data")
+QUALITY_CHECKS = {"performance": "degraded", "drift": "drifted"}  # check -> its status field that says "alert open"
 
 
 def families(totals: dict[str, ModelTotals], views: list[ModelView], now: float,
@@ -138,10 +164,11 @@ def families(totals: dict[str, ModelTotals], views: list[ModelView], now: float,
               lambda v: v.score, extra=("metric", lambda v: v.metric or "unknown")),
         gauge("model_data_rows", "Data rows in the model's data file.", lambda v: v.data_rows),
         gauge("model_retraining_due", "1 if a trigger fires now, even if a pause, backoff or too few rows hold it "
-              "(model_retraining_held says which).", lambda v: float(v.due)),
-        gauge("model_retraining_paused", "1 if automatic retraining is paused.", lambda v: float(v.paused)),
-        gauge("model_retraining_consecutive_failures",
-              "Automatic retrains that failed in a row on the same data.", lambda v: v.failures_in_row),
+              "(model_retraining_held says which).", lambda v: None if v.entry else float(v.due)),
+        gauge("model_retraining_paused", "1 if automatic retraining is paused (an entry: all of its segments).",
+              lambda v: float(v.paused)),
+        gauge("model_retraining_consecutive_failures", "Automatic retrains that failed in a row on the same data.",
+              lambda v: None if v.entry else v.failures_in_row),
     ]
     out.append(gauge("model_input_drifted", "1 if the drift test finds the model's recent inputs drifted "
                      "(significant and PSI at least drift_threshold), 0 if not; absent when not evaluated.",
@@ -150,7 +177,7 @@ def families(totals: dict[str, ModelTotals], views: list[ModelView], now: float,
                              "trained now (status's DUE column): paused, disabled, too_few_rows, backoff, gave_up.",
                              labels=["model_name", "reason"])
     for v in views:
-        for reason in Held:
+        for reason in Held if v.entry is None else ():
             held.add_metric([v.name, reason], float(v.held == reason))
     out.append(held)
     psi = GaugeMetricFamily("model_feature_drift_psi", "PSI of each drifted feature of the model's recent inputs.",
@@ -164,7 +191,30 @@ def families(totals: dict[str, ModelTotals], views: list[ModelView], now: float,
     if last_check is not None:
         last.add_metric([], last_check)
     out.append(last)
-    return out + alert_gauges(views)
+    return out + alert_gauges(views) + segment_families(views)
+
+
+def segment_families(views: list[ModelView]) -> list[Any]:
+    """Per entry with segment_by, at a few series however many segments it has: its segments by
+    state, how many there are, and how many have a performance or drift alert open."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    entries = [v for v in views if v.entry is not None]
+    count = GaugeMetricFamily("retrainctl_entry_segments", "Segments of an entry with segment_by: in its data "
+                              "now, or in its history.", labels=["model_name"])
+    states = GaugeMetricFamily("retrainctl_segments", "An entry's segments by state, as `retrainctl status` "
+                               "counts them (a segment may be in several: paused and due).",
+                               labels=["model_name", "state"])
+    alerting = GaugeMetricFamily("retrainctl_segments_alerting", "An entry's segments whose performance or "
+                                 "drift check finds a problem now.", labels=["model_name", "check"])
+    for v in entries:
+        assert v.entry is not None
+        count.add_metric([v.name], v.entry.segments)
+        for state in SEGMENT_STATES:
+            states.add_metric([v.name, state], v.entry.counts.get(state, 0))
+        for check in QUALITY_CHECKS:
+            alerting.add_metric([v.name, check], v.entry.alerting.get(check, 0))
+    return [count, states, alerting]
 
 
 def alert_gauges(views: list[ModelView]) -> list[Any]:
@@ -193,6 +243,10 @@ def alert_gauges(views: list[ModelView]) -> list[Any]:
         gauge("model_last_retraining_failure_timestamp_seconds",
               "Unix time the last automatic retrain failed (manual trains are not counted).",
               lambda v: v.last_failure_time),
+        gauge("model_data_last_change_timestamp_seconds",
+              "Unix time the model's data last changed: the newest modification time of its data files "
+              "(an entry: of all of its files; a segment: of the files holding its rows).",
+              lambda v: v.data_changed_at),
         gauge("model_registry_in_sync",
               "1 if MLflow's `champion` alias names the store's current model as the last command left it, "
               "0 if they disagree or that is unknown; absent with MLflow off.",
@@ -209,40 +263,179 @@ def last_check_time(state_dir: str) -> float | None:
 
 def gather(config: Config, clock: Callable[[], float] = time.time,
            observed: dict[str, Observation] | None = None) -> tuple[dict[str, ModelTotals], list[ModelView], float | None]:
-    """Read what the metrics describe: the running totals, one view per configured model, last check.
-    `observed` is what a check just saw of each model (observe.status: not observed again)."""
+    """Read what the metrics describe: the running totals, one view per configured model and entry
+    (and, with metrics.per_segment, per segment), the last check. `observed` is what a check just
+    saw of each model (observe.status: not observed again)."""
     store = ModelStore(config.model_dir)
     folded = StateLog(config.state_dir).folds() if os.path.isdir(config.state_dir) else {}
     states, totals = folded.get(DECISION.name, {}), folded.get(TOTALS.name, {})
-    views = []
-    for row in status(config, list(config.models.values()), clock=clock, verify=False, states=states,
-                      observed=observed):
-        model = config.models[row.model_name]
+    observer = Observer(config, store, clock)
+    models = Fleet(config, observer, states).all() if segmented(config) else list(config.models.values())
+    per_segment = config.metrics.per_segment
+    rows = status(config, [m for m in models if per_segment or m.entry is None], clock=clock, verify=False,
+                  states=states, observed=observed, observer=observer)
+    by_name = {m.name: m for m in models}
+    now = clock()
+    views: list[ModelView] = []
+    seen: dict[str, list[SegmentSeen]] = {}
+    changes = {m.name: _segment_changes(observer, m) for m in config.models.values() if m.segment_by}
+    for row in rows:
+        model = by_name[row.model_name]
+        state = states.get(model.name)
+        if model.entry is not None:  # with per_segment: its own series, from its status row
+            trained_at = None if row.model_age_seconds is None else now - row.model_age_seconds
+            views.append(_view(model, row, state, trained_at, row.metric, changes[model.entry](model)))
+            seen.setdefault(model.entry, []).append(_seen_in_row(row, views[-1]))
+            continue
         cur = store.current(model.name)
         meta = cur.metadata if cur else {}
-        views.append(ModelView(
-            name=model.name,
-            max_age_seconds=model.policy.max_model_age_hours * 3600.0,
-            data_rows=row.data_rows,
-            due=bool(row.due_reasons),
-            held=row.held,
-            paused=row.paused,
-            failures_in_row=row.failures_in_row,
-            trained_at=_number(meta.get("trained_at_ts")),
-            score=_number(meta.get("score")),
-            metric=meta.get("metric") or model.metric,
-            data_unavailable=row.data_error is not None,
-            auto_retraining=row.auto_retraining,
-            check_interval=float(model.policy.check_interval),
-            age_clock_start=_age_clock_start(_number(meta.get("trained_at_ts")), states.get(model.name), row.data_hash,
-                                             model.config_hash),
-            last_failure_time=getattr(states.get(model.name), "last_failure_time", None),
-            drifted=row.quality.get("drifted"),
-            drifted_features=tuple((row.quality.get("drifted_features") or {}).items()),
-            registry_in_sync=row.registry_in_sync,
-        ))
+        views.append(_view(model, row, state, _number(meta.get("trained_at_ts")), meta.get("metric") or model.metric,
+                           _data_changed_at(model.data_path) if row.data_error is None else None))
+        if model.segment_by:  # its segments cannot be listed now: the entry stands alone, its data unavailable
+            views[-1] = dataclasses.replace(views[-1], entry=EntrySegments({}), due=False, held=None,
+                                            failures_in_row=0, score=None, drifted=None, drifted_features=())
+    if not per_segment:
+        for model in models:
+            if model.entry is not None:
+                seen.setdefault(model.entry, []).append(
+                    _seen(model, observer, states.get(model.name) or ModelState(), changes[model.entry](model)))
+        if os.path.isdir(config.state_dir):
+            observer.save()
+    views += [_entry_view(config.models[name], members, now) for name, members in seen.items()]
+    entries = {m.name for m in config.models.values() if m.segment_by}
+    totals = dict(totals, **entry_totals(totals, {n: entry_of(n) for n in totals
+                                                  if is_segment_name(n) and entry_of(n) in entries}))
     # The counters are running totals, which summary.json caches: no full log read.
     return totals, views, last_check_time(config.state_dir)
+
+
+@dataclass(frozen=True)
+class SegmentSeen:
+    """What an entry's series need of one of its segments (core.outcomes.status_counts reads it as
+    it reads a status row)."""
+
+    entry: str | None
+    due: bool
+    held: Held | None
+    action: Action
+    paused: bool
+    no_data: bool
+    failures_in_row: int
+    model_version: int | None
+    model_age_seconds: float | None
+    data_rows: int | None
+    age_clock_start: float | None
+    data_changed_at: float | None
+    alerting: frozenset[str]               # the QUALITY_CHECKS whose alert is open
+
+
+def _seen(model: ModelConfig, observer: Observer, state: ModelState, changed_at: float | None) -> SegmentSeen:
+    """A segment from its observation and decision alone: observed from its brief (state.briefs),
+    without the status row, which reads each segment's metadata.json (seconds at 10,000)."""
+    obs = observer.observe(model, state)
+    decision = decide.decide(model.policy, obs)
+    trained_at = obs.model_trained_at
+    quality = obs.quality or {}
+    return SegmentSeen(
+        entry=model.entry, due=decision.due, held=decision.held, action=decision.action, paused=state.paused,
+        no_data=obs.no_data, failures_in_row=obs.failures_on_data, model_version=obs.model_version,
+        model_age_seconds=round(obs.now - trained_at, 1) if trained_at else None, data_rows=obs.data_rows,
+        age_clock_start=_age_clock_start(trained_at, state, obs.data_hash, model.config_hash),
+        data_changed_at=changed_at,
+        alerting=frozenset(check for check, fld in QUALITY_CHECKS.items() if quality.get(fld) is True))
+
+
+def _seen_in_row(row: StatusRow, view: ModelView) -> SegmentSeen:
+    return SegmentSeen(
+        entry=row.entry, due=row.due, held=row.held, action=row.action, paused=row.paused, no_data=row.no_data,
+        failures_in_row=row.failures_in_row, model_version=row.model_version,
+        model_age_seconds=row.model_age_seconds, data_rows=row.data_rows, age_clock_start=view.age_clock_start,
+        data_changed_at=view.data_changed_at,
+        alerting=frozenset(check for check, fld in QUALITY_CHECKS.items() if row.quality.get(fld) is True))
+
+
+def _view(model: ModelConfig, row: StatusRow, state: ModelState | None, trained_at: float | None,
+          metric: str | None, data_changed_at: float | None) -> ModelView:
+    return ModelView(
+        name=model.name,
+        max_age_seconds=model.policy.max_model_age_hours * 3600.0,
+        data_rows=row.data_rows,
+        due=bool(row.due_reasons),
+        held=row.held,
+        paused=row.paused,
+        failures_in_row=row.failures_in_row,
+        trained_at=trained_at,
+        score=_number(row.score),
+        metric=metric,
+        data_unavailable=row.data_error is not None,
+        auto_retraining=row.auto_retraining,
+        check_interval=float(model.policy.check_interval),
+        age_clock_start=_age_clock_start(trained_at, state, row.data_hash, model.config_hash),
+        last_failure_time=getattr(state, "last_failure_time", None),
+        drifted=row.quality.get("drifted"),
+        drifted_features=tuple((row.quality.get("drifted_features") or {}).items()),
+        registry_in_sync=row.registry_in_sync,
+        data_changed_at=data_changed_at,
+    )
+
+
+def _entry_view(entry: ModelConfig, segments: list[SegmentSeen], now: float) -> ModelView:
+    """An entry summed up over its segments: counts by state (as `status` counts them), its oldest
+    live model, and the oldest age clock among the segments that are meant to be kept fresh (not
+    paused, rows still in the data), so that RetrainctlModelTooOld fires for the entry when one of
+    them is past max_model_age_hours."""
+    [counts] = status_counts(segments)
+    kept = [s.age_clock_start for s in segments if s.age_clock_start is not None and not s.paused and not s.no_data]
+    oldest = counts.oldest_model_age_seconds
+    changed = [s.data_changed_at for s in segments if s.data_changed_at is not None]
+    return ModelView(
+        name=entry.name,
+        max_age_seconds=entry.policy.max_model_age_hours * 3600.0,
+        data_rows=sum(s.data_rows or 0 for s in segments),
+        paused=all(s.paused for s in segments),
+        auto_retraining=entry.policy.enable_auto_retraining,
+        check_interval=float(entry.policy.check_interval),
+        trained_at=None if oldest is None else now - oldest,
+        age_clock_start=min(kept, default=None),
+        data_changed_at=max(changed, default=None),
+        entry=EntrySegments({state: getattr(counts, state) for state in SEGMENT_STATES}, counts.segments,
+                            {check: sum(check in s.alerting for s in segments) for check in QUALITY_CHECKS}),
+    )
+
+
+def _data_changed_at(path: str) -> float | None:
+    """The newest modification time among a data path's files (None where it cannot be listed)."""
+    try:
+        root = datasets.root_of(path)
+        return max((os.stat(os.path.join(root, f)).st_mtime for f in datasets.expand(path)), default=None)
+    except (OSError, DataError):
+        return None
+
+
+def _segment_changes(observer: Observer, entry: ModelConfig) -> Callable[[ModelConfig], float | None]:
+    """For each segment of `entry`: the newest modification time of the files that hold its rows
+    (each file stat'ed once); None for a segment whose rows are gone."""
+    try:
+        index = observer.segments(entry)
+    except DataError:
+        return lambda model: None
+    root = datasets.root_of(index.dataset.path)
+    mtimes: dict[str, float | None] = {}
+    for rel, _ in index.dataset.files:
+        try:
+            mtimes[rel] = os.stat(os.path.join(root, rel)).st_mtime
+        except OSError:
+            mtimes[rel] = None
+    if not index.dataset.is_set:
+        mtimes[""] = mtimes.get(next(iter(mtimes), ""))
+
+    def changed(model: ModelConfig) -> float | None:
+        seg = index.segments.get(entry_key(model.name))
+        if seg is None:
+            return None
+        times = [mtimes.get(rel) for rel, _ in (seg.files or (("", ""),))]
+        return max((t for t in times if t is not None), default=None)
+    return changed
 
 
 def _age_clock_start(trained_at: float | None, state: ModelState | None, data_hash: str | None,
