@@ -5,6 +5,7 @@ so a check where nothing changed reads one small JSON file and imports nothing h
 import csv
 import io
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -377,8 +378,9 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, 
         tests = result["tests"]
         fields.update(drift_rows=result["rows"], drift_psi={f: t["psi"] for f, t in tests.items()})
     correction = None
-    if segment_of is not None and tests and fields["drift_rows"] >= policy.min_eval_rows:
-        fields["drift_p_value"] = quality.drift_p_value(tests, drift_policy(policy))
+    segment_p = quality.drift_p_value(tests, drift_policy(policy)) if segment_of is not None else math.nan
+    if not math.isnan(segment_p) and fields["drift_rows"] >= policy.min_eval_rows:  # NaN: nothing tested
+        fields["drift_p_value"] = segment_p
         correction = _correction(family, model, "drift")
         if correction is not None:
             fields.update(drift_p_adjusted=correction.p_adjusted, drift_correction=correction.evidence())
