@@ -588,6 +588,9 @@ def test_unshifted_inputs_do_not_drift_and_shifted_ones_alert_without_retraining
     assert (st["drifted"], st["drifted_features"], st["drift_rows"], st["drift_action"]) == (False, {}, 150, "alert")
     assert max(st["drift_psi"].values()) < 0.05 and min(st["drift_p_values"].values()) > 0.5
     assert st["degraded"] is False and st["eval_p_value"] > 0.05 and st["eval_rows"] == 150
+    # a declared model is tested alone: no correction across segments
+    assert [st[k] for k in ("eval_p_adjusted", "eval_correction", "drift_p_value", "drift_p_adjusted",
+                            "drift_correction")] == [None] * 5
     assert st["eval_ci"][0] < st["eval_score"] <= st["eval_ci"][1] and st["eval_method"] == "Fisher exact, Clopper-Pearson"
 
     # drift_action alert (the default): drift is a signal in status, not a retrain
