@@ -110,8 +110,8 @@ def status_fields(details):
 
 
 SegmentOf = Callable[[ModelConfig, str], "tuple[Any, list[list[str]]] | None"]
-# kind ("performance" | "drift") -> the Correction of each judged segment of the model's entry
-FamilyOf = Callable[[ModelConfig, str], "dict[str, quality.Correction]"]
+# (segment, kind "performance" | "drift", its p-value) -> its Correction across its entry's segments
+FamilyOf = Callable[[ModelConfig, str, float], "quality.Correction | None"]
 
 
 def assess(config, store, model, current, data_hash, data_rows, handled, fpcache, cache, dataset=None,
@@ -121,8 +121,8 @@ def assess(config, store, model, current, data_hash, data_rows, handled, fpcache
     `cache` the command's QualityCache; `dataset` is the data path's datasets.DataSet (its files,
     for a set's new partitions). A segment model is evaluated on its own rows of its entry's
     eval_path and drift_path: `segment_of(model, "eval" | "drift")` gives them (observe.observer),
-    and its tests are corrected across the segments of its entry: `family(model, kind)` gives the
-    Correction of each (observe.observer, from segment_p_values)."""
+    and its tests are corrected across the segments of its entry: `family(model, kind, p)` gives
+    its Correction (observe.observer, from segment_p_values)."""
     out = Assessment(details=status_fields(None))
     if current is None or data_hash is None:
         return out
@@ -255,7 +255,7 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
         fields.update(eval_rows=available, eval_score=result["score"], eval_ci=test["ci"],
                       eval_baseline=test["baseline"], eval_baseline_rows=test["baseline_n"],
                       eval_p_value=test["p_value"], eval_detectable=test["detectable"], eval_method=test["method"])
-    correction = _correction(family, model, "performance") if test is not None else None
+    correction = _correction(family, model, "performance", test["p_value"]) if test is not None else None
     if correction is not None:
         fields.update(eval_p_adjusted=correction.p_adjusted, eval_correction=correction.evidence())
     verdict = quality.performance_verdict(metric, test, available, METRICS[metric][1], policy.performance_threshold,
@@ -381,7 +381,7 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, 
     segment_p = quality.drift_p_value(tests, drift_policy(policy)) if segment_of is not None else math.nan
     if not math.isnan(segment_p) and fields["drift_rows"] >= policy.min_eval_rows:  # NaN: nothing tested
         fields["drift_p_value"] = segment_p
-        correction = _correction(family, model, "drift")
+        correction = _correction(family, model, "drift", segment_p)
         if correction is not None:
             fields.update(drift_p_adjusted=correction.p_adjusted, drift_correction=correction.evidence())
     verdict = quality.drift_verdict(tests, fields["drift_rows"], drift_policy(policy), policy.min_eval_rows, source,
@@ -396,12 +396,9 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, 
     return verdict, evidence, fields
 
 
-def _correction(family, model, kind):
-    """A segment's Correction across its entry's segments; None for a declared model, or a
-    segment whose p-value its family did not hold (judged after the family was gathered)."""
-    if family is None:
-        return None
-    return family(model, kind).get(model.name)
+def _correction(family, model, kind, p):
+    """A segment's Correction across its entry's segments, its p-value `p`; None for a declared model."""
+    return None if family is None else family(model, kind, p)
 
 
 def segment_p_values(config, store, entry, kind, segments, fpcache, cache, segment_of):

@@ -2,6 +2,7 @@
 says, its current version in the store and the quality checks -> core.decide.Observation; and the
 `status` row built from an observation and its decision."""
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable
@@ -38,7 +39,8 @@ class Observer:
         self.clock = clock
         self.fingerprints = FingerprintCache(config.state_dir)
         self._indexes: dict[tuple[str, str], SegmentIndex | DataError] = {}  # (entry, role) -> its segments, per command
-        self._families: dict[tuple[str, str], dict[str, Correction]] = {}   # (entry, kind) -> corrected tests
+        self._families: dict[tuple[str, str], tuple[dict[str, float], dict[str, Correction]]] = {}  # (entry, kind) ->
+        # ({segment: p}, {segment: Correction}): the tests of an entry's segments, corrected together
         self.quality = evaluation.QualityCache(config.state_dir)
         self._last: tuple[str, ModelVersion | None] | None = None  # the model observe() saw last, and its version
         self.briefs = Briefs(config.state_dir, self.store)
@@ -108,11 +110,15 @@ class Observer:
         seg = index.segments.get(entry_key(model.name))
         return None if seg is None else (seg, index.fit_files(seg))
 
-    def _family(self, model: ModelConfig, kind: str) -> dict[str, Correction]:
-        """The tests of `kind` of every segment of `model`'s entry, corrected together (BH), once
-        per command: those in its data with rows in its eval_path (performance) or drift_path;
-        empty where either cannot be split into segments."""
+    def _family(self, model: ModelConfig, kind: str, p: float) -> Correction | None:
+        """The Correction of segment `model`'s test of `kind` (its p-value `p`): the tests of every
+        segment of its entry corrected together (BH), gathered once per command (those in its
+        data with rows in its eval_path or drift_path). A segment whose own p the family does not
+        hold (judged after it was gathered) joins it; a NaN p is no member."""
+        if math.isnan(p):
+            return None
         entry = self.config.model(model.entry or model.name)
+        alpha = entry.policy.quality_alpha
         found = self._families.get((entry.name, kind))
         if found is None:
             try:
@@ -122,8 +128,12 @@ class Observer:
                 segments = {}
             pvalues = evaluation.segment_p_values(self.config, self.store, entry, kind, segments, self.fingerprints,
                                                   self.quality, self._segment_of)
-            found = self._families[entry.name, kind] = quality.correct(pvalues, entry.policy.quality_alpha)
-        return found
+            found = (pvalues, quality.correct(pvalues, alpha))
+        if found[0].get(model.name) != p:
+            pvalues = dict(found[0], **{model.name: p})
+            found = (pvalues, quality.correct(pvalues, alpha))
+        self._families[entry.name, kind] = found
+        return found[1][model.name]
 
     def segments(self, entry: ModelConfig, role: str = "") -> SegmentIndex:
         """The segments of an entry with segment_by, discovered once per command in its data path
