@@ -259,6 +259,74 @@ def test_drift_verdict_text():
                        "quality_alpha 0.01, Holm over 4 feature(s)); 2 drifted feature(s), drift_share needs 4")
 
 
+# --- the correction across an entry's segments (Benjamini-Hochberg) ---------------------------------
+
+
+def test_benjamini_hochberg_against_a_hand_computed_example():
+    # sorted p x m / rank: 0.005, 0.05, 0.035, 0.05, 0.3; step-up from the largest: the second
+    # rank takes the third's 0.035, the fourth keeps 0.05
+    p = {"s1": 0.02, "s2": 0.3, "s3": 0.001, "s4": 0.04, "s5": 0.021}
+    assert quality.benjamini_hochberg(p) == pytest.approx(
+        {"s3": 0.005, "s1": 0.035, "s5": 0.035, "s4": 0.05, "s2": 0.3})
+    fixed = quality.correct(p, 0.04)  # p_(3) = 0.021 <= 0.04 x 3/5, p_(4) = 0.04 > 0.04 x 4/5: R = 3
+    assert {name for name, c in fixed.items() if c.p_adjusted <= 0.04} == {"s1", "s3", "s5"}
+    assert fixed["s1"] == quality.Correction(0.02, pytest.approx(0.035), 5, 3, 0.04)
+    assert fixed["s1"].level == pytest.approx(0.04 * 3 / 5)
+    assert fixed["s4"].evidence() == {"procedure": "Benjamini-Hochberg", "p_value": 0.04, "p_adjusted": 0.05,
+                                      "family": 5, "significant": 3, "alpha": 0.04}
+
+
+def test_benjamini_hochberg_ties_nan_and_small_families():
+    assert quality.benjamini_hochberg({"a": 0.01, "b": 0.01, "c": 0.5}) == pytest.approx(
+        {"a": 0.015, "b": 0.015, "c": 0.5})
+    # a segment not judged (NaN) is no member: m is 2, and its own q stays NaN
+    q = quality.benjamini_hochberg({"a": 0.01, "b": math.nan, "c": 0.02})
+    assert q["a"] == q["c"] == pytest.approx(0.02) and math.isnan(q["b"])
+    assert set(quality.correct({"a": 0.01, "b": math.nan, "c": 0.02}, 0.01)) == {"a", "c"}
+    # one judged segment: nothing to correct for, its test is the per-model one
+    one = quality.correct({"a": 0.004, "b": math.nan}, 0.01)
+    assert one == {"a": quality.Correction(0.004, 0.004, 1, 1, 0.01)} and one["a"].level == 0.01
+    assert quality.correct({}, 0.01) == {} and quality.correct({"a": math.nan}, 0.01) == {}
+    assert quality.benjamini_hochberg({"a": 0.9, "b": 0.8}) == {"a": 0.9, "b": 0.9}
+
+
+def test_a_segments_performance_verdict_needs_its_adjusted_p_and_the_threshold():
+    def verdict(correction, threshold=0.05):
+        return quality.performance_verdict("accuracy", EVIDENCE, 100, True, threshold, 0.01, 30, "eval.csv [s1]",
+                                           correction)
+
+    alone = quality.Correction(0.001, 0.001, 1, 1, 0.01)
+    assert verdict(alone).state == "degraded"
+    assert verdict(None).text == verdict(alone).text.replace(
+        "; Benjamini-Hochberg over 1 segment(s): p 0.001, adjusted 0.001, 1 segment(s) significant", "")
+    crowd = quality.Correction(0.001, 0.9, 1000, 0, 0.01)  # p 0.001 is one of the ~10 expected in 1,000
+    v = verdict(crowd)
+    assert v.state == "ok" and v.text.startswith(
+        "performance ok: accuracy 0.8 (98% CI 0.7..0.9) on 100 rows of eval.csv [s1] vs baseline 0.9 on 300 holdout "
+        "rows (11.1% worse, p 0.001; performance_threshold 0.05, quality_alpha 0.01; Benjamini-Hochberg over 1000 "
+        "segment(s): p 0.001, adjusted 0.9, 0 segment(s) significant)")
+    assert v.evidence == dict(EVIDENCE, correction=crowd.evidence()) and EVIDENCE.get("correction") is None
+    assert verdict(alone, threshold=0.2).state == "ok"  # the effect size is still required
+
+
+def test_a_segments_drift_runs_holm_at_the_level_bh_leaves_it():
+    policy = quality.DriftPolicy(0.2, 0.01)
+    assert quality.drift_p_value(TESTS, policy) == pytest.approx(4e-6)  # b: 1e-6 x 4 (Holm)
+    assert quality.drift_p_value(TESTS, quality.DriftPolicy(0.2, 0.01, features=("a", "d"))) == pytest.approx(0.4)
+    assert math.isnan(quality.drift_p_value({}, policy))
+    # 20 of 1,000 segments significant: level 0.01 x 20 / 1000 = 2e-4; b (4e-6) drifts, c (0.006) no longer
+    v = quality.drift_verdict(TESTS, 100, policy, 30, "recent.csv [s1]", quality.Correction(4e-6, 1e-4, 1000, 20, 0.01))
+    assert v.state == "degraded" and list(v.evidence["drifted_features"]) == ["b"]
+    assert v.evidence["correction"]["family"] == 1000 and v.text.endswith(
+        "Holm over 4 feature(s); Benjamini-Hochberg over 1000 segment(s): p 4e-06, adjusted 0.0001, "
+        "20 segment(s) significant)")
+    none = quality.drift_verdict(TESTS, 100, policy, 30, "recent.csv [s1]", quality.Correction(4e-6, 0.3, 1000, 0, 0.01))
+    assert none.state == "ok" and not none.evidence["drifted_features"]
+    alone = quality.drift_verdict(TESTS, 100, policy, 30, "recent.csv", quality.Correction(4e-6, 4e-6, 1, 1, 0.01))
+    assert alone.evidence["drifted_features"] == quality.drift_verdict(TESTS, 100, policy, 30, "recent.csv").evidence[
+        "drifted_features"] == {"b": 0.61, "c": 0.25}
+
+
 def test_feature_tests_see_a_shift_and_not_a_resample():
     import pandas as pd
 
@@ -520,6 +588,9 @@ def test_unshifted_inputs_do_not_drift_and_shifted_ones_alert_without_retraining
     assert (st["drifted"], st["drifted_features"], st["drift_rows"], st["drift_action"]) == (False, {}, 150, "alert")
     assert max(st["drift_psi"].values()) < 0.05 and min(st["drift_p_values"].values()) > 0.5
     assert st["degraded"] is False and st["eval_p_value"] > 0.05 and st["eval_rows"] == 150
+    # a declared model is tested alone: no correction across segments
+    assert [st[k] for k in ("eval_p_adjusted", "eval_correction", "drift_p_value", "drift_p_adjusted",
+                            "drift_correction")] == [None] * 5
     assert st["eval_ci"][0] < st["eval_score"] <= st["eval_ci"][1] and st["eval_method"] == "Fisher exact, Clopper-Pearson"
 
     # drift_action alert (the default): drift is a signal in status, not a retrain
@@ -752,3 +823,44 @@ def test_a_drift_file_with_a_column_named_twice_is_an_error_naming_it(tmp_path):
     reference = {"a": {"kind": "numeric", "edges": [2.0], "counts": [5, 5, 0], "n": 10}}
     assert drift_tests(raw, str(path), reference) == {
         "error": f"{path}: column(s) named more than once in the header: a"}
+
+
+def test_the_tests_of_an_entrys_segments_are_corrected_together_in_status(tmp_path):
+    """Eight stores, one model each; in store s000's recent rows prices jumped and their effect on
+    units flipped. Each store judged (a model, at least min_eval_rows rows of its own) is one
+    member of its entry's family per test; `status --json` shows its raw p-value, the
+    Benjamini-Hochberg adjusted one (checked here against the raw p-values of the family) and the
+    procedure; s000 is still caught, a store too small to judge is no member."""
+    from tests.test_segments import Shop
+
+    shop = Shop(tmp_path / "proj")
+    shop.write_recent()
+    shop.checked()
+    shop.set_model("sales", eval_path="data/eval.csv", drift_path="data/recent.csv")
+    result = shop.cli("status", "--json", "sales")
+    assert result.exit_code == 0, result.output
+    rows = {r["model_name"]: r for r in json.loads(result.stdout)["models"]}
+    for kind, raw, adjusted, correction in (("performance", "eval_p_value", "eval_p_adjusted", "eval_correction"),
+                                            ("drift", "drift_p_value", "drift_p_adjusted", "drift_correction")):
+        judged = {n: r for n, r in rows.items() if r["degraded" if kind == "performance" else "drifted"] is not None}
+        assert len(judged) >= 3 and "sales:s000" in judged and "sales:s007" not in judged
+        p = sorted((r[raw], n) for n, r in judged.items())
+        m = len(p)
+        expected = {}
+        running = 1.0
+        for rank in range(m, 0, -1):
+            running = min(running, p[rank - 1][0] * m / rank)
+            expected[p[rank - 1][1]] = running
+        for name, row in judged.items():
+            assert row[adjusted] == pytest.approx(expected[name], rel=1e-9), (kind, name)
+            assert row[correction] == {"procedure": "Benjamini-Hochberg", "p_value": float(f"{row[raw]:.4g}"),
+                                       "p_adjusted": float(f"{expected[name]:.4g}"), "family": m,
+                                       "significant": sum(q <= 0.01 for q in expected.values()), "alpha": 0.01}
+        assert rows["sales:s007"][raw] is None and rows["sales:s007"][correction] is None
+        assert max(expected, key=lambda n: -expected[n]) == "sales:s000" and expected["sales:s000"] < 1e-6
+    s000, s002 = rows["sales:s000"], rows["sales:s002"]
+    assert s000["drift_p_value"] == pytest.approx(min(s000["drift_p_values"].values()), rel=1e-3)
+    assert (s000["degraded"], s000["drifted"], s002["degraded"], s002["drifted"]) == (True, True, False, False)
+    family = s000["eval_correction"]["family"]
+    assert f"; Benjamini-Hochberg over {family} segment(s): p " in s000["eval_note"]
+    assert f"; Benjamini-Hochberg over {s000['drift_correction']['family']} segment(s): p " in s000["drift_note"]

@@ -39,6 +39,17 @@ class Shop(Project):
         os.utime(path, (1_700_000_000 + month, 1_700_000_000 + month))  # not "just written"
         return path
 
+    def write_recent(self):
+        """data/eval.csv (labelled) and data/recent.csv (inputs): the fourth month's rows of every
+        store, store s000's from a month where prices jumped and how they drive units flipped.
+        Returns (those rows, the broken month of every store)."""
+        broken = orders(months=4, rows_per_month=300, stores=8, seed=4, break_months=(4,))[3]
+        normal = self.frames[3]
+        recent = pd.concat([broken[broken["store"] == "s000"], normal[normal["store"] != "s000"]])
+        recent.to_csv(self.root / "data" / "eval.csv", index=False)
+        recent.drop(columns="units").to_csv(self.root / "data" / "recent.csv", index=False)
+        return recent, broken
+
     def rows(self):
         return pd.concat(self.frames[:3])["store"].value_counts()
 
@@ -223,13 +234,7 @@ def test_performance_and_drift_run_on_each_stores_own_rows(shop):
     signal while its training data is unchanged, as for any model); the other stores' tests pass
     on theirs, a store with too few rows is not judged; when s000's new rows arrive it retrains
     once, and the evidence it answered does not retrain it again."""
-    from generate import orders
-
-    broken = orders(months=4, rows_per_month=300, stores=8, seed=4, break_months=(4,))[3]
-    normal = shop.frames[3]
-    recent = pd.concat([broken[broken["store"] == "s000"], normal[normal["store"] != "s000"]])
-    recent.to_csv(shop.root / "data" / "eval.csv", index=False)
-    recent.drop(columns="units").to_csv(shop.root / "data" / "recent.csv", index=False)
+    recent, broken = shop.write_recent()
     shop.checked()
     shop.set_model("sales", eval_path="data/eval.csv", drift_path="data/recent.csv")
     outcomes = shop.checked("--dry-run")

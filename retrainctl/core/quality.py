@@ -3,6 +3,7 @@ the per-feature drift test (reference counts vs recent inputs), and the verdicts
 The verdicts and the binning of a sample are pure Python; numpy and scipy are imported only
 inside the functions that compute a test, which run only when an eval or drift file changed."""
 import bisect
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -135,11 +136,18 @@ def missing_counts(stats: Mapping[str, Any], values: Sequence[Any]) -> tuple[lis
     neither side has a missing value."""
     if stats.get("layout") != LAYOUT:
         return None
-    ref_missing, ref_n = int(stats.get("missing", 0)), int(stats["n"])
     got_missing = sum(1 for v in values if is_missing(v))
-    if not ref_missing and not got_missing:
+    return missing_rates(stats, len(values) - got_missing, got_missing)
+
+
+def missing_rates(stats: Mapping[str, Any], present: int, missing: int) -> tuple[list[int], list[int]] | None:
+    """missing_counts of a sample of `present` values and `missing` missing ones."""
+    if stats.get("layout") != LAYOUT:
         return None
-    return [ref_n - ref_missing, ref_missing], [len(values) - got_missing, got_missing]
+    ref_missing, ref_n = int(stats.get("missing", 0)), int(stats["n"])
+    if not ref_missing and not missing:
+        return None
+    return [ref_n - ref_missing, ref_missing], [present, missing]
 
 
 def shares(counts: Sequence[float]) -> list[float]:
@@ -203,7 +211,7 @@ def merge_sparse(ref: Sequence[int], sample: Sequence[int], ordered: bool,
 def chi_square_homogeneity(ref: Sequence[int], sample: Sequence[int]) -> tuple[float, int, float]:
     """Pearson's chi-square test that two samples come from one distribution over the same bins
     (a 2 x k contingency table, both sample sizes in the null). Returns (statistic, dof, p)."""
-    from scipy.stats import chi2
+    from scipy.special import chdtrc  # chi2.sf without the distribution object's overhead (0.4 ms a call)
 
     n_ref, n_sample = sum(ref), sum(sample)
     total = n_ref + n_sample
@@ -214,7 +222,7 @@ def chi_square_homogeneity(ref: Sequence[int], sample: Sequence[int]) -> tuple[f
             exp = row * col / total
             stat += (observed - exp) ** 2 / exp
     dof = len(ref) - 1
-    return stat, dof, (float(chi2.sf(stat, dof)) if dof > 0 else 1.0)
+    return stat, dof, (float(chdtrc(dof, stat)) if dof > 0 else 1.0)
 
 
 def feature_tests(reference: Mapping[str, Any], columns: Mapping[str, Sequence[Any]],
@@ -228,25 +236,43 @@ def feature_tests(reference: Mapping[str, Any], columns: Mapping[str, Sequence[A
     missing value (Fisher's exact test, two-sided). PSI is each test's effect size."""
     out = {}
     for name, stats in reference.items():
-        if name not in columns:
-            continue
-        values = columns[name]
-        ref = reference_counts(stats, rows)
-        got = sample_counts(stats, values)
-        if stats.get("layout") != LAYOUT:
-            out[name] = _chi_square(ref, got, ordered=stats["kind"] == "numeric")
-        else:
-            inner_ref, inner_got = (ref[1:-1], got[1:-1]) if stats["kind"] == "numeric" else (ref, got)
-            if sum(inner_got):
-                out[name] = _chi_square(inner_ref, inner_got, ordered=stats["kind"] == "numeric")
-            outside = got[0] + got[-1] if stats["kind"] == "numeric" else 0
-            if outside:
-                inside = sum(got) - outside
-                out[name + RANGE_SUFFIX] = _exact([sum(ref) - ref[0] - ref[-1], ref[0] + ref[-1]],
-                                                  [inside, outside], "greater")
-        rates = missing_counts(stats, values)
-        if rates is not None:
-            out[name + MISSING_SUFFIX] = _exact(*rates, "two-sided")
+        if name in columns:
+            values = columns[name]
+            out.update(count_tests(name, stats, reference_counts(stats, rows), sample_counts(stats, values),
+                                   missing_counts(stats, values)))
+    return out
+
+
+def count_tests(name: str, stats: Mapping[str, Any], ref: Sequence[int], got: Sequence[int],
+                rates: tuple[list[int], list[int]] | None) -> dict[str, dict[str, float]]:
+    """The tests of feature_tests of one feature, from its counts: `ref` and `got` per bin
+    (reference_counts, sample_counts) and the missing-value `rates` (missing_counts)."""
+    out = {}
+    if stats.get("layout") != LAYOUT:
+        out[name] = _chi_square(ref, got, ordered=stats["kind"] == "numeric")
+    else:
+        inner_ref, inner_got = inner_bins(stats, ref, got)
+        if sum(inner_got):
+            out[name] = _chi_square(inner_ref, inner_got, ordered=stats["kind"] == "numeric")
+    return dict(out, **side_tests(name, stats, ref, got, rates))
+
+
+def inner_bins(stats: Mapping[str, Any], ref: Sequence[int], got: Sequence[int]) -> tuple[Sequence[int], Sequence[int]]:
+    """The bins of a layout-2 feature's chi-square test: a numeric one's inside the training range."""
+    return (ref[1:-1], got[1:-1]) if stats["kind"] == "numeric" else (ref, got)
+
+
+def side_tests(name: str, stats: Mapping[str, Any], ref: Sequence[int], got: Sequence[int],
+               rates: tuple[list[int], list[int]] | None) -> dict[str, dict[str, float]]:
+    """count_tests' exact tests of one feature: `<name>:range` and `<name>:missing`."""
+    out = {}
+    outside = got[0] + got[-1] if stats.get("layout") == LAYOUT and stats["kind"] == "numeric" else 0
+    if outside:
+        inside = sum(got) - outside
+        out[name + RANGE_SUFFIX] = _exact([sum(ref) - ref[0] - ref[-1], ref[0] + ref[-1]],
+                                          [inside, outside], "greater")
+    if rates is not None:
+        out[name + MISSING_SUFFIX] = _exact(*rates, "two-sided")
     return out
 
 
@@ -259,11 +285,17 @@ def _chi_square(ref: Sequence[int], got: Sequence[int], ordered: bool) -> dict[s
 def _exact(ref: Sequence[int], got: Sequence[int], alternative: str) -> dict[str, float]:
     """Fisher's exact test on the 2 x 2 table [ref, got] of [usual, unusual] counts: `greater`
     asks whether the sample holds a larger share of the second kind."""
+    p = _fisher(int(ref[0]), int(ref[1]), int(got[0]), int(got[1]), alternative)
+    return {"psi": round(psi(shares(ref), shares(got)), 6), "p": p}
+
+
+@functools.lru_cache(maxsize=4096)
+def _fisher(a: int, b: int, c: int, d: int, alternative: str) -> float:
+    """Fisher's p of [[a, b], [c, d]] (several ms a call): the segments of an entry share a
+    reference's counts and often a sample's, so one table is tested once per process."""
     from scipy.stats import fisher_exact
 
-    table = [[ref[0], ref[1]], [got[0], got[1]]]
-    p = float(fisher_exact(table, alternative=alternative)[1])  # odds ratio > 1: more of the second kind
-    return {"psi": round(psi(shares(ref), shares(got)), 6), "p": p}
+    return float(fisher_exact([[a, b], [c, d]], alternative=alternative)[1])  # odds ratio > 1: more of the second kind
 
 
 def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
@@ -276,6 +308,68 @@ def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
         running = max(running, min(1.0, (m - i) * pvalues[name]))
         adjusted[name] = running
     return adjusted
+
+
+def benjamini_hochberg(pvalues: Mapping[str, float]) -> dict[str, float]:
+    """Benjamini-Hochberg adjusted p-values {name: q}: the names with q <= alpha are those BH
+    rejects at level alpha (the largest k with p_(k) <= alpha k / m, and every smaller p), which
+    bounds the expected share of false flags among the flagged by alpha, and under the global
+    null the chance of any flag. A NaN p-value (a segment not judged) is no member of the family:
+    it leaves m unchanged and its q is NaN. Ties get the same q."""
+    judged = sorted((p, name) for name, p in pvalues.items() if not math.isnan(p))
+    m = len(judged)
+    adjusted = {name: math.nan for name in pvalues}
+    running = 1.0
+    for rank in range(m, 0, -1):  # step-up: q_(k) = min over j >= k of p_(j) m / j
+        p, name = judged[rank - 1]
+        running = min(running, p * m / rank)
+        adjusted[name] = running
+    return adjusted
+
+
+BH = "Benjamini-Hochberg"
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One segment's test corrected across the judged segments of its entry (the family, per
+    test type): its own p-value, the BH-adjusted one, and the level that stands for its test
+    within the segment (alpha x R / m, R the segments BH flags: 0 when it flags none)."""
+
+    p_value: float
+    p_adjusted: float
+    family: int          # m: the segments of the entry judged by this test
+    significant: int     # R: those whose adjusted p is at most alpha
+    alpha: float
+
+    @property
+    def level(self) -> float:
+        return self.alpha * self.significant / self.family if self.family else 0.0
+
+    def evidence(self) -> dict[str, Any]:
+        return {"procedure": BH, "p_value": float(f"{self.p_value:.4g}"),
+                "p_adjusted": float(f"{self.p_adjusted:.4g}"), "family": self.family,
+                "significant": self.significant, "alpha": self.alpha}
+
+    def text(self) -> str:
+        return (f"{BH} over {self.family} segment(s): p {self.p_value:.2g}, adjusted {self.p_adjusted:.2g}, "
+                f"{self.significant} segment(s) significant")
+
+
+def correct(pvalues: Mapping[str, float], alpha: float) -> dict[str, Correction]:
+    """The Correction of each judged member of a family {segment: p} (NaN: not judged, left out)."""
+    adjusted = benjamini_hochberg(pvalues)
+    judged = {name: p for name, p in pvalues.items() if not math.isnan(p)}
+    significant = sum(1 for name in judged if adjusted[name] <= alpha)
+    return {name: Correction(p, adjusted[name], len(judged), significant, alpha) for name, p in judged.items()}
+
+
+def drift_p_value(tests: Mapping[str, Mapping[str, float]], policy: "DriftPolicy") -> float:
+    """A segment's one p-value of "no tested feature drifted", for the correction across
+    segments: the smallest Holm-adjusted p of its tests (Bonferroni's combination, valid under any
+    dependence between them); NaN when nothing is tested."""
+    tested = policy.tested(list(tests))
+    return min(holm({f: tests[f]["p"] for f in tested}).values(), default=math.nan)
 
 
 @dataclass(frozen=True)
@@ -325,16 +419,20 @@ class Verdict:
 
 
 def drift_verdict(tests: Mapping[str, Mapping[str, float]], rows: int, policy: DriftPolicy, min_rows: int,
-                  source: str) -> "Verdict":
+                  source: str, correction: Correction | None = None) -> "Verdict":
     """Drift when at least `policy.needed` features are both significant (chi-square, Holm at
-    `alpha`) and have a PSI of at least their threshold."""
+    `alpha`) and have a PSI of at least their threshold. A segment's tests are corrected across
+    its entry's segments too (`correction`, from the drift_p_value of each): Holm within the
+    segment then runs at the level BH leaves it, alpha x R / m (Benjamini and Bogomolov's
+    selective inference on families of hypotheses), 0 when BH flags no segment."""
     if rows < min_rows:
         return Verdict(Judged.INSUFFICIENT, f"not enough evidence: {rows} row(s) in {source}, "
                                        f"min_eval_rows is {min_rows}")
     tested = policy.tested(list(tests))
     adjusted = holm({f: tests[f]["p"] for f in tested})
+    level = policy.alpha if correction is None else correction.level
     drifted = {f: tests[f]["psi"] for f in tested
-               if adjusted[f] <= policy.alpha and tests[f]["psi"] >= policy.threshold_of(f)}
+               if adjusted[f] <= level and tests[f]["psi"] >= policy.threshold_of(f)}
     drifted = dict(sorted(drifted.items(), key=lambda kv: -kv[1]))
     # drift_share counts features: a feature drifts when any of its tests (values, range, missing) does
     features = {feature_of(t) for t in tested}
@@ -344,6 +442,9 @@ def drift_verdict(tests: Mapping[str, Mapping[str, float]], rows: int, policy: D
     tests_text = f"{len(tested)} test(s) of {len(features)} feature(s)" if len(tested) != len(features) \
         else f"{len(features)} feature(s)"
     rule = f"drift_threshold {policy.threshold:g}, quality_alpha {policy.alpha:g}, Holm over {tests_text}"
+    if correction is not None:
+        evidence["correction"] = correction.evidence()
+        rule += f"; {correction.text()}"
     if drifted and drifted_count >= evidence["needed"]:
         listed = ", ".join(f"{f} {v:.3g} (p {adjusted[f]:.2g})" for f, v in drifted.items())
         return Verdict(Judged.DEGRADED, f"input drift in {source}: PSI {listed} ({rule})", evidence=evidence)
@@ -476,7 +577,7 @@ def performance_test(metric: str, baseline: Any, sample: Mapping[str, Any], high
     alpha bound), baseline, baseline_n, n, p_value (one-sided: current no worse than baseline),
     detectable (the smallest relative degradation significant at alpha with these n), method}."""
     import numpy as np
-    from scipy import stats
+    from scipy import special, stats
 
     n = sample["n"]
     # How much the score moves from period to period beyond sampling error (period_spread): the
@@ -552,11 +653,11 @@ def performance_test(metric: str, baseline: Any, sample: Mapping[str, Any], high
     df = (se ** 4 / sum(v ** 2 / d for v, d in parts)) if parts else float(n - 1)
     worse = sign * (m0 - m1)
     if se > 0:
-        p_value = float(stats.t.sf(worse / se, df))
+        p_value = float(special.stdtr(df, -worse / se))  # t.sf, without the distribution object's overhead
     else:
         p_value = 0.0 if worse > 0 else 1.0
-    half = float(stats.t.ppf(1 - alpha, max(n - 1, 1))) * se1
-    crit = float(stats.t.ppf(1 - alpha, df)) * se
+    half = float(special.stdtrit(max(n - 1, 1), 1 - alpha)) * se1  # t.ppf
+    crit = float(special.stdtrit(df, 1 - alpha)) * se
     return {"score": m1, "ci": [m1 - half, m1 + half], "baseline": m0, "baseline_n": n0, "n": n,
             "p_value": p_value, "detectable": crit / abs(m0) if m0 else None,
             **({"period_sd": tau} if tau else {}),
@@ -564,10 +665,12 @@ def performance_test(metric: str, baseline: Any, sample: Mapping[str, Any], high
 
 
 def performance_verdict(metric: str, evidence: Mapping[str, Any] | None, rows: int, higher_is_better: bool,
-                        threshold: float, alpha: float, min_rows: int, source: str) -> "Verdict":
+                        threshold: float, alpha: float, min_rows: int, source: str,
+                        correction: Correction | None = None) -> "Verdict":
     """Degraded when the score on recent labelled rows is worse than the holdout baseline by more
     than `threshold` (relative, in the metric's direction) and the test says so at `alpha`.
-    `evidence` is performance_test's result (None: not scored, too few rows)."""
+    `evidence` is performance_test's result (None: not scored, too few rows). A segment's test is
+    corrected across its entry's segments (`correction`): its BH-adjusted p must be at most `alpha`."""
     if rows < min_rows or evidence is None:
         return Verdict(Judged.INSUFFICIENT, f"not enough evidence: {rows} labelled row(s) in {source}, "
                                        f"min_eval_rows is {min_rows}")
@@ -576,16 +679,19 @@ def performance_verdict(metric: str, evidence: Mapping[str, Any] | None, rows: i
     lo, hi = evidence["ci"]
     numbers = (f"{metric} {current:.4g} ({1 - 2 * alpha:.0%} CI {lo:.4g}..{hi:.4g}) on {rows} rows of {source} "
                f"vs baseline {baseline:.4g} on {evidence['baseline_n']} holdout rows ({_relative(worse)}, "
-               f"p {evidence['p_value']:.2g}; performance_threshold {threshold:g}, quality_alpha {alpha:g})")
-    if worse > threshold and evidence["p_value"] <= alpha:
-        return Verdict(Judged.DEGRADED, f"performance degraded: {numbers}", worse, dict(evidence))
+               f"p {evidence['p_value']:.2g}; performance_threshold {threshold:g}, quality_alpha {alpha:g}"
+               + (f"; {correction.text()})" if correction is not None else ")"))
+    p_value = evidence["p_value"] if correction is None else correction.p_adjusted
+    evidence = dict(evidence, **({"correction": correction.evidence()} if correction is not None else {}))
+    if worse > threshold and p_value <= alpha:
+        return Verdict(Judged.DEGRADED, f"performance degraded: {numbers}", worse, evidence)
     detectable = evidence.get("detectable")
     note = None
     if detectable is None or detectable > threshold:
         note = (f"{rows} rows (vs {evidence['baseline_n']} holdout rows) are too few to detect a degradation of "
                 f"{threshold:g} at quality_alpha {alpha:g}"
                 + (f" (smallest detectable: {detectable:.1%})" if detectable is not None else ""))
-    return Verdict(Judged.OK, f"performance ok: {numbers}" + (f"; {note}" if note else ""), worse, dict(evidence), note)
+    return Verdict(Judged.OK, f"performance ok: {numbers}" + (f"; {note}" if note else ""), worse, evidence, note)
 
 
 def _relative(worse: float) -> str:

@@ -5,6 +5,7 @@ so a check where nothing changed reads one small JSON file and imports nothing h
 import csv
 import io
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -34,9 +35,10 @@ NA_TEXT = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN
                      "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 
 STATUS_FIELDS = ("eval_source", "eval_rows", "eval_score", "eval_ci", "eval_baseline", "eval_baseline_rows",
-                 "eval_p_value", "eval_detectable", "eval_method", "eval_degradation", "degraded", "eval_note",
-                 "drift_source", "drift_rows", "drift_psi", "drift_p_values", "drifted_features", "drifted",
-                 "drift_action", "drift_note", "quality_notes")
+                 "eval_p_value", "eval_p_adjusted", "eval_correction", "eval_detectable", "eval_method",
+                 "eval_degradation", "degraded", "eval_note", "drift_source", "drift_rows", "drift_psi",
+                 "drift_p_values", "drift_p_value", "drift_p_adjusted", "drift_correction", "drifted_features",
+                 "drifted", "drift_action", "drift_note", "quality_notes")
 
 
 class QualityCache:
@@ -108,22 +110,26 @@ def status_fields(details):
 
 
 SegmentOf = Callable[[ModelConfig, str], "tuple[Any, list[list[str]]] | None"]
+# (segment, kind "performance" | "drift", its p-value) -> its Correction across its entry's segments
+FamilyOf = Callable[[ModelConfig, str, float], "quality.Correction | None"]
 
 
 def assess(config, store, model, current, data_hash, data_rows, handled, fpcache, cache, dataset=None,
-           segment_of: SegmentOf | None = None):
+           segment_of: SegmentOf | None = None, family: FamilyOf | None = None):
     """Evaluate the performance and drift triggers of `model`'s current version. `handled` is the
     set of (trigger, evidence key) a quality-triggered retrain already ran for (no retrain loops);
     `cache` the command's QualityCache; `dataset` is the data path's datasets.DataSet (its files,
     for a set's new partitions). A segment model is evaluated on its own rows of its entry's
-    eval_path and drift_path: `segment_of(model, "eval" | "drift")` gives them (observe.observer)."""
+    eval_path and drift_path: `segment_of(model, "eval" | "drift")` gives them (observe.observer),
+    and its tests are corrected across the segments of its entry: `family(model, kind, p)` gives
+    its Correction (observe.observer, from segment_p_values)."""
     out = Assessment(details=status_fields(None))
     if current is None or data_hash is None:
         return out
     for kind, evaluate in ((TriggerType.PERFORMANCE, _performance), (TriggerType.DRIFT, _drift)):
         try:
             verdict, evidence, fields = evaluate(config, store, model, current, data_hash, data_rows, fpcache, cache,
-                                                 dataset, segment_of)
+                                                 dataset, segment_of, family)
         except (DataError, IntegrityError) as exc:
             log.warning("%s: %s check: %s", model.name, kind, exc)
             out.details["quality_notes"].append(f"{kind}: {exc}")
@@ -189,7 +195,8 @@ def _cached(cache, model, kind, key, compute):
 
 # --- performance ---------------------------------------------------------------------------------
 
-def _performance(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None, segment_of=None):
+def _performance(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None, segment_of=None,
+                 family=None):
     meta = current.metadata
     policy = model.policy
     metric = meta.get("metric") or model.metric
@@ -248,8 +255,11 @@ def _performance(config, store, model, current, data_hash, data_rows, fpcache, c
         fields.update(eval_rows=available, eval_score=result["score"], eval_ci=test["ci"],
                       eval_baseline=test["baseline"], eval_baseline_rows=test["baseline_n"],
                       eval_p_value=test["p_value"], eval_detectable=test["detectable"], eval_method=test["method"])
+    correction = _correction(family, model, "performance", test["p_value"]) if test is not None else None
+    if correction is not None:
+        fields.update(eval_p_adjusted=correction.p_adjusted, eval_correction=correction.evidence())
     verdict = quality.performance_verdict(metric, test, available, METRICS[metric][1], policy.performance_threshold,
-                                          policy.quality_alpha, policy.min_eval_rows, source)
+                                          policy.quality_alpha, policy.min_eval_rows, source, correction)
     fields.update(eval_note=verdict.text, eval_degradation=verdict.degradation,
                   degraded=None if verdict.state == Judged.INSUFFICIENT else verdict.state == Judged.DEGRADED)
     return verdict, evidence, fields
@@ -323,7 +333,8 @@ def drift_policy(policy):
                                thresholds=policy.drift_thresholds)
 
 
-def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None, segment_of=None):
+def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, dataset=None, segment_of=None,
+           family=None):
     if not model.drift_path:
         return None, None, {}
     policy = model.policy
@@ -366,7 +377,15 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, 
             return quality.Verdict(Judged.ERROR, result["error"]), evidence, fields
         tests = result["tests"]
         fields.update(drift_rows=result["rows"], drift_psi={f: t["psi"] for f, t in tests.items()})
-    verdict = quality.drift_verdict(tests, fields["drift_rows"], drift_policy(policy), policy.min_eval_rows, source)
+    correction = None
+    segment_p = quality.drift_p_value(tests, drift_policy(policy)) if segment_of is not None else math.nan
+    if not math.isnan(segment_p) and fields["drift_rows"] >= policy.min_eval_rows:  # NaN: nothing tested
+        fields["drift_p_value"] = segment_p
+        correction = _correction(family, model, "drift", segment_p)
+        if correction is not None:
+            fields.update(drift_p_adjusted=correction.p_adjusted, drift_correction=correction.evidence())
+    verdict = quality.drift_verdict(tests, fields["drift_rows"], drift_policy(policy), policy.min_eval_rows, source,
+                                    correction)
     drifted = verdict.state == Judged.DEGRADED
     text = verdict.text
     if drifted and policy.drift_action == "alert":
@@ -375,6 +394,35 @@ def _drift(config, store, model, current, data_hash, data_rows, fpcache, cache, 
                   drift_p_values=verdict.evidence["p_adjusted"] if verdict.evidence else None,
                   drifted_features=verdict.evidence["drifted_features"] if verdict.evidence else None)
     return verdict, evidence, fields
+
+
+def _correction(family, model, kind, p):
+    """A segment's Correction across its entry's segments, its p-value `p`; None for a declared model."""
+    return None if family is None else family(model, kind, p)
+
+
+def segment_p_values(config, store, entry, kind, segments, fpcache, cache, segment_of):
+    """{segment model name: its p-value of `kind` uncorrected} for the segments of `entry`
+    ({key: segment_index.SegmentData} of its data) that have a live model: the performance
+    test's p, or drift_p_value of the drift tests; NaN for one not judged (too few rows, an
+    error). From the quality cache where a result is there, else computed and cached, as the
+    segment's own check would."""
+    evaluate = _performance if kind == "performance" else _drift
+    out = {}
+    for key, seg in segments.items():
+        model = entry.for_segment(key)
+        current = store.current(model.name)
+        if current is None:
+            continue
+        try:
+            verdict, _, fields = evaluate(config, store, model, current, seg.hash, seg.rows, fpcache, cache,
+                                          None, segment_of)
+        except Exception:  # the segment's own check reports it; here it is only not judged
+            verdict, fields = None, {}
+        judged = verdict is not None and verdict.state in (Judged.OK, Judged.DEGRADED)
+        p = fields.get("eval_p_value" if kind == "performance" else "drift_p_value")
+        out[model.name] = float(p) if judged and p is not None else float("nan")
+    return out
 
 
 class RecentInputError(Exception):

@@ -2,6 +2,7 @@
 says, its current version in the store and the quality checks -> core.decide.Observation; and the
 `status` row built from an observation and its decision."""
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable
@@ -11,10 +12,11 @@ from ..base.errors import DataError, IntegrityError
 from ..base.locks import lock_is_held
 from ..base.version import __version__
 from ..config.records import Config, ModelConfig
-from ..core import decide
+from ..core import decide, quality
 from ..core.decide import Decision, Observation
 from ..core.fold import ModelState
 from ..core.outcomes import StatusRow
+from ..core.quality import Correction
 from ..core.records import QUALITY_TRIGGERS, candidate_key
 from ..core.segment_names import entry_key
 from ..core.values import newer_version, utcnow_iso
@@ -37,6 +39,8 @@ class Observer:
         self.clock = clock
         self.fingerprints = FingerprintCache(config.state_dir)
         self._indexes: dict[tuple[str, str], SegmentIndex | DataError] = {}  # (entry, role) -> its segments, per command
+        self._families: dict[tuple[str, str], tuple[dict[str, float], dict[str, Correction]]] = {}  # (entry, kind) ->
+        # ({segment: p}, {segment: Correction}): the tests of an entry's segments, corrected together
         self.quality = evaluation.QualityCache(config.state_dir)
         self._last: tuple[str, ModelVersion | None] | None = None  # the model observe() saw last, and its version
         self.briefs = Briefs(config.state_dir, self.store)
@@ -58,7 +62,8 @@ class Observer:
             self._last = (model.name, cur)
         assessment = evaluation.assess(self.config, self.store, model, cur, data["data_hash"], data["data_rows"],
                                        state.quality_handled, self.fingerprints, self.quality, dataset,
-                                       self._segment_of if model.entry else None)
+                                       self._segment_of if model.entry else None,
+                                       self._family if model.entry else None)
         config = _config(model, cur)
         obs = Observation(now=now, manual=manual, force=force, **data, **config,
                           **_from_log(state, data["data_hash"], config["config_hash"]), **_from_store(cur),
@@ -104,6 +109,31 @@ class Observer:
         index = self.segments(self.config.model(model.entry or model.name), role)
         seg = index.segments.get(entry_key(model.name))
         return None if seg is None else (seg, index.fit_files(seg))
+
+    def _family(self, model: ModelConfig, kind: str, p: float) -> Correction | None:
+        """The Correction of segment `model`'s test of `kind` (its p-value `p`): the tests of every
+        segment of its entry corrected together (BH), gathered once per command (those in its
+        data with rows in its eval_path or drift_path). A segment whose own p the family does not
+        hold (judged after it was gathered) joins it; a NaN p is no member."""
+        if math.isnan(p):
+            return None
+        entry = self.config.model(model.entry or model.name)
+        alpha = entry.policy.quality_alpha
+        found = self._families.get((entry.name, kind))
+        if found is None:
+            try:
+                rows = self.segments(entry, "eval" if kind == "performance" else "drift").segments
+                segments = {k: seg for k, seg in self.segments(entry).segments.items() if k in rows}
+            except DataError:
+                segments = {}
+            pvalues = evaluation.segment_p_values(self.config, self.store, entry, kind, segments, self.fingerprints,
+                                                  self.quality, self._segment_of)
+            found = (pvalues, quality.correct(pvalues, alpha))
+        if found[0].get(model.name) != p:
+            pvalues = dict(found[0], **{model.name: p})
+            found = (pvalues, quality.correct(pvalues, alpha))
+        self._families[entry.name, kind] = found
+        return found[1][model.name]
 
     def segments(self, entry: ModelConfig, role: str = "") -> SegmentIndex:
         """The segments of an entry with segment_by, discovered once per command in its data path

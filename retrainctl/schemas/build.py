@@ -149,6 +149,14 @@ COLUMN = obj("an input column of the live version, as its training saw it", {
     "dtype": value("string", "the pandas dtype it was read as"),
 }, optional=("dtype",))
 
+CORRECTION = obj("a segment's test corrected across the segments of its entry (docs/quality.md#many-segments)", {
+    "procedure": one_of_words(("Benjamini-Hochberg",), "the correction"),
+    "p_value": value("number", "the segment's own p-value"),
+    "p_adjusted": value("number", "its adjusted p-value: significant when at most `alpha`"),
+    "family": value("integer", "the segments of the entry judged by this test, this one included"),
+    "significant": value("integer", "how many of them are significant after the correction"),
+    "alpha": value("number", "the entry's `quality_alpha`"),
+})
 EXECUTING = obj("where a running fit executes (from the sidecar its controller keeps)", {
     "executor": value(("string", "null"), "`local` or `dask`"),
     "state": value(("string", "null"), "`queued` (waiting for a worker) or `running`"),
@@ -214,6 +222,10 @@ STATUS_ROW_KEYS: dict[str, Schema] = {
     "eval_baseline": value(("number", "null"), "the score it is compared with: the live version's holdout score"),
     "eval_baseline_rows": value(("integer", "null"), "the holdout rows behind the baseline"),
     "eval_p_value": value(("number", "null"), "one-sided p-value of \"no worse than the baseline\""),
+    "eval_p_adjusted": value(("number", "null"), "a segment's `eval_p_value` adjusted across the segments of its "
+                             "entry (Benjamini-Hochberg); null for a declared model"),
+    "eval_correction": ref("correction", "a segment's performance test corrected across the segments of its entry; "
+                           "null for a declared model", nullable=True),
     "eval_detectable": value(("number", "null"), "the smallest relative degradation these rows could show at "
                              "`quality_alpha`"),
     "eval_method": value(("string", "null"), "the test used (`Fisher exact, Clopper-Pearson`, `Welch t-test`, ...)"),
@@ -225,6 +237,12 @@ STATUS_ROW_KEYS: dict[str, Schema] = {
     "drift_psi": FEATURE_NUMBERS | {"description": "population stability index per test (`feature`, "
                                     "`feature:range`, `feature:missing`)"},
     "drift_p_values": FEATURE_NUMBERS | {"description": "Holm-adjusted p-value per tested feature test"},
+    "drift_p_value": value(("number", "null"), "a segment's one drift p-value: the smallest of its "
+                           "`drift_p_values`; null for a declared model"),
+    "drift_p_adjusted": value(("number", "null"), "`drift_p_value` adjusted across the segments of its entry "
+                              "(Benjamini-Hochberg); null for a declared model"),
+    "drift_correction": ref("correction", "a segment's drift test corrected across the segments of its entry; null "
+                            "for a declared model", nullable=True),
     "drifted_features": FEATURE_NUMBERS | {"description": "the tests that drifted, with their PSI, largest first"},
     "drifted": value(("boolean", "null"), "the drift verdict (null: not enough evidence)"),
     "drift_action": one_of_words(("alert", "retrain"), "the config's `drift_action`", nullable=True),
@@ -236,10 +254,10 @@ STATUS_ROW_KEYS: dict[str, Schema] = {
 STATUS_ROW = obj("one model in `status`", STATUS_ROW_KEYS)
 
 DEFS = {"reason": REASON, "record": RECORD, "outcome": OUTCOME, "column": COLUMN, "executing": EXECUTING,
-        "status_row": STATUS_ROW}
+        "correction": CORRECTION, "status_row": STATUS_ROW}
 # What each output uses of DEFS (what a $ref in it, or in a definition it uses, names).
 USES = {"check": ("outcome", "reason", "record"), "train": ("outcome", "reason", "record"),
-        "status": ("status_row", "reason", "record", "column", "executing"), "history": ("record",),
+        "status": ("status_row", "reason", "record", "column", "executing", "correction"), "history": ("record",),
         "rollback": ("record",), "error": ()}
 
 SEVERAL = ("an entry with `segment_by` or a quoted glob, which may stand for several models (the shape does not "
