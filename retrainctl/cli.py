@@ -343,17 +343,18 @@ def _where(executing):
 def status(obj, models, as_json):
     """One row per model: data rows, data changed?, version, age, due and why, last event,
     failures in a row, training now?"""
+    from .commands.status import overview
     from .commands.status import status as run_status
+    from .core.outcomes import EntryCounts
 
-    from .core.outcomes import status_counts
-
-    rows = run_status(obj.config(), models)
     if as_json:
-        _emit_json("status", {"models": [r.to_dict() for r in rows]})
+        _emit_json("status", {"models": [r.to_dict() for r in run_status(obj.config(), models)]})
         return
-    counts = [] if models else status_counts(rows)  # named: a line per segment
-    if counts:
-        rows = [r for r in rows if r.entry is None]
+    counts: list[EntryCounts] = []
+    if models:  # named: a line per segment
+        rows = run_status(obj.config(), models)
+    else:  # a line per declared model and per entry, its segments counted
+        rows, counts = overview(obj.config())
     table = []
     for r in rows:
         last = r.last_event

@@ -3,12 +3,14 @@ date) and decided, without changing anything."""
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..config.records import Config, ModelConfig
 from ..core import decide
 from ..core.decide import Observation
 from ..core.fold import ModelState
-from ..core.outcomes import StatusRow
+from ..core.outcomes import EntryCounts, StatusRow, status_counts
+from ..core.records import Action, Held
 from ..state.log import StateLog
 from .observer import Observer
 
@@ -35,3 +37,38 @@ def status(config: Config, models: list[ModelConfig], clock: Callable[[], float]
     if has_state:
         observer.save()
     return rows
+
+
+@dataclass(frozen=True)
+class SegmentCount:
+    """What core.outcomes.status_counts reads of a segment, as its StatusRow would say it."""
+
+    entry: str | None
+    due: bool
+    held: Held | None
+    action: Action
+    paused: bool
+    no_data: bool
+    failures_in_row: int
+    model_version: int | None
+    model_age_seconds: float | None
+
+
+def entry_counts(config: Config, segments: list[ModelConfig], observer: Observer,
+                 states: dict[str, ModelState]) -> list[EntryCounts]:
+    """The per-entry counts of `status` for these segment models, from each one's observation
+    and decision alone: counted as their status rows count them, without building the rows,
+    which read every segment's metadata.json and checksum its model file (seconds at ten
+    thousand segments)."""
+    counted = []
+    for model in segments:
+        state = states.get(model.name, ModelState())
+        obs = observer.observe(model, state)
+        decision = decide.decide(model.policy, obs)
+        counted.append(SegmentCount(
+            entry=model.entry, due=decision.due, held=decision.held, action=decision.action, paused=state.paused,
+            no_data=obs.no_data, failures_in_row=obs.failures_on_data, model_version=obs.model_version,
+            model_age_seconds=round(obs.now - obs.model_trained_at, 1) if obs.model_trained_at else None))
+    if os.path.isdir(config.state_dir):
+        observer.save()
+    return status_counts(counted)

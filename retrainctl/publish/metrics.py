@@ -23,7 +23,7 @@ from ..config.records import Config, ModelConfig
 from ..core import decide
 from ..core.decide import Observation
 from ..core.fold import DECISION, ModelState
-from ..core.records import TIMED_STATUSES, Action, Held, TriggerType, candidate_key
+from ..core.records import TIMED_STATUSES, Held, TriggerType, candidate_key
 from ..core.outcomes import StatusRow, status_counts
 from ..core.segment_names import entry_key, entry_of, is_segment_name
 from ..core.totals import DURATION_BUCKETS, TOTALS, ModelTotals, entry_totals
@@ -31,7 +31,7 @@ from ..data import datasets
 from ..core.values import finite_number as _number
 from ..observe.fleet import Fleet, segmented
 from ..observe.observer import Observer
-from ..observe.status import status
+from ..observe.status import SegmentCount, status
 from ..state.log import StateLog
 from ..state.schedule import CHECKS_FILE
 from ..state.store import ModelStore
@@ -310,19 +310,10 @@ def gather(config: Config, clock: Callable[[], float] = time.time,
 
 
 @dataclass(frozen=True)
-class SegmentSeen:
+class SegmentSeen(SegmentCount):
     """What an entry's series need of one of its segments (core.outcomes.status_counts reads it as
     it reads a status row)."""
 
-    entry: str | None
-    due: bool
-    held: Held | None
-    action: Action
-    paused: bool
-    no_data: bool
-    failures_in_row: int
-    model_version: int | None
-    model_age_seconds: float | None
     data_rows: int | None
     age_clock_start: float | None
     data_changed_at: float | None
