@@ -696,7 +696,7 @@ def _sortable(table_id, headers, rows):
     sort value or None)."""
     head = "".join(f'<th data-type="{kind}">{_e(label)}</th>' for label, kind in headers)
     body = "".join("<tr" + (f' id="{_e(rid)}"' if rid else "") + ">"
-                   + "".join(f"<td>{c}</td>" if v is None else f'<td data-v="{_e(v)}">{c}</td>' for c, v in cells)
+                   + "".join(f"<td>{c}</td>" if v is None else f'<td data-v="{html.escape(str(v))}">{c}</td>' for c, v in cells)
                    + "</tr>" for rid, cells in rows)
     return f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
@@ -753,6 +753,14 @@ def _histogram_svg(entry):
             f'<text x="{width}" y="{height + 15}" font-size="12" text-anchor="end">{_num(hi)}</text></svg>')
 
 
+def _worst(entry):
+    """(table key, title, segments) of the worst segments by score, age and failures."""
+    by_score, oldest, failing = entry.worst_by_score(), entry.oldest(), entry.most_failures()
+    return [("score", f"The {len(by_score)} worst by {entry.metric}", by_score),
+            ("age", f"The {len(oldest)} oldest", oldest),
+            ("failures", f"The {len(failing)} with the most failures in a row", failing)]
+
+
 def _html_entry(entry, index):
     out = [f'<section class="entry" id="{_e(_anchor("entry", entry.name))}"><h2>{_e(entry.name)}</h2>']
     if entry.error:
@@ -777,12 +785,9 @@ def _html_entry(entry, index):
                           [[f'<a href="#{_e(_anchor("model", s.name))}">{_e(s.name)}</a>', _last(s.last_status, s.last_time),
                             _e(f"v{s.version}" if s.version is not None else None), _num(s.score)]
                            for s in changed[:ROUND_LISTED]]))
-    for title, lines in ((f"The {len(entry.worst_by_score())} worst by {entry.metric}", entry.worst_by_score()),
-                         (f"The {len(entry.oldest())} oldest", entry.oldest()),
-                         (f"The {len(entry.most_failures())} with the most failures in a row", entry.most_failures())):
+    for key, title, lines in _worst(entry):
         out.append(f"<h3>{_e(title)}</h3>")
-        out.append(_segment_table(f"worst-{index}-{len(out)}", entry, lines, False) if lines
-                   else '<p class="note">None.</p>')
+        out.append(_segment_table(f"worst-{index}-{key}", entry, lines, False) if lines else '<p class="note">None.</p>')
     out.append(f'<h3>All segments</h3><p><input class="search" type="search" placeholder="search" '
                f'data-table="segments-{index}" data-count="shown-{index}"> <span id="shown-{index}">'
                f'{len(entry.segments)}</span> shown; click a column to sort</p>')
@@ -902,9 +907,7 @@ def _md_entry(entry):
             + (f" (the newest {ROUND_LISTED} listed)" if len(changed) > ROUND_LISTED else "") + ".", ""]
     if changed:
         out += [_md_segments(entry, changed[:ROUND_LISTED]), ""]
-    for title, lines in ((f"The {len(entry.worst_by_score())} worst by {entry.metric}", entry.worst_by_score()),
-                         (f"The {len(entry.oldest())} oldest", entry.oldest()),
-                         (f"The {len(entry.most_failures())} with the most failures in a row", entry.most_failures())):
+    for _, title, lines in _worst(entry):
         out += [f"### {_m(title)}", "", _md_segments(entry, lines) if lines else "None.", ""]
     out += [f"All {len(entry.segments)} segments are listed in the HTML page (`--format html`).", ""]
     return "\n".join(out)
