@@ -289,7 +289,7 @@ def long_history(config_root, n):
 
 # --- rows -----------------------------------------------------------------------------------------
 
-ROWS = range(1, 11)
+ROWS = range(1, 14)
 
 
 def positive_int(text):
@@ -451,6 +451,9 @@ def main():
 
         if 10 in wanted:
             segment_rows(tmp, rows, infos, runs, args.quick)
+
+        if 13 in wanted:
+            report_rows(tmp, rows, infos, runs, args.quick)
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
@@ -663,6 +666,36 @@ def segment_rows(tmp, rows, infos, runs, quick):
                 .measure(rc(declared, "check"), [PYTHON, str(REPO / "bench" / "bare_segments.py"), str(folder),
                                                  str(declared_root / "bare")], slow,
                          before=sb.fresh_state(declared_root)))
+
+
+def report_rows(tmp, rows, infos, runs, quick):
+    """Row 13: the report of many models. `report` of 300 declared small models (the overview, a
+    section each, no charts) against a no-op `check` of them, and its wall against the 5 s goal;
+    beside it `report sales` of a 10,000-segment entry (the fleet of bench/segments_bench.py)
+    against `status sales`, and the size of both pages."""
+    import segments_bench as sb
+
+    n_declared, n_segments = (100, 1_000) if quick else (300, 10_000)
+    t = time.monotonic()
+    declared = many_models(tmp / "report-declared", n_declared, tmp / "noop")
+    infos.append(f"row 13: {n_declared} declared models built in {time.monotonic() - t:.0f} s")
+    page = tmp / "report-declared" / "report.html"
+    whole = Row(13, f"`report` of {n_declared} declared models / no-op `check` of them", 2).measure(
+        rc(declared, "report", "--output", str(page)), rc(declared, "check"), runs)
+    rows.append(whole)
+    rows.append(Check(13, f"wall of that `report` of {n_declared} declared models", statistics.median(whole.a), "s", 5))
+    t = time.monotonic()
+    fleet = sb.fleet(tmp / "report-fleet", project, run, rc, age, stores=n_segments)
+    infos.append(f"row 13: {n_segments:,} trained stores built in {time.monotonic() - t:.0f} s")
+    entry_page = tmp / "report-fleet" / "sales.html"
+    entry = Row(13, f"`report sales`, {n_segments:,} segments / `status sales`", 3).measure(
+        rc(fleet, "report", "sales", "--output", str(entry_page)), rc(fleet, "status", "sales"), runs)
+    rows.append(entry)
+    rows.append(Check(13, f"wall of that `report sales` with {n_segments:,} segments", statistics.median(entry.a), "s", 5))
+    rows.append(Check(13, f"size of the page of {n_segments:,} segments", entry_page.stat().st_size / (1 << 20), "MiB", 8))
+    infos.append(f"row 13: page sizes: {n_declared} declared models {page.stat().st_size / (1 << 20):.2f} MiB, "
+                 f"{n_segments:,} segments {entry_page.stat().st_size / (1 << 20):.2f} MiB")
+    shutil.rmtree(tmp / "report-fleet")
 
 
 def mlflow_state(config):

@@ -111,9 +111,10 @@ def gather(config: Config, models: list[ModelConfig], clock: Callable[[], float]
 
 
 def _histories(log: StateLog, names: list[str]) -> dict[str, list[Record]]:
-    """{model: its history records, newest first, at most HISTORY_LIMIT}: for one model, read
-    backwards as far as needed; for several, in one pass over the log rather than one each."""
-    if len(names) <= 1:
+    """{model: its history records, newest first, at most HISTORY_LIMIT}: for a few models, each
+    read backwards as far as needed (only its lines parsed); for more, one pass over the log
+    rather than a scan of it per model."""
+    if len(names) <= CHARTED_MODELS:
         return {n: log.history(n, HISTORY_LIMIT) for n in names}
     out: dict[str, list[Record]] = {n: [] for n in names}
     for ev in log.history(None, 0):
