@@ -516,3 +516,19 @@ def test_ten_thousand_segments_sorted_and_searched_in_headless_chromium(tmp_path
     if os.environ.get("RETRAINCTL_REPORT_SCREENSHOT"):
         shutil.copy(png, os.environ["RETRAINCTL_REPORT_SCREENSHOT"])
     print(f"screenshot: {png} ({len(text) / (1 << 20):.1f} MiB page, sorted 10,000 rows in {result['sortMs']:.0f} ms)")
+
+
+def test_an_entry_whose_segments_cannot_be_listed(fleet, tmp_path):
+    project = copy_project(fleet, tmp_path / "proj")
+    part = project.root / "data" / "sales" / "month=2025-04" / "part-0.csv"
+    lines = part.read_text().splitlines()
+    column = lines[0].split(",").index("store")
+    part.write_text("\n".join(",".join(c for i, c in enumerate(line.split(",")) if i != column) for line in lines) + "\n")
+    page = _ok(project.cli("report")).stdout
+    overview = _cells(page, "overview-table")
+    assert [r[:3] for r in overview] == [["sales", "entry", "failing"], ["iris", "model", "up to date"]]
+    assert overview[0][7].startswith(f"{part}: segment_by column &#x27;store&#x27; not found (columns: ")
+    entry = page[page.index('id="entry-sales"'):page.index('id="model-iris"')]
+    assert "The segments of sales cannot be listed: " in entry and "<table" not in entry
+    md = _ok(project.cli("report", "sales", "--format", "md")).stdout
+    assert f"The segments of sales cannot be listed: {part}: segment_by column 'store' not found (columns: " in md
