@@ -11,7 +11,7 @@ import zlib
 
 import pytest
 
-from conftest import IRIS, REPO, Project, base_config, copy_project
+from conftest import IRIS, REPO, Project, base_config, copy_project, made_once
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOW = 2_000_000_000.0
@@ -306,8 +306,7 @@ SALES = {"data_path": "data/sales/", "segment_by": ["store"], "min_segment_rows"
          "estimator": "sklearn.linear_model.Ridge"}
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+def fleet_project(folder):
     """`sales` split by store (eight stores of skewed sizes, three monthly partitions) and `iris`:
     a first check (an hour ago) trains iris and stores s000-s004 but s003, whose orders carry no
     label (it fails); s005-s007 are too small (skipped). Then s001 is paused, and a fourth
@@ -315,7 +314,7 @@ def fleet(tmp_path_factory):
     sys.path.insert(0, str(REPO / "bench"))
     from generate import orders, write_month
 
-    project = Project(tmp_path_factory.mktemp("fleet") / "proj")
+    project = Project(folder / "proj")
     frames = orders(months=4, rows_per_month=300, stores=8, seed=4)
     for frame in frames:
         frame.loc[frame["store"] == "s003", "units"] = None
@@ -326,7 +325,7 @@ def fleet(tmp_path_factory):
 
     for m in (1, 2, 3):
         month(m, frames[m - 1])
-    project.write_config(base_config(sales=dict(SALES), iris=dict(IRIS)))
+    project.write_config(FLEET_CONFIG)
     assert project.cli("check").exit_code == 1
     log = project.state_dir / "events.jsonl"  # the first check ran an hour ago
     log.write_text(re.sub(r'"trigger_time": "([^"]+)"', lambda m: json.dumps(
@@ -334,7 +333,18 @@ def fleet(tmp_path_factory):
     _ok(project.cli("pause", "sales:s001"))
     month(4, frames[3][frames[3]["store"].isin(["s000", "s002"])])
     assert project.cli("check").exit_code == 1
-    return project
+
+
+FLEET_CONFIG = base_config(sales=dict(SALES), iris=dict(IRIS))
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """A copy of fleet_project, made once per test run (conftest.made_once)."""
+    folder = made_once(tmp_path_factory, "report-fleet", fleet_project)
+    template = Project.__new__(Project)
+    template.root, template.config_path = folder / "proj", folder / "proj" / "etc" / "retrainctl.yaml"
+    return copy_project(template, tmp_path_factory.mktemp("fleet") / "proj", FLEET_CONFIG)
 
 
 def _unix(iso):

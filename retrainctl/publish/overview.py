@@ -3,6 +3,7 @@ model or segment (worst first), per-entry counts, the score distribution, the se
 newest round and the worst segments. Plain values in, plain values out; report.py renders them."""
 import statistics
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from ..core.outcomes import EntryCounts, StatusRow, status_counts
 from ..core.records import RETRAIN_STATUSES, Action, Held
@@ -17,25 +18,37 @@ ROUND_SECONDS = 600
 # Bins of the score histogram.
 SCORE_BINS = 20
 
-# State words, worst first: the overview and the segment table sort on this order.
-STATES = ("failing", "never trained", "due", "paused", "no data", "skipped", "up to date")
+
+
+class State(StrEnum):
+    """The one word the tables show for a model or segment, worst first: they sort on this order."""
+
+    FAILING = "failing"              # failures in a row, or its data cannot be read
+    NEVER_TRAINED = "never trained"
+    DUE = "due"
+    PAUSED = "paused"
+    NO_DATA = "no data"              # a segment whose rows are gone
+    SKIPPED = "skipped"              # a segment below min_segment_rows
+    UP_TO_DATE = "up to date"
+
+
+STATES = tuple(State)
 RANK = {s: i for i, s in enumerate(STATES)}
 RETRAINED = frozenset(str(s) for s in RETRAIN_STATUSES)
 
 
-def state_of(row: StatusRow) -> str:
-    """The one word a table shows for a model or segment."""
+def state_of(row: StatusRow) -> State:
     if row.failures_in_row > 0 or row.data_error or row.action == Action.ERROR:
-        return "failing"
+        return State.FAILING
     if row.no_data:
-        return "no data"
+        return State.NO_DATA
     if row.held == Held.TOO_FEW_ROWS:
-        return "skipped"
+        return State.SKIPPED
     if row.paused:
-        return "paused"
+        return State.PAUSED
     if row.model_version is None:
-        return "never trained"
-    return "due" if row.due else "up to date"
+        return State.NEVER_TRAINED
+    return State.DUE if row.due else State.UP_TO_DATE
 
 
 @dataclass
@@ -43,7 +56,7 @@ class Line:
     """One model or segment as the tables show it."""
 
     name: str
-    state: str
+    state: State
     version: int | None
     score: float | None
     age_seconds: float | None
@@ -63,7 +76,7 @@ def line(row: StatusRow) -> Line:
     last = row.last_event
     state = state_of(row)
     note = row.data_error or ""
-    if not note and state == "failing" and last is not None:
+    if not note and state == State.FAILING and last is not None:
         note = last.error or ""
     elif not note and row.due:
         note = "due: " + ", ".join(str(r.trigger_type) for r in row.due_reasons)
@@ -152,7 +165,7 @@ class OverviewRow:
 
     name: str
     kind: str                 # "model" or "entry"
-    state: str
+    state: State
     score: float | None       # a model's live score; an entry's median over its segments
     metric: str
     age_seconds: float | None  # an entry's oldest live model
@@ -173,12 +186,12 @@ def model_overview(row: StatusRow) -> OverviewRow:
 
 def entry_overview(entry: EntryFacts) -> OverviewRow:
     if entry.error:
-        return OverviewRow(entry.name, "entry", "failing", None, entry.metric, None, None, None, entry.error)
+        return OverviewRow(entry.name, "entry", State.FAILING, None, entry.metric, None, None, None, entry.error)
     segs = entry.segments
-    state = min((s.state for s in segs), key=RANK.__getitem__, default="never trained")
+    state = min((s.state for s in segs), key=RANK.__getitem__, default=State.NEVER_TRAINED)
     newest = max(((s.last_when, s) for s in segs if s.last_when is not None), key=lambda p: p[0],
                  default=(None, None))[1]
-    by_state: dict[str, int] = {}
+    by_state: dict[State, int] = {}
     for s in segs:
         by_state[s.state] = by_state.get(s.state, 0) + 1
     detail = f"{len(segs)} segments: " + ", ".join(f"{by_state[s]} {s}" for s in STATES if s in by_state)

@@ -18,9 +18,9 @@ from ..core.values import finite_number, one_line, utcnow_iso
 from ..data.fingerprint import FingerprintCache
 from ..observe.evaluation import recent_columns
 from ..observe.status import status
-from .overview import STATES, EntryFacts, Line, OverviewRow, entry_facts, entry_overview, model_overview, worst_first
 from ..state.log import StateLog
 from ..state.store import ModelStore
+from .overview import STATES, EntryFacts, OverviewRow, entry_facts, entry_overview, model_overview, worst_first
 
 # Enough records for years of daily retraining; a page is about recent behaviour.
 HISTORY_LIMIT = 500
