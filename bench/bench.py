@@ -672,7 +672,7 @@ def report_rows(tmp, rows, infos, runs, quick):
     """Row 13: the report of many models. `report` of 300 declared small models (the overview, a
     section each, no charts) against a no-op `check` of them, and its wall against the 5 s goal;
     beside it `report sales` of a 10,000-segment entry (the fleet of bench/segments_bench.py)
-    against `status sales`, and the size of both pages."""
+    against `status sales` (what it reads), and the size of both pages."""
     import segments_bench as sb
 
     n_declared, n_segments = (100, 1_000) if quick else (300, 10_000)
@@ -688,10 +688,10 @@ def report_rows(tmp, rows, infos, runs, quick):
     fleet = sb.fleet(tmp / "report-fleet", project, run, rc, age, stores=n_segments)
     infos.append(f"row 13: {n_segments:,} trained stores built in {time.monotonic() - t:.0f} s")
     entry_page = tmp / "report-fleet" / "sales.html"
-    entry = Row(13, f"`report sales`, {n_segments:,} segments / `status sales`", 3).measure(
+    # The entry's page reads what `status` reads (one status row per segment) and adds the page.
+    entry = Row(13, f"`report sales`, {n_segments:,} segments / `status sales`", 1.5).measure(
         rc(fleet, "report", "sales", "--output", str(entry_page)), rc(fleet, "status", "sales"), runs)
     rows.append(entry)
-    rows.append(Check(13, f"wall of that `report sales` with {n_segments:,} segments", statistics.median(entry.a), "s", 5))
     rows.append(Check(13, f"size of the page of {n_segments:,} segments", entry_page.stat().st_size / (1 << 20), "MiB", 8))
     infos.append(f"row 13: page sizes: {n_declared} declared models {page.stat().st_size / (1 << 20):.2f} MiB, "
                  f"{n_segments:,} segments {entry_page.stat().st_size / (1 << 20):.2f} MiB")
