@@ -390,12 +390,12 @@ def test_overview_and_entry_page_of_a_fleet(fleet):
     assert re.findall(r"<td>([^<]*)</td>", counts[:counts.index("</table>")])[:7] == ["8", "4", "0", "1", "3", "1", "0"]
     changed = entry[entry.index("<h3>Changed this round</h3>"):entry.index("<h3>The ")]
     assert "3 segments have a record from the entry's newest round." in changed
-    assert sorted(re.findall(r'<a href="#model-(sales:s\d+)">', changed)) == ["sales:s000", "sales:s002", "sales:s003"]
+    assert sorted(re.findall(r'<a href="#segment-(sales:s\d+)">', changed)) == ["sales:s000", "sales:s002", "sales:s003"]
     worst = _cells(entry, "worst-0-score")
     assert [r[0] for r in worst] == sorted(scores, key=scores.get)  # r2: the lowest first
     assert [r[3] for r in worst] == [f"{scores[n]:.4g}" for n in sorted(scores, key=scores.get)]
     failures = entry[entry.index("with the most failures in a row"):entry.index("<h3>All segments</h3>")]
-    assert re.findall(r'<a href="#model-([^"]+)">', failures) == ["sales:s003"]
+    assert re.findall(r'<a href="#segment-([^"]+)">', failures) == ["sales:s003"]
     assert ">failing</span></td><td data-v=\"\">-</td>" in failures
     table = _cells(entry, "segments-0")
     assert [r[0] for r in table] == [f"sales:s00{i}" for i in range(8)]
@@ -405,7 +405,7 @@ def test_overview_and_entry_page_of_a_fleet(fleet):
     # every link to a segment lands on its row in the table
     ids = set(re.findall(r' id="([^"]+)"', page))
     links = set(re.findall(r' href="#([^"]+)"', page))
-    assert {f"model-sales:s00{i}" for i in range(8)} <= ids and links <= ids, links - ids
+    assert {f"segment-sales:s00{i}" for i in range(8)} <= ids and links <= ids, links - ids
     assert page.count("<script>") == 1 and f"<script>{SCRIPT}</script>" in page
 
 
@@ -430,6 +430,9 @@ def test_a_segment_has_its_own_page(fleet):
     section = section[section.index("<h3>Versions</h3>"):section.index("<h3>Last decision</h3>")]
     assert re.findall(r"<td>(v\d)</td>", section) == ["v1", "v2"] and '<tr class="live"><td>v2</td>' in section
     assert 'data-chart="score"' in section
+    both = _ok(fleet.cli("report", "sales", "sales:s000")).stdout  # the entry's row and the segment's section
+    ids = re.findall(r' id="([^"]+)"', re.sub(r"<svg.*?</svg>", "", both, flags=re.S))  # matplotlib's own ids aside
+    assert len(ids) == len(set(ids)) and {"segment-sales:s000", "model-sales:s000"} <= set(ids)
     done = fleet.cli("report", "sales:s08")
     assert done.exit_code == 2 and done.stderr == "Error: segment 'sales:s08' is not in the data of 'sales' nor in its history; did you mean 'sales:s007'?\n"
 
@@ -496,7 +499,7 @@ def test_ten_thousand_segments_sorted_and_searched_in_headless_chromium(tmp_path
     assert os.access(CHROMIUM, os.X_OK), "chromium is missing: make system-deps installs it"
     entry = _ten_thousand_segments()
     text = report.render([], "html", NOW, [entry], None)
-    assert text.count("<tr id=\"model-sales:s") == 10_000
+    assert text.count("<tr id=\"segment-sales:s") == 10_000
     page = tmp_path / "sales.html"
     page.write_text(text.replace("</body>", HARNESS + "</body>"))
     png = tmp_path / "sales.png"

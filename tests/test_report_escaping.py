@@ -115,7 +115,7 @@ def test_html_report_shows_markup_as_text(hostile):
     assert done.stdout.index(f"<script>{SCRIPT}</script>") > done.stdout.rindex("</main>")
     assert {"img", "i"} & set(page.tags) == set()
     assert {name for _, name, _ in page.attrs} & {"onerror", "onmouseover"} == set()
-    segments = {f"#model-shops:{_encoded(c)}" for c in CATEGORIES}
+    segments = {f"#segment-shops:{_encoded(c)}" for c in CATEGORIES}
     assert {value for tag, name, value in page.attrs if name == "href"} == {"#model-m", "#entry-shops"} | segments
     text = "".join(page.text)
     for planted in PLANTED:

@@ -721,7 +721,7 @@ def _html_overview(rows):
 
 
 def _segment_cells(s, anchor=True):
-    name = f'<a href="#{_e(_anchor("model", s.name))}">{_e(s.name)}</a>' if anchor else _e(s.name)
+    name = f'<a href="#{_e(_anchor("segment", s.name))}">{_e(s.name)}</a>' if anchor else _e(s.name)
     return [(name, None), (_state(s.state), _sv(s.rank)), (_e(f"v{s.version}" if s.version is not None else None),
                                                       _sv(s.version)),
             (_num(s.score), _sv(s.score)), (_e(_age_text(s.age_seconds)), _sv(s.age_seconds)),
@@ -733,7 +733,7 @@ def _segment_table(table_id, entry, lines, anchors):
     """Segments as rows; with `anchors` each row is the target of its #model-<segment> link."""
     headers = [("segment", "text"), ("state", "num"), ("version", "num"), (entry.metric, "num"), ("age", "num"),
                ("failures", "num"), ("last event", "text"), ("rows", "num")]
-    return _sortable(table_id, headers, [(_anchor("model", s.name) if anchors else None, _segment_cells(s, not anchors))
+    return _sortable(table_id, headers, [(_anchor("segment", s.name) if anchors else None, _segment_cells(s, not anchors))
                                          for s in lines])
 
 
@@ -783,7 +783,7 @@ def _html_entry(entry, index):
                "round" + (f" (the newest {ROUND_LISTED} listed)" if len(changed) > ROUND_LISTED else "") + ".</p>")
     if changed:
         out.append(_table(["segment", "event", "version", entry.metric],
-                          [[f'<a href="#{_e(_anchor("model", s.name))}">{_e(s.name)}</a>', _last(s.last_status, s.last_time),
+                          [[f'<a href="#{_e(_anchor("segment", s.name))}">{_e(s.name)}</a>', _last(s.last_status, s.last_time),
                             _e(f"v{s.version}" if s.version is not None else None), _num(s.score)]
                            for s in changed[:ROUND_LISTED]]))
     for key, title, lines in _worst(entry):
