@@ -294,7 +294,7 @@ def long_history(config_root, n):
 
 # --- rows -----------------------------------------------------------------------------------------
 
-ROWS = range(1, 12)
+ROWS = range(1, 14)
 
 
 def positive_int(text):
@@ -459,6 +459,8 @@ def main():
 
         if 11 in wanted:
             metrics_rows(tmp, rows, infos, args.quick)
+        if 13 in wanted:
+            report_rows(tmp, rows, infos, runs, args.quick)
     finally:
         if args.keep:
             print(f"kept {tmp}", file=sys.stderr)
@@ -700,6 +702,34 @@ def metrics_rows(tmp, rows, infos, quick):
     infos.append(f"row 11: with `metrics.per_segment: true`: {size / 1e6:.1f} MB, {series:,} series; "
                  f"`retrainctl metrics` took {seconds:.1f} s")
     shutil.rmtree(tmp / "metrics-fleet")
+def report_rows(tmp, rows, infos, runs, quick):
+    """Row 13: the report of many models. `report` of 300 declared small models (the overview, a
+    section each, no charts) against a no-op `check` of them, and its wall against the 5 s goal;
+    beside it `report sales` of a 10,000-segment entry (the fleet of bench/segments_bench.py)
+    against `status sales` (what it reads), and the size of both pages."""
+    import segments_bench as sb
+
+    n_declared, n_segments = (100, 1_000) if quick else (300, 10_000)
+    t = time.monotonic()
+    declared = many_models(tmp / "report-declared", n_declared, tmp / "noop")
+    infos.append(f"row 13: {n_declared} declared models built in {time.monotonic() - t:.0f} s")
+    page = tmp / "report-declared" / "report.html"
+    whole = Row(13, f"`report` of {n_declared} declared models / no-op `check` of them", 2).measure(
+        rc(declared, "report", "--output", str(page)), rc(declared, "check"), runs)
+    rows.append(whole)
+    rows.append(Check(13, f"wall of that `report` of {n_declared} declared models", statistics.median(whole.a), "s", 5))
+    t = time.monotonic()
+    fleet = sb.fleet(tmp / "report-fleet", project, run, rc, age, stores=n_segments)
+    infos.append(f"row 13: {n_segments:,} trained stores built in {time.monotonic() - t:.0f} s")
+    entry_page = tmp / "report-fleet" / "sales.html"
+    # The entry's page reads what `status` reads (one status row per segment) and adds the page.
+    entry = Row(13, f"`report sales`, {n_segments:,} segments / `status sales`", 1.5).measure(
+        rc(fleet, "report", "sales", "--output", str(entry_page)), rc(fleet, "status", "sales"), runs)
+    rows.append(entry)
+    rows.append(Check(13, f"size of the page of {n_segments:,} segments", entry_page.stat().st_size / (1 << 20), "MiB", 8))
+    infos.append(f"row 13: page sizes: {n_declared} declared models {page.stat().st_size / (1 << 20):.2f} MiB, "
+                 f"{n_segments:,} segments {entry_page.stat().st_size / (1 << 20):.2f} MiB")
+    shutil.rmtree(tmp / "report-fleet")
 
 
 def mlflow_state(config):

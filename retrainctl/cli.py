@@ -517,7 +517,10 @@ def metrics_cmd(obj, push, textfile):
 @pass_ctx
 def report_cmd(obj, models, fmt, output):
     """A page per model (all when none named): score per version, the last decision and its gate,
-    drift, recent performance, a timeline of events. Exit 2 for an unknown model."""
+    drift, recent performance, a timeline of events. Without names it opens on an overview of
+    every model and entry, worst first; an entry with segment_by gets one section of its
+    segments (counts, scores, the worst, a table of all), a segment (sales:s0042) a page of its
+    own. Exit 2 for an unknown model."""
     from .commands.report import write
 
     text = write(obj.config(), models, fmt, output)

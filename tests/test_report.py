@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import zlib
 
 import pytest
 
-from conftest import copy_project
+from conftest import IRIS, REPO, Project, base_config, copy_project, made_once
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOW = 2_000_000_000.0
@@ -297,3 +298,247 @@ def test_the_page_reads_drift_inputs_as_the_drift_check_does(project):
     assert distribution(md) == shares and "recent values not read" not in md
     html = _ok(project.cli("report")).stdout
     assert 'data-chart="distribution:PétalLengthCm"' in html
+
+
+# --- many models: the overview and an entry's page ----------------------------------------------
+
+SALES = {"data_path": "data/sales/", "segment_by": ["store"], "min_segment_rows": 60, "min_data_size": 20,
+         "promotion_tolerance": 1.0, "target": "units", "task": "regression", "features": ["price", "temp"],
+         "estimator": "sklearn.linear_model.Ridge"}
+
+
+def fleet_project(folder):
+    """`sales` split by store (eight stores of skewed sizes, three monthly partitions) and `iris`:
+    a first check (an hour ago) trains iris and stores s000-s004 but s003, whose orders carry no
+    label (it fails); s005-s007 are too small (skipped). Then s001 is paused, and a fourth
+    partition with orders of s000 and s002 retrains them in a second check, where s003 fails again."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from generate import orders, write_month
+
+    project = Project(folder / "proj")
+    frames = orders(months=4, rows_per_month=300, stores=8, seed=4)
+    for frame in frames:
+        frame.loc[frame["store"] == "s003", "units"] = None
+
+    def month(m, frame):
+        path = write_month(frame, project.root / "data" / "sales", m, fmt="csv")
+        os.utime(path, (1_700_000_000 + m, 1_700_000_000 + m))
+
+    for m in (1, 2, 3):
+        month(m, frames[m - 1])
+    project.write_config(FLEET_CONFIG)
+    assert project.cli("check").exit_code == 1
+    log = project.state_dir / "events.jsonl"  # the first check ran an hour ago
+    log.write_text(re.sub(r'"trigger_time": "([^"]+)"', lambda m: json.dumps(
+        {"trigger_time": _iso(_unix(m[1]) - 3600)})[1:-1], log.read_text()))
+    _ok(project.cli("pause", "sales:s001"))
+    month(4, frames[3][frames[3]["store"].isin(["s000", "s002"])])
+    assert project.cli("check").exit_code == 1
+
+
+FLEET_CONFIG = base_config(sales=dict(SALES), iris=dict(IRIS))
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """A copy of fleet_project, made once per test run (conftest.made_once)."""
+    folder = made_once(tmp_path_factory, "report-fleet", fleet_project)
+    template = Project.__new__(Project)
+    template.root, template.config_path = folder / "proj", folder / "proj" / "etc" / "retrainctl.yaml"
+    return copy_project(template, tmp_path_factory.mktemp("fleet") / "proj", FLEET_CONFIG)
+
+
+def _unix(iso):
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _iso(ts):
+    from retrainctl.core.values import utcnow_iso
+
+    return utcnow_iso(ts)
+
+
+def _scores(project):
+    return {f"sales:s00{i}": json.loads((project.model_dir / f"sales:s00{i}" / "current" / "metadata.json")
+                                        .read_text())["score"] for i in (0, 1, 2, 4)}
+
+
+def _cells(html, table_id):
+    """The rows of one table of a page as lists of cell texts (tags dropped)."""
+    table = html[html.index(f'id="{table_id}"'):]
+    table = table[:table.index("</table>")]
+    return [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table[table.index("<tbody>"):])]
+
+
+def test_overview_and_entry_page_of_a_fleet(fleet):
+    from retrainctl.publish.report import SCRIPT
+
+    page = _ok(fleet.cli("report")).stdout
+    scores = _scores(fleet)
+    # the overview opens the page: worst first, an entry as one row
+    assert page.index('id="overview"') < page.index('id="entry-sales"') < page.index('id="model-iris"')
+    overview = _cells(page, "overview-table")
+    assert [r[:3] for r in overview] == [["sales", "entry", "failing"], ["iris", "model", "up to date"]]
+    assert overview[0][3] == f"{statistics.median(scores.values()):.4g}"  # an entry's score: its segments' median
+    assert overview[0][7] == "8 segments: 1 failing, 1 paused, 3 skipped, 3 up to date"
+    assert '<a href="#entry-sales">sales</a>' in page and '<a href="#model-iris">iris</a>' in page
+    entry = page[page.index('id="entry-sales"'):page.index('id="model-iris"')]
+    counts = entry[entry.index("<h3>Counts by state</h3>"):]
+    assert re.findall(r"<td>([^<]*)</td>", counts[:counts.index("</table>")])[:7] == ["8", "4", "0", "1", "3", "1", "0"]
+    changed = entry[entry.index("<h3>Changed this round</h3>"):entry.index("<h3>The ")]
+    assert "3 segments have a record from the entry's newest round." in changed
+    assert sorted(re.findall(r'<a href="#segment-(sales:s\d+)">', changed)) == ["sales:s000", "sales:s002", "sales:s003"]
+    worst = _cells(entry, "worst-0-score")
+    assert [r[0] for r in worst] == sorted(scores, key=scores.get)  # r2: the lowest first
+    assert [r[3] for r in worst] == [f"{scores[n]:.4g}" for n in sorted(scores, key=scores.get)]
+    failures = entry[entry.index("with the most failures in a row"):entry.index("<h3>All segments</h3>")]
+    assert re.findall(r'<a href="#segment-([^"]+)">', failures) == ["sales:s003"]
+    assert ">failing</span></td><td data-v=\"\">-</td>" in failures
+    table = _cells(entry, "segments-0")
+    assert [r[0] for r in table] == [f"sales:s00{i}" for i in range(8)]
+    assert [r[1] for r in table] == ["up to date", "paused", "up to date", "failing", "up to date", "skipped",
+                                     "skipped", "skipped"]
+    assert [r[2] for r in table] == ["v2", "v1", "v2", "-", "v1", "-", "-", "-"]
+    # every link to a segment lands on its row in the table
+    ids = set(re.findall(r' id="([^"]+)"', page))
+    links = set(re.findall(r' href="#([^"]+)"', page))
+    assert {f"segment-sales:s00{i}" for i in range(8)} <= ids and links <= ids, links - ids
+    assert page.count("<script>") == 1 and f"<script>{SCRIPT}</script>" in page
+
+
+def test_markdown_of_a_fleet(fleet):
+    md = _ok(fleet.cli("report", "sales", "--format", "md")).stdout
+    scores = _scores(fleet)
+    assert "## Overview" not in md and "## iris" not in md  # named: that entry only
+    assert ("| segments | up to date | due | failed | skipped | paused | no data | oldest model |\n|---|---|---|---|---"
+            "|---|---|---|\n| 8 | 4 | 0 | 1 | 3 | 1 | 0 | ") in md
+    low, high = min(scores.values()), max(scores.values())
+    assert re.search(rf"\| r2 \| {low:.4g} \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| {high:.4g} \|", md)
+    worst = md[md.index("### The 4 worst by r2"):md.index("### The 4 oldest")]
+    assert [line.split(" | ")[0][2:] for line in worst.splitlines()[4:-1]] == sorted(scores, key=scores.get)
+    assert "| sales:s003 | failing | - | - | - | 2 | failure " in md
+    assert "All 8 segments are listed in the HTML page (`--format html`)." in md
+
+
+def test_a_segment_has_its_own_page(fleet):
+    page = _ok(fleet.cli("report", "sales:s000")).stdout
+    assert 'id="overview"' not in page and 'id="entry-sales"' not in page
+    section = page[page.index('id="model-sales:s000"'):]
+    section = section[section.index("<h3>Versions</h3>"):section.index("<h3>Last decision</h3>")]
+    assert re.findall(r"<td>(v\d)</td>", section) == ["v1", "v2"] and '<tr class="live"><td>v2</td>' in section
+    assert 'data-chart="score"' in section
+    both = _ok(fleet.cli("report", "sales", "sales:s000")).stdout  # the entry's row and the segment's section
+    ids = re.findall(r' id="([^"]+)"', re.sub(r"<svg.*?</svg>", "", both, flags=re.S))  # matplotlib's own ids aside
+    assert len(ids) == len(set(ids)) and {"segment-sales:s000", "model-sales:s000"} <= set(ids)
+    done = fleet.cli("report", "sales:s08")
+    assert done.exit_code == 2 and done.stderr == "Error: segment 'sales:s08' is not in the data of 'sales' nor in its history; did you mean 'sales:s007'?\n"
+
+
+def test_a_page_of_many_models_draws_no_charts(facts):
+    from retrainctl.publish import report
+
+    many = list(facts.values()) * 4
+    page = report.render(many, "html", NOW)
+    assert page.count('class="model"') == 12 and "data-chart=" not in page and "<svg" not in page
+    assert "12 models: charts are drawn on pages of at most 10" in page
+
+
+def _ten_thousand_segments():
+    """An entry of 10,000 segments as `status` could report them: a long tail of states, scores
+    missing where no version is live, ages from minutes to weeks, a few failing in a row."""
+    import random
+
+    from retrainctl.core.outcomes import EntryCounts
+    from retrainctl.publish import overview
+
+    rnd = random.Random(7)
+    lines = []
+    for i in range(10_000):
+        state = rnd.choices(overview.STATES, weights=[2, 1, 4, 1, 1, 12, 79])[0]
+        live = state not in ("never trained", "skipped")
+        when = NOW - rnd.choice([60, 3600, 86400 * 7]) - rnd.random() * 600
+        lines.append(overview.Line(
+            f"sales:s{i:05d}", state, rnd.randint(1, 9) if live else None,
+            round(rnd.betavariate(5, 2), 4) if live else None, rnd.uniform(60, 86400 * 21) if live else None,
+            rnd.randint(1, 6) if state == "failing" else 0, "failure" if state == "failing" else "success",
+            _iso(when), when, rnd.randint(10, 5000)))
+    counts = EntryCounts("sales", segments=len(lines), up_to_date=sum(s.state == "up to date" for s in lines))
+    return overview.EntryFacts("sales", "r2", True, counts, lines,
+                               histogram=overview.histogram([s.score for s in lines if s.score is not None]))
+
+
+# Run in the page after its own script, as a user would: sort by r2 (a click on its header),
+# search, sort again (descending); what is visible goes into <pre id="result">, shown with the
+# table at the top of the page for the screenshot (a headless screenshot of a scrolled page is blank).
+HARNESS = """<script>
+(function(){
+var t=document.getElementById("segments-0"),rows=function(){return Array.prototype.slice.call(t.tBodies[0].rows);};
+var names=function(){return rows().filter(function(r){return !r.hidden;}).map(function(r){return r.cells[0].textContent;});};
+var t0=performance.now();t.tHead.rows[0].cells[3].click();var sortMs=performance.now()-t0;
+var firstUp=names().slice(0,3);
+var box=document.querySelector("input.search");box.value="S0004";box.dispatchEvent(new Event("input"));
+var searched=names(),count=document.getElementById("shown-0").textContent;
+t.tHead.rows[0].cells[3].click();
+var out=document.createElement("pre");out.id="result";
+out.textContent=JSON.stringify({firstUp:firstUp,searched:searched,count:count,down:names(),sortMs:sortMs,
+ total:rows().length,arrow:t.tHead.rows[0].cells[3].getAttribute("aria-sort")});
+var main=document.querySelector("main");main.insertBefore(t,main.firstChild);main.insertBefore(box.parentNode,t);
+main.insertBefore(out,main.firstChild);
+})();
+</script>"""
+
+
+def test_ten_thousand_segments_sorted_and_searched_in_headless_chromium(tmp_path):
+    import html
+
+    from retrainctl.publish import report
+
+    assert os.access(CHROMIUM, os.X_OK), "chromium is missing: make system-deps installs it"
+    entry = _ten_thousand_segments()
+    text = report.render([], "html", NOW, [entry], None)
+    assert text.count("<tr id=\"segment-sales:s") == 10_000
+    page = tmp_path / "sales.html"
+    page.write_text(text.replace("</body>", HARNESS + "</body>"))
+    png = tmp_path / "sales.png"
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--window-size=1200,900"]
+    shot = subprocess.run(flags + [f"--screenshot={png}", page.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    console = [line for line in (shot.stderr + dom.stderr).splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
+    result = json.loads(html.unescape(re.search(r'<pre id="result">(.*?)</pre>', dom.stdout, re.S)[1]))
+    scored = sorted((s for s in entry.segments if s.score is not None), key=lambda s: (s.score, s.name))
+    assert result["firstUp"] == [s.name for s in scored[:3]]
+    # the search is case-insensitive and keeps the sort; unscored segments sort last both ways
+    mine = [s for s in entry.segments if "s0004" in s.name]
+    up = sorted(mine, key=lambda s: (s.score is None, s.score or 0, s.name))
+    assert result["searched"] == [s.name for s in up] and result["count"] == str(len(mine)) == "10"
+    down = sorted(mine, key=lambda s: (s.score is None, -(s.score or 0), s.name))
+    assert result["down"] == [s.name for s in down] and result["arrow"] == "descending"
+    assert result["total"] == 10_000
+    width, height, colors = _png_pixels(png.read_bytes())
+    assert (width, height) == (1200, 900) and len(colors) > 20
+    if os.environ.get("RETRAINCTL_REPORT_SCREENSHOT"):
+        shutil.copy(png, os.environ["RETRAINCTL_REPORT_SCREENSHOT"])
+    print(f"screenshot: {png} ({len(text) / (1 << 20):.1f} MiB page, sorted 10,000 rows in {result['sortMs']:.0f} ms)")
+
+
+def test_an_entry_whose_segments_cannot_be_listed(fleet, tmp_path):
+    project = copy_project(fleet, tmp_path / "proj")
+    part = project.root / "data" / "sales" / "month=2025-04" / "part-0.csv"
+    lines = part.read_text().splitlines()
+    column = lines[0].split(",").index("store")
+    part.write_text("\n".join(",".join(c for i, c in enumerate(line.split(",")) if i != column) for line in lines) + "\n")
+    page = _ok(project.cli("report")).stdout
+    overview = _cells(page, "overview-table")
+    assert [r[:3] for r in overview] == [["sales", "entry", "failing"], ["iris", "model", "up to date"]]
+    assert overview[0][7].startswith(f"{part}: segment_by column &#x27;store&#x27; not found (columns: ")
+    entry = page[page.index('id="entry-sales"'):page.index('id="model-iris"')]
+    assert "The segments of sales cannot be listed: " in entry and "<table" not in entry
+    md = _ok(project.cli("report", "sales", "--format", "md")).stdout
+    assert f"The segments of sales cannot be listed: {part}: segment_by column 'store' not found (columns: " in md

@@ -37,14 +37,17 @@ def _as(user):
 def hostile(tmp_path_factory):
     """One model trained on a column named like an <img> tag whose categories are markup, with a
     drift file that moves them; then `train --reason <script>`, a pause by a user named in markup
-    and a rollback by another."""
+    and a rollback by another. An entry `shops` is split by that column (a segment per category)."""
     project = Project(tmp_path_factory.mktemp("hostile") / "proj")
     rnd = random.Random(0)
     _write(project.root / "data" / "hostile.csv", 300, [1, 1, 1, 1], rnd)
     _write(project.root / "data" / "hostile-recent.csv", 200, [6, 1, 1, 0.2], rnd)
     project.config["models"] = {"m": {
         "data_path": "data/hostile.csv", "drift_path": "data/hostile-recent.csv", "target": "label",
-        "task": "classification", "estimator": "sklearn.tree.DecisionTreeClassifier", "params": {"random_state": 0}}}
+        "task": "classification", "estimator": "sklearn.tree.DecisionTreeClassifier", "params": {"random_state": 0}},
+        # one segment per hostile category: their names are encoded, their rows shown in the entry's table
+        "shops": {"data_path": "data/hostile.csv", "segment_by": [COLUMN], "min_segment_rows": 50, "target": "label",
+                  "features": ["x"], "task": "classification", "estimator": "sklearn.tree.DecisionTreeClassifier"}}
     project.write_config()
     for args, env in ((("check",), None), (("train", "m", "--force", "--reason", REASON), None),
                       (("pause", "m"), _as(OPERATOR)), (("rollback", "m"), _as(ROLLER))):
@@ -85,11 +88,13 @@ def test_markdown_report_shows_markup_as_text(hostile):
     assert md.count("onerror=") == md.count("&lt;img src=x onerror=alert(1)&gt;") > 0
     # a renderer that lets raw HTML through (CommonMark's default) still makes no element of it
     page = Tags(MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(md))
-    assert set(page.tags) <= {"h1", "h2", "h3", "p", "strong", "table", "thead", "tbody", "tr", "th", "td"}, page.tags
+    assert set(page.tags) <= {"h1", "h2", "h3", "p", "strong", "code", "table", "thead", "tbody", "tr", "th", "td"}, page.tags
     assert page.attrs == []  # no onerror, no onmouseover, no href
     text = "".join(page.text)
     for planted in PLANTED:
         assert planted in text, planted  # shown, letter for letter
+    for category in CATEGORIES:
+        assert f"shops:{_encoded(category)}" in text
     # every table row has as many cells as its header: no pipe split one
     assert len(page.tables) >= 6
     for table in page.tables:
@@ -100,15 +105,29 @@ def test_markdown_report_shows_markup_as_text(hostile):
 
 
 def test_html_report_shows_markup_as_text(hostile):
+    from retrainctl.publish.report import SCRIPT
+
     done = hostile.cli("report")
     assert done.exit_code == 0, done.stderr
     page = Tags(done.stdout)
-    assert {"script", "img", "i"} & set(page.tags) == set()
+    # the one script is the page's own sorting and searching, which no value is written into
+    assert page.tags.count("script") == 1 and done.stdout.count("<script") == 1
+    assert done.stdout.index(f"<script>{SCRIPT}</script>") > done.stdout.rindex("</main>")
+    assert {"img", "i"} & set(page.tags) == set()
     assert {name for _, name, _ in page.attrs} & {"onerror", "onmouseover"} == set()
-    assert {value for tag, name, value in page.attrs if name == "href"} == {"#model-m"}
+    segments = {f"#segment-shops:{_encoded(c)}" for c in CATEGORIES}
+    assert {value for tag, name, value in page.attrs if name == "href"} == {"#model-m", "#entry-shops"} | segments
     text = "".join(page.text)
     for planted in PLANTED:
         assert planted in text, planted
+    for category in CATEGORIES:
+        assert f"shops:{_encoded(category)}" in text
+
+
+def _encoded(value):
+    from retrainctl.core.segment_names import encode_value
+
+    return encode_value(value)
 
 
 def test_control_characters_in_reasons_and_operator_names_are_recorded_as_one_line(trained):

@@ -5,7 +5,7 @@ import html
 import io
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -20,6 +20,7 @@ from ..observe.evaluation import recent_columns
 from ..observe.status import status
 from ..state.log import StateLog
 from ..state.store import ModelStore
+from .overview import STATES, EntryFacts, OverviewRow, entry_facts, entry_overview, model_overview, worst_first
 
 # Enough records for years of daily retraining; a page is about recent behaviour.
 HISTORY_LIMIT = 500
@@ -27,6 +28,12 @@ HISTORY_LIMIT = 500
 TIMELINE_ROWS = 40
 # Reference vs recent distributions are drawn for this many of the most drifted features.
 WORST_SHOWN = 3
+# A page of more model sections than this draws no charts: matplotlib takes about a second per
+# model (300 models: minutes, and megabytes of SVG); `report MODEL` draws them.
+CHARTED_MODELS = 10
+QUARTILES = ("min", "25%", "median", "75%", "max")
+# "Changed this round" lists this many segments (all of them are in the segment table).
+ROUND_LISTED = 100
 EVAL_KNOWN = ("eval_source", "eval_rows", "eval_score", "eval_baseline", "eval_degradation", "eval_note")
 DRIFT_KNOWN = ("drift_source", "drift_rows", "drift_psi", "drifted_features", "drift_note")
 STATUS_COLORS = {Status.SUCCESS: "#2e7d32", Status.REJECTED: "#c62828", Status.FAILURE: "#6a1b9a",
@@ -72,6 +79,7 @@ class ModelFacts:
     history: list[Record]         # history records, newest first
     versions: list[VersionRow]    # by version
     drift: list[FeatureDrift]     # worst first
+    overview: OverviewRow | None = None
 
     @property
     def live(self) -> VersionRow | None:
@@ -85,8 +93,11 @@ def gather(config: Config, models: list[ModelConfig], clock: Callable[[], float]
     log, store = StateLog(config.state_dir), ModelStore(config.model_dir)
     fpcache = FingerprintCache(config.state_dir)
     facts = []
-    for model, row in zip(models, (r.to_dict() for r in status(config, models, clock=clock))):
-        history = log.history(model.name, HISTORY_LIMIT)
+    rows = status(config, models, clock=clock)
+    histories = _histories(log, [m.name for m in models])
+    for model, status_row in zip(models, rows):
+        row = status_row.to_dict()
+        history = histories.get(model.name, [])
         metas = {v: mv.metadata for v in store.versions(model.name) if (mv := store.get(model.name, v))}
         live = store.current_version(model.name)
         policy = model.policy
@@ -95,8 +106,35 @@ def gather(config: Config, models: list[ModelConfig], clock: Callable[[], float]
         _add_recent(drift[:WORST_SHOWN], model, fpcache, reference)
         facts.append(ModelFacts(model.name, model.metric, model.higher_is_better, policy.promotion_tolerance,
                                 policy.max_model_age_hours, policy.drift_threshold, row, history,
-                                version_rows(history, metas, live), drift))
+                                version_rows(history, metas, live), drift, model_overview(status_row)))
     return facts
+
+
+def _histories(log: StateLog, names: list[str]) -> dict[str, list[Record]]:
+    """{model: its history records, newest first, at most HISTORY_LIMIT}: for a few models, each
+    read backwards as far as needed (only its lines parsed); for more, one pass over the log
+    rather than a scan of it per model."""
+    if len(names) <= CHARTED_MODELS:
+        return {n: log.history(n, HISTORY_LIMIT) for n in names}
+    out: dict[str, list[Record]] = {n: [] for n in names}
+    for ev in log.history(None, 0):
+        kept = out.get(ev.model_name)
+        if kept is not None and len(kept) < HISTORY_LIMIT:
+            kept.append(ev)
+    return out
+
+
+def gather_entries(config: Config, entries: dict[str, list[ModelConfig]],
+                   clock: Callable[[], float] = time.time) -> list[EntryFacts]:
+    """{entry: its segments (or the entry alone when they cannot be listed)} as EntryFacts: one
+    `status` over every segment (no model file re-hashed: the page reads no model), no history."""
+    every = [m for segments in entries.values() for m in segments]
+    rows = status(config, every, clock=clock, verify=False) if every else []
+    by_entry: dict[str, list[Any]] = {name: [] for name in entries}
+    for row in rows:
+        by_entry[row.entry or row.model_name].append(row)
+    return [entry_facts(name, config.models[name].metric, config.models[name].higher_is_better, by_entry[name])
+            for name in entries]
 
 
 def _add_recent(features: list[FeatureDrift], model: ModelConfig, fpcache: FingerprintCache,
@@ -429,7 +467,9 @@ th{background:#eceff1}tr.live td{background:#fff9c4;font-weight:600}
 .skipped,.not-judged{background:#757575}.drifted{background:#c62828}.ok{background:#2e7d32}.paused,.rolled_back,.rolled-back{background:#ef6c00}.resumed{background:#0277bd}
 .live-badge{background:#f9a825;color:#000}.meter{width:320px;height:14px;background:#eceff1;border-radius:7px;overflow:hidden;display:inline-block;vertical-align:middle}
 .meter div{height:100%}.chart svg{max-width:100%;height:auto}.note{color:#616161}
-nav a{margin-right:12px}
+[class^=st-]{font-weight:600}.st-failing{color:#c62828}.st-due,.st-never-trained,.st-paused{color:#ef6c00}
+table.sortable th{cursor:pointer}th[aria-sort=ascending]:after{content:" \\25B2"}th[aria-sort=descending]:after{content:" \\25BC"}
+tr:target td{background:#fff9c4}section.entry,section.overview{background:#fff;border:1px solid #e0e0e0;border-radius:6px;padding:4px 20px 16px;margin:18px 0}
 """
 
 
@@ -478,8 +518,8 @@ def _gate_text(gate, metric):
     return text
 
 
-def _html_model(facts, index):
-    svgs = charts(facts, index)
+def _html_model(facts, index, drawn=True):
+    svgs = charts(facts, index) if drawn else {}
     out = [f'<section class="model" id="model-{_e(facts.name)}"><h2>{_e(facts.name)}</h2>']
     text = headline(facts)
     empty = not facts.versions and not facts.history
@@ -580,16 +620,181 @@ def _plain(value):
     return value
 
 
-def render_html(facts_list, generated_at):
-    """The whole page for `facts_list` (from gather), as a string."""
+def render_html(facts_list, generated_at, entries=(), overview=None):
+    """The whole page as a string: the overview table (when given), each entry's page, then a
+    section per model (from gather)."""
     from ..base.version import __version__
 
-    nav = " ".join(f'<a href="#model-{_e(f.name)}">{_e(f.name)}</a>' for f in facts_list)
-    body = "\n".join(_html_model(f, i) for i, f in enumerate(facts_list)) or '<p class="empty">No models selected.</p>'
+    drawn = len(facts_list) <= CHARTED_MODELS
+    parts = [_html_overview(overview)] if overview is not None else []
+    if not drawn:
+        parts.append(f'<p class="note">{len(facts_list)} models: charts are drawn on pages of at most '
+                     f'{CHARTED_MODELS} (<code>retrainctl report MODEL</code>).</p>')
+    parts += [_html_entry(e, i) for i, e in enumerate(entries)]
+    parts += [_html_model(f, i, drawn) for i, f in enumerate(facts_list)]
+    body = "\n".join(parts) or '<p class="empty">No models selected.</p>'
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>retrainctl report</title><style>{CSS}</style></head><body>"
             f"<header><h1>retrainctl report</h1><p>generated {_e(_time(generated_at))} by retrainctl "
-            f"{_e(__version__)}</p></header><main><nav>{nav}</nav>\n{body}\n</main></body></html>\n")
+            f"{_e(__version__)}</p></header><main>\n{body}\n</main><script>{SCRIPT}</script></body></html>\n")
+
+
+# Sorting (a click on a column's header, again to reverse) and searching (rows whose text holds
+# the search, case-insensitive) of the tables marked `sortable`. Fixed text: no value of the page
+# is ever written into it; it reads them from the DOM.
+SCRIPT = """
+(function(){
+function key(cell,num){var v=cell.hasAttribute("data-v")?cell.getAttribute("data-v"):cell.textContent;
+if(!num)return v;var x=parseFloat(v);return isNaN(x)?null:x;}
+function sortBy(table,i){var th=table.tHead.rows[0].cells[i],num=th.getAttribute("data-type")==="num";
+var up=th.getAttribute("aria-sort")!=="ascending",body=table.tBodies[0];
+for(var h=0;h<table.tHead.rows[0].cells.length;h++)table.tHead.rows[0].cells[h].removeAttribute("aria-sort");
+th.setAttribute("aria-sort",up?"ascending":"descending");
+var rows=Array.prototype.map.call(body.rows,function(r,n){return [key(r.cells[i],num),n,r];});
+rows.sort(function(a,b){var x=a[0],y=b[0],c;
+if(x===null||y===null)c=(x===null)-(y===null);else c=x<y?-1:x>y?1:0;
+if(c&&!(x===null||y===null)&&!up)c=-c;return c||a[1]-b[1];});
+var f=document.createDocumentFragment();rows.forEach(function(r){f.appendChild(r[2]);});body.appendChild(f);}
+Array.prototype.forEach.call(document.querySelectorAll("table.sortable"),function(t){
+Array.prototype.forEach.call(t.tHead.rows[0].cells,function(th,i){th.addEventListener("click",function(){sortBy(t,i);});});});
+Array.prototype.forEach.call(document.querySelectorAll("input.search"),function(box){
+var t=document.getElementById(box.getAttribute("data-table")),out=document.getElementById(box.getAttribute("data-count"));
+box.addEventListener("input",function(){var q=box.value.toLowerCase(),n=0;
+Array.prototype.forEach.call(t.tBodies[0].rows,function(r){var hit=r.textContent.toLowerCase().indexOf(q)>=0;
+r.hidden=!hit;n+=hit;});if(out)out.textContent=n;});});
+})();
+"""
+
+
+def _age_text(seconds):
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _sv(value):
+    """A cell's sort value: the number in full, "" for none (sorted last)."""
+    return "" if finite_number(value) is None else repr(value)
+
+
+def _state(word):
+    return f'<span class="st-{word.replace(" ", "-")}">{_e(word)}</span>'
+
+
+def _last(status, when):
+    return "-" if status is None else f"{_e(status)} {_e(_stamp(when))}"
+
+
+def _anchor(kind, name):
+    return f"{kind}-{name}"
+
+
+def _sortable(table_id, headers, rows):
+    """A table the page's script sorts; headers: (label, "num" or "text"); a cell is (html,
+    sort value or None)."""
+    head = "".join(f'<th data-type="{kind}">{_e(label)}</th>' for label, kind in headers)
+    body = "".join("<tr" + (f' id="{_e(rid)}"' if rid else "") + ">"
+                   + "".join(f"<td>{c}</td>" if v is None else f'<td data-v="{html.escape(str(v))}">{c}</td>' for c, v in cells)
+                   + "</tr>" for rid, cells in rows)
+    return f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _html_overview(rows):
+    """Every declared model and entry, worst first (core of `report` without names)."""
+    table = _sortable("overview-table", [("model", "text"), ("kind", "text"), ("state", "num"), ("score", "num"),
+                                         ("metric", "text"), ("age", "num"), ("last result", "text"),
+                                         ("detail", "text")],
+                      [(None, [(f'<a href="#{_e(_anchor(r.kind, r.name))}">{_e(r.name)}</a>', None),
+                               (_e(r.kind), None), (_state(r.state), _sv(r.rank)), (_num(r.score), _sv(r.score)),
+                               (_e(r.metric), None), (_e(_age_text(r.age_seconds)), _sv(r.age_seconds)),
+                               (_last(r.last_status, r.last_time), None), (_e(r.detail), None)])
+                       for r in rows])
+    states: dict[str, int] = {}
+    for r in rows:
+        states[r.state] = states.get(r.state, 0) + 1
+    summary = ", ".join(f"{states[s]} {s}" for s in STATES if s in states) or "nothing configured"
+    return (f'<section class="overview" id="overview"><h2>Overview</h2><p class="headline">{len(rows)} models and '
+            f'entries: {_e(summary)}</p>{table}</section>')
+
+
+def _segment_cells(s, anchor=True):
+    name = f'<a href="#{_e(_anchor("segment", s.name))}">{_e(s.name)}</a>' if anchor else _e(s.name)
+    return [(name, None), (_state(s.state), _sv(s.rank)), (_e(f"v{s.version}" if s.version is not None else None),
+                                                      _sv(s.version)),
+            (_num(s.score), _sv(s.score)), (_e(_age_text(s.age_seconds)), _sv(s.age_seconds)),
+            (_e(s.failures), _sv(s.failures)), (_last(s.last_status, s.last_time), None),
+            (_e(s.rows), _sv(s.rows))]
+
+
+def _segment_table(table_id, entry, lines, anchors):
+    """Segments as rows; with `anchors` each row is the target of its #model-<segment> link."""
+    headers = [("segment", "text"), ("state", "num"), ("version", "num"), (entry.metric, "num"), ("age", "num"),
+               ("failures", "num"), ("last event", "text"), ("rows", "num")]
+    return _sortable(table_id, headers, [(_anchor("segment", s.name) if anchors else None, _segment_cells(s, not anchors))
+                                         for s in lines])
+
+
+def _histogram_svg(entry):
+    """The score distribution as bars: inline SVG of a few rectangles, no matplotlib."""
+    bins = entry.histogram
+    if not bins:
+        return '<p class="note">No segment has a scored live version.</p>'
+    top, width, height = max(c for _, _, c in bins) or 1, 600, 160
+    bar = width / len(bins)
+    rects = "".join(f'<rect x="{i * bar:.1f}" y="{height - c / top * height:.1f}" width="{bar - 1:.1f}" '
+                    f'height="{c / top * height:.1f}" fill="#1565c0"><title>{_num(lo)} to {_num(hi)}: {c}</title></rect>'
+                    for i, (lo, hi, c) in enumerate(bins))
+    lo, hi = bins[0][0], bins[-1][1]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="histogram" width="{width}" height="{height + 20}" '
+            f'viewBox="0 0 {width} {height + 20}" role="img">{rects}'
+            f'<text x="0" y="{height + 15}" font-size="12">{_num(lo)}</text>'
+            f'<text x="{width}" y="{height + 15}" font-size="12" text-anchor="end">{_num(hi)}</text></svg>')
+
+
+def _worst(entry):
+    """(table key, title, segments) of the worst segments by score, age and failures."""
+    by_score, oldest, failing = entry.worst_by_score(), entry.oldest(), entry.most_failures()
+    return [("score", f"The {len(by_score)} worst by {entry.metric}", by_score),
+            ("age", f"The {len(oldest)} oldest", oldest),
+            ("failures", f"The {len(failing)} with the most failures in a row", failing)]
+
+
+def _html_entry(entry, index):
+    out = [f'<section class="entry" id="{_e(_anchor("entry", entry.name))}"><h2>{_e(entry.name)}</h2>']
+    if entry.error:
+        out.append(f'<p class="headline empty">The segments of {_e(entry.name)} cannot be listed: {_e(entry.error)}</p>')
+        return "\n".join(out + ["</section>"])
+    c = entry.counts
+    out.append(f'<p class="headline">{c.segments} segments; a segment\'s own page: '
+               f'<code>retrainctl report {_e(entry.name)}:KEY</code></p>')
+    out.append("<h3>Counts by state</h3>")
+    out.append(_table(["segments", "up to date", "due", "failed", "skipped", "paused", "no data", "oldest model"],
+                      [[c.segments, c.up_to_date, c.due, c.failed, c.skipped, c.paused, c.no_data,
+                        _e(_age_text(c.oldest_model_age_seconds))]]))
+    out.append(f"<h3>Scores</h3><p>{_e(entry.metric)} of the live versions on their holdouts</p>")
+    if entry.quartiles():
+        out.append(_table(["metric", *QUARTILES], [[_e(entry.metric), *map(_num, entry.quartiles())]]))
+    out.append(f'<div class="chart" data-chart="scores">{_histogram_svg(entry)}</div>')
+    changed = entry.this_round()
+    out.append(f"<h3>Changed this round</h3><p>{len(changed)} segments have a record from the entry's newest "
+               "round" + (f" (the newest {ROUND_LISTED} listed)" if len(changed) > ROUND_LISTED else "") + ".</p>")
+    if changed:
+        out.append(_table(["segment", "event", "version", entry.metric],
+                          [[f'<a href="#{_e(_anchor("segment", s.name))}">{_e(s.name)}</a>', _last(s.last_status, s.last_time),
+                            _e(f"v{s.version}" if s.version is not None else None), _num(s.score)]
+                           for s in changed[:ROUND_LISTED]]))
+    for key, title, lines in _worst(entry):
+        out.append(f"<h3>{_e(title)}</h3>")
+        out.append(_segment_table(f"worst-{index}-{key}", entry, lines, False) if lines else '<p class="note">None.</p>')
+    out.append(f'<h3>All segments</h3><p><input class="search" type="search" placeholder="search" '
+               f'data-table="segments-{index}" data-count="shown-{index}"> <span id="shown-{index}">'
+               f'{len(entry.segments)}</span> shown; click a column to sort</p>')
+    out.append(_segment_table(f"segments-{index}", entry, entry.segments, True))
+    out.append("</section>")
+    return "\n".join(out)
 
 
 # --- Markdown ------------------------------------------------------------------------------------
@@ -672,17 +877,66 @@ def _md_model(facts):
     return "\n".join(out)
 
 
-def render_markdown(facts_list, generated_at):
-    """The same facts as Markdown tables (a pull-request comment, $GITHUB_STEP_SUMMARY)."""
+def _md_overview(rows):
+    table = _md_table(["model", "kind", "state", "score", "metric", "age", "last result", "detail"],
+                      [[r.name, r.kind, r.state, _num(r.score), r.metric, _age_text(r.age_seconds),
+                        f"{r.last_status} {_stamp(r.last_time)}" if r.last_status else None, r.detail] for r in rows])
+    return "\n".join(["## Overview", "", table, ""])
+
+
+def _md_segments(entry, lines):
+    return _md_table(["segment", "state", "version", entry.metric, "age", "failures", "last event"],
+                     [[s.name, s.state, f"v{s.version}" if s.version is not None else None, _num(s.score),
+                       _age_text(s.age_seconds), s.failures,
+                       f"{s.last_status} {_stamp(s.last_time)}" if s.last_status else None] for s in lines])
+
+
+def _md_entry(entry):
+    out = [f"## {_m(entry.name)}", ""]
+    if entry.error:
+        return "\n".join(out + [_md_para(f"The segments of {entry.name} cannot be listed: {entry.error}"), ""])
+    c = entry.counts
+    out += [f"{c.segments} segments; a segment's own page: `retrainctl report {_m(entry.name)}:KEY`", "",
+            "### Counts by state", "",
+            _md_table(["segments", "up to date", "due", "failed", "skipped", "paused", "no data", "oldest model"],
+                      [[c.segments, c.up_to_date, c.due, c.failed, c.skipped, c.paused, c.no_data,
+                        _age_text(c.oldest_model_age_seconds)]]), "", "### Scores", ""]
+    out += [_md_table(["metric", *QUARTILES], [[entry.metric, *map(_num, entry.quartiles())]]) if entry.quartiles()
+            else "No segment has a scored live version.", ""]
+    changed = entry.this_round()
+    out += ["### Changed this round", "", f"{len(changed)} segments have a record from the entry's newest round"
+            + (f" (the newest {ROUND_LISTED} listed)" if len(changed) > ROUND_LISTED else "") + ".", ""]
+    if changed:
+        out += [_md_segments(entry, changed[:ROUND_LISTED]), ""]
+    for _, title, lines in _worst(entry):
+        out += [f"### {_m(title)}", "", _md_segments(entry, lines) if lines else "None.", ""]
+    out += [f"All {len(entry.segments)} segments are listed in the HTML page (`--format html`).", ""]
+    return "\n".join(out)
+
+
+def render_markdown(facts_list, generated_at, entries=(), overview=None):
+    """The same facts as Markdown tables (a pull-request comment, $GITHUB_STEP_SUMMARY); an entry
+    without its table of every segment."""
     head = f"# retrainctl report\n\ngenerated {_time(generated_at)}\n"
-    return head + "\n" + ("\n".join(_md_model(f) for f in facts_list) or "No models selected.\n")
+    parts = [_md_overview(overview)] if overview is not None else []
+    parts += [_md_entry(e) for e in entries] + [_md_model(f) for f in facts_list]
+    return head + "\n" + ("\n".join(parts) or "No models selected.\n")
 
 
-def render(facts_list: list[ModelFacts], fmt: str = "html", generated_at: float | None = None) -> str:
+def render(facts_list: list[ModelFacts], fmt: str = "html", generated_at: float | None = None,
+           entries: Sequence[EntryFacts] = (), overview: list[OverviewRow] | None = None) -> str:
     generated_at = time.time() if generated_at is None else generated_at
-    return (render_markdown if fmt == "md" else render_html)(facts_list, generated_at)
+    return (render_markdown if fmt == "md" else render_html)(facts_list, generated_at, entries, overview)
 
 
-def page(config: Config, models: list[ModelConfig], fmt: str = "html", clock: Callable[[], float] = time.time) -> str:
-    """The report page of `models` as text (HTML or Markdown)."""
-    return render(gather(config, models, clock), fmt, clock())
+def page(config: Config, models: list[ModelConfig], fmt: str = "html", clock: Callable[[], float] = time.time,
+         entries: dict[str, list[ModelConfig]] | None = None, overview: bool = False) -> str:
+    """The report page of `models` and of `entries` ({entry: its segments}) as text (HTML or
+    Markdown); with `overview`, it opens on the table of them all, worst first."""
+    facts = gather(config, models, clock)
+    entry_list = gather_entries(config, entries or {}, clock)
+    rows = None
+    if overview:
+        rows = worst_first([f.overview for f in facts if f.overview is not None]
+                           + [entry_overview(e) for e in entry_list])
+    return render(facts, fmt, clock(), entry_list, rows)
