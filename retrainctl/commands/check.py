@@ -59,7 +59,6 @@ def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, f
     evaluated = {}
     for model in models:
         state = states.get(model.name, ModelState())
-        shell.store.warn_if_lost(model.name, state.had_live, state.max_version)
         now = clock()
         # A dry run answers "is anything due now?", so it does not wait out check_interval; and a
         # data file that went missing is reported at once, not hidden by the interval.
@@ -74,6 +73,8 @@ def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, f
                     state = recovered
                     now = clock()  # decided after the failure just recorded, never before it
             obs = shell.observer.observe(model, state, now=now)
+            if obs.model_version is None:  # a live version's folder and link are there: nothing to look for
+                shell.store.warn_if_lost(model.name, state.had_live, state.max_version)
             decision = decide.decide(model.policy, obs)
             shell.observer.save(final=False)
         except (OSError, ValueError, TypeError, KeyError) as exc:  # one model's bad state must not stop the rest

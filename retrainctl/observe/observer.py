@@ -39,6 +39,7 @@ class Observer:
         self.clock = clock
         self.fingerprints = FingerprintCache(config.state_dir)
         self._indexes: dict[tuple[str, str], SegmentIndex | DataError] = {}  # (entry, role) -> its segments, per command
+        self._labels: dict[int, tuple[SegmentIndex, str]] = {}  # id(index) -> (index, its data path's label)
         self._families: dict[tuple[str, str], tuple[dict[str, float], dict[str, Correction]]] = {}  # (entry, kind) ->
         # ({segment: p}, {segment: Correction}): the tests of an entry's segments, corrected together
         self.quality = evaluation.QualityCache(config.state_dir)
@@ -172,12 +173,19 @@ class Observer:
         index = self.segments(self.config.model(model.entry or model.name))
         key = entry_key(model.name)
         seg = index.segments.get(key)
-        label = f"{index.dataset.label(self.config.base_dir)} [{key}]"
+        label = f"{self._label(index)} [{key}]"
         fields = {"data_path": label, "data_size": None, "data_files": None, "data_error": None,
                   "min_segment_rows": model.min_segment_rows}
         if seg is None:
             return dict(fields, data_hash=None, data_rows=0, fit_files=None, no_data=True)
         return dict(fields, data_hash=seg.hash, data_rows=seg.rows, fit_files=index.fit_files(seg))
+
+    def _label(self, index: SegmentIndex) -> str:
+        """The data path's label as status shows it: one relpath per entry, not per segment."""
+        label = self._labels.get(id(index))
+        if label is None or label[0] is not index:
+            label = self._labels[id(index)] = (index, index.dataset.label(self.config.base_dir))
+        return label[1]
 
     def status_row(self, model: ModelConfig, obs: Observation, decision: Decision, state: ModelState,
                    verify: bool = True) -> StatusRow:
