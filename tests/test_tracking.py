@@ -7,15 +7,18 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
+import sys
 import time
+from pathlib import Path
 import urllib.request
 
 import joblib
 import pandas as pd
 import pytest
 
-from conftest import BIN, made_once
+from conftest import BIN, REPO, Project, base_config, made_once
 from retrainctl import __version__
 from retrainctl.config.load import parse_config
 from retrainctl.base.secrets import redact
@@ -646,3 +649,157 @@ def test_tracking_uri_resolution(tmp_path):
 ])
 def test_mlflow_config_errors(project, mlflow, message):
     assert project.config_error(mlflow=mlflow) == message
+
+
+# --- an entry with segment_by: one run per round, one registered model routing rows by segment ----
+
+sys.path.insert(0, str(REPO / "bench"))
+from generate import orders  # noqa: E402
+
+SALES = {"data_path": "data/sales/", "segment_by": ["store"], "min_segment_rows": 40, "min_data_size": 20,
+         "promotion_tolerance": 1.0, "target": "units", "task": "regression", "features": ["price", "temp"],
+         "estimator": "sklearn.linear_model.Ridge"}
+
+
+def shop_project(root, entry, tracking_uri):
+    """Two months of orders of five stores of skewed sizes (about 175, 90, 60, 45 and 35 rows), as
+    CSV partitions; the labels of store s003 all missing (its fit fails), s004 too small to train."""
+    project = Project(root)
+    frames = orders(months=3, rows_per_month=200, stores=5, seed=3)
+    for frame in frames:
+        frame.loc[frame["store"] == "s003", "units"] = float("nan")
+    project.frames = frames
+    for month, frame in enumerate(frames[:2], 1):
+        shop_month(project, month, frame)
+    project.write_config(base_config(**{entry: dict(SALES)}))
+    use_mlflow(project, tracking_uri=tracking_uri)
+    return project
+
+
+def shop_month(project, month, frame):
+    path = project.root / "data" / "sales" / f"month=2025-{month:02d}" / "part-0.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    os.utime(path, (1_700_000_000 + month, 1_700_000_000 + month))  # not "just written"
+
+
+def mixed_rows(project, stores):
+    """Rows of `stores`, interleaved as a caller would send them (by time, not by store)."""
+    frame = pd.concat(project.frames).sort_values("ts")
+    return frame[frame["store"].isin(stores)].head(24).drop(columns=["units"]).reset_index(drop=True)
+
+
+def by_store(project, entry, frame):
+    """What each row's own segment's current pipeline in the store predicts for it."""
+    out = pd.Series(index=frame.index, dtype=float)
+    for store, rows in frame.groupby("store"):
+        name = f"{entry}:{store}"
+        out[rows.index] = store_model(project, name, project.current_version(name)).predict(rows)
+    return list(out)
+
+
+def checked(project):
+    result = project.cli("check", "--json")
+    assert result.exit_code in (0, 1), result.output
+    return {m["model_name"]: m for m in json.loads(result.stdout)["models"]}
+
+
+def test_an_entry_is_one_run_per_round_and_one_routing_model(tmp_path, mlflow_server):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    project = shop_project(tmp_path / "proj", "sales", mlflow_server)
+    client = MlflowClient(mlflow_server)
+    first = checked(project)
+    assert {n: m["result"].split(" ")[0] for n, m in first.items()} == {
+        "sales:s000": "promoted", "sales:s001": "promoted", "sales:s002": "promoted", "sales:s003": "failed:",
+        "sales:s004": "not"}
+    assert first["sales:s003"]["result"].endswith("data/sales: every row lacks the target 'units'")
+    [run1] = client.search_runs([client.get_experiment_by_name("sales_retraining").experiment_id])
+    assert run1.data.metrics == {"segments_trained": 3, "segments_promoted": 3, "segments_rejected": 0,
+                                 "segments_failed": 1, "segments_live": 3,
+                                 "median_r2": pytest.approx(statistics.median(
+                                     first[f"sales:{s}"]["event"]["score"] for s in ("s000", "s001", "s002")))}
+    table = json.loads(client.download_artifacts(run1.info.run_id, "round_segments.json", str(tmp_path)) and
+                       (tmp_path / "round_segments.json").read_text())
+    rows = {r[0]: r for r in table["data"]}
+    assert table["columns"] == ["segment", "version", "score", "outcome", "rows"]
+    assert rows["sales:s001"][1:4] == [1, first["sales:s001"]["event"]["score"], "promoted"]
+    assert rows["sales:s003"][3] == "failed" and sorted(rows) == ["sales:s000", "sales:s001", "sales:s002",
+                                                                   "sales:s003"]
+    assert uploaded(client, run1) == ["s000/v1.joblib", "s001/v1.joblib", "s002/v1.joblib"]
+    assert champion(client, "sales") == ("1", run1.info.run_id)
+
+    with tracking_at(mlflow_server) as mlflow:
+        model = mlflow.pyfunc.load_model("models:/sales@champion")
+        rows3 = mixed_rows(project, ["s000", "s001", "s002"])
+        assert list(model.predict(rows3)) == by_store(project, "sales", rows3)
+        # s003's fit failed and s004 never trained: no model, and no silent answer for their rows
+        with pytest.raises(MlflowException, match=r"sales: no model for store='s003'; store='s004' "
+                                                  r"\(3 segments known; no segment_fallback is set\)"):
+            model.predict(mixed_rows(project, ["s001", "s003", "s004"]))
+
+    # A month with new rows of s001 and a store that opens (s005): only those two train.
+    month3 = project.frames[2]
+    new_store = month3[month3["store"] == "s000"].assign(store="s005")
+    project.frames[2] = pd.concat([month3[month3["store"] == "s001"], new_store])
+    shop_month(project, 3, project.frames[2])
+    second = checked(project)
+    trained = sorted(n for n, m in second.items() if (m["event"] or {}).get("status") == "success")
+    assert trained == ["sales:s001", "sales:s005"]
+    run2 = client.search_runs([run1.info.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert run2.data.metrics["segments_promoted"] == 2 and run2.data.metrics["segments_live"] == 4
+    assert uploaded(client, run2) == ["s001/v2.joblib", "s005/v1.joblib"]  # the other two are not sent again
+    assert champion(client, "sales") == ("2", run2.info.run_id)
+
+    # A rollback of one segment: a version whose s001 is its v1 again, from the first round's upload.
+    assert project.cli("rollback", "sales:s001").exit_code == 0
+    version3 = client.get_model_version_by_alias("sales", "champion")
+    assert version3.version == "3"
+    manifest = segments_manifest(client, version3, tmp_path / "v3")
+    assert manifest["segments"]["sales:s001"] == {"version": 1, "sha256": metadata(project, "sales:s001", 1)["sha256"],
+                                                  "run_id": run1.info.run_id, "path": "pipelines/s001/v1.joblib",
+                                                  "values": ["s001"]}
+    assert uploaded(client, client.get_run(version3.run_id)) == []
+    with tracking_at(mlflow_server) as mlflow:
+        model = mlflow.pyfunc.load_model("models:/sales@champion")
+        rows4 = mixed_rows(project, ["s000", "s001", "s002", "s005"])
+        assert project.current_version("sales:s001") == 1
+        assert list(model.predict(rows4)) == by_store(project, "sales", rows4)
+
+    # A command that died between a promotion and the registry: the next check puts champion in step.
+    side_path = project.state_dir / "registry" / "sales@segments.json"
+    side = json.loads(side_path.read_text())
+    assert side["pending"] == [] and side["registered_version"] == 3
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    side["pending"] = [f"{socket.gethostname()}:{dead.pid}"]
+    side_path.write_text(json.dumps(side))
+    os.remove(project.model_dir / "sales:s001" / "current")
+    os.symlink("v2", project.model_dir / "sales:s001" / "current")
+    result = project.cli("check")
+    assert "sales: MLflow alias 'champion' may be behind the store" in result.stderr
+    assert client.get_model_version_by_alias("sales", "champion").version == "4"
+    assert json.loads(side_path.read_text())["pending"] == []
+
+
+def uploaded(client, run):
+    """The pipeline files a run uploaded, relative to its `pipelines/` folder."""
+    def walk(path):
+        for item in client.list_artifacts(run.info.run_id, path):
+            yield from (walk(item.path) if item.is_dir else [item.path])
+    return sorted(p.removeprefix("pipelines/") for p in walk("pipelines"))
+
+
+def champion(client, name):
+    version = client.get_model_version_by_alias(name, "champion")
+    return version.version, version.run_id
+
+
+def segments_manifest(client, version, dest):
+    from mlflow.artifacts import download_artifacts
+
+    dest.mkdir()
+    with tracking_at(client.tracking_uri):
+        folder = download_artifacts(artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(dest))
+    return json.loads((Path(folder) / "data" / "segments.json").read_text())

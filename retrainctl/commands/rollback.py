@@ -9,6 +9,7 @@ from ..base.errors import RetrainctlError, TrackingError, UsageError
 from ..config.records import Config, ModelConfig
 from ..core.records import OPERATOR, Record, Status
 from ..core.values import utcnow_iso
+from ..publish import entry_registry
 from ..publish.tracking import CHAMPION, Tracked, move_champion
 from ..state.lineage import previous_promoted
 from ..state.store import ModelVersion
@@ -39,7 +40,10 @@ def rollback(config: Config, name: str, to: int | None = None, clock: Clock = ti
     shell = Shell(config, clock)
     model = one(config, name, shell.observer)
     shell.log.ensure_dir()
-    return _rollback(shell, model, to)
+    try:
+        return _rollback(shell, model, to)
+    finally:
+        _registry_follows(shell, [model])
 
 
 def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clock = time.time) -> list[RolledBack]:
@@ -58,7 +62,14 @@ def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clo
             out.append(RolledBack(model.name, error=str(exc)))
         except RetrainctlError as exc:
             out.append(RolledBack(model.name, error=str(exc), failed=True))
+    _registry_follows(shell, models)
     return out
+
+
+def _registry_follows(shell: Shell, models: list[ModelConfig]) -> None:
+    """The registered model of each entry whose segments were rolled back: a new version serving
+    what the store now does, `champion` on it (publish/entry_registry.py)."""
+    entry_registry.end(shell.config, shell.store, entry_registry.entries_of(shell.config, models), [], "rollback")
 
 
 def _rollback(shell: Shell, model: ModelConfig, to: int | None) -> Record:
@@ -80,6 +91,7 @@ def _rollback(shell: Shell, model: ModelConfig, to: int | None) -> Record:
         store.verify(target)
         abandoned = store.get(name, current)
         tracked = _move_champion_back(shell, model, target, abandoned, current)
+        entry_registry.begin(config, entry_registry.entries_of(config, [model]))  # followed at the end
         store.promote(name, to)
         event = shell.recorder.write(model, OPERATOR, Status.ROLLED_BACK, clock(),
                                      f"rolled back from v{current} to v{to} by {operator()}", version=to,

@@ -16,6 +16,7 @@ from ..core.values import one_line
 from ..fit.executors import OpenExecutor
 from ..observe.fleet import Fleet, segmented
 from ..observe.observer import Observer
+from ..publish.entry_registry import repair
 from ..retrain.attempt import Attempts
 from ..retrain.recorder import Recorder
 from ..retrain.recovery import Recovery
@@ -55,6 +56,7 @@ class Shell:
             return
         self.log.ensure_dir()
         _ensure_models_valid(self.config)
+        repair(self.config, self.store)  # MLflow's `champion` of an entry left behind by a command that died
 
 
 def _ensure_models_valid(config: Config, remember: bool = True) -> None:

@@ -116,7 +116,11 @@ class Attempts:
         returns, so a remote fit is never duplicated."""
         if not claims:
             return []
+        from ..publish import entry_registry
         from ..publish.tracking import start_warm, tracks  # MLflow's side: imported only when something trains
+
+        entries = entry_registry.entries_of(self.config, (c.model for c in claims))  # one run per entry per round
+        entry_registry.begin(self.config, entries)
 
         state_dir = self.config.state_dir
 
@@ -156,7 +160,9 @@ class Attempts:
                     warm.close()
                 for job in jobs.values():
                     clear_running(state_dir, job.model.name)
-        return [outcomes[key] if isinstance(key, str) else key for key in order]
+        ended = [outcomes[key] if isinstance(key, str) else key for key in order]
+        entry_registry.end(self.config, self.store, entries, ended)
+        return ended
 
     def _prepare_safely(self, claim: Claim, executor: str) -> "Job | Outcome":
         """prepare(), or the failed Outcome of a model whose `started` record could not be written
