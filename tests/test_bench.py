@@ -10,8 +10,8 @@ BENCH = [str(BIN / "python"), str(REPO / "bench" / "bench.py")]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--rows", "11"], "argument --rows: expected row numbers from 1 to 10, comma-separated (e.g. 1,6), got '11'"),
-    (["--rows", "1,,2"], "argument --rows: expected row numbers from 1 to 10, comma-separated (e.g. 1,6), got '1,,2'"),
+    (["--rows", "13"], "argument --rows: expected row numbers from 1 to 12, comma-separated (e.g. 1,6), got '13'"),
+    (["--rows", "1,,2"], "argument --rows: expected row numbers from 1 to 12, comma-separated (e.g. 1,6), got '1,,2'"),
     (["--runs", "0"], "argument --runs: expected a whole number of at least 1, got '0'"),
 ])
 def test_bad_arguments(args, message):

@@ -803,3 +803,113 @@ def segments_manifest(client, version, dest):
     with tracking_at(client.tracking_uri):
         folder = download_artifacts(artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(dest))
     return json.loads((Path(folder) / "data" / "segments.json").read_text())
+
+
+@pytest.fixture
+def served_entry(tmp_path, mlflow_server):
+    """(project, URL): an entry `orders` trained once against the real server, its champion served
+    by `mlflow models serve --env-manager local` on a free loopback port, ready (/ping answers)."""
+    project = shop_project(tmp_path / "proj", "orders", mlflow_server)
+    assert project.cli("check").exit_code == 1  # s003's fit fails: its labels are all missing
+    port = free_port()
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", MLFLOW_DISABLE_TELEMETRY="true",
+               MLFLOW_TRACKING_URI=mlflow_server)
+    log_path = project.root / "serve.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/orders@champion",
+                                 "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                with urllib.request.urlopen(url + "/ping", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+        yield project, url
+    finally:
+        stop_group(proc)
+
+
+def invoke(url, frame):
+    """POST `frame` to the served model: (HTTP status, answer)."""
+    body = ('{"dataframe_split": ' + frame.to_json(orient="split", index=False) + "}").encode()
+    request = urllib.request.Request(url + "/invocations", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_mlflow_serves_an_entry_routing_each_row_to_its_segment(served_entry):
+    project, url = served_entry
+    rows = mixed_rows(project, ["s000", "s001", "s002"])
+    assert rows["store"].nunique() == 3 and rows["price"].isna().any()  # interleaved, gaps included
+    assert invoke(url, rows) == (200, {"predictions": by_store(project, "orders", rows)})
+    status, answer = invoke(url, mixed_rows(project, ["s002", "s003"]))
+    assert status == 400
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE", answer
+    assert answer["message"].endswith("orders: no model for store='s003' (3 segments known; "
+                                      "no segment_fallback is set)"), answer["message"][-300:]
+
+
+class Constant:
+    """A segment's pipeline that answers one number, and says which rows it was asked about."""
+
+    def __init__(self, value):
+        self.value, self.seen = value, []
+
+    def predict(self, X):
+        self.seen.append(list(X["order_id"]))
+        return [self.value] * len(X)
+
+
+def test_the_router_keeps_row_order_and_uses_the_fallback_only_when_set():
+    from mlflow.exceptions import MlflowException
+
+    from retrainctl.publish.router import SegmentRouter
+
+    manifest = {"entry": "sales", "segment_by": ["store", "region"], "fallback": None, "segments": {}}
+    pipelines = {"sales:s1:north": Constant(1.0), "sales:s2:~NA": Constant(2.0), "sales:New~20York:north": Constant(3.0)}
+    frame = pd.DataFrame({"order_id": [10, 11, 12, 13, 14], "store": ["s2", "s1", "New York", "s1", "s2"],
+                          "region": [None, "north", "north", "north", float("nan")]})
+    router = SegmentRouter(manifest, pipelines)
+    assert list(router.predict(frame)) == [2.0, 1.0, 3.0, 1.0, 2.0]
+    assert pipelines["sales:s1:north"].seen == [[11, 13]]  # one call per segment present
+    strangers = pd.DataFrame({"order_id": [1, 2], "store": ["s1", "s9"], "region": ["south", "north"]})
+    with pytest.raises(MlflowException, match=r"^sales: no model for store='s1', region='south'; store='s9', "
+                                              r"region='north' \(3 segments known; no segment_fallback is set\)$"):
+        router.predict(strangers)
+    with pytest.raises(MlflowException, match=r"^sales: input has no segment_by column 'region' \(columns: "
+                                              r"order_id, store\)$"):
+        router.predict(strangers.drop(columns="region"))
+    fallback = SegmentRouter(dict(manifest, fallback="sales:s1:north"), pipelines)
+    assert list(fallback.predict(strangers)) == [1.0, 1.0]
+    orphan = SegmentRouter(dict(manifest, fallback="sales:s7:north"), pipelines)
+    with pytest.raises(MlflowException, match=r"\(3 segments known; its fallback sales:s7:north has no model\)$"):
+        orphan.predict(strangers)
+
+
+@pytest.mark.parametrize("fallback, message", [
+    ("s001", "models.sales.segment_fallback: must name a segment of 'sales' with 1 key value(s), e.g. "
+             "'sales:<value>'; got 's001'"),
+    ("sales:s001:x", "models.sales.segment_fallback: must name a segment of 'sales' with 1 key value(s), e.g. "
+                     "'sales:<value>'; got 'sales:s001:x'"),
+    ("other:s001", "models.sales.segment_fallback: must name a segment of 'sales' with 1 key value(s), e.g. "
+                   "'sales:<value>'; got 'other:s001'"),
+])
+def test_segment_fallback_must_name_a_segment_of_its_entry(project, fallback, message):
+    assert project.config_error(models={"sales": dict(SALES, segment_fallback=fallback)}) == message
+
+
+def test_segment_fallback_needs_segment_by(project):
+    housing = dict(project.config["models"]["housing"], segment_fallback="housing:x")
+    assert project.config_error(models={"housing": housing}) == \
+        "models.housing.segment_fallback: applies only with segment_by"

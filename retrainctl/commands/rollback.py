@@ -69,7 +69,7 @@ def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clo
 def _registry_follows(shell: Shell, models: list[ModelConfig]) -> None:
     """The registered model of each entry whose segments were rolled back: a new version serving
     what the store now does, `champion` on it (publish/entry_registry.py)."""
-    entry_registry.end(shell.config, shell.store, entry_registry.entries_of(shell.config, models), [], "rollback")
+    entry_registry.start_round(shell.config, models).end(shell.store, [], "rollback")
 
 
 def _rollback(shell: Shell, model: ModelConfig, to: int | None) -> Record:
@@ -91,7 +91,7 @@ def _rollback(shell: Shell, model: ModelConfig, to: int | None) -> Record:
         store.verify(target)
         abandoned = store.get(name, current)
         tracked = _move_champion_back(shell, model, target, abandoned, current)
-        entry_registry.begin(config, entry_registry.entries_of(config, [model]))  # followed at the end
+        entry_registry.begin(config, entry_registry.entries_of(config, [model]))  # the registry follows at the end
         store.promote(name, to)
         event = shell.recorder.write(model, OPERATOR, Status.ROLLED_BACK, clock(),
                                      f"rolled back from v{current} to v{to} by {operator()}", version=to,

@@ -32,8 +32,8 @@ from ..state.briefs import Briefs
 from ..state.sidecars import registry_path
 from ..state.store import ModelStore
 from .router import MANIFEST, artifact_path
-from .tracking import (CHAMPION, Tracked, _child_error, _experiment, _job, artifact_location, pip_requirements,
-                       tracking_uri)
+from .tracking import (CHAMPION, Tracked, Warm, _child_error, _experiment, _job, artifact_location,
+                       pip_requirements, tracking_uri)
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,44 @@ def _token() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class Round:
+    """The MLflow side of one command's round over some entries' segments: begun before any of
+    them is promoted or rolled back, ended (end()) once all are recorded. With `warm`, a tracking
+    process imports MLflow and opens the store beside the fits."""
+
+    def __init__(self, config: Config, entries: list[str], warm: bool = False) -> None:
+        self.config, self.entries = config, entries
+        self.warm = Warm(config) if warm and entries else None
+        begin(config, entries)
+
+    def end(self, store: ModelStore, outcomes: list[Outcome], trigger: str = "round") -> dict[str, Tracked]:
+        """One run per entry for the round (its segments' `outcomes`), and a new registered version
+        with `champion` moved to it where the store's current pipelines changed. Never raises: an
+        error is a warning, and the entry stays pending for repair()."""
+        done = {}
+        for entry in self.entries:
+            mine = [o for o in outcomes if o.model_name.partition(SEPARATOR)[0] == entry]
+            proc = self.warm.take() if self.warm is not None else None
+            done[entry] = sync(self.config, store, entry, mine, trigger, finished=_token(), proc=proc)
+        self.close()
+        return done
+
+    def close(self) -> None:
+        """Dismiss the warm process if it was not used (idempotent)."""
+        if self.warm is not None:
+            self.warm.close()
+
+
+def start_round(config: Config, models: Iterable[ModelConfig], warm: bool = False) -> Round:
+    """The Round of the entries (with segment_by) whose segments are among `models`: none when
+    MLflow is off."""
+    return Round(config, entries_of(config, models), warm)
+
+
 def begin(config: Config, entries: list[str]) -> None:
-    """Mark `entries` pending before their segments are promoted or rolled back: until end()
-    brings `champion` in step, the store may be ahead of it (a kill in between is repaired by
-    repair())."""
+    """Mark `entries` pending before their segments are promoted or rolled back: until the round
+    ends and brings `champion` in step, the store may be ahead of it (a command killed in
+    between is repaired by repair())."""
     for entry in entries:
         try:
             with _locked(config, entry):
@@ -74,18 +108,6 @@ def begin(config: Config, entries: list[str]) -> None:
                 _write(config, entry, side)
         except (OSError, LockBusy) as exc:
             log.warning("%s: MLflow registry not marked pending: %s", entry, exc)
-
-
-def end(config: Config, store: ModelStore, entries: list[str], outcomes: list[Outcome],
-        trigger: str = "round") -> dict[str, Tracked]:
-    """One run per entry for the round whose `outcomes` are given (its segments'), and a new
-    registered version with `champion` moved to it where the store's current pipelines changed.
-    Never raises: an error is a warning (and stays pending for repair())."""
-    done = {}
-    for entry in entries:
-        mine = [o for o in outcomes if o.model_name.partition(SEPARATOR)[0] == entry]
-        done[entry] = sync(config, store, entry, mine, trigger, finished=_token())
-    return done
 
 
 def repair(config: Config, store: ModelStore) -> None:
@@ -158,10 +180,11 @@ def digest(entry: ModelConfig, current: dict[str, dict[str, Any]]) -> str:
 
 
 def sync(config: Config, store: ModelStore, entry: str, outcomes: list[Outcome], trigger: str,
-         finished: str | None) -> Tracked:
+         finished: str | None, proc: Child | None = None) -> Tracked:
     """Log the round (when it has outcomes) and register what the store serves (when it differs
     from what `champion` names), under the entry's registry lock. `finished`: the pending token
-    to clear on success (None: every token, as repair() does)."""
+    to clear on success (None: every token, as repair() does). `proc`: a tracking process to log
+    in (a warm one), else a fresh one is started; either way it is closed."""
     model = config.model(entry)
     uri = tracking_uri(config)
     try:
@@ -173,7 +196,8 @@ def sync(config: Config, store: ModelStore, entry: str, outcomes: list[Outcome],
             if not outcomes and not register:
                 tracked = Tracked(model_version=side.get("registered_version"))
             else:
-                tracked = _log_round(config, model, uri, trigger, outcomes, current, side, register)
+                tracked = _log_round(config, model, uri, trigger, outcomes, current, side, register, proc)
+                proc = None
             if tracked.error is None:
                 if register:
                     side["digest"], side["registered_version"] = wanted, tracked.model_version
@@ -183,6 +207,9 @@ def sync(config: Config, store: ModelStore, entry: str, outcomes: list[Outcome],
             _write(config, entry, side)
     except (OSError, LockBusy) as exc:
         tracked = Tracked(error=str(exc))
+    finally:
+        if proc is not None:
+            proc.close()
     if tracked.error:
         if config.mlflow.required:
             log.error("%s: MLflow registry not in step with the store (mlflow.required): %s", entry, tracked.error)
@@ -195,7 +222,8 @@ def sync(config: Config, store: ModelStore, entry: str, outcomes: list[Outcome],
 
 
 def _log_round(config: Config, model: ModelConfig, uri: str, trigger: str, outcomes: list[Outcome],
-               current: dict[str, dict[str, Any]], side: dict[str, Any], register: bool) -> Tracked:
+               current: dict[str, dict[str, Any]], side: dict[str, Any], register: bool,
+               proc: Child | None) -> Tracked:
     rows = [_row(o) for o in outcomes]
     scores = [r["score"] for r in rows if r["score"] is not None]
     counts = {s: sum(r["outcome"] == s for r in rows) for s in ("promoted", "rejected", "failed", "skipped")}
@@ -230,7 +258,8 @@ def _log_round(config: Config, model: ModelConfig, uri: str, trigger: str, outco
         requirements=pip_requirements("joblib", model.training_spec()) if register else [],
     )
     tracked = Tracked()
-    proc = Child("retrainctl-mlflow-entry", capture_output=True, env=job["env"])
+    if proc is None:
+        proc = Child("retrainctl-mlflow-entry", capture_output=True, env=job["env"])
     try:
         answer = proc.call(_log_entry, job, timeout=job["timeout"],
                            on_note=lambda run_id: setattr(tracked, "run_id", run_id))

@@ -119,9 +119,6 @@ class Attempts:
         from ..publish import entry_registry
         from ..publish.tracking import start_warm, tracks  # MLflow's side: imported only when something trains
 
-        entries = entry_registry.entries_of(self.config, (c.model for c in claims))  # one run per entry per round
-        entry_registry.begin(self.config, entries)
-
         state_dir = self.config.state_dir
 
         def on_running(request: FitRequest, where: str) -> None:
@@ -130,7 +127,7 @@ class Attempts:
         jobs: dict[str, Job] = {}
         outcomes: dict[str, Outcome] = {}
         order: list[str | Outcome] = []  # per claim: its job's attempt id, or the Outcome of one that could not start
-        warm = None
+        warm = rounds = None
         tracking = any(tracks(self.config, c.model) for c in claims)
         # Connecting comes first: an unreachable scheduler leaves no `started` record behind.
         with (self.open_executor or open_executor)(self.config.executor, on_running) as executor:
@@ -143,6 +140,8 @@ class Attempts:
                     jobs[job.attempt_id] = job
                     mark_running(state_dir, job.model.name, job.attempt_id, executor.name, "queued")
                     executor.submit(self.fit_request(job))
+                # An entry's segments: one MLflow run per round, its process warming up beside the fits.
+                rounds = entry_registry.start_round(self.config, [c.model for c in claims], warm=True)
                 # One tracking process warms up (imports MLflow) beside the fits; each finished
                 # fit takes it, and the next one is started while fits remain.
                 warm = start_warm(self.config) if tracking else None
@@ -155,14 +154,15 @@ class Attempts:
                     clear_running(state_dir, job.model.name)
                     if len(outcomes) < len(jobs) and tracking:
                         warm = start_warm(self.config)
+                rounds.end(self.store, [*outcomes.values(), *(o for o in order if isinstance(o, Outcome))])
             finally:
+                if rounds is not None:
+                    rounds.close()
                 if warm is not None:
                     warm.close()
                 for job in jobs.values():
                     clear_running(state_dir, job.model.name)
-        ended = [outcomes[key] if isinstance(key, str) else key for key in order]
-        entry_registry.end(self.config, self.store, entries, ended)
-        return ended
+        return [outcomes[key] if isinstance(key, str) else key for key in order]
 
     def _prepare_safely(self, claim: Claim, executor: str) -> "Job | Outcome":
         """prepare(), or the failed Outcome of a model whose `started` record could not be written
