@@ -47,23 +47,27 @@ def mlflow_server(tmp_path_factory):
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{(root / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after {SERVER_START_SECONDS}s:\n"
-                            f"{(root / 'server.log').read_text()}")
-            time.sleep(0.2)
+        wait_until_ready(proc, url + "/health", "mlflow server", root / "server.log")
         yield url
     finally:
         stop_group(proc)
+
+
+def wait_until_ready(proc, url, what, log_path):
+    """Poll `url` until it answers 200; fail the test if `proc` exits first or after SERVER_START_SECONDS."""
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not ready after {SERVER_START_SECONDS}s:\n{log_path.read_text()}")
+        time.sleep(0.2)
 
 
 def stop_group(proc):
@@ -821,17 +825,7 @@ def served_entry(tmp_path, mlflow_server):
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                with urllib.request.urlopen(url + "/ping", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+        wait_until_ready(proc, url + "/ping", "mlflow models serve", log_path)
         yield project, url
     finally:
         stop_group(proc)
