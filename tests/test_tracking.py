@@ -907,3 +907,17 @@ def test_segment_fallback_needs_segment_by(project):
     housing = dict(project.config["models"]["housing"], segment_fallback="housing:x")
     assert project.config_error(models={"housing": housing}) == \
         "models.housing.segment_fallback: applies only with segment_by"
+
+
+def test_an_entry_whose_registry_is_down_keeps_its_segments_and_stays_pending(tmp_path):
+    """MLflow unreachable at the end of a round: the segment is promoted and recorded as ever, a
+    warning names MLflow, and the entry stays marked pending for the next command to repair."""
+    project = shop_project(tmp_path / "proj", "sales", f"http://127.0.0.1:{free_port()}")
+    result = project.cli("train", "sales:s000")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("sales:s000: promoted v1 (r2 ")
+    assert "WARNING: sales: MLflow round not logged or registered at http://127.0.0.1:" in result.stderr
+    assert project.current_version("sales:s000") == 1
+    side = json.loads((project.state_dir / "registry" / "sales@segments.json").read_text())
+    assert side["pending"] == [f"{socket.gethostname()}:{os.getpid()}"]
+    assert "Connection refused" in side["error"] and "registered_version" not in side

@@ -16,7 +16,6 @@ from ..core.values import one_line
 from ..fit.executors import OpenExecutor
 from ..observe.fleet import Fleet, segmented
 from ..observe.observer import Observer
-from ..publish.entry_registry import repair
 from ..retrain.attempt import Attempts
 from ..retrain.recorder import Recorder
 from ..retrain.recovery import Recovery
@@ -56,7 +55,10 @@ class Shell:
             return
         self.log.ensure_dir()
         _ensure_models_valid(self.config)
-        repair(self.config, self.store)  # MLflow's `champion` of an entry left behind by a command that died
+        if self.config.mlflow.enabled and any(m.segment_by for m in self.config.models.values()):
+            from ..publish.entry_registry import repair  # a no-op check of other models never loads it
+
+            repair(self.config, self.store)  # an entry's `champion` left behind by a command that died
 
 
 def _ensure_models_valid(config: Config, remember: bool = True) -> None:
