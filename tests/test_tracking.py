@@ -772,19 +772,19 @@ def test_an_entry_is_one_run_per_round_and_one_routing_model(tmp_path, mlflow_se
         assert list(model.predict(rows4)) == by_store(project, "sales", rows4)
 
     # A command that died between a promotion and the registry: the next check puts champion in step.
-    side_path = project.state_dir / "registry" / "sales@segments.json"
-    side = json.loads(side_path.read_text())
-    assert side["pending"] == [] and side["registered_version"] == 3
+    registry = project.state_dir / "registry"
+    assert json.loads((registry / "sales@segments.json").read_text())["registered_version"] == 3
+    assert json.loads((registry / "sales@pending.json").read_text()) == []
     dead = subprocess.Popen(["true"])
     dead.wait()
-    side["pending"] = [f"{socket.gethostname()}:{dead.pid}"]
-    side_path.write_text(json.dumps(side))
+    (registry / "sales@pending.json").write_text(json.dumps([f"{socket.gethostname()}:{dead.pid}"]))
     os.remove(project.model_dir / "sales:s001" / "current")
     os.symlink("v2", project.model_dir / "sales:s001" / "current")
     result = project.cli("check")
     assert "sales: MLflow alias 'champion' may be behind the store" in result.stderr
     assert client.get_model_version_by_alias("sales", "champion").version == "4"
-    assert json.loads(side_path.read_text())["pending"] == []
+    assert json.loads((registry / "sales@pending.json").read_text()) == []
+    assert json.loads((registry / "sales@segments.json").read_text())["registered_version"] == 4
 
 
 def uploaded(client, run):
@@ -918,6 +918,7 @@ def test_an_entry_whose_registry_is_down_keeps_its_segments_and_stays_pending(tm
     assert result.stdout.startswith("sales:s000: promoted v1 (r2 ")
     assert "WARNING: sales: MLflow round not logged or registered at http://127.0.0.1:" in result.stderr
     assert project.current_version("sales:s000") == 1
-    side = json.loads((project.state_dir / "registry" / "sales@segments.json").read_text())
-    assert side["pending"] == [f"{socket.gethostname()}:{os.getpid()}"]
+    registry = project.state_dir / "registry"
+    assert json.loads((registry / "sales@pending.json").read_text()) == [f"{socket.gethostname()}:{os.getpid()}"]
+    side = json.loads((registry / "sales@segments.json").read_text())
     assert "Connection refused" in side["error"] and "registered_version" not in side

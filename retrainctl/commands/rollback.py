@@ -40,10 +40,11 @@ def rollback(config: Config, name: str, to: int | None = None, clock: Clock = ti
     shell = Shell(config, clock)
     model = one(config, name, shell.observer)
     shell.log.ensure_dir()
+    registry = entry_registry.start_round(config, [model])  # an entry's registered model follows at the end
     try:
         return _rollback(shell, model, to)
     finally:
-        _registry_follows(shell, [model])
+        registry.end(shell.store, [], "rollback")
 
 
 def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clock = time.time) -> list[RolledBack]:
@@ -54,6 +55,7 @@ def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clo
     shell = Shell(config, clock)
     models = select(config, names, shell.observer)
     shell.log.ensure_dir()
+    registry = entry_registry.start_round(config, models)  # an entry's registered model follows at the end
     out = []
     for model in models:
         try:
@@ -62,14 +64,8 @@ def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clo
             out.append(RolledBack(model.name, error=str(exc)))
         except RetrainctlError as exc:
             out.append(RolledBack(model.name, error=str(exc), failed=True))
-    _registry_follows(shell, models)
+    registry.end(shell.store, [], "rollback")
     return out
-
-
-def _registry_follows(shell: Shell, models: list[ModelConfig]) -> None:
-    """The registered model of each entry whose segments were rolled back: a new version serving
-    what the store now does, `champion` on it (publish/entry_registry.py)."""
-    entry_registry.start_round(shell.config, models).end(shell.store, [], "rollback")
 
 
 def _rollback(shell: Shell, model: ModelConfig, to: int | None) -> Record:
@@ -91,7 +87,6 @@ def _rollback(shell: Shell, model: ModelConfig, to: int | None) -> Record:
         store.verify(target)
         abandoned = store.get(name, current)
         tracked = _move_champion_back(shell, model, target, abandoned, current)
-        entry_registry.begin(config, entry_registry.entries_of(config, [model]))  # the registry follows at the end
         store.promote(name, to)
         event = shell.recorder.write(model, OPERATOR, Status.ROLLED_BACK, clock(),
                                      f"rolled back from v{current} to v{to} by {operator()}", version=to,

@@ -50,8 +50,22 @@ def entries_of(config: Config, models: Iterable[ModelConfig]) -> list[str]:
     return list(dict.fromkeys(m.entry for m in models if m.entry is not None))
 
 
-def _sidecar(config: Config, entry: str) -> str:
-    return registry_path(config.state_dir, f"{entry}@segments")
+def _sidecar(config: Config, entry: str, part: str = "segments") -> str:
+    """`registry/<entry>@segments.json`: where each pipeline was uploaded and what `champion` holds;
+    `registry/<entry>@pending.json`: the commands that may have moved the store since (small, as
+    it is written before every round)."""
+    return registry_path(config.state_dir, f"{entry}@{part}")
+
+
+def _pending(config: Config, entry: str) -> list[str]:
+    tokens = read_json(_sidecar(config, entry, "pending"))
+    return [t for t in tokens if isinstance(t, str)] if isinstance(tokens, list) else []
+
+
+def _set_pending(config: Config, entry: str, tokens: list[str]) -> None:
+    path = _sidecar(config, entry, "pending")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_json(path, sorted(set(tokens)))
 
 
 def _locked(config: Config, entry: str) -> Any:
@@ -103,9 +117,7 @@ def begin(config: Config, entries: list[str]) -> None:
     for entry in entries:
         try:
             with _locked(config, entry):
-                side = _read(config, entry)
-                side["pending"] = sorted(set(side["pending"]) | {_token()})
-                _write(config, entry, side)
+                _set_pending(config, entry, [*_pending(config, entry), _token()])
         except (OSError, LockBusy) as exc:
             log.warning("%s: MLflow registry not marked pending: %s", entry, exc)
 
@@ -117,8 +129,8 @@ def repair(config: Config, store: ModelStore) -> None:
     for model in config.models.values():
         if not model.segment_by:
             continue
-        side = read_json(_sidecar(config, model.name)) or {}
-        if side.get("pending") and not any(_alive(t) for t in side["pending"]):
+        pending = _pending(config, model.name)
+        if pending and not any(_alive(t) for t in pending):
             log.warning("%s: MLflow alias '%s' may be behind the store (a command died before registering); "
                         "bringing it in step", model.name, CHAMPION)
             sync(config, store, model.name, [], "repair", finished=None)
@@ -142,7 +154,6 @@ def _alive(token: str) -> bool:
 def _read(config: Config, entry: str) -> dict[str, Any]:
     side = read_json(_sidecar(config, entry))
     side = side if isinstance(side, dict) else {}
-    side.setdefault("pending", [])
     side.setdefault("uploaded", {})
     return side
 
@@ -202,9 +213,11 @@ def sync(config: Config, store: ModelStore, entry: str, outcomes: list[Outcome],
                 if register:
                     side["digest"], side["registered_version"] = wanted, tracked.model_version
                     side["segments"] = len(current)
-                side["pending"] = [] if finished is None else [t for t in side["pending"] if t != finished]
             side["error"] = tracked.error
             _write(config, entry, side)
+            if tracked.error is None:
+                _set_pending(config, entry, [] if finished is None else
+                             [t for t in _pending(config, entry) if t != finished])
     except (OSError, LockBusy) as exc:
         tracked = Tracked(error=str(exc))
     finally:
