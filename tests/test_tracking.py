@@ -720,6 +720,7 @@ def test_an_entry_is_one_run_per_round_and_one_routing_model(tmp_path, mlflow_se
         "sales:s004": "not"}
     assert first["sales:s003"]["result"].endswith("data/sales: every row lacks the target 'units'")
     [run1] = client.search_runs([client.get_experiment_by_name("sales_retraining").experiment_id])
+    assert run1.info.run_name == "sales-round-4-segments"
     assert run1.data.metrics == {"segments_trained": 3, "segments_promoted": 3, "segments_rejected": 0,
                                  "segments_failed": 1, "segments_live": 3,
                                  "median_r2": pytest.approx(statistics.median(
@@ -755,7 +756,8 @@ def test_an_entry_is_one_run_per_round_and_one_routing_model(tmp_path, mlflow_se
     assert manifest["segments"]["sales:s001"] == {"version": 1, "sha256": metadata(project, "sales:s001", 1)["sha256"],
                                                   "run_id": run1.info.run_id, "path": "pipelines/s001/v1.joblib",
                                                   "values": ["s001"]}
-    assert uploaded(client, client.get_run(version3.run_id)) == []
+    rollback_run = client.get_run(version3.run_id)
+    assert rollback_run.info.run_name == "sales-rollback" and uploaded(client, rollback_run) == []
     with tracking_at(mlflow_server) as mlflow:
         model = mlflow.pyfunc.load_model("models:/sales@champion")
         rows4 = mixed_rows(project, ["s000", "s001", "s002", "s005"])

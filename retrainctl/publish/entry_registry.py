@@ -258,7 +258,7 @@ def _log_round(config: Config, model: ModelConfig, uri: str, trigger: str, outco
         _job(config, uri),
         experiment=f"{model.name}_retraining",
         artifact_location=artifact_location(config, uri),
-        run_name=f"{model.name}-{trigger}-{len(outcomes)}-segments",
+        run_name=f"{model.name}-{trigger}-{len(outcomes)}-segments" if outcomes else f"{model.name}-{trigger}",
         params={kind: model.estimator or model.trainer, "segment_by": ",".join(model.segment_by or ()),
                 "data_path": model.data_path, "trigger_type": trigger, "retrainctl_version": __version__,
                 **{f"{kind}.{k}": str(v)[:6000] for k, v in sorted(model.params.items())}},
