@@ -459,6 +459,8 @@ def main():
 
         if 11 in wanted:
             metrics_rows(tmp, rows, infos, args.quick)
+        if 12 in wanted:
+            segment_mlflow_row(tmp, rows, infos, runs, args.quick)
         if 13 in wanted:
             report_rows(tmp, rows, infos, runs, args.quick)
     finally:
@@ -730,6 +732,34 @@ def report_rows(tmp, rows, infos, runs, quick):
     infos.append(f"row 13: page sizes: {n_declared} declared models {page.stat().st_size / (1 << 20):.2f} MiB, "
                  f"{n_segments:,} segments {entry_page.stat().st_size / (1 << 20):.2f} MiB")
     shutil.rmtree(tmp / "report-fleet")
+def segment_mlflow_row(tmp, rows, infos, runs, quick):
+    """Row 12: the first `check` of an entry's segments with MLflow (the embedded sqlite store, as
+    row 6) against the same check with MLflow off: one run for the round, every segment's pipeline
+    uploaded once, one registered routing model (publish/entry_registry.py)."""
+    import segments_bench as sb
+    import yaml
+
+    n = 200 if quick else 1_000
+    root = tmp / "segments-mlflow"
+    off, _ = sb.first_training(root, project, age, stores=n)
+    data = yaml.safe_load(Path(off).read_text())
+    data.update(state_dir="var-mlflow/state", model_dir="var-mlflow/models",
+                mlflow={"enabled": True, "timeout_seconds": 600, "log_report": False})
+    on = str(Path(off).with_name("mlflow.yaml"))
+    Path(on).write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def fresh(_):  # nothing trained; the MLflow database stays, as it would between rounds
+        shutil.rmtree(root / "var", ignore_errors=True)
+        shutil.rmtree(root / "var-mlflow" / "models", ignore_errors=True)
+        for item in (root / "var-mlflow" / "state").iterdir():
+            if item.name not in ("mlflow.db", "mlartifacts"):
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
+
+    run(rc(on, "check"))  # creates the database (MLflow's migrations: once per installation)
+    row = Row(12, f"first `check` of {n:,} segments x 500 rows with MLflow (embedded sqlite) / with MLflow off", 1.5)
+    rows.append(row.measure(rc(on, "check"), rc(off, "check"), max(3, runs // 3), before=fresh))
+    uploads = sum(1 for _ in (root / "var-mlflow" / "state" / "mlartifacts").rglob("*.joblib"))
+    infos.append(f"row 12: {uploads:,} pipeline files uploaded over {max(3, runs // 3) + 2} rounds of {n:,} segments")
 
 
 def mlflow_state(config):

@@ -7,15 +7,18 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
+import sys
 import time
+from pathlib import Path
 import urllib.request
 
 import joblib
 import pandas as pd
 import pytest
 
-from conftest import BIN, made_once
+from conftest import BIN, REPO, Project, base_config, made_once
 from retrainctl import __version__
 from retrainctl.config.load import parse_config
 from retrainctl.base.secrets import redact
@@ -44,23 +47,27 @@ def mlflow_server(tmp_path_factory):
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{(root / 'server.log').read_text()}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after {SERVER_START_SECONDS}s:\n"
-                            f"{(root / 'server.log').read_text()}")
-            time.sleep(0.2)
+        wait_until_ready(proc, url + "/health", "mlflow server", root / "server.log")
         yield url
     finally:
         stop_group(proc)
+
+
+def wait_until_ready(proc, url, what, log_path):
+    """Poll `url` until it answers 200; fail the test if `proc` exits first or after SERVER_START_SECONDS."""
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not ready after {SERVER_START_SECONDS}s:\n{log_path.read_text()}")
+        time.sleep(0.2)
 
 
 def stop_group(proc):
@@ -646,3 +653,269 @@ def test_tracking_uri_resolution(tmp_path):
 ])
 def test_mlflow_config_errors(project, mlflow, message):
     assert project.config_error(mlflow=mlflow) == message
+
+
+# --- an entry with segment_by: one run per round, one registered model routing rows by segment ----
+
+sys.path.insert(0, str(REPO / "bench"))
+from generate import orders  # noqa: E402
+
+SALES = {"data_path": "data/sales/", "segment_by": ["store"], "min_segment_rows": 40, "min_data_size": 20,
+         "promotion_tolerance": 1.0, "target": "units", "task": "regression", "features": ["price", "temp"],
+         "estimator": "sklearn.linear_model.Ridge"}
+
+
+def shop_project(root, entry, tracking_uri):
+    """Two months of orders of five stores of skewed sizes (about 175, 90, 60, 45 and 35 rows), as
+    CSV partitions; the labels of store s003 all missing (its fit fails), s004 too small to train."""
+    project = Project(root)
+    frames = orders(months=3, rows_per_month=200, stores=5, seed=3)
+    for frame in frames:
+        frame.loc[frame["store"] == "s003", "units"] = float("nan")
+    project.frames = frames
+    for month, frame in enumerate(frames[:2], 1):
+        shop_month(project, month, frame)
+    project.write_config(base_config(**{entry: dict(SALES)}))
+    use_mlflow(project, tracking_uri=tracking_uri)
+    return project
+
+
+def shop_month(project, month, frame):
+    path = project.root / "data" / "sales" / f"month=2025-{month:02d}" / "part-0.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    os.utime(path, (1_700_000_000 + month, 1_700_000_000 + month))  # not "just written"
+
+
+def mixed_rows(project, stores):
+    """Rows of `stores`, interleaved as a caller would send them (by time, not by store)."""
+    frame = pd.concat(project.frames).sort_values("ts")
+    return frame[frame["store"].isin(stores)].head(24).drop(columns=["units"]).reset_index(drop=True)
+
+
+def by_store(project, entry, frame):
+    """What each row's own segment's current pipeline in the store predicts for it."""
+    out = pd.Series(index=frame.index, dtype=float)
+    for store, rows in frame.groupby("store"):
+        name = f"{entry}:{store}"
+        out[rows.index] = store_model(project, name, project.current_version(name)).predict(rows)
+    return list(out)
+
+
+def checked(project):
+    result = project.cli("check", "--json")
+    assert result.exit_code in (0, 1), result.output
+    return {m["model_name"]: m for m in json.loads(result.stdout)["models"]}
+
+
+def test_an_entry_is_one_run_per_round_and_one_routing_model(tmp_path, mlflow_server):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    project = shop_project(tmp_path / "proj", "sales", mlflow_server)
+    client = MlflowClient(mlflow_server)
+    first = checked(project)
+    assert {n: m["result"].split(" ")[0] for n, m in first.items()} == {
+        "sales:s000": "promoted", "sales:s001": "promoted", "sales:s002": "promoted", "sales:s003": "failed:",
+        "sales:s004": "not"}
+    assert first["sales:s003"]["result"].endswith("data/sales: every row lacks the target 'units'")
+    [run1] = client.search_runs([client.get_experiment_by_name("sales_retraining").experiment_id])
+    assert run1.info.run_name == "sales-round-4-segments"
+    assert run1.data.metrics == {"segments_trained": 3, "segments_promoted": 3, "segments_rejected": 0,
+                                 "segments_failed": 1, "segments_live": 3,
+                                 "median_r2": pytest.approx(statistics.median(
+                                     first[f"sales:{s}"]["event"]["score"] for s in ("s000", "s001", "s002")))}
+    table = json.loads(client.download_artifacts(run1.info.run_id, "round_segments.json", str(tmp_path)) and
+                       (tmp_path / "round_segments.json").read_text())
+    rows = {r[0]: r for r in table["data"]}
+    assert table["columns"] == ["segment", "version", "score", "outcome", "rows"]
+    assert rows["sales:s001"][1:4] == [1, first["sales:s001"]["event"]["score"], "promoted"]
+    assert rows["sales:s003"][3] == "failed" and sorted(rows) == ["sales:s000", "sales:s001", "sales:s002",
+                                                                   "sales:s003"]
+    assert uploaded(client, run1) == ["s000/v1.joblib", "s001/v1.joblib", "s002/v1.joblib"]
+    assert champion(client, "sales") == ("1", run1.info.run_id)
+
+    # A month with new rows of s001 and a store that opens (s005): only those two train.
+    month3 = project.frames[2]
+    new_store = month3[month3["store"] == "s000"].assign(store="s005")
+    project.frames[2] = pd.concat([month3[month3["store"] == "s001"], new_store])
+    shop_month(project, 3, project.frames[2])
+    second = checked(project)
+    trained = sorted(n for n, m in second.items() if (m["event"] or {}).get("status") == "success")
+    assert trained == ["sales:s001", "sales:s005"]
+    run2 = client.search_runs([run1.info.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert run2.data.metrics["segments_promoted"] == 2 and run2.data.metrics["segments_live"] == 4
+    assert uploaded(client, run2) == ["s001/v2.joblib", "s005/v1.joblib"]  # the other two are not sent again
+    assert champion(client, "sales") == ("2", run2.info.run_id)
+
+    # A rollback of one segment: a version whose s001 is its v1 again, from the first round's upload.
+    assert project.cli("rollback", "sales:s001").exit_code == 0
+    version3 = client.get_model_version_by_alias("sales", "champion")
+    assert version3.version == "3"
+    manifest = segments_manifest(client, version3, tmp_path / "v3")
+    assert manifest["segments"]["sales:s001"] == {"version": 1, "sha256": metadata(project, "sales:s001", 1)["sha256"],
+                                                  "run_id": run1.info.run_id, "path": "pipelines/s001/v1.joblib",
+                                                  "values": ["s001"]}
+    rollback_run = client.get_run(version3.run_id)
+    assert rollback_run.info.run_name == "sales-rollback" and uploaded(client, rollback_run) == []
+    with tracking_at(mlflow_server) as mlflow:
+        model = mlflow.pyfunc.load_model("models:/sales@champion")
+        rows4 = mixed_rows(project, ["s000", "s001", "s002", "s005"])
+        assert project.current_version("sales:s001") == 1
+        assert list(model.predict(rows4)) == by_store(project, "sales", rows4)
+        # s003's fit failed and s004 never trained: no model, and no silent answer for their rows
+        with pytest.raises(MlflowException, match=r"sales: no model for store='s003'; store='s004' "
+                                                  r"\(4 segments known; no segment_fallback is set\)"):
+            model.predict(mixed_rows(project, ["s001", "s003", "s004"]))
+
+    # A command that died between a promotion and the registry: the next check puts champion in step.
+    registry = project.state_dir / "registry"
+    assert json.loads((registry / "sales@segments.json").read_text())["registered_version"] == 3
+    assert json.loads((registry / "sales@pending.json").read_text()) == []
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (registry / "sales@pending.json").write_text(json.dumps([f"{socket.gethostname()}:{dead.pid}"]))
+    os.remove(project.model_dir / "sales:s001" / "current")
+    os.symlink("v2", project.model_dir / "sales:s001" / "current")
+    result = project.cli("check")
+    assert "sales: MLflow alias 'champion' may be behind the store" in result.stderr
+    assert client.get_model_version_by_alias("sales", "champion").version == "4"
+    assert json.loads((registry / "sales@pending.json").read_text()) == []
+    assert json.loads((registry / "sales@segments.json").read_text())["registered_version"] == 4
+
+
+def uploaded(client, run):
+    """The pipeline files a run uploaded, relative to its `pipelines/` folder."""
+    def walk(path):
+        for item in client.list_artifacts(run.info.run_id, path):
+            yield from (walk(item.path) if item.is_dir else [item.path])
+    return sorted(p.removeprefix("pipelines/") for p in walk("pipelines"))
+
+
+def champion(client, name):
+    version = client.get_model_version_by_alias(name, "champion")
+    return version.version, version.run_id
+
+
+def segments_manifest(client, version, dest):
+    from mlflow.artifacts import download_artifacts
+
+    dest.mkdir()
+    with tracking_at(client.tracking_uri):
+        folder = download_artifacts(artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(dest))
+    return json.loads((Path(folder) / "data" / "segments.json").read_text())
+
+
+@pytest.fixture
+def served_entry(tmp_path, mlflow_server):
+    """(project, URL): an entry `orders` trained once against the real server, its champion served
+    by `mlflow models serve --env-manager local` on a free loopback port, ready (/ping answers)."""
+    project = shop_project(tmp_path / "proj", "orders", mlflow_server)
+    assert project.cli("check").exit_code == 1  # s003's fit fails: its labels are all missing
+    port = free_port()
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", MLFLOW_DISABLE_TELEMETRY="true",
+               MLFLOW_TRACKING_URI=mlflow_server)
+    log_path = project.root / "serve.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/orders@champion",
+                                 "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(proc, url + "/ping", "mlflow models serve", log_path)
+        yield project, url
+    finally:
+        stop_group(proc)
+
+
+def invoke(url, frame):
+    """POST `frame` to the served model: (HTTP status, answer)."""
+    body = ('{"dataframe_split": ' + frame.to_json(orient="split", index=False) + "}").encode()
+    request = urllib.request.Request(url + "/invocations", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_mlflow_serves_an_entry_routing_each_row_to_its_segment(served_entry):
+    project, url = served_entry
+    rows = mixed_rows(project, ["s000", "s001", "s002"])
+    assert rows["store"].nunique() == 3 and rows["price"].isna().any()  # interleaved, gaps included
+    assert invoke(url, rows) == (200, {"predictions": by_store(project, "orders", rows)})
+    status, answer = invoke(url, mixed_rows(project, ["s002", "s003"]))
+    assert status == 400
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE", answer
+    assert answer["message"].endswith("orders: no model for store='s003' (3 segments known; "
+                                      "no segment_fallback is set)"), answer["message"][-300:]
+
+
+class Constant:
+    """A segment's pipeline that answers one number, and says which rows it was asked about."""
+
+    def __init__(self, value):
+        self.value, self.seen = value, []
+
+    def predict(self, X):
+        self.seen.append(list(X["order_id"]))
+        return [self.value] * len(X)
+
+
+def test_the_router_keeps_row_order_and_uses_the_fallback_only_when_set():
+    from mlflow.exceptions import MlflowException
+
+    from retrainctl.publish.router import SegmentRouter
+
+    manifest = {"entry": "sales", "segment_by": ["store", "region"], "fallback": None, "segments": {}}
+    pipelines = {"sales:s1:north": Constant(1.0), "sales:s2:~NA": Constant(2.0), "sales:New~20York:north": Constant(3.0)}
+    frame = pd.DataFrame({"order_id": [10, 11, 12, 13, 14], "store": ["s2", "s1", "New York", "s1", "s2"],
+                          "region": [None, "north", "north", "north", float("nan")]})
+    router = SegmentRouter(manifest, pipelines)
+    assert list(router.predict(frame)) == [2.0, 1.0, 3.0, 1.0, 2.0]
+    assert pipelines["sales:s1:north"].seen == [[11, 13]]  # one call per segment present
+    strangers = pd.DataFrame({"order_id": [1, 2], "store": ["s1", "s9"], "region": ["south", "north"]})
+    with pytest.raises(MlflowException, match=r"^sales: no model for store='s1', region='south'; store='s9', "
+                                              r"region='north' \(3 segments known; no segment_fallback is set\)$"):
+        router.predict(strangers)
+    with pytest.raises(MlflowException, match=r"^sales: input has no segment_by column 'region' \(columns: "
+                                              r"order_id, store\)$"):
+        router.predict(strangers.drop(columns="region"))
+    fallback = SegmentRouter(dict(manifest, fallback="sales:s1:north"), pipelines)
+    assert list(fallback.predict(strangers)) == [1.0, 1.0]
+    orphan = SegmentRouter(dict(manifest, fallback="sales:s7:north"), pipelines)
+    with pytest.raises(MlflowException, match=r"\(3 segments known; its fallback sales:s7:north has no model\)$"):
+        orphan.predict(strangers)
+
+
+@pytest.mark.parametrize("fallback, message", [
+    ("s001", "models.sales.segment_fallback: must name a segment of 'sales' with 1 key value(s), e.g. "
+             "'sales:<value>'; got 's001'"),
+    ("sales:s001:x", "models.sales.segment_fallback: must name a segment of 'sales' with 1 key value(s), e.g. "
+                     "'sales:<value>'; got 'sales:s001:x'"),
+    ("other:s001", "models.sales.segment_fallback: must name a segment of 'sales' with 1 key value(s), e.g. "
+                   "'sales:<value>'; got 'other:s001'"),
+])
+def test_segment_fallback_must_name_a_segment_of_its_entry(project, fallback, message):
+    assert project.config_error(models={"sales": dict(SALES, segment_fallback=fallback)}) == message
+
+
+def test_segment_fallback_needs_segment_by(project):
+    housing = dict(project.config["models"]["housing"], segment_fallback="housing:x")
+    assert project.config_error(models={"housing": housing}) == \
+        "models.housing.segment_fallback: applies only with segment_by"
+
+
+def test_an_entry_whose_registry_is_down_keeps_its_segments_and_stays_pending(tmp_path):
+    """MLflow unreachable at the end of a round: the segment is promoted and recorded as ever, a
+    warning names MLflow, and the entry stays marked pending for the next command to repair."""
+    project = shop_project(tmp_path / "proj", "sales", f"http://127.0.0.1:{free_port()}")
+    result = project.cli("train", "sales:s000")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("sales:s000: promoted v1 (r2 ")
+    assert "WARNING: sales: MLflow round not logged or registered at http://127.0.0.1:" in result.stderr
+    assert project.current_version("sales:s000") == 1
+    registry = project.state_dir / "registry"
+    assert json.loads((registry / "sales@pending.json").read_text()) == [f"{socket.gethostname()}:{os.getpid()}"]
+    side = json.loads((registry / "sales@segments.json").read_text())
+    assert "Connection refused" in side["error"] and "registered_version" not in side

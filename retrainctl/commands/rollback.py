@@ -9,6 +9,7 @@ from ..base.errors import RetrainctlError, TrackingError, UsageError
 from ..config.records import Config, ModelConfig
 from ..core.records import OPERATOR, Record, Status
 from ..core.values import utcnow_iso
+from ..publish import entry_registry
 from ..publish.tracking import CHAMPION, Tracked, move_champion
 from ..state.lineage import previous_promoted
 from ..state.store import ModelVersion
@@ -39,7 +40,11 @@ def rollback(config: Config, name: str, to: int | None = None, clock: Clock = ti
     shell = Shell(config, clock)
     model = one(config, name, shell.observer)
     shell.log.ensure_dir()
-    return _rollback(shell, model, to)
+    registry = entry_registry.start_round(config, [model])  # an entry's registered model follows at the end
+    try:
+        return _rollback(shell, model, to)
+    finally:
+        registry.end(shell.store, [], "rollback")
 
 
 def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clock = time.time) -> list[RolledBack]:
@@ -51,6 +56,7 @@ def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clo
     models = select(config, names, shell.observer)
     shell.log.ensure_dir()
     shell.recorder.gather(models)  # one notification per entry for its segments
+    registry = entry_registry.start_round(config, models)  # an entry's registered model follows at the end
     out = []
     try:
         for model in models:
@@ -60,6 +66,7 @@ def rollback_many(config: Config, names: list[str] | tuple[str, ...], clock: Clo
                 out.append(RolledBack(model.name, error=str(exc)))
             except RetrainctlError as exc:
                 out.append(RolledBack(model.name, error=str(exc), failed=True))
+        registry.end(shell.store, [], "rollback")
     finally:
         shell.recorder.flush()
     return out

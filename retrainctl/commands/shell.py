@@ -55,6 +55,10 @@ class Shell:
             return
         self.log.ensure_dir()
         _ensure_models_valid(self.config)
+        if self.config.mlflow.enabled and any(m.segment_by for m in self.config.models.values()):
+            from ..publish.entry_registry import repair  # a no-op check of other models never loads it
+
+            repair(self.config, self.store)  # an entry's `champion` left behind by a command that died
 
 
 def _ensure_models_valid(config: Config, remember: bool = True) -> None:

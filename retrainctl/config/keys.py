@@ -213,6 +213,9 @@ MODEL = (
         doc_default="none (only `min_data_size`)"),
     Key("max_segments", "int", None, "with `segment_by`: more distinct segments than this is a data error",
         ge(1), nullable=True, doc_default=f"`{MAX_SEGMENTS}`"),
+    Key("segment_fallback", "str", None, "with `segment_by`: the segment (`<entry>:<value>`) whose model answers "
+        "rows of a segment the registered MLflow model does not know; unset: such rows are an error naming "
+        "their key values (see mlflow.md)", nullable=True, doc_default="none (an error)"),
 )
 
 MLFLOW = (

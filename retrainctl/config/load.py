@@ -11,6 +11,7 @@ from typing import Any
 
 from ..base.errors import ConfigError
 from ..base.secrets import redact_text
+from ..core.segment_names import parse_name
 from . import keys
 from .records import (DEFAULT_METRIC, METRICS, CsvOptions, build, default_record,
                       build_record, close_match, resolve)
@@ -334,7 +335,7 @@ def _model(v, name, data, defaults, base_dir):
             v.fail(f"{prefix}.feature_types.{column}", f"is not one of the model's features ({', '.join(features)})")
     if m.get("time_column") is not None and m["time_column"] == m["target"]:
         v.fail(f"{prefix}.time_column", f"is the target column '{m['target']}'")
-    _check_segments(v, prefix, m)
+    _check_segments(v, prefix, m, name)
     policy = {k.name: build(k, m[k.name], base_dir) for k in keys.POLICY if k.name in m and k.name != "csv"}
     if "csv" in m:  # merged key by key over defaults.csv
         policy["csv"] = _csv(v, m["csv"], f"{prefix}.csv", defaults.csv)
@@ -342,12 +343,12 @@ def _model(v, name, data, defaults, base_dir):
                          policy=dataclasses.replace(defaults, **policy))
 
 
-def _check_segments(v, prefix, m):
+def _check_segments(v, prefix, m, name):
     """`segment_by` names key columns (not the target, a listed feature or the time column, each
     once); `min_segment_rows` and `max_segments` only go with it."""
     segment_by = m.get("segment_by")
     if not segment_by:
-        for key in ("min_segment_rows", "max_segments"):
+        for key in ("min_segment_rows", "max_segments", "segment_fallback"):
             if key in m:
                 v.fail(f"{prefix}.{key}", "applies only with segment_by")
         return
@@ -361,6 +362,15 @@ def _check_segments(v, prefix, m):
             v.fail(f"{prefix}.segment_by", f"lists the time_column '{column}'")
         if segment_by.count(column) > 1:
             v.fail(f"{prefix}.segment_by", f"names '{column}' twice")
+    fallback = m.get("segment_fallback")
+    if fallback is not None:
+        try:
+            entry, values = parse_name(fallback)
+        except ValueError:
+            entry, values = "", ()
+        if entry != name or len(values) != len(segment_by):
+            v.fail(f"{prefix}.segment_fallback", f"must name a segment of '{name}' with {len(segment_by)} key "
+                                                 f"value(s), e.g. '{name}:<value>'; got '{fallback}'")
 
 
 def _csv(v, data, prefix, base):

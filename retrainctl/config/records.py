@@ -185,6 +185,7 @@ class ModelConfig:
     segment_by: tuple[str, ...] | None
     min_segment_rows: int | None
     max_segments: int | None
+    segment_fallback: str | None
     policy: RetrainingConfig = field(default_factory=lambda: default_record(RetrainingConfig))
     # A segment model (config.segments.segment_model): the entry it belongs to and its key values.
     entry: str | None = None

@@ -116,6 +116,7 @@ class Attempts:
         returns, so a remote fit is never duplicated."""
         if not claims:
             return []
+        from ..publish import entry_registry
         from ..publish.tracking import start_warm, tracks  # MLflow's side: imported only when something trains
 
         state_dir = self.config.state_dir
@@ -126,7 +127,7 @@ class Attempts:
         jobs: dict[str, Job] = {}
         outcomes: dict[str, Outcome] = {}
         order: list[str | Outcome] = []  # per claim: its job's attempt id, or the Outcome of one that could not start
-        warm = None
+        warm = rounds = None
         tracking = any(tracks(self.config, c.model) for c in claims)
         # Connecting comes first: an unreachable scheduler leaves no `started` record behind.
         with (self.open_executor or open_executor)(self.config.executor, on_running) as executor:
@@ -138,6 +139,8 @@ class Attempts:
                     jobs[job.attempt_id] = job
                     mark_running(state_dir, job.model.name, job.attempt_id, executor.name, "queued")
                     executor.submit(self.fit_request(job))
+                # An entry's segments: one MLflow run per round, its process warming up beside the fits.
+                rounds = entry_registry.start_round(self.config, [c.model for c in claims], warm=True)
                 # One tracking process warms up (imports MLflow) beside the fits; each finished
                 # fit that is tracked takes it, and the next one is started while fits remain.
                 warm = start_warm(self.config) if tracking else None
@@ -161,7 +164,10 @@ class Attempts:
                         outcomes.update(self._finish_group(plain))
                         for job, _ in plain:
                             clear_running(state_dir, job.model.name)
+                rounds.end(self.store, [*outcomes.values(), *(o for o in order if isinstance(o, Outcome))])
             finally:
+                if rounds is not None:
+                    rounds.close()
                 if warm is not None:
                     warm.close()
                 for job in jobs.values():
