@@ -282,11 +282,19 @@ def remote_batch(requests: list[FitRequest], queue_name: str, batch_key: str) ->
 
     queue = Queue(queue_name)
     where = get_worker().address
+
+    def send(attempt_id: str | None, message: tuple[Any, ...], seconds: float = 0.0) -> None:
+        queue.put(pickle.dumps((batch_key, attempt_id, seconds, message), protocol=pickle.HIGHEST_PROTOCOL))
+
+    # The scheduler hands a worker more tasks than it has threads: the controller learns from
+    # this when the batch, and so its first fit, really started.
+    send(None, ("started", where))
     for r in requests:
+        started = time.monotonic()
         message = local_fit(r)
         if message[0] == "ok":
             message[1].worker = where
-        queue.put(pickle.dumps((batch_key, r.attempt_id, message), protocol=pickle.HIGHEST_PROTOCOL))
+        send(r.attempt_id, message, time.monotonic() - started)
     return len(requests)
 
 
@@ -396,12 +404,19 @@ class DaskExecutor:
             items = self.queue.get(batch=True) if self.queue is not None else []
         except Exception:  # no scheduler: the watch reports it
             return
+        now = time.monotonic()
         for item in items:
-            key, attempt_id, message = pickle.loads(item)
+            key, attempt_id, seconds, message = pickle.loads(item)
             b = self.batches.get(key)
+            if b is not None and attempt_id is None and b.where is None and b.left:
+                b.where = message[1]
+                self._running(b.current, b.where, now)
+                continue
             p = b.left.pop(attempt_id, None) if b is not None else None
             if b is None or p is None:
                 continue
+            # Its seconds on the worker: results that arrive together did not run in no time.
+            p.started = now - seconds
             if message[0] == "ok":
                 yield _done(p, result=message[1], where=message[1].worker)
             else:
@@ -409,7 +424,7 @@ class DaskExecutor:
                 log.debug("%s: fit failed on %s:\n%s", p.request.model_name, b.where, tb)
                 yield _done(p, error=as_error(error_type, text))
             if b.left and b.where is not None:
-                self._running(b.current, b.where, time.monotonic())
+                self._running(b.current, b.where, now)
 
     def _running(self, p: _Pending, where: str, now: float) -> None:
         p.started = now if p.started is None else p.started
@@ -443,13 +458,13 @@ class DaskExecutor:
         """Cancel a batch: its running fit fails with `current`, the ones after it with `rest`."""
         self.batches.pop(b.key, None)
         b.future.cancel()
-        for i, p in enumerate(b.left.values()):
-            yield _done(p, error=TrainingError(current if i == 0 else rest, error_type=error_type))
+        for i, p in enumerate(b.left.values()):  # where: the worker its batch was on, started or not
+            yield _done(p, error=TrainingError(current if i == 0 else rest, error_type=error_type), where=b.where)
         b.left.clear()
 
     def _watch(self):
-        """Follow each batch from scheduler to worker: note where its running fit runs, and give it
-        up when its worker left the cluster, its running fit passed its timeout (the fits after
+        """Follow each batch once it started on a worker (its first message): give it up when
+        that worker left the cluster, its running fit passed its timeout (the fits after
         that one go on in a new batch), or there have been no workers for long."""
         try:
             processing = self.client.processing()
@@ -460,7 +475,6 @@ class DaskExecutor:
                 yield from self._give_up(b, ErrorType.SCHEDULER_LOST, text, text)
             return
         now = time.monotonic()
-        where = {key: addr for addr, keys in processing.items() for key in keys}
         if processing:
             self.no_workers_since = None
         elif self.no_workers_since is None:
@@ -474,10 +488,6 @@ class DaskExecutor:
                                          f"Dask worker {b.where} died or left before this fit of its batch started "
                                          f"({done} of {b.size} done)")
                 continue
-            addr = where.get(b.key)
-            if addr is not None and addr != b.where:
-                b.where = addr
-                self._running(b.current, addr, now)
             p = b.current
             if p.started is not None and now - p.started > p.request.timeout:
                 # A worker thread cannot be stopped: the batch's later results will be dropped, and
