@@ -259,6 +259,27 @@ def batch_tasks(cluster, attempt_ids):
         return [k for k in c.run_on_scheduler(keys) if k.rsplit("-", 2)[1] in attempt_ids]
 
 
+def test_batches_keep_every_worker_thread_busy_and_an_entry_together(project):
+    from retrainctl.config.load import load_config
+    from retrainctl.fit.executors import FitRequest, plan_batches
+
+    spec = load_config(str(project.config_path)).model("iris").training_spec()
+
+    def requests(n, paths=("data/sales",)):
+        return [FitRequest(f"m{i}", f"a{i}", spec, paths[i % len(paths)], None) for i in range(n)]
+
+    def sizes(n, threads):
+        return [len(b) for b in plan_batches(requests(n), threads)]
+
+    assert sizes(30, 2) == [4] * 7 + [2]
+    assert sizes(2000, 2) == [100] * 20
+    assert sizes(2000, 64) == [8] * 250
+    assert sizes(1, 2) == [1] and sizes(8, 2) == [1] * 8 and sizes(0, 2) == []
+    mixed = plan_batches(requests(6, ("a.csv", "b.csv")), 1)
+    assert [[r.data_path for r in b] for b in mixed] == [["a.csv", "a.csv"], ["a.csv", "b.csv"], ["b.csv", "b.csv"]]
+    assert [r.model_name for b in mixed for r in b] == ["m0", "m2", "m4", "m1", "m3", "m5"]
+
+
 def test_a_fleet_trains_in_batches_one_task_each_and_a_failing_store_fails_alone(project, cluster):
     names = fleet(project, no_labels="s00007")
     use_dask(project, cluster.address)
@@ -287,15 +308,16 @@ def test_a_fleet_trains_in_batches_one_task_each_and_a_failing_store_fails_alone
 
 
 def test_a_worker_killed_mid_batch_fails_each_unfinished_fit_of_its_batch(project, own_cluster, tmp_path):
-    """Each worker stops in its third fit, the third of its first batch of four; one is killed.
-    Its batch's two finished fits keep their versions, its two unfinished ones are each a
-    worker_lost failure (the one it was running, and the one after); the batch the scheduler had
-    already handed it, not started, runs on the other worker; the next check retries the two."""
+    """18 stores on 2 worker threads: 6 batches of 3. Each worker stops in its second fit, the
+    second of its first batch; one is killed. Its batch's finished fit keeps its version, its two
+    unfinished ones are each a worker_lost failure (the one it was running, and the one after);
+    the batch the scheduler had already handed it, not started, runs on the other worker; the
+    next check retries the two."""
     hold, holding = tmp_path / "hold", tmp_path / "holding"
     hold.write_text("")
     holding.mkdir()
-    names = fleet(project, estimator=None, trainer="dask_helpers:held_ridge",
-                  params={"hold_at": 3, "hold_file": str(hold), "holding_dir": str(holding)})
+    names = fleet(project, stores=18, estimator=None, trainer="dask_helpers:held_ridge",
+                  params={"hold_at": 2, "hold_file": str(hold), "holding_dir": str(holding)})
     project.config["defaults"]["retry_backoff_seconds"] = 0
     use_dask(project, own_cluster.address)
     address = {pid: addr for addr, pid in own_cluster.worker_pids().items()}
@@ -325,9 +347,9 @@ def test_a_worker_killed_mid_batch_fails_each_unfinished_fit_of_its_batch(projec
     failed = [e for e in records if e["status"] != "success"]
     assert [(e["error_type"], e["worker"], e["error"]) for e in failed] == [
         ("worker_lost", lost, f"Dask worker {lost} died or left during the fit"),
-        ("worker_lost", lost, f"Dask worker {lost} died or left before this fit of its batch started (2 of 4 done)")]
+        ("worker_lost", lost, f"Dask worker {lost} died or left before this fit of its batch started (1 of 3 done)")]
     on_victim = [e["model_name"] for e in records if e["status"] == "success" and e["worker"] == lost]
-    assert len(on_victim) == 2 and all(project.current_version(n) == 1 for n in on_victim)
+    assert len(on_victim) == 1 and all(project.current_version(n) == 1 for n in on_victim)
     assert all(project.current_version(e["model_name"]) is None for e in failed)
     assert {m["model_name"] for m in json.loads(stdout)["models"] if m["failed"]} == {e["model_name"] for e in failed}
 

@@ -47,10 +47,6 @@ class FitRequest:
     data_size: int | None = None                 # the fingerprinted prefix of a growing CSV file
     data_files: list[list[str]] | None = None    # a set's decided files, each with its hash
 
-    @property
-    def key(self) -> str:
-        return f"retrainctl-fit-{self.model_name}-{self.attempt_id}"
-
 
 @dataclass
 class FitDone:
