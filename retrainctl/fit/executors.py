@@ -114,7 +114,7 @@ def as_error(error_type: ErrorType, text: str) -> RetrainctlError:
 # --- executors -----------------------------------------------------------------------------------
 
 def local_fit(request: FitRequest) -> tuple[Any, ...]:
-    """The task a local fit process runs: `run_task`, or its error classified."""
+    """One fit as a fit process (or a Dask batch) runs it: `run_task`, or its error classified."""
     import traceback
 
     r = request
@@ -331,7 +331,7 @@ class DaskExecutor:
         self.queue_name = f"retrainctl-results-{uuid.uuid4().hex}"
         self.queue: Any = None
         self.no_workers_since: float | None = None
-        self.submitted = 0  # tasks, one per batch
+        self.watched = 0.0  # when _watch last asked the scheduler
 
     def __enter__(self):
         return self
@@ -365,7 +365,6 @@ class DaskExecutor:
             key = f"retrainctl-batch-{first.model_name}-{first.attempt_id}-{len(batch)}"
             future = self.client.submit(remote_batch, batch, self.queue_name, key, key=key, pure=False, retries=0)
             self.batches[key] = _Batch(key, future, {r.attempt_id: by_id[r.attempt_id] for r in batch}, len(batch))
-            self.submitted += 1
 
     def completed(self):
         from distributed import wait
@@ -389,7 +388,9 @@ class DaskExecutor:
                     wait([b.future for b in self.batches.values()], timeout=self.poll, return_when="FIRST_COMPLETED")
                 except Exception:  # a timeout, or futures cancelled by a lost scheduler: both sorted out below
                     pass
-            yield from self._watch()
+            if time.monotonic() - self.watched >= self.poll:  # not at every result while they stream in
+                self.watched = time.monotonic()
+                yield from self._watch()
 
     def _drain(self) -> Iterator[FitDone]:
         """The results the workers have sent, each handed back as its fit's FitDone. A result of
