@@ -360,6 +360,29 @@ def test_a_worker_killed_mid_batch_fails_each_unfinished_fit_of_its_batch(projec
     assert {e["worker"] for e in again} == set(address.values()) - {lost}
 
 
+def test_a_fit_past_its_timeout_fails_alone_and_the_rest_of_its_batch_goes_on(project, cluster, tmp_path):
+    """18 stores on 2 worker threads: 6 batches of 3. The second fit of each worker's first batch
+    hangs past train_timeout_seconds: it is a `timeout` failure, and the fit after it trains in
+    a batch of its own, while the stuck thread's later results are dropped."""
+    hold, holding = tmp_path / "hold", tmp_path / "holding"
+    hold.write_text("")
+    holding.mkdir()
+    names = fleet(project, stores=18, estimator=None, trainer="dask_helpers:held_ridge", train_timeout_seconds=3,
+                  params={"hold_at": 2, "hold_file": str(hold), "holding_dir": str(holding), "max_seconds": 6})
+    use_dask(project, cluster.address)
+    result = project.cli("check", "--json")
+    assert result.exit_code == 1, result.output
+    records = project.history()
+    assert sorted(e["model_name"] for e in records) == names, "one record per store"
+    failed = [e for e in records if e["status"] != "success"]
+    assert sorted((e["error_type"], e["error"]) for e in failed) == sorted(
+        ("timeout", f"fit did not finish within train_timeout_seconds=3 on {e['worker']}") for e in failed)
+    assert len(failed) == 2 and {e["worker"] for e in failed} == set(cluster.worker_pids())
+    started = {e["attempt_id"] for e in project.events() if e["status"] == "started"}
+    assert sorted(int(k.rsplit("-", 1)[1]) for k in batch_tasks(cluster, started)) == [1, 1, 3, 3, 3, 3, 3, 3]
+    assert all(project.current_version(e["model_name"]) is None for e in failed)
+
+
 def test_stopped_scheduler_is_exit_1_and_a_clean_state(project, tmp_path):
     logs = tmp_path / "dask"
     logs.mkdir()
