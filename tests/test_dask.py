@@ -305,6 +305,9 @@ def test_a_fleet_trains_in_batches_one_task_each_and_a_failing_store_fails_alone
     tasks = batch_tasks(cluster, started)
     assert sorted(int(k.rsplit("-", 1)[1]) for k in tasks) == [2, 4, 4, 4, 4, 4, 4, 4]
     assert not list((project.state_dir / "running").iterdir())
+    with cluster.client() as c:  # the results' queue was let go by the tasks and the controller
+        assert c.run_on_scheduler(lambda dask_scheduler: [
+            q for q in dask_scheduler.extensions["queues"].queues if q.startswith("retrainctl-results-")]) == []
 
 
 def test_a_worker_killed_mid_batch_fails_each_unfinished_fit_of_its_batch(project, own_cluster, tmp_path):

@@ -282,15 +282,18 @@ def remote_batch(requests: list[FitRequest], queue_name: str, batch_key: str) ->
     def send(attempt_id: str | None, message: tuple[Any, ...], seconds: float = 0.0) -> None:
         queue.put(pickle.dumps((batch_key, attempt_id, seconds, message), protocol=pickle.HIGHEST_PROTOCOL))
 
-    # The scheduler hands a worker more tasks than it has threads: the controller learns from
-    # this when the batch, and so its first fit, really started.
-    send(None, ("started", where))
-    for r in requests:
-        started = time.monotonic()
-        message = local_fit(r)
-        if message[0] == "ok":
-            message[1].worker = where
-        send(r.attempt_id, message, time.monotonic() - started)
+    try:
+        # The scheduler hands a worker more tasks than it has threads: the controller learns from
+        # this when the batch, and so its first fit, really started.
+        send(None, ("started", where))
+        for r in requests:
+            started = time.monotonic()
+            message = local_fit(r)
+            if message[0] == "ok":
+                message[1].worker = where
+            send(r.attempt_id, message, time.monotonic() - started)
+    finally:  # the scheduler counts the queue's users: it is gone once the controller and every task let go
+        queue.close()
     return len(requests)
 
 
