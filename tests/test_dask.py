@@ -364,17 +364,21 @@ def test_a_fit_past_its_timeout_fails_alone_and_the_rest_of_its_batch_goes_on(pr
     hold, holding = tmp_path / "hold", tmp_path / "holding"
     hold.write_text("")
     holding.mkdir()
-    names = fleet(project, stores=18, estimator=None, trainer="dask_helpers:held_ridge", train_timeout_seconds=3,
-                  params={"hold_at": 2, "hold_file": str(hold), "holding_dir": str(holding), "max_seconds": 6})
+    names = fleet(project, stores=18, estimator=None, trainer="dask_helpers:held_ridge", train_timeout_seconds=5,
+                  params={"hold_at": 2, "hold_file": str(hold), "holding_dir": str(holding), "max_seconds": 12})
     use_dask(project, cluster.address)
+    with cluster.client() as c:  # a first fit's imports must not pass the timeout on a loaded machine
+        c.run(lambda: [__import__(m) for m in ("retrainctl.fit.executors", "retrainctl.fit.task", "sklearn.linear_model",
+                                                "sklearn.impute", "sklearn.compose", "scipy.stats")] and None)
     result = project.cli("check", "--json")
     assert result.exit_code == 1, result.output
     records = project.history()
     assert sorted(e["model_name"] for e in records) == names, "one record per store"
     failed = [e for e in records if e["status"] != "success"]
     assert sorted((e["error_type"], e["error"]) for e in failed) == sorted(
-        ("timeout", f"fit did not finish within train_timeout_seconds=3 on {e['worker']}") for e in failed)
+        ("timeout", f"fit did not finish within train_timeout_seconds=5 on {e['worker']}") for e in failed)
     assert len(failed) == 2 and {e["worker"] for e in failed} == set(cluster.worker_pids())
+    assert sorted(int(pid) for pid in os.listdir(holding)) == sorted(cluster.worker_pids().values())
     started = {e["attempt_id"] for e in project.events() if e["status"] == "started"}
     assert sorted(int(k.rsplit("-", 1)[1]) for k in batch_tasks(cluster, started)) == [1, 1, 3, 3, 3, 3, 3, 3]
     assert all(project.current_version(e["model_name"]) is None for e in failed)
