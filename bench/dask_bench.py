@@ -1,11 +1,17 @@
-"""Benchmark row: sixteen models fitted by one `retrainctl check` on a two-worker local Dask
-cluster, against `executor: local` with `max_parallel: 1`, printed as a ratio.
+"""Benchmark rows (`make bench-dask`), each one `retrainctl check` on a two-worker local Dask
+cluster against the same check with `executor: local` and `max_parallel: 1`, printed as a ratio:
 
-    .venv/bin/python bench/dask_bench.py [--models 16] [--workers 2] [--json]
+- `models`: sixteen declared models (random forests on iris);
+- `segments`: the first training of 2,000 small store segments of one entry (80 orders each, a
+  Ridge), built by bench/segments_bench.py: the fits go to the workers in batches (one task per
+  batch); target: at least 1.6x.
+
+    .venv/bin/python bench/dask_bench.py [--rows models,segments] [--models 16] [--segments 2000]
+                                         [--workers 2] [--json]
 
 Starts its own `dask scheduler` and workers on 127.0.0.1 (free ports) and stops them after.
-The ratio counts both the parallel workers and their warm imports: the local executor starts a
-fresh child process (and imports scikit-learn) for every fit."""
+The ratio counts both the parallel workers and their warm imports. Exit 1 when a row with a
+target misses it."""
 import argparse
 import json
 import shutil
@@ -18,8 +24,12 @@ from pathlib import Path
 
 import yaml
 
+import segments_bench as sb
+from bench import age, project
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+SEGMENTS_TARGET = 1.6  # the 2,000-segment row: dask at least this much faster
 
 MODEL = {
     "data_path": "data/iris.csv",
@@ -47,15 +57,20 @@ def run_check(root, n_models, executor):
               "models": {f"m{i:02d}": dict(MODEL) for i in range(n_models)}}
     path = root / "etc" / "retrainctl.yaml"
     path.write_text(yaml.safe_dump(config))
+    return timed_check(str(path), f"check with {executor}")
+
+
+def timed_check(config, what):
+    """Seconds one `check` takes; exits the bench unless it promoted every model it trained."""
     started = time.monotonic()
-    out = subprocess.run([str(BIN / "retrainctl"), "-q", "--config", str(path), "check", "--json"],
+    out = subprocess.run([str(BIN / "retrainctl"), "-q", "--config", config, "check", "--json"],
                          capture_output=True, text=True)
     seconds = time.monotonic() - started
     if out.returncode != 0:
-        sys.exit(f"check with {executor} failed (exit {out.returncode}): {out.stderr.strip()}")
+        sys.exit(f"{what} failed (exit {out.returncode}): {out.stderr.strip()[-2000:]}")
     results = [m["result"] for m in json.loads(out.stdout)["models"]]
     if not all(r.startswith("promoted") for r in results):
-        sys.exit(f"check with {executor}: not every model was promoted: {results}")
+        sys.exit(f"{what}: not every model was promoted: {[r for r in results if not r.startswith('promoted')][:5]}")
     return seconds
 
 
@@ -88,29 +103,67 @@ def stop(procs):
             p.kill()
 
 
+def run_segments(config, executor):
+    """Seconds the first `check` of the segment fleet takes with `executor`, from no state."""
+    data = yaml.safe_load(Path(config).read_text())
+    data["executor"] = executor
+    Path(config).write_text(yaml.safe_dump(data, sort_keys=False))
+    sb.fresh_state(Path(config).parents[1])(None)
+    return timed_check(config, f"check of the segments with {executor}")
+
+
+def models_row(root, n, workers):
+    (root / "data").mkdir()
+    shutil.copy(REPO / "data" / "raw" / "iris.csv", root / "data" / "iris.csv")
+    local = run_check(root, n, {"type": "local", "max_parallel": 1})
+    address, procs = start_cluster(root, workers)
+    try:
+        dask = run_check(root, n, {"type": "dask", "address": address})
+    finally:
+        stop(procs)
+    return {"row": f"dask_{n}_models_{workers}_workers_vs_local_max_parallel_1",
+            "local_seconds": round(local, 2), "dask_seconds": round(dask, 2), "ratio": round(local / dask, 2)}
+
+
+def segments_row(root, n, workers):
+    config, _ = sb.first_training(root, project, age, stores=n, rows_per_store=80, max_parallel=1)
+    local = run_segments(config, {"type": "local", "max_parallel": 1})
+    address, procs = start_cluster(root, workers)
+    try:
+        dask = run_segments(config, {"type": "dask", "address": address})
+    finally:
+        stop(procs)
+    ratio = local / dask
+    return {"row": f"dask_{n}_segments_{workers}_workers_vs_local_max_parallel_1",
+            "local_seconds": round(local, 2), "dask_seconds": round(dask, 2), "ratio": round(ratio, 2),
+            "target": SEGMENTS_TARGET, "result": "PASS" if ratio >= SEGMENTS_TARGET else "MISS"}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="models,segments", help="which rows, comma-separated: models, segments")
     parser.add_argument("--models", type=int, default=16)
+    parser.add_argument("--segments", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--json", action="store_true", help="print the row as JSON")
+    parser.add_argument("--json", action="store_true", help="print each row as a line of JSON")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="retrainctl-bench-") as tmp:
-        root = Path(tmp)
-        (root / "data").mkdir()
-        shutil.copy(REPO / "data" / "raw" / "iris.csv", root / "data" / "iris.csv")
-        local = run_check(root, args.models, {"type": "local", "max_parallel": 1})
-        address, procs = start_cluster(root, args.workers)
-        try:
-            dask = run_check(root, args.models, {"type": "dask", "address": address})
-        finally:
-            stop(procs)
-    row = {"row": f"dask_{args.models}_models_{args.workers}_workers_vs_local_max_parallel_1",
-           "local_seconds": round(local, 2), "dask_seconds": round(dask, 2), "ratio": round(local / dask, 2)}
-    if args.json:
-        print(json.dumps(row))
-    else:
-        print(f"{row['row']}: local {local:.1f}s, dask {dask:.1f}s, ratio {local / dask:.2f}x "
-              f"(local / dask; higher is better)")
+    wanted = args.rows.split(",")
+    if not wanted or set(wanted) - {"models", "segments"}:
+        parser.error(f"argument --rows: expected models, segments or both, comma-separated, got {args.rows!r}")
+    rows = []
+    for name in wanted:
+        with tempfile.TemporaryDirectory(prefix="retrainctl-bench-") as tmp:
+            row = (models_row if name == "models" else segments_row)(
+                Path(tmp), args.models if name == "models" else args.segments, args.workers)
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            target = f"; target >= {row['target']}x: {row['result']}" if "target" in row else ""
+            print(f"{row['row']}: local {row['local_seconds']:.1f}s, dask {row['dask_seconds']:.1f}s, "
+                  f"ratio {row['ratio']:.2f}x (local / dask; higher is better){target}", flush=True)
+    if any(row.get("result") == "MISS" for row in rows):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ import joblib
 import pandas as pd
 import pytest
 
-from conftest import IRIS, RETRAINCTL
+from conftest import IRIS, REPO, RETRAINCTL, base_config
+
+sys.path.insert(0, str(REPO / "bench"))
+from segments_bench import SEGMENT_MODEL, store_rows  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DASK = str(Path(sys.executable).parent / "dask")
@@ -226,6 +229,159 @@ def test_killed_worker_is_worker_lost_and_the_next_check_retries(project, own_cl
     survivor = [a for a in pids if a != failure["worker"]]
     assert project.history()[-1]["worker"] == survivor[0]
     assert project.current_version("slow") == 1
+
+
+def fleet(project, stores=30, no_labels=None, **changes):
+    """The entry `sales` split by store: two monthly CSV partitions of `stores` stores of skewed
+    sizes (about 120 orders for the first, 76 for the last), prices with gaps, cancelled orders
+    without a label; store `no_labels` has no label at all. Returns the segment names."""
+    import numpy as np
+
+    for month in (1, 2):
+        frame = store_rows(stores, 30, seed=month, month=month, skew=True)
+        if no_labels:
+            frame.loc[frame["store"] == no_labels, "units"] = np.nan
+        path = project.root / "data" / "sales" / f"month=2025-{month:02d}" / "part-0.csv"
+        path.parent.mkdir(parents=True)
+        frame.to_csv(path, index=False)
+        os.utime(path, (1_700_000_000 + month, 1_700_000_000 + month))  # not "just written"
+    project.write_config(base_config(sales=dict(SEGMENT_MODEL, data_path="data/sales/", **changes)))
+    return [f"sales:s{i:05d}" for i in range(stores)]
+
+
+def batch_tasks(cluster, attempt_ids):
+    """The keys of the batch tasks the scheduler ran for these attempts (a batch's key names its
+    first fit's attempt id), from the scheduler's own transition log."""
+    def keys(dask_scheduler):
+        return sorted({str(t[0]) for t in dask_scheduler.transition_log if str(t[0]).startswith("retrainctl-batch-")})
+
+    with cluster.client() as c:
+        return [k for k in c.run_on_scheduler(keys) if k.rsplit("-", 2)[1] in attempt_ids]
+
+
+def test_batches_keep_every_worker_thread_busy_and_an_entry_together(project):
+    from retrainctl.config.load import load_config
+    from retrainctl.fit.executors import FitRequest, plan_batches
+
+    spec = load_config(str(project.config_path)).model("iris").training_spec()
+
+    def requests(n, paths=("data/sales",)):
+        return [FitRequest(f"m{i}", f"a{i}", spec, paths[i % len(paths)], None) for i in range(n)]
+
+    def sizes(n, threads):
+        return [len(b) for b in plan_batches(requests(n), threads)]
+
+    assert sizes(30, 2) == [4] * 7 + [2]
+    assert sizes(2000, 2) == [100] * 20
+    assert sizes(2000, 64) == [8] * 250
+    assert sizes(1, 2) == [1] and sizes(8, 2) == [1] * 8 and sizes(0, 2) == []
+    mixed = plan_batches(requests(6, ("a.csv", "b.csv")), 1)
+    assert [[r.data_path for r in b] for b in mixed] == [["a.csv", "a.csv"], ["a.csv", "b.csv"], ["b.csv", "b.csv"]]
+    assert [r.model_name for b in mixed for r in b] == ["m0", "m2", "m4", "m1", "m3", "m5"]
+
+
+def test_a_fleet_trains_in_batches_one_task_each_and_a_failing_store_fails_alone(project, cluster):
+    names = fleet(project, no_labels="s00007")
+    use_dask(project, cluster.address)
+    pids = cluster.worker_pids()
+
+    result = project.cli("check", "--json")
+    assert result.exit_code == 1, result.output
+    out = {m["model_name"]: m for m in json.loads(result.stdout)["models"]}
+    assert sorted(out) == names
+    assert [n for n in names if out[n]["failed"]] == ["sales:s00007"]
+    assert out["sales:s00007"]["result"] == (f"failed: {project.root}/data/sales: every row lacks the target 'units'")
+    done = {e["model_name"]: e for e in project.history()}
+    assert len(project.history()) == len(done) == 30
+    assert done.pop("sales:s00007")["error_type"] == "data_error"
+    assert {e["status"] for e in done.values()} == {"success"}
+    assert {e["worker"] for e in done.values()} == set(pids), "both workers took batches"
+    for name, e in done.items():
+        meta = json.loads((project.model_dir / name / "v1" / "metadata.json").read_text())
+        assert meta["fit_pid"] == pids[e["worker"]]
+
+    # 30 fits on 2 worker threads: 4 batches a thread, so 8 tasks of 4 fits (the last of 2)
+    started = {e["attempt_id"] for e in project.events() if e["status"] == "started"}
+    tasks = batch_tasks(cluster, started)
+    assert sorted(int(k.rsplit("-", 1)[1]) for k in tasks) == [2, 4, 4, 4, 4, 4, 4, 4]
+    assert not list((project.state_dir / "running").iterdir())
+    with cluster.client() as c:  # the results' queue was let go by the tasks and the controller
+        assert c.run_on_scheduler(lambda dask_scheduler: [
+            q for q in dask_scheduler.extensions["queues"].queues if q.startswith("retrainctl-results-")]) == []
+
+
+def test_a_worker_killed_mid_batch_fails_each_unfinished_fit_of_its_batch(project, own_cluster, tmp_path):
+    """18 stores on 2 worker threads: 6 batches of 3. Each worker stops in its second fit, the
+    second of its first batch; one is killed. Its batch's finished fit keeps its version, its two
+    unfinished ones are each a worker_lost failure (the one it was running, and the one after);
+    the batch the scheduler had already handed it, not started, runs on the other worker (the
+    next check retries the two, as test_killed_worker_is_worker_lost_and_the_next_check_retries
+    shows for one fit)."""
+    hold, holding = tmp_path / "hold", tmp_path / "holding"
+    hold.write_text("")
+    holding.mkdir()
+    names = fleet(project, stores=18, estimator=None, trainer="dask_helpers:held_ridge",
+                  params={"hold_at": 2, "hold_file": str(hold), "holding_dir": str(holding), "max_seconds": 300})
+    use_dask(project, own_cluster.address)
+    address = {pid: addr for addr, pid in own_cluster.worker_pids().items()}
+
+    proc = subprocess.Popen([RETRAINCTL, "--config", str(project.config_path), "check", "--json"], cwd="/",
+                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240  # a loaded machine: the command's imports, then each worker's
+        while len(os.listdir(holding)) < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, os.listdir(holding)
+            time.sleep(0.05)
+        victim = min(int(pid) for pid in os.listdir(holding))
+        os.kill(victim, signal.SIGKILL)
+        while len([e for e in project.history() if e.get("error_type") == "worker_lost"]) < 2:
+            assert time.monotonic() < deadline, project.history()
+            time.sleep(0.05)
+        hold.unlink()
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stderr
+    records = project.history()
+    assert sorted(e["model_name"] for e in records) == names, "one record per store"
+    lost = address[victim]
+    failed = [e for e in records if e["status"] != "success"]
+    assert [(e["error_type"], e["worker"], e["error"]) for e in failed] == [
+        ("worker_lost", lost, f"Dask worker {lost} died or left during the fit"),
+        ("worker_lost", lost, f"Dask worker {lost} died or left before this fit of its batch started (1 of 3 done)")]
+    on_victim = [e["model_name"] for e in records if e["status"] == "success" and e["worker"] == lost]
+    assert len(on_victim) == 1 and all(project.current_version(n) == 1 for n in on_victim)
+    assert all(project.current_version(e["model_name"]) is None for e in failed)
+    assert {m["model_name"] for m in json.loads(stdout)["models"] if m["failed"]} == {e["model_name"] for e in failed}
+
+
+def test_a_fit_past_its_timeout_fails_alone_and_the_rest_of_its_batch_goes_on(project, cluster, tmp_path):
+    """18 stores on 2 worker threads: 6 batches of 3. The second fit of each worker's first batch
+    hangs past train_timeout_seconds: it is a `timeout` failure, and the fit after it trains in
+    a batch of its own, while the stuck thread's later results are dropped."""
+    hold, holding = tmp_path / "hold", tmp_path / "holding"
+    hold.write_text("")
+    holding.mkdir()
+    names = fleet(project, stores=18, estimator=None, trainer="dask_helpers:held_ridge", train_timeout_seconds=5,
+                  params={"hold_at": 2, "hold_file": str(hold), "holding_dir": str(holding), "max_seconds": 12})
+    use_dask(project, cluster.address)
+    with cluster.client() as c:  # a first fit's imports must not pass the timeout on a loaded machine
+        c.run(lambda: [__import__(m) for m in ("retrainctl.fit.executors", "retrainctl.fit.task", "sklearn.linear_model",
+                                                "sklearn.impute", "sklearn.compose", "scipy.stats")] and None)
+    result = project.cli("check", "--json")
+    assert result.exit_code == 1, result.output
+    records = project.history()
+    assert sorted(e["model_name"] for e in records) == names, "one record per store"
+    failed = [e for e in records if e["status"] != "success"]
+    assert sorted((e["error_type"], e["error"]) for e in failed) == sorted(
+        ("timeout", f"fit did not finish within train_timeout_seconds=5 on {e['worker']}") for e in failed)
+    assert len(failed) == 2 and {e["worker"] for e in failed} == set(cluster.worker_pids())
+    assert sorted(int(pid) for pid in os.listdir(holding)) == sorted(cluster.worker_pids().values())
+    started = {e["attempt_id"] for e in project.events() if e["status"] == "started"}
+    assert sorted(int(k.rsplit("-", 1)[1]) for k in batch_tasks(cluster, started)) == [1, 1, 3, 3, 3, 3, 3, 3]
+    assert all(project.current_version(e["model_name"]) is None for e in failed)
 
 
 def test_stopped_scheduler_is_exit_1_and_a_clean_state(project, tmp_path):

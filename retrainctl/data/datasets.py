@@ -2,6 +2,7 @@
 data files in a stable order, fingerprinted as one from the per-file cache, and read into one
 frame for training (pyarrow and pandas, imported only when a file is read)."""
 import os
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -308,8 +309,10 @@ def _read_file(name: str, decided: str, spec: TrainingSpec) -> Any:
 
 # A fit process given a batch of one entry's segments parses each file once: its parsed rows and
 # their segments' row positions, by (file, content hash, how it is parsed). Only the files of the
-# last three paths read are kept, each in its latest content.
+# last three paths read are kept, each in its latest content. A Dask worker runs batches in
+# several threads of one process: they take turns at the cache (and so read a file once).
 _PARTS: dict[Any, tuple[Any, dict[str, tuple[int, int]] | None]] = {}
+_PARTS_LOCK = threading.Lock()
 KEEP_PATHS = 3  # an entry's data_path, eval_path and drift_path (the quality checks of its segments)
 
 
@@ -317,15 +320,16 @@ def _segment_part(path: str, name: str, decided: str, spec: TrainingSpec) -> Any
     """The rows of segment `spec.segment` in one file (all of them in a Hive-style partition,
     whose folders say its segment), the file read and hashed only the first time in this process."""
     key = (path, name, decided, spec.csv, spec.segment_by, tuple(sorted(spec.feature_types.items())))
-    cached = _PARTS.get(key)
-    if cached is None:
-        paths = list(dict.fromkeys(k[0] for k in _PARTS))
-        if path not in paths and len(paths) >= KEEP_PATHS:  # forget the path read longest ago
-            for old in [k for k in _PARTS if k[0] == paths[0]]:
+    with _PARTS_LOCK:
+        cached = _PARTS.get(key)
+        if cached is None:
+            paths = list(dict.fromkeys(k[0] for k in _PARTS))
+            if path not in paths and len(paths) >= KEEP_PATHS:  # forget the path read longest ago
+                for old in [k for k in _PARTS if k[0] == paths[0]]:
+                    del _PARTS[old]
+            for old in [k for k in _PARTS if k[:2] == key[:2]]:  # an older content of this file
                 del _PARTS[old]
-        for old in [k for k in _PARTS if k[:2] == key[:2]]:  # an older content of this file
-            del _PARTS[old]
-        cached = _PARTS[key] = segment_keys.groups(_read_file(name, decided, spec), spec.segment_by)
+            cached = _PARTS[key] = segment_keys.groups(_read_file(name, decided, spec), spec.segment_by)
     part, spans = cached
     if spans is None:
         return part

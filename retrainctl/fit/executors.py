@@ -47,10 +47,6 @@ class FitRequest:
     data_size: int | None = None                 # the fingerprinted prefix of a growing CSV file
     data_files: list[list[str]] | None = None    # a set's decided files, each with its hash
 
-    @property
-    def key(self) -> str:
-        return f"retrainctl-fit-{self.model_name}-{self.attempt_id}"
-
 
 @dataclass
 class FitDone:
@@ -118,7 +114,7 @@ def as_error(error_type: ErrorType, text: str) -> RetrainctlError:
 # --- executors -----------------------------------------------------------------------------------
 
 def local_fit(request: FitRequest) -> tuple[Any, ...]:
-    """The task a local fit process runs: `run_task`, or its error classified."""
+    """One fit as a fit process (or a Dask batch) runs it: `run_task`, or its error classified."""
     import traceback
 
     r = request
@@ -263,117 +259,270 @@ class LocalExecutor:
                 yield group
 
 
-def remote_fit(request: FitRequest) -> FitResult:
-    """The task a Dask worker runs: `run_task`, plus the worker's address."""
-    from distributed import get_worker
+# --- Dask: one task per batch of fits -------------------------------------------------------------
 
-    from .task import run_task
+BATCHES_PER_THREAD = 4  # batches per worker thread: the last ones even out the workers' finishing times
+MAX_BATCH = 100         # fits per batch at most: bounds what a lost worker or a timeout takes down with it
 
-    r = request
-    result = run_task(r.spec, r.data_path, r.data_hash, r.champion_bytes, r.data_size, r.data_files)
-    result.worker = get_worker().address
-    return result
+
+def plan_batches(requests: list[FitRequest], threads: int) -> list[list[FitRequest]]:
+    """The due fits cut into batches, one Dask task each: about BATCHES_PER_THREAD batches per
+    worker thread, so every thread stays busy until the end, of at most MAX_BATCH fits, and at
+    least one. Fits of the same data path go together (a worker reads a file once for all the
+    segments of a batch that it holds), in the order they were submitted otherwise."""
+    if not requests:
+        return []
+    size = max(1, min(MAX_BATCH, -(-len(requests) // (BATCHES_PER_THREAD * max(1, threads)))))
+    first_seen = {path: i for i, path in reversed(list(enumerate(r.data_path for r in requests)))}
+    ordered = sorted(requests, key=lambda r: first_seen[r.data_path])
+    return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
+def remote_batch(requests: list[FitRequest], queue_name: str, batch_key: str) -> int:
+    """The task a Dask worker runs for a batch: each fit in turn (`local_fit`: its error is that
+    fit's own), each result sent to the controller through the queue `queue_name` as soon as it
+    is there, so a worker lost mid-batch loses only the fits it had not finished."""
+    import pickle
+
+    from distributed import Queue, get_worker
+
+    queue = Queue(queue_name)
+    where = get_worker().address
+
+    def send(attempt_id: str | None, message: tuple[Any, ...], seconds: float = 0.0) -> None:
+        queue.put(pickle.dumps((batch_key, attempt_id, seconds, message), protocol=pickle.HIGHEST_PROTOCOL))
+
+    try:
+        # The scheduler hands a worker more tasks than it has threads: the controller learns from
+        # this when the batch, and so its first fit, really started.
+        send(None, ("started", where))
+        for r in requests:
+            started = time.monotonic()
+            message = local_fit(r)
+            if message[0] == "ok":
+                message[1].worker = where
+            send(r.attempt_id, message, time.monotonic() - started)
+    finally:  # the scheduler counts the queue's users: it is gone once the controller and every task let go
+        queue.close()
+    return len(requests)
+
+
+@dataclass
+class _Batch:
+    """One task: its fits not answered yet, in the order the worker runs them (the first is running)."""
+
+    key: str
+    future: Any
+    left: dict[str, _Pending]  # attempt id -> its fit
+    size: int
+    where: str | None = None
+
+    @property
+    def current(self) -> _Pending:
+        return next(iter(self.left.values()))
 
 
 class DaskExecutor:
-    """Fits as tasks on a Dask distributed cluster. The scheduler would silently re-run a task
-    whose worker died; retrainctl's own retry policy should decide that, so a fit whose worker
-    left the cluster is cancelled and reported as `worker_lost`."""
+    """Fits as tasks on a Dask distributed cluster, in batches (plan_batches): a task fits its
+    batch one model after another and sends each result back as it is there. The scheduler would
+    silently re-run a task whose worker died; retrainctl's own retry policy should decide that,
+    so a batch whose worker left the cluster is cancelled and each of its unfinished fits reported
+    as `worker_lost`. The store is written by the controller alone, from results that came back
+    whole: a re-run can never leave half a version behind."""
 
     name = "dask"
 
     def __init__(self, config: ExecutorConfig, on_running: OnRunning, poll: float = POLL_SECONDS) -> None:
+        import uuid
+
         self.config = config
         self.on_running = on_running
         self.poll = poll
-        self.pending: dict[str, _Pending] = {}
+        self.waiting: list[_Pending] = []
+        self.batches: dict[str, _Batch] = {}
         self.client = connect(config)
+        self.queue_name = f"retrainctl-results-{uuid.uuid4().hex}"
+        self.queue: Any = None
         self.no_workers_since: float | None = None
+        self.watched = 0.0  # when _watch last asked the scheduler
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        for p in self.pending.values():
-            p.future.cancel()
+        for b in self.batches.values():
+            b.future.cancel()
+        if self.queue is not None:
+            try:
+                self.queue.close()
+            except Exception:  # the scheduler may be gone: nothing to release then
+                pass
         self.client.close()
 
     def submit(self, request):
-        r = request
-        future = self.client.submit(remote_fit, r, key=r.key, pure=False, retries=0)
-        self.pending[r.key] = _Pending(r, future, time.monotonic())
+        self.waiting.append(_Pending(request, None, time.monotonic()))
+
+    def _launch(self, fits: list[_Pending]) -> None:
+        """Batch the fits and submit one task per batch."""
+        from distributed import Queue
+
+        if self.queue is None:
+            self.queue = Queue(self.queue_name, client=self.client)
+        try:
+            threads = sum(self.client.nthreads().values())
+        except Exception:  # the scheduler is gone: the watch reports each fit as scheduler_lost
+            threads = 1
+        by_id = {p.request.attempt_id: p for p in fits}
+        for batch in plan_batches([p.request for p in fits], threads):
+            first = batch[0]
+            key = f"retrainctl-batch-{first.model_name}-{first.attempt_id}-{len(batch)}"
+            future = self.client.submit(remote_batch, batch, self.queue_name, key, key=key, pure=False, retries=0)
+            self.batches[key] = _Batch(key, future, {r.attempt_id: by_id[r.attempt_id] for r in batch}, len(batch))
 
     def completed(self):
+        for group in self.completed_groups():
+            yield from group
+
+    def completed_groups(self):
+        """The fits' results in the groups they came in (all the results in the queue at once, a
+        finished batch's leftovers, what a watch found): the caller commits each group at once."""
         from distributed import wait
 
-        while self.pending:
-            try:
-                wait([p.future for p in self.pending.values()], timeout=self.poll, return_when="FIRST_COMPLETED")
-            except Exception:  # a timeout, or futures cancelled by a lost scheduler: both sorted out below
-                pass
-            for key, p in list(self.pending.items()):
-                if p.future.done():
-                    del self.pending[key]
-                    yield self._collect(p)
-            if self.pending:
-                yield from self._watch()
+        if self.waiting:
+            fits, self.waiting = self.waiting, []
+            self._launch(fits)
+        while self.batches:
+            answered = list(self._drain())
+            if answered:
+                yield answered
+            for key, b in list(self.batches.items()):
+                if b.future.done():
+                    late = list(self._drain())  # a task's results are all in the queue before it ends
+                    if key in self.batches:
+                        del self.batches[key]
+                        late += self._collect(b)
+                    if late:
+                        yield late
+            if not self.batches:
+                break
+            if not answered:
+                try:
+                    wait([b.future for b in self.batches.values()], timeout=self.poll, return_when="FIRST_COMPLETED")
+                except Exception:  # a timeout, or futures cancelled by a lost scheduler: both sorted out below
+                    pass
+            if time.monotonic() - self.watched >= self.poll:  # not at every result while they stream in
+                self.watched = time.monotonic()
+                watched = list(self._watch())
+                if watched:
+                    yield watched
 
-    def _collect(self, p):
+    def _drain(self) -> Iterator[FitDone]:
+        """The results the workers have sent, each handed back as its fit's FitDone. A result of
+        a batch given up on (its worker lost, a fit timed out) is dropped: its fits were reported."""
+        import pickle
+
+        try:
+            items = self.queue.get(batch=True) if self.queue is not None else []
+        except Exception:  # no scheduler: the watch reports it
+            return
+        now = time.monotonic()
+        for item in items:
+            key, attempt_id, seconds, message = pickle.loads(item)
+            b = self.batches.get(key)
+            if b is not None and attempt_id is None and b.where is None and b.left:
+                b.where = message[1]
+                self._running(b.current, b.where, now)
+                continue
+            p = b.left.pop(attempt_id, None) if b is not None else None
+            if b is None or p is None:
+                continue
+            # Its seconds on the worker: results that arrive together did not run in no time.
+            p.started = now - seconds
+            if message[0] == "ok":
+                yield _done(p, result=message[1], where=message[1].worker)
+            else:
+                _, error_type, text, tb = message
+                log.debug("%s: fit failed on %s:\n%s", p.request.model_name, b.where, tb)
+                yield _done(p, error=as_error(error_type, text))
+            if b.left and b.where is not None:
+                self._running(b.current, b.where, now)
+
+    def _running(self, p: _Pending, where: str, now: float) -> None:
+        p.started = now if p.started is None else p.started
+        p.where = where
+        self.on_running(p.request, where)
+
+    def _collect(self, b: _Batch) -> Iterator[FitDone]:
+        """The fits of a finished task that sent no result: why, for each."""
         from distributed import KilledWorker
 
-        status = p.future.status
+        if not b.left:
+            return
+        status = b.future.status
         if status == "finished":
-            result = p.future.result()
-            return _done(p, result=result, where=result.worker)
-        if status == "cancelled":
-            return _done(p, error=TrainingError(
-                f"lost the connection to the Dask scheduler at {self.config.address} during the fit",
-                ErrorType.SCHEDULER_LOST))
-        exc = p.future.exception()
-        if isinstance(exc, KilledWorker):
-            return _done(p, error=TrainingError(f"Dask workers kept dying while running the fit: {exc}",
-                                                ErrorType.WORKER_LOST))
-        return _done(p, error=as_error(*classify(exc, p.request.max_memory_mb)))
+            error: RetrainctlError = TrainingError(f"the batch task on {b.where} ended without this fit's result",
+                                                   ErrorType.EXECUTOR_ERROR)
+        elif status == "cancelled":
+            error = TrainingError(f"lost the connection to the Dask scheduler at {self.config.address} during the fit",
+                                  ErrorType.SCHEDULER_LOST)
+        else:
+            exc = b.future.exception()
+            if isinstance(exc, KilledWorker):
+                error = TrainingError(f"Dask workers kept dying while running the fit: {exc}", ErrorType.WORKER_LOST)
+            else:  # outside any one fit (e.g. the batch did not unpickle on the worker): each fit's error
+                error = as_error(*classify(exc))
+        for p in b.left.values():
+            yield _done(p, error=error)
+        b.left.clear()
 
-    def _fail(self, key: str, error_type: ErrorType, text: str) -> FitDone:
-        p = self.pending.pop(key)
-        p.future.cancel()
-        return _done(p, error=TrainingError(text, error_type=error_type))
+    def _give_up(self, b: _Batch, error_type: ErrorType, current: str, rest: str) -> Iterator[FitDone]:
+        """Cancel a batch: its running fit fails with `current`, the ones after it with `rest`."""
+        self.batches.pop(b.key, None)
+        b.future.cancel()
+        for i, p in enumerate(b.left.values()):  # where: the worker its batch was on, started or not
+            yield _done(p, error=TrainingError(current if i == 0 else rest, error_type=error_type), where=b.where)
+        b.left.clear()
 
     def _watch(self):
-        """Follow each fit from scheduler to worker: note where it runs, and fail it when its
-        worker left the cluster, it ran past its timeout, or there have been no workers for long."""
+        """Follow each batch once it started on a worker (its first message): give it up when
+        that worker left the cluster, its running fit passed its timeout (the fits after
+        that one go on in a new batch), or there have been no workers for long."""
         try:
             processing = self.client.processing()
         except Exception as exc:  # the client's comm errors vary by version; any means no scheduler
             log.error("lost the Dask scheduler at %s: %s", self.config.address, exc)
-            for key in list(self.pending):
-                yield self._fail(key, ErrorType.SCHEDULER_LOST,
-                                 f"lost the connection to the Dask scheduler at {self.config.address} during the fit")
+            text = f"lost the connection to the Dask scheduler at {self.config.address} during the fit"
+            for b in list(self.batches.values()):
+                yield from self._give_up(b, ErrorType.SCHEDULER_LOST, text, text)
             return
         now = time.monotonic()
-        where = {key: addr for addr, keys in processing.items() for key in keys}
         if processing:
             self.no_workers_since = None
         elif self.no_workers_since is None:
             self.no_workers_since = now
-        for key, p in list(self.pending.items()):
-            if p.where is not None and p.where not in processing:
-                yield self._fail(key, ErrorType.WORKER_LOST, f"Dask worker {p.where} died or left during the fit")
+        for b in list(self.batches.values()):
+            if not b.left:
                 continue
-            addr = where.get(key)
-            if addr is not None and addr != p.where:
-                p.started = now if p.started is None else p.started
-                p.where = addr
-                self.on_running(p.request, addr)
+            if b.where is not None and b.where not in processing:
+                done = b.size - len(b.left)
+                yield from self._give_up(b, ErrorType.WORKER_LOST, f"Dask worker {b.where} died or left during the fit",
+                                         f"Dask worker {b.where} died or left before this fit of its batch started "
+                                         f"({done} of {b.size} done)")
+                continue
+            p = b.current
             if p.started is not None and now - p.started > p.request.timeout:
-                # A worker thread cannot be stopped; the result will be dropped when it arrives.
-                yield self._fail(key, ErrorType.TIMEOUT, f"fit did not finish within train_timeout_seconds="
-                                                 f"{p.request.timeout:g} on {p.where}")
-            elif p.where is None and self.no_workers_since is not None and \
+                # A worker thread cannot be stopped: the batch's later results will be dropped, and
+                # its fits after this one go on in a batch of their own.
+                rest = list(b.left.values())[1:]
+                b.left = {p.request.attempt_id: p}
+                yield from self._give_up(b, ErrorType.TIMEOUT, f"fit did not finish within train_timeout_seconds="
+                                         f"{p.request.timeout:g} on {b.where}", "")
+                if rest:
+                    self._launch(rest)
+            elif b.where is None and self.no_workers_since is not None and \
                     now - self.no_workers_since > self.config.connect_timeout_seconds:
-                yield self._fail(key, ErrorType.NO_WORKERS, f"no Dask workers connected to {self.config.address} "
-                                                    f"for {self.config.connect_timeout_seconds:g}s")
+                text = f"no Dask workers connected to {self.config.address} for {self.config.connect_timeout_seconds:g}s"
+                yield from self._give_up(b, ErrorType.NO_WORKERS, text, text)
 
 
 def security(config):
