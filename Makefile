@@ -11,10 +11,11 @@ run: $(VENV)/.installed
 
 # Tests in parallel (pytest-xdist; what several tests share is made once, see made_once in
 # tests/conftest.py). The type checker and the import layers are tests too (test_types.py,
-# test_layers.py). The Debian packages' install is timed on its own line.
+# test_layers.py). The Debian packages' install is timed on its own line. `worksteal`: a worker
+# that runs out of tests takes some of another's, so the suite does not end on one busy worker.
 TEST_WORKERS ?= 3
 test: system-deps $(VENV)/.test-installed
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25 tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=25 tests
 
 # The edit loop: every test not marked slow (real servers, installs, fits on every model).
 test-fast: $(VENV)/.test-installed
