@@ -362,3 +362,22 @@ def test_a_check_trusts_a_segments_brief_only_while_its_metadata_is_unchanged(sh
                                                  "description": "config changed since v1: params"}]
 
 
+
+
+def test_an_entrys_counts_put_every_segment_a_trigger_fires_for_under_due():
+    """A segment whose performance trigger fires on unchanged data (held: `unchanged`) or whose
+    entry has auto-retraining off (held: `disabled`) is due, as its DUE column says, not missing
+    from every column of the entry's row; one too small is skipped, one in backoff failed."""
+    from retrainctl.core.outcomes import status_counts
+    from retrainctl.core.records import Action, Held
+    from retrainctl.observe.status import SegmentCount
+
+    def seg(held=None, due=False, failures=0, version=1, action=Action.NOTHING):
+        return SegmentCount(entry="sales", due=due, held=held, action=action, paused=False, no_data=False,
+                            failures_in_row=failures, model_version=version, model_age_seconds=60.0)
+
+    [c] = status_counts([seg(), seg(held=Held.UNCHANGED, action=Action.HOLD),
+                         seg(held=Held.DISABLED, action=Action.HOLD), seg(due=True, action=Action.TRAIN),
+                         seg(held=Held.TOO_FEW_ROWS, version=None, action=Action.HOLD),
+                         seg(held=Held.BACKOFF, failures=2, action=Action.HOLD)])
+    assert (c.segments, c.up_to_date, c.due, c.skipped, c.failed) == (6, 1, 3, 1, 1)

@@ -186,7 +186,9 @@ def status_counts(rows: Sequence[SegmentRow]) -> list[EntryCounts]:
             continue
         c = out.setdefault(r.entry, EntryCounts(r.entry))
         c.segments += 1
-        c.due += r.due
+        # a trigger fires but nothing will train (the data is what the live model learnt, or
+        # auto-retraining is off): due all the same, as status's DUE column says
+        c.due += r.due or r.held in (Held.UNCHANGED, Held.DISABLED)
         c.failed += r.failures_in_row > 0
         c.skipped += r.held == Held.TOO_FEW_ROWS
         c.paused += r.paused
