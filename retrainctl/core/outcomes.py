@@ -178,6 +178,13 @@ class SegmentRow(Protocol):
     def model_age_seconds(self) -> float | None: ...
 
 
+def counts_as_due(due: bool, held: Held | None) -> bool:
+    """Whether a model counts as due in an entry's counts and the report's states: due, or a
+    trigger fires but nothing will train (the data is what the live model learnt, or automatic
+    retraining is off), as status's DUE column says (`unchanged`, `disabled`)."""
+    return due or held in (Held.UNCHANGED, Held.DISABLED)
+
+
 def status_counts(rows: Sequence[SegmentRow]) -> list[EntryCounts]:
     """One EntryCounts per entry among the segment rows of `status`, in their order."""
     out: dict[str, EntryCounts] = {}
@@ -186,9 +193,7 @@ def status_counts(rows: Sequence[SegmentRow]) -> list[EntryCounts]:
             continue
         c = out.setdefault(r.entry, EntryCounts(r.entry))
         c.segments += 1
-        # a trigger fires but nothing will train (the data is what the live model learnt, or
-        # auto-retraining is off): due all the same, as status's DUE column says
-        c.due += r.due or r.held in (Held.UNCHANGED, Held.DISABLED)
+        c.due += counts_as_due(r.due, r.held)
         c.failed += r.failures_in_row > 0
         c.skipped += r.held == Held.TOO_FEW_ROWS
         c.paused += r.paused

@@ -5,7 +5,7 @@ import statistics
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..core.outcomes import EntryCounts, StatusRow, status_counts
+from ..core.outcomes import EntryCounts, StatusRow, counts_as_due, status_counts
 from ..core.records import RETRAIN_STATUSES, Action, Held
 from ..core.values import finite_number
 
@@ -48,7 +48,7 @@ def state_of(row: StatusRow) -> State:
         return State.PAUSED
     if row.model_version is None:
         return State.NEVER_TRAINED
-    return State.DUE if row.due else State.UP_TO_DATE
+    return State.DUE if counts_as_due(row.due, row.held) else State.UP_TO_DATE
 
 
 @dataclass
