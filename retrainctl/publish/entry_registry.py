@@ -229,7 +229,8 @@ def sync(config: Config, store: ModelStore, entry: str, outcomes: list[Outcome],
         else:
             log.warning("%s: MLflow round not logged or registered at %s: %s", entry, redact(uri), tracked.error)
     elif tracked.model_version is not None:
-        log.info("%s: MLflow run %s; '%s' on registered version %s of %s (%d segments)", entry, tracked.run_id,
+        run = f"MLflow run {tracked.run_id}; " if tracked.run_id else ""  # none when nothing was logged
+        log.info("%s: %s'%s' on registered version %s of %s (%d segments)", entry, run,
                  CHAMPION, tracked.model_version, entry, len(current))
     return tracked
 
