@@ -361,10 +361,19 @@ class Attempts:
                       else None)
         return fields, f"{job.description}; {verdict.reason}{job.champion_note}"
 
+    def _verdict(self, job: "Job", result: FitResult, mv: ModelVersion, verdict: decide.GateResult, text: str,
+                 fields: dict[str, Any]) -> tuple[str, Record]:
+        """(the outcome's text, the record to write) of a saved candidate, promoted or rejected."""
+        if verdict.promote:
+            return (f"promoted v{mv.version} ({job.model.metric} {result.score:.4g})",
+                    self._event(job, Status.SUCCESS, text, promoted=True, forced=job.claim.force, **fields))
+        return (f"rejected v{mv.version}: {verdict.reason}",
+                self._event(job, Status.REJECTED, text, promoted=False, **fields))
+
     def _finish_group(self, fits: list[tuple["Job", FitResult]]) -> dict[str, Outcome]:
         """finish() for fits that came back together and are not tracked in MLflow, with group
         commits: their versions saved with one fsync round (store.commit), promoted with one
-        (store.promote_many), their outcomes appended in one write. The order of what becomes
+        (store.link_current, store.sync_folders), their outcomes appended in one write. The order of what becomes
         durable is each model's as in finish(): version folder, then `current`, then the
         record; a crash in between leaves what recovery.close_dead_attempts closes for one model.
         A model's own error (a gate or a save that fails) fails it alone."""
@@ -416,14 +425,8 @@ class Attempts:
             except Exception as exc:  # a version left behind is pruned next time
                 log.warning("%s: old versions not pruned: %s", model.name, exc)
             fields, text = self._fields(job, result, mv, verdict)
-            if verdict.promote:
-                result_text = f"promoted v{mv.version} ({model.metric} {result.score:.4g})"
-                event = self._event(job, Status.SUCCESS, text, promoted=True, forced=job.claim.force, **fields)
-                log.info("%s: promoted v%d (%s %.4g)", model.name, mv.version, model.metric, result.score)
-            else:
-                result_text = f"rejected v{mv.version}: {verdict.reason}"
-                event = self._event(job, Status.REJECTED, text, promoted=False, **fields)
-                log.warning("%s: candidate v%d rejected: %s", model.name, mv.version, verdict.reason)
+            result_text, event = self._verdict(job, result, mv, verdict, text, fields)
+            _log_verdict(model.name, mv, result, verdict, model.metric)
             events.append((job, event, Outcome.of(model.name, job.claim.decision, result_text, event)))
         try:
             self.recorder.record_many([event for _, event, _ in events])
@@ -448,7 +451,7 @@ class Attempts:
         """Keep the run's ids, promote (or not), record, then attach the report page to the run."""
         from ..publish.tracking import attach_report
 
-        model, force, policy = job.model, job.claim.force, job.model.policy
+        model, policy = job.model, job.model.policy
         faults.point("after_track")
         if tracked.run_id is not None:
             mv = self.store.update_metadata(mv, **tracked.ids())
@@ -462,17 +465,19 @@ class Attempts:
         if verdict.promote:
             self.store.promote(model.name, mv.version)
             faults.point("after_promote")
-            self._prune(model, policy.keep_versions)
-            out = self._outcome(job, f"promoted v{mv.version} ({model.metric} {result.score:.4g})", Status.SUCCESS,
-                                text, promoted=True, forced=force, **fields)
-            log.info("%s: promoted v%d (%s %.4g)", model.name, mv.version, model.metric, result.score)
-        else:
-            self._prune(model, policy.keep_versions)
-            out = self._outcome(job, f"rejected v{mv.version}: {verdict.reason}", Status.REJECTED, text,
-                                promoted=False, **fields)
-            log.warning("%s: candidate v%d rejected: %s", model.name, mv.version, verdict.reason)
+        self._prune(model, policy.keep_versions)
+        result_text, event = self._verdict(job, result, mv, verdict, text, fields)
+        out = Outcome.of(model.name, job.claim.decision, result_text, self.recorder.record(event))
+        _log_verdict(model.name, mv, result, verdict, model.metric)
         attach_report(self.config, model, tracked)  # after the record, so that the page shows this attempt
         return out
+
+
+def _log_verdict(name: str, mv: ModelVersion, result: FitResult, verdict: decide.GateResult, metric: str) -> None:
+    if verdict.promote:
+        log.info("%s: promoted v%d (%s %.4g)", name, mv.version, metric, result.score)
+    else:
+        log.warning("%s: candidate v%d rejected: %s", name, mv.version, verdict.reason)
 
 
 def _completed_groups(executor: Any) -> Iterator[list[Any]]:

@@ -199,20 +199,11 @@ class ModelStore:
         return ModelVersion(mv.name, mv.version, mv.path, meta)
 
     def promote(self, name: str, version: int) -> None:
-        """Point `current` at v<version>: a new symlink renamed over the old one, atomically."""
-        self.promote_many([(name, version)])
-
-    def promote_many(self, targets: list[tuple[str, int]]) -> None:
-        """promote() each (name, version), then the model folders fsynced together: one group
-        commit for a batch of models."""
-        for name, version in targets:
-            self.link_current(name, version)
-        if len(targets) == 1:
-            name, version = targets[0]
-            with _writing(os.path.join(self.folder(name), "current"), f"cannot promote v{version}"):
-                fsync_all([self.folder(name)])
-        else:
-            self.sync_folders([name for name, _ in targets])
+        """Point `current` at v<version>: a new symlink renamed over the old one, atomically and
+        durably (a batch of models: link_current each, then one sync_folders)."""
+        self.link_current(name, version)
+        with _writing(os.path.join(self.folder(name), "current"), f"cannot promote v{version}"):
+            fsync_all([self.folder(name)])
 
     def link_current(self, name: str, version: int) -> None:
         """Point `current` at v<version> (a new symlink renamed over the old one), not yet durable:
