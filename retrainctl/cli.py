@@ -170,10 +170,11 @@ def exports_metrics(command):
         try:
             return command(obj, *args, **kwargs)
         finally:
-            if obj._config is not None and not kwargs.get("dry_run"):
-                from .publish.metrics import export_after_run
+            config = obj._config
+            if config is not None and not kwargs.get("dry_run") and (config.pushgateway.url or config.textfile_path):
+                from .publish.metrics import export_after_run  # imported only when there is something to export
 
-                export_after_run(obj._config, observed=obj.observed)
+                export_after_run(config, observed=obj.observed)
     return wrapper
 
 

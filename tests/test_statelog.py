@@ -21,6 +21,7 @@ from retrainctl.core import fold as fold_module
 from retrainctl.base import locks
 
 from retrainctl.state import segments as logfile
+from retrainctl.state import summary as summary_module
 from retrainctl.base.errors import LockBusy, RetrainctlError
 from retrainctl.state.log import StateLog
 from retrainctl.core.records import HISTORY_STATUSES, Record
@@ -224,6 +225,58 @@ def test_a_changed_fold_rebuilds_only_its_own_section(tmp_path, monkeypatch):
     sections = json.loads((tmp_path / "summary.json").read_text())["folds"]
     assert sections["metrics_totals"]["format"][0] == totals.version + 1
     assert sections["decision"]["format"][0] == decision.version
+
+
+def test_states_decode_only_the_decision_section_and_a_damaged_one_is_folded_again(tmp_path, monkeypatch, caplog):
+    """A check wants the decision fold alone: the metrics' section of summary.json stays an
+    undecoded text. A section that does not decode is folded again from the log, with a warning."""
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
+    log = StateLog(str(tmp_path))
+    log.append(*[rec("a", "failure", error_type="timeout") for _ in range(3)], rec("b", "success"))
+    log.states()  # writes the summary
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 64 << 10)  # not rewritten for a short tail
+    decoded = []
+    real = summary_module.Section.decode
+
+    def counting(section):
+        decoded.append(section.fold.name)
+        return real(section)
+
+    monkeypatch.setattr(summary_module.Section, "decode", counting)
+    eventlog._MEMOS.clear()  # another process
+    log.append(rec("b", "paused"))
+    assert log.states() == fold(log.records()) and decoded == ["decision"]
+    assert log.totals() == fold_totals(log.records()) and decoded == ["decision", "metrics_totals"]
+    body = json.loads((tmp_path / "summary.json").read_text())
+    body["folds"]["metrics_totals"]["models"]["a"] = '{"no such field": 1}'
+    (tmp_path / "summary.json").write_text(json.dumps(body))
+    eventlog._MEMOS.clear()
+    log.append(rec("a", "failure", error_type="oom"))
+    with caplog.at_level(logging.WARNING):
+        assert log.totals() == fold_totals(log.records()) and log.totals()["a"].failures == {"timeout": 3, "oom": 1}
+    assert "the metrics_totals fold does not decode; folding the log again" in caplog.text
+    assert log.states() == fold(log.records())
+
+
+def test_the_states_of_a_few_of_many_models_decode_only_theirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
+    log = StateLog(str(tmp_path))
+    log.append(*[rec(f"m{i:03d}", "failure", error_signature=f"e{i}") for i in range(100)])
+    log.states()  # writes the summary
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 64 << 10)
+    eventlog._MEMOS.clear()  # another process
+    log.append(rec("m007", "success"), rec("m008", "paused"), rec("new", "failure"))
+
+    def whole(section):
+        raise AssertionError("decoded the whole section")
+
+    monkeypatch.setattr(summary_module.Section, "decode", whole)
+    few = log.states_of(["m007", "m008", "m009", "new", "unknown"])
+    monkeypatch.undo()
+    full = fold(log.records())
+    assert few == {name: full[name] for name in ("m007", "m008", "m009", "new")}
+    assert few["m007"].failures_in_row == 0 and few["m008"].paused and few["m009"].failures_in_row == 1
+    assert log.states_of([f"m{i:03d}" for i in range(50)]) == {f"m{i:03d}": full[f"m{i:03d}"] for i in range(50)}
 
 
 def test_a_torn_last_line_is_folded_but_never_cached(tmp_path, monkeypatch, caplog):

@@ -4,13 +4,17 @@ import logging
 import os
 import time
 
+from ..base.errors import DataError
 from ..config.records import Config, ModelConfig
 from ..core import decide
 from ..core.fold import ModelState
 from ..core.outcomes import CheckReport, Outcome
 from ..core.records import Action
+from ..core.segment_names import entry_of
 from ..data import datasets
 from ..fit.executors import OpenExecutor
+from ..observe.fleet import segmented
+from ..observe.quiet import Quiet
 from ..retrain.attempt import Claim, Refused
 from ..retrain.settle import drift_alert, settle
 from ..state.log import StateLog
@@ -27,7 +31,22 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
     """Evaluate every trigger of the selected models, retrain the due ones, record everything.
     The report carries what was observed of each model, for the metrics export."""
     shell = Shell(config, clock, callback, store, log, open_executor)
-    models = select(config, names, shell.observer)
+    # Without names, an entry about which nothing changed since a check left it settled answers
+    # from its mark (observe.quiet); its segments are not observed.
+    quiet = Quiet(config, shell.log, shell.observer.fingerprints, clock) if not names and segmented(config) else None
+    standing = quiet.standing(config.models.values()) if quiet is not None else {}
+    partial = quiet.partial if quiet is not None else {}
+    models = select(config, names, shell.observer, skip=standing.keys() | partial.keys())
+    remembered: list[Outcome] = []  # the outcomes of the segments of `partial` entries whose rows did not change
+    for name in partial:
+        entry = config.model(name)
+        try:
+            keys, kept = quiet.split(entry, shell.observer.segments(entry).segments) if quiet else ([], [])
+        except DataError:  # its observation records the error, once for the entry (as observe.fleet does)
+            models.append(entry)
+            continue
+        models += [entry.for_segment(key) for key in keys]
+        remembered += kept
     shell.recorder.gather(models)  # one notification per entry and event for its segments
     shell.prepare_to_train(dry_run)
     schedule = ScheduleCache(config.state_dir)
@@ -35,7 +54,7 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
     claims: dict[int, Claim] = {}  # index in report.outcomes -> Claim (holding the model's training lock)
     slots: list[Outcome | None] = []
     try:
-        evaluated = _decide_and_claim(shell, models, schedule.load(), report, slots, claims)
+        evaluated = _decide_and_claim(shell, models, schedule.load(), report, slots, claims, quiet)
         # Phase 2: every claimed fit goes to the executor at once and is recorded as it returns.
         for index, out in zip(claims, shell.attempts.run(list(claims.values()))):
             slots[index] = out
@@ -44,18 +63,32 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
             claim.lock.release()
         shell.recorder.flush()
     report.outcomes = [out for out in slots if out is not None]
+    if quiet is not None:
+        if standing or partial:
+            report.outcomes = _in_config_order(config, report.outcomes + remembered + [
+                out for entry, mark in standing.items() for out in quiet.outcomes(entry, mark)])
+        quiet.finish([e for e in config.models.values() if e.segment_by and e.name not in standing])
     if not dry_run:
         schedule.record(evaluated)
     return report
 
 
+def _in_config_order(config: Config, outcomes: list[Outcome]) -> list[Outcome]:
+    """The outcomes by the order of their models (or entries) in the config, an entry's segments by name."""
+    order = {name: i for i, name in enumerate(config.models)}
+    return sorted(outcomes, key=lambda o: (order.get(entry_of(o.model_name), -1), o.model_name))
+
+
 def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, float], report: CheckReport,
-                      slots: list[Outcome | None], claims: dict[int, Claim]) -> dict[str, float]:
+                      slots: list[Outcome | None], claims: dict[int, Claim], quiet: Quiet | None) -> dict[str, float]:
     """Phase 1: observe and decide every model once; record skips and errors; lock and decide
     again the due ones, adding them to `claims` so the caller releases their locks whatever
-    happens. Returns {model: time evaluated} for the scheduling cache."""
+    happens. Each segment's decision goes to `quiet` (the marks of settled entries). Returns
+    {model: time evaluated} for the scheduling cache."""
     clock, dry_run = shell.clock, report.dry_run
-    states = shell.recorder.states()
+    if not models:  # every entry quiet, no declared model: the log's fold is not even read
+        return {}
+    states = shell.log.states_of([m.name for m in models])  # a few of many: only theirs decoded
     evaluated = {}
     for model in models:
         state = states.get(model.name, ModelState())
@@ -65,6 +98,8 @@ def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, f
         wait = None if dry_run else decide.waiting(model.policy, now, last.get(model.name))
         if wait is not None and (os.path.exists(model.data_path) or datasets.is_glob(model.data_path)):
             slots.append(Outcome.of(model.name, wait, "not evaluated"))
+            if quiet is not None:
+                quiet.spoil(model)
             continue
         try:
             if state.open_attempts and not dry_run:
@@ -81,11 +116,15 @@ def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, f
             log.error("%s: %s: %s", model.name, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             slots.append(Outcome(model.name, Action.ERROR, note=str(exc),
                                  result=f"error: {type(exc).__name__}: {exc}", failed=True))
+            if quiet is not None:
+                quiet.spoil(model)
             continue
         report.observed[model.name] = obs
         if obs.quality_alerts and not dry_run:
             shell.recorder.alert(drift_alert(model, obs))
         if decision.action == Action.TRAIN and not dry_run:
+            if quiet is not None:
+                quiet.spoil(model)
             claim = shell.attempts.claim(model, obs)
             if isinstance(claim, Refused):
                 slots.append(Outcome.of(model.name, decision, claim.note, alert=decide.alerts(obs)))
@@ -97,6 +136,8 @@ def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, f
             out = settle(shell.recorder, model, decision, obs, dry_run)
             out.alert = decide.alerts(obs)
             slots.append(out)
+            if quiet is not None:
+                quiet.note(model, obs, decision, state, out)
         if decision.action != Action.ERROR:  # an unreadable data file is looked at again next run
             evaluated[model.name] = now
     shell.observer.save()

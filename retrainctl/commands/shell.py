@@ -5,7 +5,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
 from ..base.errors import RetrainctlError, UsageError
@@ -86,16 +86,17 @@ def _ensure_models_valid(config: Config, remember: bool = True) -> None:
 
 
 def select(config: Config, names: tuple[str, ...] | list[str] | None, observer: Observer | None = None,
-           known: Iterable[str] | None = None) -> list[ModelConfig]:
-    """The named models (each once), or every configured model when none is named; an entry with
-    segment_by is its segments (observe.fleet). `known`: the model names of the state log."""
+           known: Iterable[str] | None = None, skip: Collection[str] = ()) -> list[ModelConfig]:
+    """The named models (each once), or every configured model when none is named but those of
+    the entries in `skip`; an entry with segment_by is its segments (observe.fleet). `known`: the
+    model names of the state log (read here only when an entry's segments are to be listed)."""
+    if not names and all(m.name in skip for m in config.models.values() if m.segment_by):
+        return [m for m in config.models.values() if m.name not in skip]
     if not segmented(config):
-        if not names:
-            return list(config.models.values())
-        return [config.model(n) for n in dict.fromkeys(names)]
+        return [config.model(n) for n in dict.fromkeys(names or ())]
     if known is None:
         known = StateLog(config.state_dir).states() if os.path.isdir(config.state_dir) else ()
-    return Fleet(config, observer or Observer(config), known).select(names)
+    return Fleet(config, observer or Observer(config), known).select(names, skip)
 
 
 def one(config: Config, name: str, observer: Observer | None = None) -> ModelConfig:

@@ -9,6 +9,7 @@ from ..core.outcomes import EntryCounts, StatusRow
 from ..core.values import newer_version
 from ..observe import status as observe
 from ..observe.observer import Observer
+from ..observe.quiet import Quiet
 from ..state.log import StateLog
 from .shell import Clock, select
 
@@ -28,11 +29,21 @@ def overview(config: Config, clock: Clock = time.time) -> tuple[list[StatusRow],
     with `segment_by` the counts of its segments (observe.status.entry_counts), without a row
     per segment."""
     observer = Observer(config, clock=clock)
-    models = select(config, None, observer)
-    states = StateLog(config.state_dir).states() if os.path.isdir(config.state_dir) else {}
+    log_ = StateLog(config.state_dir)
+    quiet = Quiet(config, log_, observer.fingerprints, clock)
+    standing = quiet.standing(config.models.values()) if os.path.isdir(config.state_dir) else {}
+    models = select(config, None, observer, skip=standing)
+    states = log_.states() if models and os.path.isdir(config.state_dir) else {}
     rows = observe.status(config, [m for m in models if m.entry is None], clock=clock, states=states,
                           observer=observer)
     counts = observe.entry_counts(config, [m for m in models if m.entry is not None], observer, states)
+    if standing:
+        now = clock()
+        known = {c.entry: c for c in counts}
+        known.update((entry, quiet.counts(entry, mark, now)) for entry, mark in standing.items())
+        counts = [known[e] for e in config.models if e in known]
+    if quiet.marks.dirty:
+        quiet.marks.save()
     _warn_if_newer(rows)
     return rows, counts
 

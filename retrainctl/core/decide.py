@@ -3,7 +3,7 @@ which triggers fire and what to do. Pure functions of values: no files, no clock
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .records import Action, Held, TriggerType, candidate_key
+from .records import QUALITY_TRIGGERS, Action, Held, TriggerType, candidate_key
 
 
 class Policy(Protocol):
@@ -221,6 +221,27 @@ def decide(policy: Policy, obs: Observation) -> Decision:
                             f"{failures} failure(s) in a row; next retry in {next_retry - obs.now:.0f}s",
                             next_retry=next_retry, held=Held.BACKOFF)
     return Decision(Action.TRAIN, reasons)
+
+
+# What an entry's segment may have decided for its entry to be quiet (observe.quiet): nothing to
+# train or record, no answer that moves with the clock but its age.
+SETTLED = (Action.NOTHING, Action.HOLD, Action.GAVE_UP)
+CLOCK_TRIGGERS = (TriggerType.MODEL_AGE, *QUALITY_TRIGGERS)
+
+
+def settled_until(policy: Policy, obs: Observation, decision: Decision) -> float | None:
+    """How long `decision` stands while only the clock moves: the time before which the same
+    observation decides the same (inf when no age trigger can fire), or None when it does not
+    stand (due, an error, a record to write, a retry backoff, an age or quality trigger or alert,
+    a manual train). The log and the data change nothing here: what depends on them is checked
+    by whoever keeps the answer."""
+    if obs.manual or obs.force or decision.action not in SETTLED or obs.quality_alerts:
+        return None
+    if any(r.trigger_type in CLOCK_TRIGGERS for r in decision.reasons):
+        return None
+    if obs.model_trained_at is None:
+        return float("inf")
+    return max(obs.model_trained_at, obs.rejected_at or 0.0) + policy.max_model_age_hours * 3600.0
 
 
 def _unchanged(obs: Observation) -> str:

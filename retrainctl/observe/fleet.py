@@ -2,7 +2,7 @@
 its segments (those in its data now, and those the state log knows whose rows are gone); and the
 names an operator gives, resolved to them: a model, a segment, an entry standing for all of its
 segments, or a shell glob (`'sales:s00*'`)."""
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from fnmatch import fnmatchcase
 
 from ..base.errors import DataError, UsageError
@@ -40,15 +40,16 @@ class Fleet:
             self._of[model.name] = found
         return found
 
-    def all(self) -> list[ModelConfig]:
-        return [m for entry in self.config.models.values() for m in self.of(entry)]
+    def all(self, skip: Collection[str] = ()) -> list[ModelConfig]:
+        return [m for entry in self.config.models.values() if entry.name not in skip for m in self.of(entry)]
 
-    def select(self, names: Iterable[str] | None) -> list[ModelConfig]:
-        """The models `names` stand for, each once, in the order named (every model when none is
-        named). UsageError (exit 2) for a name that stands for nothing, with the closest one."""
+    def select(self, names: Iterable[str] | None, skip: Collection[str] = ()) -> list[ModelConfig]:
+        """The models `names` stand for, each once, in the order named (every model but those of
+        the entries in `skip` when none is named). UsageError (exit 2) for a name that stands for
+        nothing, with the closest one."""
         names = list(names or ())
         if not names:
-            return self.all()
+            return self.all(skip)
         out: dict[str, ModelConfig] = {}
         for name in dict.fromkeys(names):
             for model in self._resolve(name):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..config.records import Config, ModelConfig
 from ..core import decide
-from ..core.decide import Observation
+from ..core.decide import Decision, Observation
 from ..core.fold import ModelState
 from ..core.outcomes import EntryCounts, StatusRow, status_counts
 from ..core.records import Action, Held
@@ -64,11 +64,15 @@ def entry_counts(config: Config, segments: list[ModelConfig], observer: Observer
     for model in segments:
         state = states.get(model.name, ModelState())
         obs = observer.observe(model, state)
-        decision = decide.decide(model.policy, obs)
-        counted.append(SegmentCount(
-            entry=model.entry, due=decision.due, held=decision.held, action=decision.action, paused=state.paused,
-            no_data=obs.no_data, failures_in_row=obs.failures_on_data, model_version=obs.model_version,
-            model_age_seconds=round(obs.now - obs.model_trained_at, 1) if obs.model_trained_at else None))
+        counted.append(segment_count(model, obs, decide.decide(model.policy, obs), state))
     if os.path.isdir(config.state_dir):
         observer.save()
     return status_counts(counted)
+
+
+def segment_count(model: ModelConfig, obs: Observation, decision: Decision, state: ModelState) -> SegmentCount:
+    """A segment as its status row would count it."""
+    return SegmentCount(
+        entry=model.entry, due=decision.due, held=decision.held, action=decision.action, paused=state.paused,
+        no_data=obs.no_data, failures_in_row=obs.failures_on_data, model_version=obs.model_version,
+        model_age_seconds=round(obs.now - obs.model_trained_at, 1) if obs.model_trained_at else None)

@@ -149,17 +149,53 @@ class StateLog:
 
         return list(itertools.islice(self.events(model, statuses, segments), limit or None))
 
+    # --- what changed since a point of the log (state.quiet) ---------------------------------
+
+    def position(self) -> tuple[int, int, int]:
+        """(device, inode, size) of the current segment now; zeros when there is none yet."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return (0, 0, 0)
+        return (st.st_dev, st.st_ino, st.st_size)
+
+    def names_since(self, position: Collection[int]) -> tuple[set[str], tuple[int, int, int]] | None:
+        """The model names of the records appended since `position` (see position()), and the
+        position now; None when the log is no longer the segment it was then (rotated, replaced
+        or cut) or a line since then cannot be read: the caller must not assume anything."""
+        before = tuple(position)
+        fh, st = self._open()
+        if fh is None or st is None:
+            return (set(), (0, 0, 0)) if before == (0, 0, 0) else None
+        try:
+            if before == (0, 0, 0):
+                start = 0
+            elif len(before) != 3 or before[:2] != (st.st_dev, st.st_ino) or before[2] > st.st_size:
+                return None
+            else:
+                start = before[2]
+            names: set[str] = set()
+            end = start
+            for ev, _, pos, _, terminated in segments.scan(fh, self.path, start):
+                if ev is None or not terminated or not isinstance(ev.get("model_name"), str):
+                    return None
+                names.add(ev["model_name"])
+                end = pos
+            return names, (st.st_dev, st.st_ino, end)
+        finally:
+            fh.close()
+
     # --- the folds, from summary.json plus the tail after the offset it covers -----------------
 
     def states(self) -> dict[str, ModelState]:
         """{model: fold.ModelState}: what the decisions need."""
-        return self.folds()[DECISION.name]
+        return self.folds((DECISION,))[DECISION.name]
 
     def totals(self) -> dict[str, ModelTotals]:
         """{model: metrics_totals.ModelTotals}: what the metrics' counters and histograms need."""
-        return self.folds()[TOTALS.name]
+        return self.folds((TOTALS,))[TOTALS.name]
 
-    def folds(self) -> dict[str, dict[str, Any]]:
+    def folds(self, wanted: Iterable[Fold] = FOLDS) -> dict[str, dict[str, Any]]:
         """{fold name: {model: record}} for every fold of FOLDS over every record of every segment:
         each read from its section of summary.json plus the tail after the offset the summary
         covers. A fold whose section is missing or of another format is rebuilt from the start
@@ -172,11 +208,23 @@ class StateLog:
         and folded: a check that records ten thousand segments does not read the summary ten
         thousand times. Whether the file is still the one folded is checked each time (the same
         file, not shorter, the same bytes before the folded end). The records a caller got are
-        never changed afterwards (a model's record is copied before a newer line is folded in)."""
+        never changed afterwards (a model's record is copied before a newer line is folded in).
+        Only the `wanted` folds are returned, and only theirs decoded from the summary."""
+        names = [f.name for f in wanted]
+        return self._read(lambda folded: {name: dict(folded.get(name)) for name in names})
+
+    def states_of(self, models: Collection[str]) -> dict[str, ModelState]:
+        """{model: fold.ModelState} for those of `models` the log names, as states() has them,
+        decoding only theirs from the summary when they are few of many."""
+        wanted = set(models)
+        return self._read(lambda folded: {DECISION.name: folded.get_some(DECISION.name, wanted)})[DECISION.name]
+
+    def _read(self, take: Callable[["_Folds"], dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+        """What `take` takes of the folds brought up to the end of the log (see folds())."""
         fh, st = self._open()
         try:
             if fh is None or st is None:
-                return self._load(None, None).folded
+                return take(self._load(None, None).folded)
             memo = _MEMOS.get(self.path)
             if memo is None or not memo.describes(fh, st):
                 memo = self._load(fh, st)
@@ -190,15 +238,15 @@ class StateLog:
                     torn = ev
                     break
                 if ev is not None:
-                    _fold((ev,), FOLDS, memo.folded, copy_first=True)
+                    memo.folded.fold(ev)
                 memo.end, memo.lines, memo.last = pos, n, line
             memo.seal(fh)
             if memo.end - memo.summarized >= SUMMARY_REFRESH:
-                self._write_summary(st, memo.end, memo.lines, memo.last, memo.segment_names, memo.folded)
+                self._write_summary(st, memo.end, memo.lines, memo.last, memo.segment_names, memo.folded.all())
                 memo.summarized = memo.end
-            out = {name: dict(models) for name, models in memo.folded.items()}
+            out = take(memo.folded)
             if torn is not None:  # seen, like any complete record, but never kept: it may be cut
-                _fold((torn,), FOLDS, out, copy_first=True)
+                _fold((torn,), [f for f in FOLDS if f.name in out], out, copy_first=True)
             return out
         finally:
             if fh is not None:
@@ -210,8 +258,8 @@ class StateLog:
         cached = summary.load(self.summary_path, fh, st, FOLDS)
         if cached is None:
             cached = summary.Cached(0, 0, [], {}, fresh=True)
-        folded = {f.name: cached.folds.get(f.name, {}) for f in FOLDS}
         stale = [f for f in FOLDS if f.name not in cached.folds]
+        folded: dict[str, dict[str, Any]] = {f.name: {} for f in stale}
         segment_names = cached.segments
         if stale:
             paths = self._rotated(st)
@@ -228,14 +276,33 @@ class StateLog:
                 if ev is not None:
                     _fold((ev,), stale, folded)
                 end, lineno, last = pos, n, line
-        memo = _Memo(st.st_dev if st else 0, st.st_ino if st else 0, end, lineno, last, segment_names, folded,
-                     summarized=start)
+        memo = _Memo(st.st_dev if st else 0, st.st_ino if st else 0, end, lineno, last, segment_names,
+                     _Folds(folded, cached.folds, lambda f: self._refold(f, memo.end)), summarized=start)
         if fh is not None:
             memo.seal(fh)
         if st is not None and stale:
-            self._write_summary(st, end, lineno, last, segment_names, folded)
+            self._write_summary(st, end, lineno, last, segment_names, memo.folded.all())
             memo.summarized = end
         return memo
+
+    def _refold(self, f: Fold, end: int) -> dict[str, Any]:
+        """Fold `f` over every record of the rotated segments and the current one up to byte `end`,
+        for a summary section that does not decode."""
+        folded: dict[str, dict[str, Any]] = {f.name: {}}
+        fh, st = self._open()
+        try:
+            for path in self._rotated(st):
+                _fold(self._records(path), (f,), folded)
+            if fh is not None:
+                for ev, _, pos, _, terminated in segments.scan(fh, self.path, 0, 0):
+                    if pos > end or not terminated:
+                        break
+                    if ev is not None:
+                        _fold((ev,), (f,), folded)
+        finally:
+            if fh is not None:
+                fh.close()
+        return folded[f.name]
 
     def _write_summary(self, st: os.stat_result, offset: int, lines: int, last_line: bytes | None,
                        segment_names: list[str], folded: dict[str, dict[str, Any]]) -> None:
@@ -392,6 +459,57 @@ def _fold(lines: Iterable[dict[str, Any]], folds: Iterable[Fold], folded: dict[s
             f.fold((rec,), models)
 
 
+class _Folds:
+    """The folds of a _Memo: each a {model: record} dict, or its summary.json section not decoded
+    yet plus the records read after it (decoded on first use: a check wants only the decision
+    fold). A section that does not decode is folded again from the log (`refold`)."""
+
+    def __init__(self, decoded: dict[str, dict[str, Any]], sections: dict[str, summary.Section],
+                 refold: Callable[[Fold], dict[str, Any]]) -> None:
+        self.decoded = decoded
+        self.sections = dict(sections)
+        self.pending: dict[str, list[dict[str, Any]]] = {name: [] for name in self.sections}
+        self.refold = refold
+
+    def fold(self, ev: dict[str, Any]) -> None:
+        """Fold one record read after the summary's offset (a record a caller holds is copied first)."""
+        _fold((ev,), [f for f in FOLDS if f.name in self.decoded], self.decoded, copy_first=True)
+        for events in self.pending.values():
+            events.append(ev)
+
+    def get(self, name: str) -> dict[str, Any]:
+        if name not in self.decoded:
+            section = self.sections.pop(name)
+            events = self.pending.pop(name)
+            try:
+                models = section.decode()
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+                log.warning("summary.json: the %s fold does not decode; folding the log again", name)
+                models, events = self.refold(section.fold), []
+            self.decoded[name] = models
+            _fold(events, (section.fold,), self.decoded)
+        return self.decoded[name]
+
+    def get_some(self, name: str, models: Collection[str]) -> dict[str, Any]:
+        """{model: record} of fold `name` for those of `models` it holds: decoded alone from the
+        summary's section when they are under a tenth of it (not kept: a later get() decodes the
+        whole fold), else from the whole fold."""
+        section = self.sections.get(name)
+        if section is None or len(models) * 10 >= len(section.texts):
+            models_ = self.get(name)
+            return {m: models_[m] for m in models if m in models_}
+        try:
+            found = section.decode_some(models)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            models_ = self.get(name)  # folds it again, with the warning
+            return {m: models_[m] for m in models if m in models_}
+        _fold([ev for ev in self.pending[name] if ev.get("model_name") in models], (section.fold,), {name: found})
+        return found
+
+    def all(self) -> dict[str, dict[str, Any]]:
+        return {f.name: self.get(f.name) for f in FOLDS}
+
+
 @dataclass
 class _Memo:
     """The folds of one StateLog up to byte `end` of the current segment (dev, ino), where the line
@@ -404,7 +522,7 @@ class _Memo:
     lines: int
     last: bytes | None
     segment_names: list[str]
-    folded: dict[str, dict[str, Any]]
+    folded: "_Folds"
     summarized: int = 0
     before_end: bytes = b""
 

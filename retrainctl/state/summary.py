@@ -1,6 +1,8 @@
 """summary.json: the folds of the event log (fold.Fold) cached up to a byte offset of its current
 segment, one section per fold, so a reader folds only the tail and a changed fold rebuilds only
-its own section."""
+its own section. Each model's record in a section is a JSON text inside the file, decoded only
+when its fold (or that model) is wanted (Section): a check needs the decision fold, not the
+metrics' totals, and a check of a few segments only theirs."""
 import json
 import os
 from collections.abc import Iterable
@@ -12,8 +14,9 @@ from ..core.fold import Fold
 from ..core.records import Record
 
 SUMMARY_FILE = "summary.json"
-# The layout of the file; up to 4 it held one fold, under a format list of its own.
-LAYOUT = 5
+# The layout of the file; up to 4 it held one fold, under a format list of its own; up to 5 each
+# section's models were JSON objects, not JSON texts.
+LAYOUT = 6
 
 
 @dataclass
@@ -24,7 +27,7 @@ class Cached:
     offset: int
     lines: int
     segments: list[str]
-    folds: dict[str, dict[str, Any]]  # fold name -> {model: record}
+    folds: dict[str, "Section"]  # fold name -> its {model: record}, not decoded yet
     fresh: bool = field(default=False)  # no summary: the rotated segments are to be listed
 
 
@@ -35,7 +38,7 @@ def load(path: str, fh: IO[bytes] | None, st: os.stat_result | None, folds: Iter
         return None
     try:
         with open(path, "rb") as sfh:
-            summary = json.load(sfh, object_hook=_decode)
+            summary = json.load(sfh)
     except (OSError, ValueError, UnicodeDecodeError):
         return None
     try:
@@ -52,8 +55,9 @@ def load(path: str, fh: IO[bytes] | None, st: os.stat_result | None, folds: Iter
         if not isinstance(summary["segments"], list):
             return None
         sections = summary["folds"]
-        valid = {f.name: _decode_states(f, sections[f.name]["models"]) for f in folds
-                 if f.name in sections and sections[f.name]["format"] == _format(f)}
+        valid = {f.name: Section(f, sections[f.name]["models"]) for f in folds
+                 if f.name in sections and sections[f.name]["format"] == _format(f)
+                 and isinstance(sections[f.name]["models"], dict)}
         return Cached(where["offset"], where["lines"], summary["segments"], valid)
     except (KeyError, TypeError, ValueError, AttributeError, OSError):
         return None
@@ -69,9 +73,30 @@ def write(path: str, st: os.stat_result, offset: int, lines: int, last_line: byt
                 "last_line_bytes": len(last_line) if last_line is not None else 0,
                 "last_line_sha256": digest(last_line) if last_line is not None else None},
         "segments": segments,
-        "folds": {f.name: {"format": _format(f), "models": _encode_states(f, folded[f.name])} for f in folds},
+        "folds": {f.name: {"format": _format(f), "models": {model: json.dumps(state, separators=(",", ":")) for
+                                                            model, state in _encode_states(f, folded[f.name]).items()}}
+                  for f in folds},
     }
     atomic_write(path, json.dumps(summary, separators=(",", ":")), durable=False)
+
+
+class Section:
+    """One fold's {model: record} as summary.json holds it, {model: JSON text}: decoded whole by
+    decode(), or a few models by decode_some() (a check of 50 of 10,000 segments)."""
+
+    def __init__(self, fold: Fold, texts: dict[str, str]) -> None:
+        self.fold = fold
+        self.texts = texts
+
+    def decode(self) -> dict[str, Any]:
+        """The records; ValueError (or TypeError, KeyError) for a text this release did not write."""
+        whole = "{" + ",".join(f"{json.dumps(model)}:{text}" for model, text in self.texts.items()) + "}"
+        return _decode_states(self.fold, json.loads(whole, object_hook=_decode))
+
+    def decode_some(self, models: Iterable[str]) -> dict[str, Any]:
+        """The records of those of `models` it holds; raises as decode()."""
+        return {model: self.fold.record(**json.loads(self.texts[model], object_hook=_decode))
+                for model in models if model in self.texts}
 
 
 def digest(line: bytes) -> str:
