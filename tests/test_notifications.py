@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from standardwebhooks import Webhook
 
-from conftest import Project, base_config
+from conftest import IRIS, Project, base_config
 from test_quality import write_inputs
 from test_webhooks import Endpoint
 
@@ -247,3 +247,40 @@ def test_notify_failure_runs_the_notify_command(project, tmp_path):
     out = project.run("notify-failure", "retrainctl-check.service", env=MONITOR)
     assert out.returncode == 0, out.stderr
     assert json.loads(got.read_text())["error_type"] == "unit_failed"
+
+
+def test_the_command_and_the_callback_get_one_aggregate_per_entry_and_event(tmp_path):
+    """notify.command and the Python API's notification_callback are told of an entry's
+    segments as the webhooks are: one aggregate per entry and event per command; a declared
+    model's record, or a segment alone in its command, as it is."""
+    from retrainctl.commands.check import check
+    from retrainctl.commands.train import train
+    from retrainctl.config.load import load_config
+
+    project = Project(tmp_path / "proj")
+    write_fleet(project.root, FAILING)
+    got = tmp_path / "events.jsonl"
+    project.config = base_config(sales=dict(FLEET), iris=dict(IRIS))
+    project.config["notify"] = {"command": ["sh", "-c", f"cat >> {got}; echo >> {got}"]}
+    project.write_config()
+    calls = []
+    config = load_config(str(project.config_path))
+    report = check(config, callback=lambda name, status, duration, **rest: calls.append((name, status, duration, rest)))
+    assert report.exit_code == 1
+    told = [json.loads(line) for line in got.read_text().splitlines() if line.strip()]
+    assert sorted((t.get("entry") or t["model_name"], t["status"], t.get("count")) for t in told) == [
+        ("iris", "success", None), ("sales", "failure", 12), ("sales", "success", 28)]
+    [failed] = [t for t in told if t["status"] == "failure"]
+    named = [f"sales:{s}" for s in FAILING[:10]]
+    assert (failed["event"], failed["segments"], failed["models"], failed["more"], failed["error_types"]) == (
+        "failure", 40, named, 2, {"data_error": 12})
+    assert failed["description"] == f"12 of 40 segments of sales failed: {', '.join(named)} and 2 more"
+    assert failed["records"] == [project.history(name)[-1] for name in named]
+    assert sorted((c[0], c[1]) for c in calls) == [("iris", "success"), ("sales", "failure"), ("sales", "success")]
+    [(name, status, duration, rest)] = [c for c in calls if c[1] == "failure"]
+    assert duration is None and rest == {k: v for k, v in failed.items() if k != "status"}
+    got.unlink()
+    calls.clear()
+    train(config, "sales:s000", callback=lambda *a, **k: calls.append(a))  # a segment alone: its own record
+    [one] = [json.loads(line) for line in got.read_text().splitlines() if line.strip()]
+    assert one == project.history("sales:s000")[-1] and calls == [("sales:s000", one["status"], one["duration"])]

@@ -146,3 +146,19 @@ def test_rows_of_small_stores_are_looked_at_alone_and_join_the_mark(shop):
     assert shop.observed == [] and quiet.splitlines()[-1].split()[:2] == ["sales", "9"]
     (shop.state_dir / "quiet.json").unlink()
     assert shop.cli("status").stdout == quiet
+
+
+def test_a_partial_check_tells_of_its_segments_out_of_the_whole_entry(shop, tmp_path):
+    got = tmp_path / "told.jsonl"
+    shop.config["notify"] = {"command": ["sh", "-c", f"cat >> {got}; echo >> {got}"]}
+    shop.write_config()
+    checked(shop)
+    assert checked(shop)[1] == []
+    shop.write_month(4, shop.frames[3][shop.frames[3]["store"].isin(["s000", "s002"])])
+    got.write_text("")
+    outcomes, observed = checked(shop)
+    assert sorted(observed) == ["sales:s000", "sales:s002"]
+    [told] = [json.loads(line) for line in got.read_text().splitlines() if line.strip()]
+    assert (told["event"], told["count"], told["segments"], told["models"]) == (
+        "success", 2, 8, ["sales:s000", "sales:s002"])
+    assert told["description"] == "2 of 8 segments of sales retrained: sales:s000, sales:s002"

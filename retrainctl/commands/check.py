@@ -3,6 +3,7 @@ batch on the executor, record everything."""
 import logging
 import os
 import time
+from collections import Counter
 
 from ..base.errors import DataError
 from ..config.records import Config, ModelConfig
@@ -47,7 +48,8 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
             continue
         models += [entry.for_segment(key) for key in keys]
         remembered += kept
-    shell.recorder.gather(models)  # one notification per entry and event for its segments
+    # one notification per entry and event for its segments ("12 of 10,000 segments of sales failed")
+    shell.recorder.gather(models, Counter(entry_of(out.model_name) for out in remembered))
     shell.prepare_to_train(dry_run)
     schedule = ScheduleCache(config.state_dir)
     report = CheckReport(dry_run=dry_run)

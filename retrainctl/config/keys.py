@@ -257,7 +257,7 @@ WEBHOOK = (
 
 NOTIFY = (
     Key("command", "strlist", None, "argv list (no shell) run after every retraining event, the event as JSON "
-        "on stdin", non_empty("must name a program"), nullable=True, convert=tuple, show=list),
+        "on stdin (an entry's segments: one aggregate per entry and event per command)", non_empty("must name a program"), nullable=True, convert=tuple, show=list),
     Key("timeout_seconds", "float", 10.0, "a notifier that takes longer is killed and logged; it never fails "
         "the retrain", seconds(3600)),
     Key("webhooks", "list", None, "endpoints that receive events as signed JSON POSTs",

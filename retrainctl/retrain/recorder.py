@@ -2,14 +2,14 @@
 URLs about the history ones."""
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..base.version import __version__
 from ..config.records import Config, ModelConfig
 from ..core.fold import ModelState
 from ..core.records import HISTORY_STATUSES, OPERATOR, Record, Status
-from ..publish.notify import Notifier, notify_command, notify_callback
+from ..publish.notify import Notifier, aggregates, notify_callback, notify_command, segment_entry
 from ..state.log import StateLog
 
 # The Record fields a caller may pass by name; any other field goes to Record.extra, in order.
@@ -26,6 +26,7 @@ class Recorder:
         self.callback = callback if callback is not None else config.defaults.notification_callback
         self._notifier: Notifier | None = None
         self._segments: dict[str, int] = {}
+        self._held: list[dict[str, Any]] = []  # segments' records for the command and callback, until flush()
         if config.notify.webhooks:
             Notifier.check_secrets(config.notify)
 
@@ -72,8 +73,11 @@ class Recorder:
         if event.status in HISTORY_STATUSES:
             record = event.to_dict()
             if event.trigger_type != OPERATOR:
-                notify_callback(record, self.callback)
-                notify_command(record, self.config.notify.command, self.config.notify.timeout_seconds)
+                if segment_entry(record) in self._segments and (self.callback or self.config.notify.command):
+                    self._held.append(record)  # told of with its entry's other segments, at flush()
+                else:
+                    notify_callback(record, self.callback)
+                    notify_command(record, self.config.notify.command, self.config.notify.timeout_seconds)
             self.alert(record)
 
     def alert(self, record: dict[str, Any]) -> None:
@@ -86,15 +90,25 @@ class Recorder:
             self._notifier = Notifier.from_config(section, state_dir=self.config.state_dir, segments=self._segments)
         self._notifier.send([record])
 
-    def gather(self, models: Iterable[ModelConfig]) -> None:
-        """Until flush(), hold the webhook and chat notifications of these models' segments, to
-        send one message per entry and event (publish.notify.aggregate); a segment alone of its
-        entry is told of as any model is. Call before recording."""
+    def gather(self, models: Iterable[ModelConfig], also: Mapping[str, int] | None = None) -> None:
+        """Until flush(), hold the notifications of these models' segments, to send one message
+        per entry and event (publish.notify.aggregate); a segment alone of its entry is told of
+        as any model is. `also`: {entry: segments the command covers without these models} (a
+        check answers them from their quiet mark). Call before recording."""
         covered = Counter(m.entry for m in models if m.entry)
+        covered.update(also or {})
         self._segments.update({entry: n for entry, n in covered.items() if n > 1})
 
     def flush(self) -> None:
-        """Send what gather() held back."""
+        """Send what gather() held back: to the webhooks and chat URLs, and to notify.command and
+        the notification callback one aggregate per entry and event (the body a webhook gets)."""
+        held, self._held = self._held, []
+        for message in aggregates(held, [], self._segments):
+            triggers = {r.get("trigger_type") for r in message.records}  # what a callback of records reads
+            body = {"event": message.event, "trigger_type": triggers.pop() if len(triggers) == 1 else "several",
+                    **message.body}
+            notify_callback(dict(body, model_name=body["entry"], duration=None), self.callback)
+            notify_command(body, self.config.notify.command, self.config.notify.timeout_seconds)
         if self._notifier is not None:
             self._notifier.flush()
 
