@@ -614,7 +614,7 @@ def test_executor_seconds_histogram():
 
 
 def test_an_entrys_totals_sum_its_segments_and_never_go_down():
-    from retrainctl.core.totals import entry_totals
+    from retrainctl.core.totals import fold_entry_totals
 
     def rec(name, status, duration, **extra):
         return Record.from_dict({"model_name": name, "trigger_type": "initial", "status": status,
@@ -623,16 +623,17 @@ def test_an_entrys_totals_sum_its_segments_and_never_go_down():
     records = [rec("sales:s1", "success", 2), rec("sales:s2", "failure", 40, error_type="timeout"),
                rec("sales:s3", "rejected", 700), rec("iris", "success", 1), rec("sales:s1", "success", 3)]
     totals = fold_totals(records)
-    members = {n: "sales" for n in totals if n.startswith("sales:")}
-    sales = entry_totals(totals, members)["sales"]
+    summed = fold_entry_totals(records)
+    sales = summed["sales"]
     assert (sales.successes, sales.rejections, sales.failures, sales.triggered) == (2, 1, {"timeout": 1}, {"initial": 4})
     assert sales.durations["success"][:2] == [2, 5.0] and sales.durations["rejected"][2][7] == 0  # 700 s > 600
     assert sales.durations["rejected"][2][8] == 1 and sales.durations["failure"][2][:4] == [0, 0, 0, 0]
     assert sales.last_success_time == totals["sales:s1"].last_success_time
-    assert set(entry_totals(totals, members)) == {"sales"}  # a declared model is not an entry's
+    assert set(summed) == {"sales"}  # a declared model is not an entry's
     # a segment whose rows left the data keeps its records: the sum does not drop
-    fold_totals([rec("sales:s2", "failure", 1, error_type="data_error")], totals)
-    again = entry_totals(totals, members)["sales"]
+    more = [rec("sales:s2", "failure", 1, error_type="data_error")]
+    fold_totals(more, totals)
+    again = fold_entry_totals(more, summed)["sales"]
     assert again.failures == {"timeout": 1, "data_error": 1} and again.triggered == {"initial": 5}
     assert totals["sales:s1"].durations["success"][0] == 2  # the segments' own totals are left alone
 

@@ -162,3 +162,22 @@ def test_a_partial_check_tells_of_its_segments_out_of_the_whole_entry(shop, tmp_
     assert (told["event"], told["count"], told["segments"], told["models"]) == (
         "success", 2, 8, ["sales:s000", "sales:s002"])
     assert told["description"] == "2 of 8 segments of sales retrained: sales:s000, sales:s002"
+
+
+def test_the_metrics_of_a_quiet_entry_are_those_of_a_full_evaluation(shop):
+    """The metrics after a check (textfile, push, `retrainctl metrics`) sum a quiet entry up from
+    its mark: the same exposition, byte for byte, as observing every segment."""
+    from retrainctl.publish.metrics import build_registry, exposition
+
+    shop.cli("pause", "sales:s001")  # a paused segment: counted, and left out of the age clock
+    checked(shop)
+    assert checked(shop)[1] == []
+    config = load_config(str(shop.config_path))
+    now = time.time() + 3600
+    shop.observed.clear()
+    quiet = exposition(build_registry(config, clock=lambda: now))
+    assert shop.observed == []
+    (shop.state_dir / "quiet.json").unlink()
+    full = exposition(build_registry(config, clock=lambda: now))
+    assert len(shop.observed) == 8 and quiet == full
+    assert b'retrainctl_segments{model_name="sales",state="paused"} 1.0' in quiet

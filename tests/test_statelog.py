@@ -27,14 +27,14 @@ from retrainctl.state.log import StateLog
 from retrainctl.core.records import HISTORY_STATUSES, Record
 from retrainctl.core.fold import fold
 from retrainctl.base.locks import LockTimeout, training_lock
-from retrainctl.core.totals import fold_totals
+from retrainctl.core.totals import ENTRY_TOTALS, fold_entry_totals, fold_totals
 from retrainctl.state.schedule import ScheduleCache
 
 TIMES = ["2026-11-27T12:00:00+00:00", "2026-11-27T12:05:00+00:00", "2026-11-28T01:00:00+00:00", "not a time"]
 
 records = st.fixed_dictionaries(
     {
-        "model_name": st.sampled_from(["a", "b", "c.d"]),
+        "model_name": st.sampled_from(["a", "b", "c.d", "sales:s1", "sales:s2"]),
         "status": st.sampled_from(list(HISTORY_STATUSES) + ["started"]),
         "trigger_type": st.sampled_from(["data_change", "manual", "operator", "initial"]),
         "trigger_time": st.sampled_from(TIMES),
@@ -120,6 +120,8 @@ def test_summary_always_agrees_with_a_full_fold(ops, refresh, block):
             assert given_before == full
             assert log.states() == full  # and again, from whatever summary the first call left
             assert log.totals() == totals
+            assert log.folds()["entry_totals"] == fold_entry_totals(log.records())
+            assert log.fold_of(ENTRY_TOTALS, ["sales"]) == {k: v for k, v in fold_entry_totals(log.records()).items()}
             for model in (None, "a", "c.d"):
                 for limit in (1, 3, 0):
                     assert [r.to_dict() for r in log.history(model, limit)] == naive_history(log, model, limit)
@@ -211,14 +213,14 @@ def test_a_changed_fold_rebuilds_only_its_own_section(tmp_path, monkeypatch):
     log.states()
     log.append(rec("b", "success"))
     decided = []
-    decision, totals = eventlog.FOLDS
+    decision, totals, summed = eventlog.FOLDS
 
     def counting(events, states=None):
         events = list(events)
         decided.extend(events)
         return decision.fold(events, states)
 
-    monkeypatch.setattr(eventlog, "FOLDS", (dataclasses.replace(decision, fold=counting), bumped(totals)))
+    monkeypatch.setattr(eventlog, "FOLDS", (dataclasses.replace(decision, fold=counting), bumped(totals), summed))
     assert log.totals() == fold_totals(log.records()) and log.totals()["a"].failures == {"timeout": 5}
     assert [e.model_name for e in decided] == ["b"]  # the tail, once: the section was still valid
     assert log.states() == fold(log.records()) and log.states()["a"].paused

@@ -24,6 +24,11 @@ class Fold:
     version: int       # bump when `fold` computes something else from the same records
     record: type       # the per-model dataclass (a field added to it changes the format by itself)
     fold: Callable[[Iterable[Record], dict[str, Any]], dict[str, Any]]  # continues the states in place
+    # the key a record of a model is folded under, when not the model's name (None: not folded)
+    key: Callable[[str], str | None] | None = None
+
+    def key_of(self, model_name: str) -> str | None:
+        return model_name if self.key is None else self.key(model_name)
 
 
 @dataclass

@@ -185,21 +185,23 @@ def counts_as_due(due: bool, held: Held | None) -> bool:
     return due or held in (Held.UNCHANGED, Held.DISABLED)
 
 
-def status_counts(rows: Sequence[SegmentRow]) -> list[EntryCounts]:
-    """One EntryCounts per entry among the segment rows of `status`, in their order."""
+def status_counts(rows: Sequence[SegmentRow], weights: Sequence[int] | None = None) -> list[EntryCounts]:
+    """One EntryCounts per entry among the segment rows of `status`, in their order; `weights`:
+    how many segments each row stands for (one each by default)."""
     out: dict[str, EntryCounts] = {}
-    for r in rows:
+    for i, r in enumerate(rows):
         if r.entry is None:
             continue
+        n = 1 if weights is None else weights[i]
         c = out.setdefault(r.entry, EntryCounts(r.entry))
-        c.segments += 1
-        c.due += counts_as_due(r.due, r.held)
-        c.failed += r.failures_in_row > 0
-        c.skipped += r.held == Held.TOO_FEW_ROWS
-        c.paused += r.paused
-        c.no_data += r.no_data
-        c.up_to_date += (r.model_version is not None and r.action == Action.NOTHING and not r.no_data
-                         and r.failures_in_row == 0)
+        c.segments += n
+        c.due += n * counts_as_due(r.due, r.held)
+        c.failed += n * (r.failures_in_row > 0)
+        c.skipped += n * (r.held == Held.TOO_FEW_ROWS)
+        c.paused += n * r.paused
+        c.no_data += n * r.no_data
+        c.up_to_date += n * (r.model_version is not None and r.action == Action.NOTHING and not r.no_data
+                             and r.failures_in_row == 0)
         if r.model_age_seconds is not None:
             c.oldest_model_age_seconds = max(c.oldest_model_age_seconds or 0.0, r.model_age_seconds)
     return list(out.values())

@@ -8,6 +8,7 @@ from typing import Any
 
 from .fold import Fold
 from .records import RETRAIN_STATUSES, TIMED_STATUSES, Record, Status
+from .segment_names import entry_of, is_segment_name
 
 # Buckets of the duration histograms (metrics.py). Training takes seconds to hours: one bucket
 # per step an operator would name.
@@ -72,27 +73,39 @@ def _observe(histograms: dict[str, Histogram], key: str, value: float) -> None:
 TOTALS = Fold("metrics_totals", 1, ModelTotals, fold_totals)
 
 
-def entry_totals(totals: dict[str, ModelTotals], entry_of: dict[str, str]) -> dict[str, ModelTotals]:
-    """The running totals summed over each entry's models: `entry_of` maps a model (a segment) to
-    its entry. Sums of counts that only grow only grow, so an entry's counters never reset, also
-    when a segment leaves the data (its records stay in the log)."""
-    out: dict[str, ModelTotals] = {}
-    for name, t in totals.items():
-        entry = entry_of.get(name)
-        if entry is None:
+def fold_entry_totals(records: Iterable[Record], totals: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The running totals of segments summed per entry ({entry: ModelTotals}), folded record by
+    record: an entry's series need its sums, not ten thousand segments' totals. Sums of counts
+    that only grow only grow, so an entry's counters never reset, also when a segment leaves the
+    data (its records stay in the log)."""
+    totals = {} if totals is None else totals
+    for ev in records:
+        entry = _entry_key(ev.model_name)
+        if entry is None or ev.status not in RETRAIN_STATUSES:
             continue
-        s = out.setdefault(entry, ModelTotals())
-        for trigger, n in t.triggered.items():
-            s.triggered[trigger] = s.triggered.get(trigger, 0) + n
-        s.successes += t.successes
-        s.rejections += t.rejections
-        for kind, n in t.failures.items():
-            s.failures[kind] = s.failures.get(kind, 0) + n
-        _add(s.durations, t.durations)
-        _add(s.executor_times, t.executor_times)
-        if t.last_success_time is not None:
-            s.last_success_time = max(s.last_success_time or t.last_success_time, t.last_success_time)
-    return out
+        add_totals(totals.setdefault(entry, ModelTotals()), fold_totals((ev,))[ev.model_name])
+    return totals
+
+
+def _entry_key(model_name: str) -> str | None:
+    return entry_of(model_name) if is_segment_name(model_name) else None
+
+
+ENTRY_TOTALS = Fold("entry_totals", 1, ModelTotals, fold_entry_totals, key=_entry_key)
+
+
+def add_totals(s: ModelTotals, t: ModelTotals) -> None:
+    """Add the totals `t` into `s`."""
+    for trigger, n in t.triggered.items():
+        s.triggered[trigger] = s.triggered.get(trigger, 0) + n
+    s.successes += t.successes
+    s.rejections += t.rejections
+    for kind, n in t.failures.items():
+        s.failures[kind] = s.failures.get(kind, 0) + n
+    _add(s.durations, t.durations)
+    _add(s.executor_times, t.executor_times)
+    if t.last_success_time is not None:
+        s.last_success_time = max(s.last_success_time or t.last_success_time, t.last_success_time)
 
 
 def _add(into: dict[str, Histogram], histograms: dict[str, Histogram]) -> None:

@@ -9,6 +9,7 @@ What it does not notice: a hand edit inside one model's folder (a `current` link
 a version deleted); a check that evaluates the entry for another reason, `status NAME` and
 `status --json` see it. Anything retrainctl itself changes comes with a record."""
 import hashlib
+from collections import Counter
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -150,15 +151,27 @@ class Quiet:
 
     def counts(self, entry: str, mark: QuietMark, now: float) -> EntryCounts:
         """The entry's `status` counts, its oldest model's age as of `now`."""
+        per_kind = Counter(mark.kind_of)
         counted = []
-        for k, trained in zip(mark.kind_of, mark.trained):
+        for k in per_kind:
             action, _, _, held, _, paused, failing, versioned, no_data = mark.kinds[k]
             counted.append(SegmentCount(
                 entry=entry, due=action == Action.TRAIN, held=Held(held) if held else None, action=Action(action),
                 paused=paused, no_data=no_data, failures_in_row=int(failing), model_version=1 if versioned else None,
-                model_age_seconds=round(now - trained, 1) if trained else None))
-        found = status_counts(counted)
-        return found[0] if found else EntryCounts(entry)
+                model_age_seconds=None))
+        found = status_counts(counted, list(per_kind.values()))
+        counts = found[0] if found else EntryCounts(entry)
+        trained = [t for t in mark.trained if t]
+        counts.oldest_model_age_seconds = round(now - min(trained), 1) if trained else None
+        return counts
+
+    def summary(self, entry: str, mark: QuietMark, now: float) -> "QuietSummary":
+        """What the metrics say of the entry as a whole (publish.metrics._entry_view)."""
+        paused = [bool(mark.kinds[k][5]) for k in mark.kind_of]
+        no_data = [bool(mark.kinds[k][8]) for k in mark.kind_of]
+        kept = [c for c, p, n in zip(mark.clocks, paused, no_data) if c is not None and not p and not n]
+        return QuietSummary(self.counts(entry, mark, now), sum(r or 0 for r in mark.rows), all(paused),
+                            min(kept, default=None))
 
     # --- writing: the marks an evaluation leaves -------------------------------------------
 
@@ -177,7 +190,9 @@ class Quiet:
         seen.until = min(seen.until, until)
         kind = (*_kind_of(outcome), state.paused, obs.failures_on_data > 0, obs.model_version is not None,
                 obs.no_data)
-        seen.rows.append((model.name[len(model.entry) + len(SEPARATOR):], obs.data_hash, obs.model_trained_at, kind))
+        clock = None if obs.model_trained_at is None else max(obs.model_trained_at, obs.rejected_at or 0.0)
+        seen.rows.append((model.name[len(model.entry) + len(SEPARATOR):], obs.data_hash, obs.model_trained_at, kind,
+                          obs.data_rows, clock))
 
     def spoil(self, model: ModelConfig) -> None:
         """A model that was not evaluated in full, or will train: its entry leaves no new mark."""
@@ -204,25 +219,39 @@ class Quiet:
             old = self.partial.get(entry.name)
             if old is not None:
                 until = min(until, old.until)
-                rows = sorted(rows + [(old.segments[i], old.hashes[i], old.trained[i], tuple(_tupled(old.kinds[
-                    old.kind_of[i]]))) for i in self._kept.get(entry.name, ())], key=lambda r: r[0])
+                rows = sorted(rows + [(old.segments[i], old.hashes[i], old.trained[i], _tupled(old.kinds[old.kind_of[i]]),
+                                       old.rows[i], old.clocks[i]) for i in self._kept.get(entry.name, ())],
+                              key=lambda r: r[0])
             kinds: dict[tuple[Any, ...], int] = {}
             kind_of = [kinds.setdefault(r[3], len(kinds)) for r in rows]
             self.marks.put(entry.name, QuietMark(
                 key=key[0], rest=key[1], log=self._position, models=models, until=until,
                 segments=[r[0] for r in rows], hashes=[r[1] for r in rows], trained=[r[2] for r in rows],
-                kind_of=kind_of, kinds=[_listed(k) for k in kinds]))
+                rows=[r[4] for r in rows], clocks=[r[5] for r in rows], kind_of=kind_of,
+                kinds=[_listed(k) for k in kinds]))
         self.marks.save()
+
+
+@dataclass(frozen=True)
+class QuietSummary:
+    """A quiet entry summed up: its status counts, its rows, whether every segment is paused, and
+    the oldest age clock among the segments meant to be kept fresh (not paused, rows still there)."""
+
+    counts: EntryCounts
+    data_rows: int
+    paused: bool
+    age_clock_start: float | None
 
 
 @dataclass
 class _Seen:
     """One entry's segments as a command evaluated them, while they are all settled: (key, data
-    hash, when its live model was trained, its kind) each."""
+    hash, when its live model was trained, its kind, its rows, its age clock's start) each."""
 
     spoiled: bool = False
     until: float = float("inf")
-    rows: list[tuple[str, str | None, float | None, tuple[Any, ...]]] = field(default_factory=list)
+    rows: list[tuple[str, str | None, float | None, tuple[Any, ...], int | None, float | None]] = field(
+        default_factory=list)
 
 
 def _digest(parts: list[str]) -> str:

@@ -25,12 +25,13 @@ from ..core.decide import Observation
 from ..core.fold import DECISION, ModelState
 from ..core.records import TIMED_STATUSES, Held, TriggerType, candidate_key
 from ..core.outcomes import StatusRow, status_counts
-from ..core.segment_names import entry_key, entry_of, is_segment_name
-from ..core.totals import DURATION_BUCKETS, TOTALS, ModelTotals, entry_totals
+from ..core.segment_names import entry_key
+from ..core.totals import DURATION_BUCKETS, ENTRY_TOTALS, TOTALS, ModelTotals
 from ..data import datasets
 from ..core.values import finite_number as _number
 from ..observe.fleet import Fleet, segmented
 from ..observe.observer import Observer
+from ..observe.quiet import Quiet, QuietSummary
 from ..observe.status import SegmentCount, status
 from ..state.log import StateLog
 from ..state.schedule import CHECKS_FILE
@@ -267,18 +268,38 @@ def gather(config: Config, clock: Callable[[], float] = time.time,
     (and, with metrics.per_segment, per segment), the last check. `observed` is what a check just
     saw of each model (observe.status: not observed again)."""
     store = ModelStore(config.model_dir)
-    folded = StateLog(config.state_dir).folds() if os.path.isdir(config.state_dir) else {}
-    states, totals = folded.get(DECISION.name, {}), folded.get(TOTALS.name, {})
-    observer = Observer(config, store, clock)
-    models = Fleet(config, observer, states).all() if segmented(config) else list(config.models.values())
     per_segment = config.metrics.per_segment
+    observer = Observer(config, store, clock)
+    state_log = StateLog(config.state_dir)
+    # An entry about which nothing changed since a check left it settled is summed up from its
+    # quiet mark (observe.quiet), not observed segment by segment; not with per-segment series.
+    quiet = standing = None
+    if segmented(config) and not per_segment and os.path.isdir(config.state_dir):
+        quiet = Quiet(config, state_log, observer.fingerprints, clock)
+        standing = quiet.standing(config.models.values())
+    entries = [name for name, m in config.models.items() if m.segment_by]
+    if not os.path.isdir(config.state_dir):
+        states, totals, summed = {}, {}, {}
+    elif quiet is not None and standing is not None and all(e in standing for e in entries):
+        # every entry quiet: only the declared models' and the entries' own records are decoded
+        states = state_log.fold_of(DECISION, [n for n in config.models if n not in entries])
+        totals = state_log.fold_of(TOTALS, list(config.models))
+        summed = state_log.fold_of(ENTRY_TOTALS, entries)
+    else:
+        folded = state_log.folds()
+        states, totals, summed = (folded[f.name] for f in (DECISION, TOTALS, ENTRY_TOTALS))
+    if segmented(config):
+        models = Fleet(config, observer, states).all(skip=standing or {})
+    else:
+        models = list(config.models.values())
     rows = status(config, [m for m in models if per_segment or m.entry is None], clock=clock, verify=False,
                   states=states, observed=observed, observer=observer)
     by_name = {m.name: m for m in models}
     now = clock()
     views: list[ModelView] = []
     seen: dict[str, list[SegmentSeen]] = {}
-    changes = {m.name: _segment_changes(observer, m) for m in config.models.values() if m.segment_by}
+    changes = {m.name: _segment_changes(observer, m) for m in config.models.values()
+               if m.segment_by and m.name not in (standing or {})}
     for row in rows:
         model = by_name[row.model_name]
         state = states.get(model.name)
@@ -301,10 +322,14 @@ def gather(config: Config, clock: Callable[[], float] = time.time,
                     _seen(model, observer, states.get(model.name) or ModelState(), changes[model.entry](model)))
         if os.path.isdir(config.state_dir):
             observer.save()
-    views += [_entry_view(config.models[name], members, now) for name, members in seen.items()]
-    entries = {m.name for m in config.models.values() if m.segment_by}
-    totals = dict(totals, **entry_totals(totals, {n: entry_of(n) for n in totals
-                                                  if is_segment_name(n) and entry_of(n) in entries}))
+    entry_views = {name: _entry_view(config.models[name], members, now) for name, members in seen.items()}
+    if quiet is not None and standing:
+        entry_views.update((name, _quiet_view(config.models[name], quiet.summary(name, mark, now), now))
+                           for name, mark in standing.items())
+        if quiet.marks.dirty:
+            quiet.marks.save()
+    views += [entry_views[name] for name in config.models if name in entry_views]
+    totals = dict(totals, **{entry: summed[entry] for entry in entries if entry in summed})
     # The counters are running totals, which summary.json caches: no full log read.
     return totals, views, last_check_time(config.state_dir)
 
@@ -391,6 +416,26 @@ def _entry_view(entry: ModelConfig, segments: list[SegmentSeen], now: float) -> 
         data_changed_at=max(changed, default=None),
         entry=EntrySegments({state: getattr(counts, state) for state in SEGMENT_STATES}, counts.segments,
                             {check: sum(check in s.alerting for s in segments) for check in QUALITY_CHECKS}),
+    )
+
+
+def _quiet_view(entry: ModelConfig, summary: QuietSummary, now: float) -> ModelView:
+    """An entry summed up from its quiet mark, as _entry_view sums up its segments: none alerting
+    (an alert keeps an entry from being quiet); its data's newest file, which holds rows of some
+    segment (the files of a quiet entry are the ones its segments were found in)."""
+    counts, oldest = summary.counts, summary.counts.oldest_model_age_seconds
+    return ModelView(
+        name=entry.name,
+        max_age_seconds=entry.policy.max_model_age_hours * 3600.0,
+        data_rows=summary.data_rows,
+        paused=summary.paused,
+        auto_retraining=entry.policy.enable_auto_retraining,
+        check_interval=float(entry.policy.check_interval),
+        trained_at=None if oldest is None else now - oldest,
+        age_clock_start=summary.age_clock_start,
+        data_changed_at=_data_changed_at(entry.data_path),
+        entry=EntrySegments({state: getattr(counts, state) for state in SEGMENT_STATES}, counts.segments,
+                            dict.fromkeys(QUALITY_CHECKS, 0)),
     )
 
 

@@ -16,14 +16,14 @@ from ..base.fsutil import fsync_dir
 from ..base.locks import LOCK_TIMEOUT, LockTimeout, file_lock
 from ..core.fold import DECISION, Fold, ModelState
 from ..core.records import HISTORY_STATUSES, Record, Status
-from ..core.totals import TOTALS, ModelTotals
+from ..core.totals import ENTRY_TOTALS, TOTALS, ModelTotals
 from . import segments, summary
 
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.jsonl"
 # What summary.json caches, each fold in its own section.
-FOLDS = (DECISION, TOTALS)
+FOLDS = (DECISION, TOTALS, ENTRY_TOTALS)
 # The summary is rewritten once the tail a reader had to fold exceeds this many bytes.
 SUMMARY_REFRESH = 64 << 10
 
@@ -216,8 +216,12 @@ class StateLog:
     def states_of(self, models: Collection[str]) -> dict[str, ModelState]:
         """{model: fold.ModelState} for those of `models` the log names, as states() has them,
         decoding only theirs from the summary when they are few of many."""
-        wanted = set(models)
-        return self._read(lambda folded: {DECISION.name: folded.get_some(DECISION.name, wanted)})[DECISION.name]
+        return self.fold_of(DECISION, models)
+
+    def fold_of(self, fold: Fold, keys: Collection[str]) -> dict[str, Any]:
+        """{key: record} of `fold` for those of `keys` it holds (see states_of)."""
+        wanted = set(keys)
+        return self._read(lambda folded: {fold.name: folded.get_some(fold.name, wanted)})[fold.name]
 
     def _read(self, take: Callable[["_Folds"], dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
         """What `take` takes of the folds brought up to the end of the log (see folds())."""
@@ -454,8 +458,9 @@ def _fold(lines: Iterable[dict[str, Any]], folds: Iterable[Fold], folded: dict[s
     for rec in _typed(lines):
         for f in folds:
             models = folded[f.name]
-            if copy_first and rec.model_name in models:
-                models[rec.model_name] = copy.deepcopy(models[rec.model_name])
+            key = f.key_of(rec.model_name)
+            if copy_first and key in models:
+                models[key] = copy.deepcopy(models[key])
             f.fold((rec,), models)
 
 
@@ -503,7 +508,8 @@ class _Folds:
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             models_ = self.get(name)  # folds it again, with the warning
             return {m: models_[m] for m in models if m in models_}
-        _fold([ev for ev in self.pending[name] if ev.get("model_name") in models], (section.fold,), {name: found})
+        _fold([ev for ev in self.pending[name] if isinstance(ev.get("model_name"), str)
+               and section.fold.key_of(ev["model_name"]) in models], (section.fold,), {name: found})
         return found
 
     def all(self) -> dict[str, dict[str, Any]]:

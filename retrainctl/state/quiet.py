@@ -12,7 +12,7 @@ from typing import Any
 from ..base.fsutil import atomic_write, best_effort, read_json
 
 QUIET_FILE = "quiet.json"
-LAYOUT = 2
+LAYOUT = 3
 
 
 @dataclass
@@ -24,7 +24,9 @@ class QuietMark:
     observe.quiet); log: (device, inode, size) of events.jsonl before that evaluation read it;
     models: the model_dir's mtime_ns after it; until: the clock time before which no segment's
     age can make it due. Per segment, in order: its key, its data hash (None: no rows), when its
-    live model was trained (None: none) and its index into kinds, the distinct outcomes
+    live model was trained (None: none), its rows, when its age clock started (the metrics'
+    RetrainctlModelTooOld: its training or a later rejection on the same data; None: no model)
+    and its index into kinds, the distinct outcomes
     [action, note, result, held, [[trigger, description], ...], paused, failing, has a version,
     no data]."""
 
@@ -36,13 +38,15 @@ class QuietMark:
     segments: list[str]
     hashes: list[str | None]
     trained: list[float | None]
+    rows: list[int | None]
+    clocks: list[float | None]
     kind_of: list[int]
     kinds: list[list[Any]]
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "rest": self.rest, "log": list(self.log), "models": self.models,
                 "until": self.until, "segments": self.segments, "hashes": self.hashes, "trained": self.trained,
-                "kind_of": self.kind_of, "kinds": self.kinds}
+                "rows": self.rows, "clocks": self.clocks, "kind_of": self.kind_of, "kinds": self.kinds}
 
     @classmethod
     def from_dict(cls, data: Any) -> "QuietMark | None":
@@ -51,12 +55,14 @@ class QuietMark:
             log = tuple(int(x) for x in data["log"])
             mark = cls(key=str(data["key"]), rest=str(data["rest"]), log=(log[0], log[1], log[2]),
                        models=int(data["models"]), until=float(data["until"]), segments=list(data["segments"]),
-                       hashes=list(data["hashes"]), trained=list(data["trained"]), kind_of=list(data["kind_of"]),
+                       hashes=list(data["hashes"]), trained=list(data["trained"]), rows=list(data["rows"]),
+                       clocks=list(data["clocks"]), kind_of=list(data["kind_of"]),
                        kinds=list(data["kinds"]))
         except (KeyError, TypeError, ValueError, IndexError):
             return None
         n = len(mark.segments)
-        if len(log) != 3 or not len(mark.hashes) == len(mark.trained) == len(mark.kind_of) == n:
+        if len(log) != 3 or not len(mark.hashes) == len(mark.trained) == len(mark.rows) == len(mark.clocks) == len(
+                mark.kind_of) == n:
             return None
         return mark
 
