@@ -473,7 +473,7 @@ def metric_sample(metric: str, y_true: Any, y_pred: Any) -> dict[str, Any]:
         truth, pred = np.asarray(y_true, dtype=str), np.asarray(y_pred, dtype=str)
         labels = sorted(set(truth) | set(pred))
         index = {c: i for i, c in enumerate(labels)}
-        confusion = np.zeros((len(labels), len(labels)), dtype=int)
+        confusion: Any = np.zeros((len(labels), len(labels)), dtype=int)
         np.add.at(confusion, ([index[c] for c in truth], [index[c] for c in pred]), 1)
         return {"method": "bootstrap", "n": n, "labels": labels, "confusion": confusion.tolist()}
     y, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)

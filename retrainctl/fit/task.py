@@ -142,7 +142,7 @@ def holdout_split(spec: TrainingSpec, X: Any, y: Any, data_path: str, order: Any
     order = np.arange(len(y), dtype=float) if order is None else np.asarray(order, dtype=float)
     if spec.holdout == "latest":
         newest = np.argsort(order, kind="stable")[len(y) - max(1, int(round(spec.test_size * len(y)))):]
-        held = np.zeros(len(y), dtype=bool)
+        held: Any = np.zeros(len(y), dtype=bool)
         held[newest] = True
         if spec.task == "classification" and y[~held].nunique() < 2:
             raise DataError(f"{data_path}: the rows before the latest holdout hold a single class of "
