@@ -181,3 +181,28 @@ def test_the_metrics_of_a_quiet_entry_are_those_of_a_full_evaluation(shop):
     full = exposition(build_registry(config, clock=lambda: now))
     assert len(shop.observed) == 8 and quiet == full
     assert b'retrainctl_segments{model_name="sales",state="paused"} 1.0' in quiet
+
+
+def test_an_entry_whose_segments_cannot_be_listed_is_never_quiet(shop):
+    """A partition without the segment_by column is a data error for the entry, every check:
+    it is never remembered as a quiet entry of no segments."""
+    checked(shop)
+    assert checked(shop)[1] == []
+    month = shop.frames[3].drop(columns="store")
+    shop.write_month(4, month)
+    for _ in range(3):
+        result = shop.cli("check", "--json")
+        assert result.exit_code == 1, result.output
+        [out] = json.loads(result.stdout)["models"]
+        assert out["model_name"] == "sales" and out["failed"] and "'store'" in out["note"]
+
+
+def test_the_mark_of_an_entry_taken_out_of_the_config_is_dropped(shop):
+    checked(shop)
+    checked(shop)
+    assert mark(shop) is not None
+    shop.config["models"] = {"stores": shop.config["models"].pop("sales")}  # renamed
+    shop.write_config()
+    shop.cli("check", "--dry-run")
+    marks = json.loads((shop.state_dir / "quiet.json").read_text())["entries"]
+    assert "sales" not in marks and set(marks) <= {"stores"}

@@ -177,8 +177,11 @@ class Quiet:
 
     def note(self, model: ModelConfig, obs: Observation, decision: Decision, state: ModelState,
              outcome: Outcome) -> None:
-        """A segment evaluated in full, as it was decided and settled (or not)."""
+        """A segment evaluated in full, as it was decided and settled (or not). An entry observed
+        as itself (its segments could not be listed) leaves no mark."""
         if model.entry is None:
+            if model.segment_by:
+                self.spoil(model)
             return
         seen = self._seen.setdefault(model.entry, _Seen())
         if seen.spoiled:
@@ -210,6 +213,8 @@ class Quiet:
             models = os.stat(self.config.model_dir).st_mtime_ns
         except OSError:
             return
+        for name in [n for n in self.marks.marks if not getattr(self.config.models.get(n), "segment_by", None)]:
+            self.marks.put(name, None)  # an entry no longer in the config (or no longer split)
         for entry in evaluated:
             seen = self._seen.get(entry.name, _Seen())
             key = self._keys.get(entry.name)
