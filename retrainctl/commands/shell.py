@@ -72,8 +72,7 @@ def _ensure_models_valid(config: Config, remember: bool = True) -> None:
         sk = f"{spec.origin}:{os.stat(spec.origin).st_mtime_ns}"  # type: ignore[union-attr,arg-type]
     except (AttributeError, TypeError, OSError):
         sk = "none"
-    with open(config.path, "rb") as fh:
-        key = hashlib.sha256(fh.read() + sk.encode()).hexdigest()
+    key = hashlib.sha256(f"{config.file_digest}:{sk}".encode()).hexdigest()
     path = os.path.join(config.state_dir, VALIDATED_FILE)
     if (read_json(path) or {}).get("key") == key:
         return

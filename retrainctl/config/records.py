@@ -339,6 +339,20 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
+    def file_digest(self) -> str | None:
+        """SHA-256 of the config file's bytes as they are now, read once per process (the
+        validation cache and the quiet entries key on it); None when it cannot be read."""
+        if "_file_digest" not in self.__dict__:
+            import hashlib
+
+            try:
+                with open(self.path, "rb") as fh:
+                    self.__dict__["_file_digest"] = hashlib.sha256(fh.read()).hexdigest()
+            except OSError:
+                self.__dict__["_file_digest"] = None
+        return self.__dict__["_file_digest"]
+
+    @property
     def state_log_rotate_bytes(self) -> int | None:
         """events.jsonl is rotated (renamed whole) once it reaches this size; None: never."""
         return int(self.state_log_rotate_mb * (1 << 20)) if self.state_log_rotate_mb else None

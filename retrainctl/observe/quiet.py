@@ -24,7 +24,7 @@ from ..core.decide import Decision, Observation, Reason
 from ..core.fold import ModelState
 from ..core.outcomes import EntryCounts, Outcome, status_counts
 from ..core.records import Action, Held, TriggerType
-from ..core.segment_names import SEPARATOR
+from ..core.segment_names import SEPARATOR, entry_of
 from ..data import datasets
 from ..data.fingerprint import FingerprintCache
 from ..data.segment_index import SegmentData
@@ -45,7 +45,6 @@ class Quiet:
         self.clock = clock
         self.marks = QuietMarks(config.state_dir)
         self.partial: dict[str, QuietMark] = {}  # entry -> its mark, where only its data set changed
-        self._config_digest: str | None = None
         self._keys: dict[str, tuple[str, str] | None] = {}  # entry -> (key, rest)
         self._position: tuple[int, int, int] | None = None
         self._seen: dict[str, _Seen] = {}
@@ -85,8 +84,7 @@ class Quiet:
             if since is None:
                 continue
             names, end = since
-            prefix = entry.name + SEPARATOR
-            if any(n == entry.name or n.startswith(prefix) for n in names):
+            if any(entry_of(n) == entry.name for n in names):  # a record of it or of one of its segments
                 continue
             if end != mark.log:  # nothing of it since: the next check need not read those records again
                 mark.log = end
@@ -104,21 +102,16 @@ class Quiet:
         None when a set cannot be read."""
         if entry.name in self._keys:
             return self._keys[entry.name]
-        if self._config_digest is None:
-            try:
-                with open(self.config.path, "rb") as fh:
-                    self._config_digest = hashlib.sha256(fh.read()).hexdigest()
-            except OSError:
-                self._config_digest = ""
-        parts = [self._config_digest, __version__, entry.name]
         found: tuple[str, str] | None = None
-        try:
-            for path in (entry.eval_path, entry.drift_path, entry.data_path):
-                parts.append(datasets.fingerprint(self.fingerprints, path, entry.csv.quotechar).hash if path else "-")
-        except (DataError, OSError):
-            pass
-        else:
-            if self._config_digest:
+        if self.config.file_digest is not None:
+            parts = [self.config.file_digest, __version__, entry.name]
+            try:
+                for path in (entry.eval_path, entry.drift_path, entry.data_path):
+                    parts.append(datasets.fingerprint(self.fingerprints, path, entry.csv.quotechar).hash
+                                 if path else "-")
+            except (DataError, OSError):
+                pass
+            else:
                 found = (_digest(parts), _digest(parts[:-1]))
         self._keys[entry.name] = found
         return found
@@ -127,27 +120,22 @@ class Quiet:
         """For an entry of `partial` whose segments are now `segments`: (the keys of those to
         evaluate: new, or whose rows changed or are gone; the remembered outcomes of the others)."""
         mark = self.partial[entry.name]
-        kinds = [_outcome_of(kind) for kind in mark.kinds]
-        prefix = entry.name + SEPARATOR
-        evaluate, kept, outcomes = [], [], []
-        known = {}
+        evaluate: list[int] = []
+        kept: list[int] = []
         for i, (key, digest) in enumerate(zip(mark.segments, mark.hashes)):
-            known[key] = i
             seg = segments.get(key)
-            if (seg.hash if seg is not None else None) == digest:
-                kept.append(i)
-                outcomes.append(Outcome(prefix + key, *kinds[mark.kind_of[i]]))
-            else:
-                evaluate.append(key)
-        evaluate += [key for key in segments if key not in known]
+            (kept if (seg.hash if seg is not None else None) == digest else evaluate).append(i)
+        known = set(mark.segments)
         self._kept[entry.name] = kept
-        return sorted(evaluate), outcomes
+        return (sorted([mark.segments[i] for i in evaluate] + [key for key in segments if key not in known]),
+                self.outcomes(entry.name, mark, kept))
 
-    def outcomes(self, entry: str, mark: QuietMark) -> list[Outcome]:
-        """The remembered outcome of each of the entry's segments."""
+    def outcomes(self, entry: str, mark: QuietMark, indexes: Iterable[int] | None = None) -> list[Outcome]:
+        """The remembered outcome of each of the entry's segments (of those at `indexes`)."""
         kinds = [_outcome_of(kind) for kind in mark.kinds]
         prefix = entry + SEPARATOR
-        return [Outcome(prefix + key, *kinds[k]) for key, k in zip(mark.segments, mark.kind_of)]
+        return [Outcome(prefix + mark.segments[i], *kinds[mark.kind_of[i]])
+                for i in (range(len(mark.segments)) if indexes is None else indexes)]
 
     def counts(self, entry: str, mark: QuietMark, now: float) -> EntryCounts:
         """The entry's `status` counts, its oldest model's age as of `now`."""
@@ -239,8 +227,9 @@ class Quiet:
 
 @dataclass(frozen=True)
 class QuietSummary:
-    """A quiet entry summed up: its status counts, its rows, whether every segment is paused, and
-    the oldest age clock among the segments meant to be kept fresh (not paused, rows still there)."""
+    """An entry's segments summed up (from its quiet mark, or as the metrics observe them): its
+    status counts, its rows, whether every segment is paused, and the oldest age clock among the
+    segments meant to be kept fresh (not paused, rows still there)."""
 
     counts: EntryCounts
     data_rows: int

@@ -324,7 +324,8 @@ def gather(config: Config, clock: Callable[[], float] = time.time,
             observer.save()
     entry_views = {name: _entry_view(config.models[name], members, now) for name, members in seen.items()}
     if quiet is not None and standing:
-        entry_views.update((name, _quiet_view(config.models[name], quiet.summary(name, mark, now), now))
+        entry_views.update((name, _summed_view(config.models[name], quiet.summary(name, mark, now),
+                                               _data_changed_at(config.models[name].data_path), now))
                            for name, mark in standing.items())
         if quiet.marks.dirty:
             quiet.marks.save()
@@ -402,27 +403,18 @@ def _entry_view(entry: ModelConfig, segments: list[SegmentSeen], now: float) -> 
     them is past max_model_age_hours."""
     [counts] = status_counts(segments)
     kept = [s.age_clock_start for s in segments if s.age_clock_start is not None and not s.paused and not s.no_data]
-    oldest = counts.oldest_model_age_seconds
     changed = [s.data_changed_at for s in segments if s.data_changed_at is not None]
-    return ModelView(
-        name=entry.name,
-        max_age_seconds=entry.policy.max_model_age_hours * 3600.0,
-        data_rows=sum(s.data_rows or 0 for s in segments),
-        paused=all(s.paused for s in segments),
-        auto_retraining=entry.policy.enable_auto_retraining,
-        check_interval=float(entry.policy.check_interval),
-        trained_at=None if oldest is None else now - oldest,
-        age_clock_start=min(kept, default=None),
-        data_changed_at=max(changed, default=None),
-        entry=EntrySegments({state: getattr(counts, state) for state in SEGMENT_STATES}, counts.segments,
-                            {check: sum(check in s.alerting for s in segments) for check in QUALITY_CHECKS}),
-    )
+    summary = QuietSummary(counts, sum(s.data_rows or 0 for s in segments), all(s.paused for s in segments),
+                           min(kept, default=None))
+    return _summed_view(entry, summary, max(changed, default=None), now,
+                        {check: sum(check in s.alerting for s in segments) for check in QUALITY_CHECKS})
 
 
-def _quiet_view(entry: ModelConfig, summary: QuietSummary, now: float) -> ModelView:
-    """An entry summed up from its quiet mark, as _entry_view sums up its segments: none alerting
-    (an alert keeps an entry from being quiet); its data's newest file, which holds rows of some
-    segment (the files of a quiet entry are the ones its segments were found in)."""
+def _summed_view(entry: ModelConfig, summary: QuietSummary, data_changed_at: float | None, now: float,
+                 alerting: dict[str, int] | None = None) -> ModelView:
+    """An entry's view from its segments summed up (_entry_view), or from its quiet mark: then
+    none alerting (an alert keeps an entry from being quiet), and its data changed when its
+    newest file did (the files of a quiet entry are the ones its segments were found in)."""
     counts, oldest = summary.counts, summary.counts.oldest_model_age_seconds
     return ModelView(
         name=entry.name,
@@ -433,9 +425,9 @@ def _quiet_view(entry: ModelConfig, summary: QuietSummary, now: float) -> ModelV
         check_interval=float(entry.policy.check_interval),
         trained_at=None if oldest is None else now - oldest,
         age_clock_start=summary.age_clock_start,
-        data_changed_at=_data_changed_at(entry.data_path),
+        data_changed_at=data_changed_at,
         entry=EntrySegments({state: getattr(counts, state) for state in SEGMENT_STATES}, counts.segments,
-                            dict.fromkeys(QUALITY_CHECKS, 0)),
+                            alerting or dict.fromkeys(QUALITY_CHECKS, 0)),
     )
 
 
