@@ -4,6 +4,8 @@ import json
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from retrainctl.core import decide as triggers
 from retrainctl.fit.task import sanity_problem
@@ -276,3 +278,28 @@ def test_the_first_model_has_nothing_to_lose_to_a_constant(project):
     assert project.current_version("iris") == 1
     meta = json.loads((project.model_dir / "iris" / "v1" / "metadata.json").read_text())
     assert 0.25 < meta["constant_score"] < 0.45 and meta["constant_p"] > triggers.SKILL_ALPHA
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)), min_size=2, max_size=60),
+       st.sampled_from(["r2", "rmse", "mae"]), st.booleans())
+def test_regression_scores_and_the_constant_baseline_are_scikit_learns(pairs, metric, constant_truth):
+    """The fit computes r2, rmse and mae, and the constant prediction the skill bar is measured
+    against, in numpy (scikit-learn's input checks cost more than the sums on a segment's few
+    hundred rows): exactly scikit-learn's values, the edge cases of r2 included (constant labels,
+    perfect predictions)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn import metrics
+    from sklearn.dummy import DummyRegressor
+
+    from retrainctl.fit.task import constant_prediction, score
+
+    truth = pd.Series([3.0 if constant_truth else a for a, _ in pairs])
+    pred = np.array([b for _, b in pairs]) if len(pairs) % 3 else truth.to_numpy()
+    expected = {"r2": metrics.r2_score, "rmse": metrics.root_mean_squared_error,
+                "mae": metrics.mean_absolute_error}[metric](truth, pred)
+    assert score(metric, truth, pred) == float(expected)
+    spec = type("Spec", (), {"task": "regression", "metric": metric})()
+    dummy = DummyRegressor(strategy="median" if metric == "mae" else "mean").fit(np.zeros((len(truth), 1)), truth)
+    assert constant_prediction(spec, truth, 7).tolist() == dummy.predict(np.zeros((7, 1))).tolist()

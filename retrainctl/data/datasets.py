@@ -248,7 +248,8 @@ def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> Loaded:
     for rel, decided in files:
         name = path if single else os.path.join(root, rel)
         part = _segment_part(path, name, decided, spec) if spec.segment_by else _read_file(name, decided, spec)
-        kinds = _kinds(part)
+        # One file has nothing to agree with: only its column names are needed.
+        kinds = _kinds(part) if len(files) > 1 else dict.fromkeys(map(str, _column_names(part)))
         if schema is None:
             first, schema = name, kinds
         else:
@@ -337,6 +338,10 @@ def _segment_part(path: str, name: str, decided: str, spec: TrainingSpec) -> Any
     return segment_keys.rows(part, spans.get(wanted, (0, 0)))
 
 
+def _column_names(part: Any) -> list[Any]:
+    return list(part.column_names) if hasattr(part, "column_names") else list(part.columns)
+
+
 def _kinds(part: Any) -> dict[str, str | None]:
     """{column: kind} of a pyarrow Table or a DataFrame; None for a column with no values at all,
     which agrees with any kind (an empty text column reads as float from CSV)."""
@@ -357,11 +362,12 @@ def _kinds(part: Any) -> dict[str, str | None]:
                 out[field.name] = str(field.type)
         return out
     out = {}
-    for name in part.columns:
-        col = part[name]
-        if col.isna().all():
+    for name, nothing in zip(part.columns, part.isna().all().to_numpy()):  # one pass for the empty columns
+        if nothing:
             out[str(name)] = None
-        elif col.dtype.kind in "iuf":
+            continue
+        col = part[name]
+        if col.dtype.kind in "iuf":
             out[str(name)] = "number"
         elif col.dtype.kind == "O" and all(isinstance(v, bool) for v in col[col.notna()].iloc[:1000]):
             out[str(name)] = "bool"  # True/False with gaps: what a CSV gives back of a nullable bool
@@ -416,6 +422,8 @@ def _combine(path: str, parts: list[Any], columns: list[str], keep: bool = False
         del parts[:]
         return table.to_pandas(split_blocks=True, self_destruct=not keep)
     frames = [p.to_pandas() if hasattr(p, "schema") else p for p in parts]
+    if len(frames) == 1:  # a new frame of the columns, numbered from 0 as a concatenation would be
+        return frames[0][columns].reset_index(drop=True)
     return pd.concat([f[columns] for f in frames], ignore_index=True)
 
 

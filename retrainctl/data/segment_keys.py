@@ -52,8 +52,9 @@ def groups(part: Any, columns: tuple[str, ...]) -> tuple[Any, dict[str, tuple[in
 
 
 def rows(part: Any, span: tuple[int, int]) -> Any:
-    """Rows start..end of a DataFrame or a pyarrow Table (as ordered by groups()), as a new one."""
+    """Rows start..end of a DataFrame or a pyarrow Table (as ordered by groups()), without copying:
+    the reader only selects columns and rows of it (new frames), never writes to it."""
     start, end = span
     if hasattr(part, "column_names"):
         return part.slice(start, end - start)
-    return part.iloc[start:end].copy()
+    return part.iloc[start:end]
