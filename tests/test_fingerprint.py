@@ -140,3 +140,35 @@ def test_cache_survives_dry_runs(project, monkeypatch):
     assert sorted(cached) == sorted(str(project.data(n)) for n in ("iris", "housing"))
     monkeypatch.setattr(fingerprint, "compute", lambda path: pytest.fail(f"re-read {path}"))
     assert project.cli("check", "--dry-run").exit_code == 3
+
+
+def test_between_models_the_cache_is_written_at_most_once_a_second(tmp_path, monkeypatch):
+    """save(final=False), called after each model a command decides, writes the cache at most
+    once every SAVE_SECONDS (a command fingerprinting hundreds of files would otherwise write the
+    growing file once per file); the final save writes what is left."""
+    files = []
+    for i in range(3):
+        p = tmp_path / f"d{i}.csv"
+        p.write_bytes(f"a\n{i}\n".encode())
+        age(p)
+        files.append(str(p))
+    now = [1000.0]
+    monkeypatch.setattr(fingerprint.time, "monotonic", lambda: now[0])
+    cache = FingerprintCache(str(tmp_path))
+    stored = tmp_path / fingerprint.CACHE_FILE
+
+    def saved():
+        return set(json.loads(stored.read_text())) if stored.exists() else set()
+
+    cache.get(files[0])
+    cache.save(final=False)
+    assert saved() == set()  # within a second of the last write (here: of opening the cache)
+    now[0] += fingerprint.SAVE_SECONDS
+    cache.save(final=False)
+    assert saved() == {files[0]}
+    cache.get(files[1])
+    cache.save(final=False)
+    assert saved() == {files[0]}
+    cache.get(files[2])
+    cache.save()
+    assert saved() == set(files)

@@ -480,3 +480,31 @@ def test_fold_keeps_only_the_most_recent_rejected_hashes(monkeypatch):
     monkeypatch.setattr(fold_module, "REJECTED_KEPT", 3)
     events = [rec("a", "rejected", data_hash=h) for h in ("h1", "h2", "h3", "h1", "h4")]
     assert list(fold(events)["a"].rejected) == ["h3", "h1", "h4"]
+
+
+def test_a_training_round_rewrites_the_summary_once_at_its_end(tmp_path, monkeypatch):
+    """While a batch of models records its attempts (StateLog.summary_held) the summary is not
+    rewritten as the tail grows, however often the log is read; it is once the round ends, and
+    what a reader folds meanwhile is the whole log all the same."""
+    monkeypatch.setattr(eventlog, "SUMMARY_REFRESH", 0)
+    log = StateLog(str(tmp_path))
+    log.append(rec("a", "success"))
+    log.states()
+    summary = tmp_path / "summary.json"
+
+    def covered():
+        return json.loads(summary.read_text())["log"]["offset"]
+
+    before = covered()
+    with log.summary_held():
+        for model in ("b", "c", "d"):
+            log.append(rec(model, "success"))
+            assert log.states() == fold(log.records())
+            assert covered() == before
+    assert covered() == os.path.getsize(tmp_path / "events.jsonl") > before
+    with pytest.raises(KeyboardInterrupt), log.summary_held():  # an interrupted round leaves it to the next reader
+        log.append(rec("e", "success"))
+        raise KeyboardInterrupt
+    assert covered() < os.path.getsize(tmp_path / "events.jsonl")
+    log.states()
+    assert covered() == os.path.getsize(tmp_path / "events.jsonl")

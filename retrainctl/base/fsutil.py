@@ -3,6 +3,7 @@ and the best-effort writes of caches and side files, which warn instead of faili
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,11 +38,29 @@ def fsync_all(paths: list[str]) -> None:
         for path in unique:
             one(path)
         return
-    from concurrent.futures import ThreadPoolExecutor
+    futures = [_fsync_pool().submit(one, path) for path in unique]
+    for future in futures:  # the first error is raised once every fsync has returned
+        future.exception()
+    for future in futures:
+        future.result()
 
-    with ThreadPoolExecutor(max_workers=min(32, len(unique)), thread_name_prefix="retrainctl-fsync") as pool:
-        for _ in pool.map(one, unique):  # the first error is raised once every fsync has returned
-            pass
+
+_POOL: Any = None
+_POOL_LOCK = threading.Lock()
+FSYNC_THREADS = 32
+
+
+def _fsync_pool() -> Any:
+    """The threads fsync_all issues its fsyncs from, started once per process: a batch of models
+    commits in hundreds of rounds, and starting the threads anew each round cost more than the
+    fsyncs' own CPU."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(max_workers=FSYNC_THREADS, thread_name_prefix="retrainctl-fsync")
+        return _POOL
 
 
 def atomic_write(path: str, data: bytes | str, mode: int = 0o640, durable: bool = True) -> None:

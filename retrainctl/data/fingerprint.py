@@ -17,6 +17,7 @@ CACHE_FILE = "fingerprints.json"
 # A file rewritten while we read it is read again this many times before we give up on it.
 READ_ATTEMPTS = 3
 RACY_NS = 2_000_000_000
+SAVE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,7 @@ class FingerprintCache:
         if not isinstance(self.entries, dict):
             self.entries = {}
         self.dirty = False
+        self.saved = time.monotonic()
 
     def get(self, path, quotechar='"', rows=None):
         """The file's fingerprint, read from the cache when size, mtime and inode still match
@@ -259,10 +261,14 @@ class FingerprintCache:
             self.dirty = True
         return fp
 
-    def save(self):
-        """Write the cache if it changed. A cache: where it cannot be written (a read-only state
-        dir for `status`), the next run hashes again, nothing worse."""
-        if self.dirty:
+    def save(self, final=True):
+        """Write the cache if it changed; unless `final` (between the models of one command), at
+        most once every SAVE_SECONDS: a command that fingerprints hundreds of files would
+        otherwise write the growing file once per file. A cache: where it cannot be written (a
+        read-only state dir for `status`), or when a command dies before writing it, the next run
+        hashes again, nothing worse."""
+        if self.dirty and (final or time.monotonic() - self.saved >= SAVE_SECONDS):
+            self.saved = time.monotonic()
             try:
                 atomic_write_json(self.path, self.entries, durable=False)
             except OSError as exc:

@@ -97,8 +97,8 @@ class Observer:
 
     def save(self, final: bool = True) -> None:
         """Keep the fingerprints and quality results computed so far for the next run; `final`
-        False (between the models of one command) writes the quality cache at most once a second."""
-        self.fingerprints.save()
+        False (between the models of one command) writes each cache at most once a second."""
+        self.fingerprints.save(final)
         self.quality.flush(final)
         if final:
             self.briefs.save()

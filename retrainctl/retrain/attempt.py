@@ -130,7 +130,8 @@ class Attempts:
         warm = rounds = None
         tracking = any(tracks(self.config, c.model) for c in claims)
         # Connecting comes first: an unreachable scheduler leaves no `started` record behind.
-        with (self.open_executor or open_executor)(self.config.executor, on_running) as executor:
+        with (self.open_executor or open_executor)(self.config.executor, on_running) as executor, \
+                self.recorder.log.summary_held():
             try:
                 for job in self._prepare_all(claims, executor.name):
                     order.append(job if isinstance(job, Outcome) else job.attempt_id)

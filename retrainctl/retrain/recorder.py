@@ -34,7 +34,9 @@ class Recorder:
         return self.log.states()
 
     def state(self, name: str) -> ModelState:
-        return self.states().get(name, ModelState())
+        """One model's state: only its record is taken from the folds (a batch of segments asks
+        for each of thousands in turn)."""
+        return self.log.states_of((name,)).get(name, ModelState())
 
     def event(self, model: ModelConfig, trigger_type: str, status: Status, when: float, description: str = "",
               **fields: Any) -> Record:

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -44,12 +45,30 @@ class StateLog:
         self.lock_timeout = lock_timeout
         self.rotate_bytes = rotate_bytes
         self._lock: Any = None
+        self._summary_held = False
 
     @property
     def lock(self) -> Any:
         if self._lock is None:
             self._lock = file_lock(os.path.join(self.state_dir, "events.lock"), self.lock_timeout)
         return self._lock
+
+    @contextmanager
+    def summary_held(self) -> Iterator[None]:
+        """While a batch of models records its attempts: the summary is not rewritten as the tail
+        grows (each rewrite encodes every model's records, so a round of thousands of segments
+        would rewrite it dozens of times), but once at the end. A process that dies meanwhile
+        leaves a longer tail, which the next reader folds and summarizes."""
+        held, self._summary_held = self._summary_held, True
+        try:
+            yield
+        finally:
+            self._summary_held = held
+        if not held:
+            try:
+                self._read(lambda folded: {})
+            except (OSError, RetrainctlError) as exc:  # the next reader summarizes it
+                log.debug("%s: summary not refreshed: %s", self.summary_path, exc)
 
     def ensure_dir(self) -> None:
         try:
@@ -245,7 +264,7 @@ class StateLog:
                     memo.folded.fold(ev)
                 memo.end, memo.lines, memo.last = pos, n, line
             memo.seal(fh)
-            if memo.end - memo.summarized >= SUMMARY_REFRESH:
+            if memo.end - memo.summarized >= SUMMARY_REFRESH and not self._summary_held:
                 self._write_summary(st, memo.end, memo.lines, memo.last, memo.segment_names, memo.folded.all())
                 memo.summarized = memo.end
             out = take(memo.folded)
