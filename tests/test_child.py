@@ -97,6 +97,26 @@ def test_ctrl_c_at_each_moment_stops_train_and_leaves_no_process(project, tmp_pa
     assert tagged_processes(tag) == []
 
 
+def test_ctrl_c_after_a_fit_process_was_started_ahead_of_the_fits_leaves_nothing(project):
+    """A check starts a fit process (its imports) as soon as it has claimed a first model, while
+    it decides the others. A Ctrl-C at that moment is exit 130 with no process left behind,
+    nothing recorded and every training lock released: the next check trains both models."""
+    tag = f"RETRAINCTL_TEST_TAG={uuid.uuid4()}"
+    env = dict(os.environ, **ENV, RETRAINCTL_FAULT="sigint:prewarmed")
+    env.update([tag.split("=", 1)])
+    proc = subprocess.run([RETRAINCTL, "--config", str(project.config_path), "check"], cwd="/", env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "Error: interrupted", proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tagged_processes(tag) == []
+    assert project.events() == []
+    again = project.run("check")
+    assert again.returncode == 0, again.stderr
+    assert sorted((e["model_name"], e["status"]) for e in project.history()) == [("housing", "success"),
+                                                                                  ("iris", "success")]
+
+
 def test_a_hanging_notifier_is_killed_with_what_it_started(project, tmp_path):
     """A notify.command shell that runs `sleep 120` is killed after its timeout, its sleep too."""
     pidfile = tmp_path / "sleep.pid"

@@ -4,7 +4,8 @@ what a `kill -9` at exactly that moment leaves behind; with RETRAINCTL_FAULT=sig
 controller gets the SIGINT of a Ctrl-C there (once). Unset, it costs one dict lookup.
 
 Points: before_save, after_save, after_track (MLflow done, store not yet promoted), after_promote
-(retrain/attempt.py); mid_append (state/log.py, half a line written); fit_submitted
+(retrain/attempt.py); mid_append (state/log.py, half a line written); prewarmed (commands/check.py:
+a model claimed and a fit process started for it, the others not yet decided); fit_submitted
 (fit/executors.py); child_spawned, child_started (fit/child.py: in the parent, in the child);
 tracking_warming, report_attaching (publish/tracking.py, in the tracking process)."""
 import os

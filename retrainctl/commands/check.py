@@ -5,6 +5,7 @@ import os
 import time
 from collections import Counter
 
+from ..base import faults
 from ..base.errors import DataError
 from ..config.records import Config, ModelConfig
 from ..core import decide
@@ -63,6 +64,7 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
     finally:
         for claim in claims.values():
             claim.lock.release()
+        shell.attempts.dismiss_prewarmed()
         shell.recorder.flush()
     report.outcomes = [out for out in slots if out is not None]
     if quiet is not None:
@@ -134,6 +136,8 @@ def _decide_and_claim(shell: Shell, models: list[ModelConfig], last: dict[str, f
                 report.observed[model.name] = claim.obs
                 claims[len(slots)] = claim
                 slots.append(None)  # filled in when its fit comes back
+                shell.attempts.prewarm(claim)  # a fit process's imports overlap the other models' decisions
+                faults.point("prewarmed")
         else:
             out = settle(shell.recorder, model, decision, obs, dry_run)
             out.alert = decide.alerts(obs)

@@ -75,6 +75,17 @@ class Group:
             self.live.add(child)
             return child
 
+    def adopt(self, child):
+        """Take in a child started outside the group (fit.executors.prewarm); closed at once if
+        the group is already closed."""
+        with self.lock:
+            if not self.closed:
+                child.group = self
+                self.live.add(child)
+                return True
+        child.close()
+        return False
+
     def kill_all(self):
         """Kill every child; each one's caller sees it die and closes it (its pipes are theirs)."""
         with self.lock:

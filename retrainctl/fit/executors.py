@@ -157,6 +157,51 @@ class Spares:
             proc.close()
 
 
+# Fit processes started ahead of the executor (prewarm), which the next LocalExecutor takes as spares.
+_PREWARMED: list[child.Child] = []
+_PREWARMED_LOCK = threading.Lock()
+
+
+def _import_fit_modules() -> None:
+    """What every fit imports first (a fit process's start-up is mostly these imports)."""
+    import importlib
+
+    for module in ("pandas", "sklearn.pipeline", "sklearn.compose", "sklearn.impute", "sklearn.preprocessing",
+                   "sklearn.metrics", "scipy.stats", "joblib", "retrainctl.fit.task", "retrainctl.data.features"):
+        try:
+            importlib.import_module(module)
+        except Exception:  # the fit itself reports what is wrong
+            pass
+
+
+def prewarm(config: ExecutorConfig, wanted: int) -> None:
+    """Have `wanted` fit processes (at most max_parallel; local executor only) importing pandas
+    and scikit-learn now, while the caller decides and claims the rest of its models: the
+    LocalExecutor opened next takes them as its first spares. A caller that opens none after all
+    calls dismiss_prewarmed()."""
+    if config.type != "local":
+        return
+    with _PREWARMED_LOCK:
+        while len(_PREWARMED) < min(wanted, config.max_parallel):
+            _PREWARMED.append(child.Child("retrainctl-fit", prepare=(_import_fit_modules, ())))
+
+
+def dismiss_prewarmed() -> None:
+    """Close the prewarmed fit processes no executor took (idempotent)."""
+    with _PREWARMED_LOCK:
+        left = _PREWARMED[:]
+        _PREWARMED.clear()
+    for proc in left:
+        proc.close()
+
+
+def _take_prewarmed() -> list[child.Child]:
+    with _PREWARMED_LOCK:
+        taken = _PREWARMED[:]
+        _PREWARMED.clear()
+    return taken
+
+
 def run_local(request: FitRequest, children: child.Group, spares: Spares | None = None) -> FitResult:
     """Run the training task in a child process of `children` (a spare one when it may share);
     raise TrainingError with an error_type (timeout, memory, crashed, data_error, ...) when it
@@ -209,6 +254,9 @@ class LocalExecutor:
                                                           thread_name_prefix="retrainctl-fit")
         self.children = child.Group()
         self.spares = Spares()
+        for proc in _take_prewarmed():
+            if self.children.adopt(proc):
+                self.spares.give(proc)
         self.pending: dict[Any, _Pending] = {}
 
     def __enter__(self):

@@ -19,7 +19,7 @@ from ..core.decide import Decision, Observation
 from ..core.outcomes import Outcome
 from ..core.records import Action, FitResult, Record, Status, TriggerType, quality_fields
 from ..core.values import host_info, new_attempt_id, utcnow_iso
-from ..fit.executors import FitRequest, OpenExecutor, open_executor
+from ..fit.executors import FitRequest, OpenExecutor, dismiss_prewarmed, open_executor, prewarm
 from ..observe.observer import Observer
 from ..state.lineage import previous_promoted
 from ..state.sidecars import clear_running, mark_running
@@ -82,6 +82,7 @@ class Attempts:
         self.recovery = recovery
         self.clock = clock
         self.open_executor = open_executor
+        self._prewarm_wanted = 0
 
     def claim(self, model: ModelConfig, obs: Observation) -> Claim | Refused:
         """Take the model's training lock and decide again under it: another run may have trained
@@ -105,6 +106,19 @@ class Attempts:
             lock.release()
             return Refused("skipped: already handled by another process")
         return Claim(model, again, fresh, lock)
+
+    def prewarm(self, claim: Claim) -> None:
+        """While the rest of a command's models are decided and claimed: have a fit process
+        (up to max_parallel, one per claim so far) import pandas and scikit-learn, for the
+        executor that run() opens (the local one; not for a model with max_memory_mb, whose fit
+        gets a process of its own). dismiss_prewarmed() closes those that run() did not take."""
+        if self.open_executor is None and claim.model.policy.max_memory_mb is None:
+            self._prewarm_wanted += 1
+            prewarm(self.config.executor, self._prewarm_wanted)
+
+    @staticmethod
+    def dismiss_prewarmed() -> None:
+        dismiss_prewarmed()
 
     def run_one(self, model: ModelConfig, decision: Decision, obs: Observation, force: bool = False) -> Outcome:
         """Fit, gate, store, promote and record one model. The caller holds its training lock."""
