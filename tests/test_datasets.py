@@ -153,6 +153,26 @@ def test_a_glob_of_mixed_formats_trains_on_every_row(project):
                                   "date=2026-11-03/part-0000.csv"]
 
 
+def test_an_id_column_parquet_holds_as_numbers_and_csv_as_text_trains_every_segment(project):
+    """An order id declared `id` is read as text from CSV but is an integer in Parquet. The model
+    never uses it, so the files may disagree on it: every segment trains, without a note per
+    segment (before, each failed: "feature_types names column(s) not in the file: order_id")."""
+    df = pd.read_csv(project.data("housing")).assign(
+        order_id=lambda d: range(len(d)),  # and an ISO time, which pandas warns about when asked day first
+        ts=lambda d: pd.date_range("2026-01-13", periods=len(d), freq="h").strftime("%Y-%m-%dT%H:%M:%SZ"))
+    root = project.root / "data" / "events"
+    write_partition(root, DAYS[0], df.iloc[0::2], "parquet")
+    write_partition(root, DAYS[1], df.iloc[1::2], "csv.gz")
+    housing_only(project, data_path="data/events/", segment_by=["ocean_proximity"], min_segment_rows=20,
+                 min_data_size=20, feature_types={"order_id": "id"})
+    done = project.run("check")  # the fit processes' own stderr included
+    assert done.returncode == 0, done.stderr
+    segments = sorted(n for n in os.listdir(project.model_dir) if n.startswith("housing:"))
+    assert len(segments) >= 3 and all(project.current_version(n) == 1 for n in segments), segments
+    assert "left out" not in done.stderr and "not in the file" not in done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+
+
 def test_csv_partitions_are_read_and_counted_with_the_models_csv_options(project):
     df = pd.read_csv(project.data("housing"))
     df["ocean_proximity"] = df["ocean_proximity"].astype(object)

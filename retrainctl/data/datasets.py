@@ -227,6 +227,7 @@ class Loaded:
     files: list[str] | None        # a set's file names (None for one file)
     sizes: list[int]               # rows of each file, in order
     notes: list[str]               # columns the model does not use that differ between files
+    left_out: list[str]            # those columns, not in `frame`
 
 
 def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> Loaded:
@@ -259,11 +260,14 @@ def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> Loaded:
     assert schema is not None
     sizes = [len(p) for p in parts]
     columns = [c for c in schema if c not in differ]
-    notes = [f"column '{c}' left out: {why}; the model does not use it" for c, why in differ.items()]
+    declared = {c for c, kind in spec.feature_types.items() if kind in ("drop", "id")}  # said unused: no note
+    notes = [f"column '{c}' left out: {why}; the model does not use it" for c, why in differ.items()
+             if c not in declared]
     frame = _combine(path, parts, columns, keep=bool(spec.segment_by))
     if single:
-        return Loaded(frame, files[0][1], None, sizes, notes)
-    return Loaded(frame, set_hash([(f[0], f[1]) for f in files]), [rel for rel, _ in files], sizes, notes)
+        return Loaded(frame, files[0][1], None, sizes, notes, list(differ))
+    return Loaded(frame, set_hash([(f[0], f[1]) for f in files]), [rel for rel, _ in files], sizes, notes,
+                  list(differ))
 
 
 def used_columns(spec: TrainingSpec) -> set[str] | None:

@@ -190,6 +190,8 @@ class DateParts(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         import pandas as pd
+        from warnings import catch_warnings, simplefilter
+
         from pandas.tseries.api import guess_datetime_format
 
         frame = pd.DataFrame(X)
@@ -204,8 +206,10 @@ class DateParts(TransformerMixin, BaseEstimator):
             # the other order parses more of the values.
             first = str(values.iloc[0])
             dots = "." in first[:6]
-            guesses = dict.fromkeys(f for f in (guess_datetime_format(first, dayfirst=dots),
-                                                guess_datetime_format(first, dayfirst=not dots)) if f)
+            with catch_warnings():  # an ISO date asked day first: pandas warns, we only ask
+                simplefilter("ignore", UserWarning)
+                guesses = dict.fromkeys(f for f in (guess_datetime_format(first, dayfirst=dots),
+                                                    guess_datetime_format(first, dayfirst=not dots)) if f)
             self.formats_.append(max(guesses, default=None, key=lambda f: int(
                 pd.to_datetime(values, format=f, errors="coerce", utc=True).notna().sum())))
         self.n_features_in_ = frame.shape[1]

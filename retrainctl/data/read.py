@@ -2,6 +2,7 @@
 into features and target, and the exact bytes a decision to train was made on. Errors name the
 file and the column. pandas is imported inside the functions: importing this module is cheap."""
 import io
+from collections.abc import Collection
 from typing import IO, TYPE_CHECKING, Any
 
 from ..base.errors import DataError, ErrorType, TrainingError
@@ -52,7 +53,8 @@ def parse_csv(raw: bytes, data_path: str, spec: TrainingSpec) -> "pd.DataFrame":
     return df
 
 
-def frame_xy(df: "pd.DataFrame", data_path: str, spec: TrainingSpec) -> "tuple[pd.DataFrame, pd.Series]":
+def frame_xy(df: "pd.DataFrame", data_path: str, spec: TrainingSpec,
+             left_out: Collection[str] = ()) -> "tuple[pd.DataFrame, pd.Series]":
     """(X, y) of every row of a parsed data file or set, rows without a target included (y is
     missing there: they are inputs the model sees in production, which the drift reference must
     count), with errors that name the file and the column. y keeps its type (see target_values)."""
@@ -66,7 +68,9 @@ def frame_xy(df: "pd.DataFrame", data_path: str, spec: TrainingSpec) -> "tuple[p
         raise DataError(f"{data_path}: feature column(s) not found: {', '.join(missing)}")
     if not features:
         raise DataError(f"{data_path}: no feature columns besides the target '{target}'")
-    unknown = [c for c in spec.feature_types if c not in df.columns]
+    # `left_out`: the unused columns a data set's files disagree on (datasets.read_frame), named
+    # in feature_types as `id` or `drop` and gone from the frame for that reason, not a typo
+    unknown = [c for c in spec.feature_types if c not in df.columns and c not in left_out]
     if unknown:
         raise DataError(f"{data_path}: feature_types names column(s) not in the file: {', '.join(unknown)}")
     y = df[target]

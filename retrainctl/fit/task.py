@@ -252,10 +252,11 @@ def _run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cha
 
     started = time.monotonic()
     lap = _Laps()
-    names, notes = None, []
+    names, notes, left_out = None, [], []
     if data_files:  # a data set, Parquet or gzip: exactly the decided files, each checked against its hash
         loaded = read_frame(data_path, data_files, spec)
         df, data_hash, names, notes, sizes = loaded.frame, loaded.data_hash, loaded.files, loaded.notes, loaded.sizes
+        left_out = loaded.left_out
         del loaded
         if spec.segment_by:  # each file was checked against its hash: the segment's rows are those decided on
             data_hash = expected_hash or data_hash
@@ -268,7 +269,7 @@ def _run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cha
         # check scores the rows appended after these when no eval_path is configured.
         df, data_hash, data_lines, grown = read_decided(spec, data_path, expected_hash, data_size)
         sizes = None
-    X_all, y_all = frame_xy(df, data_path, spec)
+    X_all, y_all = frame_xy(df, data_path, spec, left_out)
     order_all = time_order(df, spec, data_path, sizes)
     del df
     X, y = labelled(X_all, y_all)

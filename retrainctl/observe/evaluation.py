@@ -270,7 +270,8 @@ def _loader(model, path, expected_hash, skip_lines, files):
     checked against its hash; else one CSV file's rows after its first `skip_lines` data rows."""
     def load(spec):
         if files:
-            return labelled(*frame_xy(datasets.read_frame(path, files, spec).frame, path, spec))
+            loaded = datasets.read_frame(path, files, spec)
+            return labelled(*frame_xy(loaded.frame, path, spec, loaded.left_out))
         raw = _read(path, expected_hash)
         quotechar = model.csv.quotechar
         raw = raw[:row_offset(raw, 0, quotechar)] + raw[row_offset(raw, skip_lines, quotechar):]
