@@ -143,29 +143,29 @@ def test_cache_survives_dry_runs(project, monkeypatch):
 
 
 def test_between_models_the_cache_is_written_at_most_once_a_second(tmp_path, monkeypatch):
-    """save(final=False), called after each model a command decides, writes the cache at most
-    once every SAVE_SECONDS (a command fingerprinting hundreds of files would otherwise write the
-    growing file once per file); the final save writes what is left."""
+    """save(final=False), called after each model a command decides, writes the cache only when
+    SAVE_SECONDS have passed since the last write (a command fingerprinting hundreds of files
+    would otherwise write the growing file once per file); the final save writes what is left."""
     files = []
     for i in range(3):
         p = tmp_path / f"d{i}.csv"
         p.write_bytes(f"a\n{i}\n".encode())
         age(p)
         files.append(str(p))
-    now = [1000.0]
-    monkeypatch.setattr(fingerprint.time, "monotonic", lambda: now[0])
-    cache = FingerprintCache(str(tmp_path))
     stored = tmp_path / fingerprint.CACHE_FILE
 
     def saved():
         return set(json.loads(stored.read_text())) if stored.exists() else set()
 
+    monkeypatch.setattr(fingerprint, "SAVE_SECONDS", 3600)  # never due within the test
+    cache = FingerprintCache(str(tmp_path))
     cache.get(files[0])
     cache.save(final=False)
-    assert saved() == set()  # within a second of the last write (here: of opening the cache)
-    now[0] += fingerprint.SAVE_SECONDS
+    assert saved() == set()
+    monkeypatch.setattr(fingerprint, "SAVE_SECONDS", 0)  # due at once
     cache.save(final=False)
     assert saved() == {files[0]}
+    monkeypatch.setattr(fingerprint, "SAVE_SECONDS", 3600)
     cache.get(files[1])
     cache.save(final=False)
     assert saved() == {files[0]}
