@@ -280,7 +280,7 @@ def test_the_first_model_has_nothing_to_lose_to_a_constant(project):
     assert 0.25 < meta["constant_score"] < 0.45 and meta["constant_p"] > triggers.SKILL_ALPHA
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6)), min_size=2, max_size=60),
        st.sampled_from(["r2", "rmse", "mae"]), st.booleans())
 def test_regression_scores_and_the_constant_baseline_are_scikit_learns(pairs, metric, constant_truth):
