@@ -38,9 +38,10 @@ def fsync_all(paths: list[str]) -> None:
         for path in unique:
             one(path)
         return
+    from concurrent.futures import wait
+
     futures = [_fsync_pool().submit(one, path) for path in unique]
-    for future in futures:  # the first error is raised once every fsync has returned
-        future.exception()
+    wait(futures)  # the first error is raised once every fsync has returned
     for future in futures:
         future.result()
 

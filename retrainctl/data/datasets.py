@@ -241,7 +241,8 @@ def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> Loaded:
     single = files[0][0] == ""
     root = path if single or not is_glob(path) else root_of(path)
     used = used_columns(spec)
-    unused = {c for c, kind in spec.feature_types.items() if kind in ("drop", "id")} | set(spec.segment_by)
+    declared = {c for c, kind in spec.feature_types.items() if kind in ("drop", "id")}  # said unused
+    unused = declared | set(spec.segment_by)
     parts: list[Any] = []
     first: str | None = None
     schema: dict[str, str | None] | None = None
@@ -250,7 +251,7 @@ def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> Loaded:
         name = path if single else os.path.join(root, rel)
         part = _segment_part(path, name, decided, spec) if spec.segment_by else _read_file(name, decided, spec)
         # One file has nothing to agree with: only its column names are needed.
-        kinds = _kinds(part) if len(files) > 1 else dict.fromkeys(map(str, _column_names(part)))
+        kinds = _kinds(part) if len(files) > 1 else dict.fromkeys(map(str, segment_keys.column_names(part)))
         if schema is None:
             first, schema = name, kinds
         else:
@@ -260,8 +261,8 @@ def read_frame(path: str, files: list[list[str]], spec: TrainingSpec) -> Loaded:
     assert schema is not None
     sizes = [len(p) for p in parts]
     columns = [c for c in schema if c not in differ]
-    declared = {c for c, kind in spec.feature_types.items() if kind in ("drop", "id")}  # said unused: no note
-    notes = [f"column '{c}' left out: {why}; the model does not use it" for c, why in differ.items()
+    notes = [  # none for a column declared unused
+f"column '{c}' left out: {why}; the model does not use it" for c, why in differ.items()
              if c not in declared]
     frame = _combine(path, parts, columns, keep=bool(spec.segment_by))
     if single:
@@ -340,10 +341,6 @@ def _segment_part(path: str, name: str, decided: str, spec: TrainingSpec) -> Any
         return part
     wanted = SEPARATOR.join(encode_value(v) for v in spec.segment)
     return segment_keys.rows(part, spans.get(wanted, (0, 0)))
-
-
-def _column_names(part: Any) -> list[Any]:
-    return list(part.column_names) if hasattr(part, "column_names") else list(part.columns)
 
 
 def _kinds(part: Any) -> dict[str, str | None]:

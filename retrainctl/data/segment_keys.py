@@ -30,6 +30,11 @@ def row_keys(frame: "pd.DataFrame", columns: tuple[str, ...]) -> Any:
     return keys
 
 
+def column_names(part: Any) -> list[Any]:
+    """The column names of a parsed file: a DataFrame or a pyarrow Table."""
+    return list(part.column_names) if hasattr(part, "column_names") else list(part.columns)
+
+
 def groups(part: Any, columns: tuple[str, ...]) -> tuple[Any, dict[str, tuple[int, int]] | None]:
     """(the rows of a parsed file (a DataFrame or a pyarrow Table) ordered by segment, each
     segment's rows in their order in the file, {key: (start, end)} of each segment's rows in it);
@@ -39,7 +44,7 @@ def groups(part: Any, columns: tuple[str, ...]) -> tuple[Any, dict[str, tuple[in
     import numpy as np
     import pandas as pd
 
-    names = list(part.column_names) if hasattr(part, "column_names") else list(part.columns)
+    names = column_names(part)
     if not any(c in names for c in columns):
         return part, None
     keys_frame = part.select(list(columns)).to_pandas() if hasattr(part, "column_names") else part

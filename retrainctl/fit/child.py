@@ -251,6 +251,18 @@ def run_command(argv, data, timeout):
 _answers: int = -1  # the pipe to the parent (in the child)
 
 
+def preload(modules):
+    """Import `modules` ahead of need (a warm-up while the caller does something else). Best
+    effort: a module that fails to import here is reported by whatever imports it for real."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception:
+            pass
+
+
 def note(value):
     """Tell the parent something before the answer (e.g. an id obtained halfway)."""
     _send(("note", value))

@@ -162,16 +162,9 @@ _PREWARMED: list[child.Child] = []
 _PREWARMED_LOCK = threading.Lock()
 
 
-def _import_fit_modules() -> None:
-    """What every fit imports first (a fit process's start-up is mostly these imports)."""
-    import importlib
-
-    for module in ("pandas", "sklearn.pipeline", "sklearn.compose", "sklearn.impute", "sklearn.preprocessing",
-                   "sklearn.metrics", "scipy.stats", "joblib", "retrainctl.fit.task", "retrainctl.data.features"):
-        try:
-            importlib.import_module(module)
-        except Exception:  # the fit itself reports what is wrong
-            pass
+# What every fit imports first: a fit process's start-up is mostly these imports.
+FIT_MODULES = ("pandas", "sklearn.pipeline", "sklearn.compose", "sklearn.impute", "sklearn.preprocessing",
+               "sklearn.metrics", "scipy.stats", "joblib", "retrainctl.fit.task", "retrainctl.data.features")
 
 
 def prewarm(config: ExecutorConfig, wanted: int) -> None:
@@ -183,15 +176,12 @@ def prewarm(config: ExecutorConfig, wanted: int) -> None:
         return
     with _PREWARMED_LOCK:
         while len(_PREWARMED) < min(wanted, config.max_parallel):
-            _PREWARMED.append(child.Child("retrainctl-fit", prepare=(_import_fit_modules, ())))
+            _PREWARMED.append(child.Child("retrainctl-fit", prepare=(child.preload, (FIT_MODULES,))))
 
 
 def dismiss_prewarmed() -> None:
     """Close the prewarmed fit processes no executor took (idempotent)."""
-    with _PREWARMED_LOCK:
-        left = _PREWARMED[:]
-        _PREWARMED.clear()
-    for proc in left:
+    for proc in _take_prewarmed():
         proc.close()
 
 

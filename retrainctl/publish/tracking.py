@@ -362,17 +362,10 @@ def attach_report(config: Config, model: ModelConfig, tracked: Tracked) -> str |
 # --- the tracking process's side -------------------------------------------------------------------
 
 def _warm_up(uri, report=False):
-    import importlib
-
     faults.point("tracking_warming", interrupt=os.getppid())
-    # Imported now, while the fit runs, so that the log itself is quick; a module that fails to
-    # import here is reported by the action itself.
+    # Imported now, while the fit runs, so that the log itself is quick.
     charts = ("matplotlib.figure",) if report else ()  # the report page's, drawn after the log
-    for module in ("joblib", "pandas", "sklearn", "skops.io", "mlflow.sklearn", *charts):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
+    child.preload(("joblib", "pandas", "sklearn", "skops.io", "mlflow.sklearn", *charts))
     _warm_stores(uri)
 
 
