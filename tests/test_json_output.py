@@ -134,6 +134,34 @@ def test_status_quality_and_running_keys_match_the_schema(trained):
     assert (row["training_now"], row["executing"]["executor"], row["executing"]["where"]) == (True, "local", "worker-1")
 
 
+def test_status_says_queued_from_the_started_record(trained):
+    """A fit whose lock is held and whose `started` record is open, with no side file of its
+    attempt (one left by an earlier, killed run does not count): `queued`, on the executor and
+    controller the record names."""
+    from retrainctl.base.locks import training_lock
+    from retrainctl.core.records import Record, Status
+    from retrainctl.state.log import StateLog
+    from retrainctl.state.sidecars import mark_running
+
+    project = trained
+    state_dir = str(project.state_dir)
+    StateLog(state_dir).append(Record("iris", "manual", Status.STARTED, 1_800_000_000.0, attempt_id="a" * 16,
+                                      extra={"executor": "dask", "host": "ctl-1", "pid": 4242}))
+    mark_running(state_dir, "iris", "b" * 16, "local", "running", where="worker-9")  # an earlier run's
+    lock = training_lock(state_dir, "iris")
+    lock.acquire()
+    try:
+        done = project.run("status", "--json", "iris")
+        table = project.run("status", "iris")
+    finally:
+        lock.release()
+    assert done.returncode == 0, done.stderr
+    row = valid("status", done)["models"][0]
+    assert row["executing"] == {"executor": "dask", "state": "queued", "where": None,
+                                "since": "2027-01-15T08:00:00+00:00", "controller": {"host": "ctl-1", "pid": 4242}}
+    assert "dask:queued" in table.stdout, table.stdout
+
+
 def test_the_schemas_reject_what_retrainctl_does_not_print(trained):
     """Strict where the output is this version's own: a key it never prints, a missing key, a
     wrong type or word all fail."""

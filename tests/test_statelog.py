@@ -98,8 +98,8 @@ def test_summary_always_agrees_with_a_full_fold(ops, refresh, block):
             mp.setattr(logfile, "BLOCK", block)
             mp.setattr(logfile, "BACK_BLOCK", block)
         log = StateLog(os.path.join(tmp, "state"))
-        given_before = log.states()
-        kept = copy.deepcopy(given_before)
+        given_before, totals_before = log.states(), log.totals()
+        kept, kept_totals = copy.deepcopy(given_before), copy.deepcopy(totals_before)
         for op, arg in ops:
             if op == "append":
                 log.append(*[Record.from_dict(d) for d in arg])
@@ -109,14 +109,16 @@ def test_summary_always_agrees_with_a_full_fold(ops, refresh, block):
                 write_raw(log, arg)
             elif op == "rotate":
                 log.rotate()
-            elif op == "states":
+            elif op == "states":  # folds what was appended since into the records callers hold
                 log.states()
+                log.totals()
             elif op == "drop summary" and os.path.exists(log.summary_path):
                 os.unlink(log.summary_path)
             full, totals = fold(log.records()), fold_totals(log.records())
             assert given_before == kept  # what a caller holds does not change under it
-            given_before = log.states()
-            kept = copy.deepcopy(given_before)
+            assert totals_before == kept_totals
+            given_before, totals_before = log.states(), log.totals()
+            kept, kept_totals = copy.deepcopy(given_before), copy.deepcopy(totals_before)
             assert given_before == full
             assert log.states() == full  # and again, from whatever summary the first call left
             assert log.totals() == totals
@@ -508,3 +510,17 @@ def test_a_training_round_rewrites_the_summary_once_at_its_end(tmp_path, monkeyp
     assert covered() < os.path.getsize(tmp_path / "events.jsonl")
     log.states()
     assert covered() == os.path.getsize(tmp_path / "events.jsonl")
+
+
+def test_the_totals_a_caller_holds_do_not_change_under_it(tmp_path):
+    """The metrics' running totals (per model and per entry) a caller got stay as they were when
+    records of the same models are folded in later: the log copies them first (their histograms
+    too), as it does the decision states."""
+    log = StateLog(str(tmp_path / "state"))
+    success = dict(status="success", trigger_type="manual", trigger_time=TIMES[0], duration=2.0, executor_seconds=1.0)
+    log.append(*[Record.from_dict(dict(success, model_name=m)) for m in ("a", "sales:s1")])
+    held = (log.states(), log.totals(), log.folds()["entry_totals"])
+    kept = copy.deepcopy(held)
+    log.append(*[Record.from_dict(dict(success, model_name=m)) for m in ("a", "sales:s1")])
+    assert log.totals()["a"].durations["success"][0] == log.folds()["entry_totals"]["sales"].successes == 2
+    assert held == kept

@@ -2,6 +2,7 @@
 even after the model folder was deleted, and a save that fills the disk fails that model alone,
 naming the path, leaving no partial version and the live model as it was."""
 import json
+import os
 import shutil
 
 from retrainctl.core.fold import fold
@@ -53,6 +54,25 @@ def test_save_numbers_after_the_disk_and_the_floor(tmp_path):
     assert store.save("m", b"x", {}, at_least=7).version == 8
     assert store.save("m", b"x", {}, at_least=3).version == 9
     assert store.versions("m") == [8, 9]
+
+
+def test_a_version_is_a_pickle_joblib_loads_and_metadata_a_key_per_line(tmp_path):
+    """model.joblib is what joblib.load (and pickle) read; metadata.json has one top-level key per
+    line, its value on the same line, keys sorted."""
+    import io
+    import pickle
+
+    import joblib
+
+    store = ModelStore(str(tmp_path))
+    model = {"weights": [1.5, 2.5]}
+    mv = store.save("m", pickle.dumps(model), {"score": 0.5, "columns": {"x": {"kind": "numeric"}}, "rows": 3})
+    with open(mv.model_file, "rb") as fh:
+        assert joblib.load(io.BytesIO(fh.read())) == model
+    with open(os.path.join(mv.path, "metadata.json")) as fh:
+        text = fh.read()
+    assert text.splitlines()[:3] == ["{", ' "columns": {"x": {"kind": "numeric"}},', ' "rows": 3,']
+    assert json.loads(text)["version"] == 1
 
 
 def test_a_deleted_model_folder_never_reuses_its_version_numbers(trained):

@@ -42,7 +42,23 @@ def file_lock(path: str, timeout: float) -> Any:
                     raise Busy(self.lock_file) from None
 
         _lock_class = Lock
-    return _lock_class(path, timeout=timeout)
+    return _lock_class(path, timeout=timeout, mode=_file_mode())
+
+
+def _file_mode() -> int:
+    """0666 under the process's umask (0640 under retrainctl's default 0027), as open() would
+    create the file. Passed to filelock, which otherwise opens with 0666 and, for a mode that
+    lets the group write, first probes the folder for flock support: a temporary file created and
+    freed for each new lock file, thousands in a round of segments. Read from /proc, not with
+    os.umask, which would change it for every thread for a moment."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o640
 
 
 @contextmanager

@@ -3,7 +3,7 @@ and the last success, folded from the event log like the decision state but apar
 export after every run reads only the log's tail and a metrics change leaves the decision cache
 alone. Pure: values in, values out."""
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .fold import Fold
@@ -70,7 +70,16 @@ def _observe(histograms: dict[str, Histogram], key: str, value: float) -> None:
             hist[2][i] += 1
 
 
-TOTALS = Fold("metrics_totals", 1, ModelTotals, fold_totals)
+def copy_totals(t: ModelTotals) -> ModelTotals:
+    """ModelTotals that fold_totals can continue without changing `t` (see fold.copy_state)."""
+    def histograms(hs: dict[str, Histogram]) -> dict[str, Histogram]:
+        return {key: [h[0], h[1], list(h[2])] for key, h in hs.items()}
+
+    return replace(t, triggered=dict(t.triggered), failures=dict(t.failures), durations=histograms(t.durations),
+                   executor_times=histograms(t.executor_times))
+
+
+TOTALS = Fold("metrics_totals", 1, ModelTotals, fold_totals, copy=copy_totals)
 
 
 def fold_entry_totals(records: Iterable[Record], totals: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -91,7 +100,7 @@ def _entry_key(model_name: str) -> str | None:
     return entry_of(model_name) if is_segment_name(model_name) else None
 
 
-ENTRY_TOTALS = Fold("entry_totals", 1, ModelTotals, fold_entry_totals, key=_entry_key)
+ENTRY_TOTALS = Fold("entry_totals", 1, ModelTotals, fold_entry_totals, key=_entry_key, copy=copy_totals)
 
 
 def add_totals(s: ModelTotals, t: ModelTotals) -> None:

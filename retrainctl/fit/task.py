@@ -337,8 +337,9 @@ def _run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cha
             champion_error = f"{type(exc).__name__}: {exc}"
 
     lap("score")
-    buf = io.BytesIO()
-    joblib.dump(model, buf)
+    # A plain pickle, which joblib.load reads as it reads its own format: joblib.dump pickles in
+    # pure Python, ten times slower (a millisecond of each segment's fit).
+    model_bytes = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     lap("dump")
     metadata = {
         "rows": int(len(y)),
@@ -375,7 +376,7 @@ def _run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cha
     if spec.task == "classification":
         metadata["classes"] = sorted(map(str, y.unique()))
         metadata["target_dtype"] = str(y.dtype)
-    return FitResult(model_bytes=buf.getvalue(), score=candidate_score, data_hash=data_hash, metadata=metadata,
+    return FitResult(model_bytes=model_bytes, score=candidate_score, data_hash=data_hash, metadata=metadata,
                      champion_score=champion_score, champion_error=champion_error, sanity_problem=sanity,
                      input_sample=pickle.dumps(X_test.head(SIGNATURE_ROWS), protocol=pickle.HIGHEST_PROTOCOL))
 

@@ -228,7 +228,7 @@ class Observer:
             training_now=training_now,
             last_event=state.last_event,
             quality=evaluation.status_fields(obs.quality),
-            executing=_executing(state_dir, model.name) if training_now else None,
+            executing=_executing(state_dir, model.name, state) if training_now else None,
             alert=decide.alerts(obs),
             column_warnings=tuple(w for w in meta.get("column_warnings") or () if isinstance(w, str)),
             registry_champion_version=registered,
@@ -284,11 +284,20 @@ def _integrity(store: ModelStore, mv: ModelVersion | None) -> str | None:
         return str(exc)
 
 
-def _executing(state_dir: str, name: str) -> dict[str, Any] | None:
-    """Where a running fit executes, from the sidecar its controller keeps while it holds the lock."""
+def _executing(state_dir: str, name: str, state: ModelState) -> dict[str, Any] | None:
+    """Where a fit of a model whose lock is held executes: from the sidecar its controller
+    writes once the fit runs, else `queued` as its open `started` record says (the executor,
+    the controller's host and pid). No side file is written for a queued fit: a round of
+    thousands of segments would write and delete one per segment."""
     info = read_running(state_dir, name)
-    if not info:
+    if info and (not state.open_attempts or info.get("attempt_id") in state.open_attempts):
+        return {"executor": info.get("executor"), "state": info.get("state"), "where": info.get("where"),
+                "since": utcnow_iso(info["since"]) if isinstance(info.get("since"), (int, float)) else None,
+                "controller": info.get("controller")}
+    if not state.open_attempts:
         return None
-    return {"executor": info.get("executor"), "state": info.get("state"), "where": info.get("where"),
-            "since": utcnow_iso(info["since"]) if isinstance(info.get("since"), (int, float)) else None,
-            "controller": info.get("controller")}
+    started = max(state.open_attempts.values(), key=lambda r: r.when or 0.0)
+    host, pid = started.get("host"), started.get("pid")
+    return {"executor": started.get("executor"), "state": "queued", "where": None,
+            "since": utcnow_iso(started.when) if started.when is not None else None,
+            "controller": {"host": host, "pid": pid} if host is not None else None}

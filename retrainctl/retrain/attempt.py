@@ -151,8 +151,7 @@ class Attempts:
                     order.append(job if isinstance(job, Outcome) else job.attempt_id)
                     if isinstance(job, Outcome):
                         continue
-                    jobs[job.attempt_id] = job
-                    mark_running(state_dir, job.model.name, job.attempt_id, executor.name, "queued")
+                    jobs[job.attempt_id] = job  # `status` says it is queued from its `started` record
                     executor.submit(self.fit_request(job))
                 # An entry's segments: one MLflow run per round, its process warming up beside the fits.
                 rounds = entry_registry.start_round(self.config, [c.model for c in claims], warm=True)

@@ -479,7 +479,7 @@ def _fold(lines: Iterable[dict[str, Any]], folds: Iterable[Fold], folded: dict[s
             models = folded[f.name]
             key = f.key_of(rec.model_name)
             if copy_first and key in models:
-                models[key] = copy.deepcopy(models[key])
+                models[key] = (f.copy or copy.deepcopy)(models[key])
             f.fold((rec,), models)
 
 

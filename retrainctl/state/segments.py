@@ -93,6 +93,9 @@ def _rotated_sorted(state_dir: str) -> list[tuple[str, int, str]]:
         names = os.listdir(state_dir)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    # The state dir also holds a lock file per model (thousands with segments): only names
+    # starting like a segment's go through the pattern.
+    names = [n for n in names if n.startswith("events.")]
     return sorted((m.group(1), int(m.group(2) or 0), n) for n, m in ((n, _ROTATED.match(n)) for n in names) if m)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base.errors import ErrorType, IntegrityError, StoreError, UsageError
-from ..base.fsutil import atomic_write_json, fsync_all
+from ..base.fsutil import atomic_write_json, fsync_all, json_text
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class ModelStore:
             tmp = tempfile.mkdtemp(prefix=".tmp-v", dir=folder)
             try:
                 for fname, data in ((MODEL_FILE, model_bytes),
-                                    (META_FILE, (json.dumps(meta, indent=1, sort_keys=True, default=str) + "\n").encode())):
+                                    (META_FILE, json_text(meta, default=str).encode())):
                     with open(os.path.join(tmp, fname), "wb") as fh:
                         fh.write(data)
                     os.chmod(os.path.join(tmp, fname), 0o640)
