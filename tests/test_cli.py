@@ -1,5 +1,6 @@
 """Every command through click's CliRunner: output shapes, exit codes, exact error text."""
 import json
+import subprocess
 import sys
 
 import click
@@ -220,3 +221,28 @@ def test_docs_document_every_command_and_option():
             if isinstance(param, click.Option):
                 for opt in param.opts:
                     assert f"`{opt}" in text, f"{name or 'global'}: {opt}"
+
+
+def test_a_bad_estimator_param_stops_check_and_train_before_anything(project):
+    """The models' import-time validation runs in the fit process started for the first fit; a
+    bad value is still one line naming the key and exit 2, before anything is recorded or saved."""
+    project.set_model("iris", params={"max_depth": -3})
+    for args in (["check"], ["train", "iris"]):
+        r = project.run(*args)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith(f"Error: {project.config_path}: models.iris.params: The 'max_depth' parameter "
+                                   f"of DecisionTreeClassifier must be") and r.stderr.count("\n") == 1, r.stderr
+    assert project.events() == [] and not (project.model_dir / "iris").exists()
+    assert not (project.state_dir / "validated.json").exists()
+
+
+def test_the_controller_of_a_first_training_does_not_import_scikit_learn(project):
+    """check and train leave the ML imports to the fit processes (the validation of the models
+    included): the controller's start-up is not the cost of importing scikit-learn."""
+    code = ("import sys\nfrom retrainctl.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print('exit', e.code, 'sklearn' in sys.modules, 'scipy' in sys.modules)\n")
+    for args in (["check"], ["train", "housing"]):
+        r = subprocess.run([sys.executable, "-c", code, "-q", "--config", str(project.config_path), *args],
+                           capture_output=True, text=True, cwd="/", timeout=300)
+        assert r.stdout.splitlines()[-1] == "exit 0 False False", (r.stdout, r.stderr)
+    assert (project.current_version("iris"), project.current_version("housing")) == (1, 1)

@@ -38,20 +38,26 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
     quiet = Quiet(config, shell.log, shell.observer.fingerprints, clock) if not names and segmented(config) else None
     standing = quiet.standing(config.models.values()) if quiet is not None else {}
     partial = quiet.partial if quiet is not None else {}
-    models = select(config, names, shell.observer, skip=standing.keys() | partial.keys())
-    remembered: list[Outcome] = []  # the outcomes of the segments of `partial` entries whose rows did not change
-    for name in partial:
-        entry = config.model(name)
-        try:
-            keys, kept = quiet.split(entry, shell.observer.segments(entry).segments) if quiet else ([], [])
-        except DataError:  # its observation records the error, once for the entry (as observe.fleet does)
-            models.append(entry)
-            continue
-        models += [entry.for_segment(key) for key in keys]
-        remembered += kept
-    # one notification per entry and event for its segments ("12 of 10,000 segments of sales failed")
-    shell.recorder.gather(models, Counter(entry_of(out.model_name) for out in remembered))
-    shell.prepare_to_train(dry_run)
+    if not dry_run:
+        shell.start_validation()  # in a fit process, while the models are found below
+    try:
+        models = select(config, names, shell.observer, skip=standing.keys() | partial.keys())
+        remembered: list[Outcome] = []  # the outcomes of the segments of `partial` entries whose rows did not change
+        for name in partial:
+            entry = config.model(name)
+            try:
+                keys, kept = quiet.split(entry, shell.observer.segments(entry).segments) if quiet else ([], [])
+            except DataError:  # its observation records the error, once for the entry (as observe.fleet does)
+                models.append(entry)
+                continue
+            models += [entry.for_segment(key) for key in keys]
+            remembered += kept
+        # one notification per entry and event for its segments ("12 of 10,000 segments of sales failed")
+        shell.recorder.gather(models, Counter(entry_of(out.model_name) for out in remembered))
+        shell.prepare_to_train(dry_run)
+    except BaseException:
+        shell.attempts.dismiss_prewarmed()
+        raise
     schedule = ScheduleCache(config.state_dir)
     report = CheckReport(dry_run=dry_run)
     claims: dict[int, Claim] = {}  # index in report.outcomes -> Claim (holding the model's training lock)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
-from ..base.errors import RetrainctlError, UsageError
+from ..base.errors import ConfigError, RetrainctlError, UsageError
 from ..base.fsutil import atomic_write_json, best_effort, read_json
 from ..base.locks import LockTimeout, training_lock
 from ..config.records import Config, ModelConfig
@@ -46,6 +46,19 @@ class Shell:
         self.recovery = Recovery(config, self.store, self.recorder, clock)
         self.attempts = Attempts(config, self.store, self.recorder, self.observer, self.recovery, clock,
                                  open_executor)
+        self.open_executor = open_executor
+        self._validating: Any = None  # the fit process asked to validate the models (start_validation)
+
+    def start_validation(self) -> None:
+        """When this config's models are to be validated (see _ensure_models_valid): ask a fit
+        process started now (a prewarmed one, which goes on to fit) to do it, while this process
+        finds and decides the models. prepare_to_train takes its answer. The local executor
+        only, and not with an executor passed in (tests): otherwise prepare_to_train validates."""
+        if self.open_executor is None and _validation_key(self.config) is not None:
+            from ..fit.executors import prewarm_asking
+            from ..fit.task import validation_problem
+
+            self._validating = prewarm_asking(self.config.executor, validation_problem, self.config)
 
     def prepare_to_train(self, dry_run: bool = False) -> None:
         """Make the state dir, and check the models once per config (see _ensure_models_valid).
@@ -54,17 +67,56 @@ class Shell:
             _ensure_models_valid(self.config, remember=os.access(self.config.state_dir, os.W_OK))
             return
         self.log.ensure_dir()
-        _ensure_models_valid(self.config)
+        validating, self._validating = self._validating, None
+        _ensure_models_valid(self.config, validating=validating)
         if self.config.mlflow.enabled and any(m.segment_by for m in self.config.models.values()):
             from ..publish.entry_registry import repair  # a no-op check of other models never loads it
 
             repair(self.config, self.store)  # an entry's `champion` left behind by a command that died
 
 
-def _ensure_models_valid(config: Config, remember: bool = True) -> None:
+def _ensure_models_valid(config: Config, remember: bool = True, validating: Any = None) -> None:
     """Import-time validation (estimators, params, trainers) costs the ML imports, so it runs
-    once per config content and installed scikit-learn and is remembered in the state dir.
-    (find_spec + stat, not importlib.metadata, which costs a no-op check ~20 ms of imports.)"""
+    once per config content and installed scikit-learn and is remembered in the state dir. When
+    a fit process was asked to do it (`validating`, Shell.start_validation), its answer; if that
+    process gives none (it died), here."""
+    key = _validation_key(config)
+    if key is None:
+        return
+    problem = _answer(validating)
+    if problem is False:
+        from ..fit.task import validate_models
+
+        validate_models(config)
+    elif problem:
+        raise ConfigError(problem)
+    if remember:
+        with best_effort(os.path.join(config.state_dir, VALIDATED_FILE)):
+            atomic_write_json(os.path.join(config.state_dir, VALIDATED_FILE), {"key": key})
+
+
+VALIDATE_SECONDS = 600.0
+
+
+def _answer(validating: Any) -> "str | None | bool":
+    """What the fit process asked to validate answered (None: valid, else the config error), or
+    False without a process or an answer."""
+    if validating is None:
+        return False
+    from ..fit import child
+
+    try:
+        answer: str | None = validating.receive(timeout=VALIDATE_SECONDS)
+        return answer
+    except child.ChildError as exc:
+        log.debug("the fit process asked to validate the models gave no answer (%s); validating here", exc)
+        validating.close()
+        return False
+
+
+def _validation_key(config: Config) -> str | None:
+    """The key this config's validation is remembered under, or None when it is remembered
+    already. (find_spec + stat, not importlib.metadata, which costs a no-op check ~20 ms of imports.)"""
     from importlib.util import find_spec
 
     spec = find_spec("sklearn")
@@ -73,15 +125,9 @@ def _ensure_models_valid(config: Config, remember: bool = True) -> None:
     except (AttributeError, TypeError, OSError):
         sk = "none"
     key = hashlib.sha256(f"{config.file_digest}:{sk}".encode()).hexdigest()
-    path = os.path.join(config.state_dir, VALIDATED_FILE)
-    if (read_json(path) or {}).get("key") == key:
-        return
-    from ..fit.task import validate_models
-
-    validate_models(config)
-    if remember:
-        with best_effort(path):
-            atomic_write_json(path, {"key": key})
+    if (read_json(os.path.join(config.state_dir, VALIDATED_FILE)) or {}).get("key") == key:
+        return None
+    return key
 
 
 def select(config: Config, names: tuple[str, ...] | list[str] | None, observer: Observer | None = None,

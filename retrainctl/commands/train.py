@@ -27,10 +27,14 @@ def train(config: Config, name: str, reason: str | None = None, force: bool = Fa
     says. `reason` is recorded as one line (core.values.one_line)."""
     shell = Shell(config, clock, callback, store, log, open_executor)
     model = one(config, name, shell.observer)
-    shell.prepare_to_train()
-    with model_lock(config, model.name, BUSY):
-        out = _decide(shell, model, reason, force, alone=True)
-        return out if isinstance(out, Outcome) else shell.attempts.run([out])[0]
+    shell.start_validation()  # in the fit process that then fits: this one does not import scikit-learn
+    try:
+        shell.prepare_to_train()
+        with model_lock(config, model.name, BUSY):
+            out = _decide(shell, model, reason, force, alone=True)
+            return out if isinstance(out, Outcome) else shell.attempts.run([out])[0]
+    finally:
+        shell.attempts.dismiss_prewarmed()
 
 
 def train_many(config: Config, names: list[str] | tuple[str, ...], reason: str | None = None, force: bool = False,
@@ -45,10 +49,11 @@ def train_many(config: Config, names: list[str] | tuple[str, ...], reason: str |
     shell = Shell(config, clock, callback, store, log, open_executor)
     models = select(config, names, shell.observer)
     shell.recorder.gather(models)  # one notification per entry and event for its segments
-    shell.prepare_to_train()
+    shell.start_validation()
     slots: list[Outcome | None] = []
     claims: dict[int, Claim] = {}  # index in slots -> Claim holding the model's training lock
     try:
+        shell.prepare_to_train()
         for model in models:
             lock = training_lock(config.state_dir, model.name)
             try:
@@ -74,6 +79,7 @@ def train_many(config: Config, names: list[str] | tuple[str, ...], reason: str |
     finally:
         for claim in claims.values():
             claim.lock.release()
+        shell.attempts.dismiss_prewarmed()
         shell.recorder.flush()
     return [out for out in slots if out is not None]
 

@@ -124,6 +124,7 @@ class Child:
         finally:
             os.close(their_end)
         self.answers = answers
+        self.incoming = bytearray()  # answers read, not yet taken
         assert self.proc.stdin is not None
         self.requests = self.proc.stdin.fileno()
         self.outgoing = bytearray(_frame({"sys_path": sys.path, "capture": capture_output, "prepare": prepare}))
@@ -148,13 +149,25 @@ class Child:
     def call(self, function, *args, timeout, on_note=None):
         """function(*args) in the child, within `timeout` seconds: its return value, or ChildError
         (Timeout, Died, Failed). `on_note` receives what the function passes to `note()` meanwhile."""
-        deadline = time.monotonic() + timeout
+        self.send(function, *args)
+        return self.receive(timeout=timeout, on_note=on_note)
+
+    def send(self, function, *args):
+        """Ask for function(*args) without waiting: receive() takes its answer (the child answers
+        in the order asked). What the pipe does not take now is written while receive() waits."""
         self.outgoing += _frame((function, args, self.max_memory_mb))
-        buffer = bytearray()
+        self._write()
+
+    def receive(self, timeout, on_note=None):
+        """The answer to the oldest request not answered yet; see call()."""
+        deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
             sel.register(self.answers, selectors.EVENT_READ)
             self._write(sel)
             while True:
+                answered, value = self._take_answer(on_note)
+                if answered:
+                    return value
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Timeout(f"no answer within {timeout:g}s")
@@ -165,21 +178,27 @@ class Child:
                     data = os.read(self.answers, 1 << 20)
                     if not data:
                         raise Died(self._exit_code())
-                    buffer += data
-                    while len(buffer) >= HEADER.size:
-                        end = HEADER.size + HEADER.unpack_from(buffer)[0]
-                        if len(buffer) < end:
-                            break
-                        kind, *rest = pickle.loads(bytes(buffer[HEADER.size:end]))
-                        del buffer[:end]
-                        if kind == "note":
-                            if on_note is not None:
-                                on_note(rest[0])
-                            continue
-                        value, self.output = rest
-                        if kind == "error":
-                            raise Failed(value, self.output)
-                        return value
+                    self.incoming += data
+
+    def _take_answer(self, on_note):
+        """(True, the value) of the first whole answer read, its notes passed to `on_note` on the
+        way; (False, None) while none is whole. Raises Failed for an error answer."""
+        buffer = self.incoming
+        while len(buffer) >= HEADER.size:
+            end = HEADER.size + HEADER.unpack_from(buffer)[0]
+            if len(buffer) < end:
+                break
+            kind, *rest = pickle.loads(bytes(buffer[HEADER.size:end]))
+            del buffer[:end]
+            if kind == "note":
+                if on_note is not None:
+                    on_note(rest[0])
+                continue
+            value, self.output = rest
+            if kind == "error":
+                raise Failed(value, self.output)
+            return True, value
+        return False, None
 
     def _write(self, sel=None):
         """Write what the pipe takes now; the rest waits for the selector (never blocks)."""

@@ -179,6 +179,23 @@ def prewarm(config: ExecutorConfig, wanted: int) -> None:
             _PREWARMED.append(child.Child("retrainctl-fit", prepare=(child.preload, (FIT_MODULES,))))
 
 
+def prewarm_asking(config: ExecutorConfig, function: Callable[..., Any], *args: Any) -> "child.Child | None":
+    """A fit process prewarmed as prewarm() does (local executor only, else None), asked at once
+    for function(*args): its answer is to be taken (child.receive) before an executor takes the
+    process, which it then does like any prewarmed one."""
+    if config.type != "local":
+        return None
+    proc = child.Child("retrainctl-fit", prepare=(child.preload, (FIT_MODULES,)))
+    try:
+        proc.send(function, *args)
+    except BaseException:
+        proc.close()
+        raise
+    with _PREWARMED_LOCK:
+        _PREWARMED.append(proc)
+    return proc
+
+
 def dismiss_prewarmed() -> None:
     """Close the prewarmed fit processes no executor took (idempotent)."""
     for proc in _take_prewarmed():

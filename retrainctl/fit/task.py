@@ -42,6 +42,16 @@ def resolve_callable(path: str, keypath: str, config_path: str) -> Any:
                           + (f"; did you mean '{hint[0]}'?" if hint else "")) from None
 
 
+def validation_problem(config: Config) -> str | None:
+    """validate_models' ConfigError as its text, None when the models are valid: what a fit
+    process asked to validate answers (commands.shell)."""
+    try:
+        validate_models(config)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def validate_models(config: Config) -> None:
     """Check what only imports can tell: estimators exist, accept their params, and trainers are callable."""
     for name, m in config.models.items():
