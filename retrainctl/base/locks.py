@@ -22,12 +22,13 @@ class LockTimeout(TimeoutError):
 
 
 _lock_class: Any = None
+_lock_mode = 0o640
 
 
 def file_lock(path: str, timeout: float) -> Any:
     """A filelock.FileLock raising LockTimeout. filelock costs ~20 ms to import, most of a no-op
     check, so it is imported when the first lock is made, not with this module."""
-    global _lock_class
+    global _lock_class, _lock_mode
     if _lock_class is None:
         from filelock import FileLock, Timeout
 
@@ -42,7 +43,8 @@ def file_lock(path: str, timeout: float) -> Any:
                     raise Busy(self.lock_file) from None
 
         _lock_class = Lock
-    return _lock_class(path, timeout=timeout, mode=_file_mode())
+        _lock_mode = _file_mode()  # once per process: the command set its umask before any lock
+    return _lock_class(path, timeout=timeout, mode=_lock_mode)
 
 
 def _file_mode() -> int:

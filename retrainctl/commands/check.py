@@ -38,6 +38,10 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
     quiet = Quiet(config, shell.log, shell.observer.fingerprints, clock) if not names and segmented(config) else None
     standing = quiet.standing(config.models.values()) if quiet is not None else {}
     partial = quiet.partial if quiet is not None else {}
+    schedule = ScheduleCache(config.state_dir)
+    report = CheckReport(dry_run=dry_run)
+    claims: dict[int, Claim] = {}  # index in report.outcomes -> Claim (holding the model's training lock)
+    slots: list[Outcome | None] = []
     if not dry_run:
         shell.start_validation()  # in a fit process, while the models are found below
     try:
@@ -55,14 +59,6 @@ def check(config: Config, names: tuple[str, ...] | list[str] | None = None, dry_
         # one notification per entry and event for its segments ("12 of 10,000 segments of sales failed")
         shell.recorder.gather(models, Counter(entry_of(out.model_name) for out in remembered))
         shell.prepare_to_train(dry_run)
-    except BaseException:
-        shell.attempts.dismiss_prewarmed()
-        raise
-    schedule = ScheduleCache(config.state_dir)
-    report = CheckReport(dry_run=dry_run)
-    claims: dict[int, Claim] = {}  # index in report.outcomes -> Claim (holding the model's training lock)
-    slots: list[Outcome | None] = []
-    try:
         evaluated = _decide_and_claim(shell, models, schedule.load(), report, slots, claims, quiet)
         # Phase 2: every claimed fit goes to the executor at once and is recorded as it returns.
         for index, out in zip(claims, shell.attempts.run(list(claims.values()))):

@@ -46,19 +46,23 @@ class Shell:
         self.recovery = Recovery(config, self.store, self.recorder, clock)
         self.attempts = Attempts(config, self.store, self.recorder, self.observer, self.recovery, clock,
                                  open_executor)
-        self.open_executor = open_executor
-        self._validating: Any = None  # the fit process asked to validate the models (start_validation)
+        # (validation key, the fit process asked to validate) from start_validation, for prepare_to_train
+        self._validation: tuple[str | None, Any] | None = None
 
     def start_validation(self) -> None:
         """When this config's models are to be validated (see _ensure_models_valid): ask a fit
         process started now (a prewarmed one, which goes on to fit) to do it, while this process
         finds and decides the models. prepare_to_train takes its answer. The local executor
         only, and not with an executor passed in (tests): otherwise prepare_to_train validates."""
-        if self.open_executor is None and _validation_key(self.config) is not None:
+        if self.attempts.open_executor is not None:
+            return
+        key, process = _validation_key(self.config), None
+        if key is not None:
             from ..fit.executors import prewarm_asking
             from ..fit.task import validation_problem
 
-            self._validating = prewarm_asking(self.config.executor, validation_problem, self.config)
+            process = prewarm_asking(self.config.executor, validation_problem, self.config)
+        self._validation = (key, process)
 
     def prepare_to_train(self, dry_run: bool = False) -> None:
         """Make the state dir, and check the models once per config (see _ensure_models_valid).
@@ -67,29 +71,26 @@ class Shell:
             _ensure_models_valid(self.config, remember=os.access(self.config.state_dir, os.W_OK))
             return
         self.log.ensure_dir()
-        validating, self._validating = self._validating, None
-        _ensure_models_valid(self.config, validating=validating)
+        started, self._validation = self._validation, None
+        _ensure_models_valid(self.config, started=started)
         if self.config.mlflow.enabled and any(m.segment_by for m in self.config.models.values()):
             from ..publish.entry_registry import repair  # a no-op check of other models never loads it
 
             repair(self.config, self.store)  # an entry's `champion` left behind by a command that died
 
 
-def _ensure_models_valid(config: Config, remember: bool = True, validating: Any = None) -> None:
+def _ensure_models_valid(config: Config, remember: bool = True, started: tuple[str | None, Any] | None = None) -> None:
     """Import-time validation (estimators, params, trainers) costs the ML imports, so it runs
-    once per config content and installed scikit-learn and is remembered in the state dir. When
-    a fit process was asked to do it (`validating`, Shell.start_validation), its answer; if that
-    process gives none (it died), here."""
-    key = _validation_key(config)
+    once per config content and installed scikit-learn and is remembered in the state dir.
+    `started`: (its key, the fit process asked to do it) from Shell.start_validation, whose
+    answer counts; if that process gives none (it died), it runs here."""
+    key, process = started if started is not None else (_validation_key(config), None)
     if key is None:
         return
-    problem = _answer(validating)
-    if problem is False:
+    if not _validated_by(process):
         from ..fit.task import validate_models
 
         validate_models(config)
-    elif problem:
-        raise ConfigError(problem)
     if remember:
         with best_effort(os.path.join(config.state_dir, VALIDATED_FILE)):
             atomic_write_json(os.path.join(config.state_dir, VALIDATED_FILE), {"key": key})
@@ -98,20 +99,22 @@ def _ensure_models_valid(config: Config, remember: bool = True, validating: Any 
 VALIDATE_SECONDS = 600.0
 
 
-def _answer(validating: Any) -> "str | None | bool":
-    """What the fit process asked to validate answered (None: valid, else the config error), or
-    False without a process or an answer."""
-    if validating is None:
+def _validated_by(process: Any) -> bool:
+    """Whether the fit process asked to validate the models answered: ConfigError when it found a
+    problem; False without a process or an answer."""
+    if process is None:
         return False
     from ..fit import child
 
     try:
-        answer: str | None = validating.receive(timeout=VALIDATE_SECONDS)
-        return answer
+        problem = process.receive(timeout=VALIDATE_SECONDS)
     except child.ChildError as exc:
         log.debug("the fit process asked to validate the models gave no answer (%s); validating here", exc)
-        validating.close()
+        process.close()
         return False
+    if problem:
+        raise ConfigError(problem)
+    return True
 
 
 def _validation_key(config: Config) -> str | None:

@@ -176,7 +176,7 @@ def prewarm(config: ExecutorConfig, wanted: int) -> None:
         return
     with _PREWARMED_LOCK:
         while len(_PREWARMED) < min(wanted, config.max_parallel):
-            _PREWARMED.append(child.Child("retrainctl-fit", prepare=(child.preload, (FIT_MODULES,))))
+            _PREWARMED.append(_warming_fit_process())
 
 
 def prewarm_asking(config: ExecutorConfig, function: Callable[..., Any], *args: Any) -> "child.Child | None":
@@ -185,7 +185,7 @@ def prewarm_asking(config: ExecutorConfig, function: Callable[..., Any], *args: 
     process, which it then does like any prewarmed one."""
     if config.type != "local":
         return None
-    proc = child.Child("retrainctl-fit", prepare=(child.preload, (FIT_MODULES,)))
+    proc = _warming_fit_process()
     try:
         proc.send(function, *args)
     except BaseException:
@@ -194,6 +194,11 @@ def prewarm_asking(config: ExecutorConfig, function: Callable[..., Any], *args: 
     with _PREWARMED_LOCK:
         _PREWARMED.append(proc)
     return proc
+
+
+def _warming_fit_process() -> child.Child:
+    """A shared fit process (see Spares), importing FIT_MODULES from its start."""
+    return child.Child("retrainctl-fit", prepare=(child.preload, (FIT_MODULES,)))
 
 
 def dismiss_prewarmed() -> None:
