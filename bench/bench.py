@@ -668,16 +668,18 @@ def segment_rows(tmp, rows, infos, runs, quick):
     slow = max(3, runs // 3)
     training = Row(10, f"first `check` of {200 if quick else 1_000:,} segments x 500 rows (2 fit processes) / bare "
                        "read + groupby + fit per group", 1.3)
+    fresh = sb.FreshState(first_root)
     rows.append(training.measure(rc(first, "check"), [PYTHON, str(REPO / "bench" / "bare_segments.py"), str(data),
-                                                       str(first_root / "bare")], slow,
-                                 before=sb.fresh_state(first_root)))
+                                                       str(first_root / "bare")], slow, before=fresh))
+    fresh.done()
     rows.append(RssRatio(10, "peak RSS of that first `check` / of the bare script", 1.5, training))
     declared_root = tmp / "declared"
     declared, folder = sb.declared(declared_root, project, age, n=60 if quick else 300)
+    fresh = sb.FreshState(declared_root)
     rows.append(Row(10, f"first `check` of {60 if quick else 300} declared models / bare loop over their files", 1.3)
                 .measure(rc(declared, "check"), [PYTHON, str(REPO / "bench" / "bare_segments.py"), str(folder),
-                                                 str(declared_root / "bare")], slow,
-                         before=sb.fresh_state(declared_root)))
+                                                 str(declared_root / "bare")], slow, before=fresh))
+    fresh.done()
 
 
 def metrics_rows(tmp, rows, infos, quick):

@@ -182,6 +182,49 @@ def made_once(tmp_path_factory, name, build):
     return folder
 
 
+def shared_server(tmp_path_factory, name, start):
+    """A server started once for the whole run, like made_once: the first xdist worker to ask
+    calls `start(folder)`, which starts it in a process group of its own (start_new_session) and
+    returns (its pid, what the tests need of it: a URL, an address); the others reuse it. The
+    process that runs the session (the xdist controller, or the one pytest process) stops every
+    such group at its end (pytest_sessionfinish below), so a server costs one start per run, not
+    one per worker that happens to run one of its tests."""
+    def build(folder):
+        pid, answer = start(folder)
+        (folder / "answer.json").write_text(json.dumps(answer))
+        (folder / "server.pid").write_text(str(pid))
+    return json.loads((made_once(tmp_path_factory, name, build) / "answer.json").read_text())
+
+
+def stop_process_group(pgid, grace=15.0):
+    """SIGTERM to a process group that may not be this process's child; SIGKILL after `grace`
+    seconds if any member is left."""
+    import time
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+
+def pytest_sessionfinish(session):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the controller stops them, after every worker is done
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    for pidfile in factory.getbasetemp().glob("made-once-*/server.pid"):
+        stop_process_group(int(pidfile.read_text()))
+
+
 def trained_project(folder):
     """The demo project after its first `check` (iris and housing trained as v1), made by the
     installed command."""

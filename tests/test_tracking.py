@@ -18,7 +18,7 @@ import joblib
 import pandas as pd
 import pytest
 
-from conftest import BIN, REPO, Project, base_config, made_once
+from conftest import BIN, REPO, Project, base_config, made_once, shared_server
 from retrainctl import __version__
 from retrainctl.config.load import parse_config
 from retrainctl.base.secrets import redact
@@ -33,10 +33,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
-    """`mlflow server` from the project's venv; its URL. Stopped (whole process group) after the module."""
-    root = tmp_path_factory.mktemp("mlflow-server")
+    """`mlflow server` from the project's venv, started once per run (conftest.shared_server): its
+    URL. Each test uses model and experiment names of its own."""
+    return shared_server(tmp_path_factory, "mlflow-server", start_mlflow_server)
+
+
+def start_mlflow_server(root):
     port = free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -48,9 +52,10 @@ def mlflow_server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(proc, url + "/health", "mlflow server", root / "server.log")
-        yield url
-    finally:
+    except BaseException:
         stop_group(proc)
+        raise
+    return proc.pid, url
 
 
 def wait_until_ready(proc, url, what, log_path):
