@@ -476,7 +476,10 @@ def test_local_max_parallel_runs_fits_side_by_side(project, tmp_path):
         trace, barrier = tmp_path / f"trace{max_parallel}", tmp_path / f"barrier{max_parallel}"
         trace.mkdir()
         barrier.mkdir()
-        params = {"trace_dir": str(trace), "barrier_dir": str(barrier), "barrier_count": 2, "barrier_seconds": 3}
+        # Two processes: each waits for the other as long as a loaded host may need to start it
+        # (met as soon as both run). One process: the first fit waits out 3 s alone.
+        params = {"trace_dir": str(trace), "barrier_dir": str(barrier), "barrier_count": 2,
+                  "barrier_seconds": 120 if max_parallel == 2 else 3}
         project.config["models"] = {f"m{i}": dict(IRIS, estimator=None, trainer="dask_helpers:slow_tree",
                                                   params=params) for i in range(2)}
         project.config["executor"] = {"type": "local", "max_parallel": max_parallel}
