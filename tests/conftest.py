@@ -1,6 +1,7 @@
 """Shared fixtures: a throw-away project folder with small copies of the demo data, a config
 that trains quickly, and two ways to run the command (CliRunner in-process, and the installed
 console script as a subprocess from another working directory, the way cron does)."""
+import contextlib
 import copy
 import errno
 import json
@@ -197,8 +198,9 @@ def shared_server(tmp_path_factory, name, start):
 
 
 def stop_process_group(pgid, grace=15.0):
-    """SIGTERM to a process group that may not be this process's child; SIGKILL after `grace`
-    seconds if any member is left."""
+    """SIGTERM to the process group of a shared server; SIGKILL after `grace` seconds if any
+    member is left. Its leader is reaped here when it is this process's own child (a run without
+    xdist), else init reaps it (the worker that started it has exited)."""
     import time
 
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
@@ -208,6 +210,8 @@ def stop_process_group(pgid, grace=15.0):
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pgid, os.WNOHANG)  # an unreaped leader would stay in its group as a zombie
             try:
                 os.killpg(pgid, 0)
             except ProcessLookupError:
