@@ -12,9 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _pytest.runner
 import pytest
 import yaml
 from click.testing import CliRunner
+
+# pytest puts each test's id and phase in os.environ (PYTEST_CURRENT_TEST). The suite's in-process
+# commands reuse idle fit processes as a long-lived caller of the Python API does, but only in an
+# unchanged environment (retrainctl/fit/kept.py), so with it each test would start its own and pay
+# pandas' and scikit-learn's imports again (2-3 s of CPU per test that trains). Nothing here reads it.
+_pytest.runner._update_current_test_var = lambda item, when: None
 
 # Three test workers share two cores: the OpenMP and BLAS threads of a fit (HistGradientBoosting,
 # numpy) would only fight over them. The commands the tests start inherit these.

@@ -1,5 +1,6 @@
 """Child processes under supervision (retrainctl/child.py): the Python API from a script without a
 `__main__` guard, Ctrl-C at each moment a child is being started, a notifier's process tree."""
+import json
 import os
 import subprocess
 import sys
@@ -131,3 +132,67 @@ def test_a_hanging_notifier_is_killed_with_what_it_started(project, tmp_path):
     while running(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not running(pid)
+
+
+# --- fit processes kept between two calls of the Python API (retrainctl/fit/kept.py) ---------------
+
+def fit_pid(project, name):
+    return json.loads((project.model_dir / name / "current" / "metadata.json").read_text())["fit_pid"]
+
+
+def api_train(project, name):
+    from retrainctl import load_config, train
+
+    outcome = train(load_config(str(project.config_path)), name, force=True)
+    assert outcome.result.startswith("promoted"), outcome.result
+    return fit_pid(project, name)
+
+
+def test_a_later_call_of_the_same_thread_fits_in_the_kept_process_until_it_expires(project, monkeypatch):
+    """A second `train` from the same thread, in the same environment, fits in the first call's
+    process (its imports done); with another environment variable, in a new one, and the old one
+    is closed (this thread left its context). Unused for KEEP_SECONDS, a kept process is closed."""
+    from retrainctl.fit import kept
+
+    first = api_train(project, "iris")
+    assert running(first)
+    assert api_train(project, "iris") == first
+    assert api_train(project, "housing") == first  # another model of the library: the same process
+    monkeypatch.setenv("RETRAINCTL_TEST_CHANGED", "1")  # what a fit inherits changed: a new process
+    other = api_train(project, "iris")
+    assert other != first and not running(first) and running(other)
+    assert kept.expire(time.monotonic() + kept.KEEP_SECONDS) == 0
+    assert not running(other)
+
+
+def test_a_process_that_ran_the_callers_code_or_served_another_thread_is_not_kept(project):
+    """A `trainer` is the caller's code, which may change between calls: its process is closed.
+    A process serves only the thread that started it (it dies with that thread)."""
+    import threading
+
+    from retrainctl.fit import kept
+
+    project.set_model("iris", estimator=None, trainer="tests.slowfit:fit", params={})
+    project.write_config()
+    trained = api_train(project, "iris")
+    assert not running(trained)
+    assert api_train(project, "iris") != trained
+
+    here = api_train(project, "housing")
+    there = []
+    worker = threading.Thread(target=lambda: there.append(api_train(project, "housing")))
+    worker.start()
+    worker.join()
+    assert there and there[0] != here and running(here)
+    assert api_train(project, "housing") == here
+    kept.expire(time.monotonic() + kept.KEEP_SECONDS)
+
+
+def test_a_process_asked_for_an_answer_nobody_took_is_not_kept(project):
+    """`check irs` starts a fit process validating the config, then stops at the unknown name
+    without taking its answer: that process must not serve the next command, which would read
+    the stale answer as its fit's."""
+    assert project.cli("check", "irs").exit_code == 2
+    done = project.cli("check", "iris")
+    assert done.exit_code == 0, done.output
+    assert [e["status"] for e in project.history("iris")] == ["success"]

@@ -52,6 +52,17 @@ class Failed(ChildError):
     """What the child ran raised; the message is one line, `output` ends with the traceback."""
 
 
+def spawn_context():
+    """What a child inherits when it starts, with the thread that starts it (a child dies with
+    that thread: PR_SET_PDEATHSIG); None where it cannot be told (a deleted working folder)."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return None
+    return (os.getpid(), threading.current_thread(), sys.executable, tuple(sys.path), cwd,
+            tuple(sorted(os.environ.items())))
+
+
 def _frame(obj):
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return HEADER.pack(len(data)) + data
@@ -111,6 +122,11 @@ class Child:
         self.group = None
         self.output = ""
         self.max_memory_mb = max_memory_mb
+        # What it inherits, with the thread starting it (fit.kept: a kept process serves only the
+        # same thread, in the same context), and whether it has run code other than the library's.
+        self.context = spawn_context()
+        self.ran_other_code = False
+        self.unanswered = 0  # requests sent whose answer was not taken (such a child is never kept)
         environ = dict(env or {}, **os.environ)  # explicit environment variables win
         flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # as multiprocessing: -I, -O, -W...
         answers, their_end = os.pipe()
@@ -156,6 +172,7 @@ class Child:
         """Ask for function(*args) without waiting: receive() takes its answer (the child answers
         in the order asked). What the pipe does not take now is written while receive() waits."""
         self.outgoing += _frame((function, args, self.max_memory_mb))
+        self.unanswered += 1
         self._write()
 
     def receive(self, timeout, on_note=None):
@@ -195,6 +212,7 @@ class Child:
                     on_note(rest[0])
                 continue
             value, self.output = rest
+            self.unanswered -= 1
             if kind == "error":
                 raise Failed(value, self.output)
             return True, value

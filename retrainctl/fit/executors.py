@@ -17,7 +17,7 @@ from ..base import faults
 from ..base.errors import DataError, ErrorType, RetrainctlError, TrainingError
 from ..config.records import ExecutorConfig, TrainingSpec
 from ..core.records import FitResult
-from . import child
+from . import child, kept
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +151,14 @@ class Spares:
             self.idle.append(proc)
 
     def close(self) -> None:
+        for proc in self.drain():
+            proc.close()
+
+    def drain(self) -> "list[child.Child]":
+        """The idle processes, no longer spares."""
         with self.lock:
             idle, self.idle = self.idle, []
-        for proc in idle:
-            proc.close()
+        return idle
 
 
 # Fit processes started ahead of the executor (prewarm), which the next LocalExecutor takes as spares.
@@ -175,17 +179,22 @@ def prewarm(config: ExecutorConfig, wanted: int) -> None:
     if config.type != "local":
         return
     with _PREWARMED_LOCK:
-        while len(_PREWARMED) < min(wanted, config.max_parallel):
+        wanted = min(wanted, config.max_parallel)
+        _PREWARMED.extend(kept.take(wanted - len(_PREWARMED)))  # warm already: a previous call's
+        while len(_PREWARMED) < wanted:
             _PREWARMED.append(_warming_fit_process())
 
 
-def prewarm_asking(config: ExecutorConfig, function: Callable[..., Any], *args: Any) -> "child.Child | None":
+def prewarm_asking(config: ExecutorConfig, function: Callable[..., Any], *args: Any,
+                   other_code: bool = False) -> "child.Child | None":
     """A fit process prewarmed as prewarm() does (local executor only, else None), asked at once
     for function(*args): its answer is to be taken (child.receive) before an executor takes the
-    process, which it then does like any prewarmed one."""
+    process, which it then does like any prewarmed one. `other_code`: what it runs imports code
+    other than scikit-learn's (the process is then never kept for a later call, fit.kept)."""
     if config.type != "local":
         return None
-    proc = _warming_fit_process()
+    proc = next(iter(kept.take(1)), None) or _warming_fit_process()
+    proc.ran_other_code = proc.ran_other_code or other_code
     try:
         proc.send(function, *args)
     except BaseException:
@@ -202,9 +211,9 @@ def _warming_fit_process() -> child.Child:
 
 
 def dismiss_prewarmed() -> None:
-    """Close the prewarmed fit processes no executor took (idempotent)."""
-    for proc in _take_prewarmed():
-        proc.close()
+    """Let go of the prewarmed fit processes no executor took (idempotent): kept for a later
+    call where fit.kept allows, else closed."""
+    kept.keep(_take_prewarmed())
 
 
 def _take_prewarmed() -> list[child.Child]:
@@ -224,6 +233,8 @@ def run_local(request: FitRequest, children: child.Group, spares: Spares | None 
         proc = (spares.take() if spares is not None and shared else None) or \
             children.start("retrainctl-fit" if shared else f"retrainctl-fit-{r.model_name}",
                            max_memory_mb=r.max_memory_mb)
+        if not kept.library_only(r.spec):
+            proc.ran_other_code = True  # never kept for a later call (fit.kept)
         try:
             message = proc.call(local_fit, r, timeout=r.timeout)
         except BaseException:
@@ -266,9 +277,11 @@ class LocalExecutor:
                                                           thread_name_prefix="retrainctl-fit")
         self.children = child.Group()
         self.spares = Spares()
-        for proc in _take_prewarmed():
+        self.max_parallel = config.max_parallel
+        for proc in [*_take_prewarmed(), *kept.take(config.max_parallel)]:
             if self.children.adopt(proc):
                 self.spares.give(proc)
+        self.shared = len(self.spares.idle)  # shared fit processes started for (or taken by) this executor
         self.pending: dict[Any, _Pending] = {}
 
     def __enter__(self):
@@ -278,9 +291,19 @@ class LocalExecutor:
         if exc[0] is not None:
             self.children.kill_all()  # else the pool's threads keep the process alive until their fits end
         self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        if exc[0] is None:  # idle processes serve a later call where fit.kept allows
+            kept.keep(self.spares.drain())
         self.spares.close()
 
     def submit(self, request):
+        if request.max_memory_mb is None and self.shared < self.max_parallel:
+            # Started here, by the thread that owns the executor, rather than by a pool thread that
+            # ends with it: a process dies with the thread that started it, and this one may be
+            # kept for the caller's next call (fit.kept). Its imports begin at once.
+            self.shared += 1
+            proc = _warming_fit_process()
+            if self.children.adopt(proc):
+                self.spares.give(proc)
         p = _Pending(request, None, time.monotonic())
         p.future = self.pool.submit(self._run, p)
         self.pending[p.future] = p
