@@ -166,8 +166,9 @@ def test_a_later_call_of_the_same_thread_fits_in_the_kept_process_until_it_expir
 
 
 def test_a_process_that_ran_the_callers_code_or_served_another_thread_is_not_kept(project):
-    """A `trainer` is the caller's code, which may change between calls: its process is closed.
-    A process serves only the thread that started it (it dies with that thread)."""
+    """A `trainer` is the caller's code, which may change between calls: its process, which
+    imported it, is closed. A process serves only the thread that started it (it dies with that
+    thread)."""
     import threading
 
     from retrainctl.fit import kept
@@ -196,3 +197,23 @@ def test_a_process_asked_for_an_answer_nobody_took_is_not_kept(project):
     done = project.cli("check", "iris")
     assert done.exit_code == 0, done.output
     assert [e["status"] for e in project.history("iris")] == ["success"]
+
+
+def test_a_forked_copy_of_the_caller_leaves_the_kept_processes_alone(project):
+    """A service that forks workers after a call (gunicorn --preload): the copy's exit or its
+    own calls must not close the parent's kept processes."""
+    from retrainctl.fit import kept
+
+    first = api_train(project, "iris")
+    pid = os.fork()
+    if pid == 0:  # the copy: what its exit would do
+        code = 0
+        try:
+            kept.expire(float("inf"))
+        except BaseException:
+            code = 1
+        os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert running(first)
+    assert api_train(project, "iris") == first
+    kept.expire(time.monotonic() + kept.KEEP_SECONDS)

@@ -59,11 +59,9 @@ class Shell:
         key, process = _validation_key(self.config), None
         if key is not None:
             from ..fit.executors import prewarm_asking
-            from ..fit.kept import library_only
             from ..fit.task import validation_problem
 
-            other = not all(library_only(m) for m in self.config.models.values())  # imports a trainer's module
-            process = prewarm_asking(self.config.executor, validation_problem, self.config, other_code=other)
+            process = prewarm_asking(self.config.executor, validation_problem, self.config)
         self._validation = (key, process)
 
     def prepare_to_train(self, dry_run: bool = False) -> None:

@@ -53,13 +53,15 @@ class Failed(ChildError):
 
 
 def spawn_context():
-    """What a child inherits when it starts, with the thread that starts it (a child dies with
-    that thread: PR_SET_PDEATHSIG); None where it cannot be told (a deleted working folder)."""
+    """What a child inherits when it starts, with the process and thread that start it (a child
+    dies with that thread: PR_SET_PDEATHSIG): the interpreter, sys.path, working folder, where
+    its stdout and stderr go and the environment. None where it cannot be told."""
     try:
         cwd = os.getcwd()
-    except OSError:
+        outputs = tuple((st.st_dev, st.st_ino) for st in (os.fstat(1), os.fstat(2)))
+    except OSError:  # a deleted working folder, a closed stdout
         return None
-    return (os.getpid(), threading.current_thread(), sys.executable, tuple(sys.path), cwd,
+    return (os.getpid(), threading.current_thread(), sys.executable, tuple(sys.path), cwd, outputs,
             tuple(sorted(os.environ.items())))
 
 
@@ -125,8 +127,8 @@ class Child:
         # What it inherits, with the thread starting it (fit.kept: a kept process serves only the
         # same thread, in the same context), and whether it has run code other than the library's.
         self.context = spawn_context()
-        self.ran_other_code = False
-        self.unanswered = 0  # requests sent whose answer was not taken (such a child is never kept)
+        self.asked = 0       # requests sent
+        self.unanswered = 0  # of them, those whose answer was not taken (such a child is never kept)
         environ = dict(env or {}, **os.environ)  # explicit environment variables win
         flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # as multiprocessing: -I, -O, -W...
         answers, their_end = os.pipe()
@@ -172,6 +174,7 @@ class Child:
         """Ask for function(*args) without waiting: receive() takes its answer (the child answers
         in the order asked). What the pipe does not take now is written while receive() waits."""
         self.outgoing += _frame((function, args, self.max_memory_mb))
+        self.asked += 1
         self.unanswered += 1
         self._write()
 

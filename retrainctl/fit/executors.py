@@ -6,6 +6,7 @@ FakeExecutor stands in for both in tests of the orchestration.
 distributed is imported only when `executor: {type: dask}` is configured."""
 import concurrent.futures
 import logging
+import os
 import socket
 import threading
 import time
@@ -161,9 +162,20 @@ class Spares:
         return idle
 
 
-# Fit processes started ahead of the executor (prewarm), which the next LocalExecutor takes as spares.
-_PREWARMED: list[child.Child] = []
+# Fit processes started ahead of the executor (prewarm), which the next LocalExecutor opened by
+# the same thread takes as spares (another thread's command has its own).
+_PREWARMED: dict[threading.Thread, list[child.Child]] = {}
 _PREWARMED_LOCK = threading.Lock()
+
+
+def _forget_prewarmed_in_fork() -> None:
+    """In a forked copy of the caller: those processes are its parent's."""
+    global _PREWARMED_LOCK
+    _PREWARMED_LOCK = threading.Lock()
+    _PREWARMED.clear()
+
+
+os.register_at_fork(after_in_child=_forget_prewarmed_in_fork)
 
 
 # What every fit imports first: a fit process's start-up is mostly these imports.
@@ -179,35 +191,33 @@ def prewarm(config: ExecutorConfig, wanted: int) -> None:
     if config.type != "local":
         return
     with _PREWARMED_LOCK:
+        mine = _PREWARMED.setdefault(threading.current_thread(), [])
         wanted = min(wanted, config.max_parallel)
-        _PREWARMED.extend(kept.take(wanted - len(_PREWARMED)))  # warm already: a previous call's
-        while len(_PREWARMED) < wanted:
-            _PREWARMED.append(_warming_fit_process())
+        mine.extend(kept.take(wanted - len(mine)))  # warm already: a previous call's
+        while len(mine) < wanted:
+            mine.append(_warming_fit_process())
 
 
-def prewarm_asking(config: ExecutorConfig, function: Callable[..., Any], *args: Any,
-                   other_code: bool = False) -> "child.Child | None":
+def prewarm_asking(config: ExecutorConfig, function: Callable[..., Any], *args: Any) -> "child.Child | None":
     """A fit process prewarmed as prewarm() does (local executor only, else None), asked at once
     for function(*args): its answer is to be taken (child.receive) before an executor takes the
-    process, which it then does like any prewarmed one. `other_code`: what it runs imports code
-    other than scikit-learn's (the process is then never kept for a later call, fit.kept)."""
+    process, which it then does like any prewarmed one."""
     if config.type != "local":
         return None
     proc = next(iter(kept.take(1)), None) or _warming_fit_process()
-    proc.ran_other_code = proc.ran_other_code or other_code
     try:
         proc.send(function, *args)
     except BaseException:
         proc.close()
         raise
     with _PREWARMED_LOCK:
-        _PREWARMED.append(proc)
+        _PREWARMED.setdefault(threading.current_thread(), []).append(proc)
     return proc
 
 
 def _warming_fit_process() -> child.Child:
     """A shared fit process (see Spares), importing FIT_MODULES from its start."""
-    return child.Child("retrainctl-fit", prepare=(child.preload, (FIT_MODULES,)))
+    return child.Child("retrainctl-fit", prepare=(kept.preload_fit, (FIT_MODULES,)))
 
 
 def dismiss_prewarmed() -> None:
@@ -217,10 +227,9 @@ def dismiss_prewarmed() -> None:
 
 
 def _take_prewarmed() -> list[child.Child]:
+    """This thread's prewarmed processes, no longer prewarmed."""
     with _PREWARMED_LOCK:
-        taken = _PREWARMED[:]
-        _PREWARMED.clear()
-    return taken
+        return _PREWARMED.pop(threading.current_thread(), [])
 
 
 def run_local(request: FitRequest, children: child.Group, spares: Spares | None = None) -> FitResult:
@@ -233,8 +242,6 @@ def run_local(request: FitRequest, children: child.Group, spares: Spares | None 
         proc = (spares.take() if spares is not None and shared else None) or \
             children.start("retrainctl-fit" if shared else f"retrainctl-fit-{r.model_name}",
                            max_memory_mb=r.max_memory_mb)
-        if not kept.library_only(r.spec):
-            proc.ran_other_code = True  # never kept for a later call (fit.kept)
         try:
             message = proc.call(local_fit, r, timeout=r.timeout)
         except BaseException:
@@ -278,8 +285,11 @@ class LocalExecutor:
         self.children = child.Group()
         self.spares = Spares()
         self.max_parallel = config.max_parallel
-        for proc in [*_take_prewarmed(), *kept.take(config.max_parallel)]:
-            if self.children.adopt(proc):
+        prewarmed = _take_prewarmed()
+        for proc in [*prewarmed, *kept.take(config.max_parallel - len(prewarmed))]:
+            if proc.unanswered:  # asked something whose answer nobody took: it would be read as a fit's
+                proc.close()
+            elif self.children.adopt(proc):
                 self.spares.give(proc)
         self.shared = len(self.spares.idle)  # shared fit processes started for (or taken by) this executor
         self.pending: dict[Any, _Pending] = {}

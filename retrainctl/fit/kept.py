@@ -5,37 +5,36 @@ KEEP_SECONDS fits in it instead of starting a new one. A CLI command exits at it
 fit processes with it: nothing changes there.
 
 A process is kept only where reusing it cannot change what a fit sees or does:
-- it is taken again only by the thread that started it, which is alive while it asks (a fit
-  process dies with the thread that started it, PR_SET_PDEATHSIG), with the interpreter,
-  `sys.path`, working folder and environment variables it was started with;
+- it is taken again only by the process and thread that started it, while that thread asks (a
+  fit process dies with the thread that started it, PR_SET_PDEATHSIG), with the interpreter,
+  `sys.path`, working folder, stdout and stderr and environment variables it was started with;
 - it owes no answer (a request whose answer nobody took, e.g. a validation the command did
   not wait for, would be read as the next call's answer);
-- it ran only scikit-learn's own estimators: a `trainer`, or another package's estimator, is
-  code the caller may have edited since;
+- since its start-up (preload_fit) it imported no package from outside the interpreter's
+  environment: a `trainer`'s module, the caller's estimator or the classes a champion's pickle
+  names are code the caller may have edited since, which a fresh process would import anew;
 - it holds at most KEEP_MAX_RSS_MB (a big fit's memory is not held for the next call);
 - at most KEEP_MAX are kept, and a thread's processes go when its context changes.
-A timer closes what was not taken again within KEEP_SECONDS; the caller's exit closes the rest."""
+A timer closes what was not taken again within KEEP_SECONDS; the caller's exit closes the rest.
+A forked copy of the caller forgets them (they are its parent's)."""
 import atexit
 import os
+import sys
 import threading
 import time
 from typing import Any
 
+from . import child
 from .child import Child, spawn_context
 
 KEEP_SECONDS = 60.0
 KEEP_MAX_RSS_MB = 1024
 KEEP_MAX = 4  # processes kept at most, the oldest closed first
-LIBRARY_PREFIX = "sklearn."
+ASK_SECONDS = 5.0  # for the answer to imported_other_code
 
 _LOCK = threading.Lock()
 _KEPT: list[tuple[Child, float]] = []  # (process, kept since: time.monotonic())
 _timer: threading.Timer | None = None
-
-
-def library_only(model: Any) -> bool:
-    """Whether fitting `model` (a TrainingSpec or ModelConfig) runs only scikit-learn's code."""
-    return not model.trainer and (model.estimator or "").startswith(LIBRARY_PREFIX)
 
 
 def keep(procs: list[Child]) -> None:
@@ -56,7 +55,7 @@ def keep(procs: list[Child]) -> None:
     with _LOCK:
         for entry in list(_KEPT):
             context = entry[0].context
-            if here is not None and context[1] is here[1] and context != here:
+            if here is not None and context[:2] == here[:2] and context != here:
                 _KEPT.remove(entry)
                 closing.append(entry[0])
         while len(_KEPT) > KEEP_MAX:
@@ -82,8 +81,8 @@ def take(limit: int) -> list[Child]:
 
 
 def expire(now: float | None = None) -> int:
-    """Close the processes kept since before `now` - KEEP_SECONDS (every one, with now=inf);
-    returns how many are still kept."""
+    """Close the processes kept since before `now` - KEEP_SECONDS (every one, with now=inf) and
+    the dead; returns how many are still kept."""
     now = time.monotonic() if now is None else now
     with _LOCK:
         old = [e for e in _KEPT if now - e[1] >= KEEP_SECONDS or not e[0].alive]
@@ -96,8 +95,14 @@ def expire(now: float | None = None) -> int:
 
 
 def _keepable(proc: Child, here: tuple[Any, ...]) -> bool:
-    return (proc.context == here and not proc.ran_other_code and not proc.unanswered and proc.alive
-            and _rss_mb(proc.proc.pid) <= KEEP_MAX_RSS_MB)
+    if proc.context != here or proc.unanswered or not proc.alive or _rss_mb(proc.proc.pid) > KEEP_MAX_RSS_MB:
+        return False
+    if not proc.asked:  # only its start-up ran (which may still be importing: not waited for)
+        return True
+    try:
+        return proc.call(imported_other_code, timeout=ASK_SECONDS) is False
+    except child.ChildError:
+        return False
 
 
 def _rss_mb(pid: int) -> float:
@@ -110,12 +115,13 @@ def _rss_mb(pid: int) -> float:
 
 
 def _arm() -> None:
-    """One timer at a time, each run closing what expired and re-arming while any is kept."""
+    """One timer at a time, due when the oldest kept process expires."""
     global _timer
     with _LOCK:
         if _timer is not None or not _KEPT:
             return
-        _timer = threading.Timer(KEEP_SECONDS, _on_timer)
+        wait = max(0.0, _KEPT[0][1] + KEEP_SECONDS - time.monotonic())
+        _timer = threading.Timer(wait, _on_timer)
         _timer.daemon = True
         _timer.start()
 
@@ -128,4 +134,51 @@ def _on_timer() -> None:
         _arm()
 
 
+def _forget_in_fork() -> None:
+    """In a forked copy of the caller: the kept processes are its parent's, never to be used or
+    closed here; the lock may have been held by a thread that does not exist here."""
+    global _LOCK, _timer
+    _LOCK = threading.Lock()
+    _KEPT.clear()
+    _timer = None
+
+
+os.register_at_fork(after_in_child=_forget_in_fork)
 atexit.register(lambda: expire(float("inf")))
+
+
+# --- in the fit process --------------------------------------------------------------------------
+
+_started_with: frozenset[str] | None = None  # the top-level packages imported by the start-up
+
+
+def preload_fit(modules: tuple[str, ...]) -> None:
+    """A shared fit process's start-up: import `modules` (child.preload), then note which
+    packages that imported, for imported_other_code."""
+    global _started_with
+    child.preload(modules)
+    _started_with = frozenset(_packages())
+
+
+def imported_other_code() -> bool:
+    """Whether this process has imported, since its start-up, a package that is not installed in
+    the interpreter's environment (the standard library's and the modules Cython names after
+    its own version aside): the caller's own code, a trainer's module or a class a champion's
+    pickle names. An installed library (blake3, which hashes the data) is no more likely to
+    change between two calls than the caller's own imports of it."""
+    if _started_with is None:
+        return True
+    roots = tuple({os.path.join(os.path.realpath(p), "") for p in
+                   (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)})
+    for name in _packages() - _started_with - sys.stdlib_module_names:
+        if name.startswith("_cython_"):
+            continue
+        module = sys.modules.get(name)
+        where = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", None) or ()), None)
+        if where is None or not os.path.realpath(where).startswith(roots):
+            return True
+    return False
+
+
+def _packages() -> set[str]:
+    return {name.partition(".")[0] for name in list(sys.modules)}

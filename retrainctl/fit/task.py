@@ -386,9 +386,12 @@ def _run_task(spec: TrainingSpec, data_path: str, expected_hash: str | None, cha
     if spec.task == "classification":
         metadata["classes"] = sorted(map(str, y.unique()))
         metadata["target_dtype"] = str(y.dtype)
+    # The rows MLflow infers a model's signature from; a segment is not logged on its own (its
+    # entry's one routing model is), so it sends none.
+    sample = None if spec.segment_by else pickle.dumps(X_test.head(SIGNATURE_ROWS), protocol=pickle.HIGHEST_PROTOCOL)
     return FitResult(model_bytes=model_bytes, score=candidate_score, data_hash=data_hash, metadata=metadata,
                      champion_score=champion_score, champion_error=champion_error, sanity_problem=sanity,
-                     input_sample=pickle.dumps(X_test.head(SIGNATURE_ROWS), protocol=pickle.HIGHEST_PROTOCOL))
+                     input_sample=sample)
 
 
 def _predict_both(model: Any, X_test: Any, X_sample: Any) -> tuple[Any, Any]:
