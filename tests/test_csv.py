@@ -15,6 +15,8 @@ import blake3
 import joblib
 import pandas as pd
 
+from conftest import REPO
+
 CITIES = ["München", "Zürich", "Köln", "Genève", "Besançon", "Malmö"]
 WORDS = ("delivery was late but the product works fine would order again great value "
          "packaging damaged support answered quickly size runs small").split()
@@ -182,13 +184,13 @@ def test_drift_and_eval_files_are_read_with_the_same_options(project):
     assert row["eval_score"] is not None and row["quality_notes"] == []
 
 
-def train_while(project, writer):
+def train_while(project, writer, env=None):
     """`train shop` through the installed command while `writer(stop)` runs on a thread."""
     stop = threading.Event()
     thread = threading.Thread(target=writer, args=(stop,), daemon=True)
     thread.start()
     try:
-        return project.run("train", "shop")
+        return project.run("train", "shop", env=env)
     finally:
         stop.set()
         thread.join()
@@ -222,12 +224,15 @@ def test_a_file_appended_to_all_the_time_trains_on_the_decided_prefix(project):
     assert [e["status"] for e in project.history("shop")] == ["success"]
 
 
-def test_a_file_rewritten_in_place_is_still_skipped_with_the_reason(project):
-    """Rewritten (same size, other bytes) once the decision is recorded, before the fit reads it."""
+def test_a_file_rewritten_in_place_is_still_skipped_with_the_reason(project, tmp_path):
+    """Rewritten (same size, other bytes) once the decision is recorded, before the fit reads it:
+    the fit process's read waits for the rewrite (tests/hold_read), which a loaded machine could
+    otherwise let come after the read."""
     shop_project(project)
     path = project.data("shop")
     spot = path.read_bytes().index(b"\r\nC") + 3  # the first digits of the first customer id
     log = project.state_dir / "events.jsonl"
+    rewritten = tmp_path / "rewritten"
 
     def rewrite_after_the_decision(stop):
         while not stop.is_set():
@@ -237,10 +242,13 @@ def test_a_file_rewritten_in_place_is_still_skipped_with_the_reason(project):
                     os.pwrite(fd, b"99999999", spot)
                 finally:
                     os.close(fd)
+                rewritten.touch()
                 return
             time.sleep(0.001)
 
-    done = train_while(project, rewrite_after_the_decision)
+    done = train_while(project, rewrite_after_the_decision,
+                       env={"PYTHONPATH": str(REPO / "tests" / "hold_read"), "RETRAINCTL_TEST_HOLD_PATH": str(path),
+                            "RETRAINCTL_TEST_HOLD_UNTIL": str(rewritten)})
     assert done.returncode == 1
     (event,) = project.history("shop")
     assert (event["status"], event["error_type"]) == ("skipped", "data_changed")
