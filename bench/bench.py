@@ -427,6 +427,14 @@ def main():
                                     [PYTHON, str(REPO / "bench" / "bare_fit.py"), str(train_root / "data" / "housing.csv"),
                                      out], max(3, runs // 2)))
             infos.append("row 6: MLflow tracking " + mlflow_state(train_cfg))
+            # Against what a user would hand-write instead: fit, log, register and alias the same
+            # pipeline in one script (bench/mlflow_fit.py, its own embedded sqlite store).
+            rows.append(Row(6, "the same `train housing` (embedded MLflow) / a script fitting, logging, registering, "
+                               "aliasing it by hand", 1.0).measure(
+                rc(train_cfg, "train", "housing", "--force"),
+                [PYTHON, str(REPO / "bench" / "mlflow_fit.py"), str(train_root / "data" / "housing.csv"),
+                 HOUSING["target"], "sqlite:///" + str(train_root / "by-hand.db"), "housing"],
+                max(3, runs // 2)))
             # What tracking cannot get under while it finishes before `train` returns: the
             # tracking process has to import MLflow with the libraries that load the model.
             rows.append(Floor(6, "floor: `import mlflow.sklearn, pandas, sklearn.ensemble` alone / the bare script").measure(

@@ -1,4 +1,4 @@
-"""The MLflow baseline of benchmark row 8: what an expert would hand-write to retrain a model
+"""The MLflow baseline of benchmark rows 6 and 8: what an expert would hand-write to retrain a model
 and put it into MLflow without retrainctl: read the CSV, fit the pipeline retrainctl builds
 (median-impute numbers, impute and one-hot encode the rest, HistGradientBoostingRegressor),
 log it to a run with its parameters, a signature and explicit pip requirements (no inference;
