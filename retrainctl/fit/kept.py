@@ -66,18 +66,20 @@ def keep(procs: list[Child]) -> None:
 
 
 def take(limit: int) -> list[Child]:
-    """At most `limit` kept processes that this thread may use now, each taken out of the keep."""
+    """At most `limit` kept processes that this thread may use now, each taken out of the keep:
+    the ones kept last (the likeliest to hold the data just read), listed oldest first, so that
+    the spares' last-in-first-out hands out the latest first."""
     if limit <= 0:
         return []
     here = spawn_context()
     out: list[Child] = []
     with _LOCK:
-        for entry in list(_KEPT):
+        for entry in reversed(list(_KEPT)):
             proc = entry[0]
             if len(out) < limit and here is not None and proc.context == here and proc.alive:
                 _KEPT.remove(entry)
                 out.append(proc)
-    return out
+    return out[::-1]
 
 
 def expire(now: float | None = None) -> int:
