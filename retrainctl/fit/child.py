@@ -125,7 +125,7 @@ class Child:
         self.output = ""
         self.max_memory_mb = max_memory_mb
         # What it inherits, with the thread starting it (fit.kept: a kept process serves only the
-        # same thread, in the same context), and whether it has run code other than the library's.
+        # same thread, in the same context).
         self.context = spawn_context()
         self.asked = 0       # requests sent
         self.unanswered = 0  # of them, those whose answer was not taken (such a child is never kept)

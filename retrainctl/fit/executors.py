@@ -204,7 +204,7 @@ def prewarm_asking(config: ExecutorConfig, function: Callable[..., Any], *args: 
     process, which it then does like any prewarmed one."""
     if config.type != "local":
         return None
-    proc = next(iter(kept.take(1)), None) or _warming_fit_process()
+    proc = (kept.take(1) or [_warming_fit_process()])[0]
     try:
         proc.send(function, *args)
     except BaseException:
